@@ -1,0 +1,35 @@
+"""pdediff: heat-equation and Perona–Malik diffusion on a Numba core.
+
+Public API
+----------
+solve_heat
+    Explicit, implicit (Crank–Nicolson / backward Euler, ADI) and spectral heat solvers.
+ExplicitHeatSolver, ImplicitHeatSolver, SpectralHeatSolver
+    The steppers behind :func:`solve_heat`, built once per grid and reused.
+Grid
+    The cell-centred grid and its boundary conditions.
+analytic
+    Exact solutions used by tests, docs and benchmarks.
+StabilityError
+    Raised for explicit time steps above the stability limit.
+"""
+
+from __future__ import annotations
+
+from . import analytic
+from .errors import StabilityError
+from .grid import Grid
+from .heat import ExplicitHeatSolver, ImplicitHeatSolver, SpectralHeatSolver, solve_heat
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "solve_heat",
+    "ExplicitHeatSolver",
+    "ImplicitHeatSolver",
+    "SpectralHeatSolver",
+    "Grid",
+    "analytic",
+    "StabilityError",
+    "__version__",
+]

@@ -1,0 +1,126 @@
+"""Input checks shared by every public function (DESIGN.md §1).
+
+Each check raises a specific exception whose message names the parameter and
+what is allowed, so a user can fix the call without reading the source.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+BOUNDARIES = ("neumann", "dirichlet", "periodic")
+
+
+def check_option(name: str, value: Any, allowed: Sequence[str]) -> str:
+    """Return ``value`` if it is one of ``allowed`` (case-insensitive), else raise."""
+    if not isinstance(value, str) or value.lower() not in allowed:
+        choices = ", ".join(repr(a) for a in allowed)
+        raise ValueError(f"{name} must be one of {choices}; got {value!r}")
+    return value.lower()
+
+
+def float_dtype_of(dtype: np.dtype, name: str) -> np.dtype:
+    """The floating dtype an array of ``dtype`` is computed in.
+
+    float32/float64 are kept; integers are promoted to float64 (no rescaling);
+    bool, complex, float16 and object raise :class:`TypeError`.
+    """
+    dtype = np.dtype(dtype)
+    if dtype == np.bool_ or dtype.kind in "cOUSVMm":
+        raise TypeError(
+            f"{name} must be a real float32/float64 (or integer) array; got dtype {dtype}"
+        )
+    if dtype.kind in "iu":
+        return np.dtype(np.float64)
+    if dtype in (np.float32, np.float64):
+        return dtype
+    raise TypeError(f"{name} must be float32 or float64 (or an integer image); got dtype {dtype}")
+
+
+def as_float_array(
+    x: Any,
+    name: str,
+    *,
+    ndim: tuple[int, ...] = (1, 2, 3),
+    check_finite: bool = True,
+    xp: Any = np,
+) -> Any:
+    """Validate an array argument and return it as float32/float64.
+
+    The input is never modified; a copy is made only when the dtype changes.
+    """
+    if xp is np:
+        if isinstance(x, (bool, numbers.Number)) or x is None:
+            raise TypeError(f"{name} must be an array with {_ndims(ndim)} dimensions; got {type(x).__name__}")
+        x = np.asarray(x)
+    if x.dtype == object:
+        raise TypeError(f"{name} must be a real float32/float64 (or integer) array; got dtype object")
+    dtype = float_dtype_of(x.dtype, name)
+    if x.ndim not in ndim:
+        raise ValueError(f"{name} must have {_ndims(ndim)} dimensions; got shape {tuple(x.shape)}")
+    if any(s == 0 for s in x.shape):
+        raise ValueError(f"{name} must not be empty; got shape {tuple(x.shape)}")
+    x = x.astype(dtype, copy=False)
+    if check_finite and not bool(xp.isfinite(x).all()):
+        raise ValueError(f"{name} contains NaN or infinity; pass check_finite=False to skip this check")
+    return x
+
+
+def _ndims(ndim: tuple[int, ...]) -> str:
+    return " or ".join(str(n) for n in ndim)
+
+
+def positive_per_axis(value: Any, name: str, ndim: int) -> tuple[float, ...]:
+    """A positive finite scalar or one value per axis, returned as a tuple."""
+    arr = np.atleast_1d(np.asarray(value, dtype=object))
+    if arr.ndim != 1 or arr.size not in (1, ndim):
+        raise ValueError(f"{name} must be a positive number or {ndim} positive numbers (one per axis); got {value!r}")
+    out = []
+    for v in arr:
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (numbers.Real, np.floating, np.integer)):
+            raise TypeError(f"{name} must be a positive number or one per axis; got {value!r}")
+        v = float(v)
+        if not (math.isfinite(v) and v > 0):
+            raise ValueError(f"{name} must be positive and finite; got {value!r}")
+        out.append(v)
+    return tuple(out) * ndim if len(out) == 1 else tuple(out)
+
+
+def nonnegative_scalar(value: Any, name: str) -> float:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, np.floating, np.integer)):
+        raise TypeError(f"{name} must be a non-negative number; got {value!r}")
+    v = float(value)
+    if not math.isfinite(v) or v < 0:
+        raise ValueError(f"{name} must be non-negative and finite; got {value!r}")
+    return v
+
+
+def positive_scalar(value: Any, name: str) -> float:
+    v = nonnegative_scalar(value, name)
+    if v == 0:
+        raise ValueError(f"{name} must be positive; got {value!r}")
+    return v
+
+
+def times_array(t: Any) -> tuple[np.ndarray, bool]:
+    """Normalise ``t`` to a 1-D float64 array; return ``(times, is_sequence)``."""
+    if isinstance(t, (bool, np.bool_)):
+        raise TypeError(f"t must be a non-negative number or an increasing 1-D sequence; got {t!r}")
+    if np.ndim(t) == 0:
+        return np.array([nonnegative_scalar(t, "t")]), False
+    try:
+        arr = np.asarray(t, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"t must be a non-negative number or an increasing 1-D sequence; got {t!r}") from None
+    if arr.ndim != 1 or arr.size == 0:
+        raise ValueError(f"t must be a number or a non-empty 1-D sequence of times; got shape {arr.shape}")
+    if not np.all(np.isfinite(arr)) or np.any(arr < 0):
+        raise ValueError("t must contain only non-negative finite times")
+    if np.any(np.diff(arr) < 0):
+        raise ValueError("t must be non-decreasing when given as a sequence")
+    return arr, True

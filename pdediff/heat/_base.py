@@ -1,0 +1,58 @@
+"""What the three heat solvers share: grid, dtype, diffusivity and their validation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .._validation import as_float_array, float_dtype_of, positive_scalar
+from ..grid import Grid
+
+
+class _HeatSolverBase:
+    """Validated grid, dtype and diffusivity; subclasses add the time stepping."""
+
+    def __init__(self, shape, dtype=np.float64, *, diffusivity: Any = 1.0, spacing: Any = 1.0,
+                 boundary: str = "neumann", allow_array_diffusivity: bool = True) -> None:
+        self.grid = Grid(shape, spacing, boundary)
+        self.dtype = float_dtype_of(np.dtype(dtype), "dtype")
+        if np.ndim(diffusivity) == 0:
+            self.diffusivity: float | np.ndarray = positive_scalar(diffusivity, "diffusivity")
+            self.diffusivity_max = float(self.diffusivity)
+        else:
+            if not allow_array_diffusivity:
+                raise ValueError(
+                    "diffusivity must be a positive scalar for the spectral method "
+                    "(an array diffusivity needs method='explicit' or 'implicit')"
+                )
+            D = as_float_array(diffusivity, "diffusivity", ndim=(self.grid.ndim,))
+            D = np.asarray(D, dtype=np.float64)
+            if D.shape != self.grid.shape:
+                raise ValueError(f"diffusivity array must have the shape of u0 {self.grid.shape}; got {D.shape}")
+            if np.any(D <= 0):
+                raise ValueError("diffusivity must be positive everywhere")
+            self.diffusivity = D
+            self.diffusivity_max = float(D.max())
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.grid.shape
+
+    @property
+    def variable(self) -> bool:
+        return isinstance(self.diffusivity, np.ndarray)
+
+    def _check_state(self, u: Any) -> None:
+        if tuple(u.shape) != self.shape or u.dtype != self.dtype:
+            raise ValueError(
+                f"u must have shape {self.shape} and dtype {self.dtype} (this solver's); "
+                f"got shape {tuple(u.shape)} and dtype {u.dtype}"
+            )
+        if not u.flags.c_contiguous:
+            raise ValueError("u must be C-contiguous (use numpy.ascontiguousarray)")
+
+    @staticmethod
+    def _as2d3d(x: Any) -> Any:
+        """1-D arrays run through the 2-D kernels as ``(1, n)`` views."""
+        return x.reshape(1, -1) if x.ndim == 1 else x

@@ -1,0 +1,1 @@
+"""Numba CPU kernels.  Each kernel has a plain NumPy/SciPy reference in ``tests/``."""

@@ -1,0 +1,71 @@
+"""The CPU backend: launches the Numba kernels on NumPy arrays.
+
+Solvers talk to a backend object (this one, or the GPU backend) through the
+same small set of methods, so the numerics never depend on where the data is.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.fft
+
+from . import spectral, stencil, tridiag
+from ._common import use_parallel
+
+__all__ = ["CPUBackend", "CPU"]
+
+
+class CPUBackend:
+    name = "cpu"
+    xp = np
+    fft = scipy.fft
+    fft_kwargs = {"workers": -1}
+
+    # -- explicit heat step: u, out are 2-D or 3-D (1-D runs as (1, n)) -------
+    def heat_step(self, u, out, dt, ih2, bcs, beta=1.0, faces=None):
+        """``out = beta * u + dt * sum_a ih2_a * (flux differences)``; ``faces`` for variable D."""
+        t = u.dtype.type
+        par = use_parallel(u.size)
+        args_c = tuple(t(c) for c in ih2)
+        if faces is None:
+            if u.ndim == 2:
+                k = stencil.heat2_const_par if par else stencil.heat2_const_ser
+            else:
+                k = stencil.heat3_const_par if par else stencil.heat3_const_ser
+            k(u, out, t(dt), t(beta), *args_c, *bcs)
+        else:
+            if u.ndim == 2:
+                k = stencil.heat2_var_par if par else stencil.heat2_var_ser
+            else:
+                k = stencil.heat3_var_par if par else stencil.heat3_var_ser
+            k(u, out, *faces, t(dt), t(beta), *args_c, *bcs)
+
+    # -- batched tridiagonal ---------------------------------------------------
+    def tri_factor(self, a, b, c, cp, inv):
+        tridiag.factor(a, b, c, cp, inv)
+
+    def tri_solve(self, d, x, out, coef, alpha=1.0, accumulate=False):
+        """Solve along axis 1 of the ``(pre, n, post)`` views ``d`` -> ``x`` (may alias)."""
+        pre, n, post = d.shape
+        t = d.dtype.type
+        par = use_parallel(d.size)
+        cyclic = coef.z is not None
+        z, vn, qf = (coef.z, coef.vn, coef.qf) if cyclic else (coef.cp, coef.cp, coef.cp)
+        if post == 1:
+            k = tridiag.solve_last_par if par else tridiag.solve_last_ser
+            sq = (slice(None), slice(None), 0)
+            k(d[:, :, 0], x[:, :, 0], out[:, :, 0], coef.a[sq], coef.cp[sq], coef.inv[sq],
+              z[sq], vn[sq], qf[sq], 16, t(alpha), accumulate, cyclic)
+        else:
+            block = int(max(16, min(post, (1 << 16) // max(n, 1))))
+            k = tridiag.solve_mid_par if par else tridiag.solve_mid_ser
+            k(d, x, out, coef.a, coef.cp, coef.inv, z, vn, qf, block, t(alpha), accumulate, cyclic)
+
+    # -- spectral ----------------------------------------------------------------
+    def scale_separable(self, c, factors):
+        """In place ``c *= prod_a factors[a]`` with ``c`` of shape ``(B, *spectral)``."""
+        k = (spectral.scale1, spectral.scale2, spectral.scale3)[len(factors) - 1]
+        k(c, *factors)
+
+
+CPU = CPUBackend()
