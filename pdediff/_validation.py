@@ -101,9 +101,11 @@ def nonnegative_scalar(value: Any, name: str) -> float:
 
 
 def positive_scalar(value: Any, name: str) -> float:
-    v = nonnegative_scalar(value, name)
-    if v == 0:
-        raise ValueError(f"{name} must be positive; got {value!r}")
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, np.floating, np.integer)):
+        raise TypeError(f"{name} must be a positive number; got {value!r}")
+    v = float(value)
+    if not math.isfinite(v) or v <= 0:
+        raise ValueError(f"{name} must be positive and finite; got {value!r}")
     return v
 
 

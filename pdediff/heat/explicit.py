@@ -38,7 +38,8 @@ class ExplicitHeatSolver(_HeatSolverBase):
     periodic boundaries every step at or below the limit is a convex combination
     of neighbours, so the discrete maximum principle holds; with Dirichlet
     boundaries the edge cells need ``dt <= 2/3 dt_max`` (the ghost ``-u`` adds
-    ``1/h^2`` to their diagonal) for the same guarantee.
+    ``1/h^2`` to their diagonal; ``1/2 dt_max`` on an axis of a single cell) for
+    the same guarantee, with the boundary value 0 included in the bounds.
 
     Examples
     --------

@@ -141,6 +141,9 @@ class SpectralHeatSolver(_HeatSolverBase):
         c0 = self.forward(u0, be)
         outs = []
         for t in np.asarray(times, dtype=np.float64):
+            if t == 0.0:  # exact: no transform round-off at t = 0
+                outs.append(u0.astype(self.dtype, copy=True))
+                continue
             c = c0.copy().reshape((1,) + tuple(c0.shape))
             self._decay(c.reshape((-1,) + tuple(c0.shape[u0.ndim - self.grid.ndim:])),
                         np.full(int(np.prod(c0.shape[: u0.ndim - self.grid.ndim])), t), be)

@@ -1,0 +1,99 @@
+"""Every bad input raises a specific exception that names the parameter."""
+
+import numpy as np
+import pytest
+
+import pdediff
+from pdediff import ExplicitHeatSolver, StabilityError
+
+U = np.zeros((8, 8))
+
+
+@pytest.mark.parametrize(
+    "kwargs,exc,match",
+    [
+        ({"method": "magic"}, ValueError, "method must be one of"),
+        ({"boundary": "robin"}, ValueError, "boundary must be one of"),
+        ({"scheme": "rk4", "method": "implicit"}, ValueError, "scheme must be one of"),
+        ({"spectrum": "exact"}, ValueError, "spectrum must be one of"),
+        ({"diffusivity": 0.0}, ValueError, "diffusivity must be positive"),
+        ({"diffusivity": -1.0}, ValueError, "diffusivity must be positive"),
+        ({"diffusivity": "fast"}, TypeError, "diffusivity must be a positive number"),
+        ({"diffusivity": np.ones((8, 8))}, ValueError, "spectral"),
+        ({"diffusivity": np.ones((4, 4)), "method": "explicit"}, ValueError, "shape of u0"),
+        ({"diffusivity": -np.ones((8, 8)), "method": "explicit"}, ValueError, "positive everywhere"),
+        ({"spacing": 0.0}, ValueError, "spacing must be positive"),
+        ({"spacing": (1.0, 2.0, 3.0)}, ValueError, "one per axis"),
+        ({"spacing": "1"}, TypeError, "spacing"),
+        ({"dt": -0.1, "method": "explicit"}, ValueError, "dt must be"),
+        ({"dt": 0.0, "method": "implicit"}, ValueError, "dt must be"),
+        ({"dt": 0.3, "method": "explicit"}, StabilityError, "stability limit.*0.25"),
+    ],
+)
+def test_bad_options(kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        pdediff.solve_heat(U, 1.0, **kwargs)
+
+
+def test_stability_error_is_value_error_and_states_limit():
+    with pytest.raises(ValueError, match=r"0\.0625"):
+        ExplicitHeatSolver((4, 4), spacing=0.5, dt=0.1)
+    assert issubclass(StabilityError, ValueError)
+
+
+@pytest.mark.parametrize(
+    "u0,exc,match",
+    [
+        (np.zeros((4, 4), bool), TypeError, "u0 must be a real"),
+        (np.zeros((4, 4), complex), TypeError, "u0 must be a real"),
+        (np.zeros((4, 4), object), TypeError, "u0 must be a real"),
+        (np.zeros((4, 4), np.float16), TypeError, "float32 or float64"),
+        (np.zeros((2, 2, 2, 2)), ValueError, "u0 must have 1 or 2 or 3 dimensions"),
+        (np.float64(3.0), TypeError, "u0 must be an array"),
+        (np.zeros((0, 4)), ValueError, "must not be empty"),
+        (np.array([[1.0, np.nan]]), ValueError, "NaN or infinity"),
+        (np.array([[1.0, np.inf]]), ValueError, "check_finite=False"),
+    ],
+)
+def test_bad_arrays(u0, exc, match):
+    with pytest.raises(exc, match=match):
+        pdediff.solve_heat(u0, 1.0)
+
+
+def test_check_finite_false_skips_the_scan():
+    u = pdediff.solve_heat(np.array([1.0, np.nan, 2.0]), 0.5, method="explicit", check_finite=False)
+    assert np.isnan(u).any()
+
+
+@pytest.mark.parametrize(
+    "t,exc,match",
+    [
+        (-1.0, ValueError, "t must be non-negative"),
+        (float("nan"), ValueError, "t must be non-negative"),
+        ([0.0, -1.0], ValueError, "non-negative"),
+        ([1.0, 0.5], ValueError, "non-decreasing"),
+        ([], ValueError, "non-empty"),
+        ([[1.0]], ValueError, "1-D"),
+        (True, TypeError, "t must be"),
+        ("soon", TypeError, "t must be"),
+    ],
+)
+def test_bad_times(t, exc, match):
+    with pytest.raises(exc, match=match):
+        pdediff.solve_heat(U, t)
+
+
+def test_solver_state_checks():
+    s = ExplicitHeatSolver((4, 5))
+    with pytest.raises(ValueError, match="shape"):
+        s.step(np.zeros((5, 4)))
+    with pytest.raises(ValueError, match="dtype"):
+        s.step(np.zeros((4, 5), np.float32))
+    with pytest.raises(ValueError, match="C-contiguous"):
+        s.step(np.zeros((5, 4)).T)
+    with pytest.raises(ValueError, match="non-negative number of steps"):
+        s.step(np.zeros((4, 5)), -1)
+    with pytest.raises(ValueError, match="batch shape"):
+        pdediff.SpectralHeatSolver((4,)).evolve(np.zeros((3, 4)), np.ones(2))
+    with pytest.raises(ValueError, match="shape"):
+        pdediff.Grid((0, 3))
