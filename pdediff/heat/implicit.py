@@ -106,15 +106,17 @@ class ImplicitHeatSolver(_HeatSolverBase):
             raise ValueError(f"n must be a non-negative number of steps; got {n}")
         be = backend_for(u)
         systems = self.systems(dt, be)
-        w = self._work
-        if w is None or type(w) is not type(u):
-            w = self._work = be.xp.empty_like(u)
+        work = self._work
+        if work is None or type(work[0]) is not type(u):
+            # two buffers: each sweep reads one and writes the other (no aliasing: vectorises)
+            work = self._work = (be.xp.empty_like(u), be.xp.empty_like(u))
         ndim = self.grid.ndim
         for _ in range(n):
+            w, v = work
             self._explicit.apply_operator(u, w, dt, beta=0.0)  # w = dt L u
             for a, sys_a in enumerate(systems):
-                wl = as_lines(w, a)
                 last = a == ndim - 1
                 # The last sweep adds its solution into u directly (u += w).
-                be.tri_solve(wl, wl, as_lines(u, a) if last else wl, sys_a, 1.0, last)
+                be.tri_solve(as_lines(w, a), as_lines(v, a), as_lines(u if last else v, a), sys_a, 1.0, last)
+                w, v = v, w
         return u

@@ -54,10 +54,13 @@ class CPUBackend:
         if post == 1:
             k = tridiag.solve_last_par if par else tridiag.solve_last_ser
             sq = (slice(None), slice(None), 0)
+            # lines per block: their transposed copy (two buffers) stays within L2
+            block = int(max(8, min(64, (1 << 18) // max(n * d.itemsize, 1))))
             k(d[:, :, 0], x[:, :, 0], out[:, :, 0], coef.a[sq], coef.cp[sq], coef.inv[sq],
-              z[sq], vn[sq], qf[sq], 16, t(alpha), accumulate, cyclic)
+              z[sq], vn[sq], qf[sq], block, t(alpha), accumulate, cyclic)
         else:
-            block = int(max(16, min(post, (1 << 16) // max(n, 1))))
+            # columns per block: wide enough to vectorise, narrow enough to spread over threads
+            block = int(max(64, min(post, 1024)))
             k = tridiag.solve_mid_par if par else tridiag.solve_mid_ser
             k(d, x, out, coef.a, coef.cp, coef.inv, z, vn, qf, block, t(alpha), accumulate, cyclic)
 

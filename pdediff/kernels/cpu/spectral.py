@@ -6,21 +6,21 @@ the spectral solve within a few percent of the bare transform pair.
 
 from __future__ import annotations
 
-from numba import njit, prange
+from numba import njit
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
 def scale1(c, e0):
     B, n0 = c.shape
-    for b in prange(B):
+    for b in range(B):
         for i in range(n0):
             c[b, i] *= e0[b, i]
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
 def scale2(c, e0, e1):
     B, n0, n1 = c.shape
-    for t in prange(B * n0):
+    for t in range(B * n0):
         b = t // n0
         i = t % n0
         f = e0[b, i]
@@ -28,10 +28,10 @@ def scale2(c, e0, e1):
             c[b, i, j] *= f * e1[b, j]
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
 def scale3(c, e0, e1, e2):
     B, n0, n1, n2 = c.shape
-    for t in prange(B * n0 * n1):
+    for t in range(B * n0 * n1):
         b = t // (n0 * n1)
         k = (t // n1) % n0
         i = t % n1
