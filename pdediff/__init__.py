@@ -2,6 +2,8 @@
 
 Public API
 ----------
+perona_malik
+    Edge-preserving anisotropic diffusion (explicit and AOS), 1-D/2-D/3-D, colour.
 solve_heat
     Explicit, implicit (Crank–Nicolson / backward Euler, ADI) and spectral heat solvers.
 ExplicitHeatSolver, ImplicitHeatSolver, SpectralHeatSolver
@@ -17,6 +19,7 @@ StabilityError
 from __future__ import annotations
 
 from . import analytic
+from .anisotropic import estimate_kappa, perona_malik
 from .errors import StabilityError
 from .grid import Grid
 from .heat import ExplicitHeatSolver, ImplicitHeatSolver, SpectralHeatSolver, solve_heat
@@ -25,6 +28,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "solve_heat",
+    "perona_malik",
+    "estimate_kappa",
     "ExplicitHeatSolver",
     "ImplicitHeatSolver",
     "SpectralHeatSolver",

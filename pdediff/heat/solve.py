@@ -94,8 +94,11 @@ def solve_heat(
 
     Notes
     -----
-    Heat flow for time ``t`` with diffusivity ``D`` is, on the unbounded
-    domain, a Gaussian blur of standard deviation ``sqrt(2 D t)``.
+    The implicit method is Crank–Nicolson [1]_ or backward Euler in time; in
+    2-D/3-D each step is split by alternating directions (Peaceman–Rachford
+    [2]_, Douglas [3]_) into batched tridiagonal solves.  Heat flow for time
+    ``t`` with diffusivity ``D`` is, on the unbounded domain, a Gaussian blur
+    of standard deviation ``sqrt(2 D t)``.
 
     References
     ----------

@@ -9,7 +9,9 @@ from __future__ import annotations
 import numpy as np
 import scipy.fft
 
-from . import spectral, stencil, tridiag
+import numba
+
+from . import perona_malik, spectral, stencil, tridiag
 from ._common import use_parallel
 
 __all__ = ["CPUBackend", "CPU"]
@@ -42,7 +44,8 @@ class CPUBackend:
 
     # -- batched tridiagonal ---------------------------------------------------
     def tri_factor(self, a, b, c, cp, inv):
-        tridiag.factor(a, b, c, cp, inv)
+        k = tridiag.factor_par if use_parallel(b.size) and b.shape[0] > 1 else tridiag.factor
+        k(a, b, c, cp, inv)
 
     def tri_solve(self, d, x, out, coef, alpha=1.0, accumulate=False):
         """Solve along axis 1 of the ``(pre, n, post)`` views ``d`` -> ``x`` (may alias)."""
@@ -63,6 +66,22 @@ class CPUBackend:
             block = int(max(64, min(post, 1024)))
             k = tridiag.solve_mid_par if par else tridiag.solve_mid_ser
             k(d, x, out, coef.a, coef.cp, coef.inv, z, vn, qf, block, t(alpha), accumulate, cyclic)
+
+    # -- Perona–Malik -------------------------------------------------------------
+    def pm_step(self, u, v, out, dt, ih, kinv2, code):
+        """Fused explicit Perona–Malik step on ``(C, n0, n1)`` or ``(C, n0, n1, n2)`` arrays."""
+        t = u.dtype.type
+        par = use_parallel(u.size)
+        nblocks = min(u.shape[1], 4 * numba.get_num_threads()) if par else 1
+        args = (t(dt), *(t(x) for x in ih), t(kinv2), int(code), t(1), t(0.5), nblocks)
+        if u.ndim == 3:
+            (perona_malik.pm2_par if par else perona_malik.pm2_ser)(u, v, out, *args)
+        else:
+            (perona_malik.pm3_par if par else perona_malik.pm3_ser)(u, v, out, *args)
+
+    def aos_coefficients(self, v4, a, b, c, tau, ih, kinv2, code):
+        t = v4.dtype.type
+        perona_malik.aos_coefficients(v4, a, b, c, t(tau), t(ih), t(kinv2), int(code), t(1), t(0.5))
 
     # -- spectral ----------------------------------------------------------------
     def scale_separable(self, c, factors):

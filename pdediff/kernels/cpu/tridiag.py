@@ -30,18 +30,30 @@ from numba import njit, prange
 
 
 @njit(cache=True)
+def _factor_line_block(a, b, c, cp, inv, p):
+    n, Q = b.shape[1], b.shape[2]
+    b0, c0, i0, p0 = b[p, 0], c[p, 0], inv[p, 0], cp[p, 0]
+    for q in range(Q):
+        i0[q] = 1.0 / b0[q]
+        p0[q] = c0[q] * i0[q]
+    for i in range(1, n):
+        ai, bi, ci, ii, pi, pm = a[p, i], b[p, i], c[p, i], inv[p, i], cp[p, i], cp[p, i - 1]
+        for q in range(Q):
+            ii[q] = 1.0 / (bi[q] - ai[q] * pm[q])
+            pi[q] = ci[q] * ii[q]
+
+
+@njit(cache=True)
 def factor(a, b, c, cp, inv):
     """LU (Thomas) factors: ``inv_i = 1/(b_i - a_i cp_{i-1})``, ``cp_i = c_i inv_i``."""
-    P, n, Q = b.shape
-    for p in range(P):
-        for q in range(Q):
-            den = b[p, 0, q]
-            inv[p, 0, q] = 1.0 / den
-            cp[p, 0, q] = c[p, 0, q] / den
-            for i in range(1, n):
-                den = b[p, i, q] - a[p, i, q] * cp[p, i - 1, q]
-                inv[p, i, q] = 1.0 / den
-                cp[p, i, q] = c[p, i, q] / den
+    for p in range(b.shape[0]):
+        _factor_line_block(a, b, c, cp, inv, p)
+
+
+@njit(cache=True, parallel=True)
+def factor_par(a, b, c, cp, inv):
+    for p in prange(b.shape[0]):
+        _factor_line_block(a, b, c, cp, inv, p)
 
 
 @njit(cache=True)

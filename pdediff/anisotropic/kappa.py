@@ -1,0 +1,66 @@
+"""Robust estimation of the edge threshold ``kappa`` (Black et al. 1998)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+#: kappa = BASE * CALIBRATION * sigma_e per conductance.  Black et al. derive
+#: sqrt(5) for Tukey's biweight and sqrt(2) for the Lorentzian (``rational``)
+#: from the outlier-rejection point of each influence function; the
+#: exponential's influence ``x exp(-x^2/K^2)`` peaks at ``K / sqrt(2)``, so
+#: ``sqrt(2)`` puts that peak at ``sigma_e``.  CALIBRATION was measured on the
+#: bundled MRI slice and on 2-D/3-D phantoms at 3, 5 and 10 % noise with the
+#: default ``sigma`` and ``num_iter`` (docs/denoising.rst has the table): the
+#: MAD of a Catté-smoothed image is set by the residual noise, and these
+#: multiples keep its gradients below the switch-off point.
+BASE = {"exponential": np.sqrt(2.0), "rational": np.sqrt(2.0), "tukey": np.sqrt(5.0)}
+CALIBRATION = {"exponential": 1.3, "rational": 0.8, "tukey": 2.0}
+FACTORS = {k: float(BASE[k] * CALIBRATION[k]) for k in BASE}
+
+
+def face_gradients(v: np.ndarray, spacing: tuple[float, ...]) -> np.ndarray:
+    """Magnitudes ``sqrt(sum_c ((v_j - v_i)/h_a)^2)`` of every interior face, pooled over axes.
+
+    ``v`` has a leading channel axis: ``(C, *spatial)``.
+    """
+    out = []
+    for a, h in enumerate(spacing):
+        d = np.diff(v, axis=a + 1) / h
+        out.append(np.sqrt(np.sum(d.astype(np.float64) ** 2, axis=0)).ravel())
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+def estimate_kappa(v: Any, spacing: tuple[float, ...], conductance: str = "exponential") -> float:
+    """``kappa = factor * 1.4826 * MAD(|grad v|)`` from the face gradient magnitudes of ``v``.
+
+    Parameters
+    ----------
+    v : ndarray, shape ``(C, *spatial)``
+        The image that feeds the conductance (smoothed if ``sigma > 0``).
+    spacing : tuple of float
+        Cell width per spatial axis.
+    conductance : str
+        Selects the factor (:data:`FACTORS`); a callable conductance uses the
+        exponential's.
+
+    Returns
+    -------
+    float
+        A positive threshold in intensity units per physical length; falls back
+        to the mean face gradient (or 1) on images whose MAD is zero.
+
+    References
+    ----------
+    .. [1] M. J. Black, G. Sapiro, D. Marimont, D. Heeger, "Robust anisotropic
+       diffusion", IEEE TIP 7(3), 1998.
+    """
+    s = face_gradients(np.asarray(v), spacing)
+    if s.size == 0:
+        return 1.0
+    med = np.median(s)
+    sigma_e = 1.4826 * np.median(np.abs(s - med))
+    if not sigma_e > 0:  # piecewise-constant, noise-free input: MAD is 0
+        sigma_e = float(s.mean()) if s.mean() > 0 else 1.0
+    return float(FACTORS.get(conductance, FACTORS["exponential"]) * sigma_e)

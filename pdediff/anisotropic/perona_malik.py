@@ -1,0 +1,360 @@
+"""``perona_malik``: edge-preserving diffusion of 1-D/2-D/3-D images and scans."""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import scipy.ndimage
+
+from .._backend import backend_for
+from .._validation import as_float_array, check_option, nonnegative_scalar, positive_per_axis
+from ..errors import StabilityError
+from ..heat._operators import as_lines
+from .kappa import estimate_kappa
+
+__all__ = ["perona_malik", "PeronaMalikResult", "CONDUCTANCES"]
+
+CONDUCTANCES = ("exponential", "rational", "tukey")
+SCHEMES = ("explicit", "aos")
+_CODE = {name: i for i, name in enumerate(CONDUCTANCES)}
+
+#: Default number of explicit iterations (at the stability limit) and Catté sigma (pixels).
+DEFAULT_NUM_ITER = 15
+DEFAULT_SIGMA = 0.8
+#: AOS default step, in multiples of the explicit stability limit.
+AOS_DT_FACTOR = 4.0
+
+
+@dataclass(frozen=True)
+class PeronaMalikResult:
+    """What :func:`perona_malik` used, returned with ``return_info=True``."""
+
+    kappa: float
+    dt: float
+    num_iter: int
+    sigma: float
+    conductance: str
+    scheme: str
+    spacing: tuple[float, ...]
+
+
+def _explicit_dt_limit(spacing: tuple[float, ...]) -> float:
+    return 1.0 / (2.0 * sum(1.0 / h**2 for h in spacing))
+
+
+def perona_malik(
+    image: Any,
+    *,
+    num_iter: int | None = None,
+    kappa: float | Literal["auto"] = "auto",
+    conductance: Literal["exponential", "rational", "tukey"] | Callable = "exponential",
+    dt: float | None = None,
+    sigma: float = DEFAULT_SIGMA,
+    scheme: Literal["explicit", "aos"] = "explicit",
+    spacing: float | Any = 1.0,
+    channel_axis: int | None = None,
+    check_finite: bool = True,
+    return_info: bool = False,
+    progress: bool = False,
+) -> Any:
+    r"""Perona–Malik anisotropic diffusion :math:`u_t = \nabla\cdot(g(|\nabla u|)\nabla u)`.
+
+    Smooths noise inside regions while keeping edges whose gradient exceeds
+    ``kappa``.  Neumann (zero-flux) boundaries: the mean is conserved and the
+    output stays within the input's range.
+
+    Parameters
+    ----------
+    image : array, shape (n,), (ny, nx) or (nz, ny, nx), plus a channel axis if ``channel_axis``
+        float32/float64 kept; integer scans (uint8/uint16) promoted to float64
+        without rescaling.  NumPy arrays run on the CPU kernels.
+    num_iter : int, optional
+        Number of time steps.  ``None``: 15 explicit steps at the stability
+        limit, or the same diffusion time (``15 * dt_max``) in AOS steps.
+    kappa : float or "auto"
+        Edge threshold, in intensity units per physical length (the gradient
+        magnitude at which the conductance switches off).  ``"auto"`` estimates
+        it from the (smoothed) input as ``factor * 1.4826 * MAD(|grad u|)``
+        (Black et al. [3]_); the value used is returned with ``return_info=True``.
+    conductance : {"exponential", "rational", "tukey"} or callable
+        ``exp(-(s/K)^2)``, ``1/(1+(s/K)^2)``, or Tukey's biweight
+        ``0.5 (1-(s/K)^2)^2`` for ``s <= K`` (else 0).  A callable ``g(s, kappa)``
+        receives arrays of gradient magnitudes and must return values in
+        ``[0, 1]``; it runs in NumPy (slower than the compiled named ones).
+    dt : float, optional
+        Time step.  Explicit: at most ``dt_max = 1 / (2 sum_a 1/h_a^2)`` (0.25
+        in 2-D, 1/6 in 3-D for unit spacing), the default; larger raises
+        :class:`~pdediff.StabilityError`.  AOS: any positive value, default
+        ``4 * dt_max``.
+    sigma : float
+        Standard deviation (physical units) of the Gaussian pre-smoothing of the
+        image that feeds the conductance at every step (Catté et al. [2]_
+        regularisation, well-posed for ``sigma > 0``).  0 gives the classic
+        Perona–Malik scheme.  Default 0.8.
+    scheme : {"explicit", "aos"}
+        The 2N-neighbour explicit scheme [1]_ or Weickert's additive operator
+        splitting [4]_ (semi-implicit, unconditionally stable).
+    spacing : float or sequence of float
+        Voxel size per spatial axis (e.g. ``(3.0, 1.0, 1.0)`` mm).
+    channel_axis : int, optional
+        Axis of colour channels.  Channels share one conductance, computed
+        from the sum of their squared gradients, so edges stay aligned.
+    check_finite : bool
+        Raise ``ValueError`` on NaN/inf input.
+    return_info : bool
+        Also return a :class:`PeronaMalikResult` with ``kappa``, ``dt`` etc.
+    progress : bool
+        Show a tqdm progress bar.
+
+    Returns
+    -------
+    out : ndarray
+        The filtered image, same shape and (float) dtype as ``image``.
+    info : PeronaMalikResult
+        Only with ``return_info=True``.
+
+    Raises
+    ------
+    TypeError
+        bool/complex/object input, non-callable non-string ``conductance``.
+    ValueError
+        Unknown option, wrong dimensionality, non-finite input, non-positive
+        ``kappa``/``dt``/``spacing``, negative ``sigma`` or ``num_iter``.
+    StabilityError
+        Explicit ``dt`` above the stability limit.
+
+    Notes
+    -----
+    Explicit scheme, per face between cells ``i`` and ``j`` along axis ``a``:
+    ``d = (u_j - u_i) / h_a``, flux ``g(|d|) d / h_a``, ``u_i += dt * sum``.
+    With unit spacing and ``sigma=0`` this is the classic iteration of Perona
+    and Malik (and of MedPy's ``anisotropic_diffusion`` with ``gamma=dt``).
+    AOS: ``u' = (1/m) sum_a (I - m dt A_a(u))^{-1} u`` with one batched
+    tridiagonal solve per axis.
+
+    References
+    ----------
+    .. [1] P. Perona, J. Malik, "Scale-space and edge detection using
+       anisotropic diffusion", IEEE TPAMI 12(7), 1990.
+    .. [2] F. Catté, P.-L. Lions, J.-M. Morel, T. Coll, "Image selective
+       smoothing and edge detection by nonlinear diffusion", SIAM J. Numer.
+       Anal. 29(1), 1992.
+    .. [3] M. J. Black, G. Sapiro, D. Marimont, D. Heeger, "Robust anisotropic
+       diffusion", IEEE TIP 7(3), 1998.
+    .. [4] J. Weickert, B. ter Haar Romeny, M. Viergever, "Efficient and
+       reliable schemes for nonlinear diffusion filtering", IEEE TIP 7(3), 1998.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import pdediff
+    >>> rng = np.random.default_rng(0)
+    >>> clean = np.zeros((64, 64)); clean[16:48, 16:48] = 1.0
+    >>> noisy = clean + 0.05 * rng.standard_normal(clean.shape)
+    >>> out, info = pdediff.perona_malik(noisy, return_info=True)
+    >>> bool(np.abs(out - clean).mean() < np.abs(noisy - clean).mean() / 2)
+    True
+    >>> info.scheme, info.num_iter
+    ('explicit', 15)
+    """
+    scheme = check_option("scheme", scheme, SCHEMES)
+    if callable(conductance):
+        cond_name, cond_fn = getattr(conductance, "__name__", "callable"), conductance
+    elif isinstance(conductance, str):
+        cond_name, cond_fn = check_option("conductance", conductance, CONDUCTANCES), None
+    else:
+        raise TypeError(f"conductance must be one of {CONDUCTANCES} or a callable g(s, kappa); got {conductance!r}")
+    be = backend_for(image)
+    xp = be.xp
+
+    # -- array and channel axis ---------------------------------------------------
+    arr = image if be.name != "cpu" else np.asarray(image)
+    if channel_axis is not None:
+        if isinstance(channel_axis, bool) or not isinstance(channel_axis, numbers.Integral):
+            raise TypeError(f"channel_axis must be an integer axis or None; got {channel_axis!r}")
+        if not -arr.ndim <= channel_axis < arr.ndim:
+            raise ValueError(f"channel_axis={channel_axis} is out of range for an image of shape {arr.shape}")
+        u = as_float_array(arr, "image", ndim=(2, 3, 4), check_finite=check_finite, xp=xp)
+        u = xp.moveaxis(u, channel_axis, 0)
+    else:
+        u = as_float_array(arr, "image", check_finite=check_finite, xp=xp)[None]
+    nd = u.ndim - 1
+    h = positive_per_axis(spacing, "spacing", nd)
+
+    # -- parameters -----------------------------------------------------------------
+    sigma = nonnegative_scalar(sigma, "sigma")
+    dt_max = _explicit_dt_limit(h)
+    if dt is None:
+        dt_ = dt_max if scheme == "explicit" else AOS_DT_FACTOR * dt_max
+    else:
+        if isinstance(dt, (bool, np.bool_)) or not isinstance(dt, numbers.Real):
+            raise TypeError(f"dt must be a positive number; got {dt!r}")
+        dt_ = float(dt)
+        if not math.isfinite(dt_) or dt_ <= 0:
+            raise ValueError(f"dt must be positive and finite; got {dt!r}")
+        if scheme == "explicit" and dt_ > dt_max * (1 + 1e-12):
+            raise StabilityError(
+                f"dt={dt_:.6g} exceeds the explicit Perona–Malik stability limit "
+                f"1/(2 sum 1/h^2) = {dt_max:.6g}; use dt <= {dt_max:.6g} or scheme='aos'"
+            )
+    if num_iter is None:
+        num_iter_ = max(1, int(round(DEFAULT_NUM_ITER * dt_max / dt_)))
+    else:
+        if isinstance(num_iter, (bool, np.bool_)) or not isinstance(num_iter, numbers.Integral):
+            raise TypeError(f"num_iter must be a non-negative integer; got {num_iter!r}")
+        if num_iter < 0:
+            raise ValueError(f"num_iter must be a non-negative integer; got {num_iter}")
+        num_iter_ = int(num_iter)
+
+    u = xp.ascontiguousarray(u).copy()  # never modify the caller's array
+    smooth = _smoother(sigma, h, be)
+    if isinstance(kappa, str):
+        if kappa.lower() != "auto":
+            raise ValueError(f"kappa must be a positive number or 'auto'; got {kappa!r}")
+        v0 = smooth(u)
+        kappa_ = estimate_kappa(v0.get() if hasattr(v0, "get") else v0, h,
+                                cond_name if cond_fn is None else "exponential")
+    else:
+        if isinstance(kappa, (bool, np.bool_)) or not isinstance(kappa, numbers.Real):
+            raise TypeError(f"kappa must be a positive number or 'auto'; got {kappa!r}")
+        kappa_ = float(kappa)
+        if not kappa_ > 0:
+            raise ValueError(f"kappa must be positive; got {kappa!r}")
+    # kappa = inf is allowed: g = 1, the heat equation
+    kinv2 = 0.0 if math.isinf(kappa_) else 1.0 / kappa_**2
+
+    info = PeronaMalikResult(kappa=kappa_, dt=dt_, num_iter=num_iter_, sigma=sigma, conductance=cond_name,
+                             scheme=scheme, spacing=h)
+    if num_iter_ > 0:
+        stepper = _make_stepper(u, h, dt_, kappa_, kinv2, cond_name, cond_fn, scheme, be)
+        iterator = range(num_iter_)
+        if progress:
+            from tqdm.auto import tqdm
+
+            iterator = tqdm(iterator, desc=f"Perona–Malik ({scheme})", unit="it", leave=False)
+        buf = xp.empty_like(u)
+        for _ in iterator:
+            stepper(u, smooth(u), buf)
+            u, buf = buf, u
+
+    out = u[0] if channel_axis is None else xp.moveaxis(u, 0, channel_axis)
+    out = xp.ascontiguousarray(out)
+    return (out, info) if return_info else out
+
+
+def _smoother(sigma: float, h: tuple[float, ...], be) -> Callable:
+    if sigma == 0:
+        return lambda u: u
+    sig = tuple(sigma / hh for hh in h)  # physical -> pixels, per axis
+    if be.name == "cpu":
+        def smooth(u):
+            out = np.empty_like(u)
+            for c in range(u.shape[0]):
+                scipy.ndimage.gaussian_filter(u[c], sig, mode="reflect", output=out[c])
+            return out
+    else:
+        def smooth(u):
+            return be.gaussian_filter(u, sig)
+    return smooth
+
+
+def _make_stepper(u, h, dt, kappa, kinv2, cond_name, cond_fn, scheme, be) -> Callable:
+    nd = u.ndim - 1
+    if cond_fn is not None:
+        if be.name != "cpu":
+            raise TypeError("a callable conductance runs in NumPy: pass a NumPy array, or a named conductance")
+        g = _callable_conductance(cond_fn, kappa)
+        if scheme == "explicit":
+            return lambda u, v, out: _explicit_numpy(u, v, out, h, dt, g)
+        return lambda u, v, out: _aos_step(u, v, out, h, dt, None, 0, be, g)
+    code = _CODE[cond_name]
+    if scheme == "explicit":
+        ih = tuple(1.0 / x for x in h)
+        if nd == 1:
+            ih = (0.0,) + ih
+
+        def step(u, v, out):
+            shp = (u.shape[0], 1, u.shape[1]) if nd == 1 else u.shape
+            be.pm_step(u.reshape(shp), v.reshape(shp), out.reshape(shp), dt, ih, kinv2, code)
+
+        return step
+    return lambda u, v, out: _aos_step(u, v, out, h, dt, kinv2, code, be, None)
+
+
+def _callable_conductance(fn: Callable, kappa: float) -> Callable:
+    def g(s):
+        val = np.asarray(fn(s, kappa), dtype=s.dtype)
+        if val.shape != s.shape:
+            raise ValueError(f"conductance callable returned shape {val.shape}; expected {s.shape}")
+        if not (np.all(val >= 0) and np.all(val <= 1)):
+            raise ValueError("conductance callable must return values in [0, 1] (needed for stability)")
+        return val
+
+    return g
+
+
+def _face_conductance(v: np.ndarray, a: int, ha: float, g: Callable) -> np.ndarray:
+    d = np.diff(v, axis=a + 1) / v.dtype.type(ha)
+    s = np.sqrt(np.sum(d * d, axis=0))
+    return g(s)
+
+
+def _explicit_numpy(u, v, out, h, dt, g) -> None:
+    """The explicit scheme in NumPy, for callable conductances."""
+    acc = np.zeros_like(u)
+    t = u.dtype.type
+    for a, ha in enumerate(h):
+        ax = a + 1
+        flux = _face_conductance(v, a, ha, g)[None] * np.diff(u, axis=ax) / t(ha * ha)
+        pad = [(0, 0)] * u.ndim
+        pad[ax] = (1, 1)
+        acc += np.diff(np.pad(flux, pad), axis=ax)  # zero flux through the boundary faces
+    np.add(u, t(dt) * acc, out=out)
+
+
+def _aos_step(u, v, out, h, dt, kinv2, code, be, g) -> None:
+    """``out = (1/m) sum_a (I - m dt A_a(v))^{-1} u``: one batched tridiagonal solve per axis."""
+    xp = be.xp
+    m = len(h)
+    out[...] = 0
+    work = xp.empty_like(u[0])
+    for a, ha in enumerate(h):
+        tau = m * dt / ha**2
+        v4 = v.reshape((v.shape[0],) + as_lines(v[0], a).shape)
+        shape3 = v4.shape[1:]
+        A = xp.empty(shape3, dtype=u.dtype)
+        B = xp.empty(shape3, dtype=u.dtype)
+        Cc = xp.empty(shape3, dtype=u.dtype)
+        if g is None:
+            be.aos_coefficients(v4, A, B, Cc, tau, 1.0 / ha, kinv2, code)
+        else:
+            w = (tau * _face_conductance(v, a, ha, g)).astype(u.dtype)
+            w3 = as_lines(np.ascontiguousarray(w), a) if m > 1 else w.reshape(1, -1, 1)
+            A[...] = 0
+            Cc[...] = 0
+            A[:, 1:, :] = -w3
+            Cc[:, :-1, :] = -w3
+            B[...] = 1
+            B[:, 1:, :] += w3
+            B[:, :-1, :] += w3
+        cp = xp.empty_like(B)
+        inv = xp.empty_like(B)
+        be.tri_factor(A, B, Cc, cp, inv)
+        system = _Lines(A, cp, inv)
+        for c in range(u.shape[0]):
+            be.tri_solve(as_lines(u[c], a), as_lines(work, a), as_lines(out[c], a), system, 1.0 / m, True)
+
+
+@dataclass
+class _Lines:
+    a: Any
+    cp: Any
+    inv: Any
+    z: Any = None
+    vn: Any = None
+    qf: Any = None
