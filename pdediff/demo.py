@@ -11,7 +11,7 @@ import numpy as np
 from . import analytic
 from .heat import solve_heat
 
-__all__ = ["heat_demo", "run_demo"]
+__all__ = ["heat_demo", "denoise_demo", "best_linear_blur", "run_demo"]
 
 
 def _timed(fn):
@@ -90,8 +90,72 @@ def _save_atomic(fig, path: Path) -> None:
             tmp.unlink()
 
 
+def best_linear_blur(clean: np.ndarray, noisy: np.ndarray, *, data_range: float) -> tuple[np.ndarray, float]:
+    """The heat-equation blur with the best PSNR against ``clean`` (an oracle over blur times).
+
+    Returns the blurred image and its Gaussian sigma; the search is over
+    ``sigma = sqrt(2 t)`` in 0.1-pixel steps up to 5 pixels (spectral solver, Neumann).
+    """
+    from .metrics import psnr
+
+    best, best_s, best_p = noisy, 0.0, psnr(clean, noisy, data_range=data_range)
+    for s in np.arange(0.1, 5.0001, 0.1):
+        u = solve_heat(noisy, analytic.time_for_sigma(s))
+        p = psnr(clean, u, data_range=data_range)
+        if p > best_p:
+            best, best_s, best_p = u, float(s), p
+    return best, best_s
+
+
+def denoise_demo(outdir: Path, *, noise: float = 0.05, seed: int = 0, figure: bool = True) -> dict:
+    """Denoise matplotlib's bundled MRI slice with seeded Gaussian noise; print PSNR/SSIM."""
+    from .anisotropic import perona_malik
+    from .data import add_noise, mri_slice
+    from .metrics import psnr, ssim
+
+    clean = mri_slice().astype(np.float64)
+    r = float(clean.max() - clean.min())
+    noisy = add_noise(clean, noise, seed=seed)
+    linear, s_lin = best_linear_blur(clean, noisy, data_range=r)
+    pm, info = perona_malik(noisy, return_info=True)
+    pm_aos, info_aos = perona_malik(noisy, scheme="aos", return_info=True)
+    rows = {
+        "noisy input": noisy,
+        f"best linear blur (sigma={s_lin:.1f})": linear,
+        "Perona–Malik explicit": pm,
+        "Perona–Malik AOS": pm_aos,
+    }
+    print()
+    print(f"Denoising matplotlib's MRI slice (256x256, uint16), Gaussian noise {100 * noise:g}% of range, seed {seed}")
+    print(f"auto kappa = {info.kappa:.4g}; explicit: {info.num_iter} steps of dt={info.dt:g}; "
+          f"AOS: {info_aos.num_iter} steps of dt={info_aos.dt:g}; Catte sigma = {info.sigma:g}")
+    print(f"{'result':<34}{'PSNR [dB]':>10}{'SSIM':>8}")
+    scores = {}
+    for name, img in rows.items():
+        scores[name] = (psnr(clean, img, data_range=r), ssim(clean, img, data_range=r))
+        print(f"{name:<34}{scores[name][0]:>10.2f}{scores[name][1]:>8.3f}")
+    if figure:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(1, 5, figsize=(20, 4.6), constrained_layout=True)
+        for a, (name, img) in zip(ax, [("clean", clean)] + list(rows.items())):
+            a.imshow(img, cmap="gray", vmin=0, vmax=clean.max())
+            title = name if name == "clean" else f"{name}\n{scores[name][0]:.2f} dB, SSIM {scores[name][1]:.3f}"
+            a.set_title(title)
+            a.set_axis_off()
+        path = outdir / "denoise_demo.png"
+        _save_atomic(fig, path)
+        plt.close(fig)
+        print(f"figure: {path}")
+    return scores
+
+
 def run_demo(outdir: str | os.PathLike = "pdediff-output", *, figure: bool = True) -> None:
     """Run every part of the demo, writing figures to ``outdir``."""
     out = Path(outdir)
     out.mkdir(parents=True, exist_ok=True)
     heat_demo(out, figure=figure)
+    denoise_demo(out, figure=figure)

@@ -236,7 +236,7 @@ def perona_malik(
         if progress:
             from tqdm.auto import tqdm
 
-            iterator = tqdm(iterator, desc=f"Perona–Malik ({scheme})", unit="it", leave=False)
+            iterator = tqdm(iterator, desc=f"Perona–Malik ({scheme})", unit="it", leave=False, disable=None)
         buf = xp.empty_like(u)
         for _ in iterator:
             stepper(u, smooth(u), buf)
