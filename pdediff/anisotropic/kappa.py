@@ -49,7 +49,7 @@ def estimate_kappa(v: Any, spacing: tuple[float, ...], conductance: str = "expon
     -------
     float
         A positive threshold in intensity units per physical length; falls back
-        to the mean face gradient (or 1) on images whose MAD is zero.
+        to the mean face gradient (or 1), times the factor, on images whose MAD is zero.
 
     References
     ----------
