@@ -96,6 +96,81 @@ for a, im, title in zip(ax, [img, heat, heat - blur], ["camera", f"heat flow, t=
 ]
 
 
+NB02 = [
+    md("""
+# 02 · Denoising scans with Perona–Malik
+
+Edge-preserving diffusion on an MRI slice, a 3-D volume with anisotropic voxels and a colour image.
+Everything here runs on data that ships with matplotlib and scikit-image.
+"""),
+    code("""
+import numpy as np
+import matplotlib.pyplot as plt
+import pdediff
+from pdediff import data
+from pdediff.demo import best_linear_blur
+from pdediff.metrics import psnr, ssim
+
+clean = data.mri_slice().astype(np.float64)       # matplotlib's bundled 16-bit MRI slice
+r = clean.max() - clean.min()
+noisy = data.add_noise(clean, 0.05, seed=0)         # 5 % Gaussian noise
+pm, info = pdediff.perona_malik(noisy, return_info=True)
+lin, s = best_linear_blur(clean, noisy, data_range=r)
+print(f"auto kappa = {info.kappa:.1f}, {info.num_iter} steps of dt = {info.dt}")
+for name, img in [("noisy", noisy), (f"best linear blur (sigma={s:.1f})", lin), ("Perona-Malik", pm)]:
+    print(f"{name:32s} PSNR {psnr(clean, img, data_range=r):6.2f} dB   SSIM {ssim(clean, img, data_range=r):.3f}")
+fig, ax = plt.subplots(1, 3, figsize=(13, 4.5))
+for a, img, t in zip(ax, [noisy, lin, pm], ["noisy", "linear (oracle)", "Perona-Malik"]):
+    a.imshow(img, cmap="gray", vmin=0, vmax=clean.max()); a.set_title(t); a.set_axis_off()
+"""),
+    md("""
+## A 3-D volume with anisotropic voxels
+
+Scans are often acquired with thick slices, e.g. 3 × 1 × 1 mm. Passing `spacing` makes the
+differences, the stability limit and the Catté smoothing all physical. Here the phantom is sampled
+with 3 mm slices along axis 0.
+"""),
+    code("""
+fine = data.phantom((96, 64, 64), seed=3)
+vol = fine[1::3]                                    # 32 slices of 3 mm, 1 mm in-plane
+noisy3 = data.add_noise(vol, 0.08, seed=1)
+spacing = (3.0, 1.0, 1.0)
+with_spacing = pdediff.perona_malik(noisy3, spacing=spacing)
+ignoring = pdediff.perona_malik(noisy3)            # treats voxels as cubes
+for name, img in [("noisy", noisy3), ("spacing ignored", ignoring), ("spacing (3, 1, 1)", with_spacing)]:
+    print(f"{name:20s} PSNR {psnr(vol, img, data_range=1):6.2f} dB")
+fig, ax = plt.subplots(1, 3, figsize=(12, 4))
+for a, img, t in zip(ax, [noisy3, ignoring, with_spacing], ["noisy", "spacing ignored", "spacing (3,1,1)"]):
+    a.imshow(img[:, 32], cmap="gray", aspect=3.0); a.set_title(t + " (sagittal)"); a.set_axis_off()
+"""),
+    md("""
+## Colour: one conductance for all channels
+
+With `channel_axis=-1` the channels share one conductance computed from their summed squared
+gradients, so edges stay aligned across colours (no colour fringes).
+"""),
+    code("""
+from skimage import data as skdata
+rgb = skdata.coffee().astype(np.float64) / 255
+noisy_rgb = np.clip(rgb + 0.06 * np.random.default_rng(0).standard_normal(rgb.shape), 0, 1)
+out_rgb = pdediff.perona_malik(noisy_rgb, channel_axis=-1)
+print("PSNR noisy %.2f dB -> %.2f dB" % (psnr(rgb, noisy_rgb, data_range=1), psnr(rgb, out_rgb, data_range=1)))
+fig, ax = plt.subplots(1, 2, figsize=(12, 4.5))
+for a, img, t in zip(ax, [noisy_rgb, out_rgb], ["noisy", "Perona-Malik (vector-valued)"]):
+    a.imshow(np.clip(img, 0, 1)); a.set_title(t); a.set_axis_off()
+"""),
+    md("""
+## From the command line
+
+The same filter, safe on real files (never overwrites its input, atomic writes, one-line errors):
+
+```console
+$ pdediff denoise scan.nii.gz -o scan_pm.nii.gz --preview scan_pm.png
+```
+"""),
+]
+
+
 def write(name, cells):
     nb = nbf.v4.new_notebook()
     nb["cells"] = cells
@@ -105,3 +180,4 @@ def write(name, cells):
 
 if __name__ == "__main__":
     write("01_heat_equation.ipynb", NB01)
+    write("02_denoising_scans.ipynb", NB02)

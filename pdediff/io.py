@@ -6,15 +6,15 @@ interrupted write never leaves a partial file.
 
 Formats and the optional libraries they need (``pip install "pdediff[io]"``):
 
-==================  =====================  =================================
-suffix              library                notes
-==================  =====================  =================================
-``.npy``, ``.npz``  NumPy                  ``.npz`` keeps ``spacing`` too
-``.png``            imageio                8/16-bit, grey or RGB(A)
-``.jpg``, ``.jpeg`` imageio                8-bit, grey or RGB (lossy)
-``.tif``, ``.tiff`` tifffile               8/16/32-bit int, float; 3-D stacks
-``.nii``, ``.nii.gz`` nibabel              affine, header and voxel spacing kept
-==================  =====================  =================================
+======================  ==========  =====================================
+suffix                  library     notes
+======================  ==========  =====================================
+``.npy``, ``.npz``      NumPy       ``.npz`` keeps ``spacing`` too
+``.png``                imageio     8/16-bit, grey or RGB(A)
+``.jpg``, ``.jpeg``     imageio     8-bit, grey or RGB (lossy)
+``.tif``, ``.tiff``     tifffile    8/16/32-bit int, float; 3-D stacks
+``.nii``, ``.nii.gz``   nibabel     affine, header and voxel spacing kept
+======================  ==========  =====================================
 """
 
 from __future__ import annotations

@@ -33,7 +33,7 @@ def face_gradients(v: np.ndarray, spacing: tuple[float, ...]) -> np.ndarray:
 
 
 def estimate_kappa(v: Any, spacing: tuple[float, ...], conductance: str = "exponential") -> float:
-    """``kappa = factor * 1.4826 * MAD(|grad v|)`` from the face gradient magnitudes of ``v``.
+    """``kappa = factor * 1.4826 * MAD(|grad v|)`` from the face gradient magnitudes of ``v`` [Black1998]_.
 
     Parameters
     ----------
@@ -53,7 +53,7 @@ def estimate_kappa(v: Any, spacing: tuple[float, ...], conductance: str = "expon
 
     References
     ----------
-    .. [1] M. J. Black, G. Sapiro, D. Marimont, D. Heeger, "Robust anisotropic
+    .. [Black1998] M. J. Black, G. Sapiro, D. Marimont, D. Heeger, "Robust anisotropic
        diffusion", IEEE TIP 7(3), 1998.
     """
     s = face_gradients(np.asarray(v), spacing)

@@ -80,7 +80,7 @@ def perona_malik(
         Edge threshold, in intensity units per physical length (the gradient
         magnitude at which the conductance switches off).  ``"auto"`` estimates
         it from the (smoothed) input as ``factor * 1.4826 * MAD(|grad u|)``
-        (Black et al. [3]_); the value used is returned with ``return_info=True``.
+        (Black et al. [BSMH98]_); the value used is returned with ``return_info=True``.
     conductance : {"exponential", "rational", "tukey"} or callable
         ``exp(-(s/K)^2)``, ``1/(1+(s/K)^2)``, or Tukey's biweight
         ``0.5 (1-(s/K)^2)^2`` for ``s <= K`` (else 0).  A callable ``g(s, kappa)``
@@ -93,12 +93,12 @@ def perona_malik(
         ``4 * dt_max``.
     sigma : float
         Standard deviation (physical units) of the Gaussian pre-smoothing of the
-        image that feeds the conductance at every step (Catté et al. [2]_
+        image that feeds the conductance at every step (Catté et al. [CLMC92]_
         regularisation, well-posed for ``sigma > 0``).  0 gives the classic
         Perona–Malik scheme.  Default 0.8.
     scheme : {"explicit", "aos"}
-        The 2N-neighbour explicit scheme [1]_ or Weickert's additive operator
-        splitting [4]_ (semi-implicit, unconditionally stable).
+        The 2N-neighbour explicit scheme [PM90]_ or Weickert's additive operator
+        splitting [WRV98]_ (semi-implicit, unconditionally stable).
     spacing : float or sequence of float
         Voxel size per spatial axis (e.g. ``(3.0, 1.0, 1.0)`` mm).
     channel_axis : int, optional
@@ -139,14 +139,14 @@ def perona_malik(
 
     References
     ----------
-    .. [1] P. Perona, J. Malik, "Scale-space and edge detection using
+    .. [PM90] P. Perona, J. Malik, "Scale-space and edge detection using
        anisotropic diffusion", IEEE TPAMI 12(7), 1990.
-    .. [2] F. Catté, P.-L. Lions, J.-M. Morel, T. Coll, "Image selective
+    .. [CLMC92] F. Catté, P.-L. Lions, J.-M. Morel, T. Coll, "Image selective
        smoothing and edge detection by nonlinear diffusion", SIAM J. Numer.
        Anal. 29(1), 1992.
-    .. [3] M. J. Black, G. Sapiro, D. Marimont, D. Heeger, "Robust anisotropic
+    .. [BSMH98] M. J. Black, G. Sapiro, D. Marimont, D. Heeger, "Robust anisotropic
        diffusion", IEEE TIP 7(3), 1998.
-    .. [4] J. Weickert, B. ter Haar Romeny, M. Viergever, "Efficient and
+    .. [WRV98] J. Weickert, B. ter Haar Romeny, M. Viergever, "Efficient and
        reliable schemes for nonlinear diffusion filtering", IEEE TIP 7(3), 1998.
 
     Examples

@@ -94,20 +94,20 @@ def solve_heat(
 
     Notes
     -----
-    The implicit method is Crank–Nicolson [1]_ or backward Euler in time; in
+    The implicit method is Crank–Nicolson [CN47]_ or backward Euler in time; in
     2-D/3-D each step is split by alternating directions (Peaceman–Rachford
-    [2]_, Douglas [3]_) into batched tridiagonal solves.  Heat flow for time
+    [PR55]_, Douglas [D62]_) into batched tridiagonal solves.  Heat flow for time
     ``t`` with diffusivity ``D`` is, on the unbounded domain, a Gaussian blur
     of standard deviation ``sqrt(2 D t)``.
 
     References
     ----------
-    .. [1] J. Crank, P. Nicolson, "A practical method for numerical evaluation
+    .. [CN47] J. Crank, P. Nicolson, "A practical method for numerical evaluation
        of solutions of partial differential equations of the heat-conduction
        type", Proc. Camb. Phil. Soc. 43(1), 1947.
-    .. [2] D. W. Peaceman, H. H. Rachford, "The numerical solution of parabolic
+    .. [PR55] D. W. Peaceman, H. H. Rachford, "The numerical solution of parabolic
        and elliptic differential equations", J. SIAM 3(1), 1955.
-    .. [3] J. Douglas, "Alternating direction methods for three space
+    .. [D62] J. Douglas, "Alternating direction methods for three space
        variables", Numer. Math. 4, 1962.
 
     Examples
