@@ -201,3 +201,24 @@ def test_bad_images(img, exc, match):
 def test_callable_conductance_out_of_range_is_rejected():
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         pdediff.perona_malik(np.random.rand(8, 8), conductance=lambda s, k: 2 + 0 * s)
+
+
+def test_vectorisable_exponentials_are_accurate():
+    """exp_neg / exp_neg32 against the libm exponential: within a few ulp, flushed to 0 below normals."""
+    from pdediff.kernels.cpu.perona_malik import exp_neg, exp_neg32
+
+    rng = np.random.default_rng(3)
+    x = np.concatenate([rng.random(20000) * 40, rng.random(5000) * 720, rng.random(500) * 1e-6, [0.0, 1e300]])
+    ours = np.array([exp_neg(v) for v in x])
+    ref_ = np.exp(-x)
+    normal = x < 708.0
+    ulp = np.abs(ours[normal] - ref_[normal]) / np.spacing(ref_[normal])
+    assert ulp.max() <= 4
+    assert np.all(ours[~normal] == 0) and np.all(ref_[~normal] < 3.4e-308)
+    x32 = np.minimum(x, 1e30).astype(np.float32)
+    ours32 = np.array([exp_neg32(v) for v in x32], dtype=np.float32)
+    ref32 = np.exp(-x32.astype(np.float64)).astype(np.float32)
+    normal = x32 < 87.0
+    ulp32 = np.abs(ours32[normal].astype(np.float64) - ref32[normal]) / np.spacing(ref32[normal])
+    assert ulp32.max() <= 4
+    assert np.all(ours32[~normal] == 0)

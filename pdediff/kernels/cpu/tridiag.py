@@ -29,31 +29,38 @@ import numpy as np
 from numba import njit, prange
 
 
-@njit(cache=True)
-def _factor_line_block(a, b, c, cp, inv, p):
-    n, Q = b.shape[1], b.shape[2]
-    b0, c0, i0, p0 = b[p, 0], c[p, 0], inv[p, 0], cp[p, 0]
-    for q in range(Q):
+@njit(cache=True, error_model="numpy")  # no ZeroDivisionError branch: the q loops vectorise
+def _factor_block(a, b, c, cp, inv, p, q0, q1):
+    n = b.shape[1]
+    b0, c0, i0, p0 = b[p, 0, q0:q1], c[p, 0, q0:q1], inv[p, 0, q0:q1], cp[p, 0, q0:q1]
+    for q in range(q1 - q0):
         i0[q] = 1.0 / b0[q]
         p0[q] = c0[q] * i0[q]
     for i in range(1, n):
-        ai, bi, ci, ii, pi, pm = a[p, i], b[p, i], c[p, i], inv[p, i], cp[p, i], cp[p, i - 1]
-        for q in range(Q):
+        ai, bi, ci = a[p, i, q0:q1], b[p, i, q0:q1], c[p, i, q0:q1]
+        ii, pi, pm = inv[p, i, q0:q1], cp[p, i, q0:q1], cp[p, i - 1, q0:q1]
+        for q in range(q1 - q0):
             ii[q] = 1.0 / (bi[q] - ai[q] * pm[q])
             pi[q] = ci[q] * ii[q]
 
 
 @njit(cache=True)
 def factor(a, b, c, cp, inv):
-    """LU (Thomas) factors: ``inv_i = 1/(b_i - a_i cp_{i-1})``, ``cp_i = c_i inv_i``."""
+    """LU (Thomas) factors: ``inv_i = 1/(b_i - a_i cp_{i-1})``, ``cp_i = c_i inv_i``; arrays ``(P, n, Q)``."""
     for p in range(b.shape[0]):
-        _factor_line_block(a, b, c, cp, inv, p)
+        _factor_block(a, b, c, cp, inv, p, 0, b.shape[2])
 
 
 @njit(cache=True, parallel=True)
 def factor_par(a, b, c, cp, inv):
-    for p in prange(b.shape[0]):
-        _factor_line_block(a, b, c, cp, inv, p)
+    """:func:`factor` over ``(p, q-block)`` work items in parallel (``Q`` may be 1 or many)."""
+    P, n, Q = b.shape
+    block = 256
+    nb = (Q + block - 1) // block
+    for t in prange(P * nb):
+        p = t // nb
+        q0 = (t % nb) * block
+        _factor_block(a, b, c, cp, inv, p, q0, min(q0 + block, Q))
 
 
 @njit(cache=True)
