@@ -1,0 +1,46 @@
+"""pdediff's torch bridge: classical diffusion operators and forward processes for learned models.
+
+Optional extra: ``pip install "pdediff[torch]"``.  Importing :mod:`pdediff`
+never imports torch; importing :mod:`pdediff.torch` does.
+
+* :func:`heat_blur`, :func:`perona_malik`: the operators on ``(..., *spatial)``
+  tensors, on the tensor's device, zero-copy through DLPack.
+* :class:`GaussianDiffusion`, :class:`HeatDissipation`,
+  :class:`BlurringDiffusion`, :class:`ColdDiffusion`: forward processes with
+  the shape of a diffusers scheduler.
+* :class:`UNet`, :func:`train`, :func:`sample`: one model and one loop for all.
+* :mod:`pdediff.torch.data`: digits, synthetic shapes, image patches.
+"""
+
+try:
+    import torch  # noqa: F401
+except ImportError as exc:  # pragma: no cover - exercised only without torch
+    raise ImportError('pdediff.torch needs PyTorch: pip install "pdediff[torch]"') from exc
+
+from .ops import heat_blur, perona_malik
+from .processes import (
+    BlurringDiffusion,
+    ColdDiffusion,
+    ForwardProcess,
+    GaussianDiffusion,
+    HeatDissipation,
+    StepOutput,
+    load_process,
+)
+from .training import sample, train
+from .unet import UNet
+
+__all__ = [
+    "heat_blur",
+    "perona_malik",
+    "ForwardProcess",
+    "GaussianDiffusion",
+    "HeatDissipation",
+    "BlurringDiffusion",
+    "ColdDiffusion",
+    "StepOutput",
+    "load_process",
+    "UNet",
+    "train",
+    "sample",
+]

@@ -1,0 +1,192 @@
+"""One training loop and one sampler for every forward process.
+
+Nothing here knows which process it drives: the loop asks the process for
+timesteps, degraded samples and targets, the sampler for a prior and reverse
+steps (see :mod:`pdediff.torch.processes`).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch.nn import functional as F
+
+from .data import as_tensor
+from .processes import ForwardProcess
+
+__all__ = ["train", "sample", "TrainResult"]
+
+CHECKPOINT = "checkpoint.pt"
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns: the loss per step and the EMA copy of the model."""
+
+    losses: list[float] = field(default_factory=list)
+    ema_model: torch.nn.Module | None = None
+    step: int = 0
+
+
+def _save_atomic(obj: Any, path: str) -> None:
+    tmp = f"{path}.tmp{os.getpid()}"
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def train(
+    model: torch.nn.Module,
+    process: ForwardProcess,
+    data: Any,
+    *,
+    steps: int,
+    batch_size: int = 64,
+    lr: float = 2e-4,
+    ema_decay: float = 0.999,
+    seed: int = 0,
+    checkpoint_dir: str | os.PathLike | None = None,
+    checkpoint_every: int = 100,
+    progress: bool = True,
+    device: str | torch.device | None = None,
+) -> TrainResult:
+    """Train ``model`` to reverse ``process`` on ``data`` with MSE on the process's target.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        Called as ``model(x_t, timesteps)``; e.g. :class:`pdediff.torch.UNet`.
+    process : ForwardProcess
+        Any of pdediff's processes (or one with the same interface).
+    data : Tensor or ndarray, shape ``(N, C, H, W)``
+        Training images (e.g. :func:`pdediff.torch.data.digits`).  Also fitted
+        as the process's prior if it has none.
+    steps : int
+        Total optimisation steps (a resumed run continues up to this number).
+    batch_size, lr, ema_decay, seed
+        Adam learning rate, exponential moving average of the weights, and the
+        seed of the one generator that draws batches, timesteps and noise.
+    checkpoint_dir : path, optional
+        Where ``checkpoint.pt`` is written every ``checkpoint_every`` steps and
+        at the end (atomically).  If it exists, training resumes from it
+        exactly: model, EMA, optimiser and generator state, and loss history,
+        so the loss curve equals an uninterrupted run's bit for bit on the CPU.
+    progress : bool
+        tqdm progress bar.
+    device : optional
+        Where the model trains (default: the model's device).
+
+    Returns
+    -------
+    TrainResult
+        ``losses`` (one per step, from step 0), ``ema_model``, ``step``.
+    """
+    if int(steps) < 0:
+        raise ValueError(f"steps must be non-negative; got {steps}")
+    if int(batch_size) < 1:
+        raise ValueError(f"batch_size must be positive; got {batch_size}")
+    if not 0.0 <= float(ema_decay) < 1.0:
+        raise ValueError(f"ema_decay must be in [0, 1); got {ema_decay}")
+    data = as_tensor(data)
+    if process.prior_data is None:
+        process.fit(data)
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    model.to(device).train()
+    ema = copy.deepcopy(model).eval()
+    for p in ema.parameters():
+        p.requires_grad_(False)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    gen = torch.Generator().manual_seed(int(seed))
+    result = TrainResult(ema_model=ema)
+    ckpt = None
+    if checkpoint_dir is not None:
+        os.makedirs(checkpoint_dir, exist_ok=True)
+        ckpt = os.path.join(os.fspath(checkpoint_dir), CHECKPOINT)
+        if os.path.exists(ckpt):
+            state = torch.load(ckpt, weights_only=False)
+            model.load_state_dict(state["model"])
+            ema.load_state_dict(state["ema"])
+            opt.load_state_dict(state["optimizer"])
+            gen.set_state(state["generator"])
+            result.losses = list(state["losses"])
+            result.step = int(state["step"])
+
+    def save():
+        if ckpt is not None:
+            _save_atomic({"model": model.state_dict(), "ema": ema.state_dict(), "optimizer": opt.state_dict(),
+                          "generator": gen.get_state(), "losses": result.losses, "step": result.step,
+                          "process": process.config | {"class": type(process).__name__}}, ckpt)
+
+    iterator = range(result.step, int(steps))
+    if progress:
+        from tqdm.auto import tqdm
+
+        iterator = tqdm(iterator, desc=f"train {type(process).__name__}", initial=result.step, total=int(steps),
+                        disable=None)
+    n = data.shape[0]
+    for _ in iterator:
+        idx = torch.randint(0, n, (int(batch_size),), generator=gen)
+        x0 = data[idx]
+        t = process.sample_timesteps(x0.shape[0], gen)
+        noise = torch.randn(x0.shape, generator=gen, dtype=x0.dtype)
+        xt = process.add_noise(x0, noise, t)
+        target = process.training_target(x0, noise, t)
+        out = model(process.scale_model_input(xt, t).to(device), t.to(device))
+        loss = F.mse_loss(out, target.to(device))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        with torch.no_grad():
+            for pe, pm in zip(ema.parameters(), model.parameters()):
+                pe.mul_(ema_decay).add_(pm.detach(), alpha=1 - ema_decay)
+            for be, bm in zip(ema.buffers(), model.buffers()):
+                be.copy_(bm)
+        result.losses.append(float(loss.detach()))
+        result.step += 1
+        if ckpt is not None and result.step % int(checkpoint_every) == 0:
+            save()
+        if progress and hasattr(iterator, "set_postfix"):
+            iterator.set_postfix(loss=f"{result.losses[-1]:.4f}")
+    save()
+    return result
+
+
+@torch.no_grad()
+def sample(
+    model: torch.nn.Module,
+    process: ForwardProcess,
+    n: int | torch.Tensor,
+    *,
+    generator: torch.Generator | None = None,
+    num_inference_steps: int | None = None,
+    return_trajectory: bool = False,
+    progress: bool = True,
+) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
+    """Draw ``n`` samples: start from ``process.sample_prior`` and apply ``process.step`` down the schedule.
+
+    ``n`` may also be a batch of data for processes whose prior is built from
+    data (``sample_prior(data)``).  ``return_trajectory=True`` also returns
+    the list of intermediate samples (prior first).
+    """
+    if num_inference_steps is not None:
+        process.set_timesteps(num_inference_steps)
+    model.eval()
+    device = next(model.parameters()).device
+    x = process.sample_prior(n, generator)
+    traj = [x.clone()] if return_trajectory else None
+    ts = process.timesteps.tolist()
+    iterator = ts
+    if progress:
+        from tqdm.auto import tqdm
+
+        iterator = tqdm(ts, desc=f"sample {type(process).__name__}", disable=None)
+    for t in iterator:
+        tt = torch.full((x.shape[0],), int(t), dtype=torch.long)
+        out = model(process.scale_model_input(x, t).to(device), tt.to(device)).to(x.device, x.dtype)
+        x = process.step(out, t, x, generator=generator).prev_sample
+        if traj is not None:
+            traj.append(x.clone())
+    return (x, traj) if return_trajectory else x

@@ -1,0 +1,217 @@
+"""Forward processes: marginals, oracle reverse steps, configs, training and exact resumption."""
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from pdediff.torch import (  # noqa: E402
+    BlurringDiffusion,
+    ColdDiffusion,
+    GaussianDiffusion,
+    HeatDissipation,
+    UNet,
+    heat_blur,
+    load_process,
+    sample,
+    train,
+)
+from pdediff.torch import data as tdata  # noqa: E402
+
+
+def _x0(n=1, seed=0, shape=(1, 8, 8)):
+    return torch.rand((n,) + shape, dtype=torch.float64, generator=torch.Generator().manual_seed(seed)) * 2 - 1
+
+
+def processes():
+    return [
+        GaussianDiffusion(num_train_timesteps=50),
+        GaussianDiffusion(num_train_timesteps=50, beta_schedule="cosine"),
+        HeatDissipation(num_train_timesteps=20, sigma_blur_max=4.0),
+        BlurringDiffusion(num_train_timesteps=50, sigma_blur_max=4.0),
+        ColdDiffusion(num_train_timesteps=10, sigma_blur_max=4.0),
+        ColdDiffusion(num_train_timesteps=5, operator="perona_malik", kappa=0.2, training_noise=0.01),
+    ]
+
+
+IDS = ["ddpm-linear", "ddpm-cosine", "ihdm", "blurring", "cold-heat", "cold-pm"]
+
+
+def _expected_marginal(p, x0, t):
+    """Mean and standard deviation of x_t given x0, written from each paper's formula."""
+    if isinstance(p, GaussianDiffusion):
+        ab = float(p.alphas_cumprod[t])
+        return np.sqrt(ab) * x0, np.sqrt(1 - ab)
+    if isinstance(p, HeatDissipation):
+        return heat_blur(x0, float(p.sigmas[t] ** 2 / 2)), p.training_noise
+    if isinstance(p, BlurringDiffusion):
+        ab = float(p.alphas_cumprod[t])
+        sigma_b = 4.0 * np.sin((t + 1) / p.num_train_timesteps * np.pi / 2) ** 2
+        tau = sigma_b**2 / 2
+        s = p._solver((8, 8), torch.float64)
+        lam = s.symbols[0][:, None] + s.symbols[1][None, :]
+        d = (1 - p.min_scale) * np.exp(-lam * tau) + p.min_scale
+        c = s.forward(x0[0, 0].numpy()) * np.sqrt(ab) * d
+        return torch.from_numpy(s.inverse(c))[None, None], np.sqrt(1 - ab)
+    return p.degrade(x0, torch.tensor([t])), float(p.config["training_noise"])
+
+
+@pytest.mark.parametrize("p", processes(), ids=IDS)
+def test_add_noise_marginal(p):
+    x0 = _x0()
+    t = (p.t_min + p.t_max) // 2
+    n = 4000
+    g = torch.Generator().manual_seed(1)
+    noise = torch.randn((n,) + x0.shape[1:], generator=g, dtype=torch.float64)
+    xt = p.add_noise(x0.expand(n, -1, -1, -1), noise, torch.full((n,), t))
+    mean, std = _expected_marginal(p, x0, t)
+    emp_mean, emp_std = xt.mean(0, keepdim=True), xt.std(0)
+    tol = 5 * max(std, 1e-12) / np.sqrt(n) + 1e-10
+    assert torch.all((emp_mean - mean).abs() <= tol)
+    if std > 0:
+        assert torch.all((emp_std / std - 1).abs() < 0.08)
+    else:
+        assert torch.all(emp_std < 1e-12)
+
+
+def _oracle_output(p, x0, xt, t, noise):
+    return p.training_target(x0, noise, torch.full((x0.shape[0],), t))
+
+
+@pytest.mark.parametrize("p", processes(), ids=IDS)
+def test_step_with_oracle_model(p):
+    x0 = _x0(n=2)
+    g = torch.Generator().manual_seed(2)
+    for t in (p.t_max, (p.t_min + p.t_max) // 2, p.t_min):
+        noise = torch.randn(x0.shape, generator=g, dtype=torch.float64)
+        xt = p.add_noise(x0, noise, torch.full((2,), t))
+        out = p.step(_oracle_output(p, x0, xt, t, noise), t, xt, generator=g)
+        if isinstance(p, (GaussianDiffusion, BlurringDiffusion)):
+            torch.testing.assert_close(out.pred_original_sample, x0, atol=1e-8, rtol=0)
+            if t == p.t_min:  # the last step is noise-free
+                torch.testing.assert_close(out.prev_sample, x0, atol=1e-8, rtol=0)
+        elif isinstance(p, HeatDissipation):
+            target_prev = heat_blur(x0, float(p.sigmas[t - 1] ** 2 / 2))
+            torch.testing.assert_close(out.pred_original_sample, target_prev, atol=1e-10, rtol=0)
+            resid = (out.prev_sample - target_prev).std()
+            assert (resid < 3 * p.sampling_noise) if t > 1 else resid < 1e-12
+        else:  # cold diffusion, Algorithm 2 with the true x0: lands exactly on D(x0, t-1) (plus the x_t noise)
+            expect = p.degrade(x0, torch.full((2,), t - 1)) + (xt - p.degrade(x0, torch.full((2,), t)))
+            torch.testing.assert_close(out.prev_sample, expect, atol=1e-10, rtol=0)
+            if float(p.config["training_noise"]) == 0:
+                torch.testing.assert_close(out.prev_sample, p.degrade(x0, torch.full((2,), t - 1)), atol=1e-10,
+                                           rtol=0)
+
+
+def test_ddpm_step_noise_has_posterior_variance():
+    p = GaussianDiffusion(num_train_timesteps=100)
+    x0 = torch.zeros(20000, 1, 1, 1, dtype=torch.float64)
+    t = 50
+    g = torch.Generator().manual_seed(0)
+    noise = torch.randn(x0.shape, generator=g, dtype=torch.float64)
+    xt = p.add_noise(x0, noise, t)
+    out = p.step(noise, t, xt, generator=g)
+    ab_t, ab_p = float(p.alphas_cumprod[t]), float(p.alphas_cumprod[t - 1])
+    var = (1 - ab_p) / (1 - ab_t) * (1 - ab_t / ab_p)
+    c_t = np.sqrt(1 - (1 - ab_t / ab_p)) * (1 - ab_p) / (1 - ab_t)
+    resid = out.prev_sample - c_t * xt
+    assert abs(float(resid.var()) / var - 1) < 0.05
+
+
+def test_blurring_without_blur_is_ddpm():
+    gd = GaussianDiffusion(num_train_timesteps=40, beta_schedule="cosine")
+    bd = BlurringDiffusion(num_train_timesteps=40, sigma_blur_max=0.0)
+    x0 = _x0(n=3, shape=(2, 6, 7))
+    noise = torch.randn(x0.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    t = torch.tensor([0, 17, 39])
+    torch.testing.assert_close(bd.add_noise(x0, noise, t), gd.add_noise(x0, noise, t), atol=1e-12, rtol=0)
+    xt = gd.add_noise(x0, noise, 20)
+    a = gd.step(noise, 20, xt, generator=torch.Generator().manual_seed(9))
+    b = bd.step(noise, 20, xt, generator=torch.Generator().manual_seed(9))
+    torch.testing.assert_close(a.prev_sample, b.prev_sample, atol=1e-12, rtol=0)
+    torch.testing.assert_close(a.pred_original_sample, b.pred_original_sample, atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("p", processes(), ids=IDS)
+def test_config_json_round_trip(p, tmp_path):
+    p.save_config(tmp_path)
+    q = load_process(tmp_path)
+    assert type(q) is type(p) and q.config == p.config
+    x0 = _x0(n=2)
+    noise = torch.randn(x0.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    t = torch.full((2,), p.t_max)
+    torch.testing.assert_close(q.add_noise(x0, noise, t), p.add_noise(x0, noise, t))
+    with pytest.raises(ValueError, match="config is for"):
+        HeatDissipation.from_config({"class": "GaussianDiffusion", "num_train_timesteps": 10})
+
+
+def test_timesteps_descend_and_cover_every_trained_level():
+    p = HeatDissipation(num_train_timesteps=10)
+    assert p.timesteps.tolist() == list(range(10, 0, -1))
+    g = torch.Generator().manual_seed(0)
+    seen = set(p.sample_timesteps(2000, g).tolist())
+    assert seen == set(range(1, 11))  # every level sampling uses is trained, K included
+    d = GaussianDiffusion(num_train_timesteps=1000)
+    d.set_timesteps(50)
+    ts = d.timesteps.tolist()
+    assert ts[0] > ts[-1] and len(ts) == 50 and ts[-1] == 0
+
+
+@pytest.mark.parametrize("p", processes(), ids=IDS)
+def test_training_lowers_the_loss_and_sampling_runs(p):
+    data = tdata.digits()[:256]
+    torch.manual_seed(0)
+    model = UNet(1, base=16, mults=(1, 2))
+    res = train(model, p, data, steps=150, batch_size=32, lr=2e-3, ema_decay=0.9, seed=0, progress=False)
+    first, last = np.mean(res.losses[:15]), np.mean(res.losses[-15:])
+    assert last < 0.8 * first, (first, last)
+    out = sample(res.ema_model, p, 4, generator=torch.Generator().manual_seed(0), progress=False)
+    assert out.shape == (4, 1, 8, 8) and torch.all(torch.isfinite(out))
+
+
+def test_resumed_training_is_bit_for_bit(tmp_path):
+    data = tdata.shapes(64, (8, 8))
+    p = HeatDissipation(num_train_timesteps=8, sigma_blur_max=3.0)
+
+    def run(steps, ckdir):
+        torch.manual_seed(0)
+        model = UNet(1, base=8, mults=(1, 2))
+        return model, train(model, p, data, steps=steps, batch_size=8, seed=4, checkpoint_dir=ckdir,
+                            checkpoint_every=5, progress=False)
+
+    m_full, full = run(20, tmp_path / "full")
+    run(10, tmp_path / "resume")  # "interrupted" after 10 steps
+    m_res, resumed = run(20, tmp_path / "resume")  # a new process picks up the checkpoint
+    assert resumed.losses == full.losses
+    for a, b in zip(m_full.state_dict().values(), m_res.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize(
+    "call,exc,match",
+    [
+        (lambda p: p.add_noise(torch.zeros(2, 8, 8), torch.zeros(2, 8, 8), 1), ValueError, "(N, C, H, W)"),
+        (lambda p: p.add_noise(torch.zeros(2, 1, 4, 4, dtype=torch.int64), torch.zeros(2, 1, 4, 4), 1), TypeError,
+         "float32 or float64"),
+        (lambda p: p.add_noise(torch.zeros(2, 1, 4, 4), torch.zeros(2, 1, 4, 4), torch.tensor([1, 2, 3])),
+         ValueError, "one entry per sample"),
+        (lambda p: p.add_noise(torch.zeros(2, 1, 4, 4), torch.zeros(2, 1, 4, 4), -1), ValueError, "must lie in"),
+        (lambda p: p.add_noise(torch.zeros(2, 1, 4, 4), torch.zeros(2, 1, 4, 4), 0.5), TypeError, "integers"),
+        (lambda p: p.set_timesteps(0), ValueError, "num_inference_steps"),
+        (lambda p: p.sample_prior(3), RuntimeError, "fit"),
+    ],
+)
+def test_bad_input(call, exc, match):
+    with pytest.raises(exc, match=match):
+        call(HeatDissipation(num_train_timesteps=5))
+
+
+def test_data_loaders():
+    d = tdata.digits()
+    assert d.shape == (1797, 1, 8, 8) and d.dtype == torch.float32 and d.min() >= -1 and d.max() <= 1
+    s = tdata.shapes(10, (12, 20), seed=1)
+    assert s.shape == (10, 1, 12, 20) and torch.equal(s, tdata.shapes(10, (12, 20), seed=1))
+    pch = tdata.image_patches(5, (16, 24))
+    assert pch.shape == (5, 1, 16, 24)
+    with pytest.raises(ValueError, match="N, C, H, W"):
+        tdata.as_tensor(np.zeros((3, 4)))
