@@ -22,7 +22,7 @@ test: $(PY)
 	$(PY) -m pytest -n 2 --dist loadfile
 
 docs: $(PY)
-	$(PIP) install -e ".[docs]"
+	$(PIP) install -e ".[docs,torch]" "$(TORCH)"
 	$(PY) -m sphinx -W --keep-going -b html -q docs docs/_build/html
 
 bench: $(PY)

@@ -47,15 +47,17 @@ class UNet(nn.Module):
     in_channels, out_channels : int
         Image channels (the output has the input's shape).
     base : int
-        Channels of the first level; level ``i`` has ``base * mults[i]``.
+        Channels of the first level; level i has base times mults[i] channels.
     mults : tuple of int
         One entry per resolution; each level after the first halves H and W
         (any size works: the decoder resizes to the skip connection's shape).
     num_res_blocks : int
         Residual blocks per level.
 
+    Notes
+    -----
     The output convolution is zero-initialised, so an untrained model outputs
-    zeros (a neutral start for ε-, residual- and x0-prediction alike).
+    zeros (a neutral start for noise, residual and x0 prediction alike).
     ``forward(x, t)`` takes ``t`` as a tensor of per-sample timesteps or a scalar.
     """
 
