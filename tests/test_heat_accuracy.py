@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from conftest import BOUNDARIES, DTYPES
+from common import BOUNDARIES, DTYPES
 
 import pdediff
 from pdediff import analytic

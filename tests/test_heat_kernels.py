@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import reference as ref
-from conftest import BOUNDARIES, DTYPES, SHAPES
+from common import BOUNDARIES, DTYPES, SHAPES
 
 from pdediff import ExplicitHeatSolver, ImplicitHeatSolver, SpectralHeatSolver
 

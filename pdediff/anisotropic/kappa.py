@@ -20,16 +20,25 @@ CALIBRATION = {"exponential": 1.3, "rational": 0.8, "tukey": 2.0}
 FACTORS = {k: float(BASE[k] * CALIBRATION[k]) for k in BASE}
 
 
-def face_gradients(v: np.ndarray, spacing: tuple[float, ...]) -> np.ndarray:
+def _xp(v: Any):
+    if type(v).__module__.split(".")[0] == "cupy":
+        import cupy
+
+        return cupy
+    return np
+
+
+def face_gradients(v: Any, spacing: tuple[float, ...]) -> Any:
     """Magnitudes ``sqrt(sum_c ((v_j - v_i)/h_a)^2)`` of every interior face, pooled over axes.
 
-    ``v`` has a leading channel axis: ``(C, *spatial)``.
+    ``v`` has a leading channel axis: ``(C, *spatial)``; NumPy or CuPy (stays on its device).
     """
+    xp = _xp(v)
     out = []
     for a, h in enumerate(spacing):
-        d = np.diff(v, axis=a + 1) / h
-        out.append(np.sqrt(np.sum(d.astype(np.float64) ** 2, axis=0)).ravel())
-    return np.concatenate(out) if out else np.zeros(0)
+        d = xp.diff(v, axis=a + 1) / h
+        out.append(xp.sqrt(xp.sum(d.astype(np.float64) ** 2, axis=0)).ravel())
+    return xp.concatenate(out) if out else xp.zeros(0)
 
 
 def estimate_kappa(v: Any, spacing: tuple[float, ...], conductance: str = "exponential") -> float:
@@ -56,11 +65,14 @@ def estimate_kappa(v: Any, spacing: tuple[float, ...], conductance: str = "expon
     .. [Black1998] M. J. Black, G. Sapiro, D. Marimont, D. Heeger, "Robust anisotropic
        diffusion", IEEE TIP 7(3), 1998.
     """
-    s = face_gradients(np.asarray(v), spacing)
+    v = v if _xp(v) is not np else np.asarray(v)
+    xp = _xp(v)
+    s = face_gradients(v, spacing)
     if s.size == 0:
         return 1.0
-    med = np.median(s)
-    sigma_e = 1.4826 * np.median(np.abs(s - med))
+    med = xp.median(s)
+    sigma_e = 1.4826 * float(xp.median(xp.abs(s - med)))  # one scalar comes back to the host
     if not sigma_e > 0:  # piecewise-constant, noise-free input: MAD is 0
-        sigma_e = float(s.mean()) if s.mean() > 0 else 1.0
+        mean = float(s.mean())
+        sigma_e = mean if mean > 0 else 1.0
     return float(FACTORS.get(conductance, FACTORS["exponential"]) * sigma_e)

@@ -217,8 +217,7 @@ def perona_malik(
         if kappa.lower() != "auto":
             raise ValueError(f"kappa must be a positive number or 'auto'; got {kappa!r}")
         v0 = smooth(u)
-        kappa_ = estimate_kappa(v0.get() if hasattr(v0, "get") else v0, h,
-                                cond_name if cond_fn is None else "exponential")
+        kappa_ = estimate_kappa(v0, h, cond_name if cond_fn is None else "exponential")
     else:
         if isinstance(kappa, (bool, np.bool_)) or not isinstance(kappa, numbers.Real):
             raise TypeError(f"kappa must be a positive number or 'auto'; got {kappa!r}")

@@ -48,7 +48,11 @@ class CPUBackend:
         k(a, b, c, cp, inv)
 
     def tri_solve(self, d, x, out, coef, alpha=1.0, accumulate=False):
-        """Solve along axis 1 of the ``(pre, n, post)`` views ``d`` -> ``x`` (may alias)."""
+        """Solve along axis 1 of the ``(pre, n, post)`` views ``d`` -> ``x`` (may alias).
+
+        With ``accumulate``, ``out += alpha * x`` and ``x`` is scratch space
+        (its content afterwards is unspecified).
+        """
         pre, n, post = d.shape
         t = d.dtype.type
         par = use_parallel(d.size)

@@ -1,0 +1,1 @@
+"""numba.cuda kernels on CuPy arrays (optional extra ``pdediff[gpu]``); imported only for CuPy input."""

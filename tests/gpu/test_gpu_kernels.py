@@ -1,0 +1,140 @@
+"""Every GPU kernel against its CPU twin, for every boundary, dimension and dtype.
+
+Runs under Numba's CUDA simulator on the CPU (``NUMBA_ENABLE_CUDASIM=1``; small
+arrays, the simulator runs each thread in Python) or on a real GPU.
+"""
+
+import math
+
+import numpy as np
+import pytest
+
+from pdediff.heat._operators import TridiagonalSystem, as_lines, constant_faces, face_diffusivities
+from pdediff.kernels.cpu.backend import CPU
+from pdediff.kernels.gpu import kernels as K
+
+BOUNDS = {"neumann": 0, "dirichlet": 1, "periodic": 2}
+TOL = {np.float32: 2e-5, np.float64: 1e-12}
+SHAPES = {1: (1, 7), 2: (5, 6), 3: (3, 4, 5)}
+
+
+def _grid(shape, block):
+    return tuple(math.ceil(s / b) for s, b in zip(shape, block))
+
+
+def _launch_heat(u, out, dt, ih2, bcs, beta, faces):
+    t = u.dtype.type
+    if u.ndim == 2:
+        block = (8, 8)
+        if faces is None:
+            K.heat2_const[_grid(u.shape, block), block](u, out, t(dt), t(beta), *(t(c) for c in ih2), *bcs)
+        else:
+            K.heat2_var[_grid(u.shape, block), block](u, out, *faces, t(dt), t(beta), *(t(c) for c in ih2), *bcs)
+    else:
+        block = (2, 4, 8)
+        if faces is None:
+            K.heat3_const[_grid(u.shape, block), block](u, out, t(dt), t(beta), *(t(c) for c in ih2), *bcs)
+        else:
+            K.heat3_var[_grid(u.shape, block), block](u, out, *faces, t(dt), t(beta), *(t(c) for c in ih2), *bcs)
+
+
+@pytest.mark.parametrize("variable", [False, True])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("ndim", [1, 2, 3])
+@pytest.mark.parametrize("boundary", list(BOUNDS))
+def test_heat_step(boundary, ndim, dtype, variable):
+    rng = np.random.default_rng(0)
+    shape = SHAPES[ndim]
+    u = rng.standard_normal(shape).astype(dtype)
+    ih2 = (0.0, 1.3) if ndim == 1 else (1.3, 0.8, 1.1)[: len(shape)]
+    bcs = tuple([0] + [BOUNDS[boundary]]) if ndim == 1 else (BOUNDS[boundary],) * len(shape)
+    faces = None
+    if variable:
+        D = rng.uniform(0.5, 1.5, shape)
+        faces = tuple(
+            (np.zeros((2, shape[1])) if (ndim == 1 and a == 0) else face_diffusivities(D, a, boundary)).astype(dtype)
+            for a in range(len(shape))
+        )
+    for beta in (1.0, 0.0):
+        cpu = np.empty_like(u)
+        gpu = np.zeros_like(u)
+        CPU.heat_step(u, cpu, 0.05, ih2, bcs, beta, faces)
+        _launch_heat(u, gpu, 0.05, ih2, bcs, beta, faces)
+        np.testing.assert_allclose(gpu, cpu, rtol=0, atol=TOL[dtype] * 10)
+
+
+@pytest.mark.parametrize("code", [0, 1, 2, 3])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("ndim", [2, 3])
+def test_perona_malik_step(ndim, channels, dtype, code):
+    if code == 3 and dtype == np.float64:
+        pytest.skip("code 3 is the float32 exponential")
+    rng = np.random.default_rng(1)
+    shape = (channels,) + ((4, 6) if ndim == 2 else (3, 4, 5))
+    u = rng.random(shape).astype(dtype)
+    v = (u + 0.05 * rng.standard_normal(shape)).astype(dtype)
+    ih = (1.0, 0.7) if ndim == 2 else (0.5, 1.0, 0.8)
+    cpu = np.empty_like(u)
+    CPU.pm_step(u, v, cpu, 0.1, ih, 4.0, code)
+    gpu = u.copy()
+    t = u.dtype.type
+    if ndim == 2:
+        K.pm2[_grid(shape[1:], (8, 8)), (8, 8)](u, v, gpu, t(0.1), *(t(x) for x in ih), t(4.0), code)
+    else:
+        K.pm3[_grid(shape[1:], (2, 4, 8)), (2, 4, 8)](u, v, gpu, t(0.1), *(t(x) for x in ih), t(4.0), code)
+    np.testing.assert_allclose(gpu, cpu, rtol=0, atol=TOL[dtype] * 10)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("boundary", list(BOUNDS))
+@pytest.mark.parametrize("axis,shape", [(0, (6,)), (0, (5, 4)), (1, (3, 6)), (1, (3, 5, 4)), (2, (2, 3, 5))])
+def test_tridiagonal_factor_and_solve(axis, shape, boundary, dtype):
+    rng = np.random.default_rng(2)
+    D = rng.uniform(0.5, 2.0, shape)
+    for F in (constant_faces(shape[axis], 0.9, boundary).reshape(1, -1, 1),
+              as_lines(face_diffusivities(D, axis, boundary), axis)):
+        system = TridiagonalSystem.build(F, 0.7, boundary, dtype, CPU)
+        d = as_lines(rng.standard_normal(shape).astype(dtype), axis)
+        out0 = as_lines(rng.standard_normal(shape).astype(dtype), axis)
+        for accumulate in (False, True):
+            x_cpu, o_cpu = np.empty_like(d), out0.copy()
+            CPU.tri_solve(d, x_cpu, o_cpu, system, 0.5, accumulate)
+            x_gpu, o_gpu = np.zeros_like(d), out0.copy()
+            cyc = system.z is not None
+            z, vn, qf = (system.z, system.vn, system.qf) if cyc else (system.cp,) * 3
+            pre, n, post = d.shape
+            K.tri_solve[math.ceil(pre * post / 32), 32](d, x_gpu, o_gpu, system.a, system.cp, system.inv, z, vn, qf,
+                                                       dtype(0.5), accumulate, cyc)
+            if not accumulate:  # with accumulate, x is scratch space (the CPU's last-axis path skips it)
+                np.testing.assert_allclose(x_gpu, x_cpu, rtol=0, atol=TOL[dtype] * 20)
+            np.testing.assert_allclose(o_gpu, o_cpu, rtol=0, atol=TOL[dtype] * 20)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_factor_kernel(dtype):
+    rng = np.random.default_rng(3)
+    P, n, Q = 2, 6, 3
+    a, c = -rng.random((P, n, Q)).astype(dtype), -rng.random((P, n, Q)).astype(dtype)
+    b = (2.5 + rng.random((P, n, Q))).astype(dtype)
+    cp0, inv0 = np.empty_like(b), np.empty_like(b)
+    CPU.tri_factor(a, b, c, cp0, inv0)
+    cp1, inv1 = np.zeros_like(b), np.zeros_like(b)
+    K.tri_factor[1, 32](a, b, c, cp1, inv1)
+    np.testing.assert_allclose(cp1, cp0, rtol=TOL[dtype] * 10)
+    np.testing.assert_allclose(inv1, inv0, rtol=TOL[dtype] * 10)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape4", [(1, 1, 7, 1), (2, 3, 5, 4), (1, 4, 6, 1)])
+def test_aos_coefficients(shape4, dtype):
+    rng = np.random.default_rng(4)
+    v = rng.random(shape4).astype(dtype)
+    shp = shape4[1:]
+    cpu = [np.empty(shp, dtype) for _ in range(3)]
+    CPU.aos_coefficients(v, *cpu, 2.0, 1.0, 9.0, 0)
+    gpu = [np.zeros(shp, dtype) for _ in range(3)]
+    t = v.dtype.type
+    K.aos_coefficients[math.ceil(shp[0] * shp[2] / 32), 32](v, *gpu, t(2.0), t(1.0), t(9.0), 0)
+    for g_, c_ in zip(gpu, cpu):
+        np.testing.assert_allclose(g_, c_, rtol=0, atol=TOL[dtype] * 10)
