@@ -115,8 +115,9 @@ class TridiagonalSystem:
             u = np.zeros_like(b)
             u[:, :1, :] = g
             u[:, n - 1 : n, :] = cn
-            zd = xp.asarray(u, dtype=dtype)
-            backend.tri_solve(zd, zd, zd, out)
+            ud = xp.asarray(u, dtype=dtype)
+            zd = xp.empty_like(ud)
+            backend.tri_solve(ud, zd, ud, out)  # z = A'^{-1} u (out unused: the input, not aliasing z)
             zh = np.asarray(zd.get() if hasattr(zd, "get") else zd, dtype=np.float64)
             qf_h = 1.0 / (1.0 + zh[:, :1, :] + vn_h * zh[:, n - 1 : n, :])
             out.z = zd

@@ -117,6 +117,8 @@ class ImplicitHeatSolver(_HeatSolverBase):
             for a, sys_a in enumerate(systems):
                 last = a == ndim - 1
                 # The last sweep adds its solution into u directly (u += w).
-                be.tri_solve(as_lines(w, a), as_lines(v, a), as_lines(u if last else v, a), sys_a, 1.0, last)
+                # (out is unused unless accumulating: pass the read-only input, never x itself,
+                # so no two arguments alias when a simulator copies them separately)
+                be.tri_solve(as_lines(w, a), as_lines(v, a), as_lines(u if last else w, a), sys_a, 1.0, last)
                 w, v = v, w
         return u

@@ -41,13 +41,29 @@ class GPUBackend:
     name = "gpu"
     fft_kwargs: dict = {}
 
-    def __init__(self) -> None:
+    def __init__(self, *, simulate: bool = False) -> None:
         from . import kernels
 
-        self.xp, self.fft, self._ndi, self._cuda = _require()
+        self.simulate = simulate
+        if simulate:
+            # Under NUMBA_ENABLE_CUDASIM=1 the same launch code drives the kernels on NumPy
+            # arrays: how CI exercises this class without a GPU.
+            import scipy.fft
+            import scipy.ndimage
+            from numba import cuda
+
+            import numba
+
+            if not numba.config.ENABLE_CUDASIM:
+                raise RuntimeError("simulate=True needs NUMBA_ENABLE_CUDASIM=1")
+            self.xp, self.fft, self._ndi, self._cuda = np, scipy.fft, scipy.ndimage, cuda
+        else:
+            self.xp, self.fft, self._ndi, self._cuda = _require()
         self.k = kernels
 
     def _stream(self):
+        if self.simulate:
+            return 0
         return self._cuda.external_stream(self.xp.cuda.get_current_stream().ptr)
 
     # -- explicit heat step ----------------------------------------------------
