@@ -126,3 +126,16 @@ def times_array(t: Any) -> tuple[np.ndarray, bool]:
     if np.any(np.diff(arr) < 0):
         raise ValueError("t must be non-decreasing when given as a sequence")
     return arr, True
+
+
+def positive_step(dt: Any) -> float:
+    """A time step: a positive finite number (bool rejected)."""
+    if isinstance(dt, (bool, np.bool_)) or not np.isscalar(dt):
+        raise TypeError(f"dt must be a positive number; got {dt!r}")
+    try:
+        v = float(dt)
+    except (TypeError, ValueError):
+        raise TypeError(f"dt must be a positive number; got {dt!r}") from None
+    if not math.isfinite(v) or v <= 0:
+        raise ValueError(f"dt must be positive and finite; got {dt!r}")
+    return v

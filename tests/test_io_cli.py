@@ -62,7 +62,7 @@ def test_nifti_keeps_affine_and_header(tmp_path, rng):
     nib.save(img, str(tmp_path / "in.nii.gz"))
     scan = pio.read_scan(tmp_path / "in.nii.gz")
     assert scan.spacing == pytest.approx((1.1, 0.9, 3.0))
-    assert main([f"denoise", str(tmp_path / "in.nii.gz"), "-o", str(tmp_path / "out.nii.gz"), "--quiet"]) == 0
+    assert main(["denoise", str(tmp_path / "in.nii.gz"), "-o", str(tmp_path / "out.nii.gz"), "--quiet"]) == 0
     out = nib.load(str(tmp_path / "out.nii.gz"))
     np.testing.assert_allclose(out.affine, affine)
     assert out.header["descrip"].tobytes().startswith(b"test scan")

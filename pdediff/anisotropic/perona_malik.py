@@ -14,7 +14,7 @@ import scipy.ndimage
 from .._backend import backend_for
 from .._validation import as_float_array, check_option, nonnegative_scalar, positive_per_axis
 from ..errors import StabilityError
-from ..heat._operators import as_lines
+from ..heat._operators import TridiagonalSystem, as_lines
 from .kappa import estimate_kappa
 
 __all__ = ["perona_malik", "PeronaMalikResult", "CONDUCTANCES"]
@@ -344,16 +344,6 @@ def _aos_step(u, v, out, h, dt, kinv2, code, be, g) -> None:
         cp = xp.empty_like(B)
         inv = xp.empty_like(B)
         be.tri_factor(A, B, Cc, cp, inv)
-        system = _Lines(A, cp, inv)
+        system = TridiagonalSystem(A, cp, inv)
         for c in range(u.shape[0]):
             be.tri_solve(as_lines(u[c], a), as_lines(work, a), as_lines(out[c], a), system, 1.0 / m, True)
-
-
-@dataclass
-class _Lines:
-    a: Any
-    cp: Any
-    inv: Any
-    z: Any = None
-    vn: Any = None
-    qf: Any = None

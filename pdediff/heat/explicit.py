@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from .._backend import backend_for
+from .._validation import positive_step
 from ..errors import StabilityError
 from ._base import _HeatSolverBase
 from ._operators import face_diffusivities
@@ -78,11 +79,7 @@ class ExplicitHeatSolver(_HeatSolverBase):
 
     def check_dt(self, dt: float) -> float:
         """Validate a time step against the stability limit; return it as float."""
-        if isinstance(dt, (bool, np.bool_)) or not np.isscalar(dt):
-            raise TypeError(f"dt must be a positive number; got {dt!r}")
-        dt = float(dt)
-        if not np.isfinite(dt) or dt <= 0:
-            raise ValueError(f"dt must be positive and finite; got {dt!r}")
+        dt = positive_step(dt)
         # A relative slack of 1e-12 lets t / ceil(t / dt_max) through despite rounding.
         if dt > self.dt_max * (1 + 1e-12):
             raise StabilityError(

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from .._backend import backend_for
-from .._validation import check_option
+from .._validation import check_option, positive_step
 from ._base import _HeatSolverBase
 from ._operators import TridiagonalSystem, as_lines, constant_faces, face_diffusivities
 from .explicit import ExplicitHeatSolver
@@ -69,12 +69,7 @@ class ImplicitHeatSolver(_HeatSolverBase):
 
     @staticmethod
     def _check_dt(dt: Any) -> float:
-        if isinstance(dt, (bool, np.bool_)) or not np.isscalar(dt):
-            raise TypeError(f"dt must be a positive number; got {dt!r}")
-        dt = float(dt)
-        if not np.isfinite(dt) or dt <= 0:
-            raise ValueError(f"dt must be positive and finite; got {dt!r}")
-        return dt
+        return positive_step(dt)
 
     def _axis_faces(self, axis: int) -> np.ndarray:
         """Face diffusivities along ``axis`` as ``(P, n + 1, Q)``."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 from typing import Any, Literal
 
-import numpy as np
 
 from .._backend import backend_for
 from .._validation import BOUNDARIES, as_float_array, check_option, times_array

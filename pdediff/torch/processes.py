@@ -191,7 +191,20 @@ def _betas(schedule: str, K: int, beta_start: float, beta_end: float) -> np.ndar
     raise ValueError(f"beta_schedule must be 'linear' or 'cosine'; got {schedule!r}")
 
 
-class GaussianDiffusion(ForwardProcess):
+class _NoisePrediction(ForwardProcess):
+    """Processes whose model predicts the noise and whose prior is white Gaussian noise."""
+
+    t_min = 0
+
+    def training_target(self, x0: torch.Tensor, noise: torch.Tensor, timesteps: Any) -> torch.Tensor:
+        return noise
+
+    def sample_prior(self, n_or_data: Any, generator: torch.Generator | None = None) -> torch.Tensor:
+        like = self._prior_images(n_or_data, generator)
+        return _randn(like.shape, like, generator)
+
+
+class GaussianDiffusion(_NoisePrediction):
     r"""DDPM (Ho et al. 2020): :math:`x_t = \sqrt{\bar\alpha_t} x_0 + \sqrt{1-\bar\alpha_t}\,\varepsilon`.
 
     The baseline every study compares with.  ε-prediction; ancestral sampling
@@ -227,13 +240,6 @@ class GaussianDiffusion(ForwardProcess):
         t = _as_timesteps(timesteps, x0.shape[0], self.t_min, self.t_max)
         ab = _bcast(self._abar(t), x0)
         return ab.sqrt() * x0 + (1 - ab).sqrt() * noise
-
-    def training_target(self, x0: torch.Tensor, noise: torch.Tensor, timesteps: Any) -> torch.Tensor:
-        return noise
-
-    def sample_prior(self, n_or_data: Any, generator: torch.Generator | None = None) -> torch.Tensor:
-        like = self._prior_images(n_or_data, generator)
-        return _randn(like.shape, like, generator)
 
     def step(self, model_output: torch.Tensor, timestep: Any, sample: torch.Tensor,
              generator: torch.Generator | None = None) -> StepOutput:
@@ -330,7 +336,7 @@ class HeatDissipation(ForwardProcess):
 
 
 # ---------------------------------------------------------------- Blurring diffusion
-class BlurringDiffusion(ForwardProcess):
+class BlurringDiffusion(_NoisePrediction):
     r"""Blurring diffusion (Hoogeboom & Salimans, ICLR 2023), in DCT space.
 
     With :math:`u = V^T x` the orthonormal DCT-II (Neumann heat eigenbasis),
@@ -406,13 +412,6 @@ class BlurringDiffusion(ForwardProcess):
         t = _as_timesteps(timesteps, x0.shape[0], self.t_min, self.t_max)
         alpha, sigma = self._alpha_sigma(t, x0)
         return self._idct(alpha * self._dct(x0)) + sigma * noise
-
-    def training_target(self, x0: torch.Tensor, noise: torch.Tensor, timesteps: Any) -> torch.Tensor:
-        return noise
-
-    def sample_prior(self, n_or_data: Any, generator: torch.Generator | None = None) -> torch.Tensor:
-        like = self._prior_images(n_or_data, generator)
-        return _randn(like.shape, like, generator)
 
     def step(self, model_output: torch.Tensor, timestep: Any, sample: torch.Tensor,
              generator: torch.Generator | None = None) -> StepOutput:
