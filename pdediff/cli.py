@@ -43,8 +43,9 @@ def _build_parser() -> argparse.ArgumentParser:
     n.add_argument("--spacing", type=float, nargs="+", default=None,
                    help="voxel size per axis (default: from the file, e.g. NIfTI, else 1)")
     n.add_argument("--dtype", choices=("auto", "input", "float32", "float64"), default="auto",
-                   help="output dtype; 'input' rounds and clips to the input's integer type. 'auto': float32 "
-                   "for npy/npz/tiff/nifti, the input's type for png/jpeg (which store integers only)")
+                   help="output dtype; 'input' rounds and clips to the input's integer type. 'auto': the input's "
+                   "float type (float32 for integer scans) for npy/npz/tiff/nifti, the input's type for "
+                   "png/jpeg (which store integers only)")
     n.add_argument("--preview", metavar="PREVIEW.png", default=None, help="also save a before/after figure")
     n.add_argument("--force", action="store_true", help="overwrite OUTPUT if it exists (never INPUT)")
     n.add_argument("--quiet", action="store_true", help="no progress bar and no parameter report")
@@ -113,8 +114,8 @@ def _denoise(args: argparse.Namespace) -> None:
         result = cast_like(out, target)
     elif args.dtype in ("float32", "float64"):
         result = out.astype(args.dtype)
-    else:
-        result = out.astype(np.float32)
+    else:  # auto: float input keeps its dtype (float32/float64); integer scans become float32
+        result = out.astype(data.dtype if data.dtype in (np.float32, np.float64) else np.float32)
     if out_fmt in ("png", "jpeg") and result.dtype.kind == "f":
         raise CLIError(f"{out_fmt.upper()} stores integers only; use --dtype input or a .tif/.npy OUTPUT")
     try:

@@ -93,6 +93,15 @@ def test_cli_float_output_and_spacing(tmp_path, rng):
     np.testing.assert_allclose(scan.data, pdediff.perona_malik(vol, spacing=(3, 1, 1), scheme="aos"), rtol=1e-6)
 
 
+def test_cli_auto_dtype_keeps_float64(tmp_path, rng):
+    np.save(tmp_path / "d.npy", rng.random((12, 10)))
+    assert main(["denoise", str(tmp_path / "d.npy"), "-o", str(tmp_path / "o.npy"), "--quiet"]) == 0
+    assert np.load(tmp_path / "o.npy").dtype == np.float64
+    np.save(tmp_path / "i.npy", (rng.random((12, 10)) * 100).astype(np.uint16))
+    assert main(["denoise", str(tmp_path / "i.npy"), "-o", str(tmp_path / "p.npy"), "--quiet"]) == 0
+    assert np.load(tmp_path / "p.npy").dtype == np.float32
+
+
 def test_cli_input_dtype_rounds_and_clips(tmp_path, rng):
     img = (rng.random((20, 20)) * 255).astype(np.uint8)
     np.save(tmp_path / "i.npy", img)
