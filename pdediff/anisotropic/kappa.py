@@ -6,6 +6,8 @@ from typing import Any
 
 import numpy as np
 
+from .._backend import backend_for
+
 #: kappa = BASE * CALIBRATION * sigma_e per conductance.  Black et al. derive
 #: sqrt(5) for Tukey's biweight and sqrt(2) for the Lorentzian (``rational``)
 #: from the outlier-rejection point of each influence function; the
@@ -20,20 +22,12 @@ CALIBRATION = {"exponential": 1.3, "rational": 0.8, "tukey": 2.0}
 FACTORS = {k: float(BASE[k] * CALIBRATION[k]) for k in BASE}
 
 
-def _xp(v: Any):
-    if type(v).__module__.split(".")[0] == "cupy":
-        import cupy
-
-        return cupy
-    return np
-
-
 def face_gradients(v: Any, spacing: tuple[float, ...]) -> Any:
     """Magnitudes ``sqrt(sum_c ((v_j - v_i)/h_a)^2)`` of every interior face, pooled over axes.
 
     ``v`` has a leading channel axis: ``(C, *spatial)``; NumPy or CuPy (stays on its device).
     """
-    xp = _xp(v)
+    xp = backend_for(v).xp
     out = []
     for a, h in enumerate(spacing):
         d = xp.diff(v, axis=a + 1) / h
@@ -65,8 +59,8 @@ def estimate_kappa(v: Any, spacing: tuple[float, ...], conductance: str = "expon
     .. [Black1998] M. J. Black, G. Sapiro, D. Marimont, D. Heeger, "Robust anisotropic
        diffusion", IEEE TIP 7(3), 1998.
     """
-    v = v if _xp(v) is not np else np.asarray(v)
-    xp = _xp(v)
+    xp = backend_for(v).xp
+    v = xp.asarray(v)
     s = face_gradients(v, spacing)
     if s.size == 0:
         return 1.0

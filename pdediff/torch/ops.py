@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .._backend import backend_for
 from .._validation import BOUNDARIES, check_option
 from ..heat.spectral import SPECTRA, SpectralHeatSolver
 from ._dlpack import from_array, to_array
@@ -170,8 +171,7 @@ def perona_malik(x: torch.Tensor, *, spatial_dims: int = 2, channels: bool | Non
     xc = x.detach().contiguous()
     arr = to_array(xc)
     per = arr.reshape((-1,) + tuple(arr.shape[lead - 1 if channels else lead :]))
-    xp = type(arr).__module__.split(".")[0]
-    out = (np if xp == "numpy" else __import__("cupy")).empty_like(per)
+    out = backend_for(arr).xp.empty_like(per)
     for i in range(per.shape[0]):
         out[i] = pm(per[i], channel_axis=0 if channels else None, **kwargs)
     return from_array(out.reshape(arr.shape), x)

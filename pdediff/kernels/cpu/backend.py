@@ -17,6 +17,11 @@ from ._common import use_parallel
 __all__ = ["CPUBackend", "CPU"]
 
 
+def _kernel_code(code: int, dtype) -> int:
+    """The exponential conductance (0) runs as its float32 kernel (3) on float32 data: twice the vector width."""
+    return 3 if code == 0 and dtype == np.float32 else int(code)
+
+
 class CPUBackend:
     name = "cpu"
     xp = np
@@ -74,27 +79,22 @@ class CPUBackend:
     def pm_step(self, u, v, out, dt, ih, kinv2, code):
         """Fused explicit Perona–Malik step on ``(C, n0, n1)`` or ``(C, n0, n1, n2)`` arrays."""
         t = u.dtype.type
-        if code == 0 and u.dtype == np.float32:
-            code = 3  # the float32 exponential: twice the vector width
         par = use_parallel(u.size)
-        nblocks = min(u.shape[1], 4 * numba.get_num_threads()) if par else 1
         if u.ndim == 3:  # (C, n0, n1): one plane of n0 rows
             C, n0, n1 = u.shape
             shp, nplane, ihs = u.shape, n0, (0.0, ih[0], ih[1])
-        else:  # (C, n0, n1, n2) -> (C, n0 * n1, n2)
+        else:  # (C, n0, n1, n2) -> (C, n0 * n1, n2), blocks of whole planes
             C, n0, n1, n2 = u.shape
             shp, nplane, ihs = (C, n0 * n1, n2), n1, tuple(ih)
-            nblocks = min(n0, 4 * numba.get_num_threads()) if par else 1
+        nblocks = min(n0, 4 * numba.get_num_threads()) if par else 1
         k = perona_malik.pm_par if par else perona_malik.pm_ser
         k(u.reshape(shp), v.reshape(shp), out.reshape(shp), nplane, t(dt), *(t(x) for x in ihs), t(kinv2),
-          int(code), t(1), t(0.5), nblocks)
+          _kernel_code(code, u.dtype), t(1), t(0.5), nblocks)
 
     def aos_coefficients(self, v4, a, b, c, tau, ih, kinv2, code):
         """Lines of ``I - tau A(v)`` along axis 2 of ``v4`` ``(C, pre, n, post)`` into ``(pre, n, post)``."""
         t = v4.dtype.type
-        if code == 0 and v4.dtype == np.float32:
-            code = 3
-        args = (t(tau), t(ih), t(kinv2), int(code), t(1), t(0.5))
+        args = (t(tau), t(ih), t(kinv2), _kernel_code(code, v4.dtype), t(1), t(0.5))
         if v4.shape[3] == 1:
             sq = (slice(None), slice(None), 0)
             perona_malik.aos_coefficients_last(v4[..., 0], a[sq], b[sq], c[sq], *args)

@@ -102,20 +102,9 @@ def exp_neg32(x):
     return e if x < _XMAX32 else e - e  # flush to 0 below the normal range (a typed zero)
 
 
-@njit(cache=True, error_model="numpy")
-def conductance(x, code, one, half):
-    """g as a function of ``x = (s / kappa)^2`` (typed constants keep float32 in float32)."""
-    if code == 0:
-        return math.exp(-x)
-    if code == 1:
-        return one / (one + x)
-    t = one - x
-    return half * t * t if x <= one else x - x  # x - x: a typed zero
-
-
 @njit(cache=True, error_model="numpy")  # no ZeroDivisionError check: the loops vectorise
 def apply_conductance(g, m, kinv2, code, one, half):
-    """``g[j] = conductance(g[j] * kinv2)`` for ``j < m``; one loop per code so each vectorises."""
+    """``g[j] = g(g[j] * kinv2)`` for ``j < m`` (codes as above); one loop per code so each vectorises."""
     if code == 0:
         for j in range(m):
             g[j] = exp_neg(g[j] * kinv2)
