@@ -12,8 +12,9 @@ import numpy as np
 import scipy.ndimage
 
 from .._backend import backend_for
-from .._validation import as_float_array, check_option, nonnegative_scalar, positive_per_axis
+from .._validation import as_float_array, check_option, nonnegative_scalar, positive_step
 from ..errors import StabilityError
+from ..grid import Grid
 from ..heat._operators import TridiagonalSystem, as_lines
 from .kappa import estimate_kappa
 
@@ -41,10 +42,6 @@ class PeronaMalikResult:
     conductance: str
     scheme: str
     spacing: tuple[float, ...]
-
-
-def _explicit_dt_limit(spacing: tuple[float, ...]) -> float:
-    return 1.0 / (2.0 * sum(1.0 / h**2 for h in spacing))
 
 
 def perona_malik(
@@ -183,20 +180,16 @@ def perona_malik(
         u = xp.moveaxis(u, channel_axis, 0)
     else:
         u = as_float_array(arr, "image", check_finite=check_finite, xp=xp)[None]
-    nd = u.ndim - 1
-    h = positive_per_axis(spacing, "spacing", nd)
+    grid = Grid(u.shape[1:], spacing)
+    h = grid.spacing
 
     # -- parameters -----------------------------------------------------------------
     sigma = nonnegative_scalar(sigma, "sigma")
-    dt_max = _explicit_dt_limit(h)
+    dt_max = grid.explicit_dt_limit()  # 0 <= g <= 1: the heat limit with D = 1
     if dt is None:
         dt_ = dt_max if scheme == "explicit" else AOS_DT_FACTOR * dt_max
     else:
-        if isinstance(dt, (bool, np.bool_)) or not isinstance(dt, numbers.Real):
-            raise TypeError(f"dt must be a positive number; got {dt!r}")
-        dt_ = float(dt)
-        if not math.isfinite(dt_) or dt_ <= 0:
-            raise ValueError(f"dt must be positive and finite; got {dt!r}")
+        dt_ = positive_step(dt)
         if scheme == "explicit" and dt_ > dt_max * (1 + 1e-12):
             raise StabilityError(
                 f"dt={dt_:.6g} exceeds the explicit Perona–Malik stability limit "
@@ -213,6 +206,7 @@ def perona_malik(
 
     u = xp.ascontiguousarray(u).copy()  # never modify the caller's array
     smooth = _smoother(sigma, h, be)
+    v0 = None  # the smoothed input, computed once if kappa needs it and reused by the first step
     if isinstance(kappa, str):
         if kappa.lower() != "auto":
             raise ValueError(f"kappa must be a positive number or 'auto'; got {kappa!r}")
@@ -238,7 +232,9 @@ def perona_malik(
             iterator = tqdm(iterator, desc=f"Perona–Malik ({scheme})", unit="it", leave=False, disable=None)
         buf = xp.empty_like(u)
         for _ in iterator:
-            stepper(u, smooth(u), buf)
+            v = smooth(u) if v0 is None else v0
+            v0 = None
+            stepper(u, v, buf)
             u, buf = buf, u
 
     out = u[0] if channel_axis is None else xp.moveaxis(u, 0, channel_axis)
@@ -270,7 +266,7 @@ def _make_stepper(u, h, dt, kappa, kinv2, cond_name, cond_fn, scheme, be) -> Cal
         g = _callable_conductance(cond_fn, kappa)
         if scheme == "explicit":
             return lambda u, v, out: _explicit_numpy(u, v, out, h, dt, g)
-        return lambda u, v, out: _aos_step(u, v, out, h, dt, None, 0, be, g)
+        return _AOSStep(u, h, dt, None, 0, be, g)
     code = _CODE[cond_name]
     if scheme == "explicit":
         ih = tuple(1.0 / x for x in h)
@@ -282,7 +278,7 @@ def _make_stepper(u, h, dt, kappa, kinv2, cond_name, cond_fn, scheme, be) -> Cal
             be.pm_step(u.reshape(shp), v.reshape(shp), out.reshape(shp), dt, ih, kinv2, code)
 
         return step
-    return lambda u, v, out: _aos_step(u, v, out, h, dt, kinv2, code, be, None)
+    return _AOSStep(u, h, dt, kinv2, code, be, None)
 
 
 def _callable_conductance(fn: Callable, kappa: float) -> Callable:
@@ -316,34 +312,40 @@ def _explicit_numpy(u, v, out, h, dt, g) -> None:
     np.add(u, t(dt) * acc, out=out)
 
 
-def _aos_step(u, v, out, h, dt, kinv2, code, be, g) -> None:
-    """``out = (1/m) sum_a (I - m dt A_a(v))^{-1} u``: one batched tridiagonal solve per axis."""
-    xp = be.xp
-    m = len(h)
-    out[...] = 0
-    work = xp.empty_like(u[0])
-    for a, ha in enumerate(h):
-        tau = m * dt / ha**2
-        v4 = v.reshape((v.shape[0],) + as_lines(v[0], a).shape)
-        shape3 = v4.shape[1:]
-        A = xp.empty(shape3, dtype=u.dtype)
-        B = xp.empty(shape3, dtype=u.dtype)
-        Cc = xp.empty(shape3, dtype=u.dtype)
-        if g is None:
-            be.aos_coefficients(v4, A, B, Cc, tau, 1.0 / ha, kinv2, code)
-        else:
-            w = (tau * _face_conductance(v, a, ha, g)).astype(u.dtype)
-            w3 = as_lines(np.ascontiguousarray(w), a) if m > 1 else w.reshape(1, -1, 1)
-            A[...] = 0
-            Cc[...] = 0
-            A[:, 1:, :] = -w3
-            Cc[:, :-1, :] = -w3
-            B[...] = 1
-            B[:, 1:, :] += w3
-            B[:, :-1, :] += w3
-        cp = xp.empty_like(B)
-        inv = xp.empty_like(B)
-        be.tri_factor(A, B, Cc, cp, inv)
-        system = TridiagonalSystem(A, cp, inv)
-        for c in range(u.shape[0]):
-            be.tri_solve(as_lines(u[c], a), as_lines(work, a), as_lines(out[c], a), system, 1.0 / m, True)
+class _AOSStep:
+    """``out = (1/m) sum_a (I - m dt A_a(v))^{-1} u``: one batched tridiagonal solve per axis.
+
+    The coefficient, factor and work buffers are allocated once per call of
+    :func:`perona_malik` and reshaped per axis, not re-allocated every step.
+    """
+
+    def __init__(self, u, h, dt, kinv2, code, be, g) -> None:
+        self.h, self.dt, self.kinv2, self.code, self.be, self.g = h, dt, kinv2, code, be, g
+        n = u[0].size
+        self.buffers = tuple(be.xp.empty(n, dtype=u.dtype) for _ in range(5))  # a, b, c, cp, inv
+        self.work = be.xp.empty_like(u[0])
+
+    def __call__(self, u, v, out) -> None:
+        be, h, g = self.be, self.h, self.g
+        m = len(h)
+        out[...] = 0
+        for a, ha in enumerate(h):
+            tau = m * self.dt / ha**2
+            lines = as_lines(v[0], a).shape
+            A, B, Cc, cp, inv = (buf.reshape(lines) for buf in self.buffers)
+            if g is None:
+                be.aos_coefficients(v.reshape((v.shape[0],) + lines), A, B, Cc, tau, 1.0 / ha, self.kinv2,
+                                    self.code)
+            else:
+                w3 = as_lines(np.ascontiguousarray((tau * _face_conductance(v, a, ha, g)).astype(u.dtype)), a)
+                A[...] = 0
+                Cc[...] = 0
+                A[:, 1:, :] = -w3
+                Cc[:, :-1, :] = -w3
+                B[...] = 1
+                B[:, 1:, :] += w3
+                B[:, :-1, :] += w3
+            be.tri_factor(A, B, Cc, cp, inv)
+            system = TridiagonalSystem(A, cp, inv)
+            for c in range(u.shape[0]):
+                be.tri_solve(as_lines(u[c], a), as_lines(self.work, a), as_lines(out[c], a), system, 1.0 / m, True)
