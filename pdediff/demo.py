@@ -81,13 +81,10 @@ def _heat_figure(path: Path, u0, exact, results, labels) -> None:
 
 
 def _save_atomic(fig, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
+    from .io import atomic_path
+
+    with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=90, format=path.suffix.lstrip(".") or "png")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def best_linear_blur(clean: np.ndarray, noisy: np.ndarray, *, data_range: float) -> tuple[np.ndarray, float]:

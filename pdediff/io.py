@@ -21,14 +21,15 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["Scan", "ScanIOError", "read_scan", "write_scan", "format_of", "FORMATS"]
+__all__ = ["Scan", "ScanIOError", "read_scan", "write_scan", "atomic_path", "format_of", "FORMATS"]
 
 FORMATS = {
     ".npy": "npy",
@@ -225,14 +226,27 @@ def write_scan(
     if fmt == "jpeg" and data.dtype != np.uint8:
         raise ValueError("JPEG stores uint8 only")
     writer = _WRITERS[fmt]
-    folder = p.parent if str(p.parent) else Path(".")
-    if not folder.is_dir():
-        raise ScanIOError(f"{p}: folder {folder} does not exist")
+    if not p.parent.is_dir():
+        raise ScanIOError(f"{p}: folder {p.parent} does not exist")
+    with atomic_path(p) as tmp:
+        writer(tmp, data, like, spacing, channel_axis)
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it over ``path`` only if the block succeeds.
+
+    The temporary name keeps the destination's suffix (``.png``, ``.nii.gz``),
+    so writers that infer the format from it work.  On any exception the
+    temporary file is removed and ``path`` is left as it was.  Every file
+    pdediff writes (scans, figures, checkpoints) goes through here.
+    """
+    p = Path(path)
     suffix = "".join(p.suffixes[-2:]) if p.name.lower().endswith(".nii.gz") else p.suffix
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=f".tmp{suffix}", dir=folder)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=f".tmp{suffix}", dir=p.parent)
     os.close(fd)
     try:
-        writer(Path(tmp), data, like, spacing, channel_axis)
+        yield Path(tmp)
         os.replace(tmp, p)
     except BaseException:
         if os.path.exists(tmp):

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch.nn import functional as F
 
+from ..io import atomic_path
 from .data import as_tensor
 from .processes import ForwardProcess
 
@@ -33,9 +34,8 @@ class TrainResult:
 
 
 def _save_atomic(obj: Any, path: str) -> None:
-    tmp = f"{path}.tmp{os.getpid()}"
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def train(
