@@ -30,7 +30,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .ops import heat_blur
+from ._dlpack import from_array, to_array
+from .ops import _solver, heat_blur, perona_malik
 
 __all__ = [
     "StepOutput",
@@ -191,10 +192,28 @@ def _betas(schedule: str, K: int, beta_start: float, beta_end: float) -> np.ndar
     raise ValueError(f"beta_schedule must be 'linear' or 'cosine'; got {schedule!r}")
 
 
+def _schedule(schedule: str, K: int, beta_start: float, beta_end: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """``betas`` and their ``alphas_cumprod`` (float64 tensors, one entry per timestep)."""
+    betas = torch.from_numpy(_betas(schedule, K, beta_start, beta_end))
+    return betas, torch.cumprod(1.0 - betas, 0)
+
+
 class _NoisePrediction(ForwardProcess):
-    """Processes whose model predicts the noise and whose prior is white Gaussian noise."""
+    """Processes whose model predicts the noise and whose prior is white Gaussian noise.
+
+    Subclasses set ``betas`` and ``alphas_cumprod`` with :func:`_schedule`.
+    """
 
     t_min = 0
+    betas: torch.Tensor
+    alphas_cumprod: torch.Tensor
+
+    def _abar(self, t: torch.Tensor) -> torch.Tensor:
+        """``alpha_bar`` per timestep, with ``t = -1`` (after the last step) meaning clean: 1."""
+        out = torch.ones(t.shape, dtype=torch.float64)
+        ok = t >= 0
+        out[ok] = self.alphas_cumprod[t[ok]]
+        return out
 
     def training_target(self, x0: torch.Tensor, noise: torch.Tensor, timesteps: Any) -> torch.Tensor:
         return noise
@@ -224,16 +243,9 @@ class GaussianDiffusion(_NoisePrediction):
 
     def __init__(self, num_train_timesteps: int = 1000, beta_schedule: str = "linear",
                  beta_start: float = 1e-4, beta_end: float = 0.02) -> None:
-        self.betas = torch.from_numpy(_betas(beta_schedule, int(num_train_timesteps), beta_start, beta_end))
-        self.alphas_cumprod = torch.cumprod(1.0 - self.betas, 0)
+        self.betas, self.alphas_cumprod = _schedule(beta_schedule, int(num_train_timesteps), beta_start, beta_end)
         super().__init__(num_train_timesteps=num_train_timesteps, beta_schedule=beta_schedule,
                          beta_start=beta_start, beta_end=beta_end)
-
-    def _abar(self, t: torch.Tensor) -> torch.Tensor:
-        out = torch.ones(t.shape, dtype=torch.float64)
-        ok = t >= 0
-        out[ok] = self.alphas_cumprod[t[ok]]
-        return out
 
     def add_noise(self, x0: torch.Tensor, noise: torch.Tensor, timesteps: Any) -> torch.Tensor:
         _check_sample(x0)
@@ -356,8 +368,7 @@ class BlurringDiffusion(_NoisePrediction):
     def __init__(self, num_train_timesteps: int = 1000, sigma_blur_max: float = 20.0, min_scale: float = 0.001,
                  beta_schedule: str = "cosine") -> None:
         K = int(num_train_timesteps)
-        betas = _betas(beta_schedule, K, 1e-4, 0.02)
-        self.alphas_cumprod = torch.cumprod(1.0 - torch.from_numpy(betas), 0)
+        self.betas, self.alphas_cumprod = _schedule(beta_schedule, K, 1e-4, 0.02)
         tt = (np.arange(K) + 1) / K
         self.blur_times = (float(sigma_blur_max) * np.sin(tt * np.pi / 2) ** 2) ** 2 / 2
         self.min_scale = float(min_scale)
@@ -367,19 +378,13 @@ class BlurringDiffusion(_NoisePrediction):
 
     # DCT helpers through pdediff's spectral solver (orthonormal DCT-II over H, W)
     def _solver(self, shape, dtype):
-        from .ops import _solver
-
         return _solver(tuple(shape), str(dtype).replace("torch.", ""), "neumann", 1.0, "continuous")
 
     def _dct(self, x: torch.Tensor) -> torch.Tensor:
-        from ._dlpack import from_array, to_array
-
         s = self._solver(x.shape[-2:], x.dtype)
         return from_array(s.forward(to_array(x.contiguous())), x)
 
     def _idct(self, c: torch.Tensor) -> torch.Tensor:
-        from ._dlpack import from_array, to_array
-
         s = self._solver(c.shape[-2:], c.dtype)
         return from_array(s.inverse(to_array(c.contiguous().clone())), c)
 
@@ -394,15 +399,12 @@ class BlurringDiffusion(_NoisePrediction):
     def _alpha_sigma(self, t: torch.Tensor, x: torch.Tensor):
         """Per-frequency ``alpha`` (N, 1, H, W) and scalar ``sigma`` (N, 1, 1, 1); ``t = -1`` is clean."""
         lam = self._lambda(x.shape[-2:], x)
-        ab = torch.ones(t.shape, dtype=torch.float64)
+        ab = self._abar(t)
         tau = torch.zeros(t.shape, dtype=torch.float64)
         ok = t >= 0
-        ab[ok] = self.alphas_cumprod[t[ok]]
         tau[ok] = torch.from_numpy(self.blur_times)[t[ok]]
-        d = (1 - self.min_scale) * torch.exp(-lam[None] * tau.to(lam.device)[:, None, None]) + self.min_scale
-        d = torch.where(ok.to(lam.device)[:, None, None], d, torch.ones_like(d))
-        if self.config["sigma_blur_max"] == 0:
-            d = torch.ones_like(d)
+        # d = (1 - d_min) e^{-lam tau} + d_min, written so that tau = 0 (clean, or no blur) gives 1 exactly
+        d = 1 + (1 - self.min_scale) * torch.expm1(-lam[None] * tau.to(lam.device)[:, None, None])
         alpha = ab.sqrt().to(lam.device)[:, None, None] * d
         sigma = (1 - ab).sqrt()
         return alpha[:, None].to(x.dtype), _bcast(sigma, x)
@@ -467,8 +469,6 @@ class ColdDiffusion(ForwardProcess):
         k = _as_timesteps(levels, x0.shape[0], 0, self.t_max)
         if self.config["operator"] == "heat":
             return heat_blur(x0, torch.from_numpy(self.blur_times[k.cpu().numpy()]))
-        from .ops import perona_malik
-
         out = torch.empty_like(x0)
         for i, ki in enumerate(k.tolist()):
             out[i : i + 1] = perona_malik(x0[i : i + 1], num_iter=ki * int(self.config["iters_per_level"]),
