@@ -98,13 +98,19 @@ def implicit_unsplit(u0, dt, n, spacing, boundary, theta=0.5, D=None):
     return u.reshape(u0.shape)
 
 
-def implicit_factored(u0, dt, n, spacing, boundary, theta=0.5, D=None):
-    """The Douglas ADI scheme as one sparse system: prod_a (I - theta dt L_a) (u' - u) = dt L u."""
-    ops = [axis_operator(u0.shape, spacing, boundary, D, a) for a in range(u0.ndim)]
+def _factored(shape, dt, spacing, boundary, theta, D):
+    """The per-axis operators ``L_a``, the identity and ``P = prod_a (I - theta dt L_a)``."""
+    ops = [axis_operator(shape, spacing, boundary, D, a) for a in range(len(shape))]
     I = sp.identity(ops[0].shape[0], format="csc")
     P = I
     for La in ops:
         P = P @ (I - theta * dt * La)
+    return ops, I, P
+
+
+def implicit_factored(u0, dt, n, spacing, boundary, theta=0.5, D=None):
+    """The Douglas ADI scheme as one sparse system: prod_a (I - theta dt L_a) (u' - u) = dt L u."""
+    ops, _, P = _factored(u0.shape, dt, spacing, boundary, theta, D)
     lu = spla.splu(P.tocsc())
     L = sum(ops)
     u = u0.astype(np.float64).ravel()
@@ -115,11 +121,7 @@ def implicit_factored(u0, dt, n, spacing, boundary, theta=0.5, D=None):
 
 def splitting_term(u_old, u_new, dt, spacing, boundary, theta=0.5, D=None):
     """``(P - M) (u_new - u_old)``, with ``P`` the factored and ``M`` the unsplit matrix."""
-    ops = [axis_operator(u_old.shape, spacing, boundary, D, a) for a in range(u_old.ndim)]
-    I = sp.identity(ops[0].shape[0], format="csc")
-    P = I
-    for La in ops:
-        P = P @ (I - theta * dt * La)
+    ops, I, P = _factored(u_old.shape, dt, spacing, boundary, theta, D)
     M = I - theta * dt * sum(ops)
     return ((P - M) @ (u_new - u_old).ravel()).reshape(u_old.shape)
 
