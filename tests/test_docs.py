@@ -12,7 +12,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 DOCTEST_MODULES = ["pdediff.heat.solve", "pdediff.heat.explicit", "pdediff.heat.implicit",
-                   "pdediff.heat.spectral", "pdediff.analytic", "pdediff.anisotropic.perona_malik", "pdediff.io"]
+                   "pdediff.heat.spectral", "pdediff.analytic", "pdediff.anisotropic.perona_malik", "pdediff.io._scan"]
 
 
 @pytest.mark.parametrize("module", DOCTEST_MODULES + ["pdediff.torch.ops"])

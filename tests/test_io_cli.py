@@ -142,7 +142,7 @@ def test_failed_write_leaves_no_partial_file(tmp_path, img16, monkeypatch):
         Path(p).write_bytes(b"partial")
         raise OSError("disk full")
 
-    monkeypatch.setitem(pio._WRITERS, "npy", boom)
+    monkeypatch.setitem(pio._scan._WRITERS, "npy", boom)
     with pytest.raises(OSError, match="disk full"):
         pio.write_scan(tmp_path / "out.npy", img16)
     with pytest.raises(OSError, match="disk full"):

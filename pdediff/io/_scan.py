@@ -1,35 +1,18 @@
-"""Reading and writing scans: NumPy, PNG/JPEG, TIFF (stacks as volumes) and NIfTI.
-
-Every write is atomic: the data go to a temporary file in the destination's
-folder, which is renamed over the destination only once complete, so an
-interrupted write never leaves a partial file.
-
-Formats and the optional libraries they need (``pip install "pdediff[io]"``):
-
-======================  ==========  =====================================
-suffix                  library     notes
-======================  ==========  =====================================
-``.npy``, ``.npz``      NumPy       ``.npz`` keeps ``spacing`` too
-``.png``                imageio     8/16-bit, grey or RGB(A)
-``.jpg``, ``.jpeg``     imageio     8-bit, grey or RGB (lossy)
-``.tif``, ``.tiff``     tifffile    8/16/32-bit int, float; 3-D stacks
-``.nii``, ``.nii.gz``   nibabel     affine, header and voxel spacing kept
-======================  ==========  =====================================
-"""
+"""Scan readers and writers behind :mod:`pdediff.io` (formats and safety rules documented there)."""
 
 from __future__ import annotations
 
 import os
-import tempfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["Scan", "ScanIOError", "read_scan", "write_scan", "atomic_path", "format_of", "FORMATS"]
+from ._atomic import atomic_path
+
+__all__ = ["Scan", "ScanIOError", "read_scan", "write_scan", "format_of", "FORMATS", "cast_like"]
 
 FORMATS = {
     ".npy": "npy",
@@ -230,28 +213,6 @@ def write_scan(
         raise ScanIOError(f"{p}: folder {p.parent} does not exist")
     with atomic_path(p) as tmp:
         writer(tmp, data, like, spacing, channel_axis)
-
-
-@contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it over ``path`` only if the block succeeds.
-
-    The temporary name keeps the destination's suffix (``.png``, ``.nii.gz``),
-    so writers that infer the format from it work.  On any exception the
-    temporary file is removed and ``path`` is left as it was.  Every file
-    pdediff writes (scans, figures, checkpoints) goes through here.
-    """
-    p = Path(path)
-    suffix = "".join(p.suffixes[-2:]) if p.name.lower().endswith(".nii.gz") else p.suffix
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=f".tmp{suffix}", dir=p.parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.replace(tmp, p)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _write_npy(p, data, like, spacing, ch):
