@@ -158,7 +158,7 @@ def test_cli_failed_write_is_one_line(tmp_path, img16, monkeypatch, capsys):
         Path(p).write_bytes(b"partial")
         raise OSError("disk full")
 
-    monkeypatch.setitem(pio._WRITERS, "npz", boom)
+    monkeypatch.setitem(pio._scan._WRITERS, "npz", boom)
     assert main(["denoise", str(tmp_path / "in.npy"), "-o", str(tmp_path / "out.npz"), "--quiet"]) == 2
     assert not (tmp_path / "out.npz").exists()
     assert sorted(os.listdir(tmp_path)) == ["in.npy"]
