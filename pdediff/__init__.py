@@ -14,13 +14,15 @@ analytic
     Exact solutions used by tests, docs and benchmarks.
 StabilityError
     Raised for explicit time steps above the stability limit.
+StepLimitError
+    Raised, before any work, when a call would take more than ``max_steps`` time steps.
 """
 
 from __future__ import annotations
 
 from . import analytic
 from .anisotropic import estimate_kappa, perona_malik
-from .errors import StabilityError
+from .errors import StabilityError, StepLimitError
 from .grid import Grid
 from .heat import ExplicitHeatSolver, ImplicitHeatSolver, SpectralHeatSolver, solve_heat
 
@@ -36,5 +38,6 @@ __all__ = [
     "Grid",
     "analytic",
     "StabilityError",
+    "StepLimitError",
     "__version__",
 ]

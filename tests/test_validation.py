@@ -47,7 +47,7 @@ def test_stability_error_is_value_error_and_states_limit():
         (np.zeros((4, 4), bool), TypeError, "u0 must be a real"),
         (np.zeros((4, 4), complex), TypeError, "u0 must be a real"),
         (np.zeros((4, 4), object), TypeError, "u0 must be a real"),
-        (np.zeros((4, 4), np.float16), TypeError, "float32 or float64"),
+        (np.zeros((4, 4), np.longdouble), TypeError, "float16, float32 or float64"),
         (np.zeros((2, 2, 2, 2)), ValueError, "u0 must have 1 or 2 or 3 dimensions"),
         (np.float64(3.0), TypeError, "u0 must be an array"),
         (np.zeros((0, 4)), ValueError, "must not be empty"),

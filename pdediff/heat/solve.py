@@ -5,9 +5,11 @@ from __future__ import annotations
 import math
 from typing import Any, Literal
 
+import numpy as np
 
 from .._backend import backend_for
-from .._validation import BOUNDARIES, as_float_array, check_option, times_array
+from .._validation import (BOUNDARIES, DEFAULT_MAX_STEPS, as_float_array, check_option, check_step_count,
+                           max_steps_value, times_array)
 from .explicit import ExplicitHeatSolver
 from .implicit import SCHEMES, ImplicitHeatSolver
 from .spectral import SPECTRA, SpectralHeatSolver
@@ -35,6 +37,7 @@ def solve_heat(
     scheme: Literal["crank-nicolson", "backward-euler"] = "crank-nicolson",
     spectrum: Literal["continuous", "discrete"] = "continuous",
     check_finite: bool = True,
+    max_steps: int | None = DEFAULT_MAX_STEPS,
 ) -> Any:
     r"""Solve the heat equation :math:`u_t = \nabla\cdot(D \nabla u)` from ``u0`` up to time ``t``.
 
@@ -71,7 +74,14 @@ def solve_heat(
         (default, spectrally accurate) or of the 3/5/7-point stencil (the exact
         solution of the semi-discrete system).
     check_finite : bool
-        Raise ``ValueError`` on NaN/inf input (default).  ``False`` skips the scan.
+        Raise ``ValueError`` on NaN/inf input (default).  ``False`` skips the
+        scan; NaN and inf then propagate to their neighbours (never a crash).
+    max_steps : int or None
+        Upper bound on the number of explicit or implicit time steps (default
+        100 000).  A request that needs more fails at once with
+        :class:`~pdediff.StepLimitError`, stating the count and the cheaper
+        method (the spectral solver is exact in one transform pair whatever
+        ``t``); ``None`` removes the bound.  Ignored by the spectral method.
 
     Returns
     -------
@@ -90,6 +100,8 @@ def solve_heat(
     StabilityError
         ``method="explicit"`` with ``dt`` above the stability limit (the
         message states the limit).
+    StepLimitError
+        The explicit or implicit method would need more than ``max_steps`` steps.
 
     Notes
     -----
@@ -131,6 +143,7 @@ def solve_heat(
     times, is_seq = times_array(t)
     if dt is not None:
         ImplicitHeatSolver._check_dt(dt)
+    max_steps_value(max_steps)  # validate even where the method ignores it
 
     if method == "spectral":
         solver = SpectralHeatSolver(u0.shape, u0.dtype, diffusivity=diffusivity, spacing=spacing,
@@ -145,6 +158,13 @@ def solve_heat(
         solver = ImplicitHeatSolver(u0.shape, u0.dtype, diffusivity=diffusivity, spacing=spacing,
                                     boundary=boundary, dt=dt, scheme=scheme)
     step_dt = solver.dt
+    intervals = np.diff(times, prepend=0.0)
+    total = float(sum(math.ceil(iv / step_dt * (1 - 1e-12)) for iv in intervals if iv > 0))
+    check_step_count(
+        total, max_steps, f"method={method!r} up to t={times[-1]:.6g} with dt={step_dt:.6g}",
+        "use method='spectral' (exact in one transform pair, constant diffusivity)"
+        + (" or method='implicit' (stable with any dt)" if method == "explicit" else " or a larger dt"),
+    )
     u = be.xp.array(u0, copy=True, order="C")
     out = be.xp.empty((len(times),) + tuple(u0.shape), dtype=u0.dtype)
     now = 0.0

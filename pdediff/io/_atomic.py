@@ -1,35 +1,182 @@
-"""Atomic file creation: a temporary file beside the destination, renamed over it when complete."""
+"""Atomic, all-or-nothing file creation.
+
+Every file pdediff writes (scans, figures, checkpoints) is first written to a
+hidden temporary file beside its destination and renamed over it only once
+complete, so an interrupted or failed write never leaves a partial file:
+
+* the temporary names keep the destination's suffix (``.png``, ``.nii.gz``),
+  so writers that infer the format from the name work;
+* a new file gets the mode the process umask gives (``0644`` under ``022``),
+  like any file ``open()`` creates; a replaced file keeps its mode;
+* :func:`atomic_paths` writes several outputs (e.g. a result and its preview)
+  all or none: the renames happen only after every output is complete, and a
+  failure among them restores what was there before;
+* SIGINT, SIGTERM and SIGHUP are held off (``pthread_sigmask``) while a
+  temporary file is created or the renames run, so a signal can only arrive
+  while a temporary file is being written, and the cleanup then removes it
+  (the command line turns SIGTERM/SIGHUP into an exception for that reason).
+"""
 
 from __future__ import annotations
 
 import os
+import shutil
+import signal
+import stat
 import tempfile
-from collections.abc import Iterator
+import uuid
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["atomic_path"]
+__all__ = ["atomic_path", "atomic_paths"]
+
+_HELD = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
 
 
 @contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it over ``path`` only if the block succeeds.
-
-    The temporary name keeps the destination's suffix (``.png``, ``.nii.gz``),
-    so writers that infer the format from it work.  On any exception the
-    temporary file is removed and ``path`` is left as it was.  Every file
-    pdediff writes (scans, figures, checkpoints) goes through here.
-    """
-    p = Path(path)
-    suffix = "".join(p.suffixes[-2:]) if p.name.lower().endswith(".nii.gz") else p.suffix
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=f".tmp{suffix}", dir=p.parent)
-    os.close(fd)
+def _signals_held() -> Iterator[None]:
+    """Defer SIGINT/SIGTERM/SIGHUP for the duration of the block (delivered right after it)."""
     try:
-        yield Path(tmp)
-        os.replace(tmp, p)
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, _HELD)
+    except (AttributeError, OSError, ValueError):  # platform without pthread_sigmask
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def _umask() -> int:
+    """The process umask, read without changing it where Linux allows (``/proc/self/status``)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _temp_suffix(p: Path) -> str:
+    return "".join(p.suffixes[-2:]) if p.name.lower().endswith(".nii.gz") else p.suffix
+
+
+@contextmanager
+def atomic_paths(paths: Sequence[str | os.PathLike], *, directories: Sequence[bool] | None = None
+                 ) -> Iterator[list[Path]]:
+    """Yield temporary paths beside ``paths``; on success move all of them into place, else none.
+
+    Parameters
+    ----------
+    paths : sequence of path-like
+        Destinations; their folders must exist.
+    directories : sequence of bool, optional
+        Which destinations are folders (e.g. a DICOM series): their temporary
+        path is an empty folder, and a folder already at the destination is
+        replaced as a whole.
+
+    The temporary files are removed on any exception, including
+    ``KeyboardInterrupt``.  If moving one output into place fails, the
+    outputs already moved are rolled back (new ones removed, replaced ones
+    restored), so the destinations are left as they were.
+    """
+    ps = [Path(p) for p in paths]
+    dirs = list(directories) if directories is not None else [False] * len(ps)
+    if len(dirs) != len(ps):
+        raise ValueError("directories must have one entry per path")
+    tmps: list[Path] = []
+    try:
+        with _signals_held():
+            for p, is_dir in zip(ps, dirs):
+                if is_dir:
+                    tmps.append(Path(tempfile.mkdtemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)))
+                else:
+                    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=f".tmp{_temp_suffix(p)}", dir=p.parent)
+                    os.close(fd)
+                    tmps.append(Path(tmp))
+        yield tmps
+        with _signals_held():
+            _commit(ps, tmps, dirs)
     except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        with _signals_held():
+            for t in tmps:
+                _remove(t)
         raise
 
 
+def _final_mode(dest: Path, is_dir: bool) -> int:
+    try:
+        return stat.S_IMODE(os.stat(dest).st_mode)  # a replaced file keeps its mode
+    except OSError:
+        return (0o777 if is_dir else 0o666) & ~_umask()
+
+
+def _commit(ps: list[Path], tmps: list[Path], dirs: list[bool]) -> None:
+    """Rename every temporary into place; undo the renames already done if one fails."""
+    for p, t, is_dir in zip(ps, tmps, dirs):
+        os.chmod(t, _final_mode(p, is_dir))
+    done: list[tuple[Path, Path | None]] = []  # (destination, backup of what it replaced)
+    try:
+        for p, t, is_dir in zip(ps, tmps, dirs):
+            backup = None
+            if os.path.lexists(p):
+                backup = p.parent / f".{p.name}.{uuid.uuid4().hex[:12]}.old"
+                if is_dir:
+                    os.rename(p, backup)
+                else:
+                    try:
+                        os.link(p, backup)  # the old file stays reachable until every rename succeeded
+                    except OSError:
+                        backup = None
+            try:
+                os.replace(t, p)
+            except BaseException:
+                if backup is not None:
+                    os.replace(backup, p) if is_dir else _remove(backup)
+                raise
+            done.append((p, backup))
+    except BaseException:
+        for p, backup in reversed(done):
+            _remove(p)
+            if backup is not None:
+                os.replace(backup, p)
+        raise
+    for _, backup in done:
+        if backup is not None:
+            _remove(backup)
+
+
+def _remove(p: Path) -> None:
+    try:
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+        elif os.path.lexists(p):
+            os.unlink(p)
+    except OSError:
+        pass
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike, *, directory: bool = False) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; move it over ``path`` only if the block succeeds.
+
+    One-output form of :func:`atomic_paths` (same guarantees: no partial file,
+    umask-respecting mode for new files, mode kept for replaced ones).
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from pdediff.io import atomic_path
+    >>> d = tempfile.mkdtemp()
+    >>> with atomic_path(os.path.join(d, "a.txt")) as tmp:
+    ...     _ = tmp.write_text("complete")
+    >>> sorted(os.listdir(d))
+    ['a.txt']
+    """
+    with atomic_paths([path], directories=[directory]) as (tmp,):
+        yield tmp

@@ -16,11 +16,15 @@ from ._dlpack import from_array, to_array
 __all__ = ["heat_blur", "perona_malik"]
 
 
+#: Half-precision tensors are computed in float32 and returned in their own dtype.
+_HALF = (torch.float16, torch.bfloat16)
+
+
 def _check_tensor(x: Any, spatial_dims: int, name: str = "x") -> None:
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor; got {type(x).__name__}")
-    if x.dtype not in (torch.float32, torch.float64):
-        raise TypeError(f"{name} must be float32 or float64; got {x.dtype}")
+    if x.dtype not in (torch.float32, torch.float64) + _HALF:
+        raise TypeError(f"{name} must be a float16, bfloat16, float32 or float64 tensor; got {x.dtype}")
     if isinstance(spatial_dims, bool) or spatial_dims not in (1, 2, 3):
         raise ValueError(f"spatial_dims must be 1, 2 or 3; got {spatial_dims!r}")
     if x.ndim < spatial_dims:
@@ -93,7 +97,8 @@ def heat_blur(
     Parameters
     ----------
     x : Tensor, shape ``(..., *spatial)``
-        float32 or float64; rectangular spatial shapes are fine.
+        float32 or float64; float16/bfloat16 are computed in float32 and the
+        result cast back.  Rectangular spatial shapes are fine.
     t : float or Tensor
         Diffusion time (pixels² for unit diffusivity), scalar or one per
         leading item: shape ``x.shape[:k]`` for some ``k`` up to the number of
@@ -129,6 +134,9 @@ def heat_blur(
     batch = tuple(x.shape[: x.ndim - spatial_dims])
     times = _batch_times(t, batch)
     shape = tuple(x.shape[x.ndim - spatial_dims :])
+    if x.dtype in _HALF:  # differentiable casts around the float32 computation
+        return heat_blur(x.float(), t, boundary=boundary, diffusivity=diffusivity, spatial_dims=spatial_dims,
+                         spectrum=spectrum).to(x.dtype)
     solver = _solver(shape, str(x.dtype).replace("torch.", ""), boundary, float(diffusivity), spectrum)
     return _HeatBlur.apply(x, times, solver)
 
@@ -140,7 +148,7 @@ def perona_malik(x: torch.Tensor, *, spatial_dims: int = 2, channels: bool | Non
     Parameters
     ----------
     x : Tensor, shape ``(N, C, *spatial)`` or ``(N, *spatial)`` (or any leading axes)
-        float32 or float64.
+        float32 or float64; float16/bfloat16 computed in float32 and cast back.
     spatial_dims : {1, 2, 3}
         How many trailing axes are spatial.
     channels : bool, optional
@@ -168,6 +176,8 @@ def perona_malik(x: torch.Tensor, *, spatial_dims: int = 2, channels: bool | Non
         channels = lead >= 2
     if channels and lead < 1:
         raise ValueError("channels=True needs a channel axis before the spatial axes")
+    if x.dtype in _HALF:
+        return perona_malik(x.float(), spatial_dims=spatial_dims, channels=channels, **kwargs).to(x.dtype)
     xc = x.detach().contiguous()
     arr = to_array(xc)
     per = arr.reshape((-1,) + tuple(arr.shape[lead - 1 if channels else lead :]))

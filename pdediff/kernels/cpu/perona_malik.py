@@ -43,7 +43,7 @@ _POW2NEG = np.exp2(-np.arange(int(_XMAX64 * _INV_LN2_32) + 2) / 32.0)
 
 @njit(cache=True, error_model="numpy", inline="always")  # inlined so the calling loop vectorises
 def exp_neg(x):
-    """``exp(-x)`` for ``x >= 0`` in float64, within a few ulp of ``math.exp``; 0 for ``x >= 708``.
+    """``exp(-x)`` for ``x >= 0`` in float64, within a few ulp of ``math.exp``; 0 for ``x >= 708`` and NaN.
 
     Range reduction ``x = n ln2/32 + r`` (Cody–Waite), the degree-6 Taylor
     polynomial of ``exp(-r)`` for ``|r| <= ln2/64``, and ``2^(-n/32)`` from a
@@ -52,7 +52,10 @@ def exp_neg(x):
     Results that would be subnormal are flushed to zero (as with FTZ), since
     subnormal arithmetic, even in a discarded vector lane, costs ~100x.
     """
-    xc = min(x, _XMAX64)
+    # Clamp before the table lookup: NaN (a non-finite gradient) and x >= 708 map to the last entry and
+    # negative x to the first, so no value can index outside the table.
+    xc = x if x < _XMAX64 else _XMAX64
+    xc = xc if xc > 0.0 else 0.0
     n = np.floor(xc * _INV_LN2_32 + 0.5)
     r = (xc - n * _LN2_32_HI) - n * _LN2_32_LO
     y = -r
@@ -64,7 +67,7 @@ def exp_neg(x):
     p = p * y + 1.0
     p = p * y + 1.0
     e = p * _POW2NEG[np.int32(n)]  # n >= 0
-    return e if x < _XMAX64 else 0.0 * e
+    return e if x < _XMAX64 else 0.0 * e  # NaN compares false: g(NaN) = 0
 
 
 _F32 = np.float32
@@ -75,6 +78,7 @@ _POW2NEG32 = np.array([2.0 ** -n for n in range(151)], dtype=np.float32)  # 2^-1
 _E32 = tuple(_F32(1.0 / math.factorial(k)) for k in range(8))
 _XMAX32 = _F32(87.0)  # exp(-87) ~ 1.6e-38, just above float32's smallest normal
 _HALF32 = _F32(0.5)
+_ZERO32 = _F32(0.0)
 
 
 @njit(cache=True, error_model="numpy", inline="always")
@@ -86,7 +90,8 @@ def exp_neg32(x):
     Same reduction as :func:`exp_neg`; degree-7 Taylor polynomial (truncation
     below 2e-8 for ``|r| <= ln2/2``) and a table of ``2^-n``, ``n <= 150``.
     """
-    xc = min(x, _XMAX32)
+    xc = x if x < _XMAX32 else _XMAX32  # NaN -> XMAX: the table index stays in range (see exp_neg)
+    xc = xc if xc > _ZERO32 else _ZERO32
     n = np.floor(xc * _LOG2E32 + _HALF32)
     r = (xc - n * _LN2_HI32) - n * _LN2_LO32
     y = -r
@@ -104,7 +109,11 @@ def exp_neg32(x):
 
 @njit(cache=True, error_model="numpy")  # no ZeroDivisionError check: the loops vectorise
 def apply_conductance(g, m, kinv2, code, one, half):
-    """``g[j] = g(g[j] * kinv2)`` for ``j < m`` (codes as above); one loop per code so each vectorises."""
+    """``g[j] = g(g[j] * kinv2)`` for ``j < m`` (codes as above); one loop per code so each vectorises.
+
+    A non-finite argument (NaN from non-finite data, or inf) gives ``g = 0``: no flux through that face.
+    """
+    big = one / (one - one)  # +inf of the data's type (error_model="numpy": no ZeroDivisionError)
     if code == 0:
         for j in range(m):
             g[j] = exp_neg(g[j] * kinv2)
@@ -113,7 +122,8 @@ def apply_conductance(g, m, kinv2, code, one, half):
             g[j] = exp_neg32(g[j] * kinv2)
     elif code == 1:
         for j in range(m):
-            g[j] = one / (one + g[j] * kinv2)
+            x = g[j] * kinv2
+            g[j] = one / (one + x) if x < big else one - one  # NaN -> 0, like the other conductances
     else:
         zero = one - one
         for j in range(m):
@@ -125,6 +135,7 @@ def apply_conductance(g, m, kinv2, code, one, half):
 @njit(cache=True, error_model="numpy")
 def _flux1(va, vb, ua, ub, f, m, ih, ihs, kinv2, code, one, half):
     """One channel, fused: ``f = g(((vb - va) ih)^2 / K^2) * (ub - ua) * ih^2`` in a single pass."""
+    big = one / (one - one)  # +inf: g = 0 for NaN and inf arguments, as in apply_conductance
     if code == 3:
         for j in range(m):
             d = (vb[j] - va[j]) * ih
@@ -132,7 +143,8 @@ def _flux1(va, vb, ua, ub, f, m, ih, ihs, kinv2, code, one, half):
     elif code == 1:
         for j in range(m):
             d = (vb[j] - va[j]) * ih
-            f[j] = one / (one + d * d * kinv2) * (ub[j] - ua[j]) * ihs
+            x = d * d * kinv2
+            f[j] = (one / (one + x) if x < big else one - one) * (ub[j] - ua[j]) * ihs
     elif code == 0:
         for j in range(m):
             d = (vb[j] - va[j]) * ih

@@ -118,6 +118,8 @@ def heat3_var(u, out, f0, f1, f2, dt, beta, c0, c1, c2, bc0, bc1, bc2):
 # ------------------------------------------------------------------ Perona–Malik
 @cuda.jit(device=True, inline=True)
 def _g(x, code):
+    if not x < math.inf:  # NaN (non-finite data) or inf: no flux through the face, as on the CPU
+        return 0.0
     if code == 0 or code == 3:
         return math.exp(-x)
     if code == 1:
