@@ -1,4 +1,4 @@
-"""The one place where pdediff decides which backend runs a computation (DESIGN.md §1).
+"""The one place where pdediff decides which backend runs a computation (docs/conventions.rst §1).
 
 NumPy arrays (and anything array-like) run on the CPU backend; CuPy arrays on
 the GPU backend, which is imported only when a CuPy array shows up, so

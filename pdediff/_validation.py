@@ -1,4 +1,4 @@
-"""Input checks shared by every public function (DESIGN.md §1).
+"""Input checks shared by every public function (docs/conventions.rst §1).
 
 Each check raises a specific exception whose message names the parameter and
 what is allowed, so a user can fix the call without reading the source.

@@ -1,4 +1,4 @@
-"""Exact solutions of the heat equation on the cell-centred grid (DESIGN.md §3).
+"""Exact solutions of the heat equation on the cell-centred grid (docs/conventions.rst §3).
 
 On an axis ``[0, L]``, ``cos(k pi x / L)`` (Neumann), ``sin(k pi x / L)``
 (Dirichlet) and ``sin(2 k pi x / L)`` (periodic) are eigenfunctions of the

@@ -1,4 +1,4 @@
-"""The cell-centred grid and its boundary conditions (DESIGN.md §2).
+"""The cell-centred grid and its boundary conditions (docs/conventions.rst §2).
 
 An axis with ``n`` cells of width ``h`` has centres ``x_i = (i + 1/2) h`` on the
 domain ``[0, n h]``; boundaries lie on the outer cell faces.  Ghost cells:

@@ -1,4 +1,4 @@
-"""Accuracy against the analytic modes of DESIGN.md §3 and observed convergence orders."""
+"""Accuracy against the analytic modes of docs/conventions.rst §3 and observed convergence orders."""
 
 import numpy as np
 import pytest
@@ -92,7 +92,7 @@ def test_time_error_against_discrete_spectrum(scheme, time_order, boundary, ndim
 
 @pytest.mark.parametrize("boundary", BOUNDARIES)
 def test_methods_agree_on_refined_grid(boundary):
-    """Explicit, implicit and spectral discretise the same problem (DESIGN.md §2)."""
+    """Explicit, implicit and spectral discretise the same problem (docs/conventions.rst §2)."""
     shape = (40, 56)
     h = (1 / 40, 1 / 56)
     x = np.meshgrid(*[(np.arange(n) + 0.5) * hh for n, hh in zip(shape, h)], indexing="ij")

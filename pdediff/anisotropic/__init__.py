@@ -1,4 +1,4 @@
-"""Anisotropic (edge-preserving) diffusion: Perona–Malik, explicit and AOS (DESIGN.md §4)."""
+"""Anisotropic (edge-preserving) diffusion: Perona–Malik, explicit and AOS (docs/conventions.rst §4)."""
 
 from .kappa import estimate_kappa
 from .perona_malik import CONDUCTANCES, PeronaMalikResult, perona_malik

@@ -1,7 +1,7 @@
 """Discrete diffusion operators on the cell-centred grid, shared by the solvers.
 
 * :func:`face_diffusivities`: harmonic-mean face values of a diffusivity array,
-  with the boundary faces set by the boundary condition (DESIGN.md §3).
+  with the boundary faces set by the boundary condition (docs/conventions.rst §3).
 * :class:`TridiagonalSystem`: the factorised lines of ``I - r L_a`` along one
   axis (``L_a`` the 1-D flux-form operator), ready for batched Thomas solves;
   periodic lines carry a Sherman–Morrison correction.  Used by ADI (heat) and

@@ -29,7 +29,7 @@ class ExplicitHeatSolver(_HeatSolverBase):
     spacing : float or sequence of float
         Cell width per axis (physical units).
     boundary : {"neumann", "dirichlet", "periodic"}
-        Boundary condition (DESIGN.md §2).
+        Boundary condition (docs/conventions.rst §2).
     dt : float, optional
         Default time step; ``None`` takes the stability limit :attr:`dt_max`.
 

@@ -44,7 +44,7 @@ def solve_heat(
     Parameters
     ----------
     u0 : array, shape (n,), (ny, nx) or (nz, ny, nx)
-        Initial state on the cell-centred grid (DESIGN.md §2).  float32 and
+        Initial state on the cell-centred grid (docs/conventions.rst §2).  float32 and
         float64 are kept; integer images are promoted to float64 without
         rescaling.  NumPy arrays run on the CPU, CuPy arrays on the GPU.
     t : float or 1-D sequence of float

@@ -1,4 +1,4 @@
-"""Perona–Malik kernels: the fused explicit step and the AOS coefficients (DESIGN.md §4).
+"""Perona–Malik kernels: the fused explicit step and the AOS coefficients (docs/conventions.rst §4).
 
 Arrays carry a leading channel axis and are viewed as ``(C, rows, n)``: a 2-D
 image ``(C, n0, n1)`` as is (1-D runs as ``(C, 1, n)``), a 3-D volume

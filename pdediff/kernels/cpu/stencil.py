@@ -2,7 +2,7 @@
 
 ``out = beta * u + dtd * sum_a ih2_a * (F_a^- (u_a^- - u) + F_a^+ (u_a^+ - u))`` where
 ``u_a^±`` are the neighbours along axis ``a`` (ghost cells per boundary,
-DESIGN.md §2), ``ih2_a = 1/h_a^2`` and ``F`` the face diffusivities (1 for the
+docs/conventions.rst §2), ``ih2_a = 1/h_a^2`` and ``F`` the face diffusivities (1 for the
 constant-coefficient kernels, whose ``dtd`` already holds ``dt * D``).
 
 Kernels are written for 2-D and 3-D arrays; a 1-D problem runs as a ``(1, n)``

@@ -1,0 +1,144 @@
+"""Write safety: file modes, all-or-nothing outputs, no partial files after signals."""
+
+import os
+import random
+import signal
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pdediff.io import atomic_path, atomic_paths
+from pdediff.io import _atomic
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def umask():
+    old = os.umask(0o022)
+    os.umask(old)
+
+    def set_(mask):
+        os.umask(mask)
+
+    yield set_
+    os.umask(old)
+
+
+def _mode(p) -> int:
+    return stat.S_IMODE(os.stat(p).st_mode)
+
+
+@pytest.mark.parametrize("mask,expect", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_new_files_get_the_umask_mode(tmp_path, umask, mask, expect):
+    """Every output used to be created 0600 whatever the umask."""
+    umask(mask)
+    with atomic_path(tmp_path / "a.npy") as tmp:
+        np.save(tmp, np.zeros(3))
+    assert _mode(tmp_path / "a.npy") == expect
+    with atomic_path(tmp_path / "d", directory=True) as tmp:
+        (tmp / "x").write_text("x")
+    assert _mode(tmp_path / "d") == (0o777 & ~mask)
+
+
+def test_replaced_file_keeps_its_mode(tmp_path, umask):
+    """--force used to turn a 0644 file into 0600."""
+    umask(0o022)
+    p = tmp_path / "a.txt"
+    p.write_text("old")
+    os.chmod(p, 0o640)
+    with atomic_path(p) as tmp:
+        tmp.write_text("new")
+    assert p.read_text() == "new" and _mode(p) == 0o640
+
+
+def test_all_or_nothing_when_a_writer_fails(tmp_path):
+    (tmp_path / "a.txt").write_text("old a")
+    with pytest.raises(RuntimeError):
+        with atomic_paths([tmp_path / "a.txt", tmp_path / "b.txt"]) as (ta, tb):
+            ta.write_text("new a")
+            raise RuntimeError("preview failed")
+    assert sorted(os.listdir(tmp_path)) == ["a.txt"]
+    assert (tmp_path / "a.txt").read_text() == "old a"
+
+
+def test_rollback_when_a_rename_fails(tmp_path, monkeypatch):
+    (tmp_path / "a.txt").write_text("old a")
+    real = os.replace
+
+    def flaky(src, dst):
+        if str(dst).endswith("b.txt"):
+            raise OSError("disk gone")
+        return real(src, dst)
+
+    monkeypatch.setattr(_atomic.os, "replace", flaky)
+    with pytest.raises(OSError, match="disk gone"):
+        with atomic_paths([tmp_path / "a.txt", tmp_path / "b.txt", tmp_path / "c.txt"]) as tmps:
+            for t, text in zip(tmps, ("new a", "new b", "new c")):
+                t.write_text(text)
+    monkeypatch.setattr(_atomic.os, "replace", real)
+    assert sorted(os.listdir(tmp_path)) == ["a.txt"]
+    assert (tmp_path / "a.txt").read_text() == "old a"
+
+
+def test_directory_output_replaces_a_folder_as_a_whole(tmp_path):
+    d = tmp_path / "series"
+    d.mkdir()
+    (d / "old.dcm").write_text("old")
+    with atomic_path(d, directory=True) as tmp:
+        (tmp / "new.dcm").write_text("new")
+    assert sorted(os.listdir(d)) == ["new.dcm"]
+    assert sorted(os.listdir(tmp_path)) == ["series"]
+
+
+def _run_cli(args, **kw):
+    return subprocess.Popen([sys.executable, "-m", "pdediff", *args], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **kw)
+
+
+def test_signals_never_leave_partial_files(tmp_path):
+    """Kill `pdediff denoise` with SIGINT/SIGTERM/SIGHUP at random moments: afterwards the folder holds the
+    input and either nothing else or complete outputs; never a hidden temporary file."""
+    vol = np.random.default_rng(0).random((40, 64, 64)).astype(np.float32)
+    np.save(tmp_path / "in.npy", vol)
+    expected = None
+    # Reference run, which also times the whole command so that the kills land all over it.
+    t0 = time.perf_counter()
+    ref = _run_cli(["denoise", str(tmp_path / "in.npy"), "-o", str(tmp_path / "ref.npy"), "--quiet"])
+    assert ref.wait(timeout=300) == 0, ref.stderr.read()
+    duration = time.perf_counter() - t0
+    expected = np.load(tmp_path / "ref.npy")
+    os.unlink(tmp_path / "ref.npy")
+    rnd = random.Random(1)
+    outcomes = set()
+    for trial in range(6):
+        sig = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)[trial % 3]
+        out, pv = tmp_path / "out.npy", tmp_path / "out.png"
+        proc = _run_cli(["denoise", str(tmp_path / "in.npy"), "-o", str(out), "--preview", str(pv), "--quiet",
+                         "--force"])
+        time.sleep(rnd.uniform(0.3, 1.1) * duration)
+        proc.send_signal(sig)
+        rc = proc.wait(timeout=300)
+        err = proc.stderr.read()
+        left = sorted(os.listdir(tmp_path))
+        assert all(not name.startswith(".") for name in left), (sig, left, err)
+        assert "Traceback" not in err, err
+        if rc == 0:
+            outcomes.add("finished")
+        else:
+            assert rc == 128 + sig, (rc, err)
+            assert len(err.strip().splitlines()) == 1 and "removed" in err, err
+            outcomes.add("stopped")
+        if out.exists():  # a complete result, never a partial one; the preview with it
+            np.testing.assert_array_equal(np.load(out), expected)
+            assert pv.exists() and pv.stat().st_size > 0
+            os.unlink(out)
+            os.unlink(pv)
+        else:
+            assert not pv.exists()
+    assert "stopped" in outcomes
