@@ -36,7 +36,7 @@ def _faces(D: np.ndarray, axis: int, boundary: str) -> np.ndarray:
 
 
 def axis_operator(shape, spacing, boundary, D=None, axis=0) -> sp.csr_matrix:
-    """Sparse ``L_a``: the flux-form second difference along ``axis`` (DESIGN.md §3)."""
+    """Sparse ``L_a``: the flux-form second difference along ``axis`` (docs/conventions.rst §3)."""
     shape = tuple(shape)
     spacing = np.broadcast_to(np.asarray(spacing, float), (len(shape),))
     D = np.ones(shape) if D is None else np.asarray(D, float)
@@ -178,7 +178,7 @@ def spectral(u0, t, spacing, boundary, D=1.0, spectrum="continuous"):
 
 # ------------------------------------------------------------------ Perona–Malik
 def pm_conductance(x, name):
-    """g(x) with x = (s / kappa)^2, written from DESIGN.md §4."""
+    """g(x) with x = (s / kappa)^2, written from docs/conventions.rst §4."""
     if name == "exponential":
         return np.exp(-x)
     if name == "rational":
@@ -187,7 +187,7 @@ def pm_conductance(x, name):
 
 
 def pm_explicit_step(u, dt, kappa, conductance, spacing, v=None):
-    """One explicit 2N-neighbour step (DESIGN.md §4), channels first: ``u`` is (C, *spatial).
+    """One explicit 2N-neighbour step (docs/conventions.rst §4), channels first: ``u`` is (C, *spatial).
 
     Loops over the 2N neighbours of every cell with ``np.roll`` and masks the
     neighbours beyond the boundary (the neighbour is the cell itself: zero flux).
