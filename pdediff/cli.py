@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -14,8 +15,21 @@ class CLIError(Exception):
     """A user error reported as one line on stderr with a non-zero exit status."""
 
 
+class _Terminated(BaseException):
+    """SIGTERM or SIGHUP, raised in the main thread so that cleanup runs as for Ctrl-C."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+#: Integer output types the CLI offers, and what --rescale maps onto.
+INT_DTYPES = ("uint8", "uint16", "int16")
+
+
 def _build_parser() -> argparse.ArgumentParser:
     from . import __version__
+    from ._validation import DEFAULT_MAX_STEPS
     from .anisotropic.perona_malik import CONDUCTANCES
 
     p = argparse.ArgumentParser(prog="pdediff", description="PDE diffusion: heat equation and Perona–Malik.")
@@ -30,7 +44,9 @@ def _build_parser() -> argparse.ArgumentParser:
         "denoise",
         help="edge-preserving (Perona–Malik) denoising of an image or volume",
         description="Denoise INPUT with Perona–Malik diffusion and write OUTPUT. Formats: .npy .npz .png .jpg "
-        ".tif/.tiff (stacks as volumes) .nii/.nii.gz. INPUT is never modified; OUTPUT is written atomically.",
+        ".tif/.tiff (stacks as volumes) .nii/.nii.gz .mgz/.mgh, Analyze .hdr/.img (read), DICOM (.dcm file or a "
+        "series folder). INPUT is never modified; every output is checked before computing and written "
+        "atomically (all outputs or none); no conversion clips or wraps values silently.",
     )
     n.add_argument("input", metavar="INPUT")
     n.add_argument("-o", "--output", metavar="OUTPUT", required=True)
@@ -41,13 +57,23 @@ def _build_parser() -> argparse.ArgumentParser:
     n.add_argument("--dt", type=float, default=None, help="time step (default: the explicit stability limit)")
     n.add_argument("--sigma", type=float, default=None, help="Catté pre-smoothing sigma, physical units (0.8)")
     n.add_argument("--spacing", type=float, nargs="+", default=None,
-                   help="voxel size per axis (default: from the file, e.g. NIfTI, else 1)")
-    n.add_argument("--dtype", choices=("auto", "input", "float32", "float64"), default="auto",
-                   help="output dtype; 'input' rounds and clips to the input's integer type. 'auto': the input's "
-                   "float type (float32 for integer scans) for npy/npz/tiff/nifti, the input's type for "
-                   "png/jpeg (which store integers only)")
+                   help="voxel size per spatial axis (default: from the file, e.g. NIfTI/DICOM/TIFF, else 1)")
+    n.add_argument("--channel-axis", default="auto", metavar="{auto,none,N}",
+                   help="axis holding colour channels: 'auto' (default) takes it from the file (RGB/RGBA/grey+alpha "
+                   "images) or detects an (H, W, 3|4) array; 'none' treats every axis as spatial. An alpha "
+                   "channel is never smoothed: it is copied to OUTPUT unchanged")
+    n.add_argument("--dtype", choices=("auto", "input") + ("float32", "float64") + INT_DTYPES, default="auto",
+                   help="output pixel type. 'auto': the input's float type (float32 for integer scans) where "
+                   "the format stores floats, the input's integer type where it stores integers only "
+                   "(PNG/JPEG/DICOM); 'input': the input's stored type (NIfTI/DICOM scaling kept). Integer types "
+                   "never clip: a result outside the type's range is refused unless --rescale")
+    n.add_argument("--rescale", action="store_true",
+                   help="map the result's min..max linearly onto the full range of the integer --dtype "
+                   "(uint8 if --dtype is auto and OUTPUT stores integers only); reported on stdout")
+    n.add_argument("--max-steps", type=int, default=DEFAULT_MAX_STEPS,
+                   help="refuse more time steps than this before computing (default: %(default)s; 0: no limit)")
     n.add_argument("--preview", metavar="PREVIEW.png", default=None, help="also save a before/after figure")
-    n.add_argument("--force", action="store_true", help="overwrite OUTPUT if it exists (never INPUT)")
+    n.add_argument("--force", action="store_true", help="overwrite OUTPUT and PREVIEW if they exist (never INPUT)")
     n.add_argument("--quiet", action="store_true", help="no progress bar and no parameter report")
     return p
 
@@ -61,26 +87,135 @@ def _same_file(a: Path, b: Path) -> bool:
         return False
 
 
+def _check_destination(path: Path, src: Path, force: bool, what: str, *, directory: bool = False) -> None:
+    """Refuse, before any work, a destination that is the input, exists without --force, or has no folder."""
+    if _same_file(src, path) or (src.is_dir() and path.resolve().is_relative_to(src.resolve())):
+        raise CLIError(f"{what} {path} is the INPUT (or inside it); pdediff never overwrites its input")
+    if os.path.lexists(path) and not force:
+        raise CLIError(f"{what} {path} exists; pass --force to overwrite it")
+    if os.path.lexists(path) and path.is_dir() != directory:
+        kind = "a folder" if path.is_dir() else "a file"
+        raise CLIError(f"{what} {path} exists and is {kind}; choose another name")
+    parent = path.resolve().parent
+    if not parent.is_dir():
+        raise CLIError(f"{what} {path}: folder {parent} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise CLIError(f"{what} {path}: folder {parent} is not writable")
+
+
+def _channel_axis(arg: str, scan, src: Path) -> tuple[int | None, str | None]:
+    """The channel axis to use and, when it was guessed, a note saying so."""
+    data = scan.data
+    if arg == "none":
+        return None, None
+    if arg != "auto":
+        try:
+            ax = int(arg)
+        except ValueError:
+            raise CLIError(f"--channel-axis must be 'auto', 'none' or an integer axis; got {arg!r}") from None
+        if not -data.ndim <= ax < data.ndim:
+            raise CLIError(f"--channel-axis {ax} is out of range for INPUT of shape {data.shape}")
+        return ax % data.ndim, None
+    if scan.channel_axis is not None:
+        return scan.channel_axis % data.ndim, None
+    # An array without metadata shaped (H, W, 3|4) is a colour image far more often than a 3-slice volume.
+    if scan.format in ("npy", "npz") and data.ndim == 3 and data.shape[-1] in (3, 4) and min(data.shape[:2]) >= 8:
+        return 2, (f"treating the last axis of {src.name} (shape {data.shape}) as colour channels; "
+                   "pass --channel-axis none for a volume")
+    return None, None
+
+
+def _plan_dtype(args, stored: np.dtype, dst: Path, fmt: str, shape, channel_axis) -> np.dtype:
+    """The output pixel type, decided and checked against OUTPUT's format before any work."""
+    from .io import check_writable
+
+    def problem(dt) -> str | None:
+        try:
+            check_writable(dst, shape, np.dtype(dt), channel_axis, format=fmt)
+            return None
+        except ValueError as exc:
+            return str(exc).splitlines()[0]
+
+    native = np.dtype(stored.newbyteorder("="))
+    floats_ok = problem(np.float32) is None
+    if args.dtype == "auto":
+        if not floats_ok:  # PNG/JPEG: integers only
+            if stored.kind == "f" and not args.rescale:
+                raise CLIError(
+                    f"{dst.name} stores integers only and INPUT is {stored}: pass --rescale (maps the result's "
+                    "range onto uint8; --dtype uint16 --rescale for 16 bits), or write .tif/.npy/.nii to keep floats"
+                )
+            target = np.dtype(np.uint8) if stored.kind == "f" or args.rescale else native
+        elif stored.kind == "f":
+            target = native if native.itemsize >= 4 else np.dtype(np.float32)
+        else:
+            target = np.dtype(np.float32)
+    elif args.dtype == "input":
+        target = native
+    else:
+        target = np.dtype(args.dtype)
+    if args.rescale and target.kind not in "iu":
+        raise CLIError(f"--rescale maps onto an integer type; choose --dtype {'/'.join(INT_DTYPES)} (got {target})")
+    msg = problem(target)
+    if msg is not None:
+        hint = "" if floats_ok else "; this format stores integers: use --rescale or an integer --dtype"
+        raise CLIError(f"{msg}{hint}")
+    return target
+
+
+def _check_range_fits(data: np.ndarray, target: np.dtype, rescale: bool) -> None:
+    """Refuse, before computing, an integer output the values cannot fit unclipped.
+
+    Perona–Malik obeys the maximum principle (the result stays within the input's range), so
+    the input's rounded range decides.
+    """
+    if target.kind not in "iu" or rescale:
+        return
+    info = np.iinfo(target)
+    lo, hi = float(np.rint(data.min())), float(np.rint(data.max()))
+    if lo < info.min or hi > info.max:
+        raise CLIError(f"INPUT spans {lo:.6g}..{hi:.6g}, outside {target}'s range {info.min}..{info.max}; "
+                       "pass --rescale or choose a wider or float --dtype")
+
+
+def _integer_result(out: np.ndarray, target: np.dtype, rescale: bool) -> tuple[np.ndarray, str | None]:
+    """Round ``out`` into ``target`` without ever clipping; with ``rescale``, map min..max onto the full range."""
+    info = np.iinfo(target)
+    if rescale:
+        lo, hi = float(out.min()), float(out.max())
+        scale = (info.max - info.min) / (hi - lo) if hi > lo else 0.0
+        res = np.rint((out.astype(np.float64) - lo) * scale + info.min)
+        return res.astype(target), f"rescaled {lo:.6g}..{hi:.6g} -> {info.min}..{info.max} ({target})"
+    res = np.rint(out.astype(np.float64))
+    lo, hi = float(res.min()), float(res.max())
+    if lo < info.min or hi > info.max:
+        raise CLIError(f"the result spans {lo:.6g}..{hi:.6g}, outside {target}'s range {info.min}..{info.max}; "
+                       "pass --rescale or choose a float --dtype")
+    return res.astype(target), None
+
+
 def _denoise(args: argparse.Namespace) -> None:
     from .anisotropic.perona_malik import DEFAULT_SIGMA, perona_malik
-    from .io import ScanIOError, cast_like, format_of, read_scan, write_scan
+    from .errors import StepLimitError
+    from .io import ScanIOError, atomic_paths, format_of, is_directory_format, read_scan, write_scan
+    from .io._scan import _SCALED_FORMATS
 
     src, dst = Path(args.input), Path(args.output)
     try:
         out_fmt = format_of(dst)
-        format_of(src)
     except ValueError as exc:
         raise CLIError(str(exc)) from None
-    if _same_file(src, dst):
-        raise CLIError(f"OUTPUT {dst} is the INPUT file; pdediff never overwrites its input (choose another name)")
-    if dst.exists() and not args.force:
-        raise CLIError(f"OUTPUT {dst} exists; pass --force to overwrite it")
-    if args.preview is not None:
-        pv = Path(args.preview)
-        if _same_file(src, pv) or _same_file(dst, pv):
-            raise CLIError("--preview must differ from INPUT and OUTPUT")
+    dst_is_dir = is_directory_format(dst)
+    _check_destination(dst, src, args.force, "OUTPUT", directory=dst_is_dir)
+    pv = Path(args.preview) if args.preview is not None else None
+    if pv is not None:
         if pv.suffix.lower() != ".png":
             raise CLIError(f"--preview must be a .png file; got {pv.name}")
+        if _same_file(dst, pv):
+            raise CLIError("--preview must differ from OUTPUT")
+        _check_destination(pv, src, args.force, "PREVIEW")
+    if args.max_steps < 0:
+        raise CLIError(f"--max-steps must be a positive integer, or 0 for no limit; got {args.max_steps}")
     try:
         scan = read_scan(src)
     except (ScanIOError, ValueError) as exc:
@@ -88,8 +223,21 @@ def _denoise(args: argparse.Namespace) -> None:
     data = scan.data
     if data.dtype == np.bool_ or data.dtype.kind not in "iuf":
         raise CLIError(f"{src}: unsupported pixel type {data.dtype}; expected integer or float pixels")
-    if scan.spatial_ndim not in (1, 2, 3):
+    stored = np.dtype(scan.stored_dtype if scan.stored_dtype is not None else data.dtype)
+    ch, note = _channel_axis(args.channel_axis, scan, src)
+    spatial = data.ndim - (ch is not None)
+    if spatial not in (1, 2, 3):
         raise CLIError(f"{src}: expected a 1-D, 2-D or 3-D image (plus colour channels); got shape {data.shape}")
+    n_bad = data.size - int(np.count_nonzero(np.isfinite(data))) if data.dtype.kind == "f" else 0
+    if n_bad:
+        raise CLIError(f"{src}: {n_bad} of {data.size} values are NaN or infinite; Perona–Malik needs finite "
+                       "values: replace them first (e.g. numpy.nan_to_num), pdediff does not guess missing data")
+    target = _plan_dtype(args, stored, dst, out_fmt, data.shape, ch)
+    # NIfTI and DICOM keep integer types lossless through a slope/intercept chosen by the writer
+    scaled_store = target.kind in "iu" and not args.rescale and out_fmt in _SCALED_FORMATS
+    if not scaled_store:
+        _check_range_fits(data, target, args.rescale)
+    alpha = scan.alpha and ch is not None and data.shape[ch] in (2, 4)
     spacing = args.spacing if args.spacing is not None else (scan.spacing or 1.0)
     kappa: float | str = args.kappa
     if kappa != "auto":
@@ -98,41 +246,56 @@ def _denoise(args: argparse.Namespace) -> None:
         except ValueError:
             raise CLIError(f"--kappa must be 'auto' or a positive number; got {args.kappa!r}") from None
     sigma = DEFAULT_SIGMA if args.sigma is None else args.sigma
+    colour = np.take(data, range(data.shape[ch] - 1), axis=ch) if alpha else data
     try:
         out, info = perona_malik(
-            data, num_iter=args.num_iter, kappa=kappa, conductance=args.conductance, dt=args.dt, sigma=sigma,
-            scheme=args.scheme, spacing=spacing, channel_axis=scan.channel_axis, return_info=True,
-            progress=not args.quiet,
+            colour, num_iter=args.num_iter, kappa=kappa, conductance=args.conductance, dt=args.dt, sigma=sigma,
+            scheme=args.scheme, spacing=spacing, channel_axis=ch, return_info=True, progress=not args.quiet,
+            max_steps=args.max_steps or None,
         )
+    except StepLimitError as exc:  # the same advice, in the command line's words
+        msg = str(exc).splitlines()[0].replace("max_steps=None", "--max-steps 0").replace("max_steps=", "--max-steps ")
+        raise CLIError(msg) from None
     except (ValueError, TypeError) as exc:
         raise CLIError(str(exc).splitlines()[0]) from None
+    if alpha:  # put the untouched alpha channel back
+        a = np.take(data, [data.shape[ch] - 1], axis=ch).astype(out.dtype)
+        out = np.concatenate([out, a], axis=ch)
 
-    if args.dtype == "input" or (args.dtype == "auto" and out_fmt in ("png", "jpeg")):
-        target = data.dtype if data.dtype.kind in "iu" else np.dtype(np.uint8)
-        if out_fmt in ("png", "jpeg") and target not in (np.uint8, np.uint16):
-            raise CLIError(f"{out_fmt.upper()} stores uint8/uint16; the input is {data.dtype} (use .tif or .npy)")
-        result = cast_like(out, target)
-    elif args.dtype in ("float32", "float64"):
-        result = out.astype(args.dtype)
-    else:  # auto: float input keeps its dtype (float32/float64); integer scans become float32
-        result = out.astype(data.dtype if data.dtype in (np.float32, np.float64) else np.float32)
-    if out_fmt in ("png", "jpeg") and result.dtype.kind == "f":
-        raise CLIError(f"{out_fmt.upper()} stores integers only; use --dtype input or a .tif/.npy OUTPUT")
+    rescaled, stored_out = None, None
+    if scaled_store:
+        result, stored_out = out, target
+    elif target.kind in "iu":
+        result, rescaled = _integer_result(out, target, args.rescale)
+    else:
+        result = out.astype(target, copy=False)
+    outputs, dirs = [dst], [dst_is_dir]
+    if pv is not None:
+        outputs.append(pv)
+        dirs.append(False)
     try:
-        write_scan(dst, result, like=scan, spacing=info.spacing, channel_axis=scan.channel_axis)
-        if args.preview:
-            _preview(Path(args.preview), data, out, scan.channel_axis)
+        with atomic_paths(outputs, directories=dirs) as tmps:
+            write_scan(tmps[0], result, like=scan, spacing=info.spacing, channel_axis=ch, stored_dtype=stored_out,
+                       format=out_fmt)
+            if pv is not None:
+                _preview(tmps[1], data, out, ch)
     except (ScanIOError, ValueError, OSError) as exc:
-        raise CLIError(f"cannot write: {exc}") from None
+        raise CLIError(f"cannot write: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
     if not args.quiet:
         sp = " x ".join(f"{h:g}" for h in info.spacing)
         print(f"denoised {src} -> {dst}")
-        print(f"  shape {data.shape} {data.dtype} -> {result.dtype}; spacing {sp}")
+        if note:
+            print(f"  note: {note}")
+        kind = f"{stored_out} (slope/intercept set by the writer)" if stored_out is not None else result.dtype
+        print(f"  shape {data.shape} {data.dtype} -> {kind}; spacing {sp}"
+              f"{'; alpha channel copied unchanged' if alpha else ''}")
+        if rescaled:
+            print(f"  {rescaled}")
         print(f"  scheme {info.scheme}, conductance {info.conductance}, kappa {info.kappa:.6g}"
               f"{' (auto)' if args.kappa == 'auto' else ''}, num_iter {info.num_iter}, dt {info.dt:.6g}, "
               f"sigma {info.sigma:g}")
-        if args.preview:
-            print(f"  preview: {args.preview}")
+        if pv is not None:
+            print(f"  preview: {pv}")
 
 
 def _preview(path: Path, before: np.ndarray, after: np.ndarray, channel_axis) -> None:
@@ -147,6 +310,15 @@ def _preview(path: Path, before: np.ndarray, after: np.ndarray, channel_axis) ->
         img = np.asarray(img, dtype=np.float64)
         if channel_axis is not None:
             img = np.moveaxis(img, channel_axis, -1)
+            if img.shape[-1] in (2, 4):  # grey+alpha / RGBA: show the colour channels
+                img = img[..., :-1]
+            if img.shape[-1] == 1 or img.ndim != 3:
+                img = img[..., 0]
+                if img.ndim == 3:
+                    img = img[img.shape[0] // 2]
+                return img
+            if img.ndim == 4:
+                img = img[img.shape[0] // 2]
             lo, hi = np.percentile(img, [0.5, 99.5])
             return np.clip((img - lo) / max(hi - lo, 1e-12), 0, 1)
         if img.ndim == 3:
@@ -157,7 +329,7 @@ def _preview(path: Path, before: np.ndarray, after: np.ndarray, channel_axis) ->
 
     fig, ax = plt.subplots(1, 2, figsize=(10, 5), constrained_layout=True)
     b, a = show(before), show(after)
-    kw = {} if channel_axis is not None else {"cmap": "gray", "vmin": b.min(), "vmax": b.max()}
+    kw = {} if b.ndim == 3 else {"cmap": "gray", "vmin": b.min(), "vmax": b.max()}
     ax[0].imshow(b, **kw)
     ax[0].set_title("input")
     ax[1].imshow(a, **kw)
@@ -170,6 +342,7 @@ def _preview(path: Path, before: np.ndarray, after: np.ndarray, channel_axis) ->
 
 def main(argv: list[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
+    previous = _install_signal_handlers()
     try:
         if args.command == "demo":
             from .demo import run_demo
@@ -182,8 +355,31 @@ def main(argv: list[str] | None = None) -> int:
         print(f"pdediff {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"pdediff {args.command}: interrupted; no output written", file=sys.stderr)
+        print(f"pdediff {args.command}: interrupted; outputs not yet complete were removed", file=sys.stderr)
         return 130
+    except _Terminated as exc:
+        name = signal.Signals(exc.signum).name
+        print(f"pdediff {args.command}: stopped by {name}; outputs not yet complete were removed", file=sys.stderr)
+        return 128 + exc.signum
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _install_signal_handlers() -> dict:
+    """SIGTERM and SIGHUP unwind like Ctrl-C, so partial outputs are removed (main thread only)."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+
+    def raise_terminated(signum, frame):
+        raise _Terminated(signum)
+
+    previous = {}
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        previous[signum] = signal.signal(signum, raise_terminated)
+    return previous
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,23 +1,75 @@
-"""Reading and writing scans: NumPy, PNG/JPEG, TIFF (stacks as volumes) and NIfTI.
+"""Reading and writing scans: NumPy, PNG/JPEG, TIFF, NIfTI, MGH/MGZ, Analyze and DICOM.
 
-Every write is atomic: the data go to a temporary file in the destination's
-folder, which is renamed over the destination only once complete, so an
-interrupted write never leaves a partial file.
+Every write is atomic: the data go to a temporary file (a hidden temporary
+folder for a DICOM series) beside the destination, which is renamed over the
+destination only once complete, so an interrupted write never leaves a
+partial file.  Before writing, :func:`check_writable` refuses what the format
+cannot hold unchanged (``ValueError`` naming the alternatives): nothing is
+silently converted, squeezed or turned into something else.  Before reading,
+the size a header claims is compared with the file and with the memory
+available (:class:`ScanIOError`, one line), so a small hostile or truncated
+file never makes pdediff allocate gigabytes.
 
 Formats and the optional libraries they need (``pip install "pdediff[io]"``):
 
-======================  ==========  =====================================
-suffix                  library     notes
-======================  ==========  =====================================
-``.npy``, ``.npz``      NumPy       ``.npz`` keeps ``spacing`` too
-``.png``                imageio     8/16-bit, grey or RGB(A)
-``.jpg``, ``.jpeg``     imageio     8-bit, grey or RGB (lossy)
-``.tif``, ``.tiff``     tifffile    8/16/32-bit int, float; 3-D stacks
-``.nii``, ``.nii.gz``   nibabel     affine, header and voxel spacing kept
-======================  ==========  =====================================
+=========================  ==========  ==========================================================
+suffix                     library     notes
+=========================  ==========  ==========================================================
+``.npy``, ``.npz``         NumPy       any numeric array; ``.npz`` keeps ``spacing`` and
+                                       ``channel_axis`` too
+``.png``                   imageio     2-D, uint8/uint16 grey; uint8 grey+alpha, RGB, RGBA
+                                       (``alpha`` set); 16-bit colour PNGs are refused on reading
+                                       (Pillow would reduce them to 8 bits)
+``.jpg``, ``.jpeg``        imageio     2-D, uint8 grey or RGB (lossy)
+``.tif``, ``.tiff``        tifffile    (u)int8-64, float16-64, complex; pages are a volume;
+                                       1-4 channels last (alpha from ExtraSamples); spacing from
+                                       X/YResolution and ImageJ ``spacing``, written back the same
+                                       way (ImageJ hyperstack for uint8/uint16/float32)
+``.nii``, ``.nii.gz``      nibabel     2-D/3-D grey; affine, header and voxel spacing kept;
+                                       ``scl_slope``/``scl_inter`` applied on reading
+                                       (``stored_dtype``, ``scaled``) and chosen by nibabel on
+                                       writing with ``stored_dtype=numpy.int16``
+``.mgz``, ``.mgh``         nibabel     FreeSurfer MGH: 2-D/3-D grey, uint8/int16/int32/float32;
+                                       affine and spacing kept
+``.hdr`` + ``.img``        nibabel     Analyze 7.5 / NIfTI pairs: read only (write ``.nii``)
+``.dcm``, a folder         pydicom     one file (also multi-frame) or a folder holding one series,
+                                       as ``(z, y, x)`` with spacing ``(dz, dy, dx)``: slices
+                                       ordered along the slice normal, evenly spaced, rescale
+                                       applied; compressed files need a pydicom decoder plugin.
+                                       Written as a new series (one file per slice, uncompressed,
+                                       the input's integer type with a per-slice slope/intercept),
+                                       or one ``.dcm`` for a 2-D image
+=========================  ==========  ==========================================================
+
+DICOM output: a path that is an existing folder, ends in ``/`` or has no
+suffix is a series folder; a ``.dcm`` path is one 2-D image.  DICOM → NIfTI
+writes nibabel's ``(x, y, z)`` order with the affine from the DICOM geometry
+(LPS converted to RAS).
 """
 
-from ._atomic import atomic_path
-from ._scan import FORMATS, Scan, ScanIOError, cast_like, format_of, read_scan, write_scan
+from ._atomic import atomic_path, atomic_paths
+from ._scan import (
+    FORMATS,
+    Scan,
+    ScanIOError,
+    cast_like,
+    check_writable,
+    format_of,
+    is_directory_format,
+    read_scan,
+    write_scan,
+)
 
-__all__ = ["Scan", "ScanIOError", "read_scan", "write_scan", "atomic_path", "format_of", "FORMATS", "cast_like"]
+__all__ = [
+    "FORMATS",
+    "Scan",
+    "ScanIOError",
+    "atomic_path",
+    "atomic_paths",
+    "cast_like",
+    "check_writable",
+    "format_of",
+    "is_directory_format",
+    "read_scan",
+    "write_scan",
+]

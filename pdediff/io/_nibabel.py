@@ -1,0 +1,227 @@
+"""NIfTI (``.nii``, ``.nii.gz``), Analyze/NIfTI pairs (``.hdr``/``.img``) and MGH (``.mgh``, ``.mgz``) via nibabel.
+
+Before nibabel touches the data, the header is parsed from its first bytes
+and what it claims (data shape × item size, and any NIfTI extension sizes) is
+checked against the file (decompressed length for gzip files, counted in
+constant memory) and against the memory available.
+"""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import numpy as np
+
+from ._base import Scan, ScanIOError, _native, _quiet, _require
+from ._limits import check_holds, check_memory, gzip_length, nbytes_of
+
+#: length units of NIfTI ``xyzt_units`` converted to millimetres
+_NIFTI_UNITS = {"mm": 1.0, "micron": 1e-3, "meter": 1e3}
+
+
+def _compressed(path: Path) -> bool:
+    return path.name.lower().endswith((".gz", ".mgz"))
+
+
+def _open(path: Path):
+    return gzip.open(path, "rb") if _compressed(path) else open(path, "rb")
+
+
+def _pair_paths(p: Path) -> tuple[Path, Path]:
+    """The ``.hdr`` and ``.img`` files of an Analyze/NIfTI pair, given either one."""
+    base = p.name[:-4]
+    folder = p.parent
+    found = {}
+    for role in ("hdr", "img"):
+        for suffix in (f".{role}", f".{role.upper()}"):
+            if (folder / (base + suffix)).exists():
+                found[role] = folder / (base + suffix)
+                break
+        else:
+            raise ScanIOError(f"{p}: the .{role} file of this Analyze pair ({base}.{role}) is missing")
+    return found["hdr"], found["img"]
+
+
+def _parse_header(p: Path, head: bytes, pair: bool):
+    """A nibabel header from the first bytes of a file, without reading extensions or data."""
+    from nibabel.analyze import AnalyzeHeader
+    from nibabel.nifti1 import Nifti1Header, Nifti1PairHeader
+    from nibabel.nifti2 import Nifti2Header, Nifti2PairHeader
+
+    if len(head) < 348:
+        raise ScanIOError(f"{p}: {len(head)} bytes are too few for a NIfTI/Analyze header (348 needed)")
+    sizes = {int.from_bytes(head[:4], order, signed=True) for order in ("little", "big")}
+    if 540 in sizes:
+        if len(head) < 540:
+            raise ScanIOError(f"{p}: {len(head)} bytes are too few for a NIfTI-2 header (540 needed)")
+        sizeof, klass = 540, (Nifti2PairHeader if pair else Nifti2Header)
+    elif 348 in sizes:
+        magic = head[344:347]
+        sizeof = 348
+        klass = {b"n+1": Nifti1Header, b"ni1": Nifti1PairHeader}.get(magic, AnalyzeHeader)
+    else:
+        raise ScanIOError(f"{p}: not a NIfTI/Analyze file (sizeof_hdr is neither 348 nor 540)")
+    return klass(head[:sizeof], check=False), sizeof
+
+
+def _check_extensions(p: Path, hdr_path: Path, hdr, head: bytes, sizeof: int, end: int, single: bool) -> None:
+    """Walk the NIfTI extension chain so that nibabel never reads an extension larger than the file."""
+    if len(head) < sizeof + 4 or head[sizeof:sizeof + 1] == b"\x00" or not hasattr(hdr, "extensions"):
+        return
+    order = "little" if hdr.endianness == "<" else "big"
+    pos = sizeof + 4
+    with _open(hdr_path) as f:
+        f.seek(pos)
+        while (end - pos >= 16) if single else (pos < end):
+            ext = f.read(8)
+            if len(ext) < 8:
+                return  # nibabel reports the short extension itself, without allocating
+            esize = int.from_bytes(ext[:4], order, signed=True)
+            if esize < 8 or esize > end - pos:
+                raise ScanIOError(
+                    f"{p}: a NIfTI header extension claims {esize} bytes but only {end - pos} remain: corrupt"
+                )
+            f.seek(esize - 8, 1)
+            pos += esize
+
+
+def _preflight(p: Path, fmt: str) -> Path:
+    """Check the header's claims against the file and memory; return the path to give nibabel."""
+    _require("nibabel")
+    from nibabel.freesurfer.mghformat import MGHHeader
+
+    pair = fmt == "analyze"
+    hdr_path, img_path = _pair_paths(p) if pair else (p, p)
+    with _open(hdr_path) as f:
+        head = f.read(544)
+    if fmt == "mgh":
+        if len(head) < 284:
+            raise ScanIOError(f"{p}: {len(head)} bytes are too few for an MGH header (284 needed)")
+        hdr, sizeof = MGHHeader(head[:284], check=True), 284
+    else:
+        hdr, sizeof = _parse_header(p, head, pair)
+    shape = hdr.get_data_shape()
+    dtype = np.dtype(hdr.get_data_dtype())
+    offset = int(hdr.get_data_offset())
+    if offset < 0:
+        raise ScanIOError(f"{p}: negative data offset {offset} in the header: corrupt")
+    claimed = nbytes_of(shape, dtype.itemsize)
+    slope, inter = hdr.get_slope_inter() if hasattr(hdr, "get_slope_inter") else (None, None)
+    scaled = (slope is not None and slope != 1) or (inter is not None and inter != 0)
+    need = claimed + (nbytes_of(shape, 8) if scaled else 0)
+    if _compressed(img_path):
+        check_memory(p, need)
+        holds = gzip_length(img_path, offset + claimed) - offset
+        check_holds(p, claimed, holds, what="the decompressed file")
+    else:
+        check_holds(p, claimed, img_path.stat().st_size - offset)
+        check_memory(p, need)
+    if fmt != "mgh":
+        end = hdr_path.stat().st_size if pair else offset
+        _check_extensions(p, hdr_path, hdr, head, sizeof, end, single=not pair)
+    return hdr_path
+
+
+def read_nibabel(p: Path, fmt: str) -> Scan:
+    """Read a NIfTI, Analyze or MGH file; scaling (``scl_slope``/``scl_inter``) applied, recorded on the Scan."""
+    nib = _require("nibabel")
+    with _quiet():
+        path = _preflight(p, fmt)
+        img = nib.load(str(path), mmap=False)
+        data = np.asarray(img.dataobj)
+    if fmt == "mgh":  # MGH always stores 3 dims (+ frames): a 2-D image comes back as (x, y, 1)
+        while data.ndim > 2 and data.shape[-1] == 1:
+            data = data.reshape(data.shape[:-1])
+    if data.ndim > 3:
+        if all(s == 1 for s in data.shape[3:]):
+            data = data.reshape(data.shape[:3])
+        else:
+            raise ScanIOError(f"{p}: a {data.ndim}-D {fmt} image (time series?) is not supported; expected 2-D or 3-D")
+    zooms = [float(z) for z in img.header.get_zooms()[: data.ndim]]
+    unit = None
+    if hasattr(img.header, "get_xyzt_units"):
+        unit = img.header.get_xyzt_units()[0]
+        if unit in _NIFTI_UNITS:
+            zooms = [z * _NIFTI_UNITS[unit] for z in zooms]
+            unit = "mm"
+    slope = getattr(img.dataobj, "slope", 1.0)
+    inter = getattr(img.dataobj, "inter", 0.0)
+    scaled = bool(slope != 1 or inter != 0)
+    meta = {"affine": np.asarray(img.affine, dtype=np.float64), "header": img.header, "index_order": "xyz",
+            "unit": unit}
+    if scaled:
+        meta["slope_inter"] = (float(slope), float(inter))
+    return Scan(data, spacing=tuple(zooms), meta=meta, stored_dtype=np.dtype(img.get_data_dtype()), scaled=scaled)
+
+
+# ---------------------------------------------------------------------------- write
+def _permute_affine(affine: np.ndarray, ndim: int) -> np.ndarray:
+    """Affine for the transposed array: reverse the first ``ndim`` columns."""
+    cols = list(range(ndim))[::-1] + list(range(ndim, 3)) + [3]
+    return affine[:, cols]
+
+
+def to_index_order(data, like: Scan | None, spacing, target: str):
+    """``data``, its affine (if ``like`` has one for this shape) and spacing in ``target`` order ("xyz"/"zyx").
+
+    Arrays without a ``like`` are written in the order given.  A DICOM ``like``
+    (``zyx``) written to NIfTI/MGH is transposed to nibabel's ``(i, j, k)`` =
+    (columns, rows, slices) order, and the reverse for NIfTI → DICOM.
+    """
+    source = target if like is None else like.meta.get("index_order", target)
+    affine = None
+    if like is not None and like.meta.get("affine") is not None and like.data.shape == data.shape:
+        affine = np.asarray(like.meta["affine"], dtype=np.float64)
+    if spacing is None and like is not None and like.spacing is not None and len(like.spacing) == data.ndim:
+        spacing = like.spacing
+    if source != target and data.ndim in (2, 3):
+        data = data.T
+        spacing = None if spacing is None else tuple(spacing)[::-1]
+        if affine is not None:
+            affine = _permute_affine(affine, data.ndim)
+    return data, affine, spacing
+
+
+def _spacing_affine(spacing, ndim: int) -> np.ndarray:
+    sp = list(spacing) if spacing is not None else [1.0] * ndim
+    return np.diag([float(s) for s in sp[:3]] + [1.0] * (3 - min(len(sp), 3)) + [1.0])
+
+
+def write_nifti(p, data, like, spacing, ch, *, stored_dtype=None):
+    """NIfTI-1 (NIfTI-2 if ``like`` was); ``stored_dtype`` (e.g. int16) makes nibabel pick slope/intercept."""
+    nib = _require("nibabel")
+    from nibabel.nifti2 import Nifti2Header
+
+    data, affine, spacing = to_index_order(_native(data), like, spacing, "xyz")
+    header = None
+    if like is not None and like.format == "nifti" and like.meta.get("header") is not None:
+        header = like.meta["header"].copy()  # descrip, units, intent, ... (dims and dtype are updated)
+    klass = nib.Nifti2Image if isinstance(header, Nifti2Header) else nib.Nifti1Image
+    target = np.dtype(stored_dtype) if stored_dtype is not None else data.dtype
+    from_spacing = affine is None
+    if from_spacing:
+        affine = _spacing_affine(spacing, data.ndim)
+    img = klass(data, affine, header=header, dtype=target)
+    if from_spacing and spacing is not None:
+        img.header.set_zooms(tuple(float(s) for s in spacing))
+    if header is None and not from_spacing:  # geometry from DICOM (or MGH): patient coordinates in mm
+        img.header.set_xyzt_units("mm")
+        code = "scanner" if like is not None and like.format == "dicom" else "aligned"
+        img.set_sform(affine, code=code)
+        img.set_qform(affine, code=code)
+    nib.save(img, str(p))
+
+
+def write_mgh(p, data, like, spacing, ch, *, stored_dtype=None):
+    """MGH/MGZ (no scaling: the data's own dtype is stored)."""
+    nib = _require("nibabel")
+    from nibabel.freesurfer.mghformat import MGHImage
+
+    data, affine, spacing = to_index_order(_native(data), like, spacing, "xyz")
+    if affine is None:
+        affine = _spacing_affine(spacing, data.ndim)
+    header = like.meta["header"].copy() if like is not None and like.format == "mgh" else None
+    img = MGHImage(data, affine, header=header)
+    img.set_data_dtype(data.dtype)
+    nib.save(img, str(p))

@@ -1,0 +1,208 @@
+"""PNG and JPEG (imageio/Pillow) and TIFF (tifffile), with alpha channels and TIFF voxel spacing.
+
+TIFF spacing
+    x/y from ``XResolution``/``YResolution`` (spacing = 1/resolution), z from
+    ImageJ's ``spacing`` (or tifffile's JSON description), converted to
+    millimetres when a length unit is stated (ImageJ ``unit``, else
+    ``ResolutionUnit`` inch/centimetre); unitless otherwise.  Written back as
+    ImageJ hyperstacks (``unit='mm'``) for uint8/uint16/float32, as
+    resolution tags in pixels per centimetre plus a JSON ``spacing`` otherwise.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from ._base import Scan, ScanIOError, _BoundedReader, _native, _quiet, _require
+from ._limits import _available_memory, check_deflate_ratio, check_holds, check_memory, nbytes_of
+
+#: length units (ImageJ's ``unit``, TIFF's ResolutionUnit) in millimetres
+_UNITS_MM = {
+    "mm": 1.0, "millimeter": 1.0, "millimetre": 1.0, "millimeters": 1.0, "millimetres": 1.0,
+    "micron": 1e-3, "microns": 1e-3, "um": 1e-3, "\u00b5m": 1e-3, "\u03bcm": 1e-3, "micrometer": 1e-3,
+    "micrometre": 1e-3, "nm": 1e-6, "nanometer": 1e-6, "nanometre": 1e-6, "cm": 10.0, "centimeter": 10.0,
+    "centimetre": 10.0, "m": 1e3, "meter": 1e3, "metre": 1e3, "inch": 25.4, "in": 25.4,
+}
+_PIL_LOCK = threading.Lock()
+
+
+def _imageio():
+    _require("imageio")
+    import imageio.v3 as iio
+
+    return iio
+
+
+# ----------------------------------------------------------------------------- PNG / JPEG
+def _bytes_per_band(mode: str) -> int:
+    if mode.startswith("I;16"):
+        return 2
+    if mode in ("I", "F", "I;32"):
+        return 4
+    return 1
+
+
+def read_image(p: Path, fmt: str) -> Scan:
+    """PNG/JPEG: the size Pillow reads from the header is checked before decoding."""
+    iio = _imageio()
+    from PIL import Image
+
+    avail = _available_memory()
+    with _PIL_LOCK, _quiet():
+        default = Image.MAX_IMAGE_PIXELS
+        if default is not None and avail:
+            # Pillow's bomb limit (89 Mpixel) follows the memory available; the byte check below is exact
+            Image.MAX_IMAGE_PIXELS = max(default, avail // 8)
+        try:
+            with _BoundedReader(p) as f, Image.open(f) as im:
+                width, height = im.size
+                mode = im.mode
+                frames = int(getattr(im, "n_frames", 1) or 1)
+                tile = im.tile[0] if im.tile else None
+                bands = 4 if mode in ("P", "PA") else len(im.getbands())  # palettes may expand to RGBA
+        finally:
+            Image.MAX_IMAGE_PIXELS = default
+    rawmode = str(tile[3] if tile is not None and len(tile) > 3 else "")
+    if fmt == "png" and ";16" in rawmode and rawmode.split(";")[0] in ("RGB", "RGBA", "LA"):
+        raise ScanIOError(f"{p}: 16-bit colour PNG ({rawmode.split(';')[0]}): Pillow would decode it to 8 bits; "
+                          "convert it to a 16-bit TIFF first")
+    claimed = nbytes_of((width, height, bands, frames), _bytes_per_band(mode))
+    if fmt == "png":
+        check_deflate_ratio(p, claimed, p.stat().st_size)
+    check_memory(p, 2 * claimed)
+    with _quiet(), _BoundedReader(p) as f:
+        data = np.asarray(iio.imread(f, extension=f".{'jpg' if fmt == 'jpeg' else 'png'}"))
+    spatial = 2 if frames == 1 else 3
+    channel_axis, alpha = None, False
+    if data.ndim == spatial + 1:
+        channel_axis = -1
+        alpha = data.shape[-1] in (2, 4) and mode != "CMYK"
+    return Scan(data, channel_axis=channel_axis, alpha=alpha)
+
+
+def write_image(p, data, like, spacing, ch):
+    iio = _imageio()
+    data = _native(data)
+    if ch is not None and data.shape[-1] == 1:
+        data = data[..., 0]
+    ext = ".jpg" if str(p).lower().endswith((".jpg", ".jpeg")) else ".png"
+    kwargs = {"quality": 95} if ext == ".jpg" else {}
+    iio.imwrite(p, data, extension=ext, **kwargs)
+
+
+# ----------------------------------------------------------------------------- TIFF
+def _resolution(tag) -> float | None:
+    try:
+        num, den = tag.value
+        value = float(num) / float(den)
+    except (TypeError, ValueError, ZeroDivisionError, AttributeError):
+        return None
+    return value if np.isfinite(value) and value > 0 else None
+
+
+def _tiff_spacing(tf, page, spatial: int) -> tuple[tuple[float, ...] | None, str | None]:
+    """Voxel spacing and its unit ("mm", or the file's unit if unknown) from resolution tags/ImageJ/JSON."""
+    ij = tf.imagej_metadata if tf.is_imagej else None
+    shaped = tf.shaped_metadata[0] if tf.is_shaped and tf.shaped_metadata else None
+    tags = page.tags
+    xres, yres = _resolution(tags.get("XResolution")), _resolution(tags.get("YResolution"))
+    ru = tags.get("ResolutionUnit")
+    ru = int(ru.value) if ru is not None else 2  # the TIFF default is inch
+    factor, unit = 1.0, None
+    ij_unit = str(ij.get("unit", "")).strip() if ij else ""
+    ij_unit = ij_unit.encode().decode("unicode_escape") if "\\u" in ij_unit else ij_unit
+    if ij_unit and ij_unit.lower() not in ("pixel", "pixels", "px"):
+        if ij_unit.lower() in _UNITS_MM or ij_unit in _UNITS_MM:
+            factor, unit = _UNITS_MM.get(ij_unit.lower(), _UNITS_MM.get(ij_unit)), "mm"
+        else:
+            unit = ij_unit
+    elif not ij_unit and ru in (2, 3):
+        factor, unit = (25.4 if ru == 2 else 10.0), "mm"
+    dz = None
+    for source, scale in ((ij, factor), (shaped, None)):
+        if source and "spacing" in source:
+            if scale is None:  # pdediff's JSON description names its unit
+                scale = _UNITS_MM.get(str(source.get("unit", "")).lower(), factor)
+            try:
+                dz = float(source["spacing"]) * scale
+            except (TypeError, ValueError):
+                dz = None
+            break
+    if xres is None or yres is None:
+        return None, None
+    if ru == 1 and not ij_unit and xres == 1 and yres == 1 and dz is None:
+        return None, None  # tifffile's default tags: no spacing recorded
+    dy, dx = factor / yres, factor / xres
+    if spatial == 2:
+        return (dy, dx), unit
+    if spatial == 3:
+        return ((dz if dz is not None and dz > 0 else factor), dy, dx), unit
+    return None, unit
+
+
+def read_tiff(p: Path) -> Scan:
+    tifffile = _require("tifffile")
+    with _quiet(), _BoundedReader(p) as f, tifffile.TiffFile(f) as tf:
+        if not tf.series:
+            raise ScanIOError(f"{p}: cannot read as tiff (no image found: corrupt?)")
+        series = tf.series[0]
+        page = series.keyframe
+        dtype = np.dtype(series.dtype)
+        claimed = nbytes_of(series.shape, dtype.itemsize)
+        if int(page.compression) == 1:
+            check_holds(p, claimed, p.stat().st_size)
+        check_memory(p, claimed)
+        data = series.asarray()
+        axes = series.axes
+        extrasamples = tuple(int(e) for e in (page.extrasamples or ()))
+        spatial = len(axes) - ("S" in axes)
+        spacing, unit = _tiff_spacing(tf, page, spatial)
+        imagej = bool(tf.is_imagej)
+    channel_axis, alpha = None, False
+    if "S" in axes and data.ndim == len(axes):
+        data = np.moveaxis(data, axes.index("S"), -1)
+        channel_axis = -1
+        alpha = any(e in (1, 2) for e in extrasamples) and data.shape[-1] in (2, 4)
+    return Scan(data, spacing=spacing, channel_axis=channel_axis, alpha=alpha,
+                meta={"unit": unit, "imagej": imagej, "axes": axes})
+
+
+def _good(values) -> bool:
+    return values is not None and all(np.isfinite(v) and v > 0 for v in values)
+
+
+def write_tiff(p, data, like, spacing, ch):
+    tifffile = _require("tifffile")
+    data = _native(data)
+    if ch is not None and data.shape[-1] == 1:
+        data, ch = data[..., 0], None
+    channels = data.shape[-1] if ch is not None else 0
+    spatial = data.ndim - (ch is not None)
+    photometric = "rgb" if channels in (3, 4) else "minisblack"
+    kwargs: dict = {"photometric": photometric}
+    if channels in (2, 4):
+        kwargs["extrasamples"] = ["unassalpha"]
+    if channels and ch is not None:
+        kwargs["planarconfig"] = "contig"
+    spacing = tuple(float(s) for s in spacing) if spacing is not None and len(spacing) == spatial else None
+    if not _good(spacing) or spatial not in (2, 3):
+        tifffile.imwrite(p, data, **kwargs)
+        return
+    dy, dx = spacing[-2], spacing[-1]
+    dz = spacing[0] if spatial == 3 else None
+    imagej = data.dtype in (np.uint8, np.uint16, np.float32) and (
+        channels == 0 or (channels == 3 and data.dtype == np.uint8))
+    if imagej:
+        axes = ("ZYX" if spatial == 3 else "YX") + ("S" if channels else "")
+        meta = {"axes": axes, "unit": "mm"}
+        if dz is not None:
+            meta["spacing"] = dz
+        kwargs.pop("extrasamples", None)
+        tifffile.imwrite(p, data, imagej=True, resolution=(1.0 / dx, 1.0 / dy), metadata=meta, **kwargs)
+    else:
+        meta = {"spacing": dz, "unit": "mm"} if dz is not None else {}
+        tifffile.imwrite(p, data, resolution=(10.0 / dx, 10.0 / dy), resolutionunit="CENTIMETER",
+                         metadata=meta, **kwargs)
