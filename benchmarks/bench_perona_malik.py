@@ -48,7 +48,7 @@ def pdediff_rational(u):
 
 
 def pdediff_aos(u):
-    return lambda: pdediff.perona_malik(u, num_iter=N_ITER, kappa=KAPPA, sigma=0.0, scheme="aos",
+    return lambda: pdediff.perona_malik(u, num_iter=N_ITER, kappa=KAPPA, sigma=0.0, method="aos",
                                         check_finite=False)
 
 
@@ -107,3 +107,77 @@ def test_perona_malik(record, impl, size, dtype):
     u = _image(size, dtype)
     fn = impl(u)
     record(f"pm-{size}-{dtype}", impl.__name__, fn, rounds=ROUNDS.get(impl.__name__, 5))
+
+
+# -- automatic kappa: the estimate next to explicit iterations on the same array ------------------------
+#
+# ``kappa="auto"`` runs :func:`pdediff.estimate_kappa` once per call; the target is at most the cost of
+# two explicit iterations, with (sigma=0.8, the default) and without (sigma=0) the Catté smoothing.
+# Each case runs N_ITER times, so the ratios are per estimate / per iteration.  ``numpy_formula`` is the
+# pooled-array formula the fused kernel replaced (small sizes only: ~3 s and 1.5 GB at 256³).
+
+KAPPA_SHAPES = {"2d-1024": (1024, 1024), "3d-128": (128,) * 3, "3d-256": (256,) * 3}
+
+
+def _kappa_image(size):
+    import scipy.ndimage
+
+    rng = np.random.default_rng(0)
+    img = scipy.ndimage.gaussian_filter(rng.standard_normal(KAPPA_SHAPES[size]), 2.0)
+    return (img + 0.05 * rng.standard_normal(img.shape)).astype(np.float32)
+
+
+def kappa_fused(u):
+    v, h = u[None], (1.0,) * u.ndim
+
+    def run():
+        for _ in range(N_ITER):
+            pdediff.estimate_kappa(v, h)
+
+    return run
+
+
+def kappa_numpy_formula(u):
+    if u.size > 2**21:
+        pytest.skip("the pooled float64 arrays take seconds and GBs here")
+    v, h = u[None], (1.0,) * u.ndim
+
+    def run():
+        for _ in range(N_ITER):
+            s = np.concatenate([np.sqrt(np.sum((np.diff(v, axis=a + 1) / hh).astype(np.float64) ** 2, axis=0)).ravel()
+                                for a, hh in enumerate(h)])
+            med = np.median(s)
+            np.median(np.abs(s - med))
+
+    return run
+
+
+def iteration_sigma0(u):
+    k = pdediff.estimate_kappa(u[None], (1.0,) * u.ndim)
+    return lambda: pdediff.perona_malik(u, num_iter=N_ITER, kappa=k, sigma=0.0, check_finite=False)
+
+
+def iteration_sigma08(u):
+    k = pdediff.estimate_kappa(u[None], (1.0,) * u.ndim)
+    return lambda: pdediff.perona_malik(u, num_iter=N_ITER, kappa=k, sigma=0.8, check_finite=False)
+
+
+KAPPA_IMPLS = [kappa_fused, kappa_numpy_formula, iteration_sigma0, iteration_sigma08]
+
+for _s in KAPPA_SHAPES:
+    g = f"kappa-{_s}-float32"
+    ratio("kappa estimate / iteration (sigma=0)", g, "kappa_fused", "iteration_sigma0", target=2,
+          higher_is_better=False)
+    ratio("kappa estimate / iteration (sigma=0.8)", g, "kappa_fused", "iteration_sigma08", target=2,
+          higher_is_better=False)
+    ratio("NumPy formula / fused kappa estimate", g, "kappa_numpy_formula", "kappa_fused")
+
+KAPPA_CASES = [pytest.param(impl, s, id=f"kappa-{s}-float32-{impl.__name__}") for s in KAPPA_SHAPES
+               for impl in KAPPA_IMPLS]
+
+
+@pytest.mark.parametrize("impl,size", KAPPA_CASES)
+def test_kappa_estimate(record, impl, size):
+    u = _kappa_image(size)
+    fn = impl(u)
+    record(f"kappa-{size}-float32", impl.__name__, fn, rounds=3 if size == "3d-256" else 5)

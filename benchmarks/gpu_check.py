@@ -95,8 +95,8 @@ def main() -> int:
                     lambda: pdediff.perona_malik(host, num_iter=1, kappa=0.1, sigma=0, check_finite=False), 3),
                 "ADI step": (lambda: im.step(u, 1), lambda: im.step(host, 1), None),
                 "AOS step": (
-                    lambda: pdediff.perona_malik(u, num_iter=1, kappa=0.1, sigma=0, scheme="aos", check_finite=False),
-                    lambda: pdediff.perona_malik(host, num_iter=1, kappa=0.1, sigma=0, scheme="aos",
+                    lambda: pdediff.perona_malik(u, num_iter=1, kappa=0.1, sigma=0, method="aos", check_finite=False),
+                    lambda: pdediff.perona_malik(host, num_iter=1, kappa=0.1, sigma=0, method="aos",
                                                  check_finite=False), None),
                 "spectral solve": (lambda: sp.evolve(u, 1.0), lambda: sp.evolve(host, 1.0), None),
             }

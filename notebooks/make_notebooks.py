@@ -113,7 +113,7 @@ from pdediff.metrics import psnr, ssim
 
 clean = data.mri_slice().astype(np.float64)       # matplotlib's bundled 16-bit MRI slice
 r = clean.max() - clean.min()
-noisy = data.add_noise(clean, 0.05, seed=0)         # 5 % Gaussian noise
+noisy = data.noisy(clean, 0.05, seed=0)             # 5 % Gaussian noise
 pm, info = pdediff.perona_malik(noisy, return_info=True)
 lin, s = best_linear_blur(clean, noisy, data_range=r)
 print(f"auto kappa = {info.kappa:.1f}, {info.num_iter} steps of dt = {info.dt}")
@@ -133,7 +133,7 @@ with 3 mm slices along axis 0.
     code("""
 fine = data.phantom((96, 64, 64), seed=3)
 vol = fine[1::3]                                    # 32 slices of 3 mm, 1 mm in-plane
-noisy3 = data.add_noise(vol, 0.08, seed=1)
+noisy3 = data.noisy(vol, 0.08, seed=1)
 spacing = (3.0, 1.0, 1.0)
 with_spacing = pdediff.perona_malik(noisy3, spacing=spacing)
 ignoring = pdediff.perona_malik(noisy3)            # treats voxels as cubes
@@ -207,18 +207,24 @@ for name, proc in processes.items():
     md("""
 ## Forward trajectories
 
-The same digit degraded by each process, from clean (left) to the prior (right).
+The same digit degraded by each process, from clean (left) to the prior (right). All four
+processes count timesteps the same way, as diffusers does: `0 .. K-1`, timestep `t` being the
+`(t+1)`-th degradation level; sampling walks `process.timesteps` down to 0 and its last step
+returns the clean image.
 """),
     code("""
 x0 = data[:1].double()
-fig, axes = plt.subplots(len(processes), 6, figsize=(9, 6))
+fig, axes = plt.subplots(len(processes), 6, figsize=(9, 6.5))
 for row, (name, proc) in zip(axes, processes.items()):
-    levels = torch.linspace(proc.t_min, proc.t_max, 6).round().long()
+    shown = torch.linspace(0, proc.num_train_timesteps - 1, 5).round().long()   # timesteps 0 .. K-1
     noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(0), dtype=x0.dtype)
-    for a, k in zip(row, levels):
-        a.imshow(proc.add_noise(x0, noise, k)[0, 0], cmap="gray", vmin=-1, vmax=1)
+    row[0].imshow(x0[0, 0], cmap="gray", vmin=-1, vmax=1)
+    row[0].set_title(f"{name}: clean", loc="left", fontsize=9)
+    for a, t in zip(row[1:], shown):
+        a.imshow(proc.add_noise(x0, noise, t)[0, 0], cmap="gray", vmin=-1, vmax=1)
+        a.set_title(f"t={int(t)}", fontsize=8)
+    for a in row:
         a.set_axis_off()
-    row[0].set_title(name, loc="left", fontsize=9)
 """),
     md("""
 ## Samples

@@ -1,16 +1,88 @@
-"""The one place where pdediff decides which backend runs a computation (docs/conventions.rst §1).
+"""The backend contract, and the one place where pdediff decides which backend runs a computation.
 
-NumPy arrays (and anything array-like) run on the CPU backend; CuPy arrays on
-the GPU backend, which is imported only when a CuPy array shows up, so
-``import pdediff`` never touches CUDA.
+A *backend* is everything a solver asks of a device.  Solvers
+(:mod:`pdediff.heat`, :mod:`pdediff.anisotropic`) call only the methods of
+:class:`Backend` below, on whole arrays of 1–3 spatial dimensions (plus a
+leading channel axis where stated); they never test which backend they hold,
+never adapt shapes to a kernel's calling convention and never cache device
+data on themselves.  Shape adaptation, launch configuration, thread counts and
+device transfers live behind the contract.
+
+Implementations: :class:`pdediff.kernels.cpu.backend.CPUBackend` (Numba on
+NumPy arrays) and :class:`pdediff.kernels.gpu.backend.GPUBackend` (numba.cuda
+on CuPy arrays).  A new backend (Dask, torch tensors...) is one module that
+implements the contract and registers a predicate with :func:`register_backend`;
+``tests/test_backend_contract.py`` runs the same checks against every backend
+available in the process (the GPU one under Numba's CUDA simulator in CI).
+
+Arrays, dtypes and conventions: float32 or float64, C-contiguous, native byte
+order; boundary codes and conductance codes as in
+:mod:`pdediff.kernels.formulas`; ``ih`` = ``1/h_a`` and ``ih2`` = ``1/h_a^2``
+per spatial axis (docs/conventions.rst §2–§4).
 """
 
 from __future__ import annotations
 
 import sys
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Protocol, runtime_checkable
 
-from .kernels.cpu.backend import CPU
+__all__ = ["Backend", "backend_for", "register_backend", "is_cupy_array"]
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """What a solver may ask of a device.  Every method works in place on the arrays it is given."""
+
+    #: Short name, for messages and reports only (solvers never branch on it).
+    name: str
+    #: The array module (``numpy`` or ``cupy``): allocation, reductions, elementwise maths.
+    xp: Any
+    #: The FFT module (``scipy.fft`` or ``cupyx.scipy.fft``) and the keywords its calls take.
+    fft: Any
+    fft_kwargs: dict
+
+    def asarray(self, x: Any) -> Any:
+        """``x`` on this backend's device (no copy when it is already there)."""
+
+    def heat_step(self, u: Any, out: Any, dt: float, ih2: tuple[float, ...], bcs: tuple[int, ...],
+                  beta: float = 1.0, faces: tuple[Any, ...] | None = None) -> None:
+        """``out = beta u + dt sum_a ih2_a (F_a^- (u_a^- - u) + F_a^+ (u_a^+ - u))`` for 1-D to 3-D ``u``.
+
+        ``faces``: per axis, face diffusivities of shape ``u.shape`` plus one
+        along that axis (on this device, see :meth:`asarray`); ``None`` for
+        constant coefficients (then ``dt`` holds ``dt D``).
+        """
+
+    def pm_step(self, u: Any, v: Any, out: Any, dt: float, ih: tuple[float, ...], kinv2: float, code: int) -> None:
+        """One explicit Perona–Malik step of ``(C, *spatial)`` arrays, conductance from ``v``, Neumann."""
+
+    def aos_coefficients(self, v: Any, axis: int, a: Any, b: Any, c: Any, tau: float, ih: float, kinv2: float,
+                         code: int) -> None:
+        """Tridiagonal lines of ``I - tau A_axis(v)`` for ``v`` ``(C, *spatial)``, into ``(pre, n, post)`` lines."""
+
+    def tri_factor(self, a: Any, b: Any, c: Any, cp: Any, inv: Any) -> None:
+        """Thomas factors of the ``(P, n, Q)`` systems ``a x_{i-1} + b x_i + c x_{i+1}``."""
+
+    def tri_solve(self, d: Any, x: Any, out: Any, coef: Any, alpha: float = 1.0, accumulate: bool = False) -> None:
+        """Solve along axis 1 of the ``(pre, n, post)`` views (``out += alpha x`` with ``accumulate``)."""
+
+    def gaussian_filter(self, u: Any, sigma: tuple[float, ...]) -> Any:
+        """Gaussian smoothing (std in pixels per spatial axis, reflecting boundaries) of ``(C, *spatial)``."""
+
+    def scale_separable(self, c: Any, factors: tuple[Any, ...]) -> None:
+        """In place ``c *= prod_a factors[a]`` with ``c`` of shape ``(B, *spectral)``."""
+
+    def face_gradient_mad(self, v: Any, spacing: tuple[float, ...]) -> tuple[float, float, float]:
+        """``(median, MAD, mean)`` of the face-gradient magnitudes of ``(C, *spatial)`` ``v``."""
+
+
+_REGISTRY: list[tuple[Callable[[Any], bool], Callable[[], Backend]]] = []
+
+
+def register_backend(accepts: Callable[[Any], bool], get: Callable[[], Backend]) -> None:
+    """Route arrays for which ``accepts(x)`` is true to the backend ``get()`` returns (checked newest first)."""
+    _REGISTRY.insert(0, (accepts, get))
 
 
 def is_cupy_array(x: Any) -> bool:
@@ -18,10 +90,24 @@ def is_cupy_array(x: Any) -> bool:
     return type(x).__module__.split(".")[0] == "cupy" and "cupy" in sys.modules
 
 
-def backend_for(x: Any):
-    """Return the backend object that computes on ``x``'s device."""
-    if is_cupy_array(x):
-        from .kernels.gpu.backend import get_gpu_backend
+def _gpu() -> Backend:
+    from .kernels.gpu.backend import get_gpu_backend
 
-        return get_gpu_backend()
+    return get_gpu_backend()
+
+
+def backend_for(x: Any) -> Backend:
+    """The backend that computes on ``x``'s device: NumPy (and array-likes) on the CPU, CuPy on the GPU.
+
+    The GPU backend is imported only when a CuPy array shows up, so
+    ``import pdediff`` never touches CUDA.
+    """
+    for accepts, get in _REGISTRY:
+        if accepts(x):
+            return get()
+    from .kernels.cpu.backend import CPU
+
     return CPU
+
+
+register_backend(is_cupy_array, _gpu)

@@ -171,3 +171,37 @@ def check_step_count(n: float, max_steps: Any, what: str, advice: str) -> None:
             f"{what} needs {n:.3g} time steps, more than max_steps={int(limit)}; {advice}, "
             "or pass max_steps=None to run them anyway"
         )
+
+
+def nonnegative_int(value: Any, name: str) -> int:
+    """A non-negative integer (bool and floats rejected)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be a non-negative integer; got {value!r}")
+    if value < 0:
+        raise ValueError(f"{name} must be a non-negative integer; got {value}")
+    return int(value)
+
+
+def positive_or_auto(value: Any, name: str) -> float | None:
+    """A positive number (``inf`` allowed), or ``"auto"`` returned as ``None``."""
+    if isinstance(value, str):
+        if value.lower() != "auto":
+            raise ValueError(f"{name} must be a positive number or 'auto'; got {value!r}")
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a positive number or 'auto'; got {value!r}")
+    v = float(value)
+    if not v > 0:  # also rejects NaN
+        raise ValueError(f"{name} must be positive; got {value!r}")
+    return v
+
+
+def channel_axis_value(channel_axis: Any, ndim: int) -> int | None:
+    """``None``, or ``channel_axis`` as a non-negative axis of an array with ``ndim`` dimensions."""
+    if channel_axis is None:
+        return None
+    if isinstance(channel_axis, (bool, np.bool_)) or not isinstance(channel_axis, numbers.Integral):
+        raise TypeError(f"channel_axis must be an integer axis or None; got {channel_axis!r}")
+    if not -ndim <= channel_axis < ndim:
+        raise ValueError(f"channel_axis={channel_axis} is out of range for an array with {ndim} dimensions")
+    return int(channel_axis) % ndim

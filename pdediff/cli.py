@@ -53,7 +53,8 @@ def _build_parser() -> argparse.ArgumentParser:
     n.add_argument("--num-iter", type=int, default=None, help="time steps (default: 15 explicit steps)")
     n.add_argument("--kappa", default="auto", help="edge threshold, or 'auto' (default)")
     n.add_argument("--conductance", choices=CONDUCTANCES, default="exponential")
-    n.add_argument("--scheme", choices=("explicit", "aos"), default="explicit")
+    n.add_argument("--method", choices=("explicit", "aos"), default="explicit",
+                   help="explicit 2N-neighbour steps (default) or AOS (semi-implicit, large time steps)")
     n.add_argument("--dt", type=float, default=None, help="time step (default: the explicit stability limit)")
     n.add_argument("--sigma", type=float, default=None, help="Catté pre-smoothing sigma, physical units (0.8)")
     n.add_argument("--spacing", type=float, nargs="+", default=None,
@@ -250,7 +251,7 @@ def _denoise(args: argparse.Namespace) -> None:
     try:
         out, info = perona_malik(
             colour, num_iter=args.num_iter, kappa=kappa, conductance=args.conductance, dt=args.dt, sigma=sigma,
-            scheme=args.scheme, spacing=spacing, channel_axis=ch, return_info=True, progress=not args.quiet,
+            method=args.method, spacing=spacing, channel_axis=ch, return_info=True, progress=not args.quiet,
             max_steps=args.max_steps or None,
         )
     except StepLimitError as exc:  # the same advice, in the command line's words
@@ -291,7 +292,7 @@ def _denoise(args: argparse.Namespace) -> None:
               f"{'; alpha channel copied unchanged' if alpha else ''}")
         if rescaled:
             print(f"  {rescaled}")
-        print(f"  scheme {info.scheme}, conductance {info.conductance}, kappa {info.kappa:.6g}"
+        print(f"  method {info.method}, conductance {info.conductance}, kappa {info.kappa:.6g}"
               f"{' (auto)' if args.kappa == 'auto' else ''}, num_iter {info.num_iter}, dt {info.dt:.6g}, "
               f"sigma {info.sigma:g}")
         if pv is not None:

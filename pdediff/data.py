@@ -6,7 +6,7 @@ import gzip
 
 import numpy as np
 
-__all__ = ["mri_slice", "phantom", "add_noise"]
+__all__ = ["mri_slice", "phantom", "noisy"]
 
 
 def mri_slice() -> np.ndarray:
@@ -47,8 +47,13 @@ def phantom(shape=(128, 128), *, seed: int = 0) -> np.ndarray:
     return img
 
 
-def add_noise(image: np.ndarray, level: float, *, seed: int = 0) -> np.ndarray:
-    """``image + N(0, (level * range)^2)`` as float64, seeded (``level`` e.g. 0.05 for 5 %)."""
+def noisy(image: np.ndarray, level: float, *, seed: int = 0) -> np.ndarray:
+    """A noisy copy of ``image``: ``image + N(0, (level * range)^2)`` as float64, seeded.
+
+    ``level`` is relative to the image's range (e.g. 0.05 for 5 %).  Not to be
+    confused with the forward processes' ``add_noise(x0, noise, timesteps)``
+    in :mod:`pdediff.torch`.
+    """
     img = np.asarray(image, dtype=np.float64)
     rng = np.random.default_rng(seed)
     return img + level * float(img.max() - img.min()) * rng.standard_normal(img.shape)

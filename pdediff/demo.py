@@ -107,15 +107,16 @@ def best_linear_blur(clean: np.ndarray, noisy: np.ndarray, *, data_range: float)
 def denoise_demo(outdir: Path, *, noise: float = 0.05, seed: int = 0, figure: bool = True) -> dict:
     """Denoise matplotlib's bundled MRI slice with seeded Gaussian noise; print PSNR/SSIM."""
     from .anisotropic import perona_malik
-    from .data import add_noise, mri_slice
+    from .data import mri_slice
+    from .data import noisy as make_noisy
     from .metrics import psnr, ssim
 
     clean = mri_slice().astype(np.float64)
     r = float(clean.max() - clean.min())
-    noisy = add_noise(clean, noise, seed=seed)
+    noisy = make_noisy(clean, noise, seed=seed)
     linear, s_lin = best_linear_blur(clean, noisy, data_range=r)
     pm, info = perona_malik(noisy, return_info=True)
-    pm_aos, info_aos = perona_malik(noisy, scheme="aos", return_info=True)
+    pm_aos, info_aos = perona_malik(noisy, method="aos", return_info=True)
     rows = {
         "noisy input": noisy,
         f"best linear blur (sigma={s_lin:.1f})": linear,

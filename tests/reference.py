@@ -228,3 +228,40 @@ def medpy_iteration(img, niter, kappa, gamma, option):
             mats[i][tuple(sl)] = np.diff(mats[i], axis=i)
         out = out + gamma * np.sum(mats, axis=0)
     return out
+
+
+def face_gradient_magnitudes(v, spacing):
+    """Every interior face's ``sqrt(sum_c ((v_j - v_i) / h_a)^2)``, pooled over axes (``v``: ``(C, *spatial)``).
+
+    The formula ``estimate_kappa`` used before the fused kernel: ``np.diff`` in
+    ``v``'s dtype, squares summed in float64, one concatenated array.
+    """
+    out = []
+    for a, h in enumerate(spacing):
+        d = np.diff(v, axis=a + 1) / h
+        out.append(np.sqrt(np.sum(d.astype(np.float64) ** 2, axis=0)).ravel())
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+def kappa_reference(v, spacing, conductance="exponential", *, rounded=False):
+    """``(kappa, median, mad, mean)`` by NumPy: ``factor * 1.4826 * MAD(s)``, mean (or 1) when the MAD is 0.
+
+    NaN magnitudes are dropped (``+inf`` kept); ``rounded``: of ``float32(s)``.
+    No face, or only NaN ones: ``kappa = 1`` (no faces) or ``factor`` (all NaN).
+    """
+    from pdediff.anisotropic.kappa import FACTORS  # the calibration constants, not the computation
+
+    s = face_gradient_magnitudes(np.asarray(v), spacing)
+    if s.size == 0:
+        return 1.0, np.nan, np.nan, np.nan
+    s = s[~np.isnan(s)]
+    if rounded:
+        s = s.astype(np.float32).astype(np.float64)
+    with np.errstate(invalid="ignore"):
+        med = np.median(s) if s.size else np.nan
+        mad = np.median(np.abs(s - med)) if s.size else np.nan
+        mean = s.mean() if s.size else np.nan
+    sigma_e = 1.4826 * mad
+    if not sigma_e > 0:
+        sigma_e = mean if mean > 0 else 1.0
+    return float(FACTORS.get(conductance, FACTORS["exponential"]) * sigma_e), float(med), float(mad), float(mean)

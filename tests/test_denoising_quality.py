@@ -32,7 +32,7 @@ def best_linear_psnr(clean, noisy, r):
 def test_default_perona_malik_beats_noise_and_linear_blur(name, noise):
     clean = IMAGES[name]()
     r = float(clean.max() - clean.min())
-    noisy = data.add_noise(clean, noise, seed=7)
+    noisy = data.noisy(clean, noise, seed=7)
     out = pdediff.perona_malik(noisy)
     p_noisy = psnr(clean, noisy, data_range=r)
     p_pm = psnr(clean, out, data_range=r)

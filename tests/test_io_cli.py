@@ -85,12 +85,12 @@ def test_cli_float_output_and_spacing(tmp_path, rng):
     vol = rng.random((6, 8, 9)).astype(np.float32)
     np.save(tmp_path / "v.npy", vol)
     assert main(["denoise", str(tmp_path / "v.npy"), "-o", str(tmp_path / "o.npz"), "--spacing", "3", "1", "1",
-                 "--scheme", "aos", "--quiet"]) == 0
+                 "--method", "aos", "--quiet"]) == 0
     scan = pio.read_scan(tmp_path / "o.npz")
     assert scan.data.dtype == np.float32 and scan.spacing == (3.0, 1.0, 1.0)
     import pdediff
 
-    np.testing.assert_allclose(scan.data, pdediff.perona_malik(vol, spacing=(3, 1, 1), scheme="aos"), rtol=1e-6)
+    np.testing.assert_allclose(scan.data, pdediff.perona_malik(vol, spacing=(3, 1, 1), method="aos"), rtol=1e-6)
 
 
 def test_cli_auto_dtype_keeps_float64(tmp_path, rng):

@@ -90,7 +90,7 @@ def test_aos_converges_to_explicit_as_dt_shrinks(ndim, rng):
     explicit = pdediff.perona_malik(u0, num_iter=n_ref, dt=T / n_ref, kappa=0.1, sigma=0.5, spacing=h)
     errs = []
     for n in (4, 8, 16, 32):
-        aos = pdediff.perona_malik(u0, num_iter=n, dt=T / n, kappa=0.1, sigma=0.5, spacing=h, scheme="aos")
+        aos = pdediff.perona_malik(u0, num_iter=n, dt=T / n, kappa=0.1, sigma=0.5, spacing=h, method="aos")
         errs.append(np.abs(aos - explicit).max())
     errs = np.array(errs)
     assert np.all(np.diff(errs) < 0), errs
@@ -110,12 +110,12 @@ def images(draw):
 
 @given(images(), st.sampled_from(CONDS), st.floats(0.01, 100), st.sampled_from([0.0, 1.0]),
        st.sampled_from(["explicit", "aos"]), st.floats(0.1, 20))
-def test_maximum_principle_and_mean_conservation(img, cond, kappa, sigma, scheme, dt_factor):
+def test_maximum_principle_and_mean_conservation(img, cond, kappa, sigma, method, dt_factor):
     u0, h = img
     dt_max = 1.0 / (2 * sum(1 / x**2 for x in h))
-    dt = dt_max if scheme == "explicit" else dt_factor * dt_max  # explicit at its limit, AOS at any dt
+    dt = dt_max if method == "explicit" else dt_factor * dt_max  # explicit at its limit, AOS at any dt
     out = pdediff.perona_malik(u0, num_iter=4, kappa=kappa, conductance=cond, sigma=sigma, spacing=h,
-                               scheme=scheme, dt=dt)
+                               method=method, dt=dt)
     tol = (1e-4 if u0.dtype == np.float32 else 1e-10) * (np.abs(u0).max() + 1)
     assert out.max() <= u0.max() + tol and out.min() >= u0.min() - tol
     assert abs(np.mean(out, dtype=np.float64) - np.mean(u0, dtype=np.float64)) <= tol
@@ -123,9 +123,9 @@ def test_maximum_principle_and_mean_conservation(img, cond, kappa, sigma, scheme
 
 def test_callable_conductance_matches_named(rng):
     u0 = rng.random((12, 13))
-    for scheme in ("explicit", "aos"):
-        named = pdediff.perona_malik(u0, kappa=0.3, conductance="rational", scheme=scheme)
-        fn = pdediff.perona_malik(u0, kappa=0.3, conductance=lambda s, k: 1 / (1 + (s / k) ** 2), scheme=scheme)
+    for method in ("explicit", "aos"):
+        named = pdediff.perona_malik(u0, kappa=0.3, conductance="rational", method=method)
+        fn = pdediff.perona_malik(u0, kappa=0.3, conductance=lambda s, k: 1 / (1 + (s / k) ** 2), method=method)
         np.testing.assert_allclose(fn, named, atol=1e-12)
 
 
@@ -136,7 +136,7 @@ def test_info_reports_parameters(rng):
     assert info.num_iter == 15 and info.sigma == 0.8 and info.spacing == (2.0, 1.0)
     again = pdediff.perona_malik(u0, kappa=info.kappa, spacing=(2.0, 1.0))
     np.testing.assert_array_equal(out, again)
-    _, info_aos = pdediff.perona_malik(u0, scheme="aos", return_info=True)
+    _, info_aos = pdediff.perona_malik(u0, method="aos", return_info=True)
     assert info_aos.dt == pytest.approx(4 * 0.25) and info_aos.num_iter == 4
 
 
@@ -165,12 +165,12 @@ def test_estimate_kappa_is_robust_scale():
     [
         ({"conductance": "gauss"}, ValueError, "conductance must be one of"),
         ({"conductance": 3}, TypeError, "conductance must be one of"),
-        ({"scheme": "implicit"}, ValueError, "scheme must be one of"),
+        ({"method": "implicit"}, ValueError, "method must be one of"),
         ({"kappa": "median"}, ValueError, "kappa must be a positive number or 'auto'"),
         ({"kappa": -1.0}, ValueError, "kappa must be positive"),
         ({"kappa": 0.0}, ValueError, "kappa must be positive"),
         ({"dt": 0.3}, StabilityError, "stability limit.*0.25"),
-        ({"dt": -1.0, "scheme": "aos"}, ValueError, "dt must be positive"),
+        ({"dt": -1.0, "method": "aos"}, ValueError, "dt must be positive"),
         ({"num_iter": -2}, ValueError, "num_iter"),
         ({"num_iter": 2.5}, TypeError, "num_iter"),
         ({"sigma": -1.0}, ValueError, "sigma must be non-negative"),

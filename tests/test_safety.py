@@ -1,7 +1,7 @@
 """Reliability of the array API: no crash, no overflow, no silent dtype change, bounded work.
 
 Each test reproduces a fault found on real scans (issue: "no crash, no silent data loss,
-bounded memory and time") and covers its family: every conductance, scheme, dimension,
+bounded memory and time") and covers its family: every conductance, method, dimension,
 dtype and byte order.
 """
 
@@ -16,7 +16,7 @@ import pdediff
 from pdediff import StepLimitError
 
 CONDUCTANCES = ("exponential", "rational", "tukey")
-SCHEMES = ("explicit", "aos")
+METHODS = ("explicit", "aos")
 SHAPES = {1: (23,), 2: (9, 11), 3: (5, 6, 7)}
 
 
@@ -24,16 +24,16 @@ SHAPES = {1: (23,), 2: (9, 11), 3: (5, 6, 7)}
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("conductance", CONDUCTANCES)
-@pytest.mark.parametrize("scheme", SCHEMES)
+@pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("ndim", [1, 2, 3])
-def test_non_finite_input_never_crashes(ndim, scheme, conductance, dtype, bad, rng):
+def test_non_finite_input_never_crashes(ndim, method, conductance, dtype, bad, rng):
     """Used to segfault (NaN -> out-of-range table index in the vectorised exp)."""
     u = rng.random(SHAPES[ndim]).astype(dtype)
     u.flat[u.size // 2] = bad
-    out = pdediff.perona_malik(u, scheme=scheme, conductance=conductance, check_finite=False, num_iter=2)
+    out = pdediff.perona_malik(u, method=method, conductance=conductance, check_finite=False, num_iter=2)
     assert out.shape == u.shape and out.dtype == dtype
     # Non-finite values spread at most one cell per explicit step; far corners stay finite.
-    if scheme == "explicit" and ndim >= 2:
+    if method == "explicit" and ndim >= 2:
         assert np.isfinite(out.flat[0])
 
 
@@ -48,14 +48,14 @@ def test_non_finite_colour_and_callable_never_crash(colour, rng):
 
 @pytest.mark.parametrize("scale", [1e25, 1e30, 3e38])
 @pytest.mark.parametrize("conductance", CONDUCTANCES)
-@pytest.mark.parametrize("scheme", SCHEMES)
-def test_huge_float32_values_are_exactly_scaled(scale, conductance, scheme, rng):
+@pytest.mark.parametrize("method", METHODS)
+def test_huge_float32_values_are_exactly_scaled(scale, conductance, method, rng):
     """Used to segfault at ~1e25 (d^2 overflowed, kinv2 underflowed: inf * 0 = NaN)."""
     base = rng.random((12, 13)).astype(np.float32) * 2 - 1
     e = int(np.floor(np.log2(scale)))
     u = base * np.float32(2.0**e)
-    out, info = pdediff.perona_malik(u, scheme=scheme, conductance=conductance, return_info=True)
-    ref, rinfo = pdediff.perona_malik(base, scheme=scheme, conductance=conductance, return_info=True)
+    out, info = pdediff.perona_malik(u, method=method, conductance=conductance, return_info=True)
+    ref, rinfo = pdediff.perona_malik(base, method=method, conductance=conductance, return_info=True)
     assert np.isfinite(out).all()
     np.testing.assert_array_equal(out, ref * np.float32(2.0**e))  # powers of two: bit for bit
     assert info.kappa == pytest.approx(rinfo.kappa * 2.0**e, rel=1e-12)
@@ -79,10 +79,10 @@ def test_spacing_is_nondimensionalised_exactly(rng):
 def test_kappa_extremes(rng):
     """kappa=1e-300 raised ZeroDivisionError; now: no diffusion across any non-zero gradient."""
     u = rng.random((9, 10))
-    for scheme in SCHEMES:
-        np.testing.assert_array_equal(pdediff.perona_malik(u, kappa=1e-300, sigma=0.0, scheme=scheme), u)
-        heat = pdediff.perona_malik(u, kappa=np.inf, scheme=scheme)
-        np.testing.assert_allclose(pdediff.perona_malik(u, kappa=1e300, scheme=scheme), heat, rtol=0, atol=1e-15)
+    for method in METHODS:
+        np.testing.assert_array_equal(pdediff.perona_malik(u, kappa=1e-300, sigma=0.0, method=method), u)
+        heat = pdediff.perona_malik(u, kappa=np.inf, method=method)
+        np.testing.assert_allclose(pdediff.perona_malik(u, kappa=1e300, method=method), heat, rtol=0, atol=1e-15)
     with pytest.raises(ValueError, match="kappa must be positive"):
         pdediff.perona_malik(u, kappa=float("nan"))
 
@@ -109,9 +109,9 @@ def images(draw):
     return u
 
 
-@given(u=images(), scheme=st.sampled_from(SCHEMES), conductance=st.sampled_from(CONDUCTANCES))
-def test_any_finite_input_gives_finite_output_within_its_range(u, scheme, conductance):
-    out = pdediff.perona_malik(u, scheme=scheme, conductance=conductance, num_iter=2)
+@given(u=images(), method=st.sampled_from(METHODS), conductance=st.sampled_from(CONDUCTANCES))
+def test_any_finite_input_gives_finite_output_within_its_range(u, method, conductance):
+    out = pdediff.perona_malik(u, method=method, conductance=conductance, num_iter=2)
     expected = np.float64 if u.dtype.kind in "iu" or u.dtype.itemsize == 8 else np.float32
     assert out.dtype == expected and out.dtype.isnative
     assert np.isfinite(out).all()
@@ -193,12 +193,12 @@ def test_huge_sigma_costs_one_transform_and_is_a_global_average(rng, monkeypatch
 def test_wide_sigma_switches_to_the_exact_gaussian_continuously(rng):
     from scipy.ndimage import gaussian_filter
 
-    from pdediff.anisotropic.perona_malik import SPECTRAL_SMOOTHING_MIN_PIXELS, _smoother
+    from pdediff.anisotropic._steppers import SPECTRAL_SMOOTHING_MIN_PIXELS, make_smoother
     from pdediff.kernels.cpu.backend import CPU
 
     u = rng.random((1, 60, 70))
     for s in (SPECTRAL_SMOOTHING_MIN_PIXELS * 1.01, 10.0):
-        fast = _smoother(s, (1.0, 1.0), u.shape, u.dtype, CPU)(u)
+        fast = make_smoother(s, (1.0, 1.0), u.shape, u.dtype, CPU)(u)
         np.testing.assert_allclose(fast[0], gaussian_filter(u[0], s, mode="reflect"), atol=2e-4)
 
 

@@ -86,20 +86,20 @@ def test_cpu_path_makes_no_copy(monkeypatch):
     assert seen["out"] == y.data_ptr()
 
 
-@pytest.mark.parametrize("channels", [True, False])
-@pytest.mark.parametrize("scheme", ["explicit", "aos"])
-def test_perona_malik_batch_equals_numpy_per_sample(channels, scheme):
+@pytest.mark.parametrize("channel_axis", [1, None])
+@pytest.mark.parametrize("method", ["explicit", "aos"])
+def test_perona_malik_batch_equals_numpy_per_sample(channel_axis, method):
     g = torch.Generator().manual_seed(3)
     x = torch.rand(3, 2, 12, 10, dtype=torch.float64, generator=g)
-    y = perona_malik(x, channels=channels, scheme=scheme, kappa=0.3)
+    y = perona_malik(x, channel_axis=channel_axis, method=method, kappa=0.3)
     assert y.shape == x.shape and not y.requires_grad
     for i in range(3):
-        if channels:
-            expect = pdediff.perona_malik(x[i].numpy(), channel_axis=0, scheme=scheme, kappa=0.3)
+        if channel_axis is not None:
+            expect = pdediff.perona_malik(x[i].numpy(), channel_axis=0, method=method, kappa=0.3)
             np.testing.assert_allclose(y[i].numpy(), expect, atol=1e-13)
         else:
             for c in range(2):
-                expect = pdediff.perona_malik(x[i, c].numpy(), scheme=scheme, kappa=0.3)
+                expect = pdediff.perona_malik(x[i, c].numpy(), method=method, kappa=0.3)
                 np.testing.assert_allclose(y[i, c].numpy(), expect, atol=1e-13)
 
 
@@ -114,8 +114,12 @@ def test_perona_malik_batch_equals_numpy_per_sample(channels, scheme):
         (lambda: heat_blur(torch.zeros(2, 4, 4), 1.0, spatial_dims=4), ValueError, "spatial_dims"),
         (lambda: heat_blur(torch.zeros(2, 4, 4), 1.0, boundary="robin"), ValueError, "boundary"),
         (lambda: heat_blur(torch.zeros(2, 4, 4), torch.ones(2, dtype=torch.bool)), TypeError, "t must"),
-        (lambda: perona_malik(torch.zeros(2, 4, 4), channel_axis=0), TypeError, "channel_axis"),
-        (lambda: perona_malik(torch.zeros(4, 4, dtype=torch.float16)), TypeError, "float32 or float64"),
+        (lambda: perona_malik(torch.zeros(2, 4, 4), channel_axis=1), ValueError, "channel_axis"),
+        (lambda: perona_malik(torch.zeros(2, 3, 4, 4), channel_axis=True), TypeError, "channel_axis"),
+        (lambda: perona_malik(torch.zeros(2, 4, 4), return_info=True), TypeError, "return_info"),
+        (lambda: perona_malik(torch.zeros(4, 4, dtype=torch.int64)), TypeError, "float32 or float64"),
+        (lambda: heat_blur(torch.zeros(2, 4, 4), 1.0, spacing=(1.0, 2.0, 3.0)), ValueError, "spacing"),
+        (lambda: heat_blur(torch.zeros(2, 4, 4), 1.0, spacing=0.0), ValueError, "spacing"),
     ],
 )
 def test_bad_input(call, exc, match):
@@ -124,8 +128,85 @@ def test_bad_input(call, exc, match):
 
 
 def test_solver_cache_is_reused():
-    tops._solver.cache_clear()
+    tops.spectral_solver.cache_clear()
     x = torch.rand(2, 8, 8)
     heat_blur(x, 1.0)
     heat_blur(x, 2.0)
-    assert tops._solver.cache_info().hits >= 1
+    assert tops.spectral_solver.cache_info().hits >= 1
+
+
+@pytest.mark.parametrize("spacing", [(0.5, 2.0), (2.0, 0.7), 1.5])
+def test_heat_blur_spacing_equals_solve_heat(spacing):
+    x = torch.rand(3, 2, 14, 17, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    t = torch.tensor([0.3, 1.0, 2.5], dtype=torch.float64)
+    y = heat_blur(x, t, spacing=spacing)
+    for i in range(3):
+        for c in range(2):
+            expect = pdediff.solve_heat(x[i, c].numpy(), float(t[i]), spacing=spacing)
+            np.testing.assert_allclose(y[i, c].numpy(), expect, atol=1e-12)
+    if np.isscalar(spacing):  # one spacing h: time is measured in h^2
+        np.testing.assert_allclose(y.numpy(), heat_blur(x, t / spacing**2).numpy(), atol=1e-12)
+
+
+def test_heat_blur_spacing_is_a_gaussian_of_physical_width():
+    """Anisotropic spacing: a point source spreads to a Gaussian of std sqrt(2t) in physical units."""
+    from scipy.ndimage import gaussian_filter
+
+    spacing = (0.5, 2.0)
+    x = torch.zeros(1, 1, 81, 71, dtype=torch.float64)
+    x[0, 0, 40, 35] = 1.0
+    t = 2.5
+    y = heat_blur(x, t, spacing=spacing)[0, 0].numpy()
+    sigma_px = [np.sqrt(2 * t) / h for h in spacing]  # physical std / cell size
+    g = gaussian_filter(x[0, 0].numpy(), sigma_px, mode="reflect", truncate=8)
+    assert np.abs(y - g).max() < 2e-3 * y.max()
+    np.testing.assert_allclose(y, pdediff.solve_heat(x[0, 0].numpy(), t, spacing=spacing), atol=1e-12)
+    # 3-D with one spacing per axis
+    v = torch.rand(2, 6, 7, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    w = heat_blur(v, 0.8, spacing=(3.0, 1.0, 0.5), spatial_dims=3)
+    for i in range(2):
+        expect = pdediff.solve_heat(v[i].numpy(), 0.8, spacing=(3.0, 1.0, 0.5))
+        np.testing.assert_allclose(w[i].numpy(), expect, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "shape,channel_axis,spatial_dims",
+    [((2, 3, 10, 9), 0, 2), ((2, 3, 10, 9), -4, 2), ((3, 2, 10, 9), -3, 2), ((2, 2, 3, 6, 7), 1, 2),
+     ((2, 2, 5, 6, 7), 1, 3)],
+)
+def test_perona_malik_channel_axis_equals_numpy_per_sample(shape, channel_axis, spatial_dims):
+    x = torch.rand(shape, dtype=torch.float64, generator=torch.Generator().manual_seed(6))
+    y = perona_malik(x, channel_axis=channel_axis, spatial_dims=spatial_dims, kappa=0.3, spacing=1.5)
+    assert y.shape == x.shape and y.is_contiguous()
+    ax = channel_axis % x.ndim
+    xm, ym = x.movedim(ax, 0).numpy(), y.movedim(ax, 0).numpy()  # channels first, then the batch axes
+    lead = x.ndim - spatial_dims - 1
+    for idx in np.ndindex(*xm.shape[1 : 1 + lead]):
+        sel = (slice(None),) + idx
+        expect = pdediff.perona_malik(xm[sel], channel_axis=0, kappa=0.3, spacing=1.5)
+        np.testing.assert_allclose(ym[sel], expect, atol=1e-13)
+
+
+def test_perona_malik_without_channel_axis_treats_every_leading_axis_as_batch():
+    x = torch.rand(2, 3, 9, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(7))
+    y = perona_malik(x, kappa=0.2)  # default channel_axis=None
+    for i in range(2):
+        for c in range(3):
+            expect = pdediff.perona_malik(x[i, c].numpy(), kappa=0.2)
+            np.testing.assert_allclose(y[i, c].numpy(), expect, atol=1e-13)
+    with pytest.raises(AssertionError):  # sharing one conductance is a different filter
+        np.testing.assert_allclose(perona_malik(x, channel_axis=1, kappa=0.2).numpy(), y.numpy(), atol=1e-6)
+
+
+def test_internal_spectral_api():
+    x = torch.rand(3, 1, 6, 9, dtype=torch.float64, generator=torch.Generator().manual_seed(8))
+    c = tops.dct(x)
+    from scipy.fft import dctn
+
+    np.testing.assert_allclose(c.numpy(), dctn(x.numpy(), type=2, norm="ortho", axes=(-2, -1)), atol=1e-12)
+    np.testing.assert_allclose(tops.idct(c).numpy(), x.numpy(), atol=1e-12)
+    lam = torch.from_numpy(tops.laplacian_eigenvalues((6, 9)))
+    blurred = tops.idct(torch.exp(-lam * 1.3) * c)
+    np.testing.assert_allclose(blurred.numpy(), heat_blur(x, 1.3).numpy(), atol=1e-12)
+    solver = tops.spectral_solver((6, 9), torch.float64)
+    assert solver is tops.spectral_solver((6, 9), np.float64, spacing=(1, 1))  # cached

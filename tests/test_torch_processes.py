@@ -5,9 +5,11 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+import pdediff  # noqa: E402
 from pdediff.torch import (  # noqa: E402
     BlurringDiffusion,
     ColdDiffusion,
+    ForwardProcess,
     GaussianDiffusion,
     HeatDissipation,
     UNet,
@@ -17,6 +19,7 @@ from pdediff.torch import (  # noqa: E402
     train,
 )
 from pdediff.torch import data as tdata  # noqa: E402
+from pdediff.torch.ops import spectral_solver  # noqa: E402
 
 
 def _x0(n=1, seed=0, shape=(1, 8, 8)):
@@ -48,7 +51,7 @@ def _expected_marginal(p, x0, t):
         ab = float(p.alphas_cumprod[t])
         sigma_b = 4.0 * np.sin((t + 1) / p.num_train_timesteps * np.pi / 2) ** 2
         tau = sigma_b**2 / 2
-        s = p._solver((8, 8), torch.float64)
+        s = spectral_solver((8, 8), torch.float64)
         lam = s.symbols[0][:, None] + s.symbols[1][None, :]
         d = (1 - p.min_scale) * np.exp(-lam * tau) + p.min_scale
         c = s.forward(x0[0, 0].numpy()) * np.sqrt(ab) * d
@@ -91,10 +94,11 @@ def test_step_with_oracle_model(p):
             if t == p.t_min:  # the last step is noise-free
                 torch.testing.assert_close(out.prev_sample, x0, atol=1e-8, rtol=0)
         elif isinstance(p, HeatDissipation):
-            target_prev = heat_blur(x0, float(p.sigmas[t - 1] ** 2 / 2))
+            sigma_prev = p.sigmas[t - 1] if t > 0 else 0.0  # timestep -1 is the clean image
+            target_prev = heat_blur(x0, float(sigma_prev**2 / 2))
             torch.testing.assert_close(out.pred_original_sample, target_prev, atol=1e-10, rtol=0)
             resid = (out.prev_sample - target_prev).std()
-            assert (resid < 3 * p.sampling_noise) if t > 1 else resid < 1e-12
+            assert (resid < 3 * p.sampling_noise) if t > 0 else resid < 1e-12
         else:  # cold diffusion, Algorithm 2 with the true x0: lands exactly on D(x0, t-1) (plus the x_t noise)
             expect = p.degrade(x0, torch.full((2,), t - 1)) + (xt - p.degrade(x0, torch.full((2,), t)))
             torch.testing.assert_close(out.prev_sample, expect, atol=1e-10, rtol=0)
@@ -147,10 +151,10 @@ def test_config_json_round_trip(p, tmp_path):
 
 def test_timesteps_descend_and_cover_every_trained_level():
     p = HeatDissipation(num_train_timesteps=10)
-    assert p.timesteps.tolist() == list(range(10, 0, -1))
+    assert p.timesteps.tolist() == list(range(9, -1, -1))
     g = torch.Generator().manual_seed(0)
     seen = set(p.sample_timesteps(2000, g).tolist())
-    assert seen == set(range(1, 11))  # every level sampling uses is trained, K included
+    assert seen == set(range(10))  # every level sampling uses is trained, K-1 included
     d = GaussianDiffusion(num_train_timesteps=1000)
     d.set_timesteps(50)
     ts = d.timesteps.tolist()
@@ -215,3 +219,128 @@ def test_data_loaders():
     assert pch.shape == (5, 1, 16, 24)
     with pytest.raises(ValueError, match="N, C, H, W"):
         tdata.as_tensor(np.zeros((3, 4)))
+
+
+# ------------------------------------------------------------------ one timestep convention
+@pytest.mark.parametrize("p", processes(), ids=IDS)
+def test_one_timestep_convention(p):
+    """Every process: timesteps 0..K-1, schedules descend to 0, the last step lands on the clean image."""
+    K = p.num_train_timesteps
+    assert (p.t_min, p.t_max) == (0, K - 1)
+    for n in (K, 2, max(2, K // 3)):
+        p.set_timesteps(n)
+        ts = p.timesteps.tolist()
+        assert len(ts) == n and len(set(ts)) == n and ts == sorted(ts, reverse=True)
+        assert ts[-1] == 0 and ts[0] <= K - 1
+        if p.timestep_spacing == "linspace":  # data-built priors live at K-1: sampling starts there
+            assert ts[0] == K - 1
+        chain = [ts[0]]
+        while chain[-1] != -1:
+            chain.append(p.previous_timestep(chain[-1]))
+        assert chain == ts + [-1]
+    p.set_timesteps(K)
+    assert p.timesteps.tolist() == list(range(K - 1, -1, -1))
+    seen = p.sample_timesteps(50 * K, torch.Generator().manual_seed(0))
+    assert set(seen.tolist()) == set(range(K))
+    with pytest.raises(ValueError, match="must lie in"):
+        p.add_noise(_x0(), torch.zeros(1, 1, 8, 8, dtype=torch.float64), K)
+
+    # step at timestep 0 returns the clean estimate, without noise (oracle model, noise-free x_0)
+    x0 = _x0(n=2, seed=4)
+    noise = torch.zeros_like(x0)
+    xt = p.add_noise(x0, noise, 0)
+    oracle = p.training_target(x0, noise, torch.zeros(2, dtype=torch.long))
+    a = p.step(oracle, 0, xt, generator=torch.Generator().manual_seed(1))
+    b = p.step(oracle, 0, xt, generator=torch.Generator().manual_seed(2))
+    torch.testing.assert_close(a.prev_sample, x0, atol=1e-10, rtol=0)
+    torch.testing.assert_close(a.pred_original_sample, x0, atol=1e-10, rtol=0)
+    assert torch.equal(a.prev_sample, b.prev_sample)  # no sampling noise at the last step
+
+
+@pytest.mark.parametrize("p", processes(), ids=IDS)
+def test_previous_timestep_refuses_an_off_schedule_timestep(p):
+    K = p.num_train_timesteps
+    p.set_timesteps(3)
+    ts = p.timesteps.tolist()
+    off = next(t for t in range(K) if t not in ts)
+    for bad in (off, K, -1):
+        with pytest.raises(ValueError, match=r"not in the current sampling schedule \["):
+            p.previous_timestep(bad)
+    x = _x0(n=1)
+    with pytest.raises(ValueError, match="set_timesteps"):
+        p.step(torch.zeros_like(x), off, x)
+
+
+def test_heat_levels_use_timestep_minus_one_for_clean():
+    x0 = _x0(n=2)
+    hd = HeatDissipation(num_train_timesteps=6, sigma_blur_min=0.5, sigma_blur_max=3.0)
+    cd = ColdDiffusion(num_train_timesteps=6, sigma_blur_min=0.5, sigma_blur_max=3.0)
+    for t in (-1, 0, 5):
+        expect = heat_blur(x0, float(hd.sigmas[t] ** 2 / 2) if t >= 0 else 0.0)
+        torch.testing.assert_close(hd.blur(x0, t), expect, atol=1e-12, rtol=0)
+        torch.testing.assert_close(cd.degrade(x0, t), expect, atol=1e-12, rtol=0)  # one shared heat schedule
+    np.testing.assert_allclose(hd.sigmas[[0, -1]], [0.5, 3.0])
+    pm = ColdDiffusion(num_train_timesteps=3, operator="perona_malik", kappa=0.2, iters_per_level=2)
+    assert torch.equal(pm.degrade(x0, -1), x0)
+    expect = pdediff.perona_malik(x0[1].numpy(), num_iter=4, kappa=0.2, sigma=0.0, channel_axis=0)
+    np.testing.assert_allclose(pm.degrade(x0, 1)[1].numpy(), expect, atol=1e-13)  # timestep 1 = level 2
+
+
+# ------------------------------------------------------------------ cold diffusion prior
+def _two_channel_digits(n=300):
+    x = tdata.digits()[:n].double()
+    return torch.cat([x, 0.5 * x.flip(-1) ** 2 - 0.3], 1)
+
+
+def test_cold_prior_is_sklearn_gaussian_mixture():
+    from sklearn.mixture import GaussianMixture
+
+    data = _two_channel_digits()
+    p = ColdDiffusion(num_train_timesteps=8, sigma_blur_max=3.0, prior_components=3, prior_noise=0.0)
+    p.fit(data)
+    means = p.degrade(data, p.t_max).mean((-1, -2)).numpy()
+    direct = GaussianMixture(n_components=3, covariance_type="diag", random_state=0).fit(means)
+    g = p.prior_mixture
+    assert set(g) == {"weights", "means", "variances"}
+    np.testing.assert_allclose(g["weights"], direct.weights_, rtol=1e-12)
+    np.testing.assert_allclose(g["means"], direct.means_, rtol=1e-12)
+    np.testing.assert_allclose(g["variances"], direct.covariances_, rtol=1e-12)
+    # sample_prior draws constant images from that mixture
+    x = p.sample_prior(20000, generator=torch.Generator().manual_seed(0))
+    assert x.shape == (20000, 2, 8, 8) and torch.all(x == x[..., :1, :1])
+    m = x[..., 0, 0].numpy()
+    mix_mean = g["weights"] @ g["means"]
+    mix_var = g["weights"] @ (g["variances"] + g["means"] ** 2) - mix_mean**2
+    np.testing.assert_allclose(m.mean(0), mix_mean, atol=5 * np.sqrt(mix_var.max() / 20000))
+    np.testing.assert_allclose(m.var(0), mix_var, rtol=0.05)
+    # the config round trip and a refit on the same data give the same prior
+    q = ColdDiffusion.from_config(p.config).fit(data)
+    for k in g:
+        np.testing.assert_array_equal(q.prior_mixture[k], g[k])
+    # fewer images than components: one component per image at most
+    few = ColdDiffusion(num_train_timesteps=4, sigma_blur_max=3.0, prior_components=4).fit(data[:2])
+    assert few.prior_mixture["weights"].shape == (2,)
+
+
+def test_cold_training_resumes_bit_for_bit_with_its_prior(tmp_path):
+    data = tdata.shapes(64, (8, 8))
+
+    def run(steps, ckdir):
+        p = ColdDiffusion(num_train_timesteps=5, sigma_blur_max=3.0)  # a fresh process, as after a restart
+        torch.manual_seed(0)
+        model = UNet(1, base=8, mults=(1, 2))
+        res = train(model, p, data, steps=steps, batch_size=8, seed=4, checkpoint_dir=ckdir,
+                    checkpoint_every=5, progress=False)
+        return p, res
+
+    p_full, full = run(12, tmp_path / "full")
+    run(6, tmp_path / "resume")
+    p_res, resumed = run(12, tmp_path / "resume")
+    assert resumed.losses == full.losses
+    ckpt = torch.load(tmp_path / "resume" / "checkpoint.pt", weights_only=False)
+    assert ForwardProcess.from_config(ckpt["process"]).config == p_full.config
+    for k in p_full.prior_mixture:
+        np.testing.assert_array_equal(p_res.prior_mixture[k], p_full.prior_mixture[k])
+    g = torch.Generator()
+    a, b = p_res.sample_prior(3, g.manual_seed(1)), p_full.sample_prior(3, g.manual_seed(1))
+    torch.testing.assert_close(a, b, atol=0, rtol=0)

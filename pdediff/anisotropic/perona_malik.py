@@ -1,54 +1,51 @@
-"""``perona_malik``: edge-preserving diffusion of 1-D/2-D/3-D images and scans."""
+"""``perona_malik``: edge-preserving diffusion of 1-D/2-D/3-D images and scans.
+
+The public function validates its arguments, makes a dimensionless copy of the
+image (scaled by powers of two, docs/conventions.rst §4) and runs the steppers
+of :mod:`._steppers`; the automatic kappa comes from :mod:`.kappa`.
+"""
 
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
-import scipy.ndimage
 
 from .._backend import backend_for
-from .._validation import (DEFAULT_MAX_STEPS, as_float_array, check_option, check_step_count, max_steps_value,
-                           nonnegative_scalar, positive_step)
+from .._validation import (DEFAULT_MAX_STEPS, as_float_array, channel_axis_value, check_option, check_step_count,
+                           max_steps_value, nonnegative_int, nonnegative_scalar, positive_or_auto, positive_step)
 from ..errors import StabilityError
 from ..grid import Grid
-from ..heat._operators import TridiagonalSystem, as_lines
-from ..heat.spectral import SpectralHeatSolver
+from ..kernels.formulas import EXPONENTIAL, RATIONAL, TUKEY
+from ._steppers import make_smoother, make_stepper
 from .kappa import estimate_kappa
 
-__all__ = ["perona_malik", "PeronaMalikResult", "CONDUCTANCES"]
+__all__ = ["perona_malik", "PeronaMalikResult", "CONDUCTANCES", "METHODS"]
 
 CONDUCTANCES = ("exponential", "rational", "tukey")
-SCHEMES = ("explicit", "aos")
-_CODE = {name: i for i, name in enumerate(CONDUCTANCES)}
+METHODS = ("explicit", "aos")
+_CODE = {"exponential": EXPONENTIAL, "rational": RATIONAL, "tukey": TUKEY}
 
-#: Default number of explicit iterations (at the stability limit) and Catté sigma (pixels).
+#: Default number of explicit iterations (at the stability limit) and Catté sigma (physical units).
 DEFAULT_NUM_ITER = 15
 DEFAULT_SIGMA = 0.8
 #: AOS default step, in multiples of the explicit stability limit.
 AOS_DT_FACTOR = 4.0
-#: Catté smoothing wider than this (in pixels, on any axis) runs as the exact heat flow in the
-#: DCT domain, O(N log N) whatever sigma, instead of a truncated convolution whose cost grows
-#: with sigma (``--sigma 1e6`` ran for minutes).  At 4 pixels the two agree to ~1e-4 (4-sigma
-#: truncation) and the transform is already faster (measured at 4 px, f32: 512^2 4.2 vs 10.3 ms,
-#: 2048^2 52 vs 187 ms, 96^3 13 vs 47 ms); narrower kernels stay with ndimage, as before.
-SPECTRAL_SMOOTHING_MIN_PIXELS = 4.0
 
 
 @dataclass(frozen=True)
 class PeronaMalikResult:
-    """What :func:`perona_malik` used, returned with ``return_info=True``."""
+    """What :func:`perona_malik` used, returned with ``return_info=True`` (in the caller's units)."""
 
     kappa: float
     dt: float
     num_iter: int
     sigma: float
     conductance: str
-    scheme: str
+    method: str
     spacing: tuple[float, ...]
 
 
@@ -60,7 +57,7 @@ def perona_malik(
     conductance: Literal["exponential", "rational", "tukey"] | Callable = "exponential",
     dt: float | None = None,
     sigma: float = DEFAULT_SIGMA,
-    scheme: Literal["explicit", "aos"] = "explicit",
+    method: Literal["explicit", "aos"] = "explicit",
     spacing: float | Any = 1.0,
     channel_axis: int | None = None,
     check_finite: bool = True,
@@ -94,8 +91,10 @@ def perona_malik(
     conductance : {"exponential", "rational", "tukey"} or callable
         ``exp(-(s/K)^2)``, ``1/(1+(s/K)^2)``, or Tukey's biweight
         ``0.5 (1-(s/K)^2)^2`` for ``s <= K`` (else 0).  A callable ``g(s, kappa)``
-        receives arrays of gradient magnitudes and must return values in
-        ``[0, 1]``; it runs in NumPy (slower than the compiled named ones).
+        receives arrays of gradient magnitudes (physical units, the array
+        module of the image: NumPy or CuPy) and must return values in
+        ``[0, 1]``; it runs as array operations, slower than the compiled
+        named ones.
     dt : float, optional
         Time step.  Explicit: at most ``dt_max = 1 / (2 sum_a 1/h_a^2)`` (0.25
         in 2-D, 1/6 in 3-D for unit spacing), the default; larger raises
@@ -109,7 +108,7 @@ def perona_malik(
         Gaussian convolution (``scipy.ndimage.gaussian_filter``, reflecting
         boundaries); wider, the exact Gaussian (heat flow for ``t = sigma^2/2``)
         in the DCT domain, so any ``sigma`` costs O(N log N).
-    scheme : {"explicit", "aos"}
+    method : {"explicit", "aos"}
         The 2N-neighbour explicit scheme [PM90]_ or Weickert's additive operator
         splitting [WRV98]_ (semi-implicit, unconditionally stable).
     spacing : float or sequence of float
@@ -180,10 +179,10 @@ def perona_malik(
     >>> out, info = pdediff.perona_malik(noisy, return_info=True)
     >>> bool(np.abs(out - clean).mean() < np.abs(noisy - clean).mean() / 2)
     True
-    >>> info.scheme, info.num_iter
+    >>> info.method, info.num_iter
     ('explicit', 15)
     """
-    scheme = check_option("scheme", scheme, SCHEMES)
+    method = check_option("method", method, METHODS)
     if callable(conductance):
         cond_name, cond_fn = getattr(conductance, "__name__", "callable"), conductance
     elif isinstance(conductance, str):
@@ -193,56 +192,36 @@ def perona_malik(
     be = backend_for(image)
     xp = be.xp
 
-    # -- array and channel axis ---------------------------------------------------
-    arr = image if be.name != "cpu" else np.asarray(image)
-    if channel_axis is not None:
-        if isinstance(channel_axis, bool) or not isinstance(channel_axis, numbers.Integral):
-            raise TypeError(f"channel_axis must be an integer axis or None; got {channel_axis!r}")
-        if not -arr.ndim <= channel_axis < arr.ndim:
-            raise ValueError(f"channel_axis={channel_axis} is out of range for an image of shape {arr.shape}")
-        u = as_float_array(arr, "image", ndim=(2, 3, 4), check_finite=check_finite, xp=xp)
-        u = xp.moveaxis(u, channel_axis, 0)
-    else:
-        u = as_float_array(arr, "image", check_finite=check_finite, xp=xp)[None]
+    # -- array and channel axis: u is (C, *spatial) -----------------------------------
+    ch = channel_axis_value(channel_axis, np.ndim(image))
+    u = as_float_array(image, "image", ndim=(1, 2, 3) if ch is None else (2, 3, 4), check_finite=check_finite, xp=xp)
+    u = u[None] if ch is None else xp.moveaxis(u, ch, 0)
     grid = Grid(u.shape[1:], spacing)
     h = grid.spacing
 
-    # -- parameters, in the caller's units ------------------------------------------
+    # -- parameters, in the caller's units ----------------------------------------------
     sigma = nonnegative_scalar(sigma, "sigma")
     dt_max = grid.explicit_dt_limit()  # 0 <= g <= 1: the heat limit with D = 1
     if dt is None:
-        dt_ = dt_max if scheme == "explicit" else AOS_DT_FACTOR * dt_max
+        dt_ = dt_max if method == "explicit" else AOS_DT_FACTOR * dt_max
     else:
         dt_ = positive_step(dt)
-        if scheme == "explicit" and dt_ > dt_max * (1 + 1e-12):
+        if method == "explicit" and dt_ > dt_max * (1 + 1e-12):
             raise StabilityError(
                 f"dt={dt_:.6g} exceeds the explicit Perona–Malik stability limit "
-                f"1/(2 sum 1/h^2) = {dt_max:.6g}; use dt <= {dt_max:.6g} or scheme='aos'"
+                f"1/(2 sum 1/h^2) = {dt_max:.6g}; use dt <= {dt_max:.6g} or method='aos'"
             )
+    max_steps_value(max_steps)
     if num_iter is None:
         n_est = DEFAULT_NUM_ITER * dt_max / dt_
         check_step_count(n_est, max_steps, f"the default diffusion time 15 * dt_max with dt={dt_:.6g}",
                          "use a larger dt (or dt=None), or pass num_iter")
         num_iter_ = max(1, int(round(n_est)))
     else:
-        if isinstance(num_iter, (bool, np.bool_)) or not isinstance(num_iter, numbers.Integral):
-            raise TypeError(f"num_iter must be a non-negative integer; got {num_iter!r}")
-        if num_iter < 0:
-            raise ValueError(f"num_iter must be a non-negative integer; got {num_iter}")
-        num_iter_ = int(num_iter)
+        num_iter_ = nonnegative_int(num_iter, "num_iter")
         check_step_count(num_iter_, max_steps, f"num_iter={num_iter_}",
-                         "fewer, longer steps reach the same diffusion time with scheme='aos'")
-    max_steps_value(max_steps)
-    if isinstance(kappa, str):
-        if kappa.lower() != "auto":
-            raise ValueError(f"kappa must be a positive number or 'auto'; got {kappa!r}")
-        kappa_user = None
-    else:
-        if isinstance(kappa, (bool, np.bool_)) or not isinstance(kappa, numbers.Real):
-            raise TypeError(f"kappa must be a positive number or 'auto'; got {kappa!r}")
-        kappa_user = float(kappa)
-        if not kappa_user > 0:  # also rejects NaN; kappa = inf is the heat equation (g = 1)
-            raise ValueError(f"kappa must be positive; got {kappa!r}")
+                         "fewer, longer steps reach the same diffusion time with method='aos'")
+    kappa_user = positive_or_auto(kappa, "kappa")  # None for "auto"; inf is the heat equation (g = 1)
 
     # -- dimensionless copy: intensities and lengths scaled by powers of two ------------
     # Perona–Malik commutes with u -> a u, h -> c h (kappa -> a kappa / c, dt -> c^2 dt); with a, c
@@ -254,7 +233,7 @@ def perona_malik(
     hs = tuple(x * c for x in h)
     dts = dt_ * c * c
     u = xp.ascontiguousarray(u * u.dtype.type(a))  # also the copy that protects the caller's array
-    smooth = _smoother(sigma * c, hs, u.shape, u.dtype, be)
+    smooth = make_smoother(sigma * c, hs, u.shape, u.dtype, be)
     v0 = None  # the smoothed input, computed once if kappa needs it and reused by the first step
     if kappa_user is None:
         v0 = smooth(u)
@@ -263,20 +242,18 @@ def perona_malik(
     else:
         kappa_ = kappa_user
         kappa_s = kappa_user * a / c
-    kinv2 = _inverse_square(kappa_s, u.dtype)
 
     info = PeronaMalikResult(kappa=kappa_, dt=dt_, num_iter=num_iter_, sigma=sigma, conductance=cond_name,
-                             scheme=scheme, spacing=h)
+                             method=method, spacing=h)
     if num_iter_ > 0:
-        if cond_fn is not None:  # the caller's g sees magnitudes and kappa in the caller's units
-            user_fn = cond_fn
-            cond_fn = lambda s_, k_: user_fn(s_ * (c / a), kappa_)  # noqa: E731
-        stepper = _make_stepper(u, hs, dts, kappa_s, kinv2, cond_name, cond_fn, scheme, be)
+        g = None if cond_fn is None else _callable_conductance(cond_fn, c / a, kappa_, xp)
+        stepper = make_stepper(u, hs, dts, _inverse_square(kappa_s, u.dtype), _CODE.get(cond_name, EXPONENTIAL), g,
+                               method, be)
         iterator = range(num_iter_)
         if progress:
             from tqdm.auto import tqdm
 
-            iterator = tqdm(iterator, desc=f"Perona–Malik ({scheme})", unit="it", leave=False, disable=None)
+            iterator = tqdm(iterator, desc=f"Perona–Malik ({method})", unit="it", leave=False, disable=None)
         buf = xp.empty_like(u)
         for _ in iterator:
             v = smooth(u) if v0 is None else v0
@@ -286,7 +263,7 @@ def perona_malik(
 
     if a != 1.0:
         u *= u.dtype.type(1.0 / a)
-    out = u[0] if channel_axis is None else xp.moveaxis(u, 0, channel_axis)
+    out = u[0] if ch is None else xp.moveaxis(u, 0, ch)
     out = xp.ascontiguousarray(out)
     return (out, info) if return_info else out
 
@@ -323,119 +300,20 @@ def _inverse_square(kappa: float, dtype) -> float:
     return min(kinv2, float(np.finfo(dtype).max))
 
 
-def _smoother(sigma: float, h: tuple[float, ...], shape: tuple[int, ...], dtype, be) -> Callable:
-    """The Catté pre-smoothing of a ``(C, *spatial)`` array: Gaussian of std ``sigma`` (units of ``h``)."""
-    if sigma == 0:
-        return lambda u: u
-    sig = tuple(sigma / hh for hh in h)  # physical -> pixels, per axis
-    if max(sig) > SPECTRAL_SMOOTHING_MIN_PIXELS:
-        # Exact Gaussian = heat flow for t = sigma^2 / 2 (D = 1), Neumann = ndimage's "reflect".
-        solver = SpectralHeatSolver(shape[1:], dtype, spacing=h)
-        t = sigma * sigma / 2.0
-        return lambda u: solver.evolve(u, t)
-    if be.name == "cpu":
-        def smooth(u):
-            out = np.empty_like(u)
-            for c in range(u.shape[0]):
-                scipy.ndimage.gaussian_filter(u[c], sig, mode="reflect", output=out[c])
-            return out
-    else:
-        def smooth(u):
-            return be.gaussian_filter(u, sig)
-    return smooth
+def _callable_conductance(fn: Callable, to_user: float, kappa: float, xp) -> Callable:
+    """The caller's ``g(s, kappa)`` on face magnitudes of the dimensionless image, checked.
 
+    ``to_user`` turns the magnitudes back into the caller's units; a non-finite magnitude
+    conducts nothing, as with the compiled conductances.
+    """
 
-def _make_stepper(u, h, dt, kappa, kinv2, cond_name, cond_fn, scheme, be) -> Callable:
-    nd = u.ndim - 1
-    if cond_fn is not None:
-        if be.name != "cpu":
-            raise TypeError("a callable conductance runs in NumPy: pass a NumPy array, or a named conductance")
-        g = _callable_conductance(cond_fn, kappa)
-        if scheme == "explicit":
-            return lambda u, v, out: _explicit_numpy(u, v, out, h, dt, g)
-        return _AOSStep(u, h, dt, None, 0, be, g)
-    code = _CODE[cond_name]
-    if scheme == "explicit":
-        ih = tuple(1.0 / x for x in h)
-        if nd == 1:
-            ih = (0.0,) + ih
-
-        def step(u, v, out):
-            shp = (u.shape[0], 1, u.shape[1]) if nd == 1 else u.shape
-            be.pm_step(u.reshape(shp), v.reshape(shp), out.reshape(shp), dt, ih, kinv2, code)
-
-        return step
-    return _AOSStep(u, h, dt, kinv2, code, be, None)
-
-
-def _callable_conductance(fn: Callable, kappa: float) -> Callable:
     def g(s):
-        val = np.asarray(fn(s, kappa), dtype=s.dtype)
+        val = xp.asarray(fn(s.astype(np.float64) * to_user, kappa), dtype=s.dtype)
         if val.shape != s.shape:
             raise ValueError(f"conductance callable returned shape {val.shape}; expected {s.shape}")
-        bad = ~np.isfinite(s)
-        if bad.any():  # a non-finite gradient conducts nothing, as with the compiled conductances
-            val = np.where(bad, val.dtype.type(0), val)
-        if not (np.all(val >= 0) and np.all(val <= 1)):
+        val = xp.where(xp.isfinite(s), val, val.dtype.type(0))
+        if not bool(((val >= 0) & (val <= 1)).all()):
             raise ValueError("conductance callable must return values in [0, 1] (needed for stability)")
         return val
 
     return g
-
-
-def _face_conductance(v: np.ndarray, a: int, ha: float, g: Callable) -> np.ndarray:
-    d = np.diff(v, axis=a + 1) / v.dtype.type(ha)
-    s = np.sqrt(np.sum(d * d, axis=0))
-    return g(s)
-
-
-def _explicit_numpy(u, v, out, h, dt, g) -> None:
-    """The explicit scheme in NumPy, for callable conductances."""
-    acc = np.zeros_like(u)
-    t = u.dtype.type
-    for a, ha in enumerate(h):
-        ax = a + 1
-        flux = _face_conductance(v, a, ha, g)[None] * np.diff(u, axis=ax) / t(ha * ha)
-        pad = [(0, 0)] * u.ndim
-        pad[ax] = (1, 1)
-        acc += np.diff(np.pad(flux, pad), axis=ax)  # zero flux through the boundary faces
-    np.add(u, t(dt) * acc, out=out)
-
-
-class _AOSStep:
-    """``out = (1/m) sum_a (I - m dt A_a(v))^{-1} u``: one batched tridiagonal solve per axis.
-
-    The coefficient, factor and work buffers are allocated once per call of
-    :func:`perona_malik` and reshaped per axis, not re-allocated every step.
-    """
-
-    def __init__(self, u, h, dt, kinv2, code, be, g) -> None:
-        self.h, self.dt, self.kinv2, self.code, self.be, self.g = h, dt, kinv2, code, be, g
-        n = u[0].size
-        self.buffers = tuple(be.xp.empty(n, dtype=u.dtype) for _ in range(5))  # a, b, c, cp, inv
-        self.work = be.xp.empty_like(u[0])
-
-    def __call__(self, u, v, out) -> None:
-        be, h, g = self.be, self.h, self.g
-        m = len(h)
-        out[...] = 0
-        for a, ha in enumerate(h):
-            tau = m * self.dt / ha**2
-            lines = as_lines(v[0], a).shape
-            A, B, Cc, cp, inv = (buf.reshape(lines) for buf in self.buffers)
-            if g is None:
-                be.aos_coefficients(v.reshape((v.shape[0],) + lines), A, B, Cc, tau, 1.0 / ha, self.kinv2,
-                                    self.code)
-            else:
-                w3 = as_lines(np.ascontiguousarray((tau * _face_conductance(v, a, ha, g)).astype(u.dtype)), a)
-                A[...] = 0
-                Cc[...] = 0
-                A[:, 1:, :] = -w3
-                Cc[:, :-1, :] = -w3
-                B[...] = 1
-                B[:, 1:, :] += w3
-                B[:, :-1, :] += w3
-            be.tri_factor(A, B, Cc, cp, inv)
-            system = TridiagonalSystem(A, cp, inv)
-            for c in range(u.shape[0]):
-                be.tri_solve(as_lines(u[c], a), as_lines(self.work, a), as_lines(out[c], a), system, 1.0 / m, True)

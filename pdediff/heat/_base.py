@@ -51,8 +51,3 @@ class _HeatSolverBase:
             )
         if not u.flags.c_contiguous:
             raise ValueError("u must be C-contiguous (use numpy.ascontiguousarray)")
-
-    @staticmethod
-    def _as2d3d(x: Any) -> Any:
-        """1-D arrays run through the 2-D kernels as ``(1, n)`` views."""
-        return x.reshape(1, -1) if x.ndim == 1 else x

@@ -59,22 +59,14 @@ class ExplicitHeatSolver(_HeatSolverBase):
         g = self.grid
         self.dt_max = g.explicit_dt_limit(self.diffusivity_max)
         self.dt = self.check_dt(dt) if dt is not None else self.dt_max
-        ih2 = [1.0 / h**2 for h in g.spacing]
-        self._ih2 = tuple([0.0] + ih2) if g.ndim == 1 else tuple(ih2)
-        bcs = [g.bc_code] * g.ndim
-        self._bcs = tuple([0] + bcs) if g.ndim == 1 else tuple(bcs)
+        self._ih2 = tuple(1.0 / h**2 for h in g.spacing)
+        self._bcs = (g.bc_code,) * g.ndim
         if self.variable:
-            D = self.diffusivity.astype(self.dtype)
-            D2 = self._as2d3d(D)
-            faces = []
-            for a in range(D2.ndim):
-                if g.ndim == 1 and a == 0:
-                    faces.append(np.zeros((2, D2.shape[1]), dtype=self.dtype))
-                else:
-                    faces.append(face_diffusivities(D2, a, g.boundary).astype(self.dtype))
-            self._faces = tuple(faces)
+            D = self.diffusivity
+            self._faces = tuple(face_diffusivities(D, a, g.boundary).astype(self.dtype) for a in range(g.ndim))
         else:
             self._faces = None
+        self._faces_on: dict[int, tuple] = {}  # face diffusivities per backend (device copies made once)
         self._buf: np.ndarray | None = None
 
     def check_dt(self, dt: float) -> float:
@@ -93,10 +85,12 @@ class ExplicitHeatSolver(_HeatSolverBase):
         """``out = beta * u + dt * L u`` (``L`` the discrete ``div(D grad .)``) in one kernel pass."""
         be = backend_for(u)
         coef = dt if self.variable else dt * self.diffusivity
-        faces = self._faces
-        if faces is not None and be.name != "cpu":
-            faces = be.device_faces(self, faces)
-        be.heat_step(self._as2d3d(u), self._as2d3d(out), coef, self._ih2, self._bcs, beta, faces)
+        faces = None
+        if self._faces is not None:
+            faces = self._faces_on.get(id(be))
+            if faces is None:
+                faces = self._faces_on[id(be)] = tuple(be.asarray(f) for f in self._faces)
+        be.heat_step(u, out, coef, self._ih2, self._bcs, beta, faces)
         return out
 
     def step(self, u: Any, n: int = 1, *, dt: float | None = None) -> Any:

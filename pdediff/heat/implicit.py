@@ -63,12 +63,12 @@ class ImplicitHeatSolver(_HeatSolverBase):
         self._explicit = ExplicitHeatSolver(shape, self.dtype, diffusivity=self.diffusivity,
                                             spacing=spacing, boundary=boundary)
         self.dt_explicit_max = self._explicit.dt_max
-        self.dt = self._check_dt(dt) if dt is not None else 4.0 * self.dt_explicit_max
-        self._systems: dict[tuple[str, float], list[TridiagonalSystem]] = {}
+        self.dt = self.check_dt(dt) if dt is not None else 4.0 * self.dt_explicit_max
+        self._systems: dict[tuple[int, float], list[TridiagonalSystem]] = {}
         self._work: Any = None
 
-    @staticmethod
-    def _check_dt(dt: Any) -> float:
+    def check_dt(self, dt: Any) -> float:
+        """Validate a time step (any positive finite value: the scheme is unconditionally stable)."""
         return positive_step(dt)
 
     def _axis_faces(self, axis: int) -> np.ndarray:
@@ -80,7 +80,7 @@ class ImplicitHeatSolver(_HeatSolverBase):
 
     def systems(self, dt: float, backend) -> list[TridiagonalSystem]:
         """The factorised per-axis systems ``I - theta dt L_a`` (cached per dt and backend)."""
-        key = (backend.name, dt)
+        key = (id(backend), dt)
         if key not in self._systems:
             if len(self._systems) > 8:
                 self._systems.clear()
@@ -95,7 +95,7 @@ class ImplicitHeatSolver(_HeatSolverBase):
     def step(self, u: Any, n: int = 1, *, dt: float | None = None) -> Any:
         """Advance ``u`` **in place** by ``n`` steps of ``dt`` (default :attr:`dt`); return ``u``."""
         self._check_state(u)
-        dt = self.dt if dt is None else self._check_dt(dt)
+        dt = self.dt if dt is None else self.check_dt(dt)
         n = int(n)
         if n < 0:
             raise ValueError(f"n must be a non-negative number of steps; got {n}")

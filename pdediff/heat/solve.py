@@ -9,7 +9,7 @@ import numpy as np
 
 from .._backend import backend_for
 from .._validation import (BOUNDARIES, DEFAULT_MAX_STEPS, as_float_array, check_option, check_step_count,
-                           max_steps_value, times_array)
+                           max_steps_value, positive_step, times_array)
 from .explicit import ExplicitHeatSolver
 from .implicit import SCHEMES, ImplicitHeatSolver
 from .spectral import SPECTRA, SpectralHeatSolver
@@ -142,7 +142,7 @@ def solve_heat(
     u0 = as_float_array(u0, "u0", check_finite=check_finite, xp=be.xp)
     times, is_seq = times_array(t)
     if dt is not None:
-        ImplicitHeatSolver._check_dt(dt)
+        positive_step(dt)
     max_steps_value(max_steps)  # validate even where the method ignores it
 
     if method == "spectral":

@@ -62,9 +62,9 @@ class SpectralHeatSolver(_HeatSolverBase):
         self._device_symbols: dict[str, tuple] = {}
 
     def _symbols_on(self, be) -> tuple:
-        if be.name not in self._device_symbols:
-            self._device_symbols[be.name] = tuple(be.xp.asarray(s) for s in self.symbols)
-        return self._device_symbols[be.name]
+        if id(be) not in self._device_symbols:
+            self._device_symbols[id(be)] = tuple(be.asarray(s) for s in self.symbols)
+        return self._device_symbols[id(be)]
 
     # -- transforms -------------------------------------------------------------
     def forward(self, u: Any, be=None) -> Any:

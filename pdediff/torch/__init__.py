@@ -4,10 +4,11 @@ Optional extra: ``pip install "pdediff[torch]"``.  Importing :mod:`pdediff`
 never imports torch; importing :mod:`pdediff.torch` does.
 
 * :func:`heat_blur`, :func:`perona_malik`: the operators on ``(..., *spatial)``
-  tensors, on the tensor's device, zero-copy through DLPack.
+  tensors, on the tensor's device, zero-copy through DLPack (:mod:`pdediff.torch.ops`).
 * :class:`GaussianDiffusion`, :class:`HeatDissipation`,
   :class:`BlurringDiffusion`, :class:`ColdDiffusion`: forward processes with
-  the shape of a diffusers scheduler.
+  the shape of a diffusers scheduler and one timestep convention, ``0 .. K-1``
+  (:mod:`pdediff.torch.processes`, one module per process).
 * :class:`UNet`, :func:`train`, :func:`sample`: one model and one loop for all.
 * :mod:`pdediff.torch.data`: digits, synthetic shapes, image patches.
 """

@@ -1,19 +1,34 @@
-"""Heat flow and Perona–Malik on torch tensors, through pdediff's kernels (DLPack, no copies)."""
+"""Heat flow and Perona–Malik on torch tensors, through pdediff's kernels (DLPack, no copies).
+
+Public: :func:`heat_blur`, :func:`perona_malik` (re-exported by :mod:`pdediff.torch`).
+
+Internal API of :mod:`pdediff.torch` (used by :mod:`pdediff.torch.processes`;
+documented and stable within the package, not re-exported):
+
+* :func:`spectral_solver`: the cached :class:`~pdediff.SpectralHeatSolver`
+  for a spatial shape, dtype and grid;
+* :func:`dct`, :func:`idct`: the orthonormal DCT-II over the last spatial axes
+  of a tensor (the Neumann heat eigenbasis) and its inverse;
+* :func:`laplacian_eigenvalues`: the eigenvalue of ``-Δ`` for every coefficient
+  that :func:`dct` returns, so that ``F(t)`` multiplies coefficient ``k`` by
+  ``exp(-D λ_k t)``.
+"""
 
 from __future__ import annotations
 
 import functools
+import numbers
 from typing import Any
 
 import numpy as np
 import torch
 
 from .._backend import backend_for
-from .._validation import BOUNDARIES, check_option
+from .._validation import BOUNDARIES, check_option, positive_per_axis
 from ..heat.spectral import SPECTRA, SpectralHeatSolver
 from ._dlpack import from_array, to_array
 
-__all__ = ["heat_blur", "perona_malik"]
+__all__ = ["heat_blur", "perona_malik"]  # plus the internal API above: spectral_solver, dct, idct, ...
 
 
 #: Half-precision tensors are computed in float32 and returned in their own dtype.
@@ -55,8 +70,86 @@ def _batch_times(t: Any, batch: tuple[int, ...]) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=64)
-def _solver(shape: tuple[int, ...], dtype: str, boundary: str, diffusivity: float, spectrum: str):
-    return SpectralHeatSolver(shape, np.dtype(dtype), diffusivity=diffusivity, boundary=boundary, spectrum=spectrum)
+def _cached_solver(shape: tuple[int, ...], dtype: str, boundary: str, diffusivity: float,
+                   spacing: tuple[float, ...], spectrum: str) -> SpectralHeatSolver:
+    return SpectralHeatSolver(shape, np.dtype(dtype), diffusivity=diffusivity, spacing=spacing,
+                              boundary=boundary, spectrum=spectrum)
+
+
+def _dtype_name(dtype: Any) -> str:
+    if isinstance(dtype, torch.dtype):
+        return str(dtype).replace("torch.", "")
+    return np.dtype(dtype).name
+
+
+def spectral_solver(
+    shape: tuple[int, ...],
+    dtype: Any,
+    *,
+    boundary: str = "neumann",
+    diffusivity: float = 1.0,
+    spacing: float | Any = 1.0,
+    spectrum: str = "continuous",
+) -> SpectralHeatSolver:
+    """The :class:`~pdediff.SpectralHeatSolver` for a spatial ``shape``, built once and cached.
+
+    Internal API of :mod:`pdediff.torch` (what :func:`heat_blur` and the forward
+    processes share).  ``dtype`` is a torch or NumPy float32/float64 dtype;
+    ``spacing`` a positive number or one per axis.  The solver's ``forward`` /
+    ``inverse`` act on NumPy or CuPy arrays (see :func:`dct` for tensors) and its
+    ``symbols`` are the per-axis eigenvalues of ``-d²/dx²``.  The cache keeps the
+    64 most recent solvers (``spectral_solver.cache_info()``, ``.cache_clear()``).
+    """
+    shape = tuple(int(n) for n in shape)
+    spacing = positive_per_axis(spacing, "spacing", len(shape))
+    return _cached_solver(shape, _dtype_name(dtype), boundary, float(diffusivity), spacing, spectrum)
+
+
+spectral_solver.cache_info = _cached_solver.cache_info  # type: ignore[attr-defined]
+spectral_solver.cache_clear = _cached_solver.cache_clear  # type: ignore[attr-defined]
+
+
+def _check_full_precision(x: torch.Tensor, name: str = "x") -> None:
+    if x.dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"{name} must be float32 or float64; got {x.dtype}")
+
+
+def dct(x: torch.Tensor, *, spatial_dims: int = 2) -> torch.Tensor:
+    """Orthonormal DCT-II over the last ``spatial_dims`` axes of a float32/float64 tensor (internal API).
+
+    The eigenbasis of the Neumann heat flow: ``heat_blur(x, t)`` is
+    ``idct(exp(-laplacian_eigenvalues(...) * t) * dct(x))``.  Same device as
+    ``x``; not differentiable.
+    """
+    _check_tensor(x, spatial_dims)
+    _check_full_precision(x)
+    s = spectral_solver(x.shape[x.ndim - spatial_dims :], x.dtype)
+    x = x.detach().contiguous()
+    return from_array(s.forward(to_array(x)), x)
+
+
+def idct(c: torch.Tensor, *, spatial_dims: int = 2) -> torch.Tensor:
+    """Inverse of :func:`dct` (internal API); ``c`` is not modified."""
+    _check_tensor(c, spatial_dims, "c")
+    _check_full_precision(c, "c")
+    s = spectral_solver(c.shape[c.ndim - spatial_dims :], c.dtype)
+    # the inverse transform may overwrite its input: hand it a copy
+    c = c.detach().contiguous().clone()
+    return from_array(s.inverse(to_array(c)), c)
+
+
+def laplacian_eigenvalues(shape: tuple[int, ...], *, boundary: str = "neumann", spacing: float | Any = 1.0,
+                          spectrum: str = "continuous") -> np.ndarray:
+    """Eigenvalue ``λ_k`` of ``-Δ`` for every spectral coefficient, float64, shaped like the coefficients.
+
+    Internal API: for ``boundary="neumann"`` the coefficients are :func:`dct`'s,
+    of the spatial ``shape``, and ``F(t)`` multiplies coefficient ``k`` by
+    ``exp(-D λ_k t)``.
+    """
+    syms = spectral_solver(shape, np.float64, boundary=boundary, spacing=spacing, spectrum=spectrum).symbols
+    nd = len(syms)
+    return sum(np.asarray(s, dtype=np.float64).reshape((-1,) + (1,) * (nd - 1 - a))
+               for a, s in enumerate(syms))
 
 
 def _apply(solver, x: torch.Tensor, times: np.ndarray) -> torch.Tensor:
@@ -83,6 +176,7 @@ def heat_blur(
     *,
     boundary: str = "neumann",
     diffusivity: float = 1.0,
+    spacing: float | Any = 1.0,
     spatial_dims: int = 2,
     spectrum: str = "continuous",
 ) -> torch.Tensor:
@@ -100,19 +194,25 @@ def heat_blur(
         float32 or float64; float16/bfloat16 are computed in float32 and the
         result cast back.  Rectangular spatial shapes are fine.
     t : float or Tensor
-        Diffusion time (pixels² for unit diffusivity), scalar or one per
-        leading item: shape ``x.shape[:k]`` for some ``k`` up to the number of
-        leading axes (e.g. ``(batch,)`` for per-sample training times).
+        Diffusion time (length² of ``spacing``'s unit for unit diffusivity;
+        pixels² by default), scalar or one per leading item: shape
+        ``x.shape[:k]`` for some ``k`` up to the number of leading axes (e.g.
+        ``(batch,)`` for per-sample training times).
     boundary : {"neumann", "dirichlet", "periodic"}
         Neumann (default) is the half-sample reflection used by IHDM.
     diffusivity : float
         Positive constant ``D``.
+    spacing : float or sequence of float
+        Grid spacing in physical units, one number or one per spatial axis
+        (e.g. ``(3.0, 1.0, 1.0)`` for 3 mm slices), as for
+        :func:`pdediff.solve_heat`.  Default 1: pixels.
     spatial_dims : {1, 2, 3}
         How many trailing axes are spatial.
     spectrum : {"continuous", "discrete"}
         ``"continuous"``: IHDM's operator, equal to a Gaussian blur of
-        ``sigma = sqrt(2 D t)`` under half-sample reflection; ``"discrete"``:
-        the exact solution of the 5-point-stencil semi-discrete system.
+        ``sigma = sqrt(2 D t)`` (in ``spacing``'s units) under half-sample
+        reflection; ``"discrete"``: the exact solution of the
+        5-point-stencil semi-discrete system.
 
     Returns
     -------
@@ -127,6 +227,9 @@ def heat_blur(
     >>> y = heat_blur(x, torch.tensor([0.0, 1.0, 2.0, 4.0]))
     >>> torch.allclose(y[0], x[0]), torch.allclose(y.mean((-1, -2)), x.mean((-1, -2)))
     (True, True)
+    >>> z = heat_blur(x, 2.0, spacing=(0.5, 2.0))   # physical units: 0.5 per row, 2 per column
+    >>> z.shape
+    torch.Size([4, 1, 16, 24])
     """
     _check_tensor(x, spatial_dims)
     boundary = check_option("boundary", boundary, BOUNDARIES)
@@ -135,29 +238,51 @@ def heat_blur(
     times = _batch_times(t, batch)
     shape = tuple(x.shape[x.ndim - spatial_dims :])
     if x.dtype in _HALF:  # differentiable casts around the float32 computation
-        return heat_blur(x.float(), t, boundary=boundary, diffusivity=diffusivity, spatial_dims=spatial_dims,
-                         spectrum=spectrum).to(x.dtype)
-    solver = _solver(shape, str(x.dtype).replace("torch.", ""), boundary, float(diffusivity), spectrum)
+        return heat_blur(x.float(), t, boundary=boundary, diffusivity=diffusivity, spacing=spacing,
+                         spatial_dims=spatial_dims, spectrum=spectrum).to(x.dtype)
+    solver = spectral_solver(shape, x.dtype, boundary=boundary, diffusivity=float(diffusivity),
+                             spacing=spacing, spectrum=spectrum)
     return _HeatBlur.apply(x, times, solver)
 
 
+def _channel_axis(channel_axis: Any, ndim: int, lead: int) -> int | None:
+    """``channel_axis`` as a non-negative leading axis, or None."""
+    if channel_axis is None:
+        return None
+    if isinstance(channel_axis, bool) or not isinstance(channel_axis, numbers.Integral):
+        raise TypeError(f"channel_axis must be an integer axis or None; got {channel_axis!r}")
+    ax = int(channel_axis) + ndim if channel_axis < 0 else int(channel_axis)
+    if not 0 <= ax < lead:
+        raise ValueError(
+            f"channel_axis={channel_axis} must name one of the {lead} leading (non-spatial) axes of a tensor "
+            f"with {ndim} axes; the last {ndim - lead} are spatial"
+        )
+    return ax
+
+
 @torch.no_grad()
-def perona_malik(x: torch.Tensor, *, spatial_dims: int = 2, channels: bool | None = None, **kwargs: Any) -> torch.Tensor:
+def perona_malik(x: torch.Tensor, *, spatial_dims: int = 2, channel_axis: int | None = None,
+                 **kwargs: Any) -> torch.Tensor:
     """:func:`pdediff.perona_malik` on a batch of tensors, one conductance field per sample.
 
     Parameters
     ----------
-    x : Tensor, shape ``(N, C, *spatial)`` or ``(N, *spatial)`` (or any leading axes)
+    x : Tensor, shape ``(*leading, *spatial)``, e.g. ``(N, C, H, W)`` or ``(N, H, W)``
         float32 or float64; float16/bfloat16 computed in float32 and cast back.
     spatial_dims : {1, 2, 3}
         How many trailing axes are spatial.
-    channels : bool, optional
-        Whether the axis before the spatial ones holds channels that share one
-        conductance (vector-valued diffusion).  Default: True when ``x`` has
-        at least two leading axes.
+    channel_axis : int, optional
+        As in :func:`pdediff.perona_malik`: the axis of ``x`` that holds
+        channels sharing one conductance (vector-valued diffusion), e.g. ``1``
+        for ``(N, C, H, W)`` colour images; it must be a leading (non-spatial)
+        axis, negative values count from the end.  Default ``None``: no
+        channel axis, every leading axis is a batch axis and each
+        ``x[n, c]`` is diffused on its own (as :func:`pdediff.perona_malik`
+        treats an image without ``channel_axis``).
     **kwargs
-        Any option of :func:`pdediff.perona_malik` (``num_iter``, ``kappa``,
-        ``conductance``, ``dt``, ``sigma``, ``scheme``, ``spacing``).
+        Any other option of :func:`pdediff.perona_malik` (``num_iter``,
+        ``kappa``, ``conductance``, ``dt``, ``sigma``, ``method``,
+        ``spacing``, ``max_steps``).
 
     Returns
     -------
@@ -168,20 +293,24 @@ def perona_malik(x: torch.Tensor, *, spatial_dims: int = 2, channels: bool | Non
     from ..anisotropic import perona_malik as pm
 
     _check_tensor(x, spatial_dims)
-    for bad in ("channel_axis", "return_info", "progress"):
+    for bad in ("return_info", "progress"):
         if bad in kwargs:
-            raise TypeError(f"{bad} is set by pdediff.torch.perona_malik itself; do not pass it")
+            raise TypeError(f"{bad} is not supported by pdediff.torch.perona_malik (it returns a tensor)")
     lead = x.ndim - spatial_dims
-    if channels is None:
-        channels = lead >= 2
-    if channels and lead < 1:
-        raise ValueError("channels=True needs a channel axis before the spatial axes")
+    ax = _channel_axis(channel_axis, x.ndim, lead)
     if x.dtype in _HALF:
-        return perona_malik(x.float(), spatial_dims=spatial_dims, channels=channels, **kwargs).to(x.dtype)
-    xc = x.detach().contiguous()
+        y = perona_malik(x.float(), spatial_dims=spatial_dims, channel_axis=channel_axis, **kwargs)
+        return y.to(x.dtype)
+    xc = x.detach()
+    if ax is not None:  # channels just before the spatial axes: (..., C, *spatial)
+        xc = xc.movedim(ax, lead - 1)
+    xc = xc.contiguous()
     arr = to_array(xc)
-    per = arr.reshape((-1,) + tuple(arr.shape[lead - 1 if channels else lead :]))
+    per = arr.reshape((-1,) + tuple(arr.shape[lead - 1 if ax is not None else lead :]))
     out = backend_for(arr).xp.empty_like(per)
     for i in range(per.shape[0]):
-        out[i] = pm(per[i], channel_axis=0 if channels else None, **kwargs)
-    return from_array(out.reshape(arr.shape), x)
+        out[i] = pm(per[i], channel_axis=0 if ax is not None else None, **kwargs)
+    y = from_array(out.reshape(arr.shape), x)
+    if ax is not None:
+        y = y.movedim(lead - 1, ax).contiguous()
+    return y

@@ -39,13 +39,13 @@ def test_variable_diffusivity_matches_cpu(ndim):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("scheme", ["explicit", "aos"])
+@pytest.mark.parametrize("method", ["explicit", "aos"])
 @pytest.mark.parametrize("conductance", ["exponential", "rational", "tukey"])
 @pytest.mark.parametrize("ndim", [2, 3])
-def test_perona_malik_matches_cpu(ndim, conductance, scheme, dtype):
+def test_perona_malik_matches_cpu(ndim, conductance, method, dtype):
     img = np.random.default_rng(2).random(SHAPES[ndim]).astype(dtype)
-    cpu, info = pdediff.perona_malik(img, conductance=conductance, scheme=scheme, return_info=True)
-    gpu = pdediff.perona_malik(cp.asarray(img), conductance=conductance, scheme=scheme, kappa=info.kappa)
+    cpu, info = pdediff.perona_malik(img, conductance=conductance, method=method, return_info=True)
+    gpu = pdediff.perona_malik(cp.asarray(img), conductance=conductance, method=method, kappa=info.kappa)
     assert isinstance(gpu, cp.ndarray)
     np.testing.assert_allclose(gpu.get(), cpu, rtol=0, atol=(1e-4 if dtype == np.float32 else 1e-9))
 

@@ -1,7 +1,9 @@
 """Every GPU kernel against its CPU twin, for every boundary, dimension and dtype.
 
 Runs under Numba's CUDA simulator on the CPU (``NUMBA_ENABLE_CUDASIM=1``; small
-arrays, the simulator runs each thread in Python) or on a real GPU.
+arrays, the simulator runs each thread in Python) or on a real GPU.  The
+kernels are launched through the GPU backend's contract methods (which own the
+launch configuration and the shape adaptation), on host arrays.
 """
 
 import math
@@ -22,27 +24,24 @@ def _grid(shape, block):
     return tuple(math.ceil(s / b) for s, b in zip(shape, block))
 
 
-def _launch_heat(u, out, dt, ih2, bcs, beta, faces):
-    t = u.dtype.type
-    if u.ndim == 2:
-        block = (8, 8)
-        if faces is None:
-            K.heat2_const[_grid(u.shape, block), block](u, out, t(dt), t(beta), *(t(c) for c in ih2), *bcs)
-        else:
-            K.heat2_var[_grid(u.shape, block), block](u, out, *faces, t(dt), t(beta), *(t(c) for c in ih2), *bcs)
-    else:
-        block = (2, 4, 8)
-        if faces is None:
-            K.heat3_const[_grid(u.shape, block), block](u, out, t(dt), t(beta), *(t(c) for c in ih2), *bcs)
-        else:
-            K.heat3_var[_grid(u.shape, block), block](u, out, *faces, t(dt), t(beta), *(t(c) for c in ih2), *bcs)
+@pytest.fixture(scope="module")
+def GPU():
+    from gpu_env import simulator
+
+    from pdediff.kernels.gpu.backend import GPUBackend
+
+    return GPUBackend(simulate=simulator())
+
+
+def _to_host(x):
+    return x.get() if hasattr(x, "get") else x
 
 
 @pytest.mark.parametrize("variable", [False, True])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("ndim", [1, 2, 3])
 @pytest.mark.parametrize("boundary", list(BOUNDS))
-def test_heat_step(boundary, ndim, dtype, variable):
+def test_heat_step(GPU, boundary, ndim, dtype, variable):
     rng = np.random.default_rng(0)
     shape = SHAPES[ndim]
     u = rng.standard_normal(shape).astype(dtype)
@@ -57,9 +56,11 @@ def test_heat_step(boundary, ndim, dtype, variable):
         )
     for beta in (1.0, 0.0):
         cpu = np.empty_like(u)
-        gpu = np.zeros_like(u)
+        gpu = GPU.asarray(np.zeros_like(u))
         CPU.heat_step(u, cpu, 0.05, ih2, bcs, beta, faces)
-        _launch_heat(u, gpu, 0.05, ih2, bcs, beta, faces)
+        dev_faces = None if faces is None else tuple(GPU.asarray(f) for f in faces)
+        GPU.heat_step(GPU.asarray(u), gpu, 0.05, ih2, bcs, beta, dev_faces)
+        gpu = _to_host(gpu)
         np.testing.assert_allclose(gpu, cpu, rtol=0, atol=TOL[dtype] * 10)
 
 
@@ -67,7 +68,7 @@ def test_heat_step(boundary, ndim, dtype, variable):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("channels", [1, 3])
 @pytest.mark.parametrize("ndim", [2, 3])
-def test_perona_malik_step(ndim, channels, dtype, code):
+def test_perona_malik_step(GPU, ndim, channels, dtype, code):
     if code == 3 and dtype == np.float64:
         pytest.skip("code 3 is the float32 exponential")
     rng = np.random.default_rng(1)
@@ -77,12 +78,9 @@ def test_perona_malik_step(ndim, channels, dtype, code):
     ih = (1.0, 0.7) if ndim == 2 else (0.5, 1.0, 0.8)
     cpu = np.empty_like(u)
     CPU.pm_step(u, v, cpu, 0.1, ih, 4.0, code)
-    gpu = u.copy()
-    t = u.dtype.type
-    if ndim == 2:
-        K.pm2[_grid(shape[1:], (8, 8)), (8, 8)](u, v, gpu, t(0.1), *(t(x) for x in ih), t(4.0), code)
-    else:
-        K.pm3[_grid(shape[1:], (2, 4, 8)), (2, 4, 8)](u, v, gpu, t(0.1), *(t(x) for x in ih), t(4.0), code)
+    gpu = GPU.asarray(np.zeros_like(u))
+    GPU.pm_step(GPU.asarray(u), GPU.asarray(v), gpu, 0.1, ih, 4.0, code)
+    gpu = _to_host(gpu)
     np.testing.assert_allclose(gpu, cpu, rtol=0, atol=TOL[dtype] * 10)
 
 
@@ -127,14 +125,14 @@ def test_factor_kernel(dtype):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("shape4", [(1, 1, 7, 1), (2, 3, 5, 4), (1, 4, 6, 1)])
-def test_aos_coefficients(shape4, dtype):
+def test_aos_coefficients(GPU, shape4, dtype):
     rng = np.random.default_rng(4)
     v = rng.random(shape4).astype(dtype)
     shp = shape4[1:]
     cpu = [np.empty(shp, dtype) for _ in range(3)]
-    CPU.aos_coefficients(v, *cpu, 2.0, 1.0, 9.0, 0)
-    gpu = [np.zeros(shp, dtype) for _ in range(3)]
-    t = v.dtype.type
-    K.aos_coefficients[math.ceil(shp[0] * shp[2] / 32), 32](v, *gpu, t(2.0), t(1.0), t(9.0), 0)
+    CPU.aos_coefficients(v, 1, *cpu, 2.0, 1.0, 9.0, 0)  # v as (C, *spatial), lines along spatial axis 1
+    gpu = [GPU.asarray(np.zeros(shp, dtype)) for _ in range(3)]
+    GPU.aos_coefficients(GPU.asarray(v), 1, *gpu, 2.0, 1.0, 9.0, 0)
+    gpu = [_to_host(x) for x in gpu]
     for g_, c_ in zip(gpu, cpu):
         np.testing.assert_allclose(g_, c_, rtol=0, atol=TOL[dtype] * 10)

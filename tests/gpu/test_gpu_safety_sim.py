@@ -27,13 +27,13 @@ def _on_gpu(monkeypatch, fn, *a, **k):
         return fn(*a, **k)
 
 
-@pytest.mark.parametrize("scheme", ["explicit", "aos"])
+@pytest.mark.parametrize("method", ["explicit", "aos"])
 @pytest.mark.parametrize("conductance", ["exponential", "rational", "tukey"])
 @pytest.mark.parametrize("bad", [np.nan, np.inf])
-def test_non_finite_input_same_on_gpu_and_cpu(monkeypatch, scheme, conductance, bad):
+def test_non_finite_input_same_on_gpu_and_cpu(monkeypatch, method, conductance, bad):
     u = np.random.default_rng(3).random((6, 7))
     u[2, 3] = bad
-    kw = dict(scheme=scheme, conductance=conductance, check_finite=False, num_iter=2, kappa=0.3, sigma=0.0)
+    kw = dict(method=method, conductance=conductance, check_finite=False, num_iter=2, kappa=0.3, sigma=0.0)
     cpu = pdediff.perona_malik(u, **kw)
     gpu = _on_gpu(monkeypatch, pdediff.perona_malik, u, **kw)
     np.testing.assert_array_equal(np.isfinite(gpu), np.isfinite(cpu))
@@ -42,10 +42,10 @@ def test_non_finite_input_same_on_gpu_and_cpu(monkeypatch, scheme, conductance, 
 
 
 @pytest.mark.parametrize("scale", [1e30, 3e38])
-@pytest.mark.parametrize("scheme", ["explicit", "aos"])
-def test_huge_float32_values_same_on_gpu_and_cpu(monkeypatch, scale, scheme):
+@pytest.mark.parametrize("method", ["explicit", "aos"])
+def test_huge_float32_values_same_on_gpu_and_cpu(monkeypatch, scale, method):
     u = (np.random.default_rng(4).random((5, 6)) * scale).astype(np.float32)
-    cpu = pdediff.perona_malik(u, scheme=scheme, num_iter=2, kappa=scale / 10, sigma=0.0)
-    gpu = _on_gpu(monkeypatch, pdediff.perona_malik, u, scheme=scheme, num_iter=2, kappa=scale / 10, sigma=0.0)
+    cpu = pdediff.perona_malik(u, method=method, num_iter=2, kappa=scale / 10, sigma=0.0)
+    gpu = _on_gpu(monkeypatch, pdediff.perona_malik, u, method=method, num_iter=2, kappa=scale / 10, sigma=0.0)
     assert np.isfinite(gpu).all() and np.isfinite(cpu).all()
     np.testing.assert_allclose(gpu, cpu, rtol=1e-5, atol=1e-6 * scale)

@@ -1,56 +1,66 @@
-"""The CPU backend: launches the Numba kernels on NumPy arrays.
+"""The CPU backend: the Numba kernels on NumPy arrays, behind the contract of :mod:`pdediff._backend`.
 
-Solvers talk to a backend object (this one, or the GPU backend) through the
-same small set of methods, so the numerics never depend on where the data is.
+Shape adaptation lives here: 1-D problems run through the 2-D kernels as
+``(1, n)`` views (with ``ih2_0 = 0``, no flux along the padded axis), 3-D
+Perona–Malik volumes as ``(C, n0 * n1, n2)`` row blocks; the serial or the
+threaded build of each kernel is chosen by size (:func:`._common.kernel`).
 """
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 import scipy.fft
+import scipy.ndimage
 
-import numba
-
-from . import perona_malik, spectral, stencil, tridiag
-from ._common import use_parallel
+from ..formulas import EXPONENTIAL, EXPONENTIAL32
+from . import kappa, perona_malik, spectral, stencil, tridiag  # noqa: F401 - registers the kernels
+from ._common import kernel, use_parallel
 
 __all__ = ["CPUBackend", "CPU"]
 
 
 def _kernel_code(code: int, dtype) -> int:
-    """The exponential conductance (0) runs as its float32 kernel (3) on float32 data: twice the vector width."""
-    return 3 if code == 0 and dtype == np.float32 else int(code)
+    """The exponential conductance runs as its float32 kernel on float32 data: twice the vector width."""
+    return EXPONENTIAL32 if code == EXPONENTIAL and dtype == np.float32 else int(code)
+
+
+def _lines(shape: tuple[int, ...], axis: int) -> tuple[int, int, int]:
+    """``(pre, n, post)``: a C-contiguous array of ``shape`` viewed with ``n`` along ``axis``."""
+    pre = int(np.prod(shape[:axis], dtype=np.int64))
+    post = int(np.prod(shape[axis + 1 :], dtype=np.int64))
+    return pre, shape[axis], post
 
 
 class CPUBackend:
+    """Numba kernels on NumPy arrays (see :class:`pdediff._backend.Backend` for the contract)."""
+
     name = "cpu"
     xp = np
     fft = scipy.fft
     fft_kwargs = {"workers": -1}
 
-    # -- explicit heat step: u, out are 2-D or 3-D (1-D runs as (1, n)) -------
-    def heat_step(self, u, out, dt, ih2, bcs, beta=1.0, faces=None):
-        """``out = beta * u + dt * sum_a ih2_a * (flux differences)``; ``faces`` for variable D."""
-        t = u.dtype.type
-        par = use_parallel(u.size)
-        args_c = tuple(t(c) for c in ih2)
-        if faces is None:
-            if u.ndim == 2:
-                k = stencil.heat2_const_par if par else stencil.heat2_const_ser
-            else:
-                k = stencil.heat3_const_par if par else stencil.heat3_const_ser
-            k(u, out, t(dt), t(beta), *args_c, *bcs)
-        else:
-            if u.ndim == 2:
-                k = stencil.heat2_var_par if par else stencil.heat2_var_ser
-            else:
-                k = stencil.heat3_var_par if par else stencil.heat3_var_ser
-            k(u, out, *faces, t(dt), t(beta), *args_c, *bcs)
+    def asarray(self, x):
+        return np.asarray(x)
 
-    # -- batched tridiagonal ---------------------------------------------------
+    # -- explicit heat step --------------------------------------------------------
+    def heat_step(self, u, out, dt, ih2, bcs, beta=1.0, faces=None):
+        t = u.dtype.type
+        if u.ndim == 1:  # (1, n) through the 2-D kernel, no flux along the padded axis
+            n = u.shape[0]
+            u, out = u.reshape(1, n), out.reshape(1, n)
+            ih2, bcs = (0.0, ih2[0]), (0, bcs[0])
+            if faces is not None:
+                faces = (np.zeros((2, n), dtype=u.dtype), faces[0].reshape(1, n + 1))
+        coefs = tuple(t(c) for c in ih2)
+        if faces is None:
+            kernel("heat", u.ndim, "const", u.size)(u, out, t(dt), t(beta), *coefs, *bcs)
+        else:
+            kernel("heat", u.ndim, "var", u.size)(u, out, *faces, t(dt), t(beta), *coefs, *bcs)
+
+    # -- batched tridiagonal -------------------------------------------------------
     def tri_factor(self, a, b, c, cp, inv):
-        k = tridiag.factor_par if use_parallel(b.size) else tridiag.factor
-        k(a, b, c, cp, inv)
+        kernel("tri_factor", 0, "", b.size)(a, b, c, cp, inv)
 
     def tri_solve(self, d, x, out, coef, alpha=1.0, accumulate=False):
         """Solve along axis 1 of the ``(pre, n, post)`` views ``d`` -> ``x`` (may alias).
@@ -60,48 +70,90 @@ class CPUBackend:
         """
         pre, n, post = d.shape
         t = d.dtype.type
-        par = use_parallel(d.size)
         cyclic = coef.z is not None
         z, vn, qf = (coef.z, coef.vn, coef.qf) if cyclic else (coef.cp, coef.cp, coef.cp)
         if post == 1:
-            k = tridiag.solve_last_par if par else tridiag.solve_last_ser
             sq = (slice(None), slice(None), 0)
             block = 8  # measured: 8 lines per transposed block beat 16-64 (less scatter, L1-resident)
-            k(d[:, :, 0], x[:, :, 0], out[:, :, 0], coef.a[sq], coef.cp[sq], coef.inv[sq],
-              z[sq], vn[sq], qf[sq], block, t(alpha), accumulate, cyclic)
+            kernel("tri_solve_last", 0, "", d.size)(
+                d[:, :, 0], x[:, :, 0], out[:, :, 0], coef.a[sq], coef.cp[sq], coef.inv[sq], z[sq], vn[sq],
+                qf[sq], block, t(alpha), accumulate, cyclic)
         else:
             # columns per block: wide enough to vectorise, narrow enough to spread over threads
             block = int(max(64, min(post, 1024)))
-            k = tridiag.solve_mid_par if par else tridiag.solve_mid_ser
-            k(d, x, out, coef.a, coef.cp, coef.inv, z, vn, qf, block, t(alpha), accumulate, cyclic)
+            kernel("tri_solve_mid", 0, "", d.size)(d, x, out, coef.a, coef.cp, coef.inv, z, vn, qf, block,
+                                                    t(alpha), accumulate, cyclic)
 
-    # -- Perona–Malik -------------------------------------------------------------
+    # -- Perona–Malik -----------------------------------------------------------------
     def pm_step(self, u, v, out, dt, ih, kinv2, code):
-        """Fused explicit Perona–Malik step on ``(C, n0, n1)`` or ``(C, n0, n1, n2)`` arrays."""
+        """Fused explicit Perona–Malik step on ``(C, n)``, ``(C, n0, n1)`` or ``(C, n0, n1, n2)`` arrays."""
         t = u.dtype.type
-        par = use_parallel(u.size)
-        if u.ndim == 3:  # (C, n0, n1): one plane of n0 rows
-            C, n0, n1 = u.shape
+        C = u.shape[0]
+        if u.ndim == 2:  # (C, n) -> one row
+            shp, nplane, ihs, n0 = (C, 1, u.shape[1]), 1, (0.0, 0.0, ih[0]), 1
+        elif u.ndim == 3:  # (C, n0, n1): one plane of n0 rows
+            n0 = u.shape[1]
             shp, nplane, ihs = u.shape, n0, (0.0, ih[0], ih[1])
         else:  # (C, n0, n1, n2) -> (C, n0 * n1, n2), blocks of whole planes
-            C, n0, n1, n2 = u.shape
+            _, n0, n1, n2 = u.shape
             shp, nplane, ihs = (C, n0 * n1, n2), n1, tuple(ih)
+        par = use_parallel(u.size)
         nblocks = min(n0, 4 * numba.get_num_threads()) if par else 1
-        k = perona_malik.pm_par if par else perona_malik.pm_ser
-        k(u.reshape(shp), v.reshape(shp), out.reshape(shp), nplane, t(dt), *(t(x) for x in ihs), t(kinv2),
-          _kernel_code(code, u.dtype), t(1), t(0.5), nblocks)
+        kernel("perona_malik", 0, "", u.size)(
+            u.reshape(shp), v.reshape(shp), out.reshape(shp), nplane, t(dt), *(t(x) for x in ihs), t(kinv2),
+            _kernel_code(code, u.dtype), t(1), t(0.5), nblocks)
 
-    def aos_coefficients(self, v4, a, b, c, tau, ih, kinv2, code):
-        """Lines of ``I - tau A(v)`` along axis 2 of ``v4`` ``(C, pre, n, post)`` into ``(pre, n, post)``."""
-        t = v4.dtype.type
-        args = (t(tau), t(ih), t(kinv2), _kernel_code(code, v4.dtype), t(1), t(0.5))
-        if v4.shape[3] == 1:
+    def aos_coefficients(self, v, axis, a, b, c, tau, ih, kinv2, code):
+        """Lines of ``I - tau A_axis(v)`` for ``v`` ``(C, *spatial)`` into ``(pre, n, post)`` arrays."""
+        t = v.dtype.type
+        pre, n, post = _lines(v.shape[1:], axis)
+        v4 = v.reshape(v.shape[0], pre, n, post)
+        args = (t(tau), t(ih), t(kinv2), _kernel_code(code, v.dtype), t(1), t(0.5))
+        if post == 1:
             sq = (slice(None), slice(None), 0)
-            perona_malik.aos_coefficients_last(v4[..., 0], a[sq], b[sq], c[sq], *args)
+            kernel("aos_coefficients", 0, "last", v.size)(v4[..., 0], a[sq], b[sq], c[sq], *args)
         else:
-            perona_malik.aos_coefficients_mid(v4, a, b, c, *args)
+            kernel("aos_coefficients", 0, "mid", v.size)(v4, a, b, c, *args)
 
-    # -- spectral ----------------------------------------------------------------
+    # -- smoothing -----------------------------------------------------------------------
+    def gaussian_filter(self, u, sigma):
+        """``scipy.ndimage.gaussian_filter`` of each channel of ``(C, *spatial)``, reflecting boundaries."""
+        out = np.empty_like(u)
+        for ch in range(u.shape[0]):
+            scipy.ndimage.gaussian_filter(u[ch], sigma, mode="reflect", output=out[ch])
+        return out
+
+    def face_gradient_mad(self, v, spacing):
+        """``(median, mad, mean)`` of the face-gradient magnitudes of ``v`` ``(C, *spatial)``, 1-D to 3-D.
+
+        Magnitudes ``s = sqrt(sum_c ((v_j - v_i) / h_a)^2)`` of every interior
+        face of every axis, pooled; ``mad = median(|s - median(s)|)``.  Medians
+        are NumPy's (mean of the two middle values for even counts), selected
+        exactly among the float32-rounded magnitudes by the fused radix select
+        of :mod:`.kappa`: four passes over ``v``, nothing input-sized allocated.
+        NaN magnitudes are skipped, ``+inf`` counts.  ``mean`` (of the non-NaN
+        ``s``) costs a fifth pass and is computed only when ``mad`` is 0; it is
+        NaN otherwise.  No faces, or only NaN ones: ``(nan, nan, nan)``.
+        """
+        v = np.ascontiguousarray(v)
+        if v.dtype not in (np.float32, np.float64):
+            v = v.astype(np.float64)
+        nd = v.ndim - 1
+        if v.size == 0 or nd == 0:
+            return float("nan"), float("nan"), float("nan")
+        ih = [1.0 / float(h) for h in spacing]
+        C = v.shape[0]
+        if nd == 1:  # (C, 1, n): x faces only
+            v3, nplane, ihs = v.reshape(C, 1, v.shape[1]), 1, (0.0, 0.0, ih[0])
+        elif nd == 2:  # one plane of n0 rows
+            v3, nplane, ihs = v, v.shape[1], (0.0, ih[0], ih[1])
+        else:  # (C, n0 * n1, n2), planes of n1 rows
+            v3, nplane, ihs = v.reshape(C, v.shape[1] * v.shape[2], v.shape[3]), v.shape[2], tuple(ih)
+        par = use_parallel(v.size) and v.size >= kappa.PARALLEL_MIN_CELLS
+        nblocks = min(v3.shape[1], numba.get_num_threads()) if par else 1
+        return kappa.median_mad(v3, nplane, *ihs, nblocks)
+
+    # -- spectral ----------------------------------------------------------------------
     def scale_separable(self, c, factors):
         """In place ``c *= prod_a factors[a]`` with ``c`` of shape ``(B, *spectral)``."""
         k = (spectral.scale1, spectral.scale2, spectral.scale3)[len(factors) - 1]

@@ -26,144 +26,62 @@ tested against ``math.exp``.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from numba import njit, prange
 
+from ..formulas import EXPONENTIAL, EXPONENTIAL32, RATIONAL, TUKEY
+from ._common import F, exp_neg, exp_neg32, register_kernel  # noqa: F401 - exp_neg*: tested here
 
-_LN2_32_HI = 0.02166084938653512  # Cody–Waite split of ln2/32: hi has 32 significant bits, so n * hi is exact
-_LN2_32_LO = 5.9631716539705866e-12
-_INV_LN2_32 = 46.16624130844683  # 32 / ln 2
-_XMAX64 = 708.0  # exp(-708) ~ 3.3e-308, just above float64's smallest normal
-#: 2^(-n/32) for n up to 32 * 708 / ln 2: one gather replaces the 2^-k scaling and shrinks the
-#: polynomial's interval to |r| <= ln2/64, where degree 6 suffices (truncation < 2e-17).
-_POW2NEG = np.exp2(-np.arange(int(_XMAX64 * _INV_LN2_32) + 2) / 32.0)
-
-
-@njit(cache=True, error_model="numpy", inline="always")  # inlined so the calling loop vectorises
-def exp_neg(x):
-    """``exp(-x)`` for ``x >= 0`` in float64, within a few ulp of ``math.exp``; 0 for ``x >= 708`` and NaN.
-
-    Range reduction ``x = n ln2/32 + r`` (Cody–Waite), the degree-6 Taylor
-    polynomial of ``exp(-r)`` for ``|r| <= ln2/64``, and ``2^(-n/32)`` from a
-    table.  Unlike a libm call LLVM can vectorise it (no SVML here), which
-    makes the exponential conductance nearly as fast as the rational one.
-    Results that would be subnormal are flushed to zero (as with FTZ), since
-    subnormal arithmetic, even in a discarded vector lane, costs ~100x.
-    """
-    # Clamp before the table lookup: NaN (a non-finite gradient) and x >= 708 map to the last entry and
-    # negative x to the first, so no value can index outside the table.
-    xc = x if x < _XMAX64 else _XMAX64
-    xc = xc if xc > 0.0 else 0.0
-    n = np.floor(xc * _INV_LN2_32 + 0.5)
-    r = (xc - n * _LN2_32_HI) - n * _LN2_32_LO
-    y = -r
-    p = 1.0 / 720.0
-    p = p * y + 1.0 / 120.0
-    p = p * y + 1.0 / 24.0
-    p = p * y + 1.0 / 6.0
-    p = p * y + 0.5
-    p = p * y + 1.0
-    p = p * y + 1.0
-    e = p * _POW2NEG[np.int32(n)]  # n >= 0
-    return e if x < _XMAX64 else 0.0 * e  # NaN compares false: g(NaN) = 0
-
-
-_F32 = np.float32
-_LN2_HI32 = _F32(0.693359375)  # Cody–Waite split of ln 2 for float32 (cephes expf)
-_LN2_LO32 = _F32(-2.12194440e-4)
-_LOG2E32 = _F32(1.44269504088896341)
-_POW2NEG32 = np.array([2.0 ** -n for n in range(151)], dtype=np.float32)  # 2^-150 rounds to 0
-_E32 = tuple(_F32(1.0 / math.factorial(k)) for k in range(8))
-_XMAX32 = _F32(87.0)  # exp(-87) ~ 1.6e-38, just above float32's smallest normal
-_HALF32 = _F32(0.5)
-_ZERO32 = _F32(0.0)
-
-
-@njit(cache=True, error_model="numpy", inline="always")
-def exp_neg32(x):
-    """``exp(-x)`` for ``x >= 0`` in float32 arithmetic, within a few float32 ulp; vectorises 8 wide.
-
-    Flushed to 0 for ``x >= 87`` (results below float32's normal range).
-
-    Same reduction as :func:`exp_neg`; degree-7 Taylor polynomial (truncation
-    below 2e-8 for ``|r| <= ln2/2``) and a table of ``2^-n``, ``n <= 150``.
-    """
-    xc = x if x < _XMAX32 else _XMAX32  # NaN -> XMAX: the table index stays in range (see exp_neg)
-    xc = xc if xc > _ZERO32 else _ZERO32
-    n = np.floor(xc * _LOG2E32 + _HALF32)
-    r = (xc - n * _LN2_HI32) - n * _LN2_LO32
-    y = -r
-    p = _E32[7]
-    p = p * y + _E32[6]
-    p = p * y + _E32[5]
-    p = p * y + _E32[4]
-    p = p * y + _E32[3]
-    p = p * y + _E32[2]
-    p = p * y + _E32[1]
-    p = p * y + _E32[0]
-    e = p * _POW2NEG32[np.uint32(n)]
-    return e if x < _XMAX32 else e - e  # flush to 0 below the normal range (a typed zero)
+# Each conductance runs in a loop of its own, with the code a compile-time constant, so LLVM
+# folds the branches of F.conductance away and vectorises every loop.
 
 
 @njit(cache=True, error_model="numpy")  # no ZeroDivisionError check: the loops vectorise
 def apply_conductance(g, m, kinv2, code, one, half):
-    """``g[j] = g(g[j] * kinv2)`` for ``j < m`` (codes as above); one loop per code so each vectorises.
-
-    A non-finite argument (NaN from non-finite data, or inf) gives ``g = 0``: no flux through that face.
-    """
-    big = one / (one - one)  # +inf of the data's type (error_model="numpy": no ZeroDivisionError)
-    if code == 0:
+    """``g[j] = g(g[j] * kinv2)`` for ``j < m``; a non-finite argument gives 0 (no flux)."""
+    if code == EXPONENTIAL:
         for j in range(m):
-            g[j] = exp_neg(g[j] * kinv2)
-    elif code == 3:  # exponential in float32 arithmetic (float32 images)
+            g[j] = F.conductance(g[j] * kinv2, EXPONENTIAL, one, half)
+    elif code == EXPONENTIAL32:
         for j in range(m):
-            g[j] = exp_neg32(g[j] * kinv2)
-    elif code == 1:
+            g[j] = F.conductance(g[j] * kinv2, EXPONENTIAL32, one, half)
+    elif code == RATIONAL:
         for j in range(m):
-            x = g[j] * kinv2
-            g[j] = one / (one + x) if x < big else one - one  # NaN -> 0, like the other conductances
+            g[j] = F.conductance(g[j] * kinv2, RATIONAL, one, half)
     else:
-        zero = one - one
         for j in range(m):
-            x = g[j] * kinv2
-            t = one - x
-            g[j] = half * t * t if x <= one else zero
+            g[j] = F.conductance(g[j] * kinv2, TUKEY, one, half)
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _face_flux(va, vb, ua, ub, ih, ihs, kinv2, code, one, half):
+    d = (vb - va) * ih
+    return F.conductance(d * d * kinv2, code, one, half) * (ub - ua) * ihs
 
 
 @njit(cache=True, error_model="numpy")
 def _flux1(va, vb, ua, ub, f, m, ih, ihs, kinv2, code, one, half):
     """One channel, fused: ``f = g(((vb - va) ih)^2 / K^2) * (ub - ua) * ih^2`` in a single pass."""
-    big = one / (one - one)  # +inf: g = 0 for NaN and inf arguments, as in apply_conductance
-    if code == 3:
+    if code == EXPONENTIAL32:
         for j in range(m):
-            d = (vb[j] - va[j]) * ih
-            f[j] = exp_neg32(d * d * kinv2) * (ub[j] - ua[j]) * ihs
-    elif code == 1:
+            f[j] = _face_flux(va[j], vb[j], ua[j], ub[j], ih, ihs, kinv2, EXPONENTIAL32, one, half)
+    elif code == RATIONAL:
         for j in range(m):
-            d = (vb[j] - va[j]) * ih
-            x = d * d * kinv2
-            f[j] = (one / (one + x) if x < big else one - one) * (ub[j] - ua[j]) * ihs
-    elif code == 0:
+            f[j] = _face_flux(va[j], vb[j], ua[j], ub[j], ih, ihs, kinv2, RATIONAL, one, half)
+    elif code == EXPONENTIAL:
         for j in range(m):
-            d = (vb[j] - va[j]) * ih
-            f[j] = exp_neg(d * d * kinv2) * (ub[j] - ua[j]) * ihs
+            f[j] = _face_flux(va[j], vb[j], ua[j], ub[j], ih, ihs, kinv2, EXPONENTIAL, one, half)
     else:
-        zero = one - one
         for j in range(m):
-            d = (vb[j] - va[j]) * ih
-            x = d * d * kinv2
-            t = one - x
-            f[j] = (half * t * t if x <= one else zero) * (ub[j] - ua[j]) * ihs
+            f[j] = _face_flux(va[j], vb[j], ua[j], ub[j], ih, ihs, kinv2, TUKEY, one, half)
 
 
 @njit(cache=True, error_model="numpy")
-def _flux(v, u, ra, oa, rb, ob, m, F, fr, fo, g, ih, kinv2, code, one, half):
+def _flux(v, u, ra, oa, rb, ob, m, flux, fr, fo, g, ih, kinv2, code, one, half):
     """Fluxes of ``m`` faces between the row segments ``[r, o:o+m]`` of ``(C, rows, L)`` arrays.
 
     Face ``j`` joins ``v[c, ra, oa + j]`` and ``v[c, rb, ob + j]``; its flux goes
-    to ``F[c, fr, fo + j]``.  Every view is a contiguous 1-D slice of a
+    to ``flux[c, fr, fo + j]``.  Every view is a contiguous 1-D slice of a
     C-contiguous array, so the loops vectorise.  One channel takes the fused
     single-pass path; several share one conductance from their summed squared
     differences.
@@ -172,7 +90,7 @@ def _flux(v, u, ra, oa, rb, ob, m, F, fr, fo, g, ih, kinv2, code, one, half):
     ihs = ih * ih
     if C == 1:
         _flux1(v[0, ra, oa : oa + m], v[0, rb, ob : ob + m], u[0, ra, oa : oa + m], u[0, rb, ob : ob + m],
-               F[0, fr, fo : fo + m], m, ih, ihs, kinv2, code, one, half)
+               flux[0, fr, fo : fo + m], m, ih, ihs, kinv2, code, one, half)
         return
     zero = one - one
     for j in range(m):
@@ -184,7 +102,7 @@ def _flux(v, u, ra, oa, rb, ob, m, F, fr, fo, g, ih, kinv2, code, one, half):
             g[j] += d * d
     apply_conductance(g, m, kinv2, code, one, half)
     for c in range(C):
-        ua, ub, f = u[c, ra, oa : oa + m], u[c, rb, ob : ob + m], F[c, fr, fo : fo + m]
+        ua, ub, f = u[c, ra, oa : oa + m], u[c, rb, ob : ob + m], flux[c, fr, fo : fo + m]
         for j in range(m):
             f[j] = g[j] * (ub[j] - ua[j]) * ihs
 
@@ -250,9 +168,9 @@ def _pm_rows(u, v, out, r0, r1, nplane, dt, ihz, ihy, ihx, kinv2, code, one, hal
             fz_prev, fz_next = fz_next, fz_prev
 
 
-@njit(cache=True, parallel=True)
-def pm_par(u, v, out, nplane, dt, ihz, ihy, ihx, kinv2, code, one, half, nblocks):
-    """Blocks of planes (3-D) or of rows (2-D, ``nplane`` = all rows) in parallel."""
+@register_kernel("perona_malik", 0)
+def pm_step(u, v, out, nplane, dt, ihz, ihy, ihx, kinv2, code, one, half, nblocks):
+    """Blocks of planes (3-D) or of rows (2-D, ``nplane`` = all rows), in parallel in the parallel build."""
     R = u.shape[1]
     nz = R // nplane
     units = nz if nz > 1 else R  # 3-D blocks start on plane boundaries
@@ -264,12 +182,7 @@ def pm_par(u, v, out, nplane, dt, ihz, ihy, ihx, kinv2, code, one, half, nblocks
             _pm_rows(u, v, out, a0 * step, a1 * step, nplane, dt, ihz, ihy, ihx, kinv2, code, one, half)
 
 
-@njit(cache=True)
-def pm_ser(u, v, out, nplane, dt, ihz, ihy, ihx, kinv2, code, one, half, nblocks):
-    _pm_rows(u, v, out, 0, u.shape[1], nplane, dt, ihz, ihy, ihx, kinv2, code, one, half)
-
-
-@njit(cache=True, parallel=True, error_model="numpy")
+@register_kernel("aos_coefficients", 0, "mid", error_model="numpy")
 def aos_coefficients_mid(v, a, b, c, tau, ih, kinv2, code, one, half):
     """Tridiagonal lines of ``I - tau A_a(v)`` along axis 2 of ``v`` ``(C, pre, n, post)``, ``post > 1``.
 
@@ -304,7 +217,7 @@ def aos_coefficients_mid(v, a, b, c, tau, ih, kinv2, code, one, half):
                 bn[q] = one + t
 
 
-@njit(cache=True, parallel=True, error_model="numpy")
+@register_kernel("aos_coefficients", 0, "last", error_model="numpy")
 def aos_coefficients_last(v, a, b, c, tau, ih, kinv2, code, one, half):
     """As :func:`aos_coefficients_mid` along the contiguous last axis: ``v`` ``(C, pre, n)``, ``a, b, c`` ``(pre, n)``.
 

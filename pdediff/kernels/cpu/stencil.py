@@ -5,18 +5,23 @@
 docs/conventions.rst §2), ``ih2_a = 1/h_a^2`` and ``F`` the face diffusivities (1 for the
 constant-coefficient kernels, whose ``dtd`` already holds ``dt * D``).
 
-Kernels are written for 2-D and 3-D arrays; a 1-D problem runs as a ``(1, n)``
-array with ``ih2_0 = 0`` (adding ``+0`` leaves every value unchanged).  Each
-kernel exists as a parallel (``prange``) and a serial driver sharing one row
-routine; :func:`pdediff.kernels.cpu._common.use_parallel` picks one.
-All scalars arrive in the array's dtype so float32 stays float32.
+The boundary rule, ghost cells and flux form come from
+:mod:`pdediff.kernels.formulas` (compiled as :data:`._common.F`).  Per
+dimension there is one row routine for each coefficient kind: Numba needs the
+2-D and 3-D loops written out, and the constant-coefficient rows keep a
+branch-free interior loop over contiguous 1-D views so that LLVM vectorises
+it (the edges and the variable-coefficient rows use the shared cell
+formulas).  A 1-D problem runs as a ``(1, n)`` array with ``ih2_0 = 0`` (the
+backend adapts the shape).  Each driver is registered once and compiled
+serial and parallel (:func:`._common.register_kernel`).  All scalars arrive in
+the array's dtype so float32 stays float32.
 """
 
 from __future__ import annotations
 
 from numba import njit, prange
 
-from ._common import hi, lo
+from ._common import F, register_kernel
 
 # --------------------------------------------------------------------------- 2-D
 
@@ -24,90 +29,41 @@ from ._common import hi, lo
 @njit(cache=True)
 def _row2_const(u, out, i, dtd, beta, c0, c1, bc0, bc1):
     n0, n1 = u.shape
-    im, sm = lo(i, n0, bc0)
-    ip, sp = hi(i, n0, bc0)
-    negm = sm < 0
-    negp = sp < 0
+    im, sm = F.neighbour(i, n0, bc0, -1)
+    ip, sp = F.neighbour(i, n0, bc0, 1)
     # Interior: 1-D views indexed from 0 so LLVM vectorises (no wrap-around checks).
     m = n1 - 2
     if m > 0:
-        ctr = u[i, 1 : n1 - 1]
-        lft = u[i, 0 : n1 - 2]
-        rgt = u[i, 2:n1]
-        dn = u[im, 1 : n1 - 1]
-        up = u[ip, 1 : n1 - 1]
-        o = out[i, 1 : n1 - 1]
+        ctr, lft, rgt = u[i, 1 : n1 - 1], u[i, 0 : n1 - 2], u[i, 2:n1]
+        dn, up, o = u[im, 1 : n1 - 1], u[ip, 1 : n1 - 1], out[i, 1 : n1 - 1]
         for j in range(m):
             c = ctr[j]
-            vm = dn[j]
-            vp = up[j]
-            vm = -vm if negm else vm
-            vp = -vp if negp else vp
-            s = c0 * ((vm - c) + (vp - c)) + c1 * ((lft[j] - c) + (rgt[j] - c))
+            s = c0 * F.axis_flux(c, F.ghost(dn[j], sm), F.ghost(up[j], sp), 1, 1) + c1 * F.axis_flux(
+                c, lft[j], rgt[j], 1, 1)
             o[j] = beta * c + dtd * s
     for j in (0, n1 - 1):
-        jm, tm = lo(j, n1, bc1)
-        jp, tp = hi(j, n1, bc1)
-        c = u[i, j]
-        vm = u[im, j]
-        vp = u[ip, j]
-        vm = -vm if negm else vm
-        vp = -vp if negp else vp
-        wm = u[i, jm]
-        wp = u[i, jp]
-        wm = -wm if tm < 0 else wm
-        wp = -wp if tp < 0 else wp
-        s = c0 * ((vm - c) + (vp - c)) + c1 * ((wm - c) + (wp - c))
-        out[i, j] = beta * c + dtd * s
-
-
-@njit(cache=True, parallel=True)
-def heat2_const_par(u, out, dtd, beta, c0, c1, bc0, bc1):
-    for i in prange(u.shape[0]):
-        _row2_const(u, out, i, dtd, beta, c0, c1, bc0, bc1)
-
-
-@njit(cache=True)
-def heat2_const_ser(u, out, dtd, beta, c0, c1, bc0, bc1):
-    for i in range(u.shape[0]):
-        _row2_const(u, out, i, dtd, beta, c0, c1, bc0, bc1)
+        c, vm, vp, wm, wp = F.around2(u, i, j, bc0, bc1)
+        out[i, j] = beta * c + dtd * (c0 * F.axis_flux(c, vm, vp, 1, 1) + c1 * F.axis_flux(c, wm, wp, 1, 1))
 
 
 @njit(cache=True)
 def _row2_var(u, out, i, f0, f1, dt, beta, c0, c1, bc0, bc1):
     # f0: faces along axis 0, shape (n0 + 1, n1); f1: along axis 1, shape (n0, n1 + 1).
-    n0, n1 = u.shape
-    im, sm = lo(i, n0, bc0)
-    ip, sp = hi(i, n0, bc0)
-    negm = sm < 0
-    negp = sp < 0
-    for j in range(n1):
-        jm, tm = lo(j, n1, bc1)
-        jp, tp = hi(j, n1, bc1)
-        c = u[i, j]
-        vm = u[im, j]
-        vp = u[ip, j]
-        vm = -vm if negm else vm
-        vp = -vp if negp else vp
-        wm = u[i, jm]
-        wp = u[i, jp]
-        wm = -wm if tm < 0 else wm
-        wp = -wp if tp < 0 else wp
-        s = c0 * (f0[i, j] * (vm - c) + f0[i + 1, j] * (vp - c)) + c1 * (
-            f1[i, j] * (wm - c) + f1[i, j + 1] * (wp - c)
-        )
+    for j in range(u.shape[1]):
+        c, vm, vp, wm, wp = F.around2(u, i, j, bc0, bc1)
+        s = c0 * F.axis_flux(c, vm, vp, f0[i, j], f0[i + 1, j]) + c1 * F.axis_flux(c, wm, wp, f1[i, j], f1[i, j + 1])
         out[i, j] = beta * c + dt * s
 
 
-@njit(cache=True, parallel=True)
-def heat2_var_par(u, out, f0, f1, dt, beta, c0, c1, bc0, bc1):
+@register_kernel("heat", 2, "const")
+def heat2_const(u, out, dtd, beta, c0, c1, bc0, bc1):
     for i in prange(u.shape[0]):
-        _row2_var(u, out, i, f0, f1, dt, beta, c0, c1, bc0, bc1)
+        _row2_const(u, out, i, dtd, beta, c0, c1, bc0, bc1)
 
 
-@njit(cache=True)
-def heat2_var_ser(u, out, f0, f1, dt, beta, c0, c1, bc0, bc1):
-    for i in range(u.shape[0]):
+@register_kernel("heat", 2, "var")
+def heat2_var(u, out, f0, f1, dt, beta, c0, c1, bc0, bc1):
+    for i in prange(u.shape[0]):
         _row2_var(u, out, i, f0, f1, dt, beta, c0, c1, bc0, bc1)
 
 
@@ -117,110 +73,46 @@ def heat2_var_ser(u, out, f0, f1, dt, beta, c0, c1, bc0, bc1):
 @njit(cache=True)
 def _row3_const(u, out, k, i, dtd, beta, c0, c1, c2, bc0, bc1, bc2):
     n0, n1, n2 = u.shape
-    km, rm = lo(k, n0, bc0)
-    kp, rp = hi(k, n0, bc0)
-    im, sm = lo(i, n1, bc1)
-    ip, sp = hi(i, n1, bc1)
-    nkm = rm < 0
-    nkp = rp < 0
-    nim = sm < 0
-    nip = sp < 0
+    km, rm = F.neighbour(k, n0, bc0, -1)
+    kp, rp = F.neighbour(k, n0, bc0, 1)
+    im, sm = F.neighbour(i, n1, bc1, -1)
+    ip, sp = F.neighbour(i, n1, bc1, 1)
     m = n2 - 2
     if m > 0:
-        ctr = u[k, i, 1 : n2 - 1]
-        lft = u[k, i, 0 : n2 - 2]
-        rgt = u[k, i, 2:n2]
-        zdn = u[km, i, 1 : n2 - 1]
-        zup = u[kp, i, 1 : n2 - 1]
-        dn = u[k, im, 1 : n2 - 1]
-        up = u[k, ip, 1 : n2 - 1]
-        o = out[k, i, 1 : n2 - 1]
+        ctr, lft, rgt = u[k, i, 1 : n2 - 1], u[k, i, 0 : n2 - 2], u[k, i, 2:n2]
+        zdn, zup = u[km, i, 1 : n2 - 1], u[kp, i, 1 : n2 - 1]
+        dn, up, o = u[k, im, 1 : n2 - 1], u[k, ip, 1 : n2 - 1], out[k, i, 1 : n2 - 1]
         for j in range(m):
             c = ctr[j]
-            zm = zdn[j]
-            zp = zup[j]
-            zm = -zm if nkm else zm
-            zp = -zp if nkp else zp
-            vm = dn[j]
-            vp = up[j]
-            vm = -vm if nim else vm
-            vp = -vp if nip else vp
-            s = c0 * ((zm - c) + (zp - c)) + c1 * ((vm - c) + (vp - c)) + c2 * ((lft[j] - c) + (rgt[j] - c))
+            s = (c0 * F.axis_flux(c, F.ghost(zdn[j], rm), F.ghost(zup[j], rp), 1, 1)
+                 + c1 * F.axis_flux(c, F.ghost(dn[j], sm), F.ghost(up[j], sp), 1, 1)
+                 + c2 * F.axis_flux(c, lft[j], rgt[j], 1, 1))
             o[j] = beta * c + dtd * s
     for j in (0, n2 - 1):
-        jm, tm = lo(j, n2, bc2)
-        jp, tp = hi(j, n2, bc2)
-        c = u[k, i, j]
-        zm = u[km, i, j]
-        zp = u[kp, i, j]
-        zm = -zm if nkm else zm
-        zp = -zp if nkp else zp
-        vm = u[k, im, j]
-        vp = u[k, ip, j]
-        vm = -vm if nim else vm
-        vp = -vp if nip else vp
-        wm = u[k, i, jm]
-        wp = u[k, i, jp]
-        wm = -wm if tm < 0 else wm
-        wp = -wp if tp < 0 else wp
-        s = c0 * ((zm - c) + (zp - c)) + c1 * ((vm - c) + (vp - c)) + c2 * ((wm - c) + (wp - c))
+        c, zm, zp, vm, vp, wm, wp = F.around3(u, k, i, j, bc0, bc1, bc2)
+        s = c0 * F.axis_flux(c, zm, zp, 1, 1) + c1 * F.axis_flux(c, vm, vp, 1, 1) + c2 * F.axis_flux(c, wm, wp, 1, 1)
         out[k, i, j] = beta * c + dtd * s
-
-
-@njit(cache=True, parallel=True)
-def heat3_const_par(u, out, dtd, beta, c0, c1, c2, bc0, bc1, bc2):
-    n0, n1 = u.shape[0], u.shape[1]
-    for ki in prange(n0 * n1):
-        _row3_const(u, out, ki // n1, ki % n1, dtd, beta, c0, c1, c2, bc0, bc1, bc2)
-
-
-@njit(cache=True)
-def heat3_const_ser(u, out, dtd, beta, c0, c1, c2, bc0, bc1, bc2):
-    n0, n1 = u.shape[0], u.shape[1]
-    for ki in range(n0 * n1):
-        _row3_const(u, out, ki // n1, ki % n1, dtd, beta, c0, c1, c2, bc0, bc1, bc2)
 
 
 @njit(cache=True)
 def _row3_var(u, out, k, i, f0, f1, f2, dt, beta, c0, c1, c2, bc0, bc1, bc2):
-    n0, n1, n2 = u.shape
-    km, rm = lo(k, n0, bc0)
-    kp, rp = hi(k, n0, bc0)
-    im, sm = lo(i, n1, bc1)
-    ip, sp = hi(i, n1, bc1)
-    for j in range(n2):
-        jm, tm = lo(j, n2, bc2)
-        jp, tp = hi(j, n2, bc2)
-        c = u[k, i, j]
-        zm = u[km, i, j]
-        zp = u[kp, i, j]
-        zm = -zm if rm < 0 else zm
-        zp = -zp if rp < 0 else zp
-        vm = u[k, im, j]
-        vp = u[k, ip, j]
-        vm = -vm if sm < 0 else vm
-        vp = -vp if sp < 0 else vp
-        wm = u[k, i, jm]
-        wp = u[k, i, jp]
-        wm = -wm if tm < 0 else wm
-        wp = -wp if tp < 0 else wp
-        s = (
-            c0 * (f0[k, i, j] * (zm - c) + f0[k + 1, i, j] * (zp - c))
-            + c1 * (f1[k, i, j] * (vm - c) + f1[k, i + 1, j] * (vp - c))
-            + c2 * (f2[k, i, j] * (wm - c) + f2[k, i, j + 1] * (wp - c))
-        )
+    for j in range(u.shape[2]):
+        c, zm, zp, vm, vp, wm, wp = F.around3(u, k, i, j, bc0, bc1, bc2)
+        s = (c0 * F.axis_flux(c, zm, zp, f0[k, i, j], f0[k + 1, i, j])
+             + c1 * F.axis_flux(c, vm, vp, f1[k, i, j], f1[k, i + 1, j])
+             + c2 * F.axis_flux(c, wm, wp, f2[k, i, j], f2[k, i, j + 1]))
         out[k, i, j] = beta * c + dt * s
 
 
-@njit(cache=True, parallel=True)
-def heat3_var_par(u, out, f0, f1, f2, dt, beta, c0, c1, c2, bc0, bc1, bc2):
+@register_kernel("heat", 3, "const")
+def heat3_const(u, out, dtd, beta, c0, c1, c2, bc0, bc1, bc2):
     n0, n1 = u.shape[0], u.shape[1]
     for ki in prange(n0 * n1):
-        _row3_var(u, out, ki // n1, ki % n1, f0, f1, f2, dt, beta, c0, c1, c2, bc0, bc1, bc2)
+        _row3_const(u, out, ki // n1, ki % n1, dtd, beta, c0, c1, c2, bc0, bc1, bc2)
 
 
-@njit(cache=True)
-def heat3_var_ser(u, out, f0, f1, f2, dt, beta, c0, c1, c2, bc0, bc1, bc2):
+@register_kernel("heat", 3, "var")
+def heat3_var(u, out, f0, f1, f2, dt, beta, c0, c1, c2, bc0, bc1, bc2):
     n0, n1 = u.shape[0], u.shape[1]
-    for ki in range(n0 * n1):
+    for ki in prange(n0 * n1):
         _row3_var(u, out, ki // n1, ki % n1, f0, f1, f2, dt, beta, c0, c1, c2, bc0, bc1, bc2)

@@ -28,6 +28,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from ._common import register_kernel
+
 
 @njit(cache=True, error_model="numpy")  # no ZeroDivisionError branch: the q loops vectorise
 def _factor_block(a, b, c, cp, inv, p, q0, q1):
@@ -44,16 +46,10 @@ def _factor_block(a, b, c, cp, inv, p, q0, q1):
             pi[q] = ci[q] * ii[q]
 
 
-@njit(cache=True)
+@register_kernel("tri_factor", 0)
 def factor(a, b, c, cp, inv):
-    """LU (Thomas) factors: ``inv_i = 1/(b_i - a_i cp_{i-1})``, ``cp_i = c_i inv_i``; arrays ``(P, n, Q)``."""
-    for p in range(b.shape[0]):
-        _factor_block(a, b, c, cp, inv, p, 0, b.shape[2])
-
-
-@njit(cache=True, parallel=True)
-def factor_par(a, b, c, cp, inv):
-    """:func:`factor` over ``(p, q-block)`` work items in parallel (``Q`` may be 1 or many)."""
+    """LU (Thomas) factors ``inv_i = 1/(b_i - a_i cp_{i-1})``, ``cp_i = c_i inv_i`` of ``(P, n, Q)`` arrays,
+    over ``(p, q-block)`` work items (``Q`` may be 1 or many)."""
     P, n, Q = b.shape
     block = 256
     nb = (Q + block - 1) // block
@@ -133,21 +129,12 @@ def _mid_block(d, x, out, a, cp, inv, z, vn, qf, p, q0, q1, alpha, accumulate, c
                 oi[q] = oi[q] + alpha * xi[q]
 
 
-@njit(cache=True, parallel=True)
-def solve_mid_par(d, x, out, a, cp, inv, z, vn, qf, block, alpha, accumulate, cyclic):
+@register_kernel("tri_solve_mid", 0)
+def solve_mid(d, x, out, a, cp, inv, z, vn, qf, block, alpha, accumulate, cyclic):
+    """Strided lines (``post > 1``), in ``(p, column-block)`` work items."""
     pre, n, post = d.shape
     nb = (post + block - 1) // block
     for t in prange(pre * nb):
-        p = t // nb
-        q0 = (t % nb) * block
-        _mid_block(d, x, out, a, cp, inv, z, vn, qf, p, q0, min(q0 + block, post), alpha, accumulate, cyclic)
-
-
-@njit(cache=True)
-def solve_mid_ser(d, x, out, a, cp, inv, z, vn, qf, block, alpha, accumulate, cyclic):
-    pre, n, post = d.shape
-    nb = (post + block - 1) // block
-    for t in range(pre * nb):
         p = t // nb
         q0 = (t % nb) * block
         _mid_block(d, x, out, a, cp, inv, z, vn, qf, p, q0, min(q0 + block, post), alpha, accumulate, cyclic)
@@ -203,19 +190,11 @@ def _last_block(d, x, out, a, cp, inv, z, vn, qf, p0, p1, alpha, accumulate, cyc
                 xrow[i] = X[0, i, k]
 
 
-@njit(cache=True, parallel=True)
-def solve_last_par(d, x, out, a, cp, inv, z, vn, qf, block, alpha, accumulate, cyclic):
+@register_kernel("tri_solve_last", 0)
+def solve_last(d, x, out, a, cp, inv, z, vn, qf, block, alpha, accumulate, cyclic):
+    """Contiguous lines (``post == 1``), in blocks of ``block`` lines."""
     pre = d.shape[0]
     nb = (pre + block - 1) // block
     for t in prange(nb):
-        p0 = t * block
-        _last_block(d, x, out, a, cp, inv, z, vn, qf, p0, min(p0 + block, pre), alpha, accumulate, cyclic)
-
-
-@njit(cache=True)
-def solve_last_ser(d, x, out, a, cp, inv, z, vn, qf, block, alpha, accumulate, cyclic):
-    pre = d.shape[0]
-    nb = (pre + block - 1) // block
-    for t in range(nb):
         p0 = t * block
         _last_block(d, x, out, a, cp, inv, z, vn, qf, p0, min(p0 + block, pre), alpha, accumulate, cyclic)

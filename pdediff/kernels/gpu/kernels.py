@@ -2,11 +2,14 @@
 
 They operate in place on device arrays (CuPy arrays on a GPU; NumPy arrays
 under Numba's CUDA simulator, ``NUMBA_ENABLE_CUDASIM=1``, which is how CI
-checks them on the CPU against the CPU kernels).  Boundary codes, ghost cells
-and array layouts follow the CPU kernels exactly:
+checks them on the CPU against the CPU kernels).  The boundary rule, ghost
+cells, flux form and conductances are :mod:`pdediff.kernels.formulas`
+compiled as device functions (:data:`F`), so they cannot drift from the CPU's.
+Layouts (the backend adapts 1-D and 2-D problems to them):
 
-* heat steps: ``(n0, n1)`` or ``(n0, n1, n2)`` arrays (1-D as ``(1, n)`` with ``ih2_0 = 0``);
-* Perona–Malik: a leading channel axis, ``(C, n0, n1)`` or ``(C, n0, n1, n2)``;
+* heat step: ``(n0, n1, n2)`` arrays, a 1-D or 2-D problem padded with leading
+  axes of one cell whose ``ih2`` is 0;
+* Perona–Malik: ``(C, n0, n1, n2)``, padded the same way;
 * tridiagonal: ``(pre, n, post)`` views, coefficients ``(P, n, Q)`` broadcast over lines.
 
 Compiled lazily at the first launch, so importing this module needs neither a
@@ -19,146 +22,43 @@ import math
 
 from numba import cuda
 
-
-@cuda.jit(device=True, inline=True)
-def _nb(i, n, bc, side):
-    """Neighbour index and sign (ghost cells) of cell ``i`` on ``side`` -1 / +1."""
-    j = i + side
-    if 0 <= j < n:
-        return j, 1.0
-    if bc == 2:
-        return (j + n) % n, 1.0
-    if bc == 1:
-        return i, -1.0
-    return i, 1.0
+from ..formulas import compile_formulas
 
 
-@cuda.jit(device=True, inline=True)
-def _val(v, s):
-    return -v if s < 0 else v
+def _exp_neg(x):
+    return math.exp(-x) if x < math.inf else 0.0  # NaN -> 0, as the CPU's exp_neg
+
+
+_exp_neg_device = cuda.jit(device=True, inline=True)(_exp_neg)
+#: The shared formulas as device functions (the hardware exp serves float32 and float64 alike).
+F = compile_formulas(cuda.jit(device=True, inline=True), "pdediff.kernels.gpu.F", exp_neg=_exp_neg_device,
+                     exp_neg32=_exp_neg_device)
 
 
 # ------------------------------------------------------------------------ heat
 @cuda.jit
-def heat2_const(u, out, dtd, beta, c0, c1, bc0, bc1):
-    i, j = cuda.grid(2)
-    n0, n1 = u.shape
-    if i >= n0 or j >= n1:
-        return
-    c = u[i, j]
-    im, sm = _nb(i, n0, bc0, -1)
-    ip, sp = _nb(i, n0, bc0, 1)
-    jm, tm = _nb(j, n1, bc1, -1)
-    jp, tp = _nb(j, n1, bc1, 1)
-    s = c0 * ((_val(u[im, j], sm) - c) + (_val(u[ip, j], sp) - c)) + c1 * (
-        (_val(u[i, jm], tm) - c) + (_val(u[i, jp], tp) - c)
-    )
-    out[i, j] = beta * c + dtd * s
-
-
-@cuda.jit
-def heat3_const(u, out, dtd, beta, c0, c1, c2, bc0, bc1, bc2):
+def heat3(u, out, f0, f1, f2, dt, beta, c0, c1, c2, bc0, bc1, bc2, variable):
+    """One explicit step of ``(n0, n1, n2)`` arrays; ``f*`` face diffusivities if ``variable`` (else unused)."""
     k, i, j = cuda.grid(3)
     n0, n1, n2 = u.shape
     if k >= n0 or i >= n1 or j >= n2:
         return
-    c = u[k, i, j]
-    km, rm = _nb(k, n0, bc0, -1)
-    kp, rp = _nb(k, n0, bc0, 1)
-    im, sm = _nb(i, n1, bc1, -1)
-    ip, sp = _nb(i, n1, bc1, 1)
-    jm, tm = _nb(j, n2, bc2, -1)
-    jp, tp = _nb(j, n2, bc2, 1)
-    s = (
-        c0 * ((_val(u[km, i, j], rm) - c) + (_val(u[kp, i, j], rp) - c))
-        + c1 * ((_val(u[k, im, j], sm) - c) + (_val(u[k, ip, j], sp) - c))
-        + c2 * ((_val(u[k, i, jm], tm) - c) + (_val(u[k, i, jp], tp) - c))
-    )
-    out[k, i, j] = beta * c + dtd * s
-
-
-@cuda.jit
-def heat2_var(u, out, f0, f1, dt, beta, c0, c1, bc0, bc1):
-    i, j = cuda.grid(2)
-    n0, n1 = u.shape
-    if i >= n0 or j >= n1:
-        return
-    c = u[i, j]
-    im, sm = _nb(i, n0, bc0, -1)
-    ip, sp = _nb(i, n0, bc0, 1)
-    jm, tm = _nb(j, n1, bc1, -1)
-    jp, tp = _nb(j, n1, bc1, 1)
-    s = c0 * (f0[i, j] * (_val(u[im, j], sm) - c) + f0[i + 1, j] * (_val(u[ip, j], sp) - c)) + c1 * (
-        f1[i, j] * (_val(u[i, jm], tm) - c) + f1[i, j + 1] * (_val(u[i, jp], tp) - c)
-    )
-    out[i, j] = beta * c + dt * s
-
-
-@cuda.jit
-def heat3_var(u, out, f0, f1, f2, dt, beta, c0, c1, c2, bc0, bc1, bc2):
-    k, i, j = cuda.grid(3)
-    n0, n1, n2 = u.shape
-    if k >= n0 or i >= n1 or j >= n2:
-        return
-    c = u[k, i, j]
-    km, rm = _nb(k, n0, bc0, -1)
-    kp, rp = _nb(k, n0, bc0, 1)
-    im, sm = _nb(i, n1, bc1, -1)
-    ip, sp = _nb(i, n1, bc1, 1)
-    jm, tm = _nb(j, n2, bc2, -1)
-    jp, tp = _nb(j, n2, bc2, 1)
-    s = (
-        c0 * (f0[k, i, j] * (_val(u[km, i, j], rm) - c) + f0[k + 1, i, j] * (_val(u[kp, i, j], rp) - c))
-        + c1 * (f1[k, i, j] * (_val(u[k, im, j], sm) - c) + f1[k, i + 1, j] * (_val(u[k, ip, j], sp) - c))
-        + c2 * (f2[k, i, j] * (_val(u[k, i, jm], tm) - c) + f2[k, i, j + 1] * (_val(u[k, i, jp], tp) - c))
-    )
+    c, zm, zp, vm, vp, wm, wp = F.around3(u, k, i, j, bc0, bc1, bc2)
+    if variable:
+        s = (c0 * F.axis_flux(c, zm, zp, f0[k, i, j], f0[k + 1, i, j])
+             + c1 * F.axis_flux(c, vm, vp, f1[k, i, j], f1[k, i + 1, j])
+             + c2 * F.axis_flux(c, wm, wp, f2[k, i, j], f2[k, i, j + 1]))
+    else:
+        s = c0 * F.axis_flux(c, zm, zp, 1.0, 1.0) + c1 * F.axis_flux(c, vm, vp, 1.0, 1.0) + c2 * F.axis_flux(
+            c, wm, wp, 1.0, 1.0)
     out[k, i, j] = beta * c + dt * s
 
 
 # ------------------------------------------------------------------ Perona–Malik
-@cuda.jit(device=True, inline=True)
-def _g(x, code):
-    if not x < math.inf:  # NaN (non-finite data) or inf: no flux through the face, as on the CPU
-        return 0.0
-    if code == 0 or code == 3:
-        return math.exp(-x)
-    if code == 1:
-        return 1.0 / (1.0 + x)
-    if x <= 1.0:
-        t = 1.0 - x
-        return 0.5 * t * t
-    return 0.0
-
-
-@cuda.jit
-def pm2(u, v, out, dt, ih0, ih1, kinv2, code):
-    """One explicit step on ``(C, n0, n1)``: per face, channels share g(sum_c (dv/h)^2 / K^2)."""
-    i, j = cuda.grid(2)
-    C, n0, n1 = u.shape
-    if i >= n0 or j >= n1:
-        return
-    for side in range(4):
-        if side == 0:
-            ii, jj, ih = i - 1, j, ih0
-        elif side == 1:
-            ii, jj, ih = i + 1, j, ih0
-        elif side == 2:
-            ii, jj, ih = i, j - 1, ih1
-        else:
-            ii, jj, ih = i, j + 1, ih1
-        if ii < 0 or ii >= n0 or jj < 0 or jj >= n1:
-            continue  # Neumann: no flux through the boundary face
-        s2 = 0.0
-        for c in range(C):
-            d = (v[c, ii, jj] - v[c, i, j]) * ih
-            s2 += d * d
-        gk = _g(s2 * kinv2, code) * ih * ih
-        for c in range(C):
-            out[c, i, j] += dt * gk * (u[c, ii, jj] - u[c, i, j])
-
-
 @cuda.jit
 def pm3(u, v, out, dt, ih0, ih1, ih2, kinv2, code):
+    """One explicit step on ``(C, n0, n1, n2)``, ``out`` holding ``u`` on entry: per face, channels share
+    ``g(sum_c (dv/h)^2 / K^2)``; no flux through the boundary faces (Neumann)."""
     k, i, j = cuda.grid(3)
     C, n0, n1, n2 = u.shape
     if k >= n0 or i >= n1 or j >= n2:
@@ -183,7 +83,7 @@ def pm3(u, v, out, dt, ih0, ih1, ih2, kinv2, code):
         for c in range(C):
             d = (v[c, kk, ii, jj] - v[c, k, i, j]) * ih
             s2 += d * d
-        gk = _g(s2 * kinv2, code) * ih * ih
+        gk = F.conductance(s2 * kinv2, code, 1.0, 0.5) * ih * ih
         for c in range(C):
             out[c, k, i, j] += dt * gk * (u[c, kk, ii, jj] - u[c, k, i, j])
 
@@ -205,7 +105,7 @@ def aos_coefficients(v, a, b, c, tau, ih, kinv2, code):
         for ch in range(C):
             d = (v[ch, p, i + 1, q] - v[ch, p, i, q]) * ih
             s2 += d * d
-        w = tau * _g(s2 * kinv2, code)
+        w = tau * F.conductance(s2 * kinv2, code, 1.0, 0.5)
         c[p, i, q] = -w
         a[p, i + 1, q] = -w
         b[p, i, q] += w

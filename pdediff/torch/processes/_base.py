@@ -1,0 +1,234 @@
+"""What every forward process shares: :class:`ForwardProcess`, :class:`StepOutput`, the JSON
+config round trip, the registry behind :func:`load_process`, and small helpers.
+
+The timestep convention (one for all processes) is described in :mod:`pdediff.torch.processes`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from ..ops import heat_blur
+
+__all__ = ["StepOutput", "ForwardProcess", "load_process", "CLEAN"]
+
+#: The timestep "before 0": the clean image.  :meth:`ForwardProcess.previous_timestep`
+#: returns it after the last step, and ``blur`` / ``degrade`` accept it.
+CLEAN = -1
+
+#: Registered process classes by name (every public subclass of :class:`ForwardProcess`).
+_REGISTRY: dict[str, type[ForwardProcess]] = {}
+
+
+@dataclass
+class StepOutput:
+    """Result of :meth:`ForwardProcess.step`."""
+
+    prev_sample: torch.Tensor
+    pred_original_sample: torch.Tensor
+
+
+# ------------------------------------------------------------------------------ helpers
+def _randn(shape, like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    return torch.randn(shape, generator=generator, dtype=like.dtype, device=like.device)
+
+
+def _as_timesteps(timesteps: Any, n: int, lo: int, hi: int) -> torch.Tensor:
+    """Integer timesteps as a ``(n,)`` long tensor (a scalar is broadcast), checked to lie in ``[lo, hi]``."""
+    t = torch.as_tensor(timesteps)
+    if t.is_floating_point() or t.dtype == torch.bool:
+        if t.is_floating_point() and torch.all(t == t.round()):
+            t = t.long()
+        else:
+            raise TypeError(f"timesteps must be integers; got dtype {t.dtype}")
+    t = t.long().reshape(-1)
+    if t.numel() == 1 and n != 1:
+        t = t.expand(n)
+    if t.numel() != n:
+        raise ValueError(f"timesteps must be a scalar or have one entry per sample ({n}); got {t.numel()}")
+    if torch.any(t < lo) or torch.any(t > hi):
+        raise ValueError(f"timesteps must lie in [{lo}, {hi}]; got min {int(t.min())}, max {int(t.max())}")
+    return t
+
+
+def _check_sample(x: Any, name: str = "x0") -> None:
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor; got {type(x).__name__}")
+    if x.dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"{name} must be float32 or float64; got {x.dtype}")
+    if x.ndim != 4:
+        raise ValueError(f"{name} must have shape (N, C, H, W); got {tuple(x.shape)}")
+
+
+def _bcast(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    return v.to(device=x.device, dtype=x.dtype).reshape(-1, *([1] * (x.ndim - 1)))
+
+
+def _log_sigmas(smin: float, smax: float, K: int) -> np.ndarray:
+    """Blur widths log-spaced from ``smin`` (timestep 0) to ``smax`` (timestep ``K - 1``)."""
+    if not (0 < smin <= smax):
+        raise ValueError(f"need 0 < sigma_blur_min <= sigma_blur_max; got {smin}, {smax}")
+    return np.exp(np.linspace(np.log(smin), np.log(smax), K))
+
+
+def heat_levels(x0: torch.Tensor, blur_times: np.ndarray, timesteps: Any) -> torch.Tensor:
+    """``F(blur_times[t]) x0`` per sample: the heat blur of a process's schedule.
+
+    ``timesteps`` in ``[-1, K - 1]`` with ``K = len(blur_times)``; ``-1``
+    (:data:`CLEAN`) is the clean image (diffusion time 0).  Shared by
+    :meth:`HeatDissipation.blur <pdediff.torch.HeatDissipation.blur>` and the
+    heat operator of :meth:`ColdDiffusion.degrade <pdediff.torch.ColdDiffusion.degrade>`.
+    """
+    k = _as_timesteps(timesteps, x0.shape[0], CLEAN, len(blur_times) - 1)
+    times = np.concatenate([[0.0], np.asarray(blur_times, dtype=np.float64)])[k.cpu().numpy() + 1]
+    return heat_blur(x0, torch.from_numpy(times))
+
+
+def _fmt_schedule(ts: list[int]) -> str:
+    if len(ts) <= 8:
+        return str(ts)
+    head = ", ".join(map(str, ts[:3]))
+    tail = ", ".join(map(str, ts[-3:]))
+    return f"[{head}, ..., {tail}] ({len(ts)} timesteps)"
+
+
+# ------------------------------------------------------------------------------ base class
+class ForwardProcess:
+    """Shared machinery: config, timesteps, JSON round trip.  Subclasses define the maths.
+
+    Timesteps are ``0 .. K-1`` (``K = num_train_timesteps``) for every process;
+    timestep ``t`` is the ``(t + 1)``-th degradation level and ``-1``
+    (:data:`CLEAN`, "before 0") is the clean image.
+    """
+
+    #: The first (least degraded) timestep: 0 for every process.
+    t_min: ClassVar[int] = 0
+    #: How :meth:`set_timesteps` strides a schedule shorter than ``K``: ``"leading"``
+    #: (diffusers' DDPMScheduler default: ``round(i K / n)``, ``i = n-1 .. 0``) or
+    #: ``"linspace"`` (``round`` of ``n`` evenly spaced values from ``K-1`` down to 0, so that
+    #: sampling starts at the top level, where a prior built from data lives).
+    timestep_spacing: ClassVar[str] = "leading"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if not cls.__name__.startswith("_"):
+            _REGISTRY[cls.__name__] = cls
+
+    def __init__(self, **config: Any) -> None:
+        self.config = dict(config)
+        self.num_train_timesteps = int(config["num_train_timesteps"])
+        if self.num_train_timesteps < 1:
+            raise ValueError(f"num_train_timesteps must be >= 1; got {self.num_train_timesteps}")
+        self.prior_data: torch.Tensor | None = None
+        self.set_timesteps(self.num_train_timesteps)
+
+    @property
+    def t_max(self) -> int:
+        """The last (most degraded) timestep, ``K - 1``; sampling starts here (or below, when strided)."""
+        return self.num_train_timesteps - 1
+
+    # -- schedule -------------------------------------------------------------------
+    def set_timesteps(self, num_inference_steps: int) -> None:
+        """Sampling schedule of ``num_inference_steps`` descending timesteps, ending at 0.
+
+        With ``n = K`` it is every timestep ``K-1 .. 0``; shorter schedules are
+        strided as :attr:`timestep_spacing` says.
+        """
+        n = int(num_inference_steps)
+        K = self.num_train_timesteps
+        if not 1 <= n <= K:
+            raise ValueError(f"num_inference_steps must be in [1, {K}]; got {n}")
+        self.num_inference_steps = n
+        if self.timestep_spacing == "linspace":
+            ts = np.round(np.linspace(K - 1, 0, n)).astype(np.int64)
+        else:
+            ts = np.round(np.arange(n) * (K / n)).astype(np.int64)[::-1]
+        self.timesteps = torch.from_numpy(ts.copy())
+
+    def previous_timestep(self, timestep: Any) -> int:
+        """The timestep after ``timestep`` in the current sampling schedule (``-1``, clean, after the last).
+
+        Raises
+        ------
+        ValueError
+            If ``timestep`` is not in :attr:`timesteps` (see :meth:`set_timesteps`).
+        """
+        t = int(timestep)
+        ts = self.timesteps.tolist()
+        if t not in ts:
+            raise ValueError(
+                f"timestep {t} is not in the current sampling schedule {_fmt_schedule(ts)} of "
+                f"{type(self).__name__} (set_timesteps({self.num_inference_steps})); step() takes only "
+                f"scheduled timesteps"
+            )
+        i = ts.index(t)
+        return ts[i + 1] if i + 1 < len(ts) else CLEAN
+
+    def sample_timesteps(self, n: int, generator: torch.Generator | None = None, device=None) -> torch.Tensor:
+        """Uniform training timesteps in ``[0, K-1]`` (every level sampling uses)."""
+        return torch.randint(self.t_min, self.t_max + 1, (n,), generator=generator, device=device)
+
+    def scale_model_input(self, sample: torch.Tensor, timestep: Any = None) -> torch.Tensor:
+        """The model sees the sample as is (kept for diffusers compatibility)."""
+        return sample
+
+    # -- prior ------------------------------------------------------------------------
+    def fit(self, data: torch.Tensor) -> ForwardProcess:
+        """Remember training data for the prior (and its shape); returns ``self``."""
+        _check_sample(data, "data")
+        self.prior_data = data.detach()
+        return self
+
+    def _prior_images(self, n_or_data: Any, generator) -> torch.Tensor:
+        if isinstance(n_or_data, torch.Tensor):
+            _check_sample(n_or_data, "data")
+            return n_or_data
+        if self.prior_data is None:
+            raise RuntimeError("call fit(data) first, or pass a batch of data to sample_prior")
+        n = int(n_or_data)
+        idx = torch.randint(0, self.prior_data.shape[0], (n,), generator=generator)
+        return self.prior_data[idx]
+
+    # -- config -------------------------------------------------------------------------
+    def save_config(self, path: str | os.PathLike) -> None:
+        """Write ``{"class": ..., **config}`` as JSON (a folder gets ``process_config.json``).
+
+        The config holds the constructor's arguments only; a fitted prior is
+        rebuilt by :meth:`fit` (deterministic: training refits it on resume).
+        """
+        path = os.fspath(path)
+        if os.path.isdir(path):
+            path = os.path.join(path, "process_config.json")
+        with open(path, "w") as f:
+            json.dump({"class": type(self).__name__, **self.config}, f, indent=2)
+
+    @classmethod
+    def from_config(cls, config: dict | str | os.PathLike) -> ForwardProcess:
+        """Build from a config dict or a JSON file written by :meth:`save_config`."""
+        if not isinstance(config, dict):
+            path = os.fspath(config)
+            if os.path.isdir(path):
+                path = os.path.join(path, "process_config.json")
+            with open(path) as f:
+                config = json.load(f)
+        config = dict(config)
+        name = config.pop("class", cls.__name__)
+        klass = _REGISTRY.get(name)
+        if klass is None or (cls is not ForwardProcess and not issubclass(klass, cls)):
+            raise ValueError(f"config is for {name!r}, not {cls.__name__}")
+        return klass(**config)
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.config.items())
+        return f"{type(self).__name__}({args})"
+
+
+def load_process(path: str | os.PathLike) -> ForwardProcess:
+    """Rebuild any process from the JSON written by :meth:`ForwardProcess.save_config`."""
+    return ForwardProcess.from_config(path)

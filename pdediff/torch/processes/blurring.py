@@ -1,0 +1,102 @@
+"""Blurring diffusion (Hoogeboom & Salimans, ICLR 2023), in the DCT basis of the Neumann heat flow."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..ops import dct, idct, laplacian_eigenvalues
+from ._base import CLEAN, StepOutput, _as_timesteps, _bcast, _check_sample, _randn
+from .gaussian import _NoisePrediction, _schedule
+
+__all__ = ["BlurringDiffusion"]
+
+
+class BlurringDiffusion(_NoisePrediction):
+    r"""Blurring diffusion (Hoogeboom & Salimans, ICLR 2023), in DCT space.
+
+    With :math:`u = V^T x` the orthonormal DCT-II (Neumann heat eigenbasis),
+    :math:`u_t = \alpha_t \odot u_0 + \sigma_t \varepsilon` per frequency, where
+    :math:`\alpha_t = a_t d_t`, :math:`d_t = (1-d_{\min}) e^{-\lambda \tau_t} + d_{\min}`,
+    :math:`\tau_t = \sigma_B(s)^2/2`, :math:`\sigma_B(s) = \sigma_{B,\max}\sin^2(\pi s/2)`
+    with :math:`s = (t+1)/K` for timestep ``t`` in ``0 .. K-1``, and
+    :math:`a_t = \sqrt{\bar\alpha_t}`, :math:`\sigma_t = \sqrt{1-\bar\alpha_t}` from
+    the cosine schedule of :class:`GaussianDiffusion`.  ε-prediction; the
+    reverse step uses the per-frequency Gaussian posterior, so its noise is
+    coloured.  With ``sigma_blur_max = 0`` every :math:`d_t = 1` and the process
+    *is* ``GaussianDiffusion(beta_schedule="cosine")``.
+
+    Parameters
+    ----------
+    num_train_timesteps : int
+        ``K``; timesteps are ``0 .. K-1``.
+    sigma_blur_max : float
+        Blur (pixels) of the last timestep.
+    min_scale : float
+        :math:`d_{\min}`, the smallest per-frequency attenuation.
+    beta_schedule : {"cosine", "linear"}
+        Schedule of :math:`a_t, \sigma_t` (as :class:`GaussianDiffusion`).
+    """
+
+    def __init__(self, num_train_timesteps: int = 1000, sigma_blur_max: float = 20.0, min_scale: float = 0.001,
+                 beta_schedule: str = "cosine") -> None:
+        K = int(num_train_timesteps)
+        self.sigma_blur_max, self.beta_schedule = float(sigma_blur_max), beta_schedule
+        self.betas, self.alphas_cumprod = _schedule(beta_schedule, K, 1e-4, 0.02)
+        s = (np.arange(K) + 1) / K
+        #: diffusion time of every timestep ``0 .. K-1``
+        self.blur_times = (self.sigma_blur_max * np.sin(s * np.pi / 2) ** 2) ** 2 / 2
+        self.min_scale = float(min_scale)
+        self._lam: dict = {}
+        super().__init__(num_train_timesteps=K, sigma_blur_max=sigma_blur_max, min_scale=min_scale,
+                         beta_schedule=beta_schedule)
+
+    def _lambda(self, shape, x: torch.Tensor) -> torch.Tensor:
+        """Eigenvalues of ``-Δ`` per DCT coefficient (float64, on ``x``'s device), cached per shape."""
+        key = (tuple(shape), x.device)
+        if key not in self._lam:
+            lam = torch.from_numpy(laplacian_eigenvalues(tuple(shape)))
+            self._lam[key] = lam.to(device=x.device, dtype=torch.float64)
+        return self._lam[key]
+
+    def _alpha_sigma(self, t: torch.Tensor, x: torch.Tensor):
+        """Per-frequency ``alpha`` (N, 1, H, W) and scalar ``sigma`` (N, 1, 1, 1); ``t = -1`` is clean."""
+        lam = self._lambda(x.shape[-2:], x)
+        ab = self._abar(t)
+        tau = torch.zeros(t.shape, dtype=torch.float64)
+        ok = t > CLEAN
+        tau[ok] = torch.from_numpy(self.blur_times)[t[ok]]
+        # d = (1 - d_min) e^{-lam tau} + d_min, written so that tau = 0 (clean, or no blur) gives 1 exactly
+        d = 1 + (1 - self.min_scale) * torch.expm1(-lam[None] * tau.to(lam.device)[:, None, None])
+        alpha = ab.sqrt().to(lam.device)[:, None, None] * d
+        sigma = (1 - ab).sqrt()
+        return alpha[:, None].to(x.dtype), _bcast(sigma, x)
+
+    def add_noise(self, x0: torch.Tensor, noise: torch.Tensor, timesteps: Any) -> torch.Tensor:
+        """``x_t = V (alpha_t ⊙ V^T x0) + sigma_t * noise`` for timesteps in ``[0, K-1]``."""
+        _check_sample(x0)
+        t = _as_timesteps(timesteps, x0.shape[0], self.t_min, self.t_max)
+        alpha, sigma = self._alpha_sigma(t, x0)
+        return idct(alpha * dct(x0)) + sigma * noise
+
+    def step(self, model_output: torch.Tensor, timestep: Any, sample: torch.Tensor,
+             generator: torch.Generator | None = None) -> StepOutput:
+        """One step of the per-frequency Gaussian posterior; the last one (to clean) adds no noise."""
+        t = int(timestep)
+        prev = self.previous_timestep(t)
+        n = sample.shape[0]
+        a_t, s_t = self._alpha_sigma(torch.full((n,), t), sample)
+        a_s, s_s = self._alpha_sigma(torch.full((n,), prev), sample)
+        z = dct(sample)
+        eps = dct(model_output)
+        x0 = (z - s_t * eps) / a_t
+        a_ts = a_t / a_s
+        var_ts = s_t**2 - a_ts**2 * s_s**2
+        mean = (a_ts * s_s**2 / s_t**2) * z + (a_s * var_ts / s_t**2) * x0
+        if prev > CLEAN:
+            std = (var_ts * s_s**2 / s_t**2).clamp_min(0).sqrt()  # per frequency: coloured noise
+            # white noise drawn in pixel space, then transformed: the same draws as GaussianDiffusion
+            mean = mean + std * dct(_randn(sample.shape, sample, generator))
+        return StepOutput(idct(mean), idct(x0))

@@ -1,0 +1,161 @@
+"""Cold diffusion (Bansal et al., NeurIPS 2023) with pdediff's operators as the degradation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..ops import perona_malik
+from ._base import (CLEAN, ForwardProcess, StepOutput, _as_timesteps, _check_sample, _log_sigmas, _randn,
+                    heat_levels)
+
+__all__ = ["ColdDiffusion"]
+
+OPERATORS = ("heat", "perona_malik")
+
+#: Seed of the prior's Gaussian-mixture fit (k-means initialisation): fits are reproducible.
+PRIOR_SEED = 0
+
+
+def fit_prior_mixture(x: np.ndarray, n_components: int, *, seed: int = PRIOR_SEED) -> dict[str, np.ndarray]:
+    """Diagonal Gaussian mixture fitted by :class:`sklearn.mixture.GaussianMixture` (seeded).
+
+    ``x`` is ``(n, d)``; at most ``n`` components.  Returns what sampling needs,
+    as float64 arrays: ``weights`` ``(k,)``, ``means`` ``(k, d)``, ``variances`` ``(k, d)``.
+    """
+    try:
+        from sklearn.mixture import GaussianMixture
+    except ImportError:  # pragma: no cover - scikit-learn comes with the torch extra
+        raise ImportError('ColdDiffusion.fit needs scikit-learn: pip install "pdediff[torch]"') from None
+    x = np.asarray(x, dtype=np.float64)
+    k = max(1, min(int(n_components), x.shape[0]))
+    gm = GaussianMixture(n_components=k, covariance_type="diag", random_state=seed).fit(x)
+    return {"weights": np.array(gm.weights_, dtype=np.float64),
+            "means": np.array(gm.means_, dtype=np.float64),
+            "variances": np.array(gm.covariances_, dtype=np.float64)}
+
+
+class ColdDiffusion(ForwardProcess):
+    r"""Cold diffusion (Bansal et al., NeurIPS 2023) with pdediff's operators as the degradation.
+
+    ``operator="heat"``: :math:`D(x_0, t) = F(\tau_t) x_0` with the IHDM blur
+    schedule (:class:`HeatDissipation`'s :math:`\tau_t`); ``operator="perona_malik"``:
+    :math:`(t+1) \cdot` ``iters_per_level`` explicit Perona–Malik iterations
+    (nonlinear; ``kappa`` fixed; channels share one conductance).  Timesteps are
+    ``0 .. K-1`` and :math:`D(x_0, -1) = x_0`.  The model predicts :math:`x_0`;
+    sampling is Bansal et al.'s Algorithm 2,
+    :math:`x_{s} = x_t - D(\hat x_0, t) + D(\hat x_0, s)` with ``s`` the next
+    scheduled timestep (``-1`` after the last).  The prior is fitted to the
+    fully degraded training data: a diagonal Gaussian mixture
+    (:class:`sklearn.mixture.GaussianMixture`, ``prior_components``
+    components, seeded) over per-image channel means (the fully blurred images
+    are nearly constant), plus optional symmetry-breaking noise of standard
+    deviation ``prior_noise`` (also added in training when ``training_noise > 0``).
+
+    Parameters
+    ----------
+    num_train_timesteps : int
+        ``K``; timesteps are ``0 .. K-1``.
+    operator : {"heat", "perona_malik"}
+        The degradation.
+    sigma_blur_min, sigma_blur_max : float
+        Blur (pixels) of timesteps 0 and ``K-1`` (``operator="heat"``).
+    iters_per_level : int
+        Perona–Malik iterations per timestep (``operator="perona_malik"``).
+    kappa : float
+        Perona–Malik edge threshold.
+    prior_components : int
+        Mixture components of the prior.
+    prior_noise, training_noise : float
+        Standard deviations of the noise added to the prior and to training samples.
+    """
+
+    timestep_spacing = "linspace"  # the prior lives at K-1: start there
+
+    def __init__(self, num_train_timesteps: int = 50, operator: str = "heat", sigma_blur_min: float = 0.5,
+                 sigma_blur_max: float = 20.0, iters_per_level: int = 2, kappa: float = 0.1,
+                 prior_components: int = 4, prior_noise: float = 0.002, training_noise: float = 0.0) -> None:
+        if operator not in OPERATORS:
+            raise ValueError(f"operator must be 'heat' or 'perona_malik'; got {operator!r}")
+        K = int(num_train_timesteps)
+        self.operator = operator
+        self.sigma_blur_min, self.sigma_blur_max = float(sigma_blur_min), float(sigma_blur_max)
+        self.iters_per_level = int(iters_per_level)
+        self.kappa = float(kappa)
+        self.prior_components = int(prior_components)
+        self.prior_noise, self.training_noise = float(prior_noise), float(training_noise)
+        #: diffusion time of every timestep ``0 .. K-1`` (``operator="heat"``)
+        self.blur_times = _log_sigmas(self.sigma_blur_min, self.sigma_blur_max, K) ** 2 / 2
+        #: the fitted prior (:meth:`fit`): ``weights`` (k,), ``means`` and ``variances`` (k, C), float64
+        self.prior_mixture: dict[str, np.ndarray] | None = None
+        super().__init__(num_train_timesteps=K, operator=operator, sigma_blur_min=sigma_blur_min,
+                         sigma_blur_max=sigma_blur_max, iters_per_level=iters_per_level, kappa=kappa,
+                         prior_components=prior_components, prior_noise=prior_noise, training_noise=training_noise)
+
+    def degrade(self, x0: torch.Tensor, timesteps: Any) -> torch.Tensor:
+        """``D(x0, t)`` per sample, ``timesteps`` in ``-1 .. K-1`` (``-1``: clean)."""
+        if self.operator == "heat":
+            return heat_levels(x0, self.blur_times, timesteps)
+        k = _as_timesteps(timesteps, x0.shape[0], CLEAN, self.t_max)
+        out = torch.empty_like(x0)
+        for i, ki in enumerate(k.tolist()):
+            n_iter = (ki + 1) * self.iters_per_level
+            if n_iter == 0:
+                out[i] = x0[i]
+            else:
+                out[i : i + 1] = perona_malik(x0[i : i + 1], num_iter=n_iter, kappa=self.kappa, sigma=0.0,
+                                              channel_axis=1)
+        return out
+
+    def add_noise(self, x0: torch.Tensor, noise: torch.Tensor, timesteps: Any) -> torch.Tensor:
+        """``x_t = D(x0, t) + training_noise * noise`` for timesteps in ``[0, K-1]``."""
+        _check_sample(x0)
+        t = _as_timesteps(timesteps, x0.shape[0], self.t_min, self.t_max)
+        return self.degrade(x0, t) + self.training_noise * noise
+
+    def training_target(self, x0: torch.Tensor, noise: torch.Tensor, timesteps: Any) -> torch.Tensor:
+        """The clean image: ``x0``-prediction."""
+        return x0
+
+    def fit(self, data: torch.Tensor) -> ColdDiffusion:
+        """Fit the prior: a diagonal Gaussian mixture over per-image channel means of ``D(data, K-1)``.
+
+        :func:`fit_prior_mixture` (scikit-learn's ``GaussianMixture``, seeded);
+        the result is kept in :attr:`prior_mixture`.  Deterministic, so a
+        resumed training run refits the same prior.
+        """
+        super().fit(data)
+        top = self.degrade(data, torch.full((data.shape[0],), self.t_max))
+        means = top.mean(dim=(-1, -2)).double().cpu().numpy()  # (N, C)
+        self.prior_mixture = fit_prior_mixture(means, self.prior_components)
+        return self
+
+    def sample_prior(self, n_or_data: Any, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``n`` constant images drawn from the fitted mixture (``D(data, K-1)`` for a batch), plus noise."""
+        if isinstance(n_or_data, torch.Tensor):
+            like = n_or_data
+            top = self.degrade(like, torch.full((like.shape[0],), self.t_max))
+        else:
+            if self.prior_mixture is None or self.prior_data is None:
+                raise RuntimeError("call fit(data) first, or pass a batch of data to sample_prior")
+            n = int(n_or_data)
+            like = self.prior_data[:1].expand(n, -1, -1, -1)
+            g = self.prior_mixture
+            comp = torch.multinomial(torch.from_numpy(g["weights"]), n, replacement=True, generator=generator)
+            mu = torch.from_numpy(g["means"])[comp]
+            sd = torch.from_numpy(g["variances"])[comp].sqrt()
+            m = mu + sd * torch.randn(mu.shape, generator=generator, dtype=torch.float64)
+            top = m.to(like.dtype)[:, :, None, None].expand(like.shape).to(like.device).clone()
+        return top + self.prior_noise * _randn(top.shape, top, generator)
+
+    def step(self, model_output: torch.Tensor, timestep: Any, sample: torch.Tensor,
+             generator: torch.Generator | None = None) -> StepOutput:
+        """Algorithm 2: ``x_t - D(x0_hat, t) + D(x0_hat, s)``, ``s`` the next scheduled timestep or clean."""
+        t = int(timestep)
+        prev = self.previous_timestep(t)
+        n = sample.shape[0]
+        x0 = model_output
+        out = sample - self.degrade(x0, torch.full((n,), t)) + self.degrade(x0, torch.full((n,), prev))
+        return StepOutput(out, x0)

@@ -1,0 +1,106 @@
+"""Gaussian DDPM (Ho et al. 2020) and the noise-prediction machinery blurring diffusion shares."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+
+from ._base import CLEAN, ForwardProcess, StepOutput, _as_timesteps, _bcast, _check_sample, _randn
+
+__all__ = ["GaussianDiffusion"]
+
+
+def _betas(schedule: str, K: int, beta_start: float, beta_end: float) -> np.ndarray:
+    if schedule == "linear":
+        return np.linspace(beta_start, beta_end, K, dtype=np.float64)
+    if schedule == "cosine":  # Nichol & Dhariwal 2021, as diffusers' "squaredcos_cap_v2"
+        def abar(t):
+            return math.cos((t + 0.008) / 1.008 * math.pi / 2) ** 2
+
+        return np.array([min(1 - abar((i + 1) / K) / abar(i / K), 0.999) for i in range(K)])
+    raise ValueError(f"beta_schedule must be 'linear' or 'cosine'; got {schedule!r}")
+
+
+def _schedule(schedule: str, K: int, beta_start: float, beta_end: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """``betas`` and their ``alphas_cumprod`` (float64 tensors, one entry per timestep ``0 .. K-1``)."""
+    betas = torch.from_numpy(_betas(schedule, K, beta_start, beta_end))
+    return betas, torch.cumprod(1.0 - betas, 0)
+
+
+class _NoisePrediction(ForwardProcess):
+    """Processes whose model predicts the noise and whose prior is white Gaussian noise.
+
+    Subclasses set ``betas`` and ``alphas_cumprod`` with :func:`_schedule`.
+    """
+
+    timestep_spacing = "leading"  # diffusers' DDPMScheduler default
+    betas: torch.Tensor
+    alphas_cumprod: torch.Tensor
+
+    def _abar(self, t: torch.Tensor) -> torch.Tensor:
+        """``alpha_bar`` per timestep, with ``t = -1`` (clean, after the last step) giving 1."""
+        out = torch.ones(t.shape, dtype=torch.float64)
+        ok = t > CLEAN
+        out[ok] = self.alphas_cumprod[t[ok]]
+        return out
+
+    def training_target(self, x0: torch.Tensor, noise: torch.Tensor, timesteps: Any) -> torch.Tensor:
+        """The noise: ε-prediction."""
+        return noise
+
+    def sample_prior(self, n_or_data: Any, generator: torch.Generator | None = None) -> torch.Tensor:
+        """White Gaussian noise shaped like ``n`` training images (or like the batch passed)."""
+        like = self._prior_images(n_or_data, generator)
+        return _randn(like.shape, like, generator)
+
+
+class GaussianDiffusion(_NoisePrediction):
+    r"""DDPM (Ho et al. 2020): :math:`x_t = \sqrt{\bar\alpha_t} x_0 + \sqrt{1-\bar\alpha_t}\,\varepsilon`.
+
+    The baseline every study compares with.  ε-prediction; ancestral sampling
+    with the posterior variance :math:`\tilde\beta_t`, strided when
+    ``set_timesteps(n)`` asks for fewer steps (as diffusers' DDPMScheduler).
+
+    Parameters
+    ----------
+    num_train_timesteps : int
+        ``K``; timesteps are ``0 .. K-1``.
+    beta_schedule : {"linear", "cosine"}
+        Linear from ``beta_start`` to ``beta_end`` (Ho et al.), or the cosine
+        schedule of Nichol & Dhariwal (2021).
+    """
+
+    def __init__(self, num_train_timesteps: int = 1000, beta_schedule: str = "linear",
+                 beta_start: float = 1e-4, beta_end: float = 0.02) -> None:
+        self.beta_schedule = beta_schedule
+        self.beta_start, self.beta_end = float(beta_start), float(beta_end)
+        self.betas, self.alphas_cumprod = _schedule(beta_schedule, int(num_train_timesteps), beta_start, beta_end)
+        super().__init__(num_train_timesteps=num_train_timesteps, beta_schedule=beta_schedule,
+                         beta_start=beta_start, beta_end=beta_end)
+
+    def add_noise(self, x0: torch.Tensor, noise: torch.Tensor, timesteps: Any) -> torch.Tensor:
+        """``x_t`` for timesteps in ``[0, K-1]`` (a scalar or one per sample)."""
+        _check_sample(x0)
+        t = _as_timesteps(timesteps, x0.shape[0], self.t_min, self.t_max)
+        ab = _bcast(self._abar(t), x0)
+        return ab.sqrt() * x0 + (1 - ab).sqrt() * noise
+
+    def step(self, model_output: torch.Tensor, timestep: Any, sample: torch.Tensor,
+             generator: torch.Generator | None = None) -> StepOutput:
+        """One ancestral step from a scheduled ``timestep``; the last one (to clean) adds no noise."""
+        t = int(timestep)
+        prev = self.previous_timestep(t)
+        ab_t = float(self.alphas_cumprod[t])
+        ab_p = float(self.alphas_cumprod[prev]) if prev > CLEAN else 1.0
+        beta_t = 1 - ab_t / ab_p
+        x0 = (sample - math.sqrt(1 - ab_t) * model_output) / math.sqrt(ab_t)
+        c0 = math.sqrt(ab_p) * beta_t / (1 - ab_t)
+        ct = math.sqrt(1 - beta_t) * (1 - ab_p) / (1 - ab_t)
+        mean = c0 * x0 + ct * sample
+        if prev > CLEAN:
+            var = max((1 - ab_p) / (1 - ab_t) * beta_t, 1e-20)
+            mean = mean + math.sqrt(var) * _randn(sample.shape, sample, generator)
+        return StepOutput(mean, x0)

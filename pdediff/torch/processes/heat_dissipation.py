@@ -1,0 +1,88 @@
+"""Inverse heat dissipation (IHDM; Rissanen, Heinonen & Solin, ICLR 2023)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from ._base import (CLEAN, ForwardProcess, StepOutput, _as_timesteps, _check_sample, _log_sigmas, _randn,
+                    heat_levels)
+
+__all__ = ["HeatDissipation"]
+
+
+class HeatDissipation(ForwardProcess):
+    r"""Inverse heat dissipation (Rissanen, Heinonen & Solin, ICLR 2023).
+
+    :math:`x_t = F(\tau_t) x_0 + \sigma\varepsilon` with :math:`F` the heat flow
+    (Neumann, continuous spectrum, :func:`pdediff.torch.heat_blur`),
+    :math:`\tau_t = \sigma_{B,t}^2 / 2` and :math:`\sigma_{B,t}` log-spaced from
+    ``sigma_blur_min`` (timestep 0) to ``sigma_blur_max`` (timestep ``K-1``);
+    :math:`\tau_{-1} = 0` is the clean image.  The model predicts the residual
+    :math:`F(\tau_{t-1}) x_0 - x_t`; sampling adds ``delta`` noise after every
+    step but the last.  The prior is blurred training images (timestep
+    ``K-1``) plus ``delta`` noise.  Every timestep ``0..K-1`` is trained —
+    including ``K-1``, where sampling starts (the published code, which counts
+    levels ``1..K``, trains ``1..K-1`` only).
+
+    Parameters
+    ----------
+    num_train_timesteps : int
+        ``K``; timesteps are ``0 .. K-1``.
+    sigma_blur_min, sigma_blur_max : float
+        Blur (pixels) of timesteps 0 and ``K-1``.
+    training_noise : float
+        ``sigma`` (default 0.01).
+    sampling_noise : float, optional
+        ``delta`` (default ``1.25 * training_noise``).
+    """
+
+    timestep_spacing = "linspace"  # the prior lives at K-1: start there
+
+    def __init__(self, num_train_timesteps: int = 100, sigma_blur_min: float = 0.5, sigma_blur_max: float = 20.0,
+                 training_noise: float = 0.01, sampling_noise: float | None = None) -> None:
+        K = int(num_train_timesteps)
+        self.sigma_blur_min, self.sigma_blur_max = float(sigma_blur_min), float(sigma_blur_max)
+        #: blur width (pixels) and diffusion time of every timestep ``0 .. K-1``
+        self.sigmas = _log_sigmas(self.sigma_blur_min, self.sigma_blur_max, K)
+        self.blur_times = self.sigmas**2 / 2
+        delta = 1.25 * training_noise if sampling_noise is None else float(sampling_noise)
+        self.training_noise, self.sampling_noise = float(training_noise), delta
+        super().__init__(num_train_timesteps=K, sigma_blur_min=sigma_blur_min, sigma_blur_max=sigma_blur_max,
+                         training_noise=training_noise, sampling_noise=delta)
+
+    def blur(self, x0: torch.Tensor, timesteps: Any) -> torch.Tensor:
+        """``F(tau_t) x0`` per sample, ``timesteps`` in ``-1 .. K-1`` (``-1``: clean)."""
+        return heat_levels(x0, self.blur_times, timesteps)
+
+    def add_noise(self, x0: torch.Tensor, noise: torch.Tensor, timesteps: Any) -> torch.Tensor:
+        """``x_t = F(tau_t) x0 + sigma * noise`` for timesteps in ``[0, K-1]``."""
+        _check_sample(x0)
+        t = _as_timesteps(timesteps, x0.shape[0], self.t_min, self.t_max)
+        return self.blur(x0, t) + self.training_noise * noise
+
+    def training_target(self, x0: torch.Tensor, noise: torch.Tensor, timesteps: Any) -> torch.Tensor:
+        """The residual ``F(tau_{t-1}) x0 - x_t`` (``tau_{-1} = 0``: the last step lands on ``x0``)."""
+        t = _as_timesteps(timesteps, x0.shape[0], self.t_min, self.t_max)
+        return self.blur(x0, t - 1) - self.add_noise(x0, noise, t)
+
+    def sample_prior(self, n_or_data: Any, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Training images (or the batch passed) blurred to timestep ``K-1``, plus ``delta`` noise."""
+        x0 = self._prior_images(n_or_data, generator)
+        top = self.blur(x0, torch.full((x0.shape[0],), self.t_max))
+        return top + self.sampling_noise * _randn(x0.shape, x0, generator)
+
+    def step(self, model_output: torch.Tensor, timestep: Any, sample: torch.Tensor,
+             generator: torch.Generator | None = None) -> StepOutput:
+        """``x_t + residual``, plus ``delta`` noise unless this is the last step (to clean)."""
+        t = int(timestep)
+        prev = self.previous_timestep(t)
+        # The model's residual gives F(tau_{t-1}) x0.  With a strided schedule (fewer
+        # steps than levels) it stands in for the next scheduled level: an
+        # approximation; the published sampler visits every level (the default).
+        mean = sample + model_output
+        out = mean
+        if prev > CLEAN:
+            out = mean + self.sampling_noise * _randn(sample.shape, sample, generator)
+        return StepOutput(out, mean)
