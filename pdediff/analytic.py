@@ -23,7 +23,7 @@ import numpy as np
 
 from .grid import Grid
 
-__all__ = ["mode", "mode_rate", "mode_solution", "gaussian_sigma", "time_for_sigma", "discrete_mode_rate"]
+__all__ = ["mode", "mode_rate", "mode_solution", "gaussian_sigma", "time_for_sigma"]
 
 
 def _wavenumbers(grid: Grid, k: Any) -> tuple[int, ...]:
@@ -68,18 +68,6 @@ def mode_rate(shape, *, spacing: Any = 1.0, boundary: str = "neumann", k: Any = 
     ks = _wavenumbers(g, k)
     f = 2.0 if boundary == "periodic" else 1.0
     return float(diffusivity * sum((f * ka * np.pi / L) ** 2 for ka, L in zip(ks, g.lengths)))
-
-
-def discrete_mode_rate(shape, *, spacing: Any = 1.0, boundary: str = "neumann", k: Any = 1,
-                       diffusivity: float = 1.0) -> float:
-    """Decay rate of the same mode under the 3/5/7-point stencil: ``D sum_a 4/h^2 sin^2(.)``."""
-    g = Grid(shape, spacing, boundary)
-    ks = _wavenumbers(g, k)
-    rate = 0.0
-    for ka, n, h in zip(ks, g.shape, g.spacing):
-        arg = np.pi * ka / n if boundary == "periodic" else np.pi * ka / (2 * n)
-        rate += 4.0 / h**2 * np.sin(arg) ** 2
-    return float(diffusivity * rate)
 
 
 def mode_solution(shape, t: float, *, spacing: Any = 1.0, boundary: str = "neumann", k: Any = 1,

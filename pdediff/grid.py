@@ -63,10 +63,6 @@ class Grid:
         return BC_CODE[self.boundary]
 
     @property
-    def cell_volume(self) -> float:
-        return float(np.prod(self.spacing))
-
-    @property
     def lengths(self) -> tuple[float, ...]:
         """Domain length ``n h`` per axis."""
         return tuple(n * h for n, h in zip(self.shape, self.spacing))

@@ -51,3 +51,12 @@ class _HeatSolverBase:
             )
         if not u.flags.c_contiguous:
             raise ValueError("u must be C-contiguous (use numpy.ascontiguousarray)")
+
+    def _step_args(self, u: Any, n: Any, dt: Any) -> tuple[int, float]:
+        """Validate a ``step(u, n, dt=...)`` call: ``u``'s shape, dtype and layout, ``n >= 0``; ``dt`` or the default."""
+        self._check_state(u)
+        dt = self.dt if dt is None else self.check_dt(dt)
+        n = int(n)
+        if n < 0:
+            raise ValueError(f"n must be a non-negative number of steps; got {n}")
+        return n, dt

@@ -95,11 +95,7 @@ class ExplicitHeatSolver(_HeatSolverBase):
 
     def step(self, u: Any, n: int = 1, *, dt: float | None = None) -> Any:
         """Advance ``u`` **in place** by ``n`` steps of ``dt`` (default :attr:`dt`); return ``u``."""
-        self._check_state(u)
-        dt = self.dt if dt is None else self.check_dt(dt)
-        n = int(n)
-        if n < 0:
-            raise ValueError(f"n must be a non-negative number of steps; got {n}")
+        n, dt = self._step_args(u, n, dt)
         if n == 0:
             return u
         xp = backend_for(u).xp

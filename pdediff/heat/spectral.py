@@ -151,9 +151,3 @@ class SpectralHeatSolver(_HeatSolverBase):
                         np.full(int(np.prod(c0.shape[: u0.ndim - self.grid.ndim])), t), be)
             outs.append(self.inverse(c[0], be).astype(self.dtype, copy=False))
         return be.xp.stack(outs)
-
-    def step(self, u: Any, n: int = 1, *, dt: float = 1.0) -> Any:
-        """Advance ``u`` in place by ``n * dt`` (exact in time; for API symmetry with the other solvers)."""
-        self._check_batch(u)
-        u[...] = self.evolve(u, n * float(dt))
-        return u

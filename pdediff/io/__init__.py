@@ -48,6 +48,7 @@ writes nibabel's ``(x, y, z)`` order with the affine from the DICOM geometry
 """
 
 from ._atomic import atomic_path, atomic_paths
+from . import _scan
 from ._scan import (
     FORMATS,
     Scan,
@@ -60,16 +61,4 @@ from ._scan import (
     write_scan,
 )
 
-__all__ = [
-    "FORMATS",
-    "Scan",
-    "ScanIOError",
-    "atomic_path",
-    "atomic_paths",
-    "cast_like",
-    "check_writable",
-    "format_of",
-    "is_directory_format",
-    "read_scan",
-    "write_scan",
-]
+__all__ = ["atomic_path", "atomic_paths", *_scan.__all__]

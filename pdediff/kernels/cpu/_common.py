@@ -21,7 +21,8 @@ from numba import njit
 
 from ..formulas import compile_formulas
 
-__all__ = ["F", "exp_neg", "exp_neg32", "register_kernel", "kernel", "use_parallel", "PARALLEL_MIN_CELLS"]
+__all__ = ["F", "exp_neg", "exp_neg32", "register_kernel", "kernel", "kernel_builds", "use_parallel",
+           "PARALLEL_MIN_CELLS"]
 
 #: Arrays with fewer cells than this run on one thread.  Measured on the 2-core
 #: development machine (explicit heat step, float32): serial 4 us vs parallel 6 us
@@ -149,6 +150,11 @@ def register_kernel(op: str, ndim: int, coef: str = "", **options) -> Callable:
         return k.serial
 
     return deco
+
+
+def kernel_builds(op: str, ndim: int, coef: str) -> Kernel:
+    """Both builds of the driver registered under ``(op, ndim, coef)``."""
+    return _KERNELS[(op, ndim, coef)]
 
 
 def kernel(op: str, ndim: int, coef: str, size: int):

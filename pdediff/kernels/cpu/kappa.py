@@ -45,6 +45,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from ._common import kernel_builds, register_kernel
+
 #: Bins of one histogram: the 16-bit halves of a float32 key.
 NBINS = 1 << 16
 #: Top-16-bit bin of +inf; larger bins hold NaN keys (skipped).
@@ -201,8 +203,8 @@ def _reduce(hist, stats, kind):
         stats[0, 3] = max(stats[0, 3], stats[b, 3])
 
 
-@njit(cache=True, parallel=True)
-def pass_par(v, nplane, ihz, ihy, ihx, kind, dev, scale, center, b0, b1, win, track, hist, stats):
+@register_kernel("kappa_pass", 0)
+def face_pass(v, nplane, ihz, ihy, ihx, kind, dev, scale, center, b0, b1, win, track, hist, stats):
     """One pass in ``hist.shape[0]`` blocks of rows; block ``b`` fills ``hist[b]`` and ``stats[b]``.
 
     The totals end up in ``hist[0]`` and ``stats[0]`` (``stats``: sum and count of
@@ -211,17 +213,6 @@ def pass_par(v, nplane, ihz, ihy, ihx, kind, dev, scale, center, b0, b1, win, tr
     R = v.shape[1]
     nb = hist.shape[0]
     for b in prange(nb):
-        _rows(v, b * R // nb, (b + 1) * R // nb, nplane, ihz, ihy, ihx, kind, dev, scale, center, b0, b1, win,
-              track, hist[b], stats[b])
-    _reduce(hist, stats, kind)
-
-
-@njit(cache=True)
-def pass_ser(v, nplane, ihz, ihy, ihx, kind, dev, scale, center, b0, b1, win, track, hist, stats):
-    """:func:`pass_par` on one thread (small arrays)."""
-    R = v.shape[1]
-    nb = hist.shape[0]
-    for b in range(nb):
         _rows(v, b * R // nb, (b + 1) * R // nb, nplane, ihz, ihy, ihx, kind, dev, scale, center, b0, b1, win,
               track, hist[b], stats[b])
     _reduce(hist, stats, kind)
@@ -239,7 +230,8 @@ def median_mad(v3, nplane, ihz, ihy, ihx, nblocks):
     non-NaN magnitude: ``(nan, nan, nan)``.
     """
     nan = float("nan")
-    k = pass_par if nblocks > 1 else pass_ser
+    builds = kernel_builds("kappa_pass", 0, "")
+    k = builds.parallel if nblocks > 1 else builds.serial
     hist = np.empty((nblocks, 2 * NBINS), dtype=np.int64)
     stats = np.empty((nblocks, 4), dtype=np.float64)
     nowin = np.zeros(4)

@@ -35,6 +35,15 @@ F = compile_formulas(cuda.jit(device=True, inline=True), "pdediff.kernels.gpu.F"
                      exp_neg32=_exp_neg_device)
 
 
+@cuda.jit(device=True, inline=True)
+def _thread_line(shape):
+    """The line ``(p, q)`` of a ``(pre, n, post)`` array that this thread owns; ``(-1, -1)`` past the end."""
+    t = cuda.grid(1)
+    if t >= shape[0] * shape[2]:
+        return -1, -1
+    return t // shape[2], t % shape[2]
+
+
 # ------------------------------------------------------------------------ heat
 @cuda.jit
 def heat3(u, out, f0, f1, f2, dt, beta, c0, c1, c2, bc0, bc1, bc2, variable):
@@ -91,12 +100,10 @@ def pm3(u, v, out, dt, ih0, ih1, ih2, kinv2, code):
 @cuda.jit
 def aos_coefficients(v, a, b, c, tau, ih, kinv2, code):
     """One thread per line of ``v`` ``(C, pre, n, post)``: lines of ``I - tau A(v)`` (Neumann)."""
-    t = cuda.grid(1)
     C, pre, n, post = v.shape
-    if t >= pre * post:
+    p, q = _thread_line(a.shape)
+    if p < 0:
         return
-    p = t // post
-    q = t % post
     a[p, 0, q] = 0.0
     c[p, n - 1, q] = 0.0
     b[p, 0, q] = 1.0
@@ -116,12 +123,10 @@ def aos_coefficients(v, a, b, c, tau, ih, kinv2, code):
 @cuda.jit
 def tri_factor(a, b, c, cp, inv):
     """One thread per line of the ``(P, n, Q)`` coefficients."""
-    t = cuda.grid(1)
-    P, n, Q = b.shape
-    if t >= P * Q:
+    n = b.shape[1]
+    p, q = _thread_line(b.shape)
+    if p < 0:
         return
-    p = t // Q
-    q = t % Q
     den = b[p, 0, q]
     inv[p, 0, q] = 1.0 / den
     cp[p, 0, q] = c[p, 0, q] / den
@@ -134,12 +139,10 @@ def tri_factor(a, b, c, cp, inv):
 @cuda.jit
 def tri_solve(d, x, out, a, cp, inv, z, vn, qf, alpha, accumulate, cyclic):
     """One thread per line ``(p, q)`` of ``(pre, n, post)``; threads along ``q`` read coalesced."""
-    t = cuda.grid(1)
-    pre, n, post = d.shape
-    if t >= pre * post:
+    n = d.shape[1]
+    p, q = _thread_line(d.shape)
+    if p < 0:
         return
-    p = t // post
-    q = t % post
     P = a.shape[0]
     Q = a.shape[2]
     pa = p if P > 1 else 0
