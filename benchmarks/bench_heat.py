@@ -2,7 +2,7 @@
 
 Run with ``make bench`` (or ``pytest benchmarks/bench_heat.py --benchmark-only -p no:xdist``).
 Sizes: 2-D 1024² and 4096², 3-D 128³ and 256³, float32 and float64.  Each
-case is one pytest-benchmark; the ratios of DESIGN targets are printed at the
+case is one pytest-benchmark; the ratios and their targets are printed at the
 end of the session (see ``conftest.py``).
 """
 

@@ -28,6 +28,18 @@ from .heat import ExplicitHeatSolver, ImplicitHeatSolver, SpectralHeatSolver, so
 
 __version__ = "0.1.0"
 
+#: Submodules loaded on first access (``pdediff.data.mri_slice()`` works after ``import pdediff``),
+#: so that ``import pdediff`` stays light and never imports torch or the format libraries.
+_LAZY_SUBMODULES = ("data", "io", "metrics", "torch", "cli", "demo")
+
+
+def __getattr__(name: str):
+    if name in _LAZY_SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 __all__ = [
     "solve_heat",
     "perona_malik",

@@ -15,6 +15,13 @@ class CLIError(Exception):
     """A user error reported as one line on stderr with a non-zero exit status."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``pdediff denoise: error: ...`` and exit status 2, no usage block."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message.splitlines()[0]} (see {self.prog} --help)\n")
+
+
 class _Terminated(BaseException):
     """SIGTERM or SIGHUP, raised in the main thread so that cleanup runs as for Ctrl-C."""
 
@@ -32,9 +39,9 @@ def _build_parser() -> argparse.ArgumentParser:
     from ._validation import DEFAULT_MAX_STEPS
     from .anisotropic.perona_malik import CONDUCTANCES
 
-    p = argparse.ArgumentParser(prog="pdediff", description="PDE diffusion: heat equation and Perona–Malik.")
+    p = _Parser(prog="pdediff", description="PDE diffusion: heat equation and Perona–Malik.")
     p.add_argument("--version", action="version", version=f"pdediff {__version__}")
-    sub = p.add_subparsers(dest="command", required=True)
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     d = sub.add_parser("demo", help="solve problems with known answers and denoise the bundled MRI slice")
     d.add_argument("--output-dir", default="pdediff-output", help="where figures go (default: %(default)s)")
@@ -56,7 +63,8 @@ def _build_parser() -> argparse.ArgumentParser:
     n.add_argument("--method", choices=("explicit", "aos"), default="explicit",
                    help="explicit 2N-neighbour steps (default) or AOS (semi-implicit, large time steps)")
     n.add_argument("--dt", type=float, default=None, help="time step (default: the explicit stability limit)")
-    n.add_argument("--sigma", type=float, default=None, help="Catté pre-smoothing sigma, physical units (0.8)")
+    n.add_argument("--sigma", type=float, default=None,
+                   help="Catté pre-smoothing sigma, physical units (default: 0.8 voxel of the finest axis)")
     n.add_argument("--spacing", type=float, nargs="+", default=None,
                    help="voxel size per spatial axis (default: from the file, e.g. NIfTI/DICOM/TIFF, else 1)")
     n.add_argument("--channel-axis", default="auto", metavar="{auto,none,N}",
@@ -79,6 +87,18 @@ def _build_parser() -> argparse.ArgumentParser:
     return p
 
 
+_CLI_WORDS = (("max_steps=None", "--max-steps 0"), ("max_steps=", "--max-steps "), ("(or dt=None)", "(or no --dt)"),
+              ("dt=None", "no --dt"), ("method='aos'", "--method aos"), ("scheme='aos'", "--method aos"),
+              ("pass num_iter", "pass --num-iter"), ("num_iter=", "--num-iter "), ("dt=", "--dt "),
+              ("kappa must", "--kappa must"), ("sigma must", "--sigma must"), ("spacing must", "--spacing must"))
+
+
+def _cli_words(message: str) -> str:
+    for api, cli in _CLI_WORDS:
+        message = message.replace(api, cli)
+    return message
+
+
 def _same_file(a: Path, b: Path) -> bool:
     if a.resolve() == b.resolve():
         return True
@@ -97,6 +117,12 @@ def _check_destination(path: Path, src: Path, force: bool, what: str, *, directo
     if os.path.lexists(path) and path.is_dir() != directory:
         kind = "a folder" if path.is_dir() else "a file"
         raise CLIError(f"{what} {path} exists and is {kind}; choose another name")
+    if directory and path.is_dir():
+        from .io._dicom import is_replaceable_series
+
+        why = is_replaceable_series(path)
+        if why is not None:  # --force replaces a previous series, never a folder of other files
+            raise CLIError(f"{what} {path} is a folder that is not a DICOM series ({why}); choose another name")
     parent = path.resolve().parent
     if not parent.is_dir():
         raise CLIError(f"{what} {path}: folder {parent} does not exist")
@@ -139,6 +165,7 @@ def _plan_dtype(args, stored: np.dtype, dst: Path, fmt: str, shape, channel_axis
 
     native = np.dtype(stored.newbyteorder("="))
     floats_ok = problem(np.float32) is None
+    integers_only = not floats_ok and problem(np.uint8) is None  # PNG/JPEG, for this shape
     if args.dtype == "auto":
         if not floats_ok:  # PNG/JPEG: integers only
             if stored.kind == "f" and not args.rescale:
@@ -159,7 +186,11 @@ def _plan_dtype(args, stored: np.dtype, dst: Path, fmt: str, shape, channel_axis
         raise CLIError(f"--rescale maps onto an integer type; choose --dtype {'/'.join(INT_DTYPES)} (got {target})")
     msg = problem(target)
     if msg is not None:
-        hint = "" if floats_ok else "; this format stores integers: use --rescale or an integer --dtype"
+        hint = ""
+        if integers_only and target.kind == "f":
+            hint = "; this format stores integers: --rescale (onto uint8), or --dtype uint8/uint16 with --rescale"
+        elif integers_only:
+            hint = "; choose --dtype uint8 or uint16 (add --rescale if the values do not fit)"
         raise CLIError(f"{msg}{hint}")
     return target
 
@@ -179,6 +210,23 @@ def _check_range_fits(data: np.ndarray, target: np.dtype, rescale: bool) -> None
                        "pass --rescale or choose a wider or float --dtype")
 
 
+#: Arrays of the input's size (in the computing float type) that denoising holds at its peak: the
+#: float copy, its smoothed copy, the step buffer, the result and its cast for writing, and slack.
+WORKING_ARRAYS = 6
+
+
+def _check_working_memory(data: np.ndarray, src: Path) -> None:
+    """Refuse, before computing, an input whose working set would not fit in the memory available."""
+    from .io._limits import _available_memory
+
+    itemsize = 4 if data.dtype.kind == "f" and data.dtype.itemsize <= 4 else 8
+    need = data.size * itemsize * WORKING_ARRAYS
+    avail = _available_memory()
+    if avail is not None and need > avail:
+        raise CLIError(f"{src}: denoising {data.shape} needs about {need / 2**30:.1f} GiB of working memory, more "
+                       f"than the {avail / 2**30:.1f} GiB available; crop or downsample the scan first")
+
+
 def _integer_result(out: np.ndarray, target: np.dtype, rescale: bool) -> tuple[np.ndarray, str | None]:
     """Round ``out`` into ``target`` without ever clipping; with ``rescale``, map min..max onto the full range."""
     info = np.iinfo(target)
@@ -196,8 +244,7 @@ def _integer_result(out: np.ndarray, target: np.dtype, rescale: bool) -> tuple[n
 
 
 def _denoise(args: argparse.Namespace) -> None:
-    from .anisotropic.perona_malik import DEFAULT_SIGMA, perona_malik
-    from .errors import StepLimitError
+    from .anisotropic.perona_malik import perona_malik
     from .io import ScanIOError, atomic_paths, format_of, is_directory_format, read_scan, write_scan
     from .io._scan import _SCALED_FORMATS
 
@@ -233,6 +280,7 @@ def _denoise(args: argparse.Namespace) -> None:
     if n_bad:
         raise CLIError(f"{src}: {n_bad} of {data.size} values are NaN or infinite; Perona–Malik needs finite "
                        "values: replace them first (e.g. numpy.nan_to_num), pdediff does not guess missing data")
+    _check_working_memory(data, src)
     target = _plan_dtype(args, stored, dst, out_fmt, data.shape, ch)
     # NIfTI and DICOM keep integer types lossless through a slope/intercept chosen by the writer
     scaled_store = target.kind in "iu" and not args.rescale and out_fmt in _SCALED_FORMATS
@@ -246,19 +294,17 @@ def _denoise(args: argparse.Namespace) -> None:
             kappa = float(kappa)
         except ValueError:
             raise CLIError(f"--kappa must be 'auto' or a positive number; got {args.kappa!r}") from None
-    sigma = DEFAULT_SIGMA if args.sigma is None else args.sigma
     colour = np.take(data, range(data.shape[ch] - 1), axis=ch) if alpha else data
     try:
         out, info = perona_malik(
-            colour, num_iter=args.num_iter, kappa=kappa, conductance=args.conductance, dt=args.dt, sigma=sigma,
+            colour, num_iter=args.num_iter, kappa=kappa, conductance=args.conductance, dt=args.dt, sigma=args.sigma,
             method=args.method, spacing=spacing, channel_axis=ch, return_info=True, progress=not args.quiet,
             max_steps=args.max_steps or None,
         )
-    except StepLimitError as exc:  # the same advice, in the command line's words
-        msg = str(exc).splitlines()[0].replace("max_steps=None", "--max-steps 0").replace("max_steps=", "--max-steps ")
-        raise CLIError(msg) from None
-    except (ValueError, TypeError) as exc:
-        raise CLIError(str(exc).splitlines()[0]) from None
+    except (ValueError, TypeError) as exc:  # the API's advice, in the command line's words
+        raise CLIError(_cli_words(str(exc).splitlines()[0])) from None
+    except MemoryError:
+        raise CLIError(f"{src}: out of memory while denoising {data.shape}; crop or downsample the scan first") from None
     if alpha:  # put the untouched alpha channel back
         a = np.take(data, [data.shape[ch] - 1], axis=ch).astype(out.dtype)
         out = np.concatenate([out, a], axis=ch)
@@ -287,6 +333,8 @@ def _denoise(args: argparse.Namespace) -> None:
         print(f"denoised {src} -> {dst}")
         if note:
             print(f"  note: {note}")
+        if stored_out is None and out_fmt == "dicom":  # DICOM stores integers: the writer quantises
+            stored_out = stored if stored.kind in "iu" else np.dtype(np.int16)
         kind = f"{stored_out} (slope/intercept set by the writer)" if stored_out is not None else result.dtype
         print(f"  shape {data.shape} {data.dtype} -> {kind}; spacing {sp}"
               f"{'; alpha channel copied unchanged' if alpha else ''}")

@@ -22,6 +22,9 @@ from ._validation import BOUNDARIES, check_option, positive_per_axis
 
 Boundary = Literal["neumann", "dirichlet", "periodic"]
 
+#: Cell widths pdediff accepts (any physical unit): squares and inverse squares stay within float64.
+SPACING_RANGE = (1e-100, 1e100)
+
 #: Integer codes of the boundaries, as the Numba kernels receive them.
 BC_CODE = {"neumann": 0, "dirichlet": 1, "periodic": 2}
 
@@ -51,7 +54,12 @@ class Grid:
         if not 1 <= len(shape) <= 3 or any(s < 1 for s in shape):
             raise ValueError(f"shape must have 1 to 3 positive entries; got {shape}")
         object.__setattr__(self, "shape", shape)
-        object.__setattr__(self, "spacing", positive_per_axis(spacing, "spacing", len(shape)))
+        spacing = positive_per_axis(spacing, "spacing", len(shape))
+        if not all(SPACING_RANGE[0] <= h <= SPACING_RANGE[1] for h in spacing):
+            # beyond this, 1/h^2 or h^2 leave float64's range and no time step can be represented
+            raise ValueError(f"spacing must lie between {SPACING_RANGE[0]:g} and {SPACING_RANGE[1]:g} (physical "
+                             f"units per cell; rescale the units); got {spacing}")
+        object.__setattr__(self, "spacing", spacing)
         object.__setattr__(self, "boundary", check_option("boundary", boundary, BOUNDARIES))
 
     @property

@@ -24,7 +24,11 @@ def _run(*args):
 
 def _one_error_line(capsys, *fragments):
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("pdediff denoise: error:"), err
+    assert len(err) == 1 and err[0].startswith("pdediff") and "error: unrecognized arguments: -q" in err[0], err
+    with pytest.raises(SystemExit):
+        _run(tmp_path / "i.npy", "-o", tmp_path / "p.npy", "--method", "implicit")
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("pdediff denoise: error: argument --method"), err
     for f in fragments:
         assert f in err[0], err[0]
     return err[0]
@@ -264,3 +268,120 @@ def test_dicom_series_to_nifti_and_dicom(tmp_path, capsys):
     assert back.meta["datasets"][0].SeriesInstanceUID != scan.meta["datasets"][0].SeriesInstanceUID
     assert _run(folder, "-o", folder / "inside") == 2  # never write into the input series
     _one_error_line(capsys, "INPUT")
+
+
+# ------------------------------------------- found by a new user trying to break it
+def test_force_never_replaces_a_folder_of_other_files(tmp_path, capsys):
+    folder = _series(tmp_path)
+    keep = tmp_path / "keep"
+    (keep / "sub").mkdir(parents=True)
+    (keep / "thesis.txt").write_text("precious")
+    assert _run(folder, "-o", keep, "--force") == 2
+    _one_error_line(capsys, "not a DICOM series")
+    assert (keep / "thesis.txt").read_text() == "precious" and (keep / "sub").is_dir()
+    (tmp_path / "dir.nii").mkdir()
+    (tmp_path / "dir.nii" / "k").write_text("keep")
+    assert _run(folder, "-o", tmp_path / "dir.nii", "--force") == 2
+    _one_error_line(capsys, "is a folder")
+    assert (tmp_path / "dir.nii" / "k").read_text() == "keep"
+    # a previous DICOM output may be replaced with --force
+    assert _run(folder, "-o", tmp_path / "out", "--quiet") == 0
+    assert _run(folder, "-o", tmp_path / "out", "--quiet", "--force") == 0
+
+
+@pytest.mark.parametrize("name,shape", [("image_dfl.dcm", (512, 512)), ("SC_ybr_full_422_uncompressed.dcm",
+                                                                        (100, 100, 3))])
+def test_valid_dicom_variants_are_read(name, shape):
+    """A deflated dataset and 4:2:2-subsampled YBR pixels were refused as truncated."""
+    pytest.importorskip("pydicom")
+    from pydicom.data import get_testdata_file
+
+    assert pio.read_scan(get_testdata_file(name)).data.shape == shape
+
+
+def test_undecodable_dicom_says_why(capsys):
+    pytest.importorskip("pydicom")
+    from pydicom.data import get_testdata_file
+
+    path = get_testdata_file("JPGExtended.dcm")
+    try:
+        pio.read_scan(path)
+    except pio.ScanIOError as exc:
+        msg = str(exc)
+        assert "\n" not in msg and not msg.rstrip(")").endswith(":"), msg  # the reason follows the colon
+    else:
+        pytest.skip("a decoder for 12-bit JPEG is installed here")
+
+
+@pytest.mark.parametrize("spacing", [["1e-200", "1e-200"], ["1e200", "1"]])
+def test_absurd_spacing_is_one_line(tmp_path, rng, spacing, capsys):
+    """--spacing 1e-200 raised ZeroDivisionError, 1e200 OverflowError (tracebacks, exit 1)."""
+    np.save(tmp_path / "i.npy", rng.random((8, 8)))
+    assert _run(tmp_path / "i.npy", "-o", tmp_path / "o.npy", "--spacing", *spacing) == 2
+    _one_error_line(capsys, "--spacing must lie between")
+    with pytest.raises(ValueError, match="spacing must lie between"):
+        pdediff.perona_malik(np.ones((8, 8)), spacing=1e-300)
+
+
+def test_working_memory_is_checked_before_computing(tmp_path, rng, monkeypatch, capsys):
+    import pdediff.io._limits as limits
+
+    np.save(tmp_path / "i.npy", rng.random((32, 32)).astype(np.float32))
+    monkeypatch.setattr(limits, "_available_memory", lambda: 32 * 32 * 4 * 3)  # room for 3 copies, not 6
+    assert _run(tmp_path / "i.npy", "-o", tmp_path / "o.npy") == 2
+    _one_error_line(capsys, "working memory")
+    assert not (tmp_path / "o.npy").exists()
+
+
+def test_messages_fit_the_case(tmp_path, rng, capsys):
+    rgb = (rng.random((16, 16, 3)) * 255).astype(np.uint8)
+    pio.write_scan(tmp_path / "c.png", rgb, channel_axis=-1)
+    assert _run(tmp_path / "c.png", "-o", tmp_path / "c.nii") == 2  # NIfTI stores floats: no integer hint
+    line = _one_error_line(capsys, "NIfTI")
+    assert "stores integers" not in line
+    np.save(tmp_path / "u16.npy", (rng.random((16, 16)) * 60000).astype(np.uint16))
+    assert _run(tmp_path / "u16.npy", "-o", tmp_path / "o.jpg", "--dtype", "input") == 2
+    line = _one_error_line(capsys, "JPEG", "--dtype uint8")
+    assert "--dtype input" not in line
+    assert _run(tmp_path / "u16.npy", "-o", tmp_path / "o.npy", "--dt", "1e-9") == 2
+    line = _one_error_line(capsys, "--dt")
+    assert "dt=None" not in line and "max_steps=" not in line
+
+
+def test_huge_sigma_and_argparse_errors_are_one_line(tmp_path, rng, capsys):
+    np.save(tmp_path / "i.npy", rng.random((16, 16)))
+    assert _run(tmp_path / "i.npy", "-o", tmp_path / "o.npy", "--sigma", "1e300", "--quiet") == 0
+    with pytest.raises(SystemExit) as e:
+        _run(tmp_path / "i.npy", "-o", tmp_path / "p.npy", "-q")
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("pdediff") and "error: unrecognized arguments: -q" in err[0], err
+    with pytest.raises(SystemExit):
+        _run(tmp_path / "i.npy", "-o", tmp_path / "p.npy", "--method", "implicit")
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("pdediff denoise: error: argument --method"), err
+
+
+def test_dicom_output_reports_the_stored_type(tmp_path, capsys):
+    pytest.importorskip("pydicom")
+    from pydicom.data import get_testdata_file
+
+    assert _run(get_testdata_file("CT_small.dcm"), "-o", tmp_path / "ct.dcm") == 0
+    assert "-> int16 (slope/intercept" in capsys.readouterr().out
+
+
+def test_default_sigma_follows_the_voxel_size(rng):
+    """Default Catté sigma is 0.8 cells of the finest axis: the same result whatever unit the spacing is in
+    (a 300 dpi TIFF in mm used to be smoothed over ~9 pixels, worse than no denoising)."""
+    u = rng.random((24, 20))
+    np.testing.assert_array_equal(pdediff.perona_malik(u, spacing=2.0**-4), pdediff.perona_malik(u))
+    assert pdediff.perona_malik(u, spacing=(0.5, 2.0), return_info=True)[1].sigma == pytest.approx(0.4)
+
+
+def test_submodules_load_on_access():
+    import subprocess
+    import sys
+
+    code = "import pdediff; print(pdediff.data.mri_slice().shape)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "(256, 256)"

@@ -442,7 +442,7 @@ def test_nifti_scaling_is_recorded_and_kept_lossless(tmp_path, rng):
         ("a.nii", (2, 3, 4, 5), np.float32, None, "2-D or 3-D"),
         ("a.nii.gz", (12, 13), np.float16, None, "NIfTI cannot store float16"),
         ("a.nii", (12, 13), np.bool_, None, "NIfTI cannot store bool"),
-        ("a.mgz", (12, 13), np.float64, None, "--dtype float32"),
+        ("a.mgz", (12, 13), np.float64, None, "to float32"),
         ("a.hdr", (12, 13), np.float32, None, ".nii"),
         ("series", (3, 12, 13, 3), np.uint8, -1, "greyscale"),
         ("series", (12, 13), np.complex64, None, "integer pixels"),

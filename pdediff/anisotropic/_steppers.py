@@ -31,7 +31,8 @@ def make_smoother(sigma: float, h: tuple[float, ...], shape: tuple[int, ...], dt
     if max(sig) > SPECTRAL_SMOOTHING_MIN_PIXELS:
         # Exact Gaussian = heat flow for t = sigma^2 / 2 (D = 1), Neumann = the convolution's "reflect".
         solver = SpectralHeatSolver(shape[1:], dtype, spacing=h)
-        t = sigma * sigma / 2.0
+        # capped: beyond 1e300 every non-constant mode has decayed to 0 already (sigma^2 may overflow)
+        t = min(sigma / 2.0 * sigma, 1e300)
         return lambda u: solver.evolve(u, t)
     return lambda u: be.gaussian_filter(u, sig)
 

@@ -84,13 +84,16 @@ class ExplicitHeatSolver(_HeatSolverBase):
     def apply_operator(self, u: Any, out: Any, dt: float, beta: float = 1.0) -> Any:
         """``out = beta * u + dt * L u`` (``L`` the discrete ``div(D grad .)``) in one kernel pass."""
         be = backend_for(u)
-        coef = dt if self.variable else dt * self.diffusivity
+        # dt / h^2 formed in float64 and handed over as one coefficient per axis: O(1) at the stability
+        # limit, so float32 kernels never see 1/h^2 itself (which overflows float32 for h < 1e-19).
+        scale = dt if self.variable else dt * self.diffusivity
+        coefs = tuple(scale * c for c in self._ih2)
         faces = None
         if self._faces is not None:
             faces = self._faces_on.get(id(be))
             if faces is None:
                 faces = self._faces_on[id(be)] = tuple(be.asarray(f) for f in self._faces)
-        be.heat_step(u, out, coef, self._ih2, self._bcs, beta, faces)
+        be.heat_step(u, out, 1.0, coefs, self._bcs, beta, faces)
         return out
 
     def step(self, u: Any, n: int = 1, *, dt: float | None = None) -> Any:

@@ -100,10 +100,12 @@ def _require(module: str, extra: str = "io"):
 
 def _one_line(exc: BaseException) -> str:
     """The first non-empty line of an exception's message, or its type name."""
-    for line in str(exc).splitlines():
-        if line.strip():
-            return line.strip()
-    return type(exc).__name__
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if not lines:
+        return type(exc).__name__
+    if lines[0].endswith(":") and len(lines) > 1:  # "...raised by all available plugins:" + the reason
+        return f"{lines[0]} {lines[1]}"
+    return lines[0]
 
 
 _LIBRARY_LOGGERS = ("tifffile", "pydicom", "nibabel", "PIL", "imageio")

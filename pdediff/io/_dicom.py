@@ -93,6 +93,9 @@ def _load(p: Path, kind: str):
     size = p.stat().st_size
     with _BoundedReader(p) as f, _quiet():
         ds = pydicom.dcmread(f, defer_size=_DEFER, force=(kind == "raw"))
+        uid = _transfer_syntax(ds)
+        if uid is not None and getattr(uid, "is_deflated", False):
+            return ds  # offsets are in the inflated stream, not the file: the memory check still applies
         for tag in list(ds.keys()):
             elem = _raw_elem(ds, tag)
             value = getattr(elem, "value", 0)
@@ -314,7 +317,10 @@ def _check_pixel_size(p: Path, ds) -> int:
     frames, rows, cols, samples, claimed = _pixel_claims(p, ds)
     tag = _pixel_tag(ds)
     uid = _transfer_syntax(ds)
-    if tag is not None and not (uid is not None and uid.is_compressed):
+    if str(ds.get("PhotometricInterpretation", "")).upper() in ("YBR_FULL_422", "YBR_PARTIAL_422"):
+        claimed = claimed * 2 // 3  # chroma subsampled 4:2:2: two values per pixel are stored, not three
+    deflated = uid is not None and getattr(uid, "is_deflated", False)  # the whole dataset is zlib-compressed
+    if tag is not None and not (uid is not None and uid.is_compressed) and not deflated:
         elem = _raw_elem(ds, tag)
         size = p.stat().st_size
         if getattr(elem, "value", None) is None:

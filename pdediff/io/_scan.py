@@ -53,19 +53,20 @@ _SCALED_FORMATS = ("nifti", "dicom")
 def format_of(path: str | os.PathLike) -> str:
     """The format name for ``path``; ``ValueError`` naming the supported suffixes otherwise.
 
-    The suffix decides (:data:`FORMATS`), except that a DICOM series folder
-    (``"dicom"``) is any existing folder, a path ending in ``/``, or a path
-    without a suffix; an existing file with an unknown suffix is also DICOM
-    if it has the ``DICM`` preamble.
+    A known suffix decides (:data:`FORMATS`); otherwise a DICOM series folder
+    (``"dicom"``) is an existing folder, a path ending in ``/``, or a path
+    without a suffix, and an existing file with an unknown suffix is DICOM if
+    it has the ``DICM`` preamble.
     """
     text = os.fspath(path)
     p = Path(text)
+    name = p.name.lower()
+    if not text.endswith(("/", os.sep)):
+        for suffix in sorted(FORMATS, key=len, reverse=True):  # a known suffix wins, even on a folder
+            if name.endswith(suffix):
+                return FORMATS[suffix]
     if p.is_dir() or text.endswith(("/", os.sep)) or not p.suffix:
         return "dicom"
-    name = p.name.lower()
-    for suffix in sorted(FORMATS, key=len, reverse=True):
-        if name.endswith(suffix):
-            return FORMATS[suffix]
     try:
         if p.is_file() and _sniff(p) == "dicom":
             return "dicom"
@@ -176,7 +177,7 @@ def check_writable(
         allowed = (np.uint8,) if fmt == "jpeg" else (np.uint8, np.uint16)
         if dtype not in allowed:
             kinds = "uint8" if fmt == "jpeg" else "uint8 or uint16"
-            raise ValueError(f"{where}: {name} stores {kinds} only; got {dtype} (cast it, e.g. --dtype input, or "
+            raise ValueError(f"{where}: {name} stores {kinds} only; got {dtype} (cast it, or "
                              "write .tif/.nii/.npy)")
         if fmt == "png" and dtype == np.uint16 and channels > 1:
             raise ValueError(f"{where}: 16-bit colour or alpha PNG is not supported (Pillow writes 16-bit grey "
@@ -199,7 +200,7 @@ def check_writable(
         if not _nibabel_dtype_ok(fmt, dtype):
             if fmt == "mgh":
                 raise ValueError(f"{where}: MGH/MGZ stores uint8, int16, int32 or float32 (no scaling); got "
-                                 f"{dtype}: cast it (e.g. --dtype float32) or write .nii/.nii.gz")
+                                 f"{dtype}: cast it (e.g. to float32) or write .nii/.nii.gz")
             raise ValueError(f"{where}: NIfTI cannot store {dtype}; cast it (e.g. to float32) or write .npy/.tif")
     elif fmt == "analyze":
         raise ValueError(f"{where}: writing Analyze .hdr/.img pairs is not supported (no orientation, legacy); "
