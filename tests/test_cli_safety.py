@@ -24,11 +24,7 @@ def _run(*args):
 
 def _one_error_line(capsys, *fragments):
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("pdediff") and "error: unrecognized arguments: -q" in err[0], err
-    with pytest.raises(SystemExit):
-        _run(tmp_path / "i.npy", "-o", tmp_path / "p.npy", "--method", "implicit")
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("pdediff denoise: error: argument --method"), err
+    assert len(err) == 1 and err[0].startswith("pdediff denoise: error:"), err
     for f in fragments:
         assert f in err[0], err[0]
     return err[0]
