@@ -75,6 +75,15 @@ def ghost(value, sign):
     return -value if sign < 0 else value
 
 
+def second_difference(c, vm, vp):
+    """``(vm - c) + (vp - c)``: one axis of the constant-coefficient Laplacian times ``h^2``.
+
+    (:func:`axis_flux` with unit faces, written without the multiplications so that
+    float32 data stay in float32 arithmetic.)
+    """
+    return (vm - c) + (vp - c)
+
+
 def axis_flux(c, vm, vp, fm, fp):
     """``fm (vm - c) + fp (vp - c)``: one axis of the flux-form Laplacian times ``h^2``, faces ``fm, fp``."""
     return fm * (vm - c) + fp * (vp - c)
@@ -109,7 +118,8 @@ def conductance(x, code, one, half):
     ``one`` and ``half`` carry the data's type, so float32 data stay float32.
     """
     if code == RATIONAL:
-        return one / (one + x) if x < INF else one - one
+        # x - x == 0 exactly when x is finite: a test in x's own type (no float64 promotion of float32 lanes)
+        return one / (one + x) if x - x == one - one else one - one
     if code == TUKEY:
         t = one - x
         return half * t * t if x <= one else one - one
@@ -119,7 +129,7 @@ def conductance(x, code, one, half):
 
 
 #: The formulas :func:`compile_formulas` compiles, in dependency order.
-FORMULAS = ("neighbour", "ghost", "axis_flux", "around2", "around3", "conductance")
+FORMULAS = ("neighbour", "ghost", "second_difference", "axis_flux", "around2", "around3", "conductance")
 
 
 def compile_formulas(jit: Callable, name: str, **primitives: Callable) -> types.ModuleType:

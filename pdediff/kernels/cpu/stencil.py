@@ -38,12 +38,12 @@ def _row2_const(u, out, i, dtd, beta, c0, c1, bc0, bc1):
         dn, up, o = u[im, 1 : n1 - 1], u[ip, 1 : n1 - 1], out[i, 1 : n1 - 1]
         for j in range(m):
             c = ctr[j]
-            s = c0 * F.axis_flux(c, F.ghost(dn[j], sm), F.ghost(up[j], sp), 1, 1) + c1 * F.axis_flux(
-                c, lft[j], rgt[j], 1, 1)
+            s = c0 * F.second_difference(c, F.ghost(dn[j], sm), F.ghost(up[j], sp)) + c1 * F.second_difference(
+                c, lft[j], rgt[j])
             o[j] = beta * c + dtd * s
     for j in (0, n1 - 1):
         c, vm, vp, wm, wp = F.around2(u, i, j, bc0, bc1)
-        out[i, j] = beta * c + dtd * (c0 * F.axis_flux(c, vm, vp, 1, 1) + c1 * F.axis_flux(c, wm, wp, 1, 1))
+        out[i, j] = beta * c + dtd * (c0 * F.second_difference(c, vm, vp) + c1 * F.second_difference(c, wm, wp))
 
 
 @njit(cache=True)
@@ -84,13 +84,14 @@ def _row3_const(u, out, k, i, dtd, beta, c0, c1, c2, bc0, bc1, bc2):
         dn, up, o = u[k, im, 1 : n2 - 1], u[k, ip, 1 : n2 - 1], out[k, i, 1 : n2 - 1]
         for j in range(m):
             c = ctr[j]
-            s = (c0 * F.axis_flux(c, F.ghost(zdn[j], rm), F.ghost(zup[j], rp), 1, 1)
-                 + c1 * F.axis_flux(c, F.ghost(dn[j], sm), F.ghost(up[j], sp), 1, 1)
-                 + c2 * F.axis_flux(c, lft[j], rgt[j], 1, 1))
+            s = (c0 * F.second_difference(c, F.ghost(zdn[j], rm), F.ghost(zup[j], rp))
+                 + c1 * F.second_difference(c, F.ghost(dn[j], sm), F.ghost(up[j], sp))
+                 + c2 * F.second_difference(c, lft[j], rgt[j]))
             o[j] = beta * c + dtd * s
     for j in (0, n2 - 1):
         c, zm, zp, vm, vp, wm, wp = F.around3(u, k, i, j, bc0, bc1, bc2)
-        s = c0 * F.axis_flux(c, zm, zp, 1, 1) + c1 * F.axis_flux(c, vm, vp, 1, 1) + c2 * F.axis_flux(c, wm, wp, 1, 1)
+        s = c0 * F.second_difference(c, zm, zp) + c1 * F.second_difference(c, vm, vp) + c2 * F.second_difference(
+            c, wm, wp)
         out[k, i, j] = beta * c + dtd * s
 
 

@@ -58,8 +58,8 @@ def heat3(u, out, f0, f1, f2, dt, beta, c0, c1, c2, bc0, bc1, bc2, variable):
              + c1 * F.axis_flux(c, vm, vp, f1[k, i, j], f1[k, i + 1, j])
              + c2 * F.axis_flux(c, wm, wp, f2[k, i, j], f2[k, i, j + 1]))
     else:
-        s = c0 * F.axis_flux(c, zm, zp, 1.0, 1.0) + c1 * F.axis_flux(c, vm, vp, 1.0, 1.0) + c2 * F.axis_flux(
-            c, wm, wp, 1.0, 1.0)
+        s = (c0 * F.second_difference(c, zm, zp) + c1 * F.second_difference(c, vm, vp)
+             + c2 * F.second_difference(c, wm, wp))
     out[k, i, j] = beta * c + dt * s
 
 
