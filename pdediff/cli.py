@@ -167,7 +167,7 @@ def _plan_dtype(args, stored: np.dtype, dst: Path, fmt: str, shape, channel_axis
     floats_ok = problem(np.float32) is None
     integers_only = not floats_ok and problem(np.uint8) is None  # PNG/JPEG, for this shape
     if args.dtype == "auto":
-        if not floats_ok:  # PNG/JPEG: integers only
+        if integers_only:  # PNG/JPEG
             if stored.kind == "f" and not args.rescale:
                 raise CLIError(
                     f"{dst.name} stores integers only and INPUT is {stored}: pass --rescale (maps the result's "
