@@ -381,3 +381,12 @@ def test_submodules_load_on_access():
     code = "import pdediff; print(pdediff.data.mri_slice().shape)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "(256, 256)"
+
+
+def test_cast_like_never_clips_silently():
+    with pytest.raises(ValueError, match="clip=True"):
+        pio.cast_like(np.array([-1.0, 10.0]), np.uint8)
+    with pytest.raises(ValueError, match="NaN"):
+        pio.cast_like(np.array([np.nan]), np.int16)
+    np.testing.assert_array_equal(pio.cast_like(np.array([-1.0, 300.0]), np.uint8, clip=True), [0, 255])
+    assert pio.cast_like(np.array([1.5]), np.float32).dtype == np.float32

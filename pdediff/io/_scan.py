@@ -355,13 +355,46 @@ _READERS: dict[str, Callable[[Path], Scan]] = {
 
 
 # ---------------------------------------------------------------------------- write
-def cast_like(data: np.ndarray, dtype: Any) -> np.ndarray:
-    """Cast to ``dtype``; integer targets are rounded and clipped to the type's range."""
+def cast_like(data: np.ndarray, dtype: Any, *, clip: bool = False) -> np.ndarray:
+    """Cast to ``dtype``; integer targets are rounded, never silently clipped.
+
+    Parameters
+    ----------
+    data : ndarray
+        Values to cast (NaN/inf cannot become integers and are refused).
+    dtype : dtype-like
+        Target type.
+    clip : bool
+        For integer targets, clip values outside the type's range to its limits
+        instead of raising.
+
+    Raises
+    ------
+    ValueError
+        An integer target cannot hold a value (and ``clip`` is false), or the
+        data hold NaN/inf.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from pdediff.io import cast_like
+    >>> cast_like(np.array([0.4, 254.6]), np.uint8)
+    array([  0, 255], dtype=uint8)
+    >>> cast_like(np.array([-3.0, 300.0]), np.uint8, clip=True)
+    array([  0, 255], dtype=uint8)
+    """
     dtype = np.dtype(dtype)
-    if dtype.kind in "iu":
-        info = np.iinfo(dtype)
-        return np.clip(np.rint(data), info.min, info.max).astype(dtype)
-    return np.asarray(data).astype(dtype)
+    data = np.asarray(data)
+    if dtype.kind not in "iu":
+        return data.astype(dtype)
+    info = np.iinfo(dtype)
+    rounded = np.rint(data.astype(np.float64, copy=False))
+    if rounded.size and not np.isfinite(rounded).all():
+        raise ValueError(f"cannot cast NaN or infinite values to {dtype}")
+    if rounded.size and not clip and (rounded.min() < info.min or rounded.max() > info.max):
+        raise ValueError(f"values span {rounded.min():.6g}..{rounded.max():.6g}, outside {dtype}'s range "
+                         f"{info.min}..{info.max}; pass clip=True to clip, or choose a wider dtype")
+    return np.clip(rounded, info.min, info.max).astype(dtype)
 
 
 def write_scan(
