@@ -235,12 +235,12 @@ def _integer_result(out: np.ndarray, target: np.dtype, rescale: bool) -> tuple[n
         scale = (info.max - info.min) / (hi - lo) if hi > lo else 0.0
         res = np.rint((out.astype(np.float64) - lo) * scale + info.min)
         return res.astype(target), f"rescaled {lo:.6g}..{hi:.6g} -> {info.min}..{info.max} ({target})"
-    res = np.rint(out.astype(np.float64))
-    lo, hi = float(res.min()), float(res.max())
-    if lo < info.min or hi > info.max:
-        raise CLIError(f"the result spans {lo:.6g}..{hi:.6g}, outside {target}'s range {info.min}..{info.max}; "
-                       "pass --rescale or choose a float --dtype")
-    return res.astype(target), None
+    from .io import cast_like
+
+    try:  # rounds, and refuses (never clips) what the type cannot hold
+        return cast_like(out, target), None
+    except ValueError as exc:
+        raise CLIError(f"the result's {str(exc).split(';')[0]}; pass --rescale or choose a float --dtype") from None
 
 
 def _denoise(args: argparse.Namespace) -> None:

@@ -16,7 +16,7 @@ import numpy as np
 
 from .._backend import backend_for
 from .._validation import (DEFAULT_MAX_STEPS, as_float_array, channel_axis_value, check_option, check_step_count,
-                           max_steps_value, nonnegative_int, nonnegative_scalar, positive_or_auto, positive_step)
+                           nonnegative_int, nonnegative_scalar, positive_or_auto, positive_step)
 from ..errors import StabilityError
 from ..grid import Grid
 from ..kernels.formulas import EXPONENTIAL, RATIONAL, TUKEY
@@ -215,7 +215,6 @@ def perona_malik(
                 f"dt={dt_:.6g} exceeds the explicit Perona–Malik stability limit "
                 f"1/(2 sum 1/h^2) = {dt_max:.6g}; use dt <= {dt_max:.6g} or method='aos'"
             )
-    max_steps_value(max_steps)
     if num_iter is None:
         n_est = DEFAULT_NUM_ITER * dt_max / dt_
         check_step_count(n_est, max_steps, f"the default diffusion time 15 * dt_max with dt={dt_:.6g}",

@@ -19,9 +19,15 @@ __all__ = ["solve_heat"]
 METHODS = ("spectral", "explicit", "implicit")
 
 
+def _step_count(interval: float, dt: float) -> float:
+    """How many steps of at most ``dt`` cover ``interval`` (a float: may be astronomically large, or inf)."""
+    q = interval / dt * (1 - 1e-12)
+    return float(max(1, math.ceil(q))) if math.isfinite(q) else math.inf
+
+
 def _steps(interval: float, dt: float) -> tuple[int, float]:
     """A whole number of steps of at most ``dt`` that lands exactly on ``interval``."""
-    n = max(1, math.ceil(interval / dt * (1 - 1e-12)))
+    n = int(_step_count(interval, dt))
     return n, interval / n
 
 
@@ -158,8 +164,7 @@ def solve_heat(
         solver = ImplicitHeatSolver(u0.shape, u0.dtype, diffusivity=diffusivity, spacing=spacing,
                                     boundary=boundary, dt=dt, scheme=scheme)
     step_dt = solver.dt
-    intervals = np.diff(times, prepend=0.0)
-    total = float(sum(math.ceil(iv / step_dt * (1 - 1e-12)) for iv in intervals if iv > 0))
+    total = sum(_step_count(iv, step_dt) for iv in np.diff(times, prepend=0.0) if iv > 0)
     check_step_count(
         total, max_steps, f"method={method!r} up to t={times[-1]:.6g} with dt={step_dt:.6g}",
         "use method='spectral' (exact in one transform pair, constant diffusivity)"

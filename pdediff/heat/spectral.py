@@ -59,7 +59,7 @@ class SpectralHeatSolver(_HeatSolverBase):
                          allow_array_diffusivity=False)
         self.spectrum = check_option("spectrum", spectrum, SPECTRA)
         self.symbols = self.grid.symbol(self.spectrum)  # float64, per axis
-        self._device_symbols: dict[str, tuple] = {}
+        self._device_symbols: dict[int, tuple] = {}  # per backend (id), copied to its device once
 
     def _symbols_on(self, be) -> tuple:
         if id(be) not in self._device_symbols:

@@ -112,7 +112,6 @@ def exp_neg32(x):
     return e if x < _XMAX32 else e - e  # flush to 0 below the normal range (a typed zero)
 
 
-
 #: The formulas compiled for the CPU: inlined where they are called, NaN-safe, no ZeroDivisionError branch.
 F = compile_formulas(njit(inline="always", error_model="numpy"), "pdediff.kernels.cpu.F", exp_neg=exp_neg,
                      exp_neg32=exp_neg32)

@@ -25,6 +25,21 @@ def _kernel_code(code: int, dtype) -> int:
     return EXPONENTIAL32 if code == EXPONENTIAL and dtype == np.float32 else int(code)
 
 
+def _row_view(shape: tuple[int, ...], ih) -> tuple[tuple[int, int, int], int, tuple[float, float, float]]:
+    """How the row kernels see a ``(C, *spatial)`` array: ``(C, rows, n)``, rows per plane, ``(ihz, ihy, ihx)``.
+
+    1-D ``(C, n)`` is one row; 2-D ``(C, n0, n1)`` one plane of ``n0`` rows; 3-D
+    ``(C, n0, n1, n2)`` is ``(C, n0 * n1, n2)`` in planes of ``n1`` rows.  Missing axes get ``ih = 0``.
+    """
+    C, spatial = shape[0], tuple(shape[1:])
+    if len(spatial) == 1:
+        return (C, 1, spatial[0]), 1, (0.0, 0.0, ih[0])
+    if len(spatial) == 2:
+        return (C, *spatial), spatial[0], (0.0, ih[0], ih[1])
+    n0, n1, n2 = spatial
+    return (C, n0 * n1, n2), n1, tuple(ih)
+
+
 def _lines(shape: tuple[int, ...], axis: int) -> tuple[int, int, int]:
     """``(pre, n, post)``: a C-contiguous array of ``shape`` viewed with ``n`` along ``axis``."""
     pre = int(np.prod(shape[:axis], dtype=np.int64))
@@ -88,16 +103,9 @@ class CPUBackend:
     def pm_step(self, u, v, out, dt, ih, kinv2, code):
         """Fused explicit Perona–Malik step on ``(C, n)``, ``(C, n0, n1)`` or ``(C, n0, n1, n2)`` arrays."""
         t = u.dtype.type
-        C = u.shape[0]
-        if u.ndim == 2:  # (C, n) -> one row
-            shp, nplane, ihs, n0 = (C, 1, u.shape[1]), 1, (0.0, 0.0, ih[0]), 1
-        elif u.ndim == 3:  # (C, n0, n1): one plane of n0 rows
-            n0 = u.shape[1]
-            shp, nplane, ihs = u.shape, n0, (0.0, ih[0], ih[1])
-        else:  # (C, n0, n1, n2) -> (C, n0 * n1, n2), blocks of whole planes
-            _, n0, n1, n2 = u.shape
-            shp, nplane, ihs = (C, n0 * n1, n2), n1, tuple(ih)
+        shp, nplane, ihs = _row_view(u.shape, ih)
         par = use_parallel(u.size)
+        n0 = u.shape[1] if u.ndim > 2 else 1  # blocks start on planes (3-D) or rows (2-D)
         nblocks = min(n0, 4 * numba.get_num_threads()) if par else 1
         kernel("perona_malik", 0, "", u.size)(
             u.reshape(shp), v.reshape(shp), out.reshape(shp), nplane, t(dt), *(t(x) for x in ihs), t(kinv2),
@@ -141,14 +149,8 @@ class CPUBackend:
         nd = v.ndim - 1
         if v.size == 0 or nd == 0:
             return float("nan"), float("nan"), float("nan")
-        ih = [1.0 / float(h) for h in spacing]
-        C = v.shape[0]
-        if nd == 1:  # (C, 1, n): x faces only
-            v3, nplane, ihs = v.reshape(C, 1, v.shape[1]), 1, (0.0, 0.0, ih[0])
-        elif nd == 2:  # one plane of n0 rows
-            v3, nplane, ihs = v, v.shape[1], (0.0, ih[0], ih[1])
-        else:  # (C, n0 * n1, n2), planes of n1 rows
-            v3, nplane, ihs = v.reshape(C, v.shape[1] * v.shape[2], v.shape[3]), v.shape[2], tuple(ih)
+        v3_shape, nplane, ihs = _row_view(v.shape, [1.0 / float(h) for h in spacing])
+        v3 = v.reshape(v3_shape)
         par = use_parallel(v.size) and v.size >= kappa.PARALLEL_MIN_CELLS
         nblocks = min(v3.shape[1], numba.get_num_threads()) if par else 1
         return kappa.median_mad(v3, nplane, *ihs, nblocks)
