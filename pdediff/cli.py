@@ -404,6 +404,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"pdediff {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        _quiet_teardown()
         print(f"pdediff {args.command}: interrupted; outputs not yet complete were removed", file=sys.stderr)
         return 130
     except _Terminated as exc:
@@ -423,12 +424,26 @@ def _install_signal_handlers() -> dict:
         return {}
 
     def raise_terminated(signum, frame):
+        _quiet_teardown()
         raise _Terminated(signum)
+
+    def raise_interrupt(signum, frame):
+        _quiet_teardown()
+        raise KeyboardInterrupt
 
     previous = {}
     for signum in (signal.SIGTERM, signal.SIGHUP):
         previous[signum] = signal.signal(signum, raise_terminated)
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        previous[signal.SIGINT] = signal.signal(signal.SIGINT, raise_interrupt)
     return previous
+
+
+def _quiet_teardown() -> None:
+    """After an interrupt, objects half-built at that moment (e.g. by Numba's compiler, llvmlite) may fail in
+    their finalisers; Python would print those as "Exception ignored ... Traceback". The user asked to stop,
+    so the one line that says what was removed is all they should see."""
+    sys.unraisablehook = lambda unraisable: None
 
 
 if __name__ == "__main__":  # pragma: no cover
