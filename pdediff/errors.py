@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["StabilityError", "StepLimitError"]
+__all__ = ["StabilityError", "StepLimitError", "CheckpointError", "DatasetError", "RunError"]
 
 
 class StabilityError(ValueError):
@@ -20,4 +20,29 @@ class StepLimitError(ValueError):
     cheaper alternative (the spectral or implicit heat solver, a larger time
     step, the AOS scheme).  Pass ``max_steps=None`` to run anyway.  Subclass of
     :class:`ValueError`.
+    """
+
+
+class CheckpointError(ValueError):
+    """A training checkpoint cannot be used: corrupt, not a checkpoint, or unsafe to load.
+
+    pdediff loads checkpoints with ``torch.load(..., weights_only=True)``, which
+    never runs code stored in the file; a file that needs more than tensors and
+    plain containers (a pickled object, i.e. code) is refused with this error,
+    without loading it.  Subclass of :class:`ValueError`.
+    """
+
+
+class DatasetError(ValueError):
+    """Training images cannot be loaded: unknown name, missing path, empty folder, mixed shapes, bad array.
+
+    The message names the parameter at fault (usually ``spec``) and the
+    allowed values.  Subclass of :class:`ValueError`.
+    """
+
+
+class RunError(ValueError):
+    """A training run folder cannot be used: missing, incomplete, or its settings differ from the ones asked.
+
+    Subclass of :class:`ValueError`.
     """

@@ -10,7 +10,12 @@ never imports torch; importing :mod:`pdediff.torch` does.
   the shape of a diffusers scheduler and one timestep convention, ``0 .. K-1``
   (:mod:`pdediff.torch.processes`, one module per process).
 * :class:`UNet`, :func:`train`, :func:`sample`: one model and one loop for all.
-* :mod:`pdediff.torch.data`: digits, synthetic shapes, image patches.
+* :mod:`pdediff.torch.data`: digits, synthetic shapes, image patches;
+  :func:`load_dataset` by name or path, split into train and test.
+* :func:`make_process`, :func:`train_run`, :func:`load_run`, :class:`Run`:
+  processes by name and training runs on disk (``pdediff train`` /
+  ``pdediff sample``), resumable, with checkpoints that load without running
+  code (:mod:`pdediff.torch.runs`).
 """
 
 try:
@@ -28,6 +33,8 @@ from .processes import (
     StepOutput,
     load_process,
 )
+from .data import load_dataset
+from .runs import PROCESSES, Run, load_run, make_process, train_run
 from .training import sample, train
 from .unet import UNet
 
@@ -44,4 +51,10 @@ __all__ = [
     "UNet",
     "train",
     "sample",
+    "load_dataset",
+    "PROCESSES",
+    "make_process",
+    "train_run",
+    "load_run",
+    "Run",
 ]

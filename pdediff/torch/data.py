@@ -1,14 +1,31 @@
 """Training data that ship with installed packages, or are synthesised (nothing is downloaded).
 
 Every loader returns a float32 tensor of shape ``(N, C, H, W)`` scaled to ``[-1, 1]``.
+:func:`load_dataset` names a data set by a string (``"digits"``, ``"shapes"``,
+a folder of images or a ``.npy`` file) and splits it into train and test sets.
 """
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 import torch
 
-__all__ = ["digits", "shapes", "image_patches", "as_tensor"]
+from ..errors import DatasetError
+
+__all__ = ["digits", "shapes", "image_patches", "as_tensor", "load_dataset", "DATASETS", "IMAGE_SUFFIXES"]
+
+#: Data sets :func:`load_dataset` knows by name (anything else must be a path).
+DATASETS = ("digits", "shapes")
+#: Suffixes read from a folder of images (case-insensitive); other files are ignored.
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+#: Images :func:`load_dataset` generates for ``"shapes"`` unless ``n`` says otherwise.
+SHAPES_N = 2048
+#: Size of the ``"shapes"`` images unless ``size`` says otherwise.
+SHAPES_SIZE = (16, 16)
+SPLITS = ("train", "test", "all")
 
 
 def _to_unit(x: np.ndarray, lo: float, hi: float) -> torch.Tensor:
@@ -30,13 +47,20 @@ def shapes(n: int = 1024, size: tuple[int, int] = (16, 16), *, seed: int = 0) ->
     Edge preservation is what matters on these, which separates Perona–Malik
     from linear blur as a forward process.
     """
+    return _shapes(n, size, seed)[0]
+
+
+def _shapes(n: int, size: tuple[int, int], seed: int) -> tuple[torch.Tensor, np.ndarray]:
+    """:func:`shapes` and the number of shapes drawn on each image (1–3; later ones may cover earlier ones)."""
     rng = np.random.default_rng(seed)
     h, w = size
     yy, xx = np.meshgrid((np.arange(h) + 0.5) / h, (np.arange(w) + 0.5) / w, indexing="ij")
     out = np.empty((n, 1, h, w))
+    counts = np.empty(n, dtype=np.int64)
     for i in range(n):
         img = np.full((h, w), rng.uniform(0, 0.3))
-        for _ in range(rng.integers(1, 4)):
+        counts[i] = rng.integers(1, 4)
+        for _ in range(counts[i]):
             cy, cx = rng.uniform(0.2, 0.8, 2)
             ry, rx = rng.uniform(0.1, 0.35, 2)
             if rng.random() < 0.5:
@@ -45,7 +69,7 @@ def shapes(n: int = 1024, size: tuple[int, int] = (16, 16), *, seed: int = 0) ->
                 m = ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1
             img[m] = rng.uniform(0.3, 1.0)
         out[i, 0] = img
-    return _to_unit(out, 0.0, 1.0)
+    return _to_unit(out, 0.0, 1.0), counts
 
 
 def image_patches(n: int = 1024, size: tuple[int, int] = (32, 32), *, images=("camera", "coins", "moon"),
@@ -73,3 +97,241 @@ def as_tensor(data) -> torch.Tensor:
     if not t.is_floating_point():
         raise TypeError(f"training data must be floating point; got {t.dtype}")
     return t
+
+
+# ------------------------------------------------------------------------------ load_dataset
+def _allowed() -> str:
+    return "'digits', 'shapes', a folder of images (" + "/".join(x.lstrip(".") for x in IMAGE_SUFFIXES) + \
+        ") or a .npy file"
+
+
+def _check_size(size) -> tuple[int, int] | None:
+    if size is None:
+        return None
+    if isinstance(size, (int, np.integer)) and not isinstance(size, bool):
+        size = (int(size), int(size))
+    try:
+        h, w = (int(v) for v in size)
+    except (TypeError, ValueError):
+        raise DatasetError(f"size must be a positive integer or a pair (height, width); got {size!r}") from None
+    if h < 1 or w < 1:
+        raise DatasetError(f"size must be positive; got {size!r}")
+    return h, w
+
+
+def _scale_integer(img: np.ndarray) -> np.ndarray:
+    if img.dtype == np.bool_:
+        return img.astype(np.float64) * 2 - 1
+    info = np.iinfo(img.dtype)
+    return (img.astype(np.float64) - info.min) / (info.max - info.min) * 2 - 1
+
+
+def _scale_float(x: np.ndarray, what: str) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
+    if not np.all(np.isfinite(x)):
+        raise DatasetError(f"spec {what}: the data contain NaN or infinite values")
+    lo, hi = float(x.min()), float(x.max())
+    if not hi > lo:
+        raise DatasetError(f"spec {what}: every value is {lo:g}; cannot rescale constant data to [-1, 1]")
+    return (x - lo) / (hi - lo) * 2 - 1
+
+
+def _read_folder(folder: Path) -> np.ndarray:
+    files = sorted(p for p in folder.iterdir()
+                   if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise DatasetError(f"spec {str(folder)!r}: the folder holds no images (expected "
+                           f"{', '.join(IMAGE_SUFFIXES)} files; subfolders are not searched)")
+    try:
+        import imageio.v3 as iio
+    except ImportError:
+        raise ImportError('reading a folder of images needs imageio: pip install "pdediff[io]"') from None
+    imgs, kinds = [], []
+    first = None
+    for f in files:
+        try:
+            img = np.asarray(iio.imread(f))
+        except Exception as exc:  # imageio raises many types for a broken file
+            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise DatasetError(f"spec {str(folder)!r}: cannot read image {f.name}: {msg}") from None
+        if img.ndim == 3 and img.shape[-1] in (2, 4):  # grey+alpha, RGBA: drop an opaque alpha channel
+            alpha = img[..., -1]
+            opaque = np.iinfo(img.dtype).max if img.dtype.kind in "iu" else 1.0
+            if not np.all(alpha == opaque):
+                raise DatasetError(f"spec {str(folder)!r}: image {f.name} has a transparent alpha channel; "
+                                   "expected grey or RGB images")
+            img = img[..., :-1]
+        if img.ndim == 2:
+            img = img[None]
+        elif img.ndim == 3 and img.shape[-1] in (1, 3):
+            img = np.moveaxis(img, -1, 0)
+        else:
+            raise DatasetError(f"spec {str(folder)!r}: image {f.name} has shape {img.shape}; expected a 2-D grey "
+                               "or RGB image")
+        if img.dtype.kind not in "biuf":
+            raise DatasetError(f"spec {str(folder)!r}: image {f.name} has unsupported pixel type {img.dtype}")
+        if first is None:
+            first = (f.name, img.shape)
+        elif img.shape != first[1]:
+            raise DatasetError(
+                f"spec {str(folder)!r}: images of different shapes: {first[0]} is {_chw(first[1])}, {f.name} "
+                f"is {_chw(img.shape)}; every image must have the same size and channels")
+        imgs.append(img)
+        kinds.append(img.dtype.kind == "f")
+    out = np.empty((len(imgs),) + first[1])
+    for i, img in enumerate(imgs):
+        if not kinds[i]:
+            out[i] = _scale_integer(img)
+    if any(kinds):  # float images: one min/max over all of them
+        fl = np.array([i for i, k in enumerate(kinds) if k])
+        out[fl] = _scale_float(np.stack([imgs[i] for i in fl]), repr(str(folder)))
+    return out
+
+
+def _chw(shape) -> str:
+    c, h, w = shape
+    return f"{h}x{w} {'grey' if c == 1 else 'RGB'}"
+
+
+def _read_npy(path: Path) -> np.ndarray:
+    try:
+        x = np.load(path, allow_pickle=False, mmap_mode="r")
+    except Exception as exc:
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DatasetError(f"spec {str(path)!r}: cannot read {path.name}: {msg}") from None
+    if x.ndim == 3:
+        x = x[:, None]
+    elif x.ndim == 4 and x.shape[1] in (1, 3):
+        pass
+    elif x.ndim == 4 and x.shape[-1] in (1, 3):
+        x = np.moveaxis(x, -1, 1)
+    elif x.ndim == 4:
+        raise DatasetError(f"spec {str(path)!r}: array of shape {x.shape} has no channel axis of length 1 or 3; "
+                           "expected (N, H, W), (N, C, H, W) or (N, H, W, C) with C in {1, 3}")
+    else:
+        raise DatasetError(f"spec {str(path)!r}: array of shape {x.shape} has {x.ndim} dimensions; expected "
+                           "(N, H, W), (N, C, H, W) or (N, H, W, C) with C in {1, 3}")
+    if x.dtype.kind not in "biuf":
+        raise DatasetError(f"spec {str(path)!r}: unsupported data type {x.dtype}; expected integers or floats")
+    if x.shape[0] < 1 or min(x.shape[2:]) < 1:
+        raise DatasetError(f"spec {str(path)!r}: the array holds no images (shape {x.shape})")
+    x = np.asarray(x)
+    return _scale_float(x, repr(str(path))) if x.dtype.kind == "f" else _scale_integer(x)
+
+
+def load_dataset(
+    spec: str | os.PathLike,
+    *,
+    split: str = "train",
+    seed: int = 0,
+    test_fraction: float = 0.3,
+    n: int | None = None,
+    size: int | tuple[int, int] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Load a data set by name or path and return one split of it.
+
+    Parameters
+    ----------
+    spec : str or path-like
+        ``"digits"``: scikit-learn's 1797 handwritten digits, 1 × 8 × 8, with
+        their labels 0–9.  ``"shapes"``: :func:`shapes` (seeded synthetic
+        piecewise-constant images, 1 × 16 × 16 by default, ``n`` of them,
+        2048 by default) with label ``k - 1`` for an image on which ``k`` shapes
+        (1–3) were drawn (a later shape may cover an earlier one).  Or a path:
+        a folder of images (``.png``, ``.jpg``, ``.tif``, ``.bmp``, read with
+        imageio in name order; other files and subfolders are ignored), all of
+        one shape, grey or RGB (an opaque alpha channel is dropped), or a
+        ``.npy`` file of shape ``(N, H, W)``, ``(N, C, H, W)`` or
+        ``(N, H, W, C)`` with ``C`` in {1, 3}.  Paths have no labels.
+    split : {"train", "test", "all"}
+        Which part: a seeded random ``1 - test_fraction`` / ``test_fraction``
+        partition of the images (disjoint; in the data's order within each part).
+    seed : int
+        Seed of the partition (and of the ``"shapes"`` generator).
+    test_fraction : float
+        Fraction of the images in the test part, in (0, 1); the test part holds
+        ``round(N * test_fraction)`` images, at least 1 and at most ``N - 1``.
+    n : int, optional
+        ``"shapes"``: how many to generate.  Other data: use only the first
+        ``n`` images (before splitting).
+    size : int or (int, int), optional
+        ``"shapes"``: the image size (default 16 × 16).  Other data: the size
+        the images must have (checked; pdediff never resizes).
+
+    Returns
+    -------
+    images : torch.Tensor
+        float32, ``(N, C, H, W)``, in ``[-1, 1]``.  Integer pixels are scaled by
+        their type's range (``uint8``: 0..255 → -1..1, ``uint16``: 0..65535);
+        float pixels (``.npy``, float TIFF) are rescaled from the data's own
+        minimum and maximum (over all images) to -1..1.
+    labels : torch.Tensor or None
+        int64 labels for ``"digits"`` and ``"shapes"``, else ``None``.
+
+    Raises
+    ------
+    DatasetError
+        (a :class:`ValueError`) for an unknown name (listing the allowed ones),
+        a path that does not exist, an empty folder, images of different
+        shapes, an unreadable file (named), an array of the wrong shape, and
+        invalid ``split``, ``test_fraction``, ``n`` or ``size``.
+    """
+    if split not in SPLITS:
+        raise DatasetError(f"split must be one of {', '.join(map(repr, SPLITS))}; got {split!r}")
+    try:
+        tf = float(test_fraction)
+    except (TypeError, ValueError):
+        raise DatasetError(f"test_fraction must be a number in (0, 1); got {test_fraction!r}") from None
+    if not 0.0 < tf < 1.0:
+        raise DatasetError(f"test_fraction must be in (0, 1); got {test_fraction!r}")
+    if n is not None and (isinstance(n, bool) or int(n) != n or int(n) < 1):
+        raise DatasetError(f"n must be a positive integer or None; got {n!r}")
+    hw = _check_size(size)
+    if not isinstance(spec, (str, os.PathLike)):
+        raise DatasetError(f"spec must be {_allowed()}; got {type(spec).__name__}")
+    labels = None
+    name = os.fspath(spec)
+    if name == "digits":
+        try:
+            from sklearn.datasets import load_digits
+        except ImportError:
+            raise ImportError('the "digits" data set needs scikit-learn: pip install "pdediff[torch]"') from None
+        d = load_digits()
+        images, labels = _to_unit(d.images[:, None], 0.0, 16.0), torch.from_numpy(d.target.astype(np.int64))
+    elif name == "shapes":
+        images, counts = _shapes(int(n) if n is not None else SHAPES_N, hw or SHAPES_SIZE, int(seed))
+        labels = torch.from_numpy(counts - 1)
+    else:
+        path = Path(name).expanduser()
+        if not path.exists():
+            if os.sep not in name and "/" not in name and not path.suffix:
+                raise DatasetError(f"spec {name!r} is not a known data set or an existing path; expected "
+                                   f"{_allowed()}")
+            raise DatasetError(f"spec {name!r}: no such file or folder; expected {_allowed()}")
+        if path.is_dir():
+            arr = _read_folder(path)
+        elif path.suffix.lower() == ".npy":
+            arr = _read_npy(path)
+        else:
+            raise DatasetError(f"spec {name!r}: unsupported file type {path.suffix or '(none)'}; expected "
+                               f"{_allowed()}")
+        images = torch.from_numpy(arr.astype(np.float32))
+    if n is not None and name != "shapes":
+        if int(n) > images.shape[0]:
+            raise DatasetError(f"n={int(n)} exceeds the {images.shape[0]} images of spec {name!r}")
+        images = images[: int(n)]
+        labels = labels[: int(n)] if labels is not None else None
+    if hw is not None and tuple(images.shape[-2:]) != hw:
+        raise DatasetError(f"size={hw}: the images of spec {name!r} are {tuple(images.shape[-2:])}; pdediff "
+                           "does not resize (leave size unset)")
+    images = images.contiguous()
+    if split == "all":
+        return images, labels
+    N = images.shape[0]
+    if N < 2:
+        raise DatasetError(f"spec {name!r} holds {N} image; a train/test split needs at least 2 (or split='all')")
+    n_test = min(max(int(round(N * tf)), 1), N - 1)
+    perm = np.random.default_rng(int(seed)).permutation(N)
+    idx = np.sort(perm[:n_test] if split == "test" else perm[n_test:])
+    idx_t = torch.from_numpy(idx)
+    return images[idx_t].contiguous(), (labels[idx_t].contiguous() if labels is not None else None)

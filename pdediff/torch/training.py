@@ -9,19 +9,28 @@ from __future__ import annotations
 
 import copy
 import os
+import pickle
+import zipfile
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch.nn import functional as F
 
+from ..errors import CheckpointError
 from ..io import atomic_path
 from .data import as_tensor
 from .processes import ForwardProcess
 
-__all__ = ["train", "sample", "TrainResult"]
+__all__ = ["train", "sample", "TrainResult", "load_checkpoint", "CHECKPOINT_KEYS"]
 
 CHECKPOINT = "checkpoint.pt"
+
+#: What a checkpoint holds (a dict of tensors, state dicts and plain values only):
+#: ``model``/``ema``/``optimizer`` state dicts, ``generator`` (uint8 tensor of
+#: :meth:`torch.Generator.get_state`), ``losses`` (float64 tensor, one per step),
+#: ``step`` (int) and ``process`` (the process's config plus ``"class"``).
+CHECKPOINT_KEYS = ("model", "ema", "optimizer", "generator", "losses", "step", "process")
 
 
 @dataclass
@@ -35,7 +44,76 @@ class TrainResult:
 
 def _save_atomic(obj: Any, path: str) -> None:
     with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+        # through a file object, so the archive's inner name does not depend on the temporary file's name
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+
+
+def load_checkpoint(path: str | os.PathLike, *, map_location: str | torch.device | None = "cpu") -> dict:
+    """Read a checkpoint written by :func:`train` without running any code stored in it.
+
+    Parameters
+    ----------
+    path : path-like
+        The ``checkpoint.pt`` file.
+    map_location : str or torch.device, optional
+        Where tensors are loaded (default ``"cpu"``; ``load_state_dict`` moves
+        them to the model's device).
+
+    Returns
+    -------
+    dict
+        The keys of :data:`CHECKPOINT_KEYS`; ``losses`` as a list of floats,
+        ``step`` as an int.
+
+    Raises
+    ------
+    CheckpointError
+        The file does not exist, is corrupt or not a pdediff checkpoint, or
+        contains pickled code (objects other than tensors and plain
+        containers).  It is loaded with ``torch.load(..., weights_only=True)``,
+        which refuses such a file before running anything in it.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        lines = str(exc).strip().splitlines()
+        why = next((ln.strip() for ln in lines if "Unsupported global" in ln or "GLOBAL" in ln), "")
+        if not why:  # not objects refused, but bytes that are no checkpoint (nothing was run either)
+            why = next((ln.strip() for ln in lines if "Unsupported" in ln), lines[0] if lines else "")
+            raise CheckpointError(f"checkpoint {path} is corrupt or not a torch checkpoint ({why}); not loaded"
+                                  ) from None
+        raise CheckpointError(
+            f"checkpoint {path} contains pickled code (objects other than tensors and plain containers) and was "
+            f"not loaded: pdediff loads checkpoints with weights_only=True and never runs code from a file"
+            f" ({why})"
+        ) from None
+    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError, AttributeError, KeyError) as exc:
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"checkpoint {path} is corrupt or not a torch checkpoint ({msg})") from None
+    if not isinstance(state, dict) or not all(k in state for k in CHECKPOINT_KEYS):
+        missing = [k for k in CHECKPOINT_KEYS if not isinstance(state, dict) or k not in state]
+        raise CheckpointError(f"checkpoint {path} is not a pdediff training checkpoint "
+                              f"(missing {', '.join(missing)})")
+    state = dict(state)
+    losses = state["losses"]
+    state["losses"] = [float(v) for v in (losses.tolist() if isinstance(losses, torch.Tensor) else losses)]
+    state["step"] = int(state["step"])
+    gen = state["generator"]
+    if not isinstance(gen, torch.Tensor) or gen.dtype != torch.uint8:
+        raise CheckpointError(f"checkpoint {path}: 'generator' must be a uint8 tensor "
+                              "(torch.Generator.get_state())")
+    if state["step"] != len(state["losses"]):
+        raise CheckpointError(f"checkpoint {path} is inconsistent: step {state['step']} but "
+                              f"{len(state['losses'])} losses")
+    return state
+
+
+def _process_record(process: ForwardProcess) -> dict:
+    return dict(process.config) | {"class": type(process).__name__}
 
 
 def train(
@@ -52,6 +130,7 @@ def train(
     checkpoint_every: int = 100,
     progress: bool = True,
     device: str | torch.device | None = None,
+    ema_warmup: bool = False,
 ) -> TrainResult:
     """Train ``model`` to reverse ``process`` on ``data`` with MSE on the process's target.
 
@@ -74,10 +153,21 @@ def train(
         at the end (atomically).  If it exists, training resumes from it
         exactly: model, EMA, optimiser and generator state, and loss history,
         so the loss curve equals an uninterrupted run's bit for bit on the CPU.
+        The checkpoint holds tensors and plain values only and is read with
+        ``torch.load(weights_only=True)`` (:func:`load_checkpoint`): a file
+        carrying pickled code is refused (:class:`~pdediff.errors.CheckpointError`),
+        as is a checkpoint written for another process configuration.
     progress : bool
         tqdm progress bar.
     device : optional
         Where the model trains (default: the model's device).
+    ema_warmup : bool
+        Use ``min(ema_decay, (1 + k) / (10 + k))`` as the decay of update
+        ``k`` (as diffusers' ``EMAModel``), so that the EMA forgets the
+        initial weights within the first few hundred steps; without it, the
+        EMA of a short run is mostly the untrained model (``0.999**1500`` ≈
+        0.22 of the initial weights remain after 1500 steps).
+        :func:`pdediff.torch.train_run` turns it on.
 
     Returns
     -------
@@ -90,6 +180,8 @@ def train(
         raise ValueError(f"batch_size must be positive; got {batch_size}")
     if not 0.0 <= float(ema_decay) < 1.0:
         raise ValueError(f"ema_decay must be in [0, 1); got {ema_decay}")
+    if int(checkpoint_every) < 1:
+        raise ValueError(f"checkpoint_every must be a positive integer; got {checkpoint_every}")
     data = as_tensor(data)
     if process.prior_data is None:
         process.fit(data)
@@ -106,19 +198,27 @@ def train(
         os.makedirs(checkpoint_dir, exist_ok=True)
         ckpt = os.path.join(os.fspath(checkpoint_dir), CHECKPOINT)
         if os.path.exists(ckpt):
-            state = torch.load(ckpt, weights_only=False)
-            model.load_state_dict(state["model"])
-            ema.load_state_dict(state["ema"])
-            opt.load_state_dict(state["optimizer"])
+            state = load_checkpoint(ckpt)
+            if state["process"] != _process_record(process):
+                raise CheckpointError(f"checkpoint {ckpt} was written for {state['process']}, not for "
+                                      f"{_process_record(process)}; use another checkpoint_dir")
+            try:
+                model.load_state_dict(state["model"])
+                ema.load_state_dict(state["ema"])
+                opt.load_state_dict(state["optimizer"])
+            except (RuntimeError, ValueError, KeyError) as exc:
+                raise CheckpointError(f"checkpoint {ckpt} does not fit this model/optimiser: "
+                                      f"{str(exc).strip().splitlines()[0]}") from None
             gen.set_state(state["generator"])
-            result.losses = list(state["losses"])
-            result.step = int(state["step"])
+            result.losses = state["losses"]
+            result.step = state["step"]
 
     def save():
+        # tensors, state dicts and plain values only: loads with torch.load(weights_only=True)
         if ckpt is not None:
             _save_atomic({"model": model.state_dict(), "ema": ema.state_dict(), "optimizer": opt.state_dict(),
-                          "generator": gen.get_state(), "losses": result.losses, "step": result.step,
-                          "process": process.config | {"class": type(process).__name__}}, ckpt)
+                          "generator": gen.get_state(), "losses": torch.tensor(result.losses, dtype=torch.float64),
+                          "step": int(result.step), "process": _process_record(process)}, ckpt)
 
     iterator = range(result.step, int(steps))
     if progress:
@@ -139,9 +239,10 @@ def train(
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        decay = min(float(ema_decay), (1 + result.step) / (10 + result.step)) if ema_warmup else ema_decay
         with torch.no_grad():
             for pe, pm in zip(ema.parameters(), model.parameters()):
-                pe.mul_(ema_decay).add_(pm.detach(), alpha=1 - ema_decay)
+                pe.mul_(decay).add_(pm.detach(), alpha=1 - decay)
             for be, bm in zip(ema.buffers(), model.buffers()):
                 be.copy_(bm)
         result.losses.append(float(loss.detach()))

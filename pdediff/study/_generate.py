@@ -1,0 +1,233 @@
+"""The generation study: five forward processes, one network and one training budget, offline metrics.
+
+Every process trains the same :class:`~pdediff.torch.UNet` with the same
+optimiser, batch size, number of steps and data (a run folder per process and
+seed, made by :func:`pdediff.torch.train_run`, so an interrupted study resumes
+training where it stopped).  Samples are compared with the held-out split in
+the feature space of a classifier (or, for unlabelled data, an autoencoder)
+trained locally on the training split (:class:`pdediff.metrics.FeatureExtractor`).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from ._common import ArmCache
+
+PROCESSES = ("ddpm", "ihdm", "blurring", "cold-heat", "cold-pm")
+LABELS = {"ddpm": "DDPM (Gaussian)", "ihdm": "inverse heat dissipation", "blurring": "blurring diffusion",
+          "cold-heat": "cold diffusion, heat", "cold-pm": "cold diffusion, Perona–Malik"}
+
+
+@dataclass(frozen=True)
+class GenerateSettings:
+    data: tuple = ("digits",)
+    processes: tuple = PROCESSES
+    steps: int = 1500
+    base: int = 16
+    mults: tuple = (1, 2)
+    batch_size: int = 128
+    lr: float = 1e-3
+    n_samples: int | None = None  # None: as many as held-out images
+    sampling_steps: dict = field(default_factory=dict)  # per process; default: every training timestep
+    config: dict = field(default_factory=dict)  # per process: constructor overrides
+
+    @classmethod
+    def quick(cls) -> GenerateSettings:
+        return cls(steps=60, base=8, mults=(1,), batch_size=32, n_samples=120,
+                   config={"ddpm": {"num_train_timesteps": 50}, "ihdm": {"num_train_timesteps": 10},
+                           "blurring": {"num_train_timesteps": 50}, "cold-heat": {"num_train_timesteps": 10},
+                           "cold-pm": {"num_train_timesteps": 10}})
+
+
+def _np(x) -> np.ndarray:
+    return x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
+
+
+def set_metrics(samples: np.ndarray, reference: np.ndarray, train: np.ndarray, features, *, seed: int = 0) -> dict:
+    """Every metric of one set of samples against the held-out reference set (images ``(N, C, H, W)``)."""
+    from .. import metrics as M
+
+    fs, fr = features.transform(samples), features.transform(reference)
+    out = {
+        "frechet": M.frechet_distance(fs, fr),
+        "sliced_wasserstein": M.sliced_wasserstein(fs, fr, seed=seed),
+        "one_nn_accuracy": M.one_nn_accuracy(fs, fr),
+        **{f"{k}": float(v) for k, v in M.precision_recall(fr, fs).items()},
+        **{f"{k}": float(v) for k, v in M.density_coverage(fr, fs).items()},
+        "memorisation_ratio": M.memorisation_ratio(samples.reshape(len(samples), -1),
+                                                   train.reshape(len(train), -1),
+                                                   reference.reshape(len(reference), -1)),
+    }
+    spec = M.spectrum_error(reference[:, 0], samples[:, 0])
+    out["spectrum"] = {k: v for k, v in spec.items() if k != "band_edges"}
+    if features.kind == "classifier":
+        out.update({f"label_{k}": float(v) for k, v in M.label_statistics(features.predict_proba(samples)).items()})
+    return out
+
+
+def _subset(x: np.ndarray, n: int, seed: int) -> np.ndarray:
+    idx = np.random.default_rng(seed).choice(len(x), size=min(n, len(x)), replace=False)
+    return x[np.sort(idx)]
+
+
+def run_generate(settings: GenerateSettings, *, seeds: int, out: str | None, progress: bool = True,
+                 log: Callable[[str], None] = print, device: str | None = None) -> dict:
+    """Run the generation study; returns the ``generate`` section of ``results.json``."""
+    import torch
+
+    from ..metrics import FeatureExtractor
+    from ..torch import load_dataset, load_run, train_run
+
+    root = out if out is not None else _tmpdir()
+    cache = ArmCache(os.path.join(root, "cache", "generate"))
+    result: dict = {"datasets": {}, "processes": {p: LABELS.get(p, p) for p in settings.processes}}
+    for data in settings.data:
+        train_x, train_y = load_dataset(data, split="train", seed=0)
+        test_x, _ = load_dataset(data, split="test", seed=0)
+        train_np, test_np = _np(train_x), _np(test_x)
+        n = int(settings.n_samples or len(test_np))
+        t0 = time.perf_counter()
+        features = FeatureExtractor.fit(train_np, None if train_y is None else _np(train_y), seed=0)
+        entry: dict = {"shape": list(train_np.shape[1:]), "n_train": len(train_np), "n_test": len(test_np),
+                       "n_samples": n, "features": {"kind": features.kind,
+                                                     "seconds": time.perf_counter() - t0,
+                                                     **_feature_quality(features)},
+                       "floor": {}, "runs": {}}
+        # The real-vs-real floor: n training images (never seen as reference) against the held-out set,
+        # at the sample size every model gets; one value per seed of the subset.
+        floors = [set_metrics(_subset(train_np, n, 100 + s), test_np, train_np, features, seed=s)
+                  for s in range(max(seeds, 1))]
+        entry["floor"] = {"seeds": floors}
+        for proc in settings.processes:
+            runs = []
+            for seed in range(seeds):
+                name = f"{_slug(data)}-{proc}-seed{seed}"
+                run_dir = os.path.join(root, "runs", name)
+                arm = {"data": data, "process": proc, "seed": seed, "n": n, **_key(settings, proc)}
+
+                def run_arm(proc=proc, seed=seed, run_dir=run_dir):
+                    rec: dict = {}
+                    t0 = time.perf_counter()
+                    train_run(run_dir, process=proc, data=data, steps=settings.steps, base=settings.base,
+                              mults=tuple(settings.mults), batch_size=settings.batch_size, lr=settings.lr,
+                              seed=seed, device=device, config=settings.config.get(proc) or None,
+                              progress=progress)
+                    rec["train_seconds"] = time.perf_counter() - t0  # 0 when resumed from a finished run
+                    run = load_run(run_dir, device=device)
+                    rec["final_loss"] = float(np.mean(_np(run.losses)[-50:]))
+                    steps = settings.sampling_steps.get(proc)
+                    t0 = time.perf_counter()
+                    samples = run.sample(n, steps=steps, seed=seed)
+                    rec["sample_seconds"] = time.perf_counter() - t0
+                    rec["sampling_steps"] = int(run.process.num_inference_steps)
+                    g = torch.Generator().manual_seed(10_000 + seed)
+                    prior = _np(run.process.sample_prior(n, g)).astype(np.float32)
+                    rec["metrics"] = set_metrics(samples, test_np, train_np, features, seed=seed)
+                    rec["prior"] = {"frechet": float(_frechet(features, prior, test_np))}
+                    np.save(os.path.join(run_dir, "samples.npy"), samples[:64])
+                    return rec
+
+                runs.append(cache.get_or_run(f"gen-{name}", arm, run_arm))
+            entry["runs"][proc] = runs
+        result["datasets"][data] = entry
+    return result
+
+
+def _frechet(features, a: np.ndarray, b: np.ndarray) -> float:
+    from ..metrics import frechet_distance
+
+    return frechet_distance(features.transform(a), features.transform(b))
+
+
+def _feature_quality(features) -> dict:
+    out = {}
+    for k in ("accuracy", "reconstruction_error"):
+        v = getattr(features, k, None)
+        if v is not None:
+            out[k] = float(v)
+    return out
+
+
+def _key(settings: GenerateSettings, proc: str) -> dict:
+    d = asdict(settings)
+    d.pop("data")
+    d.pop("processes")
+    d["config"] = settings.config.get(proc)
+    d["sampling_steps"] = settings.sampling_steps.get(proc)
+    return d
+
+
+def _slug(data: str) -> str:
+    base = os.path.basename(os.path.normpath(str(data)))
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in base) or "data"
+
+
+def _tmpdir() -> str:
+    import tempfile
+
+    return tempfile.mkdtemp(prefix="pdediff-study-")
+
+
+def figures(result: dict, out: str, *, trajectories: bool = True) -> list[str]:
+    """Sample grids per process (seed 0), and prior-to-sample trajectories."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ..io._atomic import atomic_path
+    from ..torch import load_run
+
+    paths = []
+    os.makedirs(os.path.join(out, "figures"), exist_ok=True)
+    for data, entry in result["datasets"].items():
+        procs = list(entry["runs"])
+        fig, axes = plt.subplots(1, len(procs), figsize=(2.6 * len(procs), 2.9), squeeze=False)
+        for ax, proc in zip(axes[0], procs):
+            s = np.load(os.path.join(out, "runs", f"{_slug(data)}-{proc}-seed0", "samples.npy"))[:36]
+            ax.imshow(_grid(s), cmap="gray", vmin=-1, vmax=1)
+            ax.set_title(LABELS.get(proc, proc), fontsize=8)
+            ax.set_axis_off()
+        fig.tight_layout()
+        p = os.path.join(out, "figures", f"samples-{_slug(data)}.png")
+        with atomic_path(p) as tmp:
+            fig.savefig(tmp, dpi=120, format="png")
+        plt.close(fig)
+        paths.append(p)
+        if trajectories:
+            fig, axes = plt.subplots(len(procs), 8, figsize=(8 * 1.1, 1.2 * len(procs)), squeeze=False)
+            for row, proc in zip(axes, procs):
+                run = load_run(os.path.join(out, "runs", f"{_slug(data)}-{proc}-seed0"))
+                _, traj = run.sample(4, seed=0, trajectory=True)
+                picks = np.linspace(0, len(traj) - 1, 8).round().astype(int)
+                for ax, i in zip(row, picks):
+                    ax.imshow(_grid(_np(traj[i])[:4], cols=2), cmap="gray", vmin=-1, vmax=1)
+                    ax.set_xticks([])
+                    ax.set_yticks([])
+                row[0].set_ylabel(proc, fontsize=7)
+            fig.suptitle("prior → sample", fontsize=9)
+            fig.tight_layout()
+            p = os.path.join(out, "figures", f"trajectories-{_slug(data)}.png")
+            with atomic_path(p) as tmp:
+                fig.savefig(tmp, dpi=120, format="png")
+            plt.close(fig)
+            paths.append(p)
+    return paths
+
+
+def _grid(x: np.ndarray, cols: int | None = None) -> np.ndarray:
+    x = np.asarray(x)[:, 0]
+    n, h, w = x.shape
+    cols = cols or int(np.ceil(np.sqrt(n)))
+    rows = int(np.ceil(n / cols))
+    g = np.full((rows * (h + 1) + 1, cols * (w + 1) + 1), -1.0)
+    for i in range(n):
+        r, c = divmod(i, cols)
+        g[1 + r * (h + 1) : 1 + r * (h + 1) + h, 1 + c * (w + 1) : 1 + c * (w + 1) + w] = np.clip(x[i], -1, 1)
+    return g

@@ -1,0 +1,122 @@
+"""`pdediff study`: the quick study end to end, its sanity properties, resume, schema, and errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("skimage")
+pytest.importorskip("jsonschema")
+
+from pdediff.cli import main  # noqa: E402
+from pdediff.study import RESULTS_SCHEMA, load_results, run_study, validate_results  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory):
+    """One quick study (both parts, one seed) through the command line, timed."""
+    out = tmp_path_factory.mktemp("study")
+    t0 = time.perf_counter()
+    assert main(["study", "all", "--quick", "--seeds", "1", "--out", str(out), "--quiet"]) == 0
+    return out, time.perf_counter() - t0
+
+
+def test_outputs_are_written_and_round_trip(quick):
+    out, _ = quick
+    names = set(os.listdir(out))
+    assert {"results.json", "results.md", "figures", "cache", "runs"} <= names
+    figs = set(os.listdir(out / "figures"))
+    assert {"denoise-crops.png", "samples-digits.png", "trajectories-digits.png"} <= figs
+    res = load_results(out)  # validates against the schema
+    assert json.loads(json.dumps(res)) == res
+    assert res["quick"] and res["kind"] == "all" and res["settings"]["seeds"] == 1
+    assert res["versions"]["pdediff"] and res["machine"]["logical_cores"] >= 1
+    assert set(res["wall_seconds"]) == {"denoise", "generate"}
+    md = (out / "results.md").read_text()
+    assert "Denoising" in md and "Generation" in md and "not results" in md
+
+
+def test_schema_rejects_broken_results(quick):
+    import jsonschema
+
+    res = load_results(quick[0])
+    bad = json.loads(json.dumps(res))
+    bad["denoise"]["rows"][0]["dim"] = 4
+    with pytest.raises(jsonschema.ValidationError):
+        validate_results(bad)
+    bad = json.loads(json.dumps(res))
+    del bad["generate"]["datasets"]["digits"]["floor"]
+    with pytest.raises(jsonschema.ValidationError):
+        validate_results(bad)
+    assert RESULTS_SCHEMA["properties"]["schema"]["const"] == res["schema"]
+
+
+def test_generation_sanity(quick):
+    """Every learned process's samples are closer to the data than its own prior; the floor is below all."""
+    gen = load_results(quick[0])["generate"]["datasets"]["digits"]
+    floor = np.mean([m["frechet"] for m in gen["floor"]["seeds"]])
+    assert set(gen["runs"]) == {"ddpm", "ihdm", "blurring", "cold-heat", "cold-pm"}
+    for proc, runs in gen["runs"].items():
+        for r in runs:
+            fd = r["metrics"]["frechet"]
+            assert fd < r["prior"]["frechet"], (proc, fd, r["prior"])
+            assert floor < fd, (proc, floor, fd)
+            assert r["train_seconds"] > 0 and r["sample_seconds"] > 0
+            assert 0 <= r["metrics"]["one_nn_accuracy"] <= 1
+
+
+def test_denoising_sanity(quick):
+    rows = load_results(quick[0])["denoise"]["rows"]
+    by = {}
+    for r in rows:
+        by.setdefault((r["image"], r["level"], r["method"]), r)
+    for (image, level, method), r in by.items():
+        noisy = by[(image, level, "noisy")]["psnr"]
+        if method == "heat":
+            # the oracle is the best heat blur there is
+            assert by[(image, level, "heat_oracle")]["psnr"] >= r["psnr"] - 0.05
+        if level >= 0.2 and method in ("heat_oracle", "pm_explicit", "pm_aos", "tv", "bm3d", "nl_means"):
+            assert r["psnr"] > noisy + 3, (image, method, r["psnr"], noisy)
+    assert {r["dim"] for r in rows} == {2, 3}
+    assert not {r["method"] for r in rows if r["dim"] == 3} & {"bm3d", "bilateral", "ddpm", "cold_pm"}
+
+
+def test_rerun_resumes_from_the_cache(quick, tmp_path):
+    """Rerunning into the same folder recomputes nothing: every arm and model comes from disk."""
+    out, first = quick
+    before = load_results(out)
+    t0 = time.perf_counter()
+    res = run_study("all", out=out, quick=True, seeds=1, progress=False, figures=False)
+    assert time.perf_counter() - t0 < first
+    assert res["denoise"]["cache"]["misses"] == 0
+    for proc, runs in res["generate"]["datasets"]["digits"]["runs"].items():
+        assert runs[0]["metrics"] == before["generate"]["datasets"]["digits"]["runs"][proc][0]["metrics"]
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["study", "bogus", "--quick"], "invalid choice"),
+    (["study", "denoise", "--seeds", "0"], "--seeds"),
+    (["study", "denoise", "--steps", "-3"], "--steps"),
+    (["study", "generate", "--quick", "--data", "/no/such/folder"], "/no/such/folder"),
+])
+def test_cli_errors_are_one_line(argv, words, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        code = main([*argv, "--out", str(tmp_path / "o"), "--quiet"])
+        raise SystemExit(code)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and words in err, err
+
+
+def test_api_validation(tmp_path):
+    with pytest.raises(ValueError, match="kind"):
+        run_study("everything", out=tmp_path)
+    with pytest.raises(ValueError, match="seeds"):
+        run_study("denoise", out=tmp_path, seeds=0)
+    with pytest.raises(ValueError, match="steps"):
+        run_study("denoise", out=tmp_path, steps=0)
