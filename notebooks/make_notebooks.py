@@ -265,7 +265,8 @@ import matplotlib.pyplot as plt
 from pdediff.study import run_study
 
 out = Path(tempfile.mkdtemp()) / "study"
-results = run_study("all", out=out, quick=True, seeds=1, progress=False)
+# threads=1: these small models gain little from more, and it keeps the run steady on shared cores
+results = run_study("all", out=out, quick=True, seeds=1, progress=False, threads=1)
 print(sorted(p.name for p in out.iterdir()))
 """),
     md("""

@@ -116,13 +116,15 @@ def _add_study_parser(sub) -> None:
     st.add_argument("--quick", action="store_true", help="tiny settings: the pipeline in about a minute")
     st.add_argument("--seeds", type=int, default=3, help="independent repetitions (default: %(default)s)")
     st.add_argument("--steps", type=int, default=None,
-                    help="training steps of every learned model (default: 1500 for generation, 800 for the "
+                    help="training steps of every learned model (default: 1500 for generation, 500 for the "
                     "learned denoisers; 60 and 20 with --quick)")
     st.add_argument("--data", default=None, action="append",
                     help="generation data: digits, shapes, a folder of images or a .npy; repeat for several "
                     "(default: digits)")
     st.add_argument("--out", default="pdediff-study", metavar="DIR", help="output folder (default: %(default)s)")
     st.add_argument("--device", default=None, help="torch device of the learned models (cpu, cuda)")
+    st.add_argument("--threads", type=int, default=None,
+                    help="torch CPU threads (default: torch's, all cores; use 1 when other work shares the cores)")
     st.add_argument("--no-figures", action="store_true", help="skip the figures")
     st.add_argument("--quiet", action="store_true", help="no progress bars and no summary")
 
@@ -132,6 +134,8 @@ def _study(args: argparse.Namespace) -> None:
         raise CLIError(f"--seeds must be a positive integer; got {args.seeds}")
     if args.steps is not None and args.steps < 1:
         raise CLIError(f"--steps must be a positive integer; got {args.steps}")
+    if args.threads is not None and args.threads < 1:
+        raise CLIError(f"--threads must be a positive integer; got {args.threads}")
     for d in args.data or ():
         if d not in ("digits", "shapes") and not os.path.exists(d):
             raise CLIError(f"--data {d}: no such file or folder (expected digits, shapes, a folder of images "
@@ -151,7 +155,7 @@ def _study(args: argparse.Namespace) -> None:
     try:
         res = run_study(args.kind, out=out, quick=args.quick, seeds=args.seeds, steps=args.steps,
                         data=tuple(args.data) if args.data else None, figures=not args.no_figures,
-                        progress=not args.quiet, device=args.device)
+                        progress=not args.quiet, device=args.device, threads=args.threads)
     except (ValueError, TypeError, OSError) as exc:  # DatasetError, RunError among them
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CLIError(_train_words(msg)) from None
@@ -640,6 +644,8 @@ def _sample(args: argparse.Namespace) -> None:
         raise CLIError(f"-n must be a positive integer; got {args.n}")
     if args.steps is not None and args.steps < 1:
         raise CLIError(f"--steps must be a positive integer; got {args.steps}")
+    if args.threads is not None and args.threads < 1:
+        raise CLIError(f"--threads must be a positive integer; got {args.threads}")
     grid = Path(args.output)
     outputs = [("OUTPUT", grid, FIGURE_SUFFIXES)]
     if args.npy is not None:

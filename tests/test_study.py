@@ -22,7 +22,7 @@ def quick(tmp_path_factory):
     """One quick study (both parts, one seed) through the command line, timed."""
     out = tmp_path_factory.mktemp("study")
     t0 = time.perf_counter()
-    assert main(["study", "all", "--quick", "--seeds", "1", "--out", str(out), "--quiet"]) == 0
+    assert main(["study", "all", "--quick", "--seeds", "1", "--out", str(out), "--quiet", "--threads", "1"]) == 0
     return out, time.perf_counter() - t0
 
 
@@ -120,3 +120,5 @@ def test_api_validation(tmp_path):
         run_study("denoise", out=tmp_path, seeds=0)
     with pytest.raises(ValueError, match="steps"):
         run_study("denoise", out=tmp_path, steps=0)
+    with pytest.raises(ValueError, match="threads"):
+        run_study("denoise", out=tmp_path, threads=0)

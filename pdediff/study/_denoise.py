@@ -51,11 +51,11 @@ class DenoiseSettings:
     size: int = 192  # test and training images are resized to size × size
     size3d: int = 40  # the 3-D phantom
     train_images: int = 3  # how many training images tuning uses
-    patch: int = 32  # learned models train on patch × patch crops of all training images
+    patch: int = 24  # learned models train on patch × patch crops of all training images
     patches: int = 4096
     base: int = 16
     batch_size: int = 32
-    steps: int = 800
+    steps: int = 500
     lr: float = 1e-3
     images: tuple = TEST_IMAGES
     levels: tuple = LEVELS
