@@ -114,7 +114,8 @@ def _add_study_parser(sub) -> None:
     )
     st.add_argument("kind", choices=("denoise", "generate", "all"), help="which study")
     st.add_argument("--quick", action="store_true", help="tiny settings: the pipeline in about a minute")
-    st.add_argument("--seeds", type=int, default=3, help="independent repetitions (default: %(default)s)")
+    st.add_argument("--seeds", type=int, default=None,
+                    help="independent repetitions (default: 3; 1 with --quick)")
     st.add_argument("--steps", type=int, default=None,
                     help="training steps of every learned model (default: 1500 for generation, 500 for the "
                     "learned denoisers; 60 and 20 with --quick)")
@@ -123,14 +124,13 @@ def _add_study_parser(sub) -> None:
                     "(default: digits)")
     st.add_argument("--out", default="pdediff-study", metavar="DIR", help="output folder (default: %(default)s)")
     st.add_argument("--device", default=None, help="torch device of the learned models (cpu, cuda)")
-    st.add_argument("--threads", type=int, default=None,
-                    help="torch CPU threads (default: torch's, all cores; use 1 when other work shares the cores)")
+    st.add_argument("--threads", type=int, default=None, help=_THREADS_HELP)
     st.add_argument("--no-figures", action="store_true", help="skip the figures")
     st.add_argument("--quiet", action="store_true", help="no progress bars and no summary")
 
 
 def _study(args: argparse.Namespace) -> None:
-    if args.seeds < 1:
+    if args.seeds is not None and args.seeds < 1:
         raise CLIError(f"--seeds must be a positive integer; got {args.seeds}")
     if args.steps is not None and args.steps < 1:
         raise CLIError(f"--steps must be a positive integer; got {args.steps}")
@@ -155,7 +155,9 @@ def _study(args: argparse.Namespace) -> None:
     try:
         res = run_study(args.kind, out=out, quick=args.quick, seeds=args.seeds, steps=args.steps,
                         data=tuple(args.data) if args.data else None, figures=not args.no_figures,
-                        progress=not args.quiet, device=args.device, threads=args.threads)
+                        progress=not args.quiet, device=args.device,
+                        threads=args.threads if args.threads is not None or "OMP_NUM_THREADS" in os.environ
+                        else 1)
     except (ValueError, TypeError, OSError) as exc:  # DatasetError, RunError among them
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CLIError(_train_words(msg)) from None

@@ -248,6 +248,28 @@ class _ColdPMDenoiser:
         return (x0[0, 0].numpy() + 1) / 2
 
 
+def _training_seconds(folder: str | None, this_call: float) -> float | None:
+    """Training wall time summed over the calls that trained (a resumed run adds to what it stored).
+
+    ``None`` for a checkpoint trained before this record existed.
+    """
+    import json
+
+    if folder is None:
+        return this_call
+    path = os.path.join(folder, "seconds.json")
+    before = None
+    if os.path.exists(path):
+        with open(path) as f:
+            before = float(json.load(f)["seconds"])
+    elif os.path.exists(os.path.join(folder, "checkpoint.pt")) and this_call < 1.0:
+        return None  # finished by an earlier version that kept no record
+    total = (before or 0.0) + this_call
+    with open(path, "w") as f:
+        json.dump({"seconds": total}, f)
+    return total
+
+
 def _train_denoisers(settings: DenoiseSettings, seed: int, folder: str | None, progress: bool) -> tuple[dict, dict]:
     """Train both learned denoisers on patches of the training images (resumable through checkpoints)."""
     import torch
@@ -274,7 +296,8 @@ def _train_denoisers(settings: DenoiseSettings, seed: int, folder: str | None, p
         t0 = time.perf_counter()
         res = train(model, proc, data, steps=settings.steps, batch_size=settings.batch_size, lr=settings.lr,
                     seed=seed, checkpoint_dir=ckpt, progress=progress)
-        info[name] = {"train_seconds": time.perf_counter() - t0, "final_loss": float(np.mean(res.losses[-20:])),
+        seconds = _training_seconds(ckpt, time.perf_counter() - t0)
+        info[name] = {"train_seconds": seconds, "final_loss": float(np.mean(res.losses[-20:])),
                       "steps": settings.steps, "process": repr(proc)}
         wrapper = _DDPMDenoiser if name == "ddpm" else _ColdPMDenoiser
         models[name] = wrapper(res.ema_model.eval(), proc)

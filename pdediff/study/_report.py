@@ -152,8 +152,9 @@ def denoise_tables(section: dict) -> list[str]:
         lines += ["Winner by mean PSNR per noise level — " + "; ".join(winners) + ".", ""]
     if section.get("training"):
         lines += ["Learned denoisers' training (per seed): " + "; ".join(
-            f"seed {s}: " + ", ".join(f"{m} {v['steps']} steps in {v['train_seconds']:.0f} s"
-                                      for m, v in info.items()) for s, info in section["training"].items()), ""]
+            f"seed {s}: " + ", ".join(f"{m} {v['steps']} steps in " + (f"{v['train_seconds']:.0f} s" if v.get(
+                "train_seconds") is not None else "(time not recorded)") for m, v in info.items())
+            for s, info in section["training"].items()), ""]
     for note in section.get("notes", []):
         lines += [f"*{note}*", ""]
     return lines
