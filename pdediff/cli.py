@@ -106,11 +106,11 @@ def _add_study_parser(sub) -> None:
         "study",
         help="classical versus learned diffusion: the denoising and generation studies, with results",
         description="Run the denoising study (heat, Perona-Malik, TV, bilateral, wavelet, NL-means, BM3D and "
-        "learned denoisers on held-out images at 2-20%% noise) and/or the generation study (DDPM, IHDM, "
+        "learned denoisers on held-out images at 2-20% noise) and/or the generation study (DDPM, IHDM, "
         "blurring and cold diffusion with one network and budget, offline metrics next to the real-vs-real "
         "floor). Writes results.json, results.md and figures into --out; finished arms are cached there, so "
-        "an interrupted study resumes. The full study takes about 45 minutes on 2 CPU cores; --quick about "
-        "one (a smoke test whose numbers are not results). Needs the study extra.",
+        "an interrupted study resumes. The full study takes about 50 minutes on 2 CPU cores; --quick about "
+        "a minute (a smoke test whose numbers are not results). Needs the study extra.",
     )
     st.add_argument("kind", choices=("denoise", "generate", "all"), help="which study")
     st.add_argument("--quick", action="store_true", help="tiny settings: the pipeline in about a minute")
@@ -134,8 +134,9 @@ def _study(args: argparse.Namespace) -> None:
         raise CLIError(f"--seeds must be a positive integer; got {args.seeds}")
     if args.steps is not None and args.steps < 1:
         raise CLIError(f"--steps must be a positive integer; got {args.steps}")
-    if args.threads is not None and args.threads < 1:
-        raise CLIError(f"--threads must be a positive integer; got {args.threads}")
+    _thread_count(args.threads)
+    if not str(args.out).strip():
+        raise CLIError("--out must name a folder; got an empty string")
     for d in args.data or ():
         if d not in ("digits", "shapes") and not os.path.exists(d):
             raise CLIError(f"--data {d}: no such file or folder (expected digits, shapes, a folder of images "
@@ -155,9 +156,7 @@ def _study(args: argparse.Namespace) -> None:
     try:
         res = run_study(args.kind, out=out, quick=args.quick, seeds=args.seeds, steps=args.steps,
                         data=tuple(args.data) if args.data else None, figures=not args.no_figures,
-                        progress=not args.quiet, device=args.device,
-                        threads=args.threads if args.threads is not None or "OMP_NUM_THREADS" in os.environ
-                        else 1)
+                        progress=not args.quiet, device=args.device, threads=_thread_count(args.threads))
     except (ValueError, TypeError, OSError) as exc:  # DatasetError, RunError among them
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CLIError(_train_words(msg)) from None
@@ -543,17 +542,30 @@ def _train_words(message: str) -> str:
     return message
 
 
+def _thread_count(threads: int | None) -> int:
+    """--threads, else OMP_NUM_THREADS, else 1 (see _THREADS_HELP)."""
+    if threads is not None:
+        if threads < 1:
+            raise CLIError(f"--threads must be a positive integer; got {threads}")
+        return threads
+    try:
+        return max(1, int(os.environ.get("OMP_NUM_THREADS", "1").split(",")[0]))
+    except ValueError:
+        return 1
+
+
 def _need_torch(command: str, threads: int | None) -> None:
     try:
         import torch
     except ImportError:
         raise CLIError(f"pdediff {command} {_TORCH_EXTRA}") from None
-    if threads is not None:
-        if threads < 1:
-            raise CLIError(f"--threads must be a positive integer; got {threads}")
-        torch.set_num_threads(threads)
-    elif "OMP_NUM_THREADS" not in os.environ:
-        torch.set_num_threads(1)
+    import numba
+
+    n = _thread_count(threads)
+    # Both counts, explicitly: Numba's first parallel kernel resets the OpenMP thread count that torch
+    # shares, so leaving either to its default gave torch two spinning threads on a busy core (10-40x slower).
+    numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+    torch.set_num_threads(n)
 
 
 def _train(args: argparse.Namespace) -> None:
@@ -646,8 +658,7 @@ def _sample(args: argparse.Namespace) -> None:
         raise CLIError(f"-n must be a positive integer; got {args.n}")
     if args.steps is not None and args.steps < 1:
         raise CLIError(f"--steps must be a positive integer; got {args.steps}")
-    if args.threads is not None and args.threads < 1:
-        raise CLIError(f"--threads must be a positive integer; got {args.threads}")
+    _thread_count(args.threads)
     grid = Path(args.output)
     outputs = [("OUTPUT", grid, FIGURE_SUFFIXES)]
     if args.npy is not None:

@@ -122,3 +122,51 @@ def test_api_validation(tmp_path):
         run_study("denoise", out=tmp_path, steps=0)
     with pytest.raises(ValueError, match="threads"):
         run_study("denoise", out=tmp_path, threads=0)
+
+
+def test_changed_data_never_reuse_cached_arms(tmp_path):
+    """The cache and the run folders are keyed by the data's content, not by its file name."""
+    rng = np.random.default_rng(0)
+    path = tmp_path / "imgs.npy"
+    np.save(path, rng.random((40, 8, 8)).astype(np.float32))
+    kw = dict(out=tmp_path / "o", quick=True, steps=2, data=str(path), figures=False, progress=False, threads=1)
+    first = run_study("generate", **kw)["generate"]["datasets"][str(path)]
+    np.save(path, rng.random((40, 8, 8)).astype(np.float32) ** 3)
+    second = run_study("generate", **kw)["generate"]["datasets"][str(path)]
+    assert first["digest"] != second["digest"]
+    assert len(os.listdir(tmp_path / "o" / "runs")) == 2 * len(first["runs"])
+    assert first["runs"]["ddpm"][0]["metrics"] != second["runs"]["ddpm"][0]["metrics"]
+    # models and floor are compared at one sample size, and the floor reports no memorisation (its samples
+    # are training images)
+    assert first["n_samples"] <= first["n_train"]
+    assert all(f["memorisation_ratio"] is None for f in first["floor"]["seeds"])
+
+
+def test_bad_data_fail_before_the_denoising_study(tmp_path):
+    with pytest.raises(ValueError, match="no-such"):
+        run_study("all", out=tmp_path / "o", quick=True, data=str(tmp_path / "no-such.npy"), progress=False)
+    assert not (tmp_path / "o" / "cache" / "denoise").exists() or not os.listdir(tmp_path / "o" / "cache" / "denoise")
+
+
+def test_cli_thread_counts_hold_after_numba_parallel_kernels(monkeypatch):
+    """Numba's first parallel kernel resets the OpenMP count torch shares; the CLI sets both explicitly."""
+    import numba
+    import torch
+
+    import pdediff
+    from pdediff.cli import _need_torch
+
+    before = torch.get_num_threads(), numba.get_num_threads()
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    try:
+        _need_torch("study", None)
+        pdediff.perona_malik(np.random.default_rng(0).random((128, 128)))  # large enough for the parallel build
+        assert torch.get_num_threads() == 1 and numba.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before[0])
+        numba.set_num_threads(before[1])
+
+
+def test_empty_out_is_refused(tmp_path, capsys):
+    assert main(["study", "denoise", "--quick", "--out", "", "--quiet"]) == 2
+    assert "--out" in capsys.readouterr().err

@@ -11,6 +11,7 @@ next to the real-vs-real floor.  Run after ``pdediff study all``:
 from __future__ import annotations
 
 import argparse
+import glob
 import os
 import time
 
@@ -46,7 +47,11 @@ def main() -> None:
         rows.append((label, frechet_distance(feats.transform(s), fte), f"{time.perf_counter() - t0:.0f}",
                      str(run.process.num_inference_steps)))
 
-    base = load_run(os.path.join(args.study, "runs", "digits-ihdm-seed0"))
+    # runs/<data>-<content digest>-<process>-seed<k> (runs of studies before the digest: <data>-<process>-...)
+    found = sorted(glob.glob(os.path.join(args.study, "runs", "digits-*ihdm-seed0")))
+    if not found:
+        raise SystemExit(f"no IHDM run of seed 0 on digits under {args.study}/runs: run pdediff study first")
+    base = load_run(found[0])
     for delta in (0.0, 0.0125, 0.025, 0.05):
         score(base, f"study's IHDM, sampling noise δ = {delta}", sampling_noise=delta)
     base.process.sampling_noise = 0.0125

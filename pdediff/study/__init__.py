@@ -142,6 +142,8 @@ def _threads(threads: int | None):
 
 def _run(kind, *, out, quick, seeds, steps, data, figures, progress, device) -> dict:
     out = os.fspath(out)
+    if not out.strip():
+        raise ValueError("out must name a folder; got an empty string")
     os.makedirs(out, exist_ok=True)
     dn = DenoiseSettings.quick() if quick else DenoiseSettings()
     gen = GenerateSettings.quick() if quick else GenerateSettings()
@@ -155,6 +157,12 @@ def _run(kind, *, out, quick, seeds, steps, data, figures, progress, device) -> 
                "started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "wall_seconds": {},
                "denoise": None, "generate": None}
     from . import _denoise, _generate, _report
+
+    if kind in ("generate", "all"):  # bad data fail now, not after the denoising study
+        from ..torch import load_dataset
+
+        for d in gen.data:
+            load_dataset(d, split="train", seed=0)
 
     if kind in ("denoise", "all"):
         t0 = time.perf_counter()

@@ -10,6 +10,7 @@ trained locally on the training split (:class:`pdediff.metrics.FeatureExtractor`
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -91,10 +92,15 @@ def run_generate(settings: GenerateSettings, *, seeds: int, out: str | None, pro
         train_x, train_y = load_dataset(data, split="train", seed=0)
         test_x, _ = load_dataset(data, split="test", seed=0)
         train_np, test_np = _np(train_x), _np(test_x)
-        n = int(settings.n_samples or len(test_np))
+        # The content, not the name, identifies the data: a changed file never reuses a cached arm or run.
+        digest = hashlib.sha256(np.ascontiguousarray(train_np).tobytes()
+                                + np.ascontiguousarray(test_np).tobytes()).hexdigest()[:10]
+        # Models and floor get the same sample size (the floor cannot draw more than the training split).
+        n = min(int(settings.n_samples or len(test_np)), len(train_np))
         t0 = time.perf_counter()
         features = FeatureExtractor.fit(train_np, None if train_y is None else _np(train_y), seed=0)
         entry: dict = {"shape": list(train_np.shape[1:]), "n_train": len(train_np), "n_test": len(test_np),
+                       "digest": digest,
                        "n_samples": n, "features": {"kind": features.kind,
                                                      "seconds": time.perf_counter() - t0,
                                                      **_feature_quality(features)},
@@ -103,13 +109,16 @@ def run_generate(settings: GenerateSettings, *, seeds: int, out: str | None, pro
         # at the sample size every model gets; one value per seed of the subset.
         floors = [set_metrics(_subset(train_np, n, 100 + s), test_np, train_np, features, seed=s)
                   for s in range(max(seeds, 1))]
+        for f in floors:  # its samples *are* training images: the ratio is 0 by construction, not a finding
+            f["memorisation_ratio"] = None
         entry["floor"] = {"seeds": floors}
         for proc in settings.processes:
             runs = []
             for seed in range(seeds):
-                name = f"{_slug(data)}-{proc}-seed{seed}"
+                name = _run_name(data, digest, proc, seed)
                 run_dir = os.path.join(root, "runs", name)
-                arm = {"data": data, "process": proc, "seed": seed, "n": n, **_key(settings, proc)}
+                arm = {"data": data, "digest": digest, "process": proc, "seed": seed, "n": n,
+                       **_key(settings, proc)}
 
                 def run_arm(proc=proc, seed=seed, run_dir=run_dir):
                     rec: dict = {}
@@ -163,6 +172,10 @@ def _key(settings: GenerateSettings, proc: str) -> dict:
     return d
 
 
+def _run_name(data: str, digest: str, proc: str, seed: int) -> str:
+    return f"{_slug(data)}-{digest}-{proc}-seed{seed}"
+
+
 def _slug(data: str) -> str:
     base = os.path.basename(os.path.normpath(str(data)))
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in base) or "data"
@@ -190,7 +203,7 @@ def figures(result: dict, out: str, *, trajectories: bool = True) -> list[str]:
         procs = list(entry["runs"])
         fig, axes = plt.subplots(1, len(procs), figsize=(2.6 * len(procs), 2.9), squeeze=False)
         for ax, proc in zip(axes[0], procs):
-            s = np.load(os.path.join(out, "runs", f"{_slug(data)}-{proc}-seed0", "samples.npy"))[:36]
+            s = np.load(os.path.join(out, "runs", _run_name(data, entry["digest"], proc, 0), "samples.npy"))[:36]
             ax.imshow(_grid(s), cmap="gray", vmin=-1, vmax=1)
             ax.set_title(LABELS.get(proc, proc), fontsize=8)
             ax.set_axis_off()
@@ -203,7 +216,7 @@ def figures(result: dict, out: str, *, trajectories: bool = True) -> list[str]:
         if trajectories:
             fig, axes = plt.subplots(len(procs), 8, figsize=(8 * 1.1, 1.2 * len(procs)), squeeze=False)
             for row, proc in zip(axes, procs):
-                run = load_run(os.path.join(out, "runs", f"{_slug(data)}-{proc}-seed0"))
+                run = load_run(os.path.join(out, "runs", _run_name(data, entry["digest"], proc, 0)))
                 _, traj = run.sample(4, seed=0, trajectory=True)
                 picks = np.linspace(0, len(traj) - 1, 8).round().astype(int)
                 for ax, i in zip(row, picks):

@@ -26,7 +26,7 @@ _METRICS = {
     "required": ["frechet", "sliced_wasserstein", "one_nn_accuracy", "memorisation_ratio", "spectrum"],
     "properties": {"frechet": {"type": "number", "minimum": 0}, "sliced_wasserstein": {"type": "number"},
                    "one_nn_accuracy": {"type": "number", "minimum": 0, "maximum": 1},
-                   "memorisation_ratio": {"type": "number"}, "spectrum": {"type": "object"}},
+                   "memorisation_ratio": {"type": ["number", "null"]}, "spectrum": {"type": "object"}},
 }
 _RUN = {
     "type": "object",
