@@ -569,6 +569,8 @@ def _need_torch(command: str, threads: int | None) -> None:
 
 
 def _train(args: argparse.Namespace) -> None:
+    if args.steps < 1:
+        raise CLIError(f"--steps must be a positive integer; got {args.steps}")
     try:
         mults = tuple(int(v) for v in args.mults.split(","))
     except ValueError:
@@ -588,7 +590,7 @@ def _train(args: argparse.Namespace) -> None:
                         batch_size=args.batch_size, lr=args.lr, ema_decay=args.ema_decay, seed=args.seed,
                         device=args.device, config=args.config, checkpoint_every=args.checkpoint_every,
                         progress=not args.quiet)
-    except (ValueError, TypeError, OSError, ImportError) as exc:  # RunError, DatasetError, CheckpointError
+    except (ValueError, TypeError, OSError, ImportError, FloatingPointError) as exc:  # RunError, DatasetError, ...
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CLIError(_train_words(msg)) from None
     if not args.quiet:

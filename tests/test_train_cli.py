@@ -346,3 +346,18 @@ def test_cli_does_not_import_torch_and_names_the_extra_when_missing(tmp_path, ca
     assert _train(tmp_path / "run") == 2
     _one_error_line(capsys, "train", 'pip install "pdediff[torch]"')
     assert not (tmp_path / "run").exists()
+
+
+def test_diverging_training_stops_with_one_line(tmp_path, capsys):
+    """A process config that makes the loss NaN stops training with a clear error instead of saving NaN weights."""
+    import json
+
+    from pdediff.cli import main
+
+    cfg = tmp_path / "bad.json"
+    cfg.write_text(json.dumps({"beta_end": -1.0}))
+    code = main(["train", "--process", "ddpm", "--data", "digits", "--steps", "3", "--base", "8", "--mults", "1",
+                 "--batch-size", "8", "--out", str(tmp_path / "run"), "--config", str(cfg), "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "diverged" in err, err
+    assert main(["train", "--steps", "0", "--out", str(tmp_path / "r0"), "--quiet"]) == 2

@@ -447,6 +447,11 @@ def _settings_key(settings: DenoiseSettings) -> dict:
     return d
 
 
+#: Column titles of the crops figure (the table labels are too long for a narrow column).
+_SHORT = {"heat": "heat", "pm_explicit": "PM defaults", "pm_tuned": "PM tuned", "tv": "TV", "nl_means": "NL-means",
+          "wavelet": "wavelet", "bm3d": "BM3D", "noisy": "noisy"}
+
+
 def crops_figure(settings: DenoiseSettings, rows: list[dict], path: str, *, seed: int = 0,
                  models: dict | None = None) -> None:
     """Figure: a crop of one test image at each noise level, through the methods that run without training."""
@@ -499,7 +504,7 @@ def crops_figure(settings: DenoiseSettings, rows: list[dict], path: str, *, seed
                 z = np.full_like(y, np.nan)
             axes[i, j].imshow(np.clip(z[sl], 0, 1), cmap="gray", vmin=0, vmax=1)
             if i == 0:
-                axes[i, j].set_title(METHODS[m][0].split(" (")[0], fontsize=7)
+                axes[i, j].set_title(_SHORT.get(m, METHODS[m][0].split(" (")[0]), fontsize=7)
         if i == 0:
             axes[i, 0].set_title("clean", fontsize=7)
     for a in axes.ravel():

@@ -236,6 +236,11 @@ def train(
         target = process.training_target(x0, noise, t)
         out = model(process.scale_model_input(xt, t).to(device), t.to(device))
         loss = F.mse_loss(out, target.to(device))
+        if not torch.isfinite(loss):
+            # Before the update: the model, the EMA and the last checkpoint stay as they were.
+            raise FloatingPointError(
+                f"training diverged at step {result.step}: the loss is {float(loss.detach())} (non-finite inputs or "
+                f"targets from the process {process!r}, or a learning rate too large); nothing was updated")
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
