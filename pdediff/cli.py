@@ -724,16 +724,6 @@ def _to_display(x: np.ndarray) -> np.ndarray:
     return x[0] if x.shape[0] == 1 else np.moveaxis(x[:3], 0, -1)
 
 
-def _mosaic(tiles: list[np.ndarray], rows: int, cols: int) -> np.ndarray:
-    h, w = tiles[0].shape[:2]
-    extra = tiles[0].shape[2:]
-    out = np.ones((rows * (h + 1) + 1, cols * (w + 1) + 1) + extra)
-    for i, t in enumerate(tiles):
-        r, c = divmod(i, cols)
-        out[1 + r * (h + 1): 1 + r * (h + 1) + h, 1 + c * (w + 1): 1 + c * (w + 1) + w] = t
-    return out
-
-
 def _save_figure(fig, path: Path, suffix: str) -> None:
     fig.savefig(path, dpi=100, format=suffix.lstrip(".").lower().replace("jpg", "jpeg"))
 
@@ -744,10 +734,9 @@ def _grid_figure(images: np.ndarray, path: Path, suffix: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    n = images.shape[0]
-    cols = int(np.ceil(np.sqrt(n)))
-    rows = int(np.ceil(n / cols))
-    m = _mosaic([_to_display(x) for x in images], rows, cols)
+    from ._figures import mosaic
+
+    m = mosaic([_to_display(x) for x in images], int(np.ceil(np.sqrt(images.shape[0]))), fill=1.0)
     scale = min(12.0 / m.shape[1], 12.0 / m.shape[0], 0.12)  # inches per pixel
     fig = plt.figure(figsize=(m.shape[1] * scale, m.shape[0] * scale))
     ax = fig.add_axes([0, 0, 1, 1])

@@ -81,10 +81,9 @@ def _heat_figure(path: Path, u0, exact, results, labels) -> None:
 
 
 def _save_atomic(fig, path: Path) -> None:
-    from .io import atomic_path
+    from ._figures import save_atomic
 
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=90, format=path.suffix.lstrip(".") or "png")
+    save_atomic(fig, path, dpi=90)
 
 
 def best_linear_blur(clean: np.ndarray, noisy: np.ndarray, *, data_range: float) -> tuple[np.ndarray, float]:

@@ -16,7 +16,7 @@ import os
 import time
 import warnings
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -184,6 +184,25 @@ GRIDS: dict[str, list[tuple]] = {
 
 
 def _apply(method: str, y: np.ndarray, sigma_hat: float, params: tuple, models: dict) -> np.ndarray:
+    """Denoise ``y`` by ``method`` (any but ``heat_oracle``, which needs the clean image).
+
+    ``params`` are the tuned ones for the methods in :data:`GRIDS` (empty otherwise); ``models`` the
+    learned denoisers.
+    """
+    if method == "noisy":
+        return y
+    if method in ("pm_explicit", "pm_aos"):
+        from .. import perona_malik
+
+        return perona_malik(y, method="aos" if method == "pm_aos" else "explicit")
+    if method == "wavelet":
+        return _wavelet(y, sigma_hat)
+    if method == "nl_means":
+        return _nl_means(y, sigma_hat)
+    if method == "bm3d":
+        return _bm3d(y, sigma_hat)
+    if method == "ddpm":
+        return models["ddpm"].denoise(y, sigma_hat)
     if method == "heat":
         return _heat(y, params[0])
     if method == "pm_tuned":
@@ -334,12 +353,9 @@ def _pick(tuned: dict, sigma_hat: float) -> tuple:
 
 
 # ----------------------------------------------------------------------------- the study
-def run_denoise(settings: DenoiseSettings, *, seeds: int, out: str | None, progress: bool = True,
-                log: Callable[[str], None] = print) -> dict:
+def run_denoise(settings: DenoiseSettings, *, seeds: int, out: str | None, progress: bool = True) -> dict:
     """Run the denoising study; returns the ``denoise`` section of ``results.json``."""
     from tqdm.auto import tqdm
-
-    from ..metrics import psnr, ssim
 
     cache = ArmCache(None if out is None else os.path.join(out, "cache", "denoise"))
     methods = [m for m in settings.methods if m in METHODS]
@@ -386,51 +402,42 @@ def run_denoise(settings: DenoiseSettings, *, seeds: int, out: str | None, progr
                        **_settings_key(settings)}
 
                 def run_case(clean=clean, level=level, name=name, dim=dim):
-                    y = _noisy(clean, level, seed, name)
-                    sigma_hat = estimate_noise(y)
-                    res = []
-                    for m in methods:
-                        if dim not in METHODS[m][1]:
-                            continue
-                        rec: dict[str, Any] = {"image": name, "dim": dim, "level": level, "seed": seed,
-                                               "method": m, "sigma_hat": sigma_hat}
-                        with warnings.catch_warnings():
-                            warnings.simplefilter("ignore")
-                            with timed(rec):
-                                if m == "noisy":
-                                    z = y
-                                elif m == "heat_oracle":
-                                    z, rec["t"] = _heat_oracle(y, clean)
-                                elif m == "pm_explicit":
-                                    from .. import perona_malik
-
-                                    z = perona_malik(y)
-                                elif m == "pm_aos":
-                                    from .. import perona_malik
-
-                                    z = perona_malik(y, method="aos")
-                                elif m == "wavelet":
-                                    z = _wavelet(y, sigma_hat)
-                                elif m == "nl_means":
-                                    z = _nl_means(y, sigma_hat)
-                                elif m == "bm3d":
-                                    z = _bm3d(y, sigma_hat)
-                                elif m == "ddpm":
-                                    z = models["ddpm"].denoise(y, sigma_hat)
-                                else:
-                                    params = _pick(tuned[m], sigma_hat)
-                                    rec["params"] = list(params)
-                                    z = _apply(m, y, sigma_hat, params, models)
-                        rec["psnr"] = psnr(clean, z, data_range=1.0)
-                        rec["ssim"] = ssim(clean, z, data_range=1.0)
-                        res.append(rec)
-                    return {"rows": res}
+                    return {"rows": _run_case(clean, name, dim, level, seed, methods, tuned, models)}
 
                 rows.extend(cache.get_or_run(f"case-{name}-{level}-{seed}", key, run_case)["rows"])
                 bar.update()
         bar.close()
     return {"rows": rows, "training": training, "tuning": tuning, "notes": notes,
             "methods": {m: METHODS[m][0] for m in methods}, "cache": {"hits": cache.hits, "misses": cache.misses}}
+
+
+def _run_case(clean: np.ndarray, name: str, dim: int, level: float, seed: int, methods: list[str],
+              tuned: dict, models: dict) -> list[dict]:
+    """Every method on one noisy draw of ``clean``: one row each (PSNR, SSIM, seconds, parameters used)."""
+    from ..metrics import psnr, ssim
+
+    y = _noisy(clean, level, seed, name)
+    sigma_hat = estimate_noise(y)
+    rows = []
+    for m in methods:
+        if dim not in METHODS[m][1]:
+            continue
+        rec: dict[str, Any] = {"image": name, "dim": dim, "level": level, "seed": seed, "method": m,
+                               "sigma_hat": sigma_hat}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with timed(rec):
+                if m == "heat_oracle":
+                    z, rec["t"] = _heat_oracle(y, clean)
+                else:
+                    params = _pick(tuned[m], sigma_hat) if m in GRIDS else ()
+                    if m in GRIDS:
+                        rec["params"] = list(params)
+                    z = _apply(m, y, sigma_hat, params, models)
+        rec["psnr"] = psnr(clean, z, data_range=1.0)
+        rec["ssim"] = ssim(clean, z, data_range=1.0)
+        rows.append(rec)
+    return rows
 
 
 def _phantom3d(n: int) -> np.ndarray:
@@ -460,7 +467,7 @@ def crops_figure(settings: DenoiseSettings, rows: list[dict], path: str, *, seed
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ..io._atomic import atomic_path as _ap
+    from .._figures import save_atomic
 
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     name = settings.images[0]
@@ -486,22 +493,10 @@ def crops_figure(settings: DenoiseSettings, rows: list[dict], path: str, *, seed
         axes[i, 0].imshow(clean[sl], cmap="gray", vmin=0, vmax=1)
         axes[i, 0].set_ylabel(f"{level:.0%}")
         for j, m in enumerate(methods, start=1):
-            if m == "noisy":
-                z = y
-            elif m == "pm_explicit":
-                from .. import perona_malik
-
-                z = perona_malik(y)
-            elif m == "wavelet":
-                z = _wavelet(y, s)
-            elif m == "nl_means":
-                z = _nl_means(y, s)
-            elif m == "bm3d":
-                z = _bm3d(y, s)
-            elif level in tuned.get(m, {}):
-                z = _apply(m, y, s, tuned[m][level], models or {})
-            else:
+            if m in GRIDS and level not in tuned.get(m, {}):
                 z = np.full_like(y, np.nan)
+            else:
+                z = _apply(m, y, s, tuned.get(m, {}).get(level, ()), models or {})
             axes[i, j].imshow(np.clip(z[sl], 0, 1), cmap="gray", vmin=0, vmax=1)
             if i == 0:
                 axes[i, j].set_title(_SHORT.get(m, METHODS[m][0].split(" (")[0]), fontsize=7)
@@ -511,6 +506,5 @@ def crops_figure(settings: DenoiseSettings, rows: list[dict], path: str, *, seed
         a.set_xticks([])
         a.set_yticks([])
     fig.tight_layout()
-    with _ap(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
+    save_atomic(fig, path, dpi=110)
     plt.close(fig)

@@ -14,7 +14,6 @@ import hashlib
 import os
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Callable
 
 import numpy as np
 
@@ -78,7 +77,7 @@ def _subset(x: np.ndarray, n: int, seed: int) -> np.ndarray:
 
 
 def run_generate(settings: GenerateSettings, *, seeds: int, out: str | None, progress: bool = True,
-                 log: Callable[[str], None] = print, device: str | None = None) -> dict:
+                 device: str | None = None) -> dict:
     """Run the generation study; returns the ``generate`` section of ``results.json``."""
     import torch
 
@@ -194,7 +193,7 @@ def figures(result: dict, out: str, *, trajectories: bool = True) -> list[str]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ..io._atomic import atomic_path
+    from .._figures import save_atomic
     from ..torch import load_run
 
     paths = []
@@ -209,8 +208,7 @@ def figures(result: dict, out: str, *, trajectories: bool = True) -> list[str]:
             ax.set_axis_off()
         fig.tight_layout()
         p = os.path.join(out, "figures", f"samples-{_slug(data)}.png")
-        with atomic_path(p) as tmp:
-            fig.savefig(tmp, dpi=120, format="png")
+        save_atomic(fig, p, dpi=120)
         plt.close(fig)
         paths.append(p)
         if trajectories:
@@ -227,20 +225,15 @@ def figures(result: dict, out: str, *, trajectories: bool = True) -> list[str]:
             fig.suptitle("prior → sample", fontsize=9)
             fig.tight_layout()
             p = os.path.join(out, "figures", f"trajectories-{_slug(data)}.png")
-            with atomic_path(p) as tmp:
-                fig.savefig(tmp, dpi=120, format="png")
+            save_atomic(fig, p, dpi=120)
             plt.close(fig)
             paths.append(p)
     return paths
 
 
 def _grid(x: np.ndarray, cols: int | None = None) -> np.ndarray:
-    x = np.asarray(x)[:, 0]
-    n, h, w = x.shape
-    cols = cols or int(np.ceil(np.sqrt(n)))
-    rows = int(np.ceil(n / cols))
-    g = np.full((rows * (h + 1) + 1, cols * (w + 1) + 1), -1.0)
-    for i in range(n):
-        r, c = divmod(i, cols)
-        g[1 + r * (h + 1) : 1 + r * (h + 1) + h, 1 + c * (w + 1) : 1 + c * (w + 1) + w] = np.clip(x[i], -1, 1)
-    return g
+    """Images ``(N, 1, H, W)`` in [-1, 1] as one mosaic (clipped; black borders)."""
+    from .._figures import mosaic
+
+    tiles = np.clip(np.asarray(x)[:, 0], -1, 1)
+    return mosaic(list(tiles), cols or int(np.ceil(np.sqrt(len(tiles)))), fill=-1.0)

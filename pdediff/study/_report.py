@@ -94,22 +94,22 @@ def write_json(results: dict, path: str) -> None:
             json.dump(_clean(results), f, indent=1, sort_keys=False)
 
 
-def _ms(values) -> str:
+def _mean_sd(values, mean: str, sd: str | None = None) -> str:
+    """``mean ± sd`` of the non-missing values in the given formats ("–" if none, the value if one)."""
     v = np.asarray([x for x in values if x is not None], dtype=float)
     if v.size == 0:
         return "–"
     if v.size == 1:
-        return f"{v[0]:.3g}"
-    return f"{v.mean():.3g} ± {v.std(ddof=1):.2g}"
+        return format(v[0], mean)
+    return f"{format(v.mean(), mean)} ± {format(v.std(ddof=1), sd or mean)}"
+
+
+def _ms(values) -> str:
+    return _mean_sd(values, ".3g", ".2g")
 
 
 def _fmt(values, digits=2) -> str:
-    v = np.asarray([x for x in values if x is not None], dtype=float)
-    if v.size == 0:
-        return "–"
-    if v.size == 1:
-        return f"{v[0]:.{digits}f}"
-    return f"{v.mean():.{digits}f} ± {v.std(ddof=1):.{digits}f}"
+    return _mean_sd(values, f".{digits}f")
 
 
 def denoise_tables(section: dict) -> list[str]:
