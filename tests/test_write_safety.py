@@ -162,7 +162,7 @@ def denoise(args):
     while True:
         pass
 
-cli._denoise = denoise
+cli._denoise.run = denoise
 sys.exit(cli.main(["denoise", "in.npy", "-o", "out.npy"]))
 """
 

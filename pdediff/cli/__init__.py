@@ -1,0 +1,110 @@
+"""Command line: ``pdediff demo | denoise | inpaint | train | sample | restyle | study | bench`` (also
+``python -m pdediff ...``).
+
+One module per command (``_denoise``, ``_inpaint``, ``_learned`` for train/sample/restyle, ``_study``;
+``bench`` lives with the benchmarks in :mod:`pdediff.bench`); what they share is in ``_common`` (the
+one-line error, the parser class, destination checks, threads) and ``_images`` (images and scans in and out).
+Every command reports a user error as one line on stderr and exits 2; interrupts remove partial outputs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+
+from . import _denoise, _learned, _study
+from ._common import CLIError, _need_torch, _Parser  # noqa: F401  (re-exported for tests and tools)
+from ._images import INT_DTYPES  # noqa: F401
+from ._learned import FIGURE_SUFFIXES, TRAIN_PROCESSES  # noqa: F401
+
+
+class _Terminated(BaseException):
+    """SIGTERM or SIGHUP, raised in the main thread so that cleanup runs as for Ctrl-C."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    from .. import __version__
+
+    p = _Parser(prog="pdediff", description="PDE diffusion: heat equation and Perona–Malik.")
+    p.add_argument("--version", action="version", version=f"pdediff {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    d = sub.add_parser("demo", help="solve problems with known answers and denoise the bundled MRI slice")
+    d.add_argument("--output-dir", default="pdediff-output", help="where figures go (default: %(default)s)")
+    d.add_argument("--no-figure", action="store_true", help="print the tables only")
+
+    _denoise.add_parser(sub)
+    _learned.add_parsers(sub)
+    _study.add_parser(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _build_parser().parse_args(argv)
+    previous = _install_signal_handlers()
+    try:
+        if args.command == "demo":
+            from ..demo import run_demo
+
+            run_demo(args.output_dir, figure=not args.no_figure)
+        elif args.command == "denoise":
+            _denoise.run(args)
+        elif args.command == "train":
+            _learned.train(args)
+        elif args.command == "sample":
+            _learned.sample(args)
+        elif args.command == "study":
+            _study.run(args)
+        return 0
+    except CLIError as exc:
+        print(f"pdediff {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        _quiet_teardown()
+        print(f"pdediff {args.command}: interrupted; {_stopped_note(args.command)}", file=sys.stderr)
+        return 130
+    except _Terminated as exc:
+        name = signal.Signals(exc.signum).name
+        print(f"pdediff {args.command}: stopped by {name}; {_stopped_note(args.command)}", file=sys.stderr)
+        return 128 + exc.signum
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+def _stopped_note(command: str) -> str:
+    if command == "train":
+        return "the run keeps its last checkpoint; rerun the same command to resume exactly"
+    return "outputs not yet complete were removed"
+
+def _install_signal_handlers() -> dict:
+    """SIGTERM and SIGHUP unwind like Ctrl-C, so partial outputs are removed (main thread only)."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+
+    def raise_terminated(signum, frame):
+        _quiet_teardown()
+        raise _Terminated(signum)
+
+    def raise_interrupt(signum, frame):
+        _quiet_teardown()
+        raise KeyboardInterrupt
+
+    previous = {}
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        previous[signum] = signal.signal(signum, raise_terminated)
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        previous[signal.SIGINT] = signal.signal(signal.SIGINT, raise_interrupt)
+    return previous
+
+def _quiet_teardown() -> None:
+    """After an interrupt, objects half-built at that moment (e.g. by Numba's compiler, llvmlite) may fail in
+    their finalisers; Python would print those as "Exception ignored ... Traceback". The user asked to stop,
+    so the one line that says what was removed is all they should see."""
+    sys.unraisablehook = lambda unraisable: None

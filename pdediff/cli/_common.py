@@ -1,0 +1,91 @@
+"""What every subcommand shares: the one-line error, the parser class, destination checks, threads."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+
+class CLIError(Exception):
+    """A user error reported as one line on stderr with a non-zero exit status."""
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``pdediff denoise: error: ...`` and exit status 2, no usage block."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message.splitlines()[0]} (see {self.prog} --help)\n")
+
+_TORCH_EXTRA = 'needs PyTorch, which is not installed: pip install "pdediff[torch]"'
+
+_THREADS_HELP = ("torch CPU threads (default: 1 unless OMP_NUM_THREADS is set: these small models gain little from "
+                 "more, and torch threads waiting on a busy core (other work, or the Numba operators of cold-pm) "
+                 "made training steps 4-13x slower on a 2-core machine)")
+
+def _same_file(a: Path, b: Path) -> bool:
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+def _check_destination(path: Path, src: Path, force: bool, what: str, *, directory: bool = False) -> None:
+    """Refuse, before any work, a destination that is the input, exists without --force, or has no folder."""
+    if _same_file(src, path) or (src.is_dir() and path.resolve().is_relative_to(src.resolve())):
+        raise CLIError(f"{what} {path} is the INPUT (or inside it); pdediff never overwrites its input")
+    if os.path.lexists(path) and not force:
+        raise CLIError(f"{what} {path} exists; pass --force to overwrite it")
+    if os.path.lexists(path) and path.is_dir() != directory:
+        kind = "a folder" if path.is_dir() else "a file"
+        raise CLIError(f"{what} {path} exists and is {kind}; choose another name")
+    if directory and path.is_dir():
+        from ..io._dicom import is_replaceable_series
+
+        why = is_replaceable_series(path)
+        if why is not None:  # --force replaces a previous series, never a folder of other files
+            raise CLIError(f"{what} {path} is a folder that is not a DICOM series ({why}); choose another name")
+    parent = path.resolve().parent
+    if not parent.is_dir():
+        raise CLIError(f"{what} {path}: folder {parent} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise CLIError(f"{what} {path}: folder {parent} is not writable")
+
+def _thread_count(threads: int | None) -> int:
+    """--threads, else OMP_NUM_THREADS, else 1 (see _THREADS_HELP)."""
+    if threads is not None:
+        if threads < 1:
+            raise CLIError(f"--threads must be a positive integer; got {threads}")
+        return threads
+    try:
+        return max(1, int(os.environ.get("OMP_NUM_THREADS", "1").split(",")[0]))
+    except ValueError:
+        return 1
+
+def _need_torch(command: str, threads: int | None) -> None:
+    try:
+        import torch
+    except ImportError:
+        raise CLIError(f"pdediff {command} {_TORCH_EXTRA}") from None
+    import numba
+
+    n = _thread_count(threads)
+    # Both counts, explicitly: Numba's first parallel kernel resets the OpenMP thread count that torch
+    # shares, so leaving either to its default gave torch two spinning threads on a busy core (10-40x slower).
+    numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+    torch.set_num_threads(n)
+
+# ------------------------------------------------------------------------------ train / sample
+_TRAIN_WORDS = (("batch_size must", "--batch-size must"), ("steps must", "--steps must"), ("base must", "--base must"),
+                ("lr must", "--lr must"), ("ema_decay must", "--ema-decay must"), ("seed must", "--seed must"),
+                ("checkpoint_every must", "--checkpoint-every must"), ("mults must", "--mults must"),
+                ("steps=", "--steps "), ("config:", "--config:"), ("config ", "--config "), ("device", "--device"),
+                ("spec ", "--data "), ("model.base:", "--base:"), ("model.mults:", "--mults:"),
+                ("training.lr:", "--lr:"), ("training.batch_size:", "--batch-size:"),
+                ("training.ema_decay:", "--ema-decay:"), ("training.seed:", "--seed:"),
+                ("process.name:", "--process:"), ("process.config.", "--config "), ("data.spec:", "--data:"))
+
+def _train_words(message: str) -> str:
+    for api, cli in _TRAIN_WORDS:
+        message = message.replace(api, cli)
+    return message
