@@ -139,7 +139,7 @@ def test_preview_is_checked_before_computing(tmp_path, rng, capsys):
 
 
 def test_preview_failure_writes_neither_output(tmp_path, rng, monkeypatch, capsys):
-    import pdediff.cli._denoise as cli
+    import pdediff.cli._images as cli
 
     def boom(*a, **k):
         raise OSError("no space left on device")

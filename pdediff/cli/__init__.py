@@ -76,10 +76,12 @@ def main(argv: list[str] | None = None) -> int:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
 
+
 def _stopped_note(command: str) -> str:
     if command == "train":
         return "the run keeps its last checkpoint; rerun the same command to resume exactly"
     return "outputs not yet complete were removed"
+
 
 def _install_signal_handlers() -> dict:
     """SIGTERM and SIGHUP unwind like Ctrl-C, so partial outputs are removed (main thread only)."""
@@ -102,6 +104,7 @@ def _install_signal_handlers() -> dict:
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
         previous[signal.SIGINT] = signal.signal(signal.SIGINT, raise_interrupt)
     return previous
+
 
 def _quiet_teardown() -> None:
     """After an interrupt, objects half-built at that moment (e.g. by Numba's compiler, llvmlite) may fail in

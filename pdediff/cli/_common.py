@@ -10,17 +10,20 @@ from pathlib import Path
 class CLIError(Exception):
     """A user error reported as one line on stderr with a non-zero exit status."""
 
+
 class _Parser(argparse.ArgumentParser):
     """argparse with one-line errors: ``pdediff denoise: error: ...`` and exit status 2, no usage block."""
 
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message.splitlines()[0]} (see {self.prog} --help)\n")
 
+
 _TORCH_EXTRA = 'needs PyTorch, which is not installed: pip install "pdediff[torch]"'
 
 _THREADS_HELP = ("torch CPU threads (default: 1 unless OMP_NUM_THREADS is set: these small models gain little from "
                  "more, and torch threads waiting on a busy core (other work, or the Numba operators of cold-pm) "
                  "made training steps 4-13x slower on a 2-core machine)")
+
 
 def _same_file(a: Path, b: Path) -> bool:
     if a.resolve() == b.resolve():
@@ -29,6 +32,7 @@ def _same_file(a: Path, b: Path) -> bool:
         return b.exists() and os.path.samefile(a, b)
     except OSError:
         return False
+
 
 def _check_destination(path: Path, src: Path, force: bool, what: str, *, directory: bool = False) -> None:
     """Refuse, before any work, a destination that is the input, exists without --force, or has no folder."""
@@ -51,6 +55,7 @@ def _check_destination(path: Path, src: Path, force: bool, what: str, *, directo
     if not os.access(parent, os.W_OK | os.X_OK):
         raise CLIError(f"{what} {path}: folder {parent} is not writable")
 
+
 def _thread_count(threads: int | None) -> int:
     """--threads, else OMP_NUM_THREADS, else 1 (see _THREADS_HELP)."""
     if threads is not None:
@@ -61,6 +66,7 @@ def _thread_count(threads: int | None) -> int:
         return max(1, int(os.environ.get("OMP_NUM_THREADS", "1").split(",")[0]))
     except ValueError:
         return 1
+
 
 def _need_torch(command: str, threads: int | None) -> None:
     try:
@@ -75,6 +81,7 @@ def _need_torch(command: str, threads: int | None) -> None:
     numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
     torch.set_num_threads(n)
 
+
 # ------------------------------------------------------------------------------ train / sample
 _TRAIN_WORDS = (("batch_size must", "--batch-size must"), ("steps must", "--steps must"), ("base must", "--base must"),
                 ("lr must", "--lr must"), ("ema_decay must", "--ema-decay must"), ("seed must", "--seed must"),
@@ -84,6 +91,7 @@ _TRAIN_WORDS = (("batch_size must", "--batch-size must"), ("steps must", "--step
                 ("training.lr:", "--lr:"), ("training.batch_size:", "--batch-size:"),
                 ("training.ema_decay:", "--ema-decay:"), ("training.seed:", "--seed:"),
                 ("process.name:", "--process:"), ("process.config.", "--config "), ("data.spec:", "--data:"))
+
 
 def _train_words(message: str) -> str:
     for api, cli in _TRAIN_WORDS:

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import numpy as np
 
-from ._common import CLIError, _check_destination, _same_file
-from ._images import (INT_DTYPES, _channel_axis, _check_range_fits, _check_working_memory, _cli_words,
-                      _integer_result, _plan_dtype, _preview)
+from ._common import CLIError
+from ._images import INT_DTYPES, _cli_words, open_job, report_job, write_job
 
 
 def add_parser(sub) -> None:
@@ -57,103 +55,39 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> None:
     from ..anisotropic.perona_malik import perona_malik
-    from ..io import ScanIOError, atomic_paths, format_of, is_directory_format, read_scan, write_scan
-    from ..io._scan import _SCALED_FORMATS
 
-    src, dst = Path(args.input), Path(args.output)
-    try:
-        out_fmt = format_of(dst)
-    except ValueError as exc:
-        raise CLIError(str(exc)) from None
-    dst_is_dir = is_directory_format(dst)
-    _check_destination(dst, src, args.force, "OUTPUT", directory=dst_is_dir)
-    pv = Path(args.preview) if args.preview is not None else None
-    if pv is not None:
-        if pv.suffix.lower() != ".png":
-            raise CLIError(f"--preview must be a .png file; got {pv.name}")
-        if _same_file(dst, pv):
-            raise CLIError("--preview must differ from OUTPUT")
-        _check_destination(pv, src, args.force, "PREVIEW")
     if args.max_steps < 0:
         raise CLIError(f"--max-steps must be a positive integer, or 0 for no limit; got {args.max_steps}")
-    try:
-        scan = read_scan(src)
-    except (ScanIOError, ValueError) as exc:
-        raise CLIError(str(exc)) from None
-    data = scan.data
-    if data.dtype == np.bool_ or data.dtype.kind not in "iuf":
-        raise CLIError(f"{src}: unsupported pixel type {data.dtype}; expected integer or float pixels")
-    stored = np.dtype(scan.stored_dtype if scan.stored_dtype is not None else data.dtype)
-    ch, note = _channel_axis(args.channel_axis, scan, src)
-    spatial = data.ndim - (ch is not None)
-    if spatial not in (1, 2, 3):
-        raise CLIError(f"{src}: expected a 1-D, 2-D or 3-D image (plus colour channels); got shape {data.shape}")
+    # Perona–Malik obeys the maximum principle: an integer output type is checked against INPUT before computing
+    job = open_job(args, verb="denoising", max_principle=True)
+    data = job.data
     n_bad = data.size - int(np.count_nonzero(np.isfinite(data))) if data.dtype.kind == "f" else 0
     if n_bad:
-        raise CLIError(f"{src}: {n_bad} of {data.size} values are NaN or infinite; Perona–Malik needs finite "
+        raise CLIError(f"{job.src}: {n_bad} of {data.size} values are NaN or infinite; Perona–Malik needs finite "
                        "values: replace them first (e.g. numpy.nan_to_num), pdediff does not guess missing data")
-    _check_working_memory(data, src)
-    target = _plan_dtype(args, stored, dst, out_fmt, data.shape, ch)
-    # NIfTI and DICOM keep integer types lossless through a slope/intercept chosen by the writer
-    scaled_store = target.kind in "iu" and not args.rescale and out_fmt in _SCALED_FORMATS
-    if not scaled_store:
-        _check_range_fits(data, target, args.rescale)
-    alpha = scan.alpha and ch is not None and data.shape[ch] in (2, 4)
-    spacing = args.spacing if args.spacing is not None else (scan.spacing or 1.0)
+    spacing = args.spacing if args.spacing is not None else (job.scan.spacing or 1.0)
     kappa: float | str = args.kappa
     if kappa != "auto":
         try:
             kappa = float(kappa)
         except ValueError:
             raise CLIError(f"--kappa must be 'auto' or a positive number; got {args.kappa!r}") from None
-    colour = np.take(data, range(data.shape[ch] - 1), axis=ch) if alpha else data
     try:
         out, info = perona_malik(
-            colour, num_iter=args.num_iter, kappa=kappa, conductance=args.conductance, dt=args.dt, sigma=args.sigma,
-            method=args.method, spacing=spacing, channel_axis=ch, return_info=True, progress=not args.quiet,
-            max_steps=args.max_steps or None,
+            job.colour, num_iter=args.num_iter, kappa=kappa, conductance=args.conductance, dt=args.dt,
+            sigma=args.sigma, method=args.method, spacing=spacing, channel_axis=job.channel_axis, return_info=True,
+            progress=not args.quiet, max_steps=args.max_steps or None,
         )
     except (ValueError, TypeError) as exc:  # the API's advice, in the command line's words
         raise CLIError(_cli_words(str(exc).splitlines()[0])) from None
     except MemoryError:
-        raise CLIError(f"{src}: out of memory while denoising {data.shape}; crop or downsample the scan first") from None
-    if alpha:  # put the untouched alpha channel back
-        a = np.take(data, [data.shape[ch] - 1], axis=ch).astype(out.dtype)
-        out = np.concatenate([out, a], axis=ch)
-
-    rescaled, stored_out = None, None
-    if scaled_store:
-        result, stored_out = out, target
-    elif target.kind in "iu":
-        result, rescaled = _integer_result(out, target, args.rescale)
-    else:
-        result = out.astype(target, copy=False)
-    outputs, dirs = [dst], [dst_is_dir]
-    if pv is not None:
-        outputs.append(pv)
-        dirs.append(False)
-    try:
-        with atomic_paths(outputs, directories=dirs) as tmps:
-            write_scan(tmps[0], result, like=scan, spacing=info.spacing, channel_axis=ch, stored_dtype=stored_out,
-                       format=out_fmt)
-            if pv is not None:
-                _preview(tmps[1], data, out, ch)
-    except (ScanIOError, ValueError, OSError) as exc:
-        raise CLIError(f"cannot write: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+        raise CLIError(f"{job.src}: out of memory while denoising {data.shape}; crop or downsample the scan first") \
+            from None
+    result, rescaled, stored_out = write_job(job, out, info.spacing, rescale=args.rescale, title="Perona–Malik")
     if not args.quiet:
-        sp = " x ".join(f"{h:g}" for h in info.spacing)
-        print(f"denoised {src} -> {dst}")
-        if note:
-            print(f"  note: {note}")
-        if stored_out is None and out_fmt == "dicom":  # DICOM stores integers: the writer quantises
-            stored_out = stored if stored.kind in "iu" else np.dtype(np.int16)
-        kind = f"{stored_out} (slope/intercept set by the writer)" if stored_out is not None else result.dtype
-        print(f"  shape {data.shape} {data.dtype} -> {kind}; spacing {sp}"
-              f"{'; alpha channel copied unchanged' if alpha else ''}")
-        if rescaled:
-            print(f"  {rescaled}")
+        report_job(job, "denoised", result, info.spacing, rescaled, stored_out)
         print(f"  method {info.method}, conductance {info.conductance}, kappa {info.kappa:.6g}"
               f"{' (auto)' if args.kappa == 'auto' else ''}, num_iter {info.num_iter}, dt {info.dt:.6g}, "
               f"sigma {info.sigma:g}")
-        if pv is not None:
-            print(f"  preview: {pv}")
+        if job.preview is not None:
+            print(f"  preview: {job.preview}")

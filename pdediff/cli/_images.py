@@ -3,25 +3,31 @@ range checks that never clip, working memory, the before/after preview."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from ._common import CLIError
+from ._common import CLIError, _check_destination, _same_file
 
 
 #: Integer output types the CLI offers, and what --rescale maps onto.
+
 INT_DTYPES = ("uint8", "uint16", "int16")
+
 
 _CLI_WORDS = (("max_steps=None", "--max-steps 0"), ("max_steps=", "--max-steps "), ("(or dt=None)", "(or no --dt)"),
               ("dt=None", "no --dt"), ("method='aos'", "--method aos"), ("scheme='aos'", "--method aos"),
               ("pass num_iter", "pass --num-iter"), ("num_iter=", "--num-iter "), ("dt=", "--dt "),
               ("kappa must", "--kappa must"), ("sigma must", "--sigma must"), ("spacing must", "--spacing must"))
 
+
 def _cli_words(message: str) -> str:
     for api, cli in _CLI_WORDS:
         message = message.replace(api, cli)
     return message
+
 
 def _channel_axis(arg: str, scan, src: Path) -> tuple[int | None, str | None]:
     """The channel axis to use and, when it was guessed, a note saying so."""
@@ -43,6 +49,7 @@ def _channel_axis(arg: str, scan, src: Path) -> tuple[int | None, str | None]:
         return 2, (f"treating the last axis of {src.name} (shape {data.shape}) as colour channels; "
                    "pass --channel-axis none for a volume")
     return None, None
+
 
 def _plan_dtype(args, stored: np.dtype, dst: Path, fmt: str, shape, channel_axis) -> np.dtype:
     """The output pixel type, decided and checked against OUTPUT's format before any work."""
@@ -86,6 +93,7 @@ def _plan_dtype(args, stored: np.dtype, dst: Path, fmt: str, shape, channel_axis
         raise CLIError(f"{msg}{hint}")
     return target
 
+
 def _check_range_fits(data: np.ndarray, target: np.dtype, rescale: bool) -> None:
     """Refuse, before computing, an integer output the values cannot fit unclipped.
 
@@ -100,11 +108,15 @@ def _check_range_fits(data: np.ndarray, target: np.dtype, rescale: bool) -> None
         raise CLIError(f"INPUT spans {lo:.6g}..{hi:.6g}, outside {target}'s range {info.min}..{info.max}; "
                        "pass --rescale or choose a wider or float --dtype")
 
+
 #: Arrays of the input's size (in the computing float type) that denoising holds at its peak: the
+
 #: float copy, its smoothed copy, the step buffer, the result and its cast for writing, and slack.
+
 WORKING_ARRAYS = 6
 
-def _check_working_memory(data: np.ndarray, src: Path) -> None:
+
+def _check_working_memory(data: np.ndarray, src: Path, verb: str = "denoising") -> None:
     """Refuse, before computing, an input whose working set would not fit in the memory available."""
     from ..io._limits import _available_memory
 
@@ -112,12 +124,25 @@ def _check_working_memory(data: np.ndarray, src: Path) -> None:
     need = data.size * itemsize * WORKING_ARRAYS
     avail = _available_memory()
     if avail is not None and need > avail:
-        raise CLIError(f"{src}: denoising {data.shape} needs about {need / 2**30:.1f} GiB of working memory, more "
+        raise CLIError(f"{src}: {verb} {data.shape} needs about {need / 2**30:.1f} GiB of working memory, more "
                        f"than the {avail / 2**30:.1f} GiB available; crop or downsample the scan first")
 
-def _integer_result(out: np.ndarray, target: np.dtype, rescale: bool) -> tuple[np.ndarray, str | None]:
-    """Round ``out`` into ``target`` without ever clipping; with ``rescale``, map min..max onto the full range."""
+
+def _integer_result(out: np.ndarray, target: np.dtype, rescale: bool, *, clip: tuple[float, float] | None = None
+                    ) -> tuple[np.ndarray, str | None]:
+    """Round ``out`` into ``target`` without ever clipping; with ``rescale``, map min..max onto the full range.
+
+    ``clip=(lo, hi)``: the user asked (``--clip``) to clip to that range first; how many values moved is reported.
+    """
     info = np.iinfo(target)
+    if clip is not None and not rescale:
+        lo, hi = max(clip[0], info.min), min(clip[1], info.max)
+        n = int(np.count_nonzero((out < lo) | (out > hi)))
+        out = np.clip(out, lo, hi)
+        if n:
+            from ..io import cast_like
+
+            return cast_like(out, target), f"clipped {n} filled value(s) to {lo:g}..{hi:g} (--clip)"
     if rescale:
         lo, hi = float(out.min()), float(out.max())
         scale = (info.max - info.min) / (hi - lo) if hi > lo else 0.0
@@ -128,9 +153,12 @@ def _integer_result(out: np.ndarray, target: np.dtype, rescale: bool) -> tuple[n
     try:  # rounds, and refuses (never clips) what the type cannot hold
         return cast_like(out, target), None
     except ValueError as exc:
-        raise CLIError(f"the result's {str(exc).split(';')[0]}; pass --rescale or choose a float --dtype") from None
+        hint = " or --clip" if clip is not None else ""
+        raise CLIError(f"the result's {str(exc).split(';')[0]}; pass --rescale{hint} or choose a float --dtype") \
+            from None
 
-def _preview(path: Path, before: np.ndarray, after: np.ndarray, channel_axis) -> None:
+
+def _preview(path: Path, before: np.ndarray, after: np.ndarray, channel_axis, *, title: str = "Perona–Malik") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -165,8 +193,127 @@ def _preview(path: Path, before: np.ndarray, after: np.ndarray, channel_axis) ->
     ax[0].imshow(b, **kw)
     ax[0].set_title("input")
     ax[1].imshow(a, **kw)
-    ax[1].set_title("Perona–Malik")
+    ax[1].set_title(title)
     for x in ax:
         x.set_axis_off()
     _save_atomic(fig, path)
     plt.close(fig)
+
+
+@dataclass
+class ImageJob:
+    """One INPUT -> OUTPUT (+ PREVIEW) job of ``denoise``/``inpaint``, checked before any work."""
+
+    src: Path
+    dst: Path
+    out_fmt: str
+    dst_is_dir: bool
+    preview: Path | None
+    scan: Any
+    data: np.ndarray
+    stored: np.dtype
+    channel_axis: int | None
+    note: str | None
+    alpha: bool
+    target: np.dtype
+    scaled_store: bool
+
+    @property
+    def colour(self) -> np.ndarray:
+        """The data without an alpha channel (which is never processed, only copied)."""
+        ch = self.channel_axis
+        return np.take(self.data, range(self.data.shape[ch] - 1), axis=ch) if self.alpha else self.data
+
+
+def open_job(args, *, verb: str, max_principle: bool) -> ImageJob:
+    """Check OUTPUT and PREVIEW, read INPUT, decide the channel axis and the output type — before computing.
+
+    ``max_principle``: the method keeps values within the input's range, so an integer output type can be
+    checked against the input now; otherwise the result is checked (never clipped) when it is written.
+    """
+    from ..io import ScanIOError, format_of, is_directory_format, read_scan
+    from ..io._scan import _SCALED_FORMATS
+
+    src, dst = Path(args.input), Path(args.output)
+    try:
+        out_fmt = format_of(dst)
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
+    dst_is_dir = is_directory_format(dst)
+    _check_destination(dst, src, args.force, "OUTPUT", directory=dst_is_dir)
+    pv = Path(args.preview) if args.preview is not None else None
+    if pv is not None:
+        if pv.suffix.lower() != ".png":
+            raise CLIError(f"--preview must be a .png file; got {pv.name}")
+        if _same_file(dst, pv):
+            raise CLIError("--preview must differ from OUTPUT")
+        _check_destination(pv, src, args.force, "PREVIEW")
+    try:
+        scan = read_scan(src)
+    except (ScanIOError, ValueError) as exc:
+        raise CLIError(str(exc)) from None
+    data = scan.data
+    if data.dtype == np.bool_ or data.dtype.kind not in "iuf":
+        raise CLIError(f"{src}: unsupported pixel type {data.dtype}; expected integer or float pixels")
+    stored = np.dtype(scan.stored_dtype if scan.stored_dtype is not None else data.dtype)
+    ch, note = _channel_axis(args.channel_axis, scan, src)
+    spatial = data.ndim - (ch is not None)
+    if spatial not in (1, 2, 3):
+        raise CLIError(f"{src}: expected a 1-D, 2-D or 3-D image (plus colour channels); got shape {data.shape}")
+    _check_working_memory(data, src, verb)
+    target = _plan_dtype(args, stored, dst, out_fmt, data.shape, ch)
+    # NIfTI and DICOM keep integer types lossless through a slope/intercept chosen by the writer
+    scaled_store = target.kind in "iu" and not args.rescale and out_fmt in _SCALED_FORMATS
+    if not scaled_store and max_principle:
+        _check_range_fits(data, target, args.rescale)
+    alpha = bool(scan.alpha and ch is not None and data.shape[ch] in (2, 4))
+    return ImageJob(src, dst, out_fmt, dst_is_dir, pv, scan, data, stored, ch, note, alpha, target, scaled_store)
+
+
+def write_job(job: ImageJob, out: np.ndarray, spacing, *, rescale: bool, title: str,
+              clip: tuple[float, float] | None = None) -> tuple[np.ndarray, str | None, np.dtype | None]:
+    """Put the alpha channel back, convert to the planned type (never clipping unless ``clip``), and write
+    OUTPUT and PREVIEW atomically (both or neither).  Returns the written array, the rescale note and the
+    stored integer type chosen by a scaling writer (NIfTI/DICOM)."""
+    from ..io import ScanIOError, atomic_paths, write_scan
+
+    ch = job.channel_axis
+    if job.alpha:  # put the untouched alpha channel back
+        a = np.take(job.data, [job.data.shape[ch] - 1], axis=ch).astype(out.dtype)
+        out = np.concatenate([out, a], axis=ch)
+    rescaled, stored_out = None, None
+    if job.scaled_store:
+        result, stored_out = out, job.target
+    elif job.target.kind in "iu":
+        result, rescaled = _integer_result(out, job.target, rescale, clip=clip)
+    else:
+        result = out.astype(job.target, copy=False)
+    outputs, dirs = [job.dst], [job.dst_is_dir]
+    if job.preview is not None:
+        outputs.append(job.preview)
+        dirs.append(False)
+    try:
+        with atomic_paths(outputs, directories=dirs) as tmps:
+            write_scan(tmps[0], result, like=job.scan, spacing=spacing, channel_axis=ch, stored_dtype=stored_out,
+                       format=job.out_fmt)
+            if job.preview is not None:
+                _preview(tmps[1], job.data, out, ch, title=title)
+    except (ScanIOError, ValueError, OSError) as exc:
+        raise CLIError(f"cannot write: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+    if stored_out is None and job.out_fmt == "dicom":  # DICOM stores integers: the writer quantises
+        stored_out = job.stored if job.stored.kind in "iu" else np.dtype(np.int16)
+    return result, rescaled, stored_out
+
+
+def report_job(job: ImageJob, verb: str, result: np.ndarray, spacing, rescaled: str | None,
+               stored_out: np.dtype | None) -> None:
+    """The first lines of the report every image command prints."""
+    sp = " x ".join(f"{h:g}" for h in spacing)
+    print(f"{verb} {job.src} -> {job.dst}")
+    if job.note:
+        print(f"  note: {job.note}")
+    kind = f"{stored_out} (slope/intercept set by the writer)" if stored_out is not None else result.dtype
+    print(f"  shape {job.data.shape} {job.data.dtype} -> {kind}; spacing {sp}"
+          f"{'; alpha channel copied unchanged' if job.alpha else ''}")
+    if rescaled:
+        print(f"  {rescaled}")

@@ -17,6 +17,7 @@ TRAIN_PROCESSES = ("ddpm", "ihdm", "blurring", "cold-heat", "cold-pm")
 #: Image formats ``pdediff sample`` writes figures in (by matplotlib).
 FIGURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".pdf", ".svg")
 
+
 def add_parsers(sub) -> None:
     t = sub.add_parser(
         "train",
@@ -73,6 +74,7 @@ def add_parsers(sub) -> None:
     s.add_argument("--force", action="store_true", help="overwrite outputs that exist (never an input)")
     s.add_argument("--quiet", action="store_true", help="no progress bar and no report")
 
+
 def train(args: argparse.Namespace) -> None:
     if args.steps < 1:
         raise CLIError(f"--steps must be a positive integer; got {args.steps}")
@@ -115,6 +117,7 @@ def train(args: argparse.Namespace) -> None:
         print(f"  run folder: {out} (run.json, checkpoint.pt); sample with: "
               f"pdediff sample {out} -n 64 -o grid.png")
 
+
 def _run_inputs(run_dir: Path) -> tuple[list[Path], list[Path]]:
     """Files and folders ``pdediff sample`` reads: the run's files and, for path data sets, the data."""
     import json
@@ -128,6 +131,7 @@ def _run_inputs(run_dir: Path) -> tuple[list[Path], list[Path]]:
     if isinstance(spec, str) and spec not in ("digits", "shapes"):
         (folders if Path(spec).is_dir() else files).append(Path(spec))
     return files, folders
+
 
 def _check_sample_output(path: Path, run_dir: Path, files: list[Path], folders: list[Path], force: bool,
                          what: str) -> None:
@@ -149,6 +153,7 @@ def _check_sample_output(path: Path, run_dir: Path, files: list[Path], folders: 
         raise CLIError(f"{what} {path}: folder {parent} does not exist")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise CLIError(f"{what} {path}: folder {parent} is not writable")
+
 
 def sample(args: argparse.Namespace) -> None:
     run_dir = Path(args.run)
@@ -219,13 +224,16 @@ def sample(args: argparse.Namespace) -> None:
               f"steps, seed {args.seed}) in {seconds:.1f} s")
         print("  " + ", ".join(f"{what.lstrip('-')}: {p}" for what, p, _ in outputs))
 
+
 def _to_display(x: np.ndarray) -> np.ndarray:
     """(C, H, W) in [-1, 1] -> (H, W) or (H, W, 3) in [0, 1]."""
     x = np.clip((np.asarray(x, dtype=np.float64) + 1) / 2, 0, 1)
     return x[0] if x.shape[0] == 1 else np.moveaxis(x[:3], 0, -1)
 
+
 def _save_figure(fig, path: Path, suffix: str) -> None:
     fig.savefig(path, dpi=100, format=suffix.lstrip(".").lower().replace("jpg", "jpeg"))
+
 
 def _grid_figure(images: np.ndarray, path: Path, suffix: str) -> None:
     import matplotlib
@@ -245,6 +253,7 @@ def _grid_figure(images: np.ndarray, path: Path, suffix: str) -> None:
         _save_figure(fig, path, suffix)
     finally:
         plt.close(fig)
+
 
 def _trajectory_figure(traj: list[np.ndarray], path: Path, suffix: str) -> None:
     import matplotlib

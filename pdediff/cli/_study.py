@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ._common import _THREADS_HELP, CLIError, _thread_count, _train_words
 
+
 def add_parser(sub) -> None:
     st = sub.add_parser(
         "study",
@@ -34,6 +35,7 @@ def add_parser(sub) -> None:
     st.add_argument("--threads", type=int, default=None, help=_THREADS_HELP)
     st.add_argument("--no-figures", action="store_true", help="skip the figures")
     st.add_argument("--quiet", action="store_true", help="no progress bars and no summary")
+
 
 def run(args: argparse.Namespace) -> None:
     if args.seeds is not None and args.seeds < 1:
