@@ -13,7 +13,7 @@ import argparse
 import signal
 import sys
 
-from . import _denoise, _learned, _study
+from . import _denoise, _inpaint, _learned, _study
 from ._common import CLIError, _need_torch, _Parser  # noqa: F401  (re-exported for tests and tools)
 from ._images import INT_DTYPES  # noqa: F401
 from ._learned import FIGURE_SUFFIXES, TRAIN_PROCESSES  # noqa: F401
@@ -39,6 +39,7 @@ def _build_parser() -> argparse.ArgumentParser:
     d.add_argument("--no-figure", action="store_true", help="print the tables only")
 
     _denoise.add_parser(sub)
+    _inpaint.add_parser(sub)
     _learned.add_parsers(sub)
     _study.add_parser(sub)
     return p
@@ -54,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
             run_demo(args.output_dir, figure=not args.no_figure)
         elif args.command == "denoise":
             _denoise.run(args)
+        elif args.command == "inpaint":
+            _inpaint.run(args)
         elif args.command == "train":
             _learned.train(args)
         elif args.command == "sample":

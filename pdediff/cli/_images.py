@@ -128,8 +128,8 @@ def _check_working_memory(data: np.ndarray, src: Path, verb: str = "denoising") 
                        f"than the {avail / 2**30:.1f} GiB available; crop or downsample the scan first")
 
 
-def _integer_result(out: np.ndarray, target: np.dtype, rescale: bool, *, clip: tuple[float, float] | None = None
-                    ) -> tuple[np.ndarray, str | None]:
+def _integer_result(out: np.ndarray, target: np.dtype, rescale: bool, *, clip: tuple[float, float] | None = None,
+                    clip_hint: bool = False) -> tuple[np.ndarray, str | None]:
     """Round ``out`` into ``target`` without ever clipping; with ``rescale``, map min..max onto the full range.
 
     ``clip=(lo, hi)``: the user asked (``--clip``) to clip to that range first; how many values moved is reported.
@@ -153,12 +153,13 @@ def _integer_result(out: np.ndarray, target: np.dtype, rescale: bool, *, clip: t
     try:  # rounds, and refuses (never clips) what the type cannot hold
         return cast_like(out, target), None
     except ValueError as exc:
-        hint = " or --clip" if clip is not None else ""
+        hint = " or --clip" if clip_hint else ""
         raise CLIError(f"the result's {str(exc).split(';')[0]}; pass --rescale{hint} or choose a float --dtype") \
             from None
 
 
-def _preview(path: Path, before: np.ndarray, after: np.ndarray, channel_axis, *, title: str = "Perona–Malik") -> None:
+def _preview(path: Path, before: np.ndarray, after: np.ndarray, channel_axis, *, title: str = "Perona–Malik",
+             before_title: str = "input") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -191,7 +192,7 @@ def _preview(path: Path, before: np.ndarray, after: np.ndarray, channel_axis, *,
     b, a = show(before), show(after)
     kw = {} if b.ndim == 3 else {"cmap": "gray", "vmin": b.min(), "vmax": b.max()}
     ax[0].imshow(b, **kw)
-    ax[0].set_title("input")
+    ax[0].set_title(before_title)
     ax[1].imshow(a, **kw)
     ax[1].set_title(title)
     for x in ax:
@@ -271,10 +272,12 @@ def open_job(args, *, verb: str, max_principle: bool) -> ImageJob:
 
 
 def write_job(job: ImageJob, out: np.ndarray, spacing, *, rescale: bool, title: str,
-              clip: tuple[float, float] | None = None) -> tuple[np.ndarray, str | None, np.dtype | None]:
+              clip: tuple[float, float] | None = None, clip_hint: bool = False, before: np.ndarray | None = None
+              ) -> tuple[np.ndarray, str | None, np.dtype | None]:
     """Put the alpha channel back, convert to the planned type (never clipping unless ``clip``), and write
     OUTPUT and PREVIEW atomically (both or neither).  Returns the written array, the rescale note and the
-    stored integer type chosen by a scaling writer (NIfTI/DICOM)."""
+    stored integer type chosen by a scaling writer (NIfTI/DICOM).  ``before``: what the preview shows as the
+    input (default: INPUT)."""
     from ..io import ScanIOError, atomic_paths, write_scan
 
     ch = job.channel_axis
@@ -285,7 +288,7 @@ def write_job(job: ImageJob, out: np.ndarray, spacing, *, rescale: bool, title: 
     if job.scaled_store:
         result, stored_out = out, job.target
     elif job.target.kind in "iu":
-        result, rescaled = _integer_result(out, job.target, rescale, clip=clip)
+        result, rescaled = _integer_result(out, job.target, rescale, clip=clip, clip_hint=clip_hint)
     else:
         result = out.astype(job.target, copy=False)
     outputs, dirs = [job.dst], [job.dst_is_dir]
@@ -297,7 +300,8 @@ def write_job(job: ImageJob, out: np.ndarray, spacing, *, rescale: bool, title: 
             write_scan(tmps[0], result, like=job.scan, spacing=spacing, channel_axis=ch, stored_dtype=stored_out,
                        format=job.out_fmt)
             if job.preview is not None:
-                _preview(tmps[1], job.data, out, ch, title=title)
+                _preview(tmps[1], job.data if before is None else before, out, ch, title=title,
+                         before_title="input" if before is None else "input, missing pixels in white")
     except (ScanIOError, ValueError, OSError) as exc:
         raise CLIError(f"cannot write: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
     if stored_out is None and job.out_fmt == "dicom":  # DICOM stores integers: the writer quantises
