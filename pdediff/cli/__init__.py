@@ -34,13 +34,20 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"pdediff {__version__}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    d = sub.add_parser("demo", help="solve problems with known answers and denoise the bundled MRI slice")
+    d = sub.add_parser("demo", help="solve problems with known answers, denoise the bundled MRI slice and repair "
+                       "a damaged photograph", description="Run the demo on data that ships with the package: "
+                       "the heat equation against its exact solution (heat), Perona–Malik denoising of "
+                       "matplotlib's MRI slice (denoise), inpainting of scikit-image's astronaut with cracks and "
+                       "a missing block next to OpenCV and scikit-image (inpaint). Default: all three.")
+    d.add_argument("parts", nargs="*", choices=("heat", "denoise", "inpaint"), metavar="PART",
+                   help="heat, denoise and/or inpaint (default: all)")
     d.add_argument("--output-dir", default="pdediff-output", help="where figures go (default: %(default)s)")
     d.add_argument("--no-figure", action="store_true", help="print the tables only")
 
     _denoise.add_parser(sub)
     _inpaint.add_parser(sub)
     _learned.add_parsers(sub)
+    _learned.add_restyle_parser(sub)
     _study.add_parser(sub)
     return p
 
@@ -50,9 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     previous = _install_signal_handlers()
     try:
         if args.command == "demo":
-            from ..demo import run_demo
+            from ..demo import PARTS, run_demo
 
-            run_demo(args.output_dir, figure=not args.no_figure)
+            run_demo(args.output_dir, figure=not args.no_figure, parts=tuple(args.parts) or PARTS)
         elif args.command == "denoise":
             _denoise.run(args)
         elif args.command == "inpaint":
@@ -61,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
             _learned.train(args)
         elif args.command == "sample":
             _learned.sample(args)
+        elif args.command == "restyle":
+            _learned.restyle(args)
         elif args.command == "study":
             _study.run(args)
         return 0
