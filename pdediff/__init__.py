@@ -4,6 +4,8 @@ Public API
 ----------
 perona_malik
     Edge-preserving anisotropic diffusion (explicit and AOS), 1-D/2-D/3-D, colour.
+inpaint
+    Fill missing pixels (cracks, holes): harmonic, biharmonic, Perona–Malik, or a trained model (RePaint).
 solve_heat
     Explicit, implicit (Crank–Nicolson / backward Euler, ADI) and spectral heat solvers.
 ExplicitHeatSolver, ImplicitHeatSolver, SpectralHeatSolver
@@ -25,6 +27,7 @@ from .anisotropic import estimate_kappa, perona_malik
 from .errors import StabilityError, StepLimitError
 from .grid import Grid
 from .heat import ExplicitHeatSolver, ImplicitHeatSolver, SpectralHeatSolver, solve_heat
+from .restoration import inpaint
 
 __version__ = "0.1.0"
 
@@ -44,6 +47,7 @@ __all__ = [
     "solve_heat",
     "perona_malik",
     "estimate_kappa",
+    "inpaint",
     "ExplicitHeatSolver",
     "ImplicitHeatSolver",
     "SpectralHeatSolver",

@@ -75,7 +75,7 @@ def _read_mask(path: Path, data: np.ndarray, channel_axis: int | None, src: Path
         m = read_scan(path).data
     except (ScanIOError, ValueError) as exc:
         raise CLIError(f"--mask: {str(exc).splitlines()[0]}") from None
-    spatial = data.shape if channel_axis is None else tuple(np.delete(data.shape, channel_axis))
+    spatial = data.shape if channel_axis is None else tuple(int(n) for n in np.delete(data.shape, channel_axis))
     if m.dtype.kind not in "biuf":
         raise CLIError(f"--mask {path}: unsupported pixel type {m.dtype}; expected bool, integer or float")
     if m.dtype.kind == "f" and not np.all(np.isfinite(m)):

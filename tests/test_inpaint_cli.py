@@ -1,0 +1,154 @@
+"""``pdediff inpaint`` and ``pdediff demo inpaint``: what a user with a damaged picture and a mask gets."""
+
+import os
+
+import numpy as np
+import pytest
+
+from pdediff.cli import main
+
+iio = pytest.importorskip("imageio.v3")
+
+
+def _one_error_line(capsys, *words):
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    for w in words:
+        assert w in err[0], err[0]
+    return err[0]
+
+
+@pytest.fixture
+def picture(tmp_path):
+    """A 48x64 RGB uint8 picture with an edge, a crack mask painted as a red scribble, and the truth."""
+    y, x = np.mgrid[0:48, 0:64]
+    img = np.stack([np.where(x < 30, 200, 40), 60 + y, 100 + x], axis=-1).astype(np.uint8)
+    mask = np.zeros((48, 64), bool)
+    mask[20:22, 5:60] = True  # a crack across the edge
+    mask[5:9, 40:44] = True
+    iio.imwrite(tmp_path / "img.png", img)
+    scribble = np.zeros((48, 64, 3), np.uint8)
+    scribble[mask] = (255, 0, 0)
+    iio.imwrite(tmp_path / "mask.png", scribble)
+    return tmp_path, img, mask
+
+
+@pytest.mark.parametrize("method", ["harmonic", "biharmonic", "perona_malik"])
+def test_inpaint_png_keeps_known_pixels_and_fills_holes(picture, method, capsys):
+    d, img, mask = picture
+    args = ["inpaint", str(d / "img.png"), "--mask", str(d / "mask.png"), "-o", str(d / "out.png"),
+            "--method", method, "--preview", str(d / "pv.png")]
+    if method == "biharmonic":
+        args.append("--clip")
+    assert main(args) == 0
+    out = iio.imread(d / "out.png")
+    assert out.dtype == np.uint8 and out.shape == img.shape
+    np.testing.assert_array_equal(out[~mask], img[~mask])  # known pixels untouched
+    # the crack crossing the edge is filled close to the truth (the picture is smooth along the crack)
+    err = np.abs(out[mask].astype(int) - img[mask].astype(int))
+    assert np.median(err) <= 3, np.median(err)
+    assert (d / "pv.png").stat().st_size > 0
+    text = capsys.readouterr().out
+    assert f"method {method}" in text and "filled" in text
+    assert sorted(os.listdir(d)) == ["img.png", "mask.png", "out.png", "pv.png"]
+
+
+def test_inpaint_npy_float_and_3d_volume(tmp_path):
+    rng = np.random.default_rng(0)
+    vol = np.cumsum(rng.random((12, 14, 16)), axis=2)  # smooth along x
+    m = np.zeros(vol.shape, bool)
+    m[4:8, 5:9, 6:10] = True
+    np.save(tmp_path / "v.npy", vol)
+    np.save(tmp_path / "m.npy", m)
+    assert main(["inpaint", str(tmp_path / "v.npy"), "--mask", str(tmp_path / "m.npy"), "-o",
+                 str(tmp_path / "o.npy"), "--spacing", "2", "1", "1", "--quiet"]) == 0
+    out = np.load(tmp_path / "o.npy")
+    assert out.dtype == np.float64
+    np.testing.assert_array_equal(out[~m], vol[~m])
+    import pdediff
+
+    np.testing.assert_allclose(out, pdediff.inpaint(vol, m, spacing=(2, 1, 1)), rtol=0, atol=1e-12)
+
+
+def test_inpaint_refuses_bad_masks_before_writing(picture, capsys):
+    d, img, mask = picture
+    run = lambda m, *extra: main(["inpaint", str(d / "img.png"), "--mask", str(m), "-o", str(d / "o.png"),
+                                  *extra])  # noqa: E731
+    np.save(d / "empty.npy", np.zeros((48, 64), bool))
+    assert run(d / "empty.npy") == 2
+    _one_error_line(capsys, "--mask", "no pixel")
+    np.save(d / "full.npy", np.ones((48, 64), np.uint8))
+    assert run(d / "full.npy") == 2
+    _one_error_line(capsys, "--mask", "every pixel")
+    np.save(d / "small.npy", np.ones((10, 10), bool))
+    assert run(d / "small.npy") == 2
+    _one_error_line(capsys, "--mask", "(48, 64)")
+    np.save(d / "nan.npy", np.full((48, 64), np.nan))
+    assert run(d / "nan.npy") == 2
+    _one_error_line(capsys, "--mask", "NaN")
+    assert run(d / "missing.png") == 2
+    _one_error_line(capsys, "--mask")
+    assert run(d / "img.png") == 2
+    _one_error_line(capsys, "--mask", "INPUT")
+    # the mask is an input too: never an output
+    assert main(["inpaint", str(d / "img.png"), "--mask", str(d / "mask.png"), "-o", str(d / "mask.png"),
+                 "--force"]) == 2
+    _one_error_line(capsys, "MASK")
+    assert not (d / "o.png").exists()
+    assert iio.imread(d / "mask.png").shape == (48, 64, 3)
+
+
+def test_inpaint_option_errors_are_one_line(picture, capsys):
+    d, img, mask = picture
+    base = ["inpaint", str(d / "img.png"), "--mask", str(d / "mask.png"), "-o", str(d / "o.png")]
+    assert main(base + ["--method", "learned"]) == 2
+    _one_error_line(capsys, "--model")
+    assert main(base + ["--model", str(d)]) == 2
+    _one_error_line(capsys, "--model", "learned")
+    assert main(base + ["--kappa", "3"]) == 2
+    _one_error_line(capsys, "--kappa", "harmonic")
+    assert main(base + ["--method", "learned", "--model", str(d)]) == 2
+    _one_error_line(capsys, "not a run folder")
+    assert main(base + ["--method", "perona_malik", "--num-iter", "0"]) == 2
+    _one_error_line(capsys, "--num-iter")
+    assert main(base + ["--method", "perona_malik", "--kappa", "abc"]) == 2
+    _one_error_line(capsys, "--kappa")
+    (d / "o.png").write_bytes(b"keep")
+    assert main(base) == 2
+    _one_error_line(capsys, "--force")
+    assert (d / "o.png").read_bytes() == b"keep"
+
+
+def test_biharmonic_overshoot_into_uint8_is_refused_or_clipped_on_request(tmp_path, capsys):
+    # a thin dark bar inside a hole at an edge: biharmonic continues the slopes below 0
+    img = np.zeros((24, 24), np.uint8)
+    img[:, 12:] = 255
+    img[8:16, 14:16] = 0
+    m = np.zeros(img.shape, bool)
+    m[6:18, 9:18] = True
+    m[8:16, 14:16] = False
+    np.save(tmp_path / "i.npy", img)
+    np.save(tmp_path / "m.npy", m)
+    base = ["inpaint", str(tmp_path / "i.npy"), "--mask", str(tmp_path / "m.npy"), "--method", "biharmonic"]
+    assert main(base + ["-o", str(tmp_path / "o.png")]) == 2
+    _one_error_line(capsys, "uint8", "--clip")
+    assert not (tmp_path / "o.png").exists()
+    assert main(base + ["-o", str(tmp_path / "o.png"), "--clip"]) == 0
+    assert "clipped" in capsys.readouterr().out
+    out = iio.imread(tmp_path / "o.png")
+    np.testing.assert_array_equal(out[~m], img[~m])
+    assert out[m].min() == 0
+    # float output keeps the overshoot, unclipped
+    assert main(base + ["-o", str(tmp_path / "o.npy"), "--quiet"]) == 0
+    assert np.load(tmp_path / "o.npy").min() < -1
+
+
+def test_demo_inpaint_part(tmp_path, capsys):
+    pytest.importorskip("skimage")
+    assert main(["demo", "inpaint", "--output-dir", str(tmp_path), "--no-figure"]) == 0
+    text = capsys.readouterr().out
+    assert "pdediff Perona–Malik" in text and "scikit-image biharmonic" in text
+    assert "Heat equation" not in text  # only the part asked for
+    with pytest.raises(SystemExit):  # argparse: one line, exit 2
+        main(["demo", "nope"])
+    _one_error_line(capsys, "invalid choice")
