@@ -36,6 +36,9 @@ __all__ = ["NEUMANN", "DIRICHLET", "PERIODIC", "EXPONENTIAL", "RATIONAL", "TUKEY
 NEUMANN, DIRICHLET, PERIODIC = 0, 1, 2
 EXPONENTIAL, RATIONAL, TUKEY, EXPONENTIAL32 = 0, 1, 2, 3
 INF = math.inf
+#: Ghost-cell signs of :func:`neighbour`.  Only compared, never multiplied, so a target may supply its own
+#: (the GPU passes integers: a float64 sign would put float64 registers and compares in float32 kernels).
+PLUS, MINUS = 1.0, -1.0
 
 
 def exp_neg(x):
@@ -57,17 +60,17 @@ def neighbour(i, n, bc, side):
     """
     if side < 0:
         if i > 0:
-            return i - 1, 1.0
+            return i - 1, PLUS
         edge, far = 0, n - 1
     else:
         if i < n - 1:
-            return i + 1, 1.0
+            return i + 1, PLUS
         edge, far = n - 1, 0
     if bc == PERIODIC:
-        return far, 1.0
+        return far, PLUS
     if bc == DIRICHLET:
-        return edge, -1.0
-    return edge, 1.0
+        return edge, MINUS
+    return edge, PLUS
 
 
 def ghost(value, sign):
@@ -135,14 +138,15 @@ FORMULAS = ("neighbour", "ghost", "second_difference", "axis_flux", "around2", "
 def compile_formulas(jit: Callable, name: str, **primitives: Callable) -> types.ModuleType:
     """Compile every formula with ``jit`` (e.g. ``numba.njit(inline="always")``), one target's copy.
 
-    ``primitives`` (``exp_neg``, ``exp_neg32``) replace the plain-Python ones.
+    ``primitives`` (``exp_neg``, ``exp_neg32``; the constants ``PLUS``/``MINUS``) replace the plain-Python ones.
     The functions are re-created over one shared namespace, so a formula that
     calls another calls that target's compiled version.  Returned as a module
     named ``name`` (Numba resolves ``F.neighbour`` on a module global).
     """
     namespace = {"INF": INF, "NEUMANN": NEUMANN, "DIRICHLET": DIRICHLET, "PERIODIC": PERIODIC,
                  "EXPONENTIAL": EXPONENTIAL, "RATIONAL": RATIONAL, "TUKEY": TUKEY,
-                 "EXPONENTIAL32": EXPONENTIAL32, "exp_neg": exp_neg, "exp_neg32": exp_neg32}
+                 "EXPONENTIAL32": EXPONENTIAL32, "exp_neg": exp_neg, "exp_neg32": exp_neg32, "PLUS": PLUS,
+                 "MINUS": MINUS}
     namespace.update(primitives)
     compiled = {}
     for name in FORMULAS:

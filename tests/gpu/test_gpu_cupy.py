@@ -2,10 +2,10 @@
 
 import numpy as np
 import pytest
-from gpu_env import real_gpu
+from gpu_env import cupy_skip_reason
 
-if not real_gpu():
-    pytest.skip("needs CuPy and a CUDA GPU (the simulator cannot run CuPy)", allow_module_level=True)
+if cupy_skip_reason():
+    pytest.skip(cupy_skip_reason(), allow_module_level=True)
 
 import cupy as cp  # noqa: E402
 

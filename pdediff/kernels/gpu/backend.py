@@ -3,41 +3,142 @@
 Implements the contract of :mod:`pdediff._backend`, like
 :class:`pdediff.kernels.cpu.backend.CPUBackend`; the solvers never know which
 one they drive.  Shape adaptation lives here: 1-D and 2-D problems run
-through the 3-D kernels with leading axes of one cell (``ih = 0`` there).
-Kernels launch on CuPy's current stream (numba.cuda is handed CuPy arrays
-through ``__cuda_array_interface__``).
+through the 3-D kernels with leading axes of one cell (``ih = 0`` there), and
+every launch configuration comes from
+:func:`pdediff.kernels.gpu.launch.launch_config`.
+
+Streams: kernels launch on CuPy's current stream (the legacy default stream
+when CuPy uses its null stream), and CuPy arrays reach numba.cuda as device
+arrays made from ``__cuda_array_interface__`` without a synchronisation (the
+kernel runs on the very stream CuPy's work is queued on, so stream order
+already serialises them).
+
+Setup errors are raised once, at the first GPU use: no numba-cuda
+(:class:`ImportError` naming the extra to install), no CUDA device
+(:class:`GPUUnavailableError`), a tiny test kernel that NVVM cannot compile
+(:class:`ImportError`, the extra again).  Device allocations that run out of
+memory raise :class:`GPUOutOfMemoryError`, a :class:`MemoryError` naming the
+size.
 """
 
 from __future__ import annotations
 
 import functools
+import importlib.util
 import math
 
 import numpy as np
 
+from .launch import launch_config, tile_config
 
-__all__ = ["GPUBackend", "get_gpu_backend"]
+__all__ = ["GPUBackend", "get_gpu_backend", "GPUUnavailableError", "GPUOutOfMemoryError", "INSTALL_HINT"]
+
+INSTALL_HINT = ('pip install "pdediff[gpu-cu12]" or "pdediff[gpu-cu13]", the one matching the CUDA version '
+                "that `nvidia-smi` shows (CuPy and numba-cuda with its NVVM compiler for that CUDA)")
+
+
+class GPUUnavailableError(RuntimeError):
+    """CuPy arrays were given, the GPU packages are installed, but no CUDA device can run a kernel."""
+
+
+class GPUOutOfMemoryError(MemoryError):
+    """A device allocation failed (wraps ``cupy.cuda.memory.OutOfMemoryError``, naming the size)."""
+
+
+def _has_numba_cuda() -> bool:
+    # numba's own deprecated CUDA target ships no NVVM; NVIDIA's numba-cuda is the supported one.
+    return importlib.util.find_spec("numba_cuda") is not None
 
 
 def _require():
+    """CuPy, its FFT and ndimage modules and numba.cuda, or one clear error naming what is missing."""
     try:
         import cupy
         import cupyx.scipy.fft
         import cupyx.scipy.ndimage
-        from numba import cuda
     except ImportError as exc:
-        raise ImportError(f'GPU arrays need the GPU extra: pip install "pdediff[gpu]" ({exc})') from None
+        raise ImportError(f"GPU arrays need CuPy, which failed to import ({exc}): {INSTALL_HINT}") from None
+    if not _has_numba_cuda():
+        raise ImportError(f"GPU arrays need numba-cuda, which is not installed: {INSTALL_HINT}")
+    from numba import cuda
+
     try:
         ok = cuda.is_available()
     except Exception:  # noqa: BLE001 - driver errors come in many types
         ok = False
     if not ok:
-        raise RuntimeError("CuPy arrays were given but no CUDA GPU is available to numba.cuda")
+        raise GPUUnavailableError("CuPy arrays were given but numba.cuda finds no usable CUDA device or driver "
+                                  "(check `nvidia-smi`; pass NumPy arrays to compute on the CPU)")
     return cupy, cupyx.scipy.fft, cupyx.scipy.ndimage, cuda
 
 
-def _grid(shape, block):
-    return tuple(math.ceil(s / b) for s, b in zip(shape, block))
+def _probe_kernel(x):
+    x[0] = x[0] + 1.0
+
+
+def _first_use_check(be) -> None:
+    """Compile and run one tiny kernel, so a broken toolchain fails here, once, with the fix in the message."""
+    try:
+        kernel = be._cuda.jit(_probe_kernel)
+        x = be.xp.zeros(1, dtype=np.float32)
+        kernel[1, 1, be._stream()](be._dev(x))
+        be.xp.cuda.get_current_stream().synchronize()
+        ok = float(x[0]) == 1.0
+    except Exception as exc:  # noqa: BLE001 - NVVM, linker, driver: all end in one message
+        what = f"{type(exc).__name__}: {exc}"
+        if "nvvm" in what.lower() or isinstance(exc, ImportError):
+            raise ImportError(f"numba-cuda cannot compile GPU kernels, its NVVM is missing or unusable ({what}): "
+                              f"{INSTALL_HINT}") from exc
+        raise GPUUnavailableError(f"a test kernel failed on the GPU ({what}); if the CUDA versions of the "
+                                  f"driver and the packages differ: {INSTALL_HINT}") from exc
+    if not ok:
+        raise GPUUnavailableError(f"a test kernel ran on the GPU but computed a wrong value: {INSTALL_HINT}")
+
+
+#: CuPy functions the solvers allocate device memory with.
+_ALLOCATORS = frozenset({"empty", "zeros", "ones", "full", "empty_like", "zeros_like", "ones_like", "full_like",
+                         "array", "asarray", "ascontiguousarray", "copy", "stack", "concatenate", "pad"})
+
+
+class _GuardedXP:
+    """CuPy, with device out-of-memory errors turned into :class:`GPUOutOfMemoryError` naming the size."""
+
+    def __init__(self, xp):
+        self._xp = xp
+        self._wrapped = {}
+
+    def __getattr__(self, name):
+        attr = getattr(self._xp, name)
+        if name not in _ALLOCATORS:
+            return attr
+        fn = self._wrapped.get(name)
+        if fn is None:
+            fn = self._wrapped[name] = self._guard(attr, name)
+        return fn
+
+    def _guard(self, fn, name):
+        xp = self._xp
+        oom = xp.cuda.memory.OutOfMemoryError
+
+        @functools.wraps(fn)
+        def call(*args, **kwargs):
+            try:
+                return fn(*args, **kwargs)
+            except oom as exc:
+                raise GPUOutOfMemoryError(_oom_message(xp, exc, name)) from exc
+
+        return call
+
+
+def _oom_message(xp, exc, name) -> str:
+    try:
+        free, total = xp.cuda.runtime.memGetInfo()
+        mem = f"; the device has {free / 2**30:.2f} GiB free of {total / 2**30:.2f} GiB"
+    except Exception:  # noqa: BLE001 - the message must not fail
+        mem = ""
+    return (f"GPU out of memory in cupy.{name}: {exc}{mem}.  Use a smaller array or a larger GPU, free "
+            "unused CuPy arrays (and cupy.get_default_memory_pool().free_all_blocks()), or pass a NumPy array "
+            "to run on the CPU")
 
 
 class GPUBackend:
@@ -45,29 +146,52 @@ class GPUBackend:
     fft_kwargs: dict = {}
 
     def __init__(self, *, simulate: bool = False) -> None:
+        """``simulate=True``: NumPy arrays in and out, the kernels launched with numba.cuda's own transfers,
+        under Numba's CUDA simulator (how CI exercises this class) or on a device without CuPy (the
+        numba-only kernel tests).  Otherwise CuPy arrays, checked once by :func:`_first_use_check`."""
         from . import kernels
 
         self.simulate = simulate
         if simulate:
-            # Under NUMBA_ENABLE_CUDASIM=1 the same launch code drives the kernels on NumPy
-            # arrays: how CI exercises this class without a GPU.
             import scipy.fft
             import scipy.ndimage
             from numba import cuda
 
             import numba
 
-            if not numba.config.ENABLE_CUDASIM:
-                raise RuntimeError("simulate=True needs NUMBA_ENABLE_CUDASIM=1")
+            if not (numba.config.ENABLE_CUDASIM or cuda.is_available()):
+                raise RuntimeError("simulate=True needs NUMBA_ENABLE_CUDASIM=1 or a CUDA device")
             self.xp, self.fft, self._ndi, self._cuda = np, scipy.fft, scipy.ndimage, cuda
+            self._cupy = None
         else:
-            self.xp, self.fft, self._ndi, self._cuda = _require()
+            cupy, fft, ndi, cuda = _require()
+            self._cupy, self.fft, self._ndi, self._cuda = cupy, fft, ndi, cuda
+            self.xp = _GuardedXP(cupy)
         self.k = kernels
+        if not simulate:
+            _first_use_check(self)
 
+    # -- launches -------------------------------------------------------------------
     def _stream(self):
+        """CuPy's current stream as a numba.cuda stream (``0`` under the simulator)."""
         if self.simulate:
             return 0
-        return self._cuda.external_stream(self.xp.cuda.get_current_stream().ptr)
+        ptr = int(self._cupy.cuda.get_current_stream().ptr)
+        if ptr in (0, 1):  # CuPy's null stream is the legacy default stream (1 = cudaStreamLegacy)
+            return self._cuda.legacy_default_stream()
+        if ptr == 2:  # cudaStreamPerThread (CuPy's Stream.ptds)
+            return self._cuda.per_thread_default_stream()
+        return self._cuda.external_stream(ptr)
+
+    def _dev(self, x):
+        """A CuPy array as a numba device array, without numba's per-argument stream synchronisation."""
+        if self.simulate or not hasattr(x, "__cuda_array_interface__"):
+            return x
+        return self._cuda.from_cuda_array_interface(x.__cuda_array_interface__, owner=x, sync=False)
+
+    def _launch(self, kernel, config, *args):
+        grid, block = config
+        kernel[grid, block, self._stream()](*(self._dev(a) for a in args))
 
     def asarray(self, x):
         return self.xp.asarray(x)
@@ -91,22 +215,32 @@ class GPUBackend:
                 else:
                     f = faces[ax - pad]
                     f3.append(f.reshape((1,) * pad + tuple(f.shape)))
-        block = (4, 8, 32)
-        self.k.heat3[_grid(shape3, block), block, self._stream()](
-            u.reshape(shape3), out.reshape(shape3), *f3, t(dt), t(beta), *(t(c) for c in coefs), *bcs3,
-            faces is not None)
+        self._launch(self.k.heat3, launch_config(shape3), u.reshape(shape3), out.reshape(shape3), *f3, t(dt),
+                     t(beta), *(t(c) for c in coefs), *bcs3, faces is not None)
 
     # -- tridiagonal --------------------------------------------------------------
     def tri_factor(self, a, b, c, cp, inv):
-        P, n, Q = b.shape
-        self.k.tri_factor[math.ceil(P * Q / 128), 128, self._stream()](a, b, c, cp, inv)
+        P, _, Q = b.shape
+        t = b.dtype.type
+        if Q == 1 and P > 1:  # lines along the contiguous axis: shared-memory tiles
+            rows = self.k.ROW_KERNELS[np.dtype(b.dtype)][0]
+            self._launch(rows, tile_config(P), a[..., 0], b[..., 0], c[..., 0], cp[..., 0], inv[..., 0], t(0), t(1))
+        else:
+            self._launch(self.k.tri_factor, launch_config((P, Q)), a, b, c, cp, inv, t(1))
 
     def tri_solve(self, d, x, out, coef, alpha=1.0, accumulate=False):
-        pre, n, post = d.shape
+        pre, _, post = d.shape
+        t = d.dtype.type
         cyclic = coef.z is not None
         z, vn, qf = (coef.z, coef.vn, coef.qf) if cyclic else (coef.cp, coef.cp, coef.cp)
-        self.k.tri_solve[math.ceil(pre * post / 128), 128, self._stream()](
-            d, x, out, coef.a, coef.cp, coef.inv, z, vn, qf, d.dtype.type(alpha), accumulate, cyclic)
+        if post == 1 and pre > 1 and coef.a.shape[2] == 1:  # lines along the contiguous axis
+            rows = self.k.ROW_KERNELS[np.dtype(d.dtype)][1]
+            self._launch(rows, tile_config(pre), d[..., 0], x[..., 0], out[..., 0], coef.a[..., 0],
+                         coef.cp[..., 0], coef.inv[..., 0], z[..., 0], vn[..., 0], qf[..., 0], t(alpha),
+                         accumulate, cyclic, t(0))
+        else:
+            self._launch(self.k.tri_solve, launch_config((pre, post)), d, x, out, coef.a, coef.cp, coef.inv, z, vn,
+                         qf, t(alpha), accumulate, cyclic)
 
     # -- Perona–Malik ---------------------------------------------------------------
     def pm_step(self, u, v, out, dt, ih, kinv2, code):
@@ -114,17 +248,15 @@ class GPUBackend:
         pad = 4 - u.ndim
         shape4 = (u.shape[0],) + (1,) * pad + tuple(u.shape[1:])
         ihs = (0.0,) * pad + tuple(ih)
-        out[...] = u
-        block = (4, 8, 32)
-        self.k.pm3[_grid(shape4[1:], block), block, self._stream()](
-            u.reshape(shape4), v.reshape(shape4), out.reshape(shape4), t(dt), *(t(x) for x in ihs), t(kinv2),
-            int(code))
+        self._launch(self.k.pm3, launch_config(shape4[1:]), u.reshape(shape4), v.reshape(shape4),
+                     out.reshape(shape4), t(dt), *(t(x) for x in ihs), t(kinv2), int(code), t(0), t(1), t(0.5))
 
     def aos_coefficients(self, v, axis, a, b, c, tau, ih, kinv2, code):
         pre, n, post = a.shape
         t = v.dtype.type
-        self.k.aos_coefficients[math.ceil(pre * post / 128), 128, self._stream()](
-            v.reshape(v.shape[0], pre, n, post), a, b, c, t(tau), t(ih), t(kinv2), int(code))
+        space = (pre, n) if post == 1 else (pre, n, post)  # the kernel's loop order (x on the contiguous axis)
+        self._launch(self.k.aos_coefficients, launch_config(space), v.reshape(v.shape[0], pre, n, post), a, b, c,
+                     t(tau), t(ih), t(kinv2), int(code), t(0), t(1), t(0.5))
 
     def face_gradient_mad(self, v, spacing):
         """``(median, mad, mean)`` of the face-gradient magnitudes, as :meth:`CPUBackend.face_gradient_mad`.
