@@ -10,7 +10,10 @@ never imports torch; importing :mod:`pdediff.torch` does.
   the shape of a diffusers scheduler and one timestep convention, ``0 .. K-1``
   (:mod:`pdediff.torch.processes`, one module per process).
 * :class:`UNet`, :func:`train`, :func:`sample`: one model and one loop for all.
-* :mod:`pdediff.torch.data`: digits, synthetic shapes, image patches;
+* :func:`repaint`, :func:`restyle`: inpainting (RePaint) and style transfer
+  (SDEdit) with a trained model, for every process (:mod:`pdediff.torch.restoration`).
+* :mod:`pdediff.torch.data`: digits, synthetic shapes, image patches, MNIST and
+  CIFAR-10 files;
   :func:`load_dataset` by name or path, split into train and test.
 * :func:`make_process`, :func:`train_run`, :func:`load_run`, :class:`Run`:
   processes by name and training runs on disk (``pdediff train`` /
@@ -35,6 +38,7 @@ from .processes import (
 )
 from .data import load_dataset
 from .runs import PROCESSES, Run, load_run, make_process, train_run
+from .restoration import repaint, restyle
 from .training import sample, train
 from .unet import UNet
 
@@ -57,4 +61,6 @@ __all__ = [
     "train_run",
     "load_run",
     "Run",
+    "repaint",
+    "restyle",
 ]

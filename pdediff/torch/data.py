@@ -7,7 +7,12 @@ a folder of images or a ``.npy`` file) and splits it into train and test sets.
 
 from __future__ import annotations
 
+import gzip
+import io
 import os
+import pickle
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +20,8 @@ import torch
 
 from ..errors import DatasetError
 
-__all__ = ["digits", "shapes", "image_patches", "as_tensor", "load_dataset", "DATASETS", "IMAGE_SUFFIXES"]
+__all__ = ["digits", "shapes", "image_patches", "mnist", "cifar10", "as_tensor", "load_dataset", "DATASETS",
+           "IMAGE_SUFFIXES"]
 
 #: Data sets :func:`load_dataset` knows by name (anything else must be a path).
 DATASETS = ("digits", "shapes")
@@ -99,10 +105,277 @@ def as_tensor(data) -> torch.Tensor:
     return t
 
 
+# ------------------------------------------------------------------------------ MNIST and CIFAR-10 files
+#: File stems of the MNIST IDX files per split (each may also end in ``.gz``).
+MNIST_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+               "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+#: The CIFAR-10 python batches per split (in ``cifar-10-batches-py``).
+CIFAR10_FILES = {"train": tuple(f"data_batch_{i}" for i in range(1, 6)), "test": ("test_batch",)}
+CIFAR10_DIR = "cifar-10-batches-py"
+_READ_CHUNK = 1 << 22
+
+
+def _split_arg(split) -> str:
+    if split not in ("train", "test"):
+        raise DatasetError(f"split must be 'train' or 'test'; got {split!r}")
+    return split
+
+
+#: 0..255 -> [-1, 1] as the image-folder reader scales uint8 (in float64, rounded once to float32)
+_UINT8_LUT = (np.arange(256, dtype=np.float64) / 255 * 2 - 1).astype(np.float32)
+
+
+def _uint8_to_unit(x: np.ndarray) -> torch.Tensor:
+    # a table look-up: float32 out without a float64 copy (CIFAR-10's training set would take 1.2 GB)
+    return torch.from_numpy(_UINT8_LUT[x])
+
+
+def _find_mnist(folder: Path, stem: str) -> Path:
+    for name in (stem, stem + ".gz"):
+        if (folder / name).is_file():
+            return folder / name
+    raise DatasetError(f"MNIST folder {str(folder)!r} lacks {stem} (or {stem}.gz); expected the IDX files "
+                       f"{', '.join(s for pair in MNIST_FILES.values() for s in pair)} (each optionally .gz)")
+
+
+def _read_idx(path: Path, kind: int, ndim: int) -> np.ndarray:
+    """An IDX file of unsigned bytes with ``ndim`` dimensions (magic ``0x0000 08 ndim``), checked before allocating."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            head = f.read(4)
+            if len(head) < 4 or head[:2] != b"\0\0" or head[2] != kind or head[3] != ndim:
+                got = head.hex() if len(head) == 4 else f"{len(head)} bytes"
+                raise DatasetError(f"{path}: not an MNIST IDX file of {ndim}-D unsigned bytes (magic number "
+                                   f"{got}, expected 0000{kind:02x}{ndim:02x})")
+            dims_raw = f.read(4 * ndim)
+            if len(dims_raw) < 4 * ndim:
+                raise DatasetError(f"{path}: truncated header ({4 + len(dims_raw)} bytes, expected {4 + 4 * ndim})")
+            dims = struct.unpack(">" + "I" * ndim, dims_raw)
+            expected = int(np.prod(dims, dtype=np.int64))
+            if path.suffix != ".gz":  # the size is known before reading: a hostile header allocates nothing
+                actual = path.stat().st_size - 4 - 4 * ndim
+                if actual != expected:
+                    raise DatasetError(f"{path}: the header says {'x'.join(map(str, dims))} = {expected} bytes of "
+                                       f"data but the file holds {actual} (truncated or wrong sizes)")
+            chunks, got = [], 0
+            while got <= expected:  # read one byte past the end to notice trailing data
+                c = f.read(min(_READ_CHUNK, expected + 1 - got))
+                if not c:
+                    break
+                chunks.append(c)
+                got += len(c)
+    except DatasetError:
+        raise
+    except (OSError, EOFError, zlib.error) as exc:
+        raise DatasetError(f"{path}: cannot read ({exc}); the file is corrupt or not gzip/IDX") from None
+    if got != expected:
+        raise DatasetError(f"{path}: the header says {'x'.join(map(str, dims))} = {expected} bytes of data but the "
+                           f"file holds {'more' if got > expected else got} (truncated or wrong sizes)")
+    return np.frombuffer(b"".join(chunks), dtype=np.uint8).reshape(dims)
+
+
+def mnist(path: str | os.PathLike, *, split: str = "train", return_labels: bool = False):
+    """Read MNIST from its IDX files (as distributed by LeCun et al.), nothing downloaded.
+
+    Parameters
+    ----------
+    path : path-like
+        The folder holding ``train-images-idx3-ubyte``, ``train-labels-idx1-ubyte``,
+        ``t10k-images-idx3-ubyte`` and ``t10k-labels-idx1-ubyte``, each plain or
+        gzipped (``.gz``); only the chosen split's two files are needed.
+        Fashion-MNIST, KMNIST and other sets in the same format read too.
+    split : {"train", "test"}
+        ``train-*`` (60000 images) or ``t10k-*`` (10000).
+    return_labels : bool
+        Also return the labels.
+
+    Returns
+    -------
+    images : torch.Tensor
+        float32, ``(N, 1, H, W)`` (28 × 28 for MNIST), pixels 0..255 scaled to ``[-1, 1]``.
+    labels : torch.Tensor
+        int64, ``(N,)``; only with ``return_labels=True``.
+
+    Raises
+    ------
+    DatasetError
+        A missing file (the message lists the expected names), a bad magic
+        number, a header whose sizes disagree with the data (truncated or extra
+        bytes; checked before allocating for plain files), a corrupt gzip
+        stream, or image and label counts that differ.
+
+    Examples
+    --------
+    >>> from pdediff.torch.data import mnist
+    >>> x, y = mnist("~/data/mnist", split="test", return_labels=True)  # doctest: +SKIP
+    >>> x.shape, y.shape                                                # doctest: +SKIP
+    (torch.Size([10000, 1, 28, 28]), torch.Size([10000]))
+    """
+    split = _split_arg(split)
+    folder = Path(path).expanduser()
+    if not folder.is_dir():
+        raise DatasetError(f"path {str(folder)!r} is not a folder; mnist() reads the folder holding the IDX files")
+    img_stem, lab_stem = MNIST_FILES[split]
+    images = _read_idx(_find_mnist(folder, img_stem), 0x08, 3)
+    if not return_labels:
+        return _uint8_to_unit(images[:, None])
+    lab_path = _find_mnist(folder, lab_stem)
+    labels = _read_idx(lab_path, 0x08, 1)
+    if labels.shape[0] != images.shape[0]:
+        raise DatasetError(f"MNIST folder {str(folder)!r}: {images.shape[0]} images in {img_stem} but "
+                           f"{labels.shape[0]} labels in {lab_path.name}")
+    return _uint8_to_unit(images[:, None]), torch.from_numpy(labels.astype(np.int64))
+
+
+def _np_reconstruct():
+    try:
+        from numpy._core.multiarray import _reconstruct
+    except ImportError:  # NumPy < 2
+        from numpy.core.multiarray import _reconstruct
+    return _reconstruct
+
+
+def _load_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    if not path.is_file():
+        raise DatasetError(f"CIFAR-10 folder {str(path.parent)!r} lacks {path.name}; expected the python batches "
+                           f"{', '.join(CIFAR10_FILES['train'] + CIFAR10_FILES['test'])} (cifar-10-python.tar.gz "
+                           f"extracted)")
+    try:
+        with open(path, "rb") as f:
+            obj = _CifarUnpickler(io.BufferedReader(f), encoding="bytes").load()
+    except pickle.UnpicklingError as exc:
+        raise DatasetError(f"{path}: refused or corrupt pickle ({exc}); CIFAR-10 batches hold only a dict of "
+                           "bytes, lists and NumPy arrays, and nothing else is unpickled") from None
+    except (EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError, OSError, MemoryError) as exc:
+        raise DatasetError(f"{path}: corrupt or truncated CIFAR-10 batch ({type(exc).__name__}: {exc})") from None
+    if not isinstance(obj, dict):
+        raise DatasetError(f"{path}: expected a dict with keys b'data' and b'labels'; got {type(obj).__name__}")
+    d = {(k.decode("latin1") if isinstance(k, bytes) else k): v for k, v in obj.items()}
+    missing = [k for k in ("data", "labels") if k not in d]
+    if missing:
+        raise DatasetError(f"{path}: not a CIFAR-10 batch: missing key{'s' if len(missing) > 1 else ''} "
+                           f"{', '.join(missing)} (expected 'data' (N, 3072) uint8 and 'labels'); has "
+                           f"{', '.join(map(repr, sorted(map(str, d))))}")
+    data = d["data"]
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
+        what = f"{data.dtype} array of shape {data.shape}" if isinstance(data, np.ndarray) else type(data).__name__
+        raise DatasetError(f"{path}: 'data' must be a uint8 array of shape (N, 3072); got {what}")
+    try:
+        labels = np.asarray(d["labels"])
+    except (TypeError, ValueError):  # ragged or otherwise no list of integers: refused below
+        labels = np.asarray([None])
+    if labels.ndim != 1 or labels.dtype.kind not in "iu":
+        raise DatasetError(f"{path}: 'labels' must be a list of integers; got {type(d['labels']).__name__}")
+    if labels.shape[0] != data.shape[0]:
+        raise DatasetError(f"{path}: {data.shape[0]} images but {labels.shape[0]} labels")
+    if labels.size and (labels.min() < 0 or labels.max() > 9):
+        raise DatasetError(f"{path}: labels must be in 0..9; got {int(labels.min())}..{int(labels.max())}")
+    return data.reshape(-1, 3, 32, 32), labels.astype(np.int64)
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """Plain containers and NumPy arrays only: any other global (code) is refused before anything runs."""
+
+    def find_class(self, module, name):
+        if module in ("numpy.core.multiarray", "numpy._core.multiarray") and name == "_reconstruct":
+            return _np_reconstruct()
+        if module == "numpy" and name in ("ndarray", "dtype"):
+            return getattr(np, name)
+        if module == "_codecs" and name == "encode":  # how Python 3 pickles bytes at protocol 2
+            return _latin1_encode
+        if module in ("numpy.core.multiarray", "numpy._core.multiarray") and name == "scalar":
+            return _np_scalar()
+        raise pickle.UnpicklingError(f"global {module}.{name} is not allowed (only NumPy arrays)")
+
+
+def _latin1_encode(text, encoding="utf-8"):
+    """``_codecs.encode`` restricted to latin-1 text (the only use of it in a pickle of bytes)."""
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise pickle.UnpicklingError("only latin-1 encoding of text is allowed in a CIFAR-10 batch")
+    return text.encode("latin1")
+
+
+def _np_scalar():
+    try:
+        from numpy._core.multiarray import scalar
+    except ImportError:  # NumPy < 2
+        from numpy.core.multiarray import scalar
+    return scalar
+
+
+def _cifar_folder(path: Path) -> Path:
+    if (path / CIFAR10_DIR).is_dir() and not (path / "test_batch").exists():
+        return path / CIFAR10_DIR
+    return path
+
+
+def cifar10(path: str | os.PathLike, *, split: str = "train", return_labels: bool = False):
+    """Read CIFAR-10 from its python batches (``cifar-10-batches-py``), nothing downloaded, no code unpickled.
+
+    Parameters
+    ----------
+    path : path-like
+        The ``cifar-10-batches-py`` folder of the extracted
+        ``cifar-10-python.tar.gz`` (or the folder that holds it), with
+        ``data_batch_1`` .. ``data_batch_5`` and ``test_batch``; only the
+        chosen split's files are needed.
+    split : {"train", "test"}
+        The five training batches in order (50000 images) or ``test_batch`` (10000).
+    return_labels : bool
+        Also return the labels.
+
+    Returns
+    -------
+    images : torch.Tensor
+        float32, ``(N, 3, 32, 32)``, pixels 0..255 scaled to ``[-1, 1]``.
+    labels : torch.Tensor
+        int64, ``(N,)`` in 0..9; only with ``return_labels=True``.
+
+    Raises
+    ------
+    DatasetError
+        A missing batch (the message lists the expected names); a file that is
+        no pickle, is truncated, or asks for any global but NumPy's array
+        reconstruction (refused before anything runs: the batches are read
+        with a restricted :class:`pickle.Unpickler`, never ``pickle.load``);
+        a dict without ``data``/``labels``, data that are not ``uint8`` of
+        shape ``(N, 3072)``, labels outside 0..9, or counts that differ.
+
+    Examples
+    --------
+    >>> from pdediff.torch.data import cifar10
+    >>> x = cifar10("~/data/cifar-10-batches-py", split="test")  # doctest: +SKIP
+    >>> x.shape                                                  # doctest: +SKIP
+    torch.Size([10000, 3, 32, 32])
+    """
+    split = _split_arg(split)
+    folder = Path(path).expanduser()
+    if not folder.is_dir():
+        raise DatasetError(f"path {str(folder)!r} is not a folder; cifar10() reads the {CIFAR10_DIR} folder")
+    folder = _cifar_folder(folder)
+    parts = [_load_cifar_batch(folder / name) for name in CIFAR10_FILES[split]]
+    images = _uint8_to_unit(np.concatenate([p[0] for p in parts]))
+    if not return_labels:
+        return images
+    return images, torch.from_numpy(np.concatenate([p[1] for p in parts]))
+
+
+def _folder_kind(folder: Path) -> str | None:
+    """``"mnist"`` or ``"cifar10"`` when the folder holds those files, else ``None`` (a folder of images)."""
+    names = {p.name for p in folder.iterdir()} if folder.is_dir() else set()
+    if any(stem in names or stem + ".gz" in names for pair in MNIST_FILES.values() for stem in pair):
+        return "mnist"
+    if any(n in names for n in CIFAR10_FILES["train"] + CIFAR10_FILES["test"]) or (
+            CIFAR10_DIR in names and (folder / CIFAR10_DIR).is_dir()):
+        return "cifar10"
+    return None
+
+
 # ------------------------------------------------------------------------------ load_dataset
 def _allowed() -> str:
     return "'digits', 'shapes', a folder of images (" + "/".join(x.lstrip(".") for x in IMAGE_SUFFIXES) + \
-        ") or a .npy file"
+        "), a folder of MNIST IDX files or CIFAR-10 python batches, or a .npy file"
 
 
 def _check_size(size) -> tuple[int, int] | None:
@@ -242,7 +515,13 @@ def load_dataset(
         imageio in name order; other files and subfolders are ignored), all of
         one shape, grey or RGB (an opaque alpha channel is dropped), or a
         ``.npy`` file of shape ``(N, H, W)``, ``(N, C, H, W)`` or
-        ``(N, H, W, C)`` with ``C`` in {1, 3}.  Paths have no labels.
+        ``(N, H, W, C)`` with ``C`` in {1, 3}.  A folder holding MNIST IDX files
+        (:func:`mnist`: ``train-images-idx3-ubyte[.gz]`` ...) or CIFAR-10 python
+        batches (:func:`cifar10`: ``data_batch_1`` ..., or their
+        ``cifar-10-batches-py`` folder) is read with those readers, with labels,
+        and split as the files are (``"train"``, ``"test"``, ``"all"`` = both;
+        ``seed`` and ``test_fraction`` are not used; ``n`` takes the first ``n``
+        of the split).  Other paths have no labels.
     split : {"train", "test", "all"}
         Which part: a seeded random ``1 - test_fraction`` / ``test_fraction``
         partition of the images (disjoint; in the data's order within each part).
@@ -308,6 +587,22 @@ def load_dataset(
                 raise DatasetError(f"spec {name!r} is not a known data set or an existing path; expected "
                                    f"{_allowed()}")
             raise DatasetError(f"spec {name!r}: no such file or folder; expected {_allowed()}")
+        kind = _folder_kind(path) if path.is_dir() else None
+        if kind is not None:
+            # the files' own train/test split, not a random one (test_fraction and seed are not used)
+            reader = mnist if kind == "mnist" else cifar10
+            parts = [reader(path, split=p, return_labels=True) for p in (("train", "test") if split == "all"
+                                                                           else (split,))]
+            images = torch.cat([p[0] for p in parts])
+            labels = torch.cat([p[1] for p in parts])
+            if n is not None:
+                if int(n) > images.shape[0]:
+                    raise DatasetError(f"n={int(n)} exceeds the {images.shape[0]} {split} images of spec {name!r}")
+                images, labels = images[: int(n)], labels[: int(n)]
+            if hw is not None and tuple(images.shape[-2:]) != hw:
+                raise DatasetError(f"size={hw}: the images of spec {name!r} are {tuple(images.shape[-2:])}; "
+                                   "pdediff does not resize (leave size unset)")
+            return images.contiguous(), labels.contiguous()
         if path.is_dir():
             arr = _read_folder(path)
         elif path.suffix.lower() == ".npy":
@@ -330,7 +625,7 @@ def load_dataset(
     N = images.shape[0]
     if N < 2:
         raise DatasetError(f"spec {name!r} holds {N} image; a train/test split needs at least 2 (or split='all')")
-    n_test = min(max(int(round(N * tf)), 1), N - 1)
+    n_test = min(max(round(N * tf), 1), N - 1)
     perm = np.random.default_rng(int(seed)).permutation(N)
     idx = np.sort(perm[:n_test] if split == "test" else perm[n_test:])
     idx_t = torch.from_numpy(idx)

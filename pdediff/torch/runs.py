@@ -420,6 +420,148 @@ class Run:
             return images
         return images, [np.concatenate([tr[i] for tr in trajs]) for i in range(len(trajs[0]))]
 
+    # -- restoration ----------------------------------------------------------------------
+    def _images(self, images: Any, name: str = "images") -> np.ndarray:
+        """``images`` as float32 ``(N, C, H, W)`` of the run's image shape, finite, in [-1, 1]."""
+        from .._validation import as_float_array
+
+        x = as_float_array(images, name, ndim=(4,))
+        if tuple(x.shape[1:]) != self.image_shape:
+            raise ValueError(f"{name} must have shape (N, {', '.join(map(str, self.image_shape))}) (the run's "
+                             f"images); got {tuple(x.shape)}")
+        lo, hi = float(x.min()), float(x.max())
+        if lo < -1.0 or hi > 1.0:
+            raise ValueError(f"{name} must lie in [-1, 1] (the run's data scale); got values in [{lo:g}, {hi:g}]")
+        return np.ascontiguousarray(x, dtype=np.float32)
+
+    def _steps(self, steps: Any) -> int:
+        K = self.process.num_train_timesteps
+        k = K if steps is None else steps
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= int(k) <= K:
+            raise ValueError(f"steps must be an integer in [1, {K}] (the process's timesteps) or None; got {steps!r}")
+        return int(k)
+
+    @staticmethod
+    def _chunk(batch_size: Any) -> int:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or int(batch_size) < 1:
+            raise ValueError(f"batch_size must be a positive integer; got {batch_size!r}")
+        return int(batch_size)
+
+    @staticmethod
+    def _seed(seed: Any) -> torch.Generator:
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise ValueError(f"seed must be a non-negative integer; got {seed!r}")
+        return torch.Generator().manual_seed(int(seed))
+
+    def repaint(self, images: Any, mask: Any, *, seed: int = 0, steps: int | None = None, jump_length: int = 10,
+                jump_n_sample: int = 10, progress: bool = False, batch_size: int = 1000) -> np.ndarray:
+        """Inpaint the masked pixels of ``images`` with the run's model (:func:`pdediff.torch.repaint`).
+
+        Parameters
+        ----------
+        images : array_like, shape ``(N, C, H, W)``
+            Real floats (or integers) in ``[-1, 1]``, of the run's
+            :attr:`image_shape`, finite; computed in float32.  Masked pixels are
+            never read.
+        mask : array_like of bool
+            ``True`` = missing, broadcastable to ``images`` (e.g. ``(H, W)``).
+        seed : int
+            Seed of the one generator behind every random draw: equal
+            arguments give equal images (on one device).
+        steps : int, optional
+            Sampling steps (default every trained timestep).
+        jump_length, jump_n_sample : int
+            RePaint's resampling (``jump_n_sample=1``: none); about
+            ``steps * jump_n_sample`` model calls.
+        progress : bool
+            tqdm progress bar.
+        batch_size : int
+            Images per chunk (memory); chunks draw from the one generator in
+            turn, so the result depends on ``batch_size`` too.
+
+        Returns
+        -------
+        numpy.ndarray
+            float32, ``(N, C, H, W)``: known pixels equal the (float32) input
+            exactly; the filled pixels are clipped to ``[-1, 1]``, the data's
+            range, as :meth:`sample` does.
+
+        Raises
+        ------
+        TypeError
+            ``images`` bool, complex or non-numeric; ``mask`` not boolean.
+        ValueError
+            Wrong shapes, values outside ``[-1, 1]`` or non-finite, a mask that
+            does not broadcast, invalid ``steps``, ``seed``, ``batch_size``,
+            ``jump_length`` or ``jump_n_sample``.
+        """
+        from .restoration import repaint
+
+        x = self._images(images)
+        m = np.asarray(mask)
+        if m.dtype != np.bool_:
+            raise TypeError(f"mask must be a boolean array (True = missing pixel); got dtype {m.dtype}")
+        try:
+            m = np.ascontiguousarray(np.broadcast_to(m, x.shape))
+        except ValueError:
+            raise ValueError(f"mask of shape {m.shape} does not broadcast to images of shape {x.shape}") from None
+        k, chunk, gen = self._steps(steps), self._chunk(batch_size), self._seed(seed)
+        outs = []
+        for start in range(0, len(x), chunk):
+            xt = torch.from_numpy(x[start:start + chunk])
+            mt = torch.from_numpy(m[start:start + chunk])
+            out = repaint(self.model, self.process, xt, mt, jump_length=jump_length, jump_n_sample=jump_n_sample,
+                          num_inference_steps=k, generator=gen, progress=progress)
+            outs.append(out.detach().cpu().numpy())
+        out = np.concatenate(outs).astype(np.float32, copy=False)
+        np.clip(out, -1.0, 1.0, out=out)  # only the filled pixels can leave the range
+        out[~m] = x[~m]
+        return out
+
+    def restyle(self, images: Any, strength: float, *, seed: int = 0, steps: int | None = None,
+                batch_size: int = 1000) -> np.ndarray:
+        """SDEdit: degrade ``images`` by ``strength`` and reverse with the run's model (:func:`pdediff.torch.restyle`).
+
+        Parameters
+        ----------
+        images : array_like, shape ``(N, C, H, W)``
+            The guides: real floats (or integers) in ``[-1, 1]``, of the run's
+            :attr:`image_shape`, finite; computed in float32.
+        strength : float
+            In ``[0, 1]``: 0 returns the images; 1 equals :meth:`sample` with
+            the same ``seed``, ``steps`` and ``batch_size`` (the guides are ignored).
+        seed : int
+            Seed of the one generator behind every random draw.
+        steps : int, optional
+            Length of the full sampling schedule (default every trained
+            timestep); ``strength`` runs its last ``floor(steps * strength)`` steps.
+        batch_size : int
+            Images per chunk; chunks draw from the one generator in turn.
+
+        Returns
+        -------
+        numpy.ndarray
+            float32, ``(N, C, H, W)``, clipped to ``[-1, 1]`` as :meth:`sample` does.
+
+        Raises
+        ------
+        TypeError, ValueError
+            As :meth:`repaint`; ``strength`` outside ``[0, 1]``.
+        """
+        from .restoration import _strength, restyle
+
+        x = self._images(images)
+        s = _strength(strength)
+        k, chunk, gen = self._steps(steps), self._chunk(batch_size), self._seed(seed)
+        outs = []
+        for start in range(0, len(x), chunk):
+            out = restyle(self.model, self.process, torch.from_numpy(x[start:start + chunk]), s,
+                          num_inference_steps=k, generator=gen)
+            outs.append(out.detach().cpu().numpy())
+        out = np.concatenate(outs).astype(np.float32, copy=False)
+        np.clip(out, -1.0, 1.0, out=out)
+        return out
+
 
 def train_run(
     out: str | os.PathLike,

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from ..ops import heat_blur
+from ..ops import dct, heat_blur, idct, laplacian_eigenvalues
 
 __all__ = ["StepOutput", "ForwardProcess", "load_process", "CLEAN"]
 
@@ -88,6 +88,51 @@ def heat_levels(x0: torch.Tensor, blur_times: np.ndarray, timesteps: Any) -> tor
     k = _as_timesteps(timesteps, x0.shape[0], CLEAN, len(blur_times) - 1)
     times = np.concatenate([[0.0], np.asarray(blur_times, dtype=np.float64)])[k.cpu().numpy() + 1]
     return heat_blur(x0, torch.from_numpy(times))
+
+
+def _transition_levels(process: ForwardProcess, sample: Any, timestep: Any, next_timestep: Any) -> tuple[int, int]:
+    """Check the arguments of ``forward_transition``: a sample batch and integers ``-1 <= t < s <= K-1``."""
+    _check_sample(sample, "sample")
+    levels = []
+    for name, v in (("timestep", timestep), ("next_timestep", next_timestep)):
+        if isinstance(v, torch.Tensor) and v.numel() == 1:
+            v = v.item()
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+            raise TypeError(f"{name} must be an integer in [-1, {process.t_max}]; got {v!r}")
+        if not CLEAN <= int(v) <= process.t_max:
+            raise ValueError(f"{name} must be in [-1, {process.t_max}] (-1: the clean image); got {int(v)}")
+        levels.append(int(v))
+    t, s = levels
+    if s <= t:
+        raise ValueError(f"next_timestep must be larger than timestep (a forward transition degrades); got "
+                         f"timestep={t}, next_timestep={s}")
+    return t, s
+
+
+def heat_transition(sample: torch.Tensor, blur_times: np.ndarray, timestep: int, next_timestep: int,
+                    noise_std: tuple[float, float], generator: torch.Generator | None) -> torch.Tensor:
+    r"""``x_s = F(\tau_s - \tau_t) x_t + \eta`` for states ``x_t = F(\tau_t) x_0 + \sigma_t \varepsilon``.
+
+    The heat semigroup gives :math:`F(\tau_s-\tau_t)F(\tau_t) = F(\tau_s)`, so the
+    deterministic part lands on level ``s`` exactly.  The blur also colours the
+    noise already in ``x_t`` (covariance :math:`\sigma_t^2 F(2\Delta)`,
+    :math:`\Delta = \tau_s - \tau_t`); :math:`\eta` completes it to white noise
+    of standard deviation :math:`\sigma_s`: in the orthonormal DCT basis of the
+    Neumann heat flow, coefficient ``k`` gets independent Gaussian noise of
+    variance :math:`\sigma_s^2 - \sigma_t^2 e^{-2\lambda_k\Delta}` (≥ 0 when
+    :math:`\sigma_s \ge \sigma_t`).  ``noise_std`` is
+    :math:`(\sigma_t, \sigma_s)`; timestep ``-1`` has ``tau = 0``.
+    """
+    times = np.concatenate([[0.0], np.asarray(blur_times, dtype=np.float64)])
+    delta = float(times[next_timestep + 1] - times[timestep + 1])
+    out = heat_blur(sample, delta)
+    s_t, s_s = (float(v) for v in noise_std)
+    if s_s > 0:
+        lam = torch.from_numpy(laplacian_eigenvalues(tuple(sample.shape[-2:]))).to(sample.device)
+        var = (s_s**2 - s_t**2 * torch.exp(-2.0 * lam * delta)).clamp_min(0.0)
+        white = _randn(sample.shape, sample, generator)
+        out = out + idct(var.sqrt().to(sample.dtype) * dct(white))
+    return out
 
 
 def _fmt_schedule(ts: list[int]) -> str:

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from ..ops import dct, idct, laplacian_eigenvalues
-from ._base import CLEAN, StepOutput, _as_timesteps, _bcast, _check_sample, _randn
+from ._base import CLEAN, StepOutput, _as_timesteps, _bcast, _check_sample, _randn, _transition_levels
 from .gaussian import _NoisePrediction, _schedule
 
 __all__ = ["BlurringDiffusion"]
@@ -80,6 +80,50 @@ class BlurringDiffusion(_NoisePrediction):
         t = _as_timesteps(timesteps, x0.shape[0], self.t_min, self.t_max)
         alpha, sigma = self._alpha_sigma(t, x0)
         return idct(alpha * dct(x0)) + sigma * noise
+
+    def forward_transition(self, sample: torch.Tensor, timestep: int, next_timestep: int,
+                           generator: torch.Generator | None = None, *,
+                           pred_original_sample: torch.Tensor | None = None) -> torch.Tensor:
+        r"""Draw :math:`x_s \sim q(x_s \mid x_t)` for ``next_timestep`` ``s`` > ``timestep`` ``t``.
+
+        Per DCT coefficient the process is a Gaussian chain (Hoogeboom &
+        Salimans, eq. 5): :math:`u_s = \alpha_{s|t} u_t + \sigma_{s|t}\varepsilon` with
+        :math:`\alpha_{s|t} = \alpha_s/\alpha_t` and
+        :math:`\sigma_{s|t}^2 = \sigma_s^2 - \alpha_{s|t}^2\sigma_t^2` (≥ 0: both
+        :math:`a_t` and :math:`d_t` decrease with ``t``), so composed with
+        :math:`q(x_t \mid x_0)` it gives :math:`q(x_s \mid x_0)`; from ``t = -1``
+        (:math:`\alpha = 1, \sigma = 0`) it is :meth:`add_noise`.  The noise is
+        white noise drawn in pixel space and coloured per frequency, as in :meth:`step`.
+
+        Parameters
+        ----------
+        sample : Tensor, shape ``(N, C, H, W)``
+            ``x_t``, float32 or float64.
+        timestep, next_timestep : int
+            ``-1 <= t < s <= K-1`` (``-1``: clean).
+        generator : torch.Generator, optional
+            Draws the noise.
+        pred_original_sample : Tensor, optional
+            Not used (the transition depends on ``x_t`` only).
+
+        Returns
+        -------
+        Tensor
+            ``x_s``, shaped and typed like ``sample``.
+
+        Raises
+        ------
+        ValueError, TypeError
+            Timesteps out of range, not integers, or ``s <= t``; a bad sample.
+        """
+        t, s = _transition_levels(self, sample, timestep, next_timestep)
+        n = sample.shape[0]
+        a_t, s_t = self._alpha_sigma(torch.full((n,), t), sample)
+        a_s, s_s = self._alpha_sigma(torch.full((n,), s), sample)
+        a_st = a_s / a_t
+        std = (s_s**2 - a_st**2 * s_t**2).clamp_min(0).sqrt()
+        u = a_st * dct(sample) + std * dct(_randn(sample.shape, sample, generator))
+        return idct(u)
 
     def step(self, model_output: torch.Tensor, timestep: Any, sample: torch.Tensor,
              generator: torch.Generator | None = None) -> StepOutput:

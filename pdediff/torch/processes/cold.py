@@ -8,8 +8,17 @@ import numpy as np
 import torch
 
 from ..ops import perona_malik
-from ._base import (CLEAN, ForwardProcess, StepOutput, _as_timesteps, _check_sample, _log_sigmas, _randn,
-                    heat_levels)
+from ._base import (
+    CLEAN,
+    ForwardProcess,
+    StepOutput,
+    _as_timesteps,
+    _check_sample,
+    _log_sigmas,
+    _randn,
+    _transition_levels,
+    heat_levels,
+)
 
 __all__ = ["ColdDiffusion"]
 
@@ -131,6 +140,59 @@ class ColdDiffusion(ForwardProcess):
         _check_sample(x0)
         t = _as_timesteps(timesteps, x0.shape[0], self.t_min, self.t_max)
         return self.degrade(x0, t) + self.training_noise * noise
+
+    def forward_transition(self, sample: torch.Tensor, timestep: int, next_timestep: int,
+                           generator: torch.Generator | None = None, *,
+                           pred_original_sample: torch.Tensor | None = None) -> torch.Tensor:
+        r"""Re-degrade the clean estimate to level ``s``: ``D(pred_original_sample, s) + training_noise * noise``.
+
+        The degradation is deterministic, and the states of Algorithm 2
+        (:math:`x_s = x_t - D(\hat x_0, t) + D(\hat x_0, s)`) are in general not
+        :math:`D(x_0, t)` for any image :math:`x_0`, so no map of ``x_t`` alone is
+        a transition of the forward process for them.  What is consistent is the
+        forward marginal given the current clean estimate :math:`\hat x_0`:
+        :math:`x_s = D(\hat x_0, s)` (:meth:`add_noise` of :math:`\hat x_0`, with
+        ``training_noise`` noise when it is set).  On the degradation manifold
+        (``x_t = D(x_0, t)`` with :math:`\hat x_0 = x_0`) it equals the semigroup
+        step, :math:`F(\tau_s - \tau_t)x_t` for the heat operator or
+        ``(s - t) * iters_per_level`` more Perona–Malik iterations.  Used by
+        RePaint's resampling jumps.
+
+        Parameters
+        ----------
+        sample : Tensor, shape ``(N, C, H, W)``
+            ``x_t`` (checked for shape; the result does not depend on it).
+        timestep, next_timestep : int
+            ``-1 <= t < s <= K-1`` (``-1``: clean).
+        generator : torch.Generator, optional
+            Draws the noise (only when ``training_noise > 0``).
+        pred_original_sample : Tensor, shape of ``sample``
+            The clean estimate :math:`\hat x_0` (e.g. :attr:`StepOutput.pred_original_sample`).  Required.
+
+        Returns
+        -------
+        Tensor
+            ``x_s``, shaped and typed like ``sample``.
+
+        Raises
+        ------
+        ValueError, TypeError
+            Timesteps out of range, not integers, or ``s <= t``; a bad sample;
+            ``pred_original_sample`` missing or of another shape.
+        """
+        _, s = _transition_levels(self, sample, timestep, next_timestep)
+        if pred_original_sample is None:
+            raise ValueError("ColdDiffusion.forward_transition needs pred_original_sample (the clean estimate to "
+                             "re-degrade): the deterministic process has no transition from x_t alone")
+        _check_sample(pred_original_sample, "pred_original_sample")
+        if pred_original_sample.shape != sample.shape:
+            raise ValueError(f"pred_original_sample must have the shape of sample {tuple(sample.shape)}; got "
+                             f"{tuple(pred_original_sample.shape)}")
+        x0 = pred_original_sample.to(sample.dtype)
+        out = self.degrade(x0, torch.full((x0.shape[0],), s))
+        if self.training_noise > 0:
+            out = out + self.training_noise * _randn(x0.shape, x0, generator)
+        return out
 
     def training_target(self, x0: torch.Tensor, noise: torch.Tensor, timesteps: Any) -> torch.Tensor:
         """The clean image: ``x0``-prediction."""

@@ -8,7 +8,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from ._base import CLEAN, ForwardProcess, StepOutput, _as_timesteps, _bcast, _check_sample, _randn
+from ._base import (
+    CLEAN,
+    ForwardProcess,
+    StepOutput,
+    _as_timesteps,
+    _bcast,
+    _check_sample,
+    _randn,
+    _transition_levels,
+)
 
 __all__ = ["GaussianDiffusion"]
 
@@ -87,6 +96,47 @@ class GaussianDiffusion(_NoisePrediction):
         t = _as_timesteps(timesteps, x0.shape[0], self.t_min, self.t_max)
         ab = _bcast(self._abar(t), x0)
         return ab.sqrt() * x0 + (1 - ab).sqrt() * noise
+
+    def forward_transition(self, sample: torch.Tensor, timestep: int, next_timestep: int,
+                           generator: torch.Generator | None = None, *,
+                           pred_original_sample: torch.Tensor | None = None) -> torch.Tensor:
+        r"""Draw :math:`x_s \sim q(x_s \mid x_t)` for ``next_timestep`` ``s`` > ``timestep`` ``t``.
+
+        The forward chain is Markov with :math:`q(x_t \mid x_{t-1}) =
+        \mathcal N(\sqrt{1-\beta_t}\,x_{t-1}, \beta_t I)`; composing the steps
+        ``t+1 .. s`` gives :math:`x_s = \sqrt{\bar\alpha_s/\bar\alpha_t}\,x_t +
+        \sqrt{1-\bar\alpha_s/\bar\alpha_t}\,\varepsilon` (:math:`\bar\alpha_{-1} = 1`:
+        from the clean image it is :meth:`add_noise`), so applied to samples of
+        :math:`q(x_t \mid x_0)` it yields samples of :math:`q(x_s \mid x_0)`.  This is
+        RePaint's resampling jump (:func:`pdediff.torch.repaint`).
+
+        Parameters
+        ----------
+        sample : Tensor, shape ``(N, C, H, W)``
+            ``x_t``, float32 or float64.
+        timestep, next_timestep : int
+            ``-1 <= t < s <= K-1`` (``-1``: clean).
+        generator : torch.Generator, optional
+            Draws the noise.
+        pred_original_sample : Tensor, optional
+            Not used (the transition depends on ``x_t`` only); accepted so that
+            every process is called alike.
+
+        Returns
+        -------
+        Tensor
+            ``x_s``, shaped and typed like ``sample``.
+
+        Raises
+        ------
+        ValueError, TypeError
+            Timesteps out of range, not integers, or ``s <= t``; a sample that is
+            not a float ``(N, C, H, W)`` tensor.
+        """
+        t, s = _transition_levels(self, sample, timestep, next_timestep)
+        ab_t = float(self.alphas_cumprod[t]) if t > CLEAN else 1.0
+        ratio = float(self.alphas_cumprod[s]) / ab_t
+        return math.sqrt(ratio) * sample + math.sqrt(1 - ratio) * _randn(sample.shape, sample, generator)
 
     def step(self, model_output: torch.Tensor, timestep: Any, sample: torch.Tensor,
              generator: torch.Generator | None = None) -> StepOutput:

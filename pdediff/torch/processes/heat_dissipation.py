@@ -6,8 +6,18 @@ from typing import Any
 
 import torch
 
-from ._base import (CLEAN, ForwardProcess, StepOutput, _as_timesteps, _check_sample, _log_sigmas, _randn,
-                    heat_levels)
+from ._base import (
+    CLEAN,
+    ForwardProcess,
+    StepOutput,
+    _as_timesteps,
+    _check_sample,
+    _log_sigmas,
+    _randn,
+    _transition_levels,
+    heat_levels,
+    heat_transition,
+)
 
 __all__ = ["HeatDissipation"]
 
@@ -66,6 +76,46 @@ class HeatDissipation(ForwardProcess):
         """The residual ``F(tau_{t-1}) x0 - x_t`` (``tau_{-1} = 0``: the last step lands on ``x0``)."""
         t = _as_timesteps(timesteps, x0.shape[0], self.t_min, self.t_max)
         return self.blur(x0, t - 1) - self.add_noise(x0, noise, t)
+
+    def forward_transition(self, sample: torch.Tensor, timestep: int, next_timestep: int,
+                           generator: torch.Generator | None = None, *,
+                           pred_original_sample: torch.Tensor | None = None) -> torch.Tensor:
+        r"""Draw ``x_s`` from ``x_t`` (``s`` > ``t``) so that :math:`q(x_t \mid x_0)` becomes :math:`q(x_s \mid x_0)`.
+
+        The heat semigroup gives :math:`F(\tau_s) = F(\tau_s - \tau_t)F(\tau_t)`,
+        so :math:`x_s = F(\tau_s - \tau_t)\,x_t + \eta`: the deterministic part is
+        exactly the blur of level ``s``.  Blurring ``x_t`` also blurs its noise
+        :math:`\sigma\varepsilon`; :math:`\eta` is the Gaussian noise that
+        completes it to white noise of standard deviation ``training_noise``
+        again: per coefficient ``k`` of the orthonormal DCT (the heat flow's
+        eigenbasis), variance :math:`\sigma^2(1 - e^{-2\lambda_k(\tau_s-\tau_t)})`;
+        from the clean image (``t = -1``, no noise) it is :math:`\sigma^2` and
+        the transition is :meth:`add_noise`.  Used by RePaint's resampling jumps.
+
+        Parameters
+        ----------
+        sample : Tensor, shape ``(N, C, H, W)``
+            ``x_t``, float32 or float64.
+        timestep, next_timestep : int
+            ``-1 <= t < s <= K-1`` (``-1``: clean).
+        generator : torch.Generator, optional
+            Draws the noise.
+        pred_original_sample : Tensor, optional
+            Not used (the transition depends on ``x_t`` only).
+
+        Returns
+        -------
+        Tensor
+            ``x_s``, shaped and typed like ``sample``.
+
+        Raises
+        ------
+        ValueError, TypeError
+            Timesteps out of range, not integers, or ``s <= t``; a bad sample.
+        """
+        t, s = _transition_levels(self, sample, timestep, next_timestep)
+        sigma = self.training_noise
+        return heat_transition(sample, self.blur_times, t, s, (sigma if t > CLEAN else 0.0, sigma), generator)
 
     def sample_prior(self, n_or_data: Any, generator: torch.Generator | None = None) -> torch.Tensor:
         """Training images (or the batch passed) blurred to timestep ``K-1``, plus ``delta`` noise."""
