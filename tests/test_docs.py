@@ -37,7 +37,7 @@ def test_sphinx_builds_without_warnings(tmp_path):
 def test_notebook_executes(path, tmp_path):
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
-    if "learned" in path.name:
+    if "learned" in path.name or "style" in path.name:
         pytest.importorskip("torch")
     nb = nbformat.read(path, as_version=4)
     os.environ.setdefault("MPLBACKEND", "Agg")

@@ -159,7 +159,8 @@ def run(args: argparse.Namespace) -> None:
                             return_info=True, **opts)
     except (ValueError, TypeError, RuntimeError) as exc:  # the API's advice, in the command line's words
         msg = str(exc).splitlines()[0]
-        raise CLIError(_cli_words(msg).replace("model=", "--model ").replace("image:", "INPUT:")) from None
+        raise CLIError(_cli_words(msg).replace("model=", "--model ").replace("image:", "INPUT:")
+                       .replace("set channel_axis", "set --channel-axis")) from None
     except MemoryError:
         raise CLIError(f"{job.src}: out of memory while inpainting {job.data.shape}; crop the image first") from None
     keep = ~mask if job.channel_axis is None else np.expand_dims(~mask, job.channel_axis)
@@ -183,7 +184,8 @@ def run(args: argparse.Namespace) -> None:
             line += (f"; kappa {info.kappa:.6g}{' (auto)' if args.kappa == 'auto' else ''}, num_iter {info.num_iter},"
                      f" dt {info.dt:.6g}, sigma {info.sigma:g}, {info.conductance}")
         if learned:
-            line += f"; model {args.model}, {info.num_iter} sampling steps, seed {args.seed}"
+            steps = info.num_iter if info.num_iter is not None else model_obj.process.num_train_timesteps
+            line += f"; model {args.model}, {steps} sampling steps, seed {args.seed}"
         print(line)
         if job.preview is not None:
             print(f"  preview: {job.preview}")

@@ -502,7 +502,7 @@ class Run:
         if m.dtype != np.bool_:
             raise TypeError(f"mask must be a boolean array (True = missing pixel); got dtype {m.dtype}")
         try:
-            m = np.ascontiguousarray(np.broadcast_to(m, x.shape))
+            m = np.array(np.broadcast_to(m, x.shape))  # a writable copy: torch.from_numpy warns on read-only views
         except ValueError:
             raise ValueError(f"mask of shape {m.shape} does not broadcast to images of shape {x.shape}") from None
         k, chunk, gen = self._steps(steps), self._chunk(batch_size), self._seed(seed)
