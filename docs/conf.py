@@ -18,6 +18,6 @@ autodoc_member_order = "bysource"
 autodoc_typehints = "none"
 autosummary_generate = False
 # Fragments pulled into study.rst by ".. include::" (tables generated from the study's results.md).
-exclude_patterns = ["_build", "study_results.rst", "study/*.rst"]
+exclude_patterns = ["_build", "study_results.rst", "study/*.rst", "restoration/*.rst"]
 html_theme = "alabaster"
 nitpicky = False

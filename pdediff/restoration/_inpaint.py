@@ -114,13 +114,14 @@ def inpaint(
         (the smoothest fill in the sense of Dirichlet energy; fills from the
         hole's boundary, blurs edges across wide holes).  ``"biharmonic"``:
         :math:`\Delta^2 u = 0` in the mask, scikit-image's
-        ``inpaint_biharmonic`` formulation (smoother continuation of slopes;
+        ``inpaint_biharmonic`` formulation [DH18]_ (smoother continuation of slopes;
         may overshoot the data's range, and, unlike scikit-image, is not clipped).
         ``"perona_malik"``: the biharmonic fill, then ``num_iter`` AOS steps of
         Perona–Malik diffusion restricted to the mask, colour channels sharing
         one conductance: edges crossing thin cracks are continued instead of
         smeared (:func:`pdediff.perona_malik`'s kernels, known rows of each
-        tridiagonal line kept as identity rows).  ``"learned"``: RePaint with a
+        tridiagonal line kept as identity rows; AOS after [WRV98i]_; PDE
+        inpainting after [BSCB00]_).  ``"learned"``: RePaint [LSH22]_ with a
         trained diffusion model (``model``).
     channel_axis : int, optional
         Axis of colour channels.  Harmonic and biharmonic fill channels

@@ -205,7 +205,7 @@ def repaint(
     Schedule: with ``n`` sampling steps, state ``m`` is the sample after
     ``n - m`` reverse steps; after the step that reaches state ``0, j, 2j,
     ... < n - j`` the chain jumps back up ``j`` states and denoises again,
-    ``r - 1`` times (Lugmayr et al., Algorithm 1 and Fig. 9; diffusers'
+    ``r - 1`` times (Lugmayr et al. [Lugmayr22]_, Algorithm 1 and Fig. 9; diffusers'
     ``RePaintScheduler.set_timesteps``).  That costs about ``n r`` model calls
     (exactly ``n + j (r - 1) ceil((n - j) / j)``): the work is bounded by
     these two numbers.  A jump from level ``t`` to ``s`` is one call of
@@ -372,7 +372,7 @@ def restyle(
 
     Notes
     -----
-    Strength to timestep: with the schedule ``process.timesteps`` ``= [t_0 >
+    SDEdit [Meng22]_.  Strength to timestep: with the schedule ``process.timesteps`` ``= [t_0 >
     ... > t_{n-1} = 0]`` of ``n`` steps, strength ``s < 1`` runs the last
     ``k = min(floor(n s), n - 1)`` steps (:func:`restyle_steps`) starting
     from ``add_noise(images, noise, t_{n-k})``; ``k = 0`` (``s < 1/n``)
