@@ -1,9 +1,13 @@
 """Benchmark harness: every case records its median; the session ends with a ratio table.
 
-Ratios are taken within one run (this machine is shared and noisy): each
-pdediff kernel against the copy-bandwidth roofline (``np.copyto`` of the same
-array) and against the tools a user would otherwise run.  The table is printed
-and written to ``.benchmarks/ratios.json``.
+The cases (implementations, sizes, dtypes, ratios and their targets) are
+defined once in :mod:`pdediff.bench._cases` and shared with ``pdediff bench``;
+this suite is the regression harness (``make bench``, pytest-benchmark's
+statistics and comparisons), ``pdediff bench`` the report.  Ratios are taken
+within one run (this machine is shared and noisy), per step: each pdediff
+kernel against the copy-bandwidth roofline (``np.copyto`` of the same array)
+and against the tools a user would otherwise run.  The table is printed and
+written to ``.benchmarks/ratios.json``.
 """
 
 from __future__ import annotations
@@ -12,29 +16,60 @@ import json
 import os
 from collections import defaultdict
 
+import numpy as np
 import pytest
+
+from pdediff.bench import _cases
 
 RESULTS: dict[str, dict[str, float]] = defaultdict(dict)
 RATIOS: list = []
 
 
-
 @pytest.fixture
 def record(benchmark):
-    """``record(group, name, fn, rounds=...)``: benchmark ``fn`` and remember its median (seconds)."""
+    """``record(group, name, fn, rounds=..., steps=...)``: benchmark ``fn``, remember its median per step (s)."""
 
-    def run(group, name, fn, rounds=5, warmup=1):
+    def run(group, name, fn, rounds=5, warmup=1, steps=1):
         benchmark.group = group
         benchmark.name = name
         benchmark.pedantic(fn, rounds=rounds, iterations=1, warmup_rounds=warmup)
-        RESULTS[group][name] = benchmark.stats.stats.median
+        RESULTS[group][name] = benchmark.stats.stats.median / steps
 
     return run
 
 
 def ratio(label, group, num, den, *, target=None, higher_is_better=True):
-    """Declare a ratio ``num / den`` (of medians in ``group``) for the summary table."""
+    """Declare a ratio ``num / den`` (of medians per step in ``group``) for the summary table."""
     RATIOS.append((label, group, num, den, target, higher_is_better))
+
+
+def _label(group: str, shape, dtype: str) -> str:
+    return f"{group}-{_cases.shape_name(shape)}-{dtype}"
+
+
+def declare(groups: list[str]) -> list:
+    """pytest parameters for every case of ``groups`` (at their full sizes), and their ratios declared."""
+    params = []
+    for gname in groups:
+        g = _cases.group(gname)
+        for shape in g.shapes:
+            for dt in g.dtypes:
+                label = _label(gname, shape, dt)
+                for r in _cases.RATIOS:
+                    if r.group == gname:
+                        ratio(r.label, label, r.num, r.den, target=r.target, higher_is_better=r.higher_is_better)
+                params += [pytest.param(g, im, shape, dt, id=f"{label}-{im.name}") for im in g.impls]
+    return params
+
+
+def run_case(record, group, impl, shape, dtype) -> None:
+    """Build the case's input and callable (a missing peer or an inapplicable case skips) and time it."""
+    u = group.data(shape, np.dtype(dtype))
+    try:
+        fn = impl.make(u)
+    except _cases.Unavailable as exc:
+        pytest.skip(str(exc))
+    record(_label(group.name, shape, dtype), impl.name, fn, rounds=impl.rounds, steps=impl.steps)
 
 
 def pytest_terminal_summary(terminalreporter):
@@ -51,7 +86,7 @@ def pytest_terminal_summary(terminalreporter):
     tr.section("pdediff ratios (one run)")
     for row in rows:
         tgt = "" if row["target"] is None else f"target {row['target']:g}"
-        tr.write_line(f"{row['group']:<28} {row['ratio']:<48} {row['value']:8.2f}  {tgt:<12} {row['status']}")
+        tr.write_line(f"{row['group']:<30} {row['ratio']:<48} {row['value']:8.2f}  {tgt:<12} {row['status']}")
     os.makedirs(".benchmarks", exist_ok=True)
     with open(".benchmarks/ratios.json", "w") as f:
-        json.dump({"medians_s": RESULTS, "ratios": rows}, f, indent=1)
+        json.dump({"medians_per_step_s": RESULTS, "ratios": rows}, f, indent=1)

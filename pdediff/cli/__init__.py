@@ -49,6 +49,9 @@ def _build_parser() -> argparse.ArgumentParser:
     _learned.add_parsers(sub)
     _learned.add_restyle_parser(sub)
     _study.add_parser(sub)
+    from ..bench._cli import add_parser as add_bench_parser
+
+    add_bench_parser(sub)
     return p
 
 
@@ -72,6 +75,10 @@ def main(argv: list[str] | None = None) -> int:
             _learned.restyle(args)
         elif args.command == "study":
             _study.run(args)
+        elif args.command == "bench":
+            from ..bench._cli import run as run_bench
+
+            run_bench(args)
         return 0
     except CLIError as exc:
         print(f"pdediff {args.command}: error: {exc}", file=sys.stderr)
