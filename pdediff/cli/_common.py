@@ -83,7 +83,8 @@ def _need_torch(command: str, threads: int | None) -> None:
 
 
 # ------------------------------------------------------------------------------ train / sample
-_TRAIN_WORDS = (("batch_size must", "--batch-size must"), ("steps must", "--steps must"), ("base must", "--base must"),
+_TRAIN_WORDS = (("batch_size must", "--batch-size must"), ("batch_size=", "--batch-size "),
+                ("steps must", "--steps must"), ("base must", "--base must"),
                 ("lr must", "--lr must"), ("ema_decay must", "--ema-decay must"), ("seed must", "--seed must"),
                 ("checkpoint_every must", "--checkpoint-every must"), ("mults must", "--mults must"),
                 ("steps=", "--steps "), ("config:", "--config:"), ("config ", "--config "), ("device", "--device"),

@@ -321,3 +321,103 @@ def report_job(job: ImageJob, verb: str, result: np.ndarray, spacing, rescaled: 
           f"{'; alpha channel copied unchanged' if job.alpha else ''}")
     if rescaled:
         print(f"  {rescaled}")
+
+
+# ----------------------------------------------------------------------------- larger than memory (--chunks)
+@dataclass
+class ChunkedJob:
+    """One INPUT -> OUTPUT job of ``denoise --chunks``: a lazy input, checked before any work."""
+
+    src: Path
+    dst: Path
+    scan: Any
+    data: Any  # dask.array.Array, float, in the file's index order
+    channel_axis: int | None
+    target: np.dtype
+
+
+def open_chunked_job(args, *, verb: str) -> ChunkedJob:
+    """Check OUTPUT, open INPUT lazily in chunks of ``args.chunks`` and plan the (float) output type.
+
+    Nothing but headers is read: the scan may be larger than the memory.  OUTPUT is a ``.zarr`` store
+    or an uncompressed ``.nii``; INPUT a ``.npy`` (memory map), an uncompressed ``.nii`` or a ``.zarr``.
+    """
+    from ..dask import require_dask
+    from ..io import ScanIOError, format_of, is_directory_format, open_chunked
+
+    try:
+        require_dask()
+    except ImportError as exc:
+        raise CLIError(str(exc)) from None
+    src, dst = Path(args.input), Path(args.output)
+    if args.chunks < 8:
+        raise CLIError(f"--chunks must be an integer of at least 8 (voxels per chunk edge); got {args.chunks}")
+    try:
+        out_fmt = format_of(dst)
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
+    if out_fmt not in ("zarr", "nifti") or dst.name.lower().endswith(".gz"):
+        raise CLIError(f"with --chunks, OUTPUT is written chunk by chunk as .zarr or uncompressed .nii; got "
+                       f"{dst.name}")
+    if args.preview is not None:
+        raise CLIError("--preview is not available with --chunks (it would need the whole result in memory)")
+    if args.rescale or args.dtype in INT_DTYPES:
+        raise CLIError("with --chunks, OUTPUT stores floats (--dtype auto, float32 or float64): an integer type "
+                       "would need the result's range before writing; convert afterwards")
+    from ..io._zarr import is_zarr_store
+
+    if out_fmt == "zarr" and dst.is_dir() and not dst.is_symlink() and is_zarr_store(dst):
+        # _check_destination replaces DICOM series folders only; a previous Zarr store goes with --force
+        _check_destination(dst, src, args.force, "OUTPUT", directory=False) if not args.force else None
+        if _same_file(src, dst) or (src.is_dir() and src.resolve().is_relative_to(dst.resolve())):
+            raise CLIError(f"OUTPUT {dst} is the INPUT (or holds it); pdediff never overwrites its input")
+        _check_destination(dst / "zarr.json", src, True, "OUTPUT")  # folder exists and is writable
+    else:
+        _check_destination(dst, src, args.force, "OUTPUT", directory=is_directory_format(dst))
+        if dst.is_dir() and not is_zarr_store(dst):
+            raise CLIError(f"OUTPUT {dst} is a folder that is not a Zarr store; choose another name")
+    try:
+        data, scan = open_chunked(src, args.chunks)
+    except (ScanIOError, ValueError) as exc:
+        raise CLIError(str(exc)) from None
+    if data.dtype == np.bool_ or data.dtype.kind not in "iuf":
+        raise CLIError(f"{src}: unsupported pixel type {data.dtype}; expected integer or float pixels")
+    if args.channel_axis == "auto":
+        ch = scan.channel_axis
+    elif args.channel_axis == "none":
+        ch = None
+    else:
+        ch, _ = _channel_axis(args.channel_axis, type("S", (), {"data": data})(), src)
+    if ch is not None and out_fmt == "nifti":
+        raise CLIError(f"{dst.name}: NIfTI output holds grey scans only; write channels to .zarr")
+    spatial = data.ndim - (ch is not None)
+    if spatial not in (1, 2, 3):
+        raise CLIError(f"{src}: expected a 1-D, 2-D or 3-D image (plus channels); got shape {data.shape}")
+    stored = np.dtype(data.dtype)
+    if args.dtype in ("float32", "float64"):
+        target = np.dtype(args.dtype)
+    elif args.dtype == "input" and stored.kind != "f":
+        raise CLIError(f"--dtype input: INPUT stores {stored}; with --chunks OUTPUT stores floats (float32/float64)")
+    else:
+        target = np.dtype(stored.newbyteorder("=")) if stored.kind == "f" and stored.itemsize >= 4 \
+            else np.dtype(np.float32)
+    return ChunkedJob(src, dst, scan, data, ch, target)
+
+
+def write_chunked_job(job: ChunkedJob, out, spacing, *, progress: bool) -> None:
+    """Compute ``out`` chunk by chunk into OUTPUT (atomically), with a progress bar unless ``progress`` is off."""
+    from contextlib import nullcontext
+
+    from ..io import ScanIOError, write_chunked
+
+    bar = nullcontext()
+    if progress:
+        from dask.diagnostics import ProgressBar
+
+        bar = ProgressBar(minimum=1.0)
+    try:
+        with bar:
+            write_chunked(job.dst, out.astype(job.target), like=job.scan, spacing=spacing,
+                          channel_axis=job.channel_axis)
+    except (ScanIOError, OSError) as exc:
+        raise CLIError(f"cannot write: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None

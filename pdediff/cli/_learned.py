@@ -282,7 +282,8 @@ def train(args: argparse.Namespace) -> None:
     except (ValueError, TypeError, OSError, ImportError, FloatingPointError) as exc:  # RunError, DatasetError, ...
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CLIError(_train_words(msg)) from None
-    if not args.quiet:
+    # under torchrun every rank runs this command: rank 0 reports (progress bar and checkpoints are rank 0's too)
+    if not args.quiet and os.environ.get("RANK", "0") == "0":
         cfg = run.config
         n, c, h, w = cfg["data"]["shape"]
         res = cfg.get("result", {})

@@ -37,6 +37,7 @@ import torch
 
 from ..errors import RunError
 from ..io import atomic_path
+from . import distributed as _dist
 from .data import DATASETS, load_dataset
 from .processes import BlurringDiffusion, ColdDiffusion, ForwardProcess, GaussianDiffusion, HeatDissipation
 from .processes.gaussian import _NoisePrediction
@@ -580,6 +581,7 @@ def train_run(
     config: dict | str | os.PathLike | None = None,
     checkpoint_every: int = 100,
     progress: bool = True,
+    distributed: bool | None = None,
 ) -> Run:
     """Train a :class:`~pdediff.torch.UNet` to reverse a named process, in a run folder that resumes exactly.
 
@@ -620,13 +622,21 @@ def train_run(
         Steps between checkpoints (and one at the end).  An interrupted run
         loses at most the steps since the last one.
     progress : bool
-        tqdm progress bar showing the loss.
+        tqdm progress bar showing the loss (rank 0's only across processes).
+    distributed : bool, optional
+        As for :func:`~pdediff.torch.train`: by default, a process launched by
+        ``torchrun`` (or with ``torch.distributed`` initialised) trains
+        data-parallel with the others; ``batch_size`` stays the global batch.
+        Every rank reads the run folder, which must be on a file system they
+        all see; rank 0 alone writes ``run.json`` and ``checkpoint.pt`` (the
+        others wait for it), and ``result.world_size`` records the number of
+        processes.  A run may be resumed with another number of processes.
 
     Returns
     -------
     Run
         As :func:`load_run` returns it (EMA model, fitted process), with
-        ``resumed_from`` set.
+        ``resumed_from`` set; on every rank.
 
     Raises
     ------
@@ -638,6 +648,9 @@ def train_run(
         Invalid settings (the message names the parameter).
     DatasetError, CheckpointError
         From loading the data or the checkpoint.
+    ~pdediff.torch.distributed.DistributedError
+        Across processes: an inconsistent launch (see :func:`~pdediff.torch.train`);
+        when one rank fails to set up the run, all ranks stop.
     """
     if process not in PROCESSES:
         raise ValueError(f"process must be one of {', '.join(map(repr, PROCESSES))}; got {process!r}")
@@ -657,8 +670,59 @@ def train_run(
         raise ValueError(f"ema_decay must be in [0, 1); got {ema_decay!r}")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer; got {seed!r}")
-    dev = _device(device)
+    ctx, dev = _dist._setup(distributed, _device(device), int(batch_size))
     folder = Path(out)
+    error, state = None, None
+    try:
+        state = _prepare_run(folder, process, data, config, steps, base, mults_t, num_res_blocks, batch_size, lr,
+                             ema_decay, seed)
+    except Exception as exc:  # noqa: BLE001 - re-raised below, on every rank, once all ranks know
+        error = exc
+    # every rank stops together if one cannot set the run up (a lone failure would leave the others waiting)
+    if not _dist._all_ok(ctx, error is None):
+        raise error or _dist.DistributedError(f"another rank could not set up run {folder} (see its error); this "
+                                              "rank stopped with it")
+    record, images, proc, done, previous_seconds, finished = state
+    if _dist._differing_ranks(ctx, _dist._digest(done, finished)):
+        raise _dist.DistributedError(f"the ranks found run {folder} in different states (steps done, finished): "
+                                     "the run folder must be on a file system all ranks see")
+    if finished:
+        run = _load_run(folder, device=dev, data=images)  # finished: touch nothing
+        run.resumed_from = done
+        return run
+    if ctx.main:
+        folder.mkdir(parents=True, exist_ok=True)
+        _write_json(folder / RUN_FILE, record)
+    _dist._barrier(ctx)
+
+    _, C, H, W = record["data"]["shape"]
+    if isinstance(proc, _NoisePrediction):  # as load_run does: the white-noise prior needs only the shape
+        proc.fit(torch.zeros((1, C, H, W)))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        model = UNet(int(C), base=int(base), mults=mults_t, num_res_blocks=int(num_res_blocks))
+    t0 = time.perf_counter()
+    res = train(model, proc, images, steps=int(steps), batch_size=int(batch_size), lr=float(lr),
+                ema_decay=float(ema_decay), seed=int(seed), checkpoint_dir=folder,
+                checkpoint_every=int(checkpoint_every), progress=progress, device=dev, ema_warmup=True,
+                distributed=distributed)
+    seconds = time.perf_counter() - t0
+    last = res.losses[-min(50, len(res.losses)):]
+    record["result"] = {"step": int(res.step),
+                        "final_loss": float(np.mean(last)) if last else None,
+                        "train_seconds": previous_seconds + (seconds if res.step > done else 0.0),
+                        "device": str(dev), "world_size": int(ctx.world_size)}
+    if ctx.main:
+        _write_json(folder / RUN_FILE, record)
+    _dist._barrier(ctx)
+    run = _load_run(folder, device=dev, data=images, process=proc)
+    run.resumed_from = done
+    return run
+
+
+def _prepare_run(folder: Path, process, data, config, steps, base, mults_t, num_res_blocks, batch_size, lr, ema_decay,
+                 seed) -> tuple:
+    """:func:`train_run`'s reading part (no writes): the record, images, process, steps done, seconds, finished."""
     if folder.exists() and not folder.is_dir():
         raise RunError(f"out {folder} exists and is not a folder")
 
@@ -691,9 +755,7 @@ def train_run(
             raise RunError(f"run {folder} has trained {done} steps already, more than steps={steps}; steps may "
                            "only grow")
         if done == steps and ckpt.exists() and (old.get("result") or {}).get("step") == done:
-            run = _load_run(folder, device=dev, data=images)  # finished: touch nothing
-            run.resumed_from = done
-            return run
+            return record, images, proc, done, 0.0, True
         previous_seconds = float((old.get("result") or {}).get("train_seconds", 0.0))
         record["created"] = old.get("created")
         if old.get("result") is not None:
@@ -703,28 +765,7 @@ def train_run(
                        "choose another output folder")
     else:
         record["created"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    folder.mkdir(parents=True, exist_ok=True)
-    _write_json(folder / RUN_FILE, record)
-
-    if isinstance(proc, _NoisePrediction):  # as load_run does: the white-noise prior needs only the shape
-        proc.fit(torch.zeros((1, C, H, W)))
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(int(seed))
-        model = UNet(int(C), base=int(base), mults=mults_t, num_res_blocks=int(num_res_blocks))
-    t0 = time.perf_counter()
-    res = train(model, proc, images, steps=int(steps), batch_size=int(batch_size), lr=float(lr),
-                ema_decay=float(ema_decay), seed=int(seed), checkpoint_dir=folder,
-                checkpoint_every=int(checkpoint_every), progress=progress, device=dev, ema_warmup=True)
-    seconds = time.perf_counter() - t0
-    last = res.losses[-min(50, len(res.losses)):]
-    record["result"] = {"step": int(res.step),
-                        "final_loss": float(np.mean(last)) if last else None,
-                        "train_seconds": previous_seconds + (seconds if res.step > done else 0.0),
-                        "device": str(dev)}
-    _write_json(folder / RUN_FILE, record)
-    run = _load_run(folder, device=dev, data=images, process=proc)
-    run.resumed_from = done
-    return run
+    return record, images, proc, done, previous_seconds, False
 
 
 def load_run(path: str | os.PathLike, *, device: str | torch.device | None = None,

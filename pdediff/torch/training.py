@@ -19,6 +19,7 @@ from torch.nn import functional as F
 
 from ..errors import CheckpointError
 from ..io import atomic_path
+from . import distributed as _dist
 from .data import as_tensor
 from .processes import ForwardProcess
 
@@ -131,6 +132,7 @@ def train(
     progress: bool = True,
     device: str | torch.device | None = None,
     ema_warmup: bool = False,
+    distributed: bool | None = None,
 ) -> TrainResult:
     """Train ``model`` to reverse ``process`` on ``data`` with MSE on the process's target.
 
@@ -138,6 +140,7 @@ def train(
     ----------
     model : torch.nn.Module
         Called as ``model(x_t, timesteps)``; e.g. :class:`pdediff.torch.UNet`.
+        Trained in place.
     process : ForwardProcess
         Any of pdediff's processes (or one with the same interface).
     data : Tensor or ndarray, shape ``(N, C, H, W)``
@@ -148,6 +151,8 @@ def train(
     batch_size, lr, ema_decay, seed
         Adam learning rate, exponential moving average of the weights, and the
         seed of the one generator that draws batches, timesteps and noise.
+        ``batch_size`` is the global batch: across ``P`` processes each takes
+        ``batch_size / P`` samples of it (it must divide by ``P``).
     checkpoint_dir : path, optional
         Where ``checkpoint.pt`` is written every ``checkpoint_every`` steps and
         at the end (atomically).  If it exists, training resumes from it
@@ -156,11 +161,15 @@ def train(
         The checkpoint holds tensors and plain values only and is read with
         ``torch.load(weights_only=True)`` (:func:`load_checkpoint`): a file
         carrying pickled code is refused (:class:`~pdediff.errors.CheckpointError`),
-        as is a checkpoint written for another process configuration.
+        as is a checkpoint written for another process configuration.  Across
+        processes, rank 0 alone writes it (the others wait) and every rank
+        reads it to resume: it must lie on a file system all ranks see.
     progress : bool
-        tqdm progress bar.
+        tqdm progress bar (on rank 0 only across processes).
     device : optional
-        Where the model trains (default: the model's device).
+        Where the model trains (default: the model's device).  Across
+        processes ``"cuda"`` means ``cuda:LOCAL_RANK`` (or the one GPU a rank
+        sees).
     ema_warmup : bool
         Use ``min(ema_decay, (1 + k) / (10 + k))`` as the decay of update
         ``k`` (as diffusers' ``EMAModel``), so that the EMA forgets the
@@ -168,11 +177,60 @@ def train(
         EMA of a short run is mostly the untrained model (``0.999**1500`` ≈
         0.22 of the initial weights remain after 1500 steps).
         :func:`pdediff.torch.train_run` turns it on.
+    distributed : bool, optional
+        ``None`` (default): train data-parallel when ``torch.distributed`` is
+        initialised or the process was launched by ``torchrun`` (``RANK``,
+        ``WORLD_SIZE``, ``MASTER_ADDR``, ``MASTER_PORT`` set; the group is then
+        initialised here: gloo on the CPU, NCCL on CUDA), else in this process
+        alone.  ``False``: always alone (e.g. independent runs per rank);
+        ``True``: refuse to run alone.
 
     Returns
     -------
     TrainResult
-        ``losses`` (one per step, from step 0), ``ema_model``, ``step``.
+        ``losses`` (one per step, from step 0; across processes the mean over
+        the global batch, equal on every rank), ``ema_model``, ``step``.
+
+    Raises
+    ------
+    ValueError
+        A setting out of range (the message names it), or ``batch_size`` not
+        divisible by the number of processes.
+    CheckpointError
+        An unusable checkpoint in ``checkpoint_dir`` (see above).
+    ~pdediff.torch.distributed.DistributedError
+        An inconsistent launch (partial torchrun environment, ranks with other
+        settings, data or checkpoints), or ranks whose weights differ.
+    FloatingPointError
+        A non-finite loss (before the update; on every rank together).
+
+    Notes
+    -----
+    Across ``P`` processes the model is wrapped in
+    :class:`~torch.nn.parallel.DistributedDataParallel`.  Every rank draws the
+    whole global batch (indices, timesteps and noise) from the same seeded
+    generator, exactly as one process does, and keeps the contiguous shard
+    ``[r B/P, (r+1) B/P)``: the shards are disjoint and their union is the
+    one-process batch, sample for sample.  DDP averages the gradients of the
+    per-rank mean losses, which is the gradient of the mean over the global
+    batch, so each update equals the one-process update up to the order of
+    floating-point reductions; the recorded loss is the mean of the ranks'
+    losses (the global batch's mean).  Weights and EMA stay identical on all
+    ranks (checked at every checkpoint).  Resuming is exact for the same
+    number of processes; with another number it continues the same
+    trajectory up to rounding.
+
+    Examples
+    --------
+    >>> from pdediff.torch import GaussianDiffusion, UNet, train
+    >>> from pdediff.torch.data import digits
+    >>> res = train(UNet(1, base=8, mults=(1,)), GaussianDiffusion(num_train_timesteps=50), digits()[:64],
+    ...             steps=2, batch_size=8, progress=False)
+    >>> len(res.losses)
+    2
+
+    The same script launched by ``torchrun --nproc_per_node 2 script.py``
+    trains on two processes, each with 4 samples of every batch of 8.
     """
     if int(steps) < 0:
         raise ValueError(f"steps must be non-negative; got {steps}")
@@ -183,9 +241,10 @@ def train(
     if int(checkpoint_every) < 1:
         raise ValueError(f"checkpoint_every must be a positive integer; got {checkpoint_every}")
     data = as_tensor(data)
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    ctx, device = _dist._setup(distributed, device, int(batch_size))
     if process.prior_data is None:
         process.fit(data)
-    device = torch.device(device) if device is not None else next(model.parameters()).device
     model.to(device).train()
     ema = copy.deepcopy(model).eval()
     for p in ema.parameters():
@@ -195,54 +254,72 @@ def train(
     result = TrainResult(ema_model=ema)
     ckpt = None
     if checkpoint_dir is not None:
-        os.makedirs(checkpoint_dir, exist_ok=True)
+        if ctx.main:
+            os.makedirs(checkpoint_dir, exist_ok=True)
         ckpt = os.path.join(os.fspath(checkpoint_dir), CHECKPOINT)
-        if os.path.exists(ckpt):
-            state = load_checkpoint(ckpt)
-            if state["process"] != _process_record(process):
-                raise CheckpointError(f"checkpoint {ckpt} was written for {state['process']}, not for "
-                                      f"{_process_record(process)}; use another checkpoint_dir")
-            try:
-                model.load_state_dict(state["model"])
-                ema.load_state_dict(state["ema"])
-                opt.load_state_dict(state["optimizer"])
-            except (RuntimeError, ValueError, KeyError) as exc:
-                raise CheckpointError(f"checkpoint {ckpt} does not fit this model/optimiser: "
-                                      f"{str(exc).strip().splitlines()[0]}") from None
-            gen.set_state(state["generator"])
-            result.losses = state["losses"]
-            result.step = state["step"]
+        error = None
+        try:
+            if os.path.exists(ckpt):
+                _resume(ckpt, process, model, ema, opt, gen, result)
+        except CheckpointError as exc:
+            error = exc
+        # all ranks stop together if one cannot resume (a lone failure would leave the others waiting)
+        if not _dist._all_ok(ctx, error is None):
+            raise error or _dist.DistributedError(
+                f"another rank could not resume from {ckpt} (see its error); this rank stopped with it")
+    if ctx.active:
+        _check_ranks_agree(ctx, "at the start", model, ema, gen, result, data, process,
+                           (int(steps), int(batch_size), float(lr), float(ema_decay), int(seed), int(checkpoint_every),
+                            bool(ema_warmup), device.type, checkpoint_dir is not None))
+    net = model
+    if ctx.active:
+        from torch.nn.parallel import DistributedDataParallel
+
+        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
     def save():
         # tensors, state dicts and plain values only: loads with torch.load(weights_only=True)
-        if ckpt is not None:
+        if ckpt is None:
+            return
+        if ctx.active:
+            _check_ranks_agree(ctx, f"at step {result.step}", model, ema, gen, result)
+        if ctx.main:
             _save_atomic({"model": model.state_dict(), "ema": ema.state_dict(), "optimizer": opt.state_dict(),
                           "generator": gen.get_state(), "losses": torch.tensor(result.losses, dtype=torch.float64),
                           "step": int(result.step), "process": _process_record(process)}, ckpt)
+        _dist._barrier(ctx)  # the others return (or go on) once the file is complete
 
     iterator = range(result.step, int(steps))
-    if progress:
+    show = progress and ctx.main
+    if show:
         from tqdm.auto import tqdm
 
-        iterator = tqdm(iterator, desc=f"train {type(process).__name__}", initial=result.step, total=int(steps),
-                        disable=None)
+        desc = f"train {type(process).__name__}" + (f" x{ctx.world_size} processes" if ctx.active else "")
+        iterator = tqdm(iterator, desc=desc, initial=result.step, total=int(steps), disable=None)
     n = data.shape[0]
+    B = int(batch_size)
+    lo, hi = ctx.rank * B // ctx.world_size, (ctx.rank + 1) * B // ctx.world_size
+    shape = (B, *data.shape[1:])
     for _ in iterator:
-        idx = torch.randint(0, n, (int(batch_size),), generator=gen)
+        # The global batch's draws, in the one-process order, on every rank; each keeps its shard.
+        idx = torch.randint(0, n, (B,), generator=gen)
+        t = process.sample_timesteps(B, gen)
+        noise = torch.randn(shape, generator=gen, dtype=data.dtype)
+        if ctx.active:
+            idx, t, noise = idx[lo:hi], t[lo:hi], noise[lo:hi]
         x0 = data[idx]
-        t = process.sample_timesteps(x0.shape[0], gen)
-        noise = torch.randn(x0.shape, generator=gen, dtype=x0.dtype)
         xt = process.add_noise(x0, noise, t)
         target = process.training_target(x0, noise, t)
-        out = model(process.scale_model_input(xt, t).to(device), t.to(device))
+        out = net(process.scale_model_input(xt, t).to(device), t.to(device))
         loss = F.mse_loss(out, target.to(device))
-        if not torch.isfinite(loss):
+        reported = _dist._mean(ctx, loss.detach())  # the global batch's mean loss, the same on every rank
+        if not torch.isfinite(reported):
             # Before the update: the model, the EMA and the last checkpoint stay as they were.
             raise FloatingPointError(
-                f"training diverged at step {result.step}: the loss is {float(loss.detach())} (non-finite inputs or "
+                f"training diverged at step {result.step}: the loss is {float(reported)} (non-finite inputs or "
                 f"targets from the process {process!r}, or a learning rate too large); nothing was updated")
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        loss.backward()  # DDP averages the gradients over the ranks here
         opt.step()
         decay = min(float(ema_decay), (1 + result.step) / (10 + result.step)) if ema_warmup else ema_decay
         with torch.no_grad():
@@ -250,14 +327,62 @@ def train(
                 pe.mul_(decay).add_(pm.detach(), alpha=1 - decay)
             for be, bm in zip(ema.buffers(), model.buffers()):
                 be.copy_(bm)
-        result.losses.append(float(loss.detach()))
+        result.losses.append(float(reported))
         result.step += 1
         if ckpt is not None and result.step % int(checkpoint_every) == 0:
             save()
-        if progress and hasattr(iterator, "set_postfix"):
+        if show and hasattr(iterator, "set_postfix"):
             iterator.set_postfix(loss=f"{result.losses[-1]:.4f}")
     save()
     return result
+
+
+def _resume(ckpt: str, process, model, ema, opt, gen, result: TrainResult) -> None:
+    state = load_checkpoint(ckpt)
+    if state["process"] != _process_record(process):
+        raise CheckpointError(f"checkpoint {ckpt} was written for {state['process']}, not for "
+                              f"{_process_record(process)}; use another checkpoint_dir")
+    try:
+        model.load_state_dict(state["model"])
+        ema.load_state_dict(state["ema"])
+        opt.load_state_dict(state["optimizer"])
+    except (RuntimeError, ValueError, KeyError) as exc:
+        raise CheckpointError(f"checkpoint {ckpt} does not fit this model/optimiser: "
+                              f"{str(exc).strip().splitlines()[0]}") from None
+    gen.set_state(state["generator"])
+    result.losses = state["losses"]
+    result.step = state["step"]
+
+
+def _check_ranks_agree(ctx, when: str, model, ema, gen, result: TrainResult, data=None, process=None,
+                       settings=None) -> None:
+    """Compare the ranks' settings, data, step, generator, weights and EMA; stop all ranks if any differ.
+
+    Collective: every rank calls it at the same point.  Data parallelism keeps
+    these equal by construction; a difference means an inconsistent launch
+    (other arguments or data, a checkpoint folder not shared) or a model whose
+    update depends on the rank.
+    """
+    checks = []
+    if settings is not None:
+        what = "settings (steps, batch_size, lr, ema_decay, seed, checkpoint_every, ema_warmup, device type)"
+        checks.append((what, _dist._digest(settings)))
+        checks.append(("training data", _dist._digest(data)))
+        checks.append(("process", _dist._digest(sorted(_process_record(process).items(), key=str))))
+    checks.append(("step resumed from or reached (is the checkpoint folder shared by all ranks?)",
+                   _dist._digest(result.step, torch.tensor(result.losses, dtype=torch.float64))))
+    checks.append(("generator state", _dist._digest(gen.get_state())))
+    checks.append(("model weights", _dist._digest(*model.state_dict().values())))
+    checks.append(("EMA weights", _dist._digest(*ema.state_dict().values())))
+    bad = _dist._differing_ranks(ctx, b"".join(d for _, d in checks))
+    if not bad:
+        return
+    # one more round to say what differs (the same on every rank, so all raise the same message)
+    what = [name for name, d in checks if _dist._differing_ranks(ctx, d)]
+    raise _dist.DistributedError(
+        f"the {ctx.world_size} training processes disagree {when}: {'; '.join(what)} differ between rank 0 and "
+        f"rank{'s' if len(bad) > 1 else ''} {', '.join(map(str, bad))}; launch every rank with the same arguments, "
+        "data and checkpoint folder")
 
 
 @torch.no_grad()
