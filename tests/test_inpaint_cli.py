@@ -152,3 +152,47 @@ def test_demo_inpaint_part(tmp_path, capsys):
     with pytest.raises(SystemExit):  # argparse: one line, exit 2
         main(["demo", "nope"])
     _one_error_line(capsys, "invalid choice")
+
+
+def test_editor_masks_rgba_layers_and_jpeg_noise(picture, capsys):
+    """Masks as editors save them: RGBA with an opaque black background, a transparent layer whose hidden
+    colour is white, and a JPEG-like mask whose noise must not grow the holes."""
+    d, img, mask = picture
+    opaque = np.zeros((48, 64, 4), np.uint8)
+    opaque[..., 3] = 255
+    opaque[mask, 0] = 255
+    iio.imwrite(d / "opaque.png", opaque)
+    hidden_white = np.full((48, 64, 4), 255, np.uint8)
+    hidden_white[..., 3] = 0
+    hidden_white[mask, 3] = 255
+    hidden_white[mask, 1:3] = 0
+    iio.imwrite(d / "hidden.png", hidden_white)
+    rng = np.random.default_rng(1)
+    noisy = np.where(mask, 240, 0) + rng.integers(0, 12, mask.shape)  # compression noise around 0 and 250
+    np.save(d / "noisy.npy", noisy.astype(np.uint8))
+    for m, note in (("opaque.png", "alpha"), ("hidden.png", "alpha"), ("noisy.npy", "thresholded")):
+        assert main(["inpaint", str(d / "img.png"), "--mask", str(d / m), "-o", str(d / f"o-{m}.png")]) == 0
+        text = capsys.readouterr().out
+        assert f"filled {int(mask.sum())} pixels" in text, text
+        assert note in text
+        out = iio.imread(d / f"o-{m}.png")
+        np.testing.assert_array_equal(out[~mask], img[~mask])
+
+
+def test_clip_counts_only_what_rounding_would_not_keep_and_pm_hint(picture, capsys):
+    d, img, mask = picture
+    base = ["inpaint", str(d / "img.png"), "--mask", str(d / "mask.png")]
+    assert main(base + ["-o", str(d / "h.png"), "--clip"]) == 0  # harmonic: maximum principle, nothing clipped
+    assert "clipped" not in capsys.readouterr().out
+    y, x = np.mgrid[0:24, 0:24]
+    img2 = np.zeros((24, 24), np.uint8)
+    img2[:, 12:] = 255
+    img2[8:16, 14:16] = 0
+    m2 = np.zeros(img2.shape, bool)
+    m2[6:18, 9:18] = True
+    m2[8:16, 14:16] = False
+    np.save(d / "i2.npy", img2)
+    np.save(d / "m2.npy", m2)
+    assert main(["inpaint", str(d / "i2.npy"), "--mask", str(d / "m2.npy"), "-o", str(d / "p.png"),
+                 "--method", "perona_malik"]) == 2
+    _one_error_line(capsys, "--clip")

@@ -339,3 +339,20 @@ def test_run_methods_refuse_bad_input(tiny_run, call, exc, match):
     x, _ = load_dataset("digits", split="test", n=20)
     with pytest.raises(exc, match=match):
         call(tiny_run, x[:2].numpy())
+
+
+def test_repaint_work_is_bounded(untrained):
+    """A typo in jump_n_sample is refused before any model call (RePaint's cost is about n * jump_n_sample)."""
+    from pdediff import StepLimitError
+
+    process, model = untrained[0]  # DDPM
+    x = torch.zeros(1, 1, 8, 8)
+    hole = torch.zeros(1, 1, 8, 8, dtype=torch.bool)
+    hole[..., 2:5, 2:5] = True
+    with pytest.raises(StepLimitError, match="jump_n_sample"):
+        repaint(model, process, x, hole, jump_length=1, jump_n_sample=1_000_000)
+
+
+def test_run_methods_explain_the_batch_shape(tiny_run):
+    with pytest.raises(ValueError, match=r"image\[None, None\]"):
+        tiny_run.restyle(np.zeros((8, 8), np.float32), 0.5)

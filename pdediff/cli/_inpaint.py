@@ -13,7 +13,7 @@ from ._images import INT_DTYPES, _cli_words, open_job, report_job, write_job
 METHODS = ("harmonic", "biharmonic", "perona_malik", "learned")
 #: Methods whose result stays within the known pixels' range (maximum principle): an integer output
 #: type is then checked before computing; the others are checked (never clipped) when written.
-_MAX_PRINCIPLE = ("harmonic", "perona_malik")
+_MAX_PRINCIPLE = ("harmonic",)  # Perona–Malik starts from the biharmonic fill, which may overshoot
 
 
 def add_parser(sub) -> None:
@@ -32,7 +32,9 @@ def add_parser(sub) -> None:
     p.add_argument("input", metavar="INPUT")
     p.add_argument("--mask", metavar="MASK", required=True,
                    help="image or array of INPUT's spatial shape, non-zero where pixels are missing; a colour mask "
-                   "(e.g. a red scribble saved as PNG) counts a pixel as missing where any channel is non-zero")
+                   "(e.g. a red scribble saved as PNG) counts a pixel as missing where any colour channel is "
+                   "non-zero and, with alpha, the pixel is not transparent; a mask with intermediate values "
+                   "(e.g. JPEG) is thresholded at half its maximum (reported)")
     p.add_argument("-o", "--output", metavar="OUTPUT", required=True)
     p.add_argument("--method", choices=METHODS, default="harmonic", help="default: %(default)s")
     p.add_argument("--model", metavar="RUN", default=None, help="--method learned: a run folder of pdediff train")
@@ -43,7 +45,7 @@ def add_parser(sub) -> None:
     p.add_argument("--solver", choices=("auto", "direct", "cg"), default="auto",
                    help="harmonic/biharmonic linear solver: sparse direct (SuperLU), conjugate gradients, or auto")
     p.add_argument("--num-iter", type=int, default=None,
-                   help="perona_malik: AOS steps after the harmonic fill (default 20); learned: sampling steps")
+                   help="perona_malik: AOS steps after the biharmonic fill (default 5); learned: sampling steps")
     p.add_argument("--kappa", default="auto", help="perona_malik edge threshold, or 'auto' (default)")
     p.add_argument("--conductance", choices=CONDUCTANCES, default="exponential", help="perona_malik conductance")
     p.add_argument("--sigma", type=float, default=None, help="perona_malik Catté pre-smoothing (physical units)")
@@ -58,43 +60,61 @@ def add_parser(sub) -> None:
     p.add_argument("--rescale", action="store_true",
                    help="map the result's min..max onto the integer --dtype's full range (changes known pixels too)")
     p.add_argument("--clip", action="store_true",
-                   help="biharmonic/learned may overshoot the data's range: clip filled values to INPUT's range "
-                   "(reported) instead of refusing an integer output they do not fit")
+                   help="biharmonic, perona_malik (which starts from the biharmonic fill) and learned may overshoot "
+                   "the data's range: clip filled values to INPUT's range (reported) instead of refusing an "
+                   "integer output they do not fit")
     p.add_argument("--preview", metavar="PREVIEW.png", default=None, help="also save a before/after figure")
     p.add_argument("--force", action="store_true", help="overwrite OUTPUT and PREVIEW if they exist (never INPUT)")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no report")
 
 
-def _read_mask(path: Path, data: np.ndarray, channel_axis: int | None, src: Path) -> np.ndarray:
-    """MASK as a bool array of INPUT's spatial shape (non-zero = missing)."""
+def _read_mask(path: Path, data: np.ndarray, channel_axis: int | None, src: Path) -> tuple[np.ndarray, str | None]:
+    """MASK as a bool array of INPUT's spatial shape (True = missing), and a note on how it was read."""
     from ..io import ScanIOError, read_scan
 
     if _same_file(path, src):
         raise CLIError("--mask must be a different file from INPUT")
     try:
-        m = read_scan(path).data
+        scan = read_scan(path)
     except (ScanIOError, ValueError) as exc:
         raise CLIError(f"--mask: {str(exc).splitlines()[0]}") from None
+    m = np.asarray(scan.data)
     spatial = data.shape if channel_axis is None else tuple(int(n) for n in np.delete(data.shape, channel_axis))
     if m.dtype.kind not in "biuf":
         raise CLIError(f"--mask {path}: unsupported pixel type {m.dtype}; expected bool, integer or float")
     if m.dtype.kind == "f" and not np.all(np.isfinite(m)):
         raise CLIError(f"--mask {path}: holds NaN or infinite values; expected 0 (known) and non-zero (missing)")
+    notes = []
     if m.shape != spatial:
         if m.ndim == len(spatial) + 1 and m.shape[:-1] == spatial:  # a colour/alpha image as mask
-            m = np.any(m != 0, axis=-1)
+            k = m.shape[-1]
+            if scan.alpha and k in (2, 4):  # an editor's layer: transparent pixels are never missing
+                colour, alpha = m[..., :-1], m[..., -1]
+                m = np.where(alpha[..., None] != 0, colour, 0)
+                notes.append("alpha used as coverage: transparent pixels are known")
+            m = m.max(axis=-1) if m.dtype.kind != "b" else m.any(axis=-1)
         elif m.ndim == len(spatial) + 1 and channel_axis is not None and m.shape == data.shape:
-            m = np.any(m != 0, axis=channel_axis)
+            m = m.max(axis=channel_axis) if m.dtype.kind != "b" else m.any(axis=channel_axis)
         else:
             raise CLIError(f"--mask {path} has shape {m.shape}; expected INPUT's spatial shape {spatial} "
                            "(optionally with a trailing colour axis)")
-    m = np.asarray(m != 0)
+    if m.dtype.kind != "b":
+        m = np.abs(m.astype(np.float64))
+        top = float(m.max())
+        levels = np.unique(m) if m.size <= 1 << 22 else np.unique(m[:: max(1, m.size >> 22)])
+        if top > 0 and len(levels) > 2:  # not a binary mask: JPEG noise, antialiased strokes
+            notes.append(f"MASK has {len(levels)} distinct values (e.g. JPEG noise): thresholded at half its "
+                         f"maximum ({top / 2:g})")
+            m = m >= top / 2
+        else:
+            m = m != 0
     n = int(np.count_nonzero(m))
     if n == 0:
         raise CLIError(f"--mask {path} marks no pixel as missing (all zero); nothing to fill")
     if n == m.size:
-        raise CLIError(f"--mask {path} marks every pixel as missing; nothing known to fill from")
-    return m
+        raise CLIError(f"--mask {path} marks every pixel as missing; nothing known to fill from"
+                       + (" (its alpha channel is opaque everywhere?)" if scan.alpha else ""))
+    return np.asarray(m, dtype=bool), "; ".join(notes) or None
 
 
 def run(args: argparse.Namespace) -> None:
@@ -126,7 +146,7 @@ def run(args: argparse.Namespace) -> None:
     mask_path = Path(args.mask)
     if _same_file(job.dst, mask_path) or (job.preview is not None and _same_file(job.preview, mask_path)):
         raise CLIError(f"OUTPUT/PREVIEW {mask_path} is the MASK; pdediff never overwrites its input")
-    mask = _read_mask(mask_path, job.data, job.channel_axis, job.src)
+    mask, mask_note = _read_mask(mask_path, job.data, job.channel_axis, job.src)
     spacing = args.spacing if args.spacing is not None else (job.scan.spacing or 1.0)
     kappa: float | str = args.kappa
     if kappa != "auto":
@@ -176,6 +196,8 @@ def run(args: argparse.Namespace) -> None:
                                              clip_hint=args.method not in _MAX_PRINCIPLE, before=damaged)
     if not args.quiet:
         report_job(job, "inpainted", result, info.spacing, rescaled, stored_out)
+        if mask_note:
+            print(f"  note: {mask_note}")
         frac = info.n_missing / mask.size
         line = f"  method {info.method}: filled {info.n_missing} pixels ({100 * frac:.2g} %)"
         if info.solver:

@@ -227,7 +227,8 @@ def restyle(args: argparse.Namespace) -> None:
     if not args.quiet:
         c, h, w = run.image_shape
         print(f"restyled {src} -> {dst} with {run_dir} ({run.config['process']['name']}, strength "
-              f"{args.strength:g}, seed {args.seed}) in {seconds:.1f} s; {c}x{h}x{w}")
+              f"{args.strength:g}, seed {args.seed}) in {seconds:.1f} s; {len(y)} image{'s' if len(y) != 1 else ''} "
+              f"{c}x{h}x{w}")
         for note in notes:
             print(f"  note: {note}")
         if args.preview:

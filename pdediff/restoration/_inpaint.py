@@ -426,7 +426,8 @@ def _learned(u, m, in_dtype, *, model, num_iter, seed, progress, jump_length, ju
     want = tuple(int(s) for s in run.image_shape)
     if tuple(u.shape) != want:
         raise ValueError(f"image has (C, H, W) = {tuple(u.shape)} but the model was trained on (C, H, W) = {want}; "
-                         "resize or crop the image (channels: set channel_axis)")
+                         "resize or crop the image, convert it to the model's number of channels, and give "
+                         "colour images their channel_axis")
     in_dtype = np.dtype(in_dtype)
     known = ~m
     if in_dtype.kind in "iu":

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import math
 import os
 import pickle
 import struct
@@ -152,7 +153,7 @@ def _read_idx(path: Path, kind: int, ndim: int) -> np.ndarray:
             if len(dims_raw) < 4 * ndim:
                 raise DatasetError(f"{path}: truncated header ({4 + len(dims_raw)} bytes, expected {4 + 4 * ndim})")
             dims = struct.unpack(">" + "I" * ndim, dims_raw)
-            expected = int(np.prod(dims, dtype=np.int64))
+            expected = math.prod(int(d) for d in dims)  # Python ints: a hostile header cannot overflow
             if path.suffix != ".gz":  # the size is known before reading: a hostile header allocates nothing
                 actual = path.stat().st_size - 4 - 4 * ndim
                 if actual != expected:

@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from .._validation import DEFAULT_MAX_STEPS
+from ..errors import StepLimitError
 from .processes import CLEAN, ForwardProcess
 from .processes._base import _check_sample
 
@@ -250,6 +252,11 @@ def repaint(
     if jn > 1 and jl >= n:
         raise ValueError(f"jump_length must be smaller than the number of sampling steps ({n}) for resampling "
                          f"(jump_n_sample={jn}); got jump_length={jl}. Use jump_n_sample=1 for no resampling")
+    calls = n + jl * (jn - 1) * math.ceil(max(n - jl, 0) / jl) if jn > 1 else n
+    if calls > DEFAULT_MAX_STEPS:
+        raise StepLimitError(f"RePaint with {n} sampling steps, jump_length={jl} and jump_n_sample={jn} needs "
+                             f"{calls} model calls per batch, above the limit of {DEFAULT_MAX_STEPS}; lower "
+                             "jump_n_sample (RePaint uses 10) or the number of steps")
     if jn > 1 and not callable(getattr(process, "forward_transition", None)):
         raise TypeError(f"{type(process).__name__} has no forward_transition(sample, timestep, next_timestep, "
                         "generator, pred_original_sample=...): RePaint's resampling jumps need one; use "

@@ -426,7 +426,13 @@ class Run:
         """``images`` as float32 ``(N, C, H, W)`` of the run's image shape, finite, in [-1, 1]."""
         from .._validation import as_float_array
 
-        x = as_float_array(images, name, ndim=(4,))
+        try:
+            x = as_float_array(images, name, ndim=(4,))
+        except ValueError as exc:
+            if np.ndim(images) in (2, 3):
+                raise ValueError(f"{exc}: a batch (N, C, H, W) is expected; for one grey (H, W) image pass "
+                                 "image[None, None], for one (C, H, W) image image[None]") from None
+            raise
         if tuple(x.shape[1:]) != self.image_shape:
             raise ValueError(f"{name} must have shape (N, {', '.join(map(str, self.image_shape))}) (the run's "
                              f"images); got {tuple(x.shape)}")
