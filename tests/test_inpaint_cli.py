@@ -149,9 +149,8 @@ def test_demo_inpaint_part(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "pdediff Perona–Malik" in text and "scikit-image biharmonic" in text
     assert "Heat equation" not in text  # only the part asked for
-    with pytest.raises(SystemExit):  # argparse: one line, exit 2
-        main(["demo", "nope"])
-    _one_error_line(capsys, "invalid choice")
+    assert main(["demo", "nope"]) == 2
+    _one_error_line(capsys, "unknown PART nope")
 
 
 def test_editor_masks_rgba_layers_and_jpeg_noise(picture, capsys):

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from .._backend import backend_for
+from ..dask import is_dask_array
 
 #: kappa = BASE * CALIBRATION * sigma_e per conductance.  Black et al. derive
 #: sqrt(5) for Tukey's biweight and sqrt(2) for the Lorentzian (``rational``)
@@ -28,7 +29,8 @@ def estimate_kappa(v: Any, spacing: tuple[float, ...], conductance: str = "expon
     Parameters
     ----------
     v : ndarray, shape ``(C, *spatial)``
-        The image that feeds the conductance (smoothed if ``sigma > 0``).
+        The image that feeds the conductance (smoothed if ``sigma > 0``).  A
+        Dask array is reduced over all its chunks at once (computed now).
     spacing : tuple of float
         Cell width per spatial axis.
     conductance : str
@@ -57,6 +59,10 @@ def estimate_kappa(v: Any, spacing: tuple[float, ...], conductance: str = "expon
     .. [Black1998] M. J. Black, G. Sapiro, D. Marimont, D. Heeger, "Robust anisotropic
        diffusion", IEEE TIP 7(3), 1998.
     """
+    if is_dask_array(v):  # exact global median/MAD in streaming passes: pdediff.dask
+        from ..dask._pm import estimate_kappa_dask
+
+        return estimate_kappa_dask(v, tuple(spacing), conductance)
     be = backend_for(v)
     v = be.xp.asarray(v)
     spatial = v.shape[1:]

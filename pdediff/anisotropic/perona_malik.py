@@ -15,6 +15,7 @@ from typing import Any, Literal
 import numpy as np
 
 from .._backend import backend_for
+from ..dask import is_dask_array
 from .._validation import (DEFAULT_MAX_STEPS, as_float_array, channel_axis_value, check_option, check_step_count,
                            nonnegative_int, nonnegative_scalar, positive_or_auto, positive_step)
 from ..errors import StabilityError
@@ -79,7 +80,9 @@ def perona_malik(
         float32/float64 kept (any byte order; computed in native order);
         float16 promoted to float32; integer scans (uint8/uint16/int16...)
         promoted to float64 without rescaling.  NumPy arrays run on the CPU
-        kernels, CuPy arrays on the GPU.  Any finite values are safe: the
+        kernels, CuPy arrays on the GPU; a Dask array gives a lazy Dask array
+        with the same chunks (``kappa="auto"`` is then computed at once, in
+        streaming passes over the chunks; docs/scaling.rst).  Any finite values are safe: the
         computation is carried out on the image scaled by a power of two
         (exact), so values near the type's limits cannot overflow.
     num_iter : int, optional
@@ -131,7 +134,8 @@ def perona_malik(
     return_info : bool
         Also return a :class:`PeronaMalikResult` with ``kappa``, ``dt`` etc.
     progress : bool
-        Show a tqdm progress bar.
+        Show a tqdm progress bar (not for Dask arrays, which compute later: use
+        ``dask.diagnostics.ProgressBar`` around ``compute()``).
 
     Returns
     -------
@@ -186,6 +190,12 @@ def perona_malik(
     >>> info.method, info.num_iter
     ('explicit', 15)
     """
+    if is_dask_array(image):  # lazy, chunk by chunk: pdediff.dask (docs/scaling.rst)
+        from ..dask._pm import perona_malik_dask
+
+        return perona_malik_dask(image, num_iter=num_iter, kappa=kappa, conductance=conductance, dt=dt, sigma=sigma,
+                                 method=method, spacing=spacing, channel_axis=channel_axis,
+                                 check_finite=check_finite, max_steps=max_steps, return_info=return_info)
     method = check_option("method", method, METHODS)
     if callable(conductance):
         cond_name, cond_fn = getattr(conductance, "__name__", "callable"), conductance

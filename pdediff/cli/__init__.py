@@ -39,8 +39,8 @@ def _build_parser() -> argparse.ArgumentParser:
                        "the heat equation against its exact solution (heat), Perona–Malik denoising of "
                        "matplotlib's MRI slice (denoise), inpainting of scikit-image's astronaut with cracks and "
                        "a missing block next to OpenCV and scikit-image (inpaint). Default: all three.")
-    d.add_argument("parts", nargs="*", choices=("heat", "denoise", "inpaint"), metavar="PART",
-                   help="heat, denoise and/or inpaint (default: all)")
+    # no `choices`: argparse checks the empty default of nargs="*" against them too and refuses it
+    d.add_argument("parts", nargs="*", metavar="PART", help="heat, denoise and/or inpaint (default: all)")
     d.add_argument("--output-dir", default="pdediff-output", help="where figures go (default: %(default)s)")
     d.add_argument("--no-figure", action="store_true", help="print the tables only")
 
@@ -62,6 +62,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "demo":
             from ..demo import PARTS, run_demo
 
+            bad = [p for p in args.parts if p not in PARTS]
+            if bad:
+                raise CLIError(f"unknown PART {', '.join(bad)}; choose among {', '.join(PARTS)}")
             run_demo(args.output_dir, figure=not args.no_figure, parts=tuple(args.parts) or PARTS)
         elif args.command == "denoise":
             _denoise.run(args)

@@ -43,7 +43,7 @@ def _check_destination(path: Path, src: Path, force: bool, what: str, *, directo
     if os.path.lexists(path) and path.is_dir() != directory:
         kind = "a folder" if path.is_dir() else "a file"
         raise CLIError(f"{what} {path} exists and is {kind}; choose another name")
-    if directory and path.is_dir():
+    if directory and path.is_dir() and not path.name.lower().endswith(".zarr"):  # write_scan guards Zarr stores
         from ..io._dicom import is_replaceable_series
 
         why = is_replaceable_series(path)

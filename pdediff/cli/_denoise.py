@@ -7,7 +7,15 @@ import argparse
 import numpy as np
 
 from ._common import CLIError
-from ._images import INT_DTYPES, _cli_words, open_chunked_job, open_job, report_job, write_chunked_job, write_job
+from ._images import (
+    INT_DTYPES,
+    _cli_words,
+    open_chunked_job,
+    open_job,
+    report_job,
+    write_chunked_job,
+    write_job,
+)
 
 
 def add_parser(sub) -> None:

@@ -3,6 +3,7 @@ range checks that never clip, working memory, the before/after preview."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -369,10 +370,12 @@ def open_chunked_job(args, *, verb: str) -> ChunkedJob:
 
     if out_fmt == "zarr" and dst.is_dir() and not dst.is_symlink() and is_zarr_store(dst):
         # _check_destination replaces DICOM series folders only; a previous Zarr store goes with --force
-        _check_destination(dst, src, args.force, "OUTPUT", directory=False) if not args.force else None
-        if _same_file(src, dst) or (src.is_dir() and src.resolve().is_relative_to(dst.resolve())):
+        if _same_file(src, dst) or src.resolve().is_relative_to(dst.resolve()):
             raise CLIError(f"OUTPUT {dst} is the INPUT (or holds it); pdediff never overwrites its input")
-        _check_destination(dst / "zarr.json", src, True, "OUTPUT")  # folder exists and is writable
+        if not args.force:
+            raise CLIError(f"OUTPUT {dst} exists; pass --force to overwrite it")
+        if not os.access(dst.resolve().parent, os.W_OK | os.X_OK):
+            raise CLIError(f"OUTPUT {dst}: folder {dst.resolve().parent} is not writable")
     else:
         _check_destination(dst, src, args.force, "OUTPUT", directory=is_directory_format(dst))
         if dst.is_dir() and not is_zarr_store(dst):

@@ -8,6 +8,7 @@ from typing import Any, Literal
 import numpy as np
 
 from .._backend import backend_for
+from ..dask import is_dask_array
 from .._validation import (BOUNDARIES, DEFAULT_MAX_STEPS, as_float_array, check_option, check_step_count,
                            max_steps_value, positive_step, times_array)
 from .explicit import ExplicitHeatSolver
@@ -52,7 +53,8 @@ def solve_heat(
     u0 : array, shape (n,), (ny, nx) or (nz, ny, nx)
         Initial state on the cell-centred grid (docs/conventions.rst §2).  float32 and
         float64 are kept; integer images are promoted to float64 without
-        rescaling.  NumPy arrays run on the CPU, CuPy arrays on the GPU.
+        rescaling.  NumPy arrays run on the CPU, CuPy arrays on the GPU; a Dask
+        array gives a lazy Dask array with the same chunks (docs/scaling.rst).
     t : float or 1-D sequence of float
         Final time (same time units as ``diffusivity``), or an increasing
         sequence of times, in which case the result has a leading time axis
@@ -144,6 +146,12 @@ def solve_heat(
     boundary = check_option("boundary", boundary, BOUNDARIES)
     scheme = check_option("scheme", scheme, SCHEMES)
     spectrum = check_option("spectrum", spectrum, SPECTRA)
+    if is_dask_array(u0):  # lazy, chunk by chunk: pdediff.dask (docs/scaling.rst)
+        from ..dask._heat import solve_heat_dask
+
+        return solve_heat_dask(u0, t, method=method, diffusivity=diffusivity, spacing=spacing, boundary=boundary,
+                               dt=dt, scheme=scheme, spectrum=spectrum, check_finite=check_finite,
+                               max_steps=max_steps)
     be = backend_for(u0)
     u0 = as_float_array(u0, "u0", check_finite=check_finite, xp=be.xp)
     times, is_seq = times_array(t)

@@ -39,7 +39,15 @@ suffix                     library     notes
                                        Written as a new series (one file per slice, uncompressed,
                                        the input's integer type with a per-slice slope/intercept),
                                        or one ``.dcm`` for a 2-D image
+``.zarr`` (a folder)       zarr        a Zarr array store (``pdediff[dask]``): any numeric array;
+                                       ``spacing`` and ``channel_axis`` in its attributes; also
+                                       read lazily and written chunk by chunk (below)
 =========================  ==========  ==========================================================
+
+Larger than memory (``pip install "pdediff[dask]"``): :func:`open_chunked` gives a lazy Dask
+array over a ``.npy`` file (memory map), an uncompressed ``.nii`` (nibabel's array proxy) or a
+``.zarr`` store, reading nothing but headers; :func:`write_chunked` computes a Dask array chunk by
+chunk into a ``.zarr`` store or a ``.nii`` file, atomically (docs/scaling.rst).
 
 DICOM output: a path that is an existing folder, ends in ``/`` or has no
 suffix is a series folder; a ``.dcm`` path is one 2-D image.  DICOM → NIfTI
@@ -48,6 +56,7 @@ writes nibabel's ``(x, y, z)`` order with the affine from the DICOM geometry
 """
 
 from ._atomic import atomic_path, atomic_paths
+from ._zarr import open_chunked, write_chunked
 from . import _scan
 from ._scan import (
     FORMATS,
@@ -61,4 +70,4 @@ from ._scan import (
     write_scan,
 )
 
-__all__ = ["atomic_path", "atomic_paths", *_scan.__all__]
+__all__ = ["atomic_path", "atomic_paths", "open_chunked", "write_chunked", *_scan.__all__]

@@ -86,8 +86,9 @@ def _check_extensions(p: Path, hdr_path: Path, hdr, head: bytes, sizeof: int, en
             pos += esize
 
 
-def _preflight(p: Path, fmt: str) -> Path:
-    """Check the header's claims against the file and memory; return the path to give nibabel."""
+def _preflight(p: Path, fmt: str, memory: bool = True) -> Path:
+    """Check the header's claims against the file and (unless ``memory`` is false: chunked reading) the
+    memory; return the path to give nibabel."""
     _require("nibabel")
     from nibabel.freesurfer.mghformat import MGHHeader
 
@@ -116,7 +117,8 @@ def _preflight(p: Path, fmt: str) -> Path:
         check_holds(p, claimed, holds, what="the decompressed file")
     else:
         check_holds(p, claimed, img_path.stat().st_size - offset)
-        check_memory(p, need)
+        if memory:
+            check_memory(p, need)
     if fmt != "mgh":
         end = hdr_path.stat().st_size if pair else offset
         _check_extensions(p, hdr_path, hdr, head, sizeof, end, single=not pair)

@@ -16,6 +16,7 @@ from ._dicom import _sniff, is_replaceable_series, read_dicom, write_dicom
 from ._limits import check_deflate_ratio, check_holds, check_memory, nbytes_of
 from ._nibabel import read_nibabel, write_mgh, write_nifti
 from ._raster import read_image, read_tiff, write_image, write_tiff
+from ._zarr import is_zarr_store, read_zarr, write_zarr
 
 __all__ = [
     "FORMATS",
@@ -44,6 +45,7 @@ FORMATS = {
     ".hdr": "analyze",
     ".img": "analyze",
     ".dcm": "dicom",
+    ".zarr": "zarr",
 }
 
 #: formats whose writer takes ``stored_dtype`` (a slope/intercept lets an integer type hold float data)
@@ -83,13 +85,15 @@ def _is_series(path: str | os.PathLike) -> bool:
 
 
 def is_directory_format(path: str | os.PathLike, format: str | None = None) -> bool:
-    """Whether writing to ``path`` makes a folder (a DICOM series: one file per slice) rather than a file.
+    """Whether writing to ``path`` makes a folder (a DICOM series: one file per slice; a Zarr store) rather
+    than a file.
 
-    True for DICOM outputs that are an existing folder, end in ``/`` or have
+    True for Zarr stores and for DICOM outputs that are an existing folder, end in ``/`` or have
     no suffix; a ``.dcm`` output is one file.  ``format`` overrides
     :func:`format_of`.
     """
-    return (format or format_of(path)) == "dicom" and _is_series(path)
+    fmt = format or format_of(path)
+    return fmt == "zarr" or (fmt == "dicom" and _is_series(path))
 
 
 # ----------------------------------------------------------------------------- checks
@@ -202,6 +206,9 @@ def check_writable(
                 raise ValueError(f"{where}: MGH/MGZ stores uint8, int16, int32 or float32 (no scaling); got "
                                  f"{dtype}: cast it (e.g. to float32) or write .nii/.nii.gz")
             raise ValueError(f"{where}: NIfTI cannot store {dtype}; cast it (e.g. to float32) or write .npy/.tif")
+    elif fmt == "zarr":
+        if dtype.kind not in "biuf":
+            raise ValueError(f"{where}: Zarr output here stores integer or float pixels; got {dtype}")
     elif fmt == "analyze":
         raise ValueError(f"{where}: writing Analyze .hdr/.img pairs is not supported (no orientation, legacy); "
                          "write .nii or .nii.gz instead")
@@ -282,8 +289,10 @@ def read_scan(path: str | os.PathLike) -> Scan:
     return scan
 
 
-def _npy_header(p: Path, f, holds: int | None, *, compressed: int | None = None, member: str = ""):
-    """Shape and dtype from an ``.npy`` header, checked against what the file (or zip member) holds."""
+def _npy_header(p: Path, f, holds: int | None, *, compressed: int | None = None, member: str = "",
+                memory: bool = True):
+    """Shape and dtype from an ``.npy`` header, checked against what the file (or zip member) holds
+    (and, unless ``memory`` is false, i.e. for a memory-mapped chunked read, against the memory available)."""
     fmt = np.lib.format
     version = fmt.read_magic(f)
     if version == (1, 0):
@@ -300,7 +309,8 @@ def _npy_header(p: Path, f, holds: int | None, *, compressed: int | None = None,
         check_holds(Path(where), claimed, holds - f.tell(), what="the archive member" if member else "the file")
     if compressed is not None:
         check_deflate_ratio(Path(where), claimed, compressed)
-    check_memory(Path(where), claimed)
+    if memory:
+        check_memory(Path(where), claimed)
     return shape, dtype
 
 
@@ -351,6 +361,7 @@ _READERS: dict[str, Callable[[Path], Scan]] = {
     "mgh": lambda p: read_nibabel(p, "mgh"),
     "analyze": lambda p: read_nibabel(p, "analyze"),
     "dicom": read_dicom,
+    "zarr": read_zarr,
 }
 
 
@@ -446,7 +457,9 @@ def write_scan(
         raise ScanIOError(f"{p}: folder {p.parent} does not exist")
     extra = {"stored_dtype": stored_dtype} if fmt in _SCALED_FORMATS else {}
     directory = is_directory_format(path, fmt)
-    if directory and p.is_dir() and not p.is_symlink():
+    if fmt == "zarr" and p.is_dir() and not p.is_symlink() and not is_zarr_store(p):
+        raise ScanIOError(f"{p}: will not replace this folder with a Zarr store: it is not one")
+    if directory and fmt == "dicom" and p.is_dir() and not p.is_symlink():
         why = is_replaceable_series(p)
         if why is not None:
             raise ScanIOError(f"{p}: will not replace this folder with a DICOM series: {why}")
@@ -480,4 +493,5 @@ _WRITERS = {
     "nifti": write_nifti,
     "mgh": write_mgh,
     "dicom": write_dicom,
+    "zarr": write_zarr,
 }  # "analyze" has no writer: check_writable refuses it

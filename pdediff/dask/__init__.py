@@ -1,0 +1,24 @@
+"""The Dask path: :func:`pdediff.solve_heat` and :func:`pdediff.perona_malik` on ``dask.array`` arrays.
+
+A Dask array given to either function is recognised by its type's module (as
+CuPy arrays are, without importing Dask) and routed here; the result is a lazy
+Dask array with the input's chunks.  Each chunk runs the ordinary kernels of
+its own backend (NumPy chunks on the Numba CPU kernels, CuPy chunks on the GPU
+kernels), so the physical boundaries are the kernels' own (Neumann, Dirichlet,
+periodic) and the results equal the in-memory ones:
+
+* explicit heat and explicit Perona–Malik: one halo exchange
+  (``dask.array.map_overlap``) every ``k`` steps, halo ``k * r`` cells
+  (``r = 1`` for the heat stencil, ``1 + R`` for Perona–Malik with a Catté
+  convolution radius ``R``);
+* spectral heat, implicit (ADI) heat and AOS Perona–Malik: one axis at a
+  time, that axis rechunked whole;
+* ``kappa="auto"``: one global exact median/MAD (radix select over Dask
+  reductions), computed when :func:`pdediff.perona_malik` is called.
+
+Needs the ``dask`` extra: ``pip install "pdediff[dask]"``.  See docs/scaling.rst.
+"""
+
+from ._core import is_dask_array, require_dask
+
+__all__ = ["is_dask_array", "require_dask"]
