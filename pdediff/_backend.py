@@ -10,10 +10,18 @@ device transfers live behind the contract.
 
 Implementations: :class:`pdediff.kernels.cpu.backend.CPUBackend` (Numba on
 NumPy arrays) and :class:`pdediff.kernels.gpu.backend.GPUBackend` (numba.cuda
-on CuPy arrays).  A new backend (Dask, torch tensors...) is one module that
-implements the contract and registers a predicate with :func:`register_backend`;
-``tests/test_backend_contract.py`` runs the same checks against every backend
-available in the process (the GPU one under Numba's CUDA simulator in CI).
+on CuPy arrays).  A new backend (another device or array library) is one
+module that implements the contract and registers a predicate with
+:func:`register_backend`; ``tests/test_backend_contract.py`` runs the same
+checks against every backend available in the process (the GPU one under
+Numba's CUDA simulator in CI).  Dask arrays are not a backend but a layer
+above the solvers (:mod:`pdediff.dask`) whose chunks reach these backends.
+
+Optional methods, used by the solvers when a backend has them (the CPU backend
+does; others need not): ``heat_steps(u, buf, n, dt, ih2, bcs, beta)`` and
+``pm_steps(u, buf, n, dt, ih, kinv2, code)``, ``n`` explicit steps with several
+steps per memory pass (temporal blocking), returning whichever of ``u``/``buf``
+holds the result, bit for bit equal to ``n`` single steps.
 
 Arrays, dtypes and conventions: float32 or float64, C-contiguous, native byte
 order; boundary codes and conductance codes as in

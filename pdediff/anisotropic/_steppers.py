@@ -7,6 +7,7 @@ Everything here works on a dimensionless ``(C, *spatial)`` array (see
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 
 from ..heat._operators import TridiagonalSystem, as_lines
@@ -24,7 +25,13 @@ SPECTRAL_SMOOTHING_MIN_PIXELS = 4.0
 
 
 def make_smoother(sigma: float, h: tuple[float, ...], shape: tuple[int, ...], dtype, be) -> Callable:
-    """The Catté pre-smoothing of a ``(C, *spatial)`` array: Gaussian of std ``sigma`` (units of ``h``)."""
+    """The Catté pre-smoothing of a ``(C, *spatial)`` array: Gaussian of std ``sigma`` (units of ``h``).
+
+    The returned ``smooth(u)`` may return ``u`` itself (``sigma = 0``) or the same
+    buffer on every call (a backend whose ``gaussian_filter`` takes ``out``, as
+    the CPU's does: no input-sized allocation and page faults per iteration), so
+    a result is valid until the next call; copy it to keep it longer.
+    """
     if sigma == 0:
         return lambda u: u
     sig = tuple(sigma / hh for hh in h)  # physical -> pixels, per axis
@@ -34,7 +41,19 @@ def make_smoother(sigma: float, h: tuple[float, ...], shape: tuple[int, ...], dt
         # capped: beyond 1e300 every non-constant mode has decayed to 0 already (sigma^2 may overflow)
         t = min(sigma / 2.0 * sigma, 1e300)
         return lambda u: solver.evolve(u, t)
-    return lambda u: be.gaussian_filter(u, sig)
+    if "out" not in inspect.signature(be.gaussian_filter).parameters:
+        return lambda u: be.gaussian_filter(u, sig)
+    bufs: dict = {}
+
+    def smooth(u):
+        key = (u.shape, u.dtype)
+        out = bufs.get(key)
+        if out is None:
+            bufs.clear()
+            out = bufs[key] = be.xp.empty(u.shape, dtype=u.dtype)
+        return be.gaussian_filter(u, sig, out=out)
+
+    return smooth
 
 
 def make_stepper(u, h, dt, kinv2, code, g, method, be) -> Callable:
@@ -43,9 +62,31 @@ def make_stepper(u, h, dt, kinv2, code, g, method, be) -> Callable:
     if method == "aos":
         return _AOSStep(u, h, dt, kinv2, code, be, g)
     if g is None:
-        ih = tuple(1.0 / x for x in h)
-        return lambda u, v, out: be.pm_step(u, v, out, dt, ih, kinv2, code)
+        return _ExplicitStep(h, dt, kinv2, code, be)
     return _ExplicitCallableStep(h, dt, be, g)
+
+
+class _ExplicitStep:
+    """The explicit scheme with a compiled conductance: ``step(u, v, out)``, one step with the conductance
+    from ``v``; ``step.steps(u, buf, n)``, ``n`` steps with the conductance from ``u`` itself (Catté
+    ``sigma = 0``), temporally blocked where the backend offers ``pm_steps`` (bit for bit the same as
+    ``n`` single steps).  Returns the array that holds the result, ``u`` or ``buf``."""
+
+    def __init__(self, h, dt, kinv2, code, be) -> None:
+        self.ih = tuple(1.0 / x for x in h)
+        self.dt, self.kinv2, self.code, self.be = dt, kinv2, code, be
+
+    def __call__(self, u, v, out) -> None:
+        self.be.pm_step(u, v, out, self.dt, self.ih, self.kinv2, self.code)
+
+    def steps(self, u, buf, n: int):
+        multi = getattr(self.be, "pm_steps", None)
+        if multi is not None and n > 1:
+            return multi(u, buf, n, self.dt, self.ih, self.kinv2, self.code)
+        for _ in range(n):
+            self(u, u, buf)
+            u, buf = buf, u
+        return u
 
 
 def face_conductances(v, axis: int, h: float, g: Callable, xp):

@@ -268,11 +268,15 @@ def perona_malik(
 
             iterator = tqdm(iterator, desc=f"Perona–Malik ({method})", unit="it", leave=False, disable=None)
         buf = xp.empty_like(u)
-        for _ in iterator:
-            v = smooth(u) if v0 is None else v0
-            v0 = None
-            stepper(u, v, buf)
-            u, buf = buf, u
+        if sigma == 0 and not progress and hasattr(stepper, "steps"):
+            # no smoothing: several steps per memory pass where the backend offers it, bit for bit the same
+            u = stepper.steps(u, buf, num_iter_)
+        else:
+            for _ in iterator:
+                v = smooth(u) if v0 is None else v0
+                v0 = None
+                stepper(u, v, buf)
+                u, buf = buf, u
 
     if a != 1.0:
         u *= u.dtype.type(1.0 / a)

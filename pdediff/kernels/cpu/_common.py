@@ -6,12 +6,15 @@
 * :func:`register_kernel` / :func:`kernel`: every CPU kernel is one Python
   driver, compiled twice, serial and with ``prange`` threads, and looked up by
   ``(operation, spatial dimensions, coefficient kind)`` in the spirit of
-  py-pde's ``register_operator``; :func:`use_parallel` picks the variant by size.
+  py-pde's ``register_operator``; :func:`use_parallel` (a size threshold) and
+  :class:`ThreadPolicy` (adaptive, see there) pick the build for each call.
 """
 
 from __future__ import annotations
 
 import math
+import os
+import time
 import types
 from collections.abc import Callable
 
@@ -22,7 +25,7 @@ from numba import njit
 from ..formulas import compile_formulas
 
 __all__ = ["F", "exp_neg", "exp_neg32", "register_kernel", "kernel", "kernel_builds", "use_parallel",
-           "PARALLEL_MIN_CELLS"]
+           "PARALLEL_MIN_CELLS", "ThreadPolicy", "set_threading", "threading_policy"]
 
 #: Arrays with fewer cells than this run on one thread.  Measured on the 2-core
 #: development machine (explicit heat step, float32): serial 4 us vs parallel 6 us
@@ -33,7 +36,132 @@ PARALLEL_MIN_CELLS = 1 << 12
 
 
 def use_parallel(size: int) -> bool:
-    return size >= PARALLEL_MIN_CELLS and numba.config.NUMBA_NUM_THREADS > 1
+    """Whether an array of ``size`` cells is large enough for the threaded build (and threads exist)."""
+    return size >= PARALLEL_MIN_CELLS and numba.config.NUMBA_NUM_THREADS > 1 and _POLICY.mode != "serial"
+
+
+# ------------------------------------------------------------------ threading policy
+class ThreadPolicy:
+    """Adaptive choice between the serial and the threaded build of each kernel (issue 12, section 3).
+
+    Why: Numba's OpenMP layer spin-waits at its barriers.  On a quiet machine
+    that is what makes short parallel regions fast, but when another process
+    (or torch's own thread pool) keeps a core busy, a parallel kernel waits for
+    a descheduled thread and runs several times *slower* than the serial one.
+    A passive wait policy or the workqueue layer lose up to 2x on a quiet
+    machine instead.  So the layer stays as it is and each call site chooses:
+
+    * per ``(kernel, size class)`` (size classes are powers of two of the cell
+      count) an estimate of the seconds per cell of each build is kept --
+      an exponential average of the build in use, the latest sample of the other;
+    * the build in use switches as soon as its average exceeds the other's
+      estimate (load arrived), or when a *probe* -- one call of the other
+      build -- is faster (load went away; a threaded probe must beat the serial
+      estimate by ``margin``, since with noisy timings serial is the safe side);
+    * probes run ``probe_min`` calls after a switch, the interval doubling up to
+      ``probe_max`` while probes confirm the choice (and at least wide enough
+      that the slower build's probes add ~5 % on average);
+    * the first call of a build for a new signature (JIT compilation or cache
+      load) is not measured.
+
+    ``mode``: ``"adaptive"`` (default), ``"parallel"`` (always the threaded
+    build above :data:`PARALLEL_MIN_CELLS`, the previous behaviour) or
+    ``"serial"``; set by the environment variable ``PDEDIFF_THREADING`` at import
+    or :func:`set_threading`.  Both builds compute the same thing (their
+    results are identical; tests check it), so the choice only affects speed.
+    ``clock`` is injectable for tests.
+    """
+
+    MODES = ("adaptive", "parallel", "serial")
+
+    def __init__(self, mode: str = "adaptive", clock: Callable[[], float] = time.perf_counter, *,
+                 probe_min: int = 8, probe_max: int = 1024, alpha: float = 0.3, margin: float = 0.8) -> None:
+        if mode not in self.MODES:
+            raise ValueError(f"threading mode must be one of {self.MODES}, got {mode!r}")
+        self.mode, self.clock = mode, clock
+        self.probe_min, self.probe_max, self.alpha, self.margin = probe_min, probe_max, alpha, margin
+        self.state: dict[tuple, _Choice] = {}
+
+    def choose(self, key) -> bool:
+        """``True`` to run the threaded build for ``key`` now (adaptive mode)."""
+        st = self.state.get(key)
+        if st is None:
+            st = self.state[key] = _Choice(self.probe_min)
+        if st.est[st.parallel] is None:
+            return st.parallel  # no estimate of the build in use yet
+        if st.est[not st.parallel] is None:
+            return not st.parallel  # nor of the other: measure it once
+        st.countdown -= 1
+        return (not st.parallel) if st.countdown <= 0 else st.parallel
+
+    def record(self, key, parallel: bool, seconds: float) -> None:
+        """Account one measured call of the ``parallel`` (or serial) build for ``key``."""
+        st = self.state[key]
+        est = st.est
+        if parallel == st.parallel:
+            old = est[parallel]
+            est[parallel] = seconds if old is None else old + self.alpha * (seconds - old)
+            other = est[not parallel]
+            if other is not None and est[parallel] > other:  # slowed down: the other build is now faster
+                self._switch(st)
+            return
+        est[parallel] = seconds  # a probe: the latest sample, whatever the load was before
+        if st.est[st.parallel] is None:
+            return
+        # to the threaded build only by a clear margin: with noisy timings the serial build is the safe side
+        if seconds < est[st.parallel] * (self.margin if parallel else 1.0):
+            self._switch(st)
+        else:
+            # back off: doubling, and at least far enough apart that a probe as slow as this one
+            # adds no more than ~5 % on average (a starved threaded build can be 10x the serial one)
+            cost = seconds / est[st.parallel] - 1.0
+            st.interval = min(max(2 * st.interval, math.ceil(cost / 0.05)), self.probe_max)
+            st.countdown = st.interval
+
+    def _switch(self, st: _Choice) -> None:
+        st.parallel = not st.parallel
+        st.interval = st.countdown = self.probe_min
+
+    def wrap(self, k: Kernel, key, parallel: bool) -> Callable:
+        """The chosen build of ``k``, timed, its time recorded under ``key``."""
+        fn = k.parallel if parallel else k.serial
+        clock = self.clock
+
+        def run(*args):
+            n = len(fn.overloads)
+            t0 = clock()
+            r = fn(*args)
+            t1 = clock()
+            if len(fn.overloads) == n:  # not a compilation
+                self.record(key, parallel, t1 - t0)
+            return r
+
+        run.parallel = parallel
+        return run
+
+
+class _Choice:
+    __slots__ = ("countdown", "est", "interval", "parallel")
+
+    def __init__(self, interval: int) -> None:
+        self.parallel = True
+        self.est: list[float | None] = [None, None]  # seconds per call: [serial, parallel]
+        self.interval = self.countdown = interval
+
+
+_POLICY = ThreadPolicy(os.environ.get("PDEDIFF_THREADING", "adaptive").strip().lower() or "adaptive")
+
+
+def set_threading(mode: str, clock: Callable[[], float] | None = None) -> ThreadPolicy:
+    """Replace the threading policy (``"adaptive"``, ``"parallel"`` or ``"serial"``); returns the old one."""
+    global _POLICY
+    old = _POLICY
+    _POLICY = ThreadPolicy(mode, clock or time.perf_counter)
+    return old
+
+
+def threading_policy() -> ThreadPolicy:
+    return _POLICY
 
 
 # ---------------------------------------------------------------- exp primitive
@@ -133,9 +261,23 @@ class Kernel:
         par.__qualname__ = f"{fn.__qualname__}_parallel"
         par.__module__ = fn.__module__
         self.parallel = njit(cache=True, parallel=True, **options)(par)
+        self.serial.parallel, self.parallel.parallel = False, True  # what for_size's callers may ask
 
-    def for_size(self, size: int):
-        return self.parallel if use_parallel(size) else self.serial
+    def for_size(self, size: int, tag: str = ""):
+        """The build to run on ``size`` cells: serial below the threshold, else as the policy decides.
+
+        The returned callable has ``.parallel`` (whether it is the threaded build),
+        so a driver can size its blocks to match.  ``tag`` (e.g. the dtype's
+        character) separates the policy's estimates of calls of the same size
+        whose costs differ.
+        """
+        if not use_parallel(size):
+            return self.serial
+        pol = _POLICY
+        if pol.mode == "parallel":
+            return self.parallel
+        key = (id(self), size.bit_length(), tag)
+        return pol.wrap(self, key, pol.choose(key))
 
 
 _KERNELS: dict[tuple[str, int, str], Kernel] = {}
@@ -156,6 +298,6 @@ def kernel_builds(op: str, ndim: int, coef: str) -> Kernel:
     return _KERNELS[(op, ndim, coef)]
 
 
-def kernel(op: str, ndim: int, coef: str, size: int):
-    """The compiled driver for ``(op, ndim, coef)``, parallel if an array of ``size`` cells pays for it."""
-    return _KERNELS[(op, ndim, coef)].for_size(size)
+def kernel(op: str, ndim: int, coef: str, size: int, tag: str = ""):
+    """The compiled driver for ``(op, ndim, coef)`` to run on ``size`` cells (:meth:`Kernel.for_size`)."""
+    return _KERNELS[(op, ndim, coef)].for_size(size, tag)

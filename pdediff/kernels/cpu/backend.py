@@ -3,7 +3,8 @@
 Shape adaptation lives here: 1-D problems run through the 2-D kernels as
 ``(1, n)`` views (with ``ih2_0 = 0``, no flux along the padded axis), 3-D
 Perona–Malik volumes as ``(C, n0 * n1, n2)`` row blocks; the serial or the
-threaded build of each kernel is chosen by size (:func:`._common.kernel`).
+threaded build of each kernel is chosen per call by size and by the adaptive
+threading policy (:func:`._common.kernel`, :class:`._common.ThreadPolicy`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import scipy.fft
 import scipy.ndimage
 
 from ..formulas import EXPONENTIAL, EXPONENTIAL32
-from . import kappa, perona_malik, spectral, stencil, tridiag  # noqa: F401 - registers the kernels
+from . import blocked, gaussian, kappa, perona_malik, spectral, stencil, tridiag  # noqa: F401 - registers kernels
 from ._common import kernel, use_parallel
 
 __all__ = ["CPUBackend", "CPU"]
@@ -69,13 +70,22 @@ class CPUBackend:
                 faces = (np.zeros((2, n), dtype=u.dtype), faces[0].reshape(1, n + 1))
         coefs = tuple(t(c) for c in ih2)
         if faces is None:
-            kernel("heat", u.ndim, "const", u.size)(u, out, t(dt), t(beta), *coefs, *bcs)
+            kernel("heat", u.ndim, "const", u.size, u.dtype.char)(u, out, t(dt), t(beta), *coefs, *bcs)
         else:
-            kernel("heat", u.ndim, "var", u.size)(u, out, *faces, t(dt), t(beta), *coefs, *bcs)
+            kernel("heat", u.ndim, "var", u.size, u.dtype.char)(u, out, *faces, t(dt), t(beta), *coefs, *bcs)
+
+    # -- several explicit steps per memory pass (optional: solvers use them when a backend has them) --
+    def heat_steps(self, u, buf, n, dt, ih2, bcs, beta=1.0):
+        """``n`` constant-coefficient explicit steps, temporally blocked; returns ``u`` or ``buf`` (the result)."""
+        return blocked.heat_steps(u, buf, n, dt, ih2, bcs, beta)
+
+    def pm_steps(self, u, buf, n, dt, ih, kinv2, code):
+        """``n`` explicit Perona–Malik steps, conductance from ``u`` (Catté sigma = 0), temporally blocked."""
+        return blocked.pm_steps(u, buf, n, dt, ih, kinv2, code)
 
     # -- batched tridiagonal -------------------------------------------------------
     def tri_factor(self, a, b, c, cp, inv):
-        kernel("tri_factor", 0, "", b.size)(a, b, c, cp, inv)
+        kernel("tri_factor", 0, "", b.size, b.dtype.char)(a, b, c, cp, inv)
 
     def tri_solve(self, d, x, out, coef, alpha=1.0, accumulate=False):
         """Solve along axis 1 of the ``(pre, n, post)`` views ``d`` -> ``x`` (may alias).
@@ -104,10 +114,10 @@ class CPUBackend:
         """Fused explicit Perona–Malik step on ``(C, n)``, ``(C, n0, n1)`` or ``(C, n0, n1, n2)`` arrays."""
         t = u.dtype.type
         shp, nplane, ihs = _row_view(u.shape, ih)
-        par = use_parallel(u.size)
+        k = kernel("perona_malik", 0, "", u.size, u.dtype.char)
         n0 = u.shape[1] if u.ndim > 2 else 1  # blocks start on planes (3-D) or rows (2-D)
-        nblocks = min(n0, 4 * numba.get_num_threads()) if par else 1
-        kernel("perona_malik", 0, "", u.size)(
+        nblocks = min(n0, 4 * numba.get_num_threads()) if k.parallel else 1
+        k(
             u.reshape(shp), v.reshape(shp), out.reshape(shp), nplane, t(dt), *(t(x) for x in ihs), t(kinv2),
             _kernel_code(code, u.dtype), t(1), t(0.5), nblocks)
 
@@ -119,16 +129,39 @@ class CPUBackend:
         args = (t(tau), t(ih), t(kinv2), _kernel_code(code, v.dtype), t(1), t(0.5))
         if post == 1:
             sq = (slice(None), slice(None), 0)
-            kernel("aos_coefficients", 0, "last", v.size)(v4[..., 0], a[sq], b[sq], c[sq], *args)
+            kernel("aos_coefficients", 0, "last", v.size, v.dtype.char)(v4[..., 0], a[sq], b[sq], c[sq], *args)
         else:
-            kernel("aos_coefficients", 0, "mid", v.size)(v4, a, b, c, *args)
+            kernel("aos_coefficients", 0, "mid", v.size, v.dtype.char)(v4, a, b, c, *args)
 
     # -- smoothing -----------------------------------------------------------------------
-    def gaussian_filter(self, u, sigma):
-        """``scipy.ndimage.gaussian_filter`` of each channel of ``(C, *spatial)``, reflecting boundaries."""
-        out = np.empty_like(u)
-        for ch in range(u.shape[0]):
-            scipy.ndimage.gaussian_filter(u[ch], sigma, mode="reflect", output=out[ch])
+    def gaussian_filter(self, u, sigma, out=None):
+        """Gaussian smoothing of each channel of ``(C, *spatial)`` ``u``: std ``sigma`` (pixels, per axis).
+
+        Equal to ``scipy.ndimage.gaussian_filter(u[c], sigma, mode="reflect",
+        truncate=4.0)`` (float64: to rounding; float32: computed in float32, to
+        a few ulp of ``max|u|``), by the fused kernel of :mod:`.gaussian`.  Other
+        dtypes go to SciPy itself.  Returns ``out`` (C-contiguous, ``u``'s shape
+        and dtype, not overlapping ``u``), or a new array when it is ``None``.
+        """
+        if out is None:
+            out = np.empty_like(u)
+        elif out.shape != u.shape or out.dtype != u.dtype or not out.flags.c_contiguous or np.shares_memory(u, out):
+            raise ValueError("out must be a C-contiguous array of u's shape and dtype, separate from u")
+        if u.dtype not in (np.float32, np.float64) or not 1 <= u.ndim - 1 <= 3:
+            for ch in range(u.shape[0]):
+                scipy.ndimage.gaussian_filter(u[ch], sigma, mode="reflect", output=out[ch])
+            return out
+        u = np.ascontiguousarray(u)
+        w = [gaussian.gaussian_weights(s, u.dtype) for s in sigma]
+        if u.ndim == 2:  # 1-D (C, n) as (C, 1, n)
+            u3, out3, w = u.reshape(u.shape[0], 1, -1), out.reshape(u.shape[0], 1, -1), [np.ones(1, u.dtype), *w]
+        else:
+            u3, out3 = u, out
+        nd = u3.ndim - 1
+        k = kernel("gaussian", nd, "", u.size, u.dtype.char + str(sum(len(x) for x in w)))
+        # a few blocks per thread and channel (rows in 2-D, planes in 3-D): balance without tiny blocks
+        nblocks = min(u3.shape[1], 4 * numba.get_num_threads()) if k.parallel else 1
+        k(u3, out3, *w, nblocks)
         return out
 
     def face_gradient_mad(self, v, spacing):

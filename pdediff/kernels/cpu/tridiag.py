@@ -12,8 +12,10 @@ once (:func:`factor`); each solve is then a forward and a backward sweep.
 
 Two solve kernels: :func:`solve_mid` for lines that are strided in memory
 (``post > 1``, vectorised across ``q`` in cache-sized column blocks) and
-:func:`solve_last` for contiguous lines (``post == 1``), which interleaves a
-block of lines so the sweep's serial dependency chain does not stall the core.
+:func:`solve_last` for contiguous lines (``post == 1``), which sweeps tiles of
+8 lines together (eight independent dependency chains in registers, the
+transposes fused into the sweeps' loads and stores; fewer than 8 lines: one at
+a time).
 Both optionally fuse ``out += alpha * x`` (ADI's final update, AOS's average)
 and the periodic correction ``x -= z * (x_0 + vn * x_{n-1}) * q``.
 
@@ -29,6 +31,12 @@ import numpy as np
 from numba import njit, prange
 
 from ._common import register_kernel
+
+#: Lines per tile of the contiguous-axis solve.  Each line's running value lives in a scalar register
+#: (the eight lanes are written out below): LLVM does not vectorise across lines here (the loads
+#: are strided), but eight independent dependency chains keep the core busy, and the transposes
+#: are fused with the sweeps (one load of ``d`` and one store of the result per element).
+_LANES = 8
 
 
 @njit(cache=True, error_model="numpy")  # no ZeroDivisionError branch: the q loops vectorise
@@ -140,61 +148,166 @@ def solve_mid(d, x, out, a, cp, inv, z, vn, qf, block, alpha, accumulate, cyclic
         _mid_block(d, x, out, a, cp, inv, z, vn, qf, p, q0, min(q0 + block, post), alpha, accumulate, cyclic)
 
 
-@njit(cache=True)
-def _last_block(d, x, out, a, cp, inv, z, vn, qf, p0, p1, alpha, accumulate, cyclic):
-    # Contiguous lines p0..p1 of d (pre, n) are transposed into a small (1, n, B)
-    # buffer, solved there with the vectorised strided sweep, and written back.
-    n = d.shape[1]
-    B = p1 - p0
-    P = a.shape[0]
-    T = np.empty((1, n, B), dtype=d.dtype)
-    X = np.empty((1, n, B), dtype=d.dtype)  # distinct from T so the sweeps vectorise
-    for k in range(B):
-        row = d[p0 + k]
-        for i in range(n):
-            T[0, i, k] = row[i]
-    if P == 1:
-        _mid_block(T, X, X, a.reshape(1, n, 1), cp.reshape(1, n, 1), inv.reshape(1, n, 1),
-                   z.reshape(z.shape[0], z.shape[1], 1), vn.reshape(vn.shape[0], vn.shape[1], 1),
-                   qf.reshape(qf.shape[0], qf.shape[1], 1), 0, 0, B, alpha, False, cyclic)
+@njit(cache=True, error_model="numpy")
+def _tile8(D, Y, O, a, cp, inv, A, CP, INV, n, alpha, mode, shared):
+    """Forward and backward Thomas sweeps of the 8 lines ``D[k, :]`` (``(8, n)``), together.
+
+    ``shared``: coefficients ``a, cp, inv`` (1-D) shared by the lines, else
+    per line ``A, CP, INV`` (``(8, n)``).  Forward results go to the tile
+    ``Y[i, k]``; the backward sweep writes ``O[k, i] = x`` (``mode`` 0),
+    ``O[k, i] += alpha x`` (``mode`` 1) or ``Y[i, k] = x`` (``mode`` 2).
+    ``y_i = d_i inv_i - (a_i inv_i) y_{i-1}``: one multiply and one
+    subtraction on the dependency chain.
+    """
+    if shared:
+        v = inv[0]
+        y0 = D[0, 0] * v; y1 = D[1, 0] * v; y2 = D[2, 0] * v; y3 = D[3, 0] * v
+        y4 = D[4, 0] * v; y5 = D[5, 0] * v; y6 = D[6, 0] * v; y7 = D[7, 0] * v
     else:
-        # Per-line coefficients: transpose them too, then the Q > 1 path applies.
-        A = np.empty((1, n, B), dtype=d.dtype)
-        C = np.empty((1, n, B), dtype=d.dtype)
-        V = np.empty((1, n, B), dtype=d.dtype)
-        for k in range(B):
-            for i in range(n):
-                A[0, i, k] = a[p0 + k, i]
-                C[0, i, k] = cp[p0 + k, i]
-                V[0, i, k] = inv[p0 + k, i]
-        if cyclic:
-            Z = np.empty((1, n, B), dtype=d.dtype)
-            VN = np.empty((1, 1, B), dtype=d.dtype)
-            QF = np.empty((1, 1, B), dtype=d.dtype)
-            for k in range(B):
-                VN[0, 0, k] = vn[p0 + k, 0]
-                QF[0, 0, k] = qf[p0 + k, 0]
-                for i in range(n):
-                    Z[0, i, k] = z[p0 + k, i]
-            _mid_block(T, X, X, A, C, V, Z, VN, QF, 0, 0, B, alpha, False, True)
+        y0 = D[0, 0] * INV[0, 0]; y1 = D[1, 0] * INV[1, 0]; y2 = D[2, 0] * INV[2, 0]
+        y3 = D[3, 0] * INV[3, 0]; y4 = D[4, 0] * INV[4, 0]; y5 = D[5, 0] * INV[5, 0]
+        y6 = D[6, 0] * INV[6, 0]; y7 = D[7, 0] * INV[7, 0]
+    Y[0, 0] = y0; Y[0, 1] = y1; Y[0, 2] = y2; Y[0, 3] = y3
+    Y[0, 4] = y4; Y[0, 5] = y5; Y[0, 6] = y6; Y[0, 7] = y7
+    for i in range(1, n):
+        if shared:
+            v = inv[i]
+            g = a[i] * v
+            y0 = D[0, i] * v - g * y0; y1 = D[1, i] * v - g * y1
+            y2 = D[2, i] * v - g * y2; y3 = D[3, i] * v - g * y3
+            y4 = D[4, i] * v - g * y4; y5 = D[5, i] * v - g * y5
+            y6 = D[6, i] * v - g * y6; y7 = D[7, i] * v - g * y7
         else:
-            _mid_block(T, X, X, A, C, V, A, A, A, 0, 0, B, alpha, False, False)
-    for k in range(B):
+            y0 = D[0, i] * INV[0, i] - (A[0, i] * INV[0, i]) * y0
+            y1 = D[1, i] * INV[1, i] - (A[1, i] * INV[1, i]) * y1
+            y2 = D[2, i] * INV[2, i] - (A[2, i] * INV[2, i]) * y2
+            y3 = D[3, i] * INV[3, i] - (A[3, i] * INV[3, i]) * y3
+            y4 = D[4, i] * INV[4, i] - (A[4, i] * INV[4, i]) * y4
+            y5 = D[5, i] * INV[5, i] - (A[5, i] * INV[5, i]) * y5
+            y6 = D[6, i] * INV[6, i] - (A[6, i] * INV[6, i]) * y6
+            y7 = D[7, i] * INV[7, i] - (A[7, i] * INV[7, i]) * y7
+        Y[i, 0] = y0; Y[i, 1] = y1; Y[i, 2] = y2; Y[i, 3] = y3
+        Y[i, 4] = y4; Y[i, 5] = y5; Y[i, 6] = y6; Y[i, 7] = y7
+    for i in range(n - 1, -1, -1):
+        if i < n - 1:  # x_{n-1} = y_{n-1}
+            if shared:
+                c = cp[i]
+                y0 = Y[i, 0] - c * y0; y1 = Y[i, 1] - c * y1; y2 = Y[i, 2] - c * y2
+                y3 = Y[i, 3] - c * y3; y4 = Y[i, 4] - c * y4; y5 = Y[i, 5] - c * y5
+                y6 = Y[i, 6] - c * y6; y7 = Y[i, 7] - c * y7
+            else:
+                y0 = Y[i, 0] - CP[0, i] * y0; y1 = Y[i, 1] - CP[1, i] * y1
+                y2 = Y[i, 2] - CP[2, i] * y2; y3 = Y[i, 3] - CP[3, i] * y3
+                y4 = Y[i, 4] - CP[4, i] * y4; y5 = Y[i, 5] - CP[5, i] * y5
+                y6 = Y[i, 6] - CP[6, i] * y6; y7 = Y[i, 7] - CP[7, i] * y7
+        if mode == 0:
+            O[0, i] = y0; O[1, i] = y1; O[2, i] = y2; O[3, i] = y3
+            O[4, i] = y4; O[5, i] = y5; O[6, i] = y6; O[7, i] = y7
+        elif mode == 1:
+            O[0, i] += alpha * y0; O[1, i] += alpha * y1; O[2, i] += alpha * y2
+            O[3, i] += alpha * y3; O[4, i] += alpha * y4; O[5, i] += alpha * y5
+            O[6, i] += alpha * y6; O[7, i] += alpha * y7
+        else:
+            Y[i, 0] = y0; Y[i, 1] = y1; Y[i, 2] = y2; Y[i, 3] = y3
+            Y[i, 4] = y4; Y[i, 5] = y5; Y[i, 6] = y6; Y[i, 7] = y7
+
+
+@njit(cache=True, error_model="numpy")
+def _padded(src, p0, p1):
+    """Rows ``p0..p1`` of ``src`` in a ``(_LANES, n)`` array, the last row repeated (a partial tile)."""
+    buf = np.empty((_LANES, src.shape[1]), dtype=src.dtype)
+    for k in range(_LANES):
+        r = min(p0 + k, p1 - 1)
+        buf[k, :] = src[r, :]
+    return buf
+
+
+@njit(cache=True, error_model="numpy")
+def _line_scalar(d, x, out, a, cp, inv, z, vn, qf, p, alpha, accumulate, cyclic):
+    """One contiguous line by the plain Thomas sweeps (fewer lines than a tile: 1-D problems)."""
+    n = d.shape[1]
+    pa = min(p, a.shape[0] - 1)  # 0 for shared coefficients (min keeps one integer type)
+    ar, cr, vr = a[pa], cp[pa], inv[pa]
+    dr, xr = d[p], x[p]
+    y = vr[0] * dr[0]
+    xr[0] = y
+    for i in range(1, n):
+        y = dr[i] * vr[i] - (ar[i] * vr[i]) * y
+        xr[i] = y
+    for i in range(n - 2, -1, -1):
+        y = xr[i] - cr[i] * y
+        xr[i] = y
+    if cyclic:
+        f = (xr[0] + vn[pa, 0] * xr[n - 1]) * qf[pa, 0]
+        zr = z[pa]
+        for i in range(n):
+            xr[i] = xr[i] - zr[i] * f
+    if accumulate:
+        orow = out[p]
+        for i in range(n):
+            orow[i] = orow[i] + alpha * xr[i]
+
+
+@njit(cache=True, error_model="numpy")
+def _last_tile(d, x, out, a, cp, inv, z, vn, qf, p0, p1, alpha, accumulate, cyclic):
+    # Lines p0..p1 (at most _LANES) of d (pre, n).  A full tile without the periodic correction writes
+    # its result straight from the backward sweep; otherwise it stays in the tile Y for the correction
+    # and is written back line by line.
+    n = d.shape[1]
+    m = p1 - p0
+    full = m == _LANES
+    shared = a.shape[0] == 1
+    Y = np.empty((n, _LANES), dtype=d.dtype)
+    D = d[p0:p1] if full else _padded(d, p0, p1)
+    direct = full and not cyclic
+    mode = (1 if accumulate else 0) if direct else 2
+    O = (out[p0:p1] if accumulate else x[p0:p1]) if direct else D
+    if shared:
+        _tile8(D, Y, O, a[0], cp[0], inv[0], D, D, D, n, alpha, mode, True)
+    elif full:
+        _tile8(D, Y, O, a[0], a[0], a[0], a[p0:p1], cp[p0:p1], inv[p0:p1], n, alpha, mode, False)
+    else:
+        _tile8(D, Y, O, a[0], a[0], a[0], _padded(a, p0, p1), _padded(cp, p0, p1), _padded(inv, p0, p1), n,
+               alpha, mode, False)
+    if direct:
+        return
+    if cyclic:
+        # Sherman–Morrison: x -= z * (x_0 + vn x_{n-1}) * qf, per line.
+        f = np.empty(_LANES, dtype=d.dtype)
+        for k in range(_LANES):
+            pa = min(p0 + k, p1 - 1, z.shape[0] - 1)
+            f[k] = (Y[0, k] + vn[pa, 0] * Y[n - 1, k]) * qf[pa, 0]
+        for i in range(n):
+            yi = Y[i]
+            if shared:
+                zi = z[0, i]
+                for k in range(_LANES):
+                    yi[k] = yi[k] - zi * f[k]
+            else:
+                for k in range(_LANES):
+                    yi[k] = yi[k] - z[min(p0 + k, p1 - 1), i] * f[k]
+    for k in range(m):
         if accumulate:
             orow = out[p0 + k]
             for i in range(n):
-                orow[i] = orow[i] + alpha * X[0, i, k]
+                orow[i] = orow[i] + alpha * Y[i, k]
         else:
             xrow = x[p0 + k]
             for i in range(n):
-                xrow[i] = X[0, i, k]
+                xrow[i] = Y[i, k]
 
 
 @register_kernel("tri_solve_last", 0)
 def solve_last(d, x, out, a, cp, inv, z, vn, qf, block, alpha, accumulate, cyclic):
-    """Contiguous lines (``post == 1``), in blocks of ``block`` lines."""
+    """Contiguous lines (``post == 1``): tiles of ``_LANES`` lines (``block`` is ignored), or one line at
+    a time when there are fewer lines than a tile."""
     pre = d.shape[0]
-    nb = (pre + block - 1) // block
+    if pre < _LANES:
+        for p in prange(pre):
+            # (prange indices may be unsigned: int64 keeps min() integer)
+            _line_scalar(d, x, out, a, cp, inv, z, vn, qf, np.int64(p), alpha, accumulate, cyclic)
+        return
+    nb = (pre + _LANES - 1) // _LANES
     for t in prange(nb):
-        p0 = t * block
-        _last_block(d, x, out, a, cp, inv, z, vn, qf, p0, min(p0 + block, pre), alpha, accumulate, cyclic)
+        p0 = np.int64(t) * _LANES
+        _last_tile(d, x, out, a, cp, inv, z, vn, qf, p0, min(p0 + _LANES, pre), alpha, accumulate, cyclic)
