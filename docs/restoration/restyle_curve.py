@@ -28,7 +28,7 @@ import time
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-STRENGTHS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+STRENGTHS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 1.0)
 PROCESSES = {"ddpm": ("DDPM (Gaussian)", {"num_train_timesteps": 100}),
              "ihdm": ("IHDM (heat dissipation)", {"num_train_timesteps": 50})}
 N_GUIDES = 300
@@ -87,7 +87,7 @@ def main(argv=None) -> int:
             curve.append({"strength": s, "frechet": fd, "psnr": p, "ssim": q,
                           "seconds": time.perf_counter() - t1})
             rows.append((label, s, fd, p, q))
-            print(f"{label:26s} strength {s:.1f}: FD {fd:8.2f}  PSNR {p:6.2f} dB  SSIM {q:.3f}", flush=True)
+            print(f"{label:26s} strength {s:g}: FD {fd:8.2f}  PSNR {p:6.2f} dB  SSIM {q:.3f}", flush=True)
         curves[name] = curve
         print(f"{label}: {time.perf_counter() - t0:.0f} s", flush=True)
 
@@ -137,7 +137,7 @@ def _write_md(rows, floor, info, verdict) -> None:
              "| process | strength | Fréchet distance | low-pass PSNR [dB] | low-pass SSIM |",
              "|---|---:|---:|---:|---:|"]
     for label, s, fd, p, q in rows:
-        lines.append(f"| {label} | {s:.1f} | {fd:.2f} | {p:.2f} | {q:.3f} |")
+        lines.append(f"| {label} | {s:g} | {fd:.2f} | {p:.2f} | {q:.3f} |")
     lines += ["", "Models: " + "; ".join(
         f"{k}: {v['steps']} steps, {v['timesteps']} timesteps, UNet base 16 mults (1, 2), trained in "
         f"{v['train_seconds']:.0f} s on one CPU thread" for k, v in info.items()) + ".", "",
@@ -163,7 +163,7 @@ def _plot(curves, floor) -> None:
             y = [r[key] if np.isfinite(r[key]) else np.nan for r in c]
             ax.plot(fd, y, "o-", label=PROCESSES[k][0])
             for r, yy in zip(c, y):
-                ax.annotate(f"{r['strength']:.1f}", (r["frechet"], yy), fontsize=7, xytext=(3, 3),
+                ax.annotate(f"{r['strength']:g}", (r["frechet"], yy), fontsize=7, xytext=(3, 3),
                             textcoords="offset points")
             ax.set_ylabel(lab)
     for ax in axes:
