@@ -296,8 +296,16 @@ def _cli(*args):
     return main([str(a) for a in args])
 
 
-def test_cli_chunks_equals_in_memory(tmp_path, capsys):
+def test_cli_chunks_equals_in_memory(tmp_path, capsys, monkeypatch):
+    import dask.diagnostics
+
     from pdediff.io import read_scan, write_scan
+
+    class EagerBar(dask.diagnostics.ProgressBar):  # the CLI's bar shows only after 1 s: too timing-dependent here
+        def __init__(self, minimum=0.0, **kw):
+            super().__init__(minimum=0.0, **kw)
+
+    monkeypatch.setattr(dask.diagnostics, "ProgressBar", EagerBar)
 
     x = (1000 * _data((30, 26, 20))).astype(np.int16)
     write_scan(tmp_path / "scan.nii", x, spacing=(1.0, 1.0, 2.0))

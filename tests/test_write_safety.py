@@ -176,3 +176,29 @@ def test_interrupt_prints_one_line_even_when_finalisers_fail(tmp_path, sig):
     signum = getattr(signal, sig)
     assert proc.returncode == 128 + signum, proc.stderr
     assert proc.stderr.count("\n") == 1 and "removed" in proc.stderr, proc.stderr
+
+
+def test_interrupt_wrapped_by_a_c_extension_is_still_one_line(monkeypatch, capsys):
+    """A SIGTERM that lands inside a C extension's initialisation (CI saw matplotlib's ft2font) comes back as
+    "ImportError: initialization failed" caused by the CLI's own exception: still one line, exit 143."""
+    import signal as _signal
+
+    import pdediff.cli as cli
+
+    def run(args):
+        try:
+            raise cli._Terminated(_signal.SIGTERM)
+        except cli._Terminated as exc:
+            raise ImportError("initialization failed") from exc
+
+    monkeypatch.setattr(cli._denoise, "run", run)
+    assert cli.main(["denoise", "in.npy", "-o", "out.npy"]) == 128 + _signal.SIGTERM
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "stopped by SIGTERM" in err[0]
+
+    def other(args):
+        raise ImportError("a genuine failure")
+
+    monkeypatch.setattr(cli._denoise, "run", other)
+    with pytest.raises(ImportError, match="genuine"):
+        cli.main(["denoise", "in.npy", "-o", "out.npy"])

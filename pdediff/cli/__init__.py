@@ -86,17 +86,40 @@ def main(argv: list[str] | None = None) -> int:
     except CLIError as exc:
         print(f"pdediff {args.command}: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        _quiet_teardown()
-        print(f"pdediff {args.command}: interrupted; {_stopped_note(args.command)}", file=sys.stderr)
-        return 130
-    except _Terminated as exc:
-        name = signal.Signals(exc.signum).name
-        print(f"pdediff {args.command}: stopped by {name}; {_stopped_note(args.command)}", file=sys.stderr)
-        return 128 + exc.signum
+    except (KeyboardInterrupt, _Terminated) as exc:
+        return _stopped(args.command, exc)
+    except Exception as exc:
+        # an interrupt that landed inside a C extension's initialisation (e.g. matplotlib's ft2font, Numba's
+        # compiler) comes back wrapped: "ImportError: initialization failed", caused by our exception
+        cause = _interrupt_cause(exc)
+        if cause is None:
+            raise
+        return _stopped(args.command, cause)
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+def _interrupt_cause(exc: BaseException) -> BaseException | None:
+    """The KeyboardInterrupt or SIGTERM/SIGHUP behind ``exc``, following its cause/context chain."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, (KeyboardInterrupt, _Terminated)):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def _stopped(command: str, exc: BaseException) -> int:
+    """One line for an interrupt (Ctrl-C, SIGTERM, SIGHUP) and the conventional exit status 128 + signal."""
+    _quiet_teardown()
+    if isinstance(exc, _Terminated):
+        name = signal.Signals(exc.signum).name
+        print(f"pdediff {command}: stopped by {name}; {_stopped_note(command)}", file=sys.stderr)
+        return 128 + exc.signum
+    print(f"pdediff {command}: interrupted; {_stopped_note(command)}", file=sys.stderr)
+    return 130
 
 
 def _stopped_note(command: str) -> str:
