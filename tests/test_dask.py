@@ -332,3 +332,21 @@ def test_cli_chunks_equals_in_memory(tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err
     assert "exists" in err and "INPUT" in err and ".zarr or uncompressed .nii" in err and "stores floats" in err
     assert not [p for p in os.listdir(tmp_path) if p.startswith(".")]  # no temporary left behind
+
+
+@pytest.mark.parametrize("case", ["near-max-f32", "constant", "constant-5", "binary"])
+def test_auto_kappa_equals_in_memory_at_any_scale(case):
+    """The automatic kappa is measured on the image scaled by its global power of two, as in memory: equal
+    values at 3e38 float32 (no inf - inf in the gradients) and for constant images (the fallback's units)."""
+    import dask.array as da
+
+    import pdediff
+
+    rng = np.random.default_rng(0)
+    x = {"near-max-f32": rng.random((40, 40)).astype(np.float32) * np.float32(3e38),
+         "constant": np.full((40, 40), 1.0, np.float32), "constant-5": np.full((40, 40), 5.0),
+         "binary": (rng.random((30, 32)) > 0.5).astype(np.float64)}[case]
+    ref, info = pdediff.perona_malik(x, return_info=True)
+    out, dinfo = pdediff.perona_malik(da.from_array(x, chunks=10), return_info=True)
+    assert dinfo.kappa == info.kappa
+    np.testing.assert_array_equal(out.compute(), ref)

@@ -397,7 +397,8 @@ def open_chunked_job(args, *, verb: str) -> ChunkedJob:
     spatial = data.ndim - (ch is not None)
     if spatial not in (1, 2, 3):
         raise CLIError(f"{src}: expected a 1-D, 2-D or 3-D image (plus channels); got shape {data.shape}")
-    stored = np.dtype(data.dtype)
+    # the type on disk decides, as in memory: a scaled int16 NIfTI reads as float64 but is an integer scan
+    stored = np.dtype(getattr(scan, "stored_dtype", None) or data.dtype)
     if args.dtype in ("float32", "float64"):
         target = np.dtype(args.dtype)
     elif args.dtype == "input" and stored.kind != "f":

@@ -106,7 +106,12 @@ def perona_malik_dask(image, *, num_iter, kappa, conductance, dt, sigma, method,
     hs = tuple(x * c for x in h)
     smoothing = _Smoothing(sigma, h, c, u.dtype)
     if kappa_user is None:
-        kappa_ = estimate_kappa_dask(u, h, cond_name if cond_fn is None else "exponential", smoothing)
+        # as in memory: measured on the image scaled by the global power of two a (max |a u| in [0.5, 1)) with
+        # the dimensionless lengths, then brought back; exact, and safe near the type's limits (3e38 float32)
+        a = _global_intensity_scale(u)
+        kappa_s = estimate_kappa_dask(u * u.dtype.type(a), hs, cond_name if cond_fn is None else "exponential",
+                                      _Smoothing(sigma * c, hs, 1.0, u.dtype))
+        kappa_ = kappa_s * c / a
     else:
         kappa_ = kappa_user
     info = PeronaMalikResult(kappa=kappa_, dt=dt_, num_iter=n, sigma=sigma, conductance=cond_name, method=method,
@@ -235,6 +240,22 @@ def _aos_axis_block(u, v, *, axis, m, hs, c, dts, kappa, code, g_fn):
 
 # ----------------------------------------------------------------------------- automatic kappa
 _TOP = 1 << 16
+
+
+def _global_intensity_scale(u) -> float:
+    """:func:`pdediff.anisotropic.perona_malik._intensity_scale` of the whole Dask array (one pass)."""
+    import dask
+
+    da = require_dask()
+    hi, lo = (float(x) for x in dask.compute(u.max(), u.min()))
+    amax = max(abs(hi), abs(lo))
+    if not math.isfinite(amax):  # the finite values set the scale, as in memory
+        amax = float(da.where(da.isfinite(u), abs(u), 0).max().compute())
+    if amax == 0.0:
+        return 1.0
+    e = -math.frexp(amax)[1]
+    lim = 120 if u.dtype == np.float32 else 1000
+    return 2.0 ** min(max(e, -lim), lim)
 
 
 def _face_blocks(u, smoothing, h):
