@@ -423,5 +423,10 @@ def test_missing_peer_is_a_skip_not_an_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "SimpleITK", None)  # import fails as if not installed
     with pytest.raises(_cases.Unavailable, match="SimpleITK is not installed"):
         _cases.simpleitk(np.zeros((16, 16)))
-    with pytest.raises(_cases.Unavailable, match="2-D"):
-        _cases.opencv_rgb(np.zeros((8, 8, 8)))
+    monkeypatch.setitem(sys.modules, "cv2", None)
+    with pytest.raises(_cases.Unavailable, match="OpenCV is not installed"):
+        _cases.opencv_rgb(np.zeros((8, 8)))
+    monkeypatch.delitem(sys.modules, "cv2")
+    if importlib.util.find_spec("cv2") is not None:  # a 3-D case does not apply to OpenCV's 2-D filter
+        with pytest.raises(_cases.Unavailable, match="2-D"):
+            _cases.opencv_rgb(np.zeros((8, 8, 8)))

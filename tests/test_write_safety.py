@@ -96,9 +96,14 @@ def test_directory_output_replaces_a_folder_as_a_whole(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["series"]
 
 
+def _sigint_default():
+    # a parent started in the background (CI runners, `cmd &`) may leave SIGINT ignored; a terminal does not
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _run_cli(args, **kw):
     return subprocess.Popen([sys.executable, "-m", "pdediff", *args], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, **kw)
+                            stderr=subprocess.PIPE, text=True, preexec_fn=_sigint_default, **kw)
 
 
 def test_signals_never_leave_partial_files(tmp_path):
@@ -150,6 +155,7 @@ def test_signals_never_leave_partial_files(tmp_path):
 
 _INTERRUPT_MID_BUILD = r"""
 import os, signal, sys
+signal.signal(signal.SIGINT, signal.default_int_handler)  # a background parent may have left SIGINT ignored
 from pdediff import cli
 
 class HalfBuilt:  # like an llvmlite object whose finaliser fails when construction was interrupted
