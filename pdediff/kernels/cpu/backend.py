@@ -48,6 +48,11 @@ def _lines(shape: tuple[int, ...], axis: int) -> tuple[int, int, int]:
     return pre, shape[axis], post
 
 
+#: Arrays below this size take single explicit steps even when several are asked for: temporal blocking
+#: pays only once the field no longer fits the last-level cache (32 MiB L3 on the development machine).
+BLOCKING_MIN_BYTES = 64 << 20
+
+
 class CPUBackend:
     """Numba kernels on NumPy arrays (see :class:`pdediff._backend.Backend` for the contract)."""
 
@@ -76,11 +81,24 @@ class CPUBackend:
 
     # -- several explicit steps per memory pass (optional: solvers use them when a backend has them) --
     def heat_steps(self, u, buf, n, dt, ih2, bcs, beta=1.0):
-        """``n`` constant-coefficient explicit steps, temporally blocked; returns ``u`` or ``buf`` (the result)."""
+        """``n`` constant-coefficient explicit steps, temporally blocked for arrays larger than the last-level
+        cache (single steps below: there they already stream from cache, and the halos only cost; measured
+        0.69x at 1024² float32 with a 32 MiB L3); returns ``u`` or ``buf``, whichever holds the result."""
+        if u.nbytes < BLOCKING_MIN_BYTES:
+            for _ in range(n):
+                self.heat_step(u, buf, dt, ih2, bcs, beta)
+                u, buf = buf, u
+            return u
         return blocked.heat_steps(u, buf, n, dt, ih2, bcs, beta)
 
     def pm_steps(self, u, buf, n, dt, ih, kinv2, code):
-        """``n`` explicit Perona–Malik steps, conductance from ``u`` (Catté sigma = 0), temporally blocked."""
+        """``n`` explicit Perona–Malik steps, conductance from ``u`` (Catté sigma = 0), temporally blocked for
+        arrays larger than the last-level cache (as :meth:`heat_steps`)."""
+        if u.nbytes < BLOCKING_MIN_BYTES:
+            for _ in range(n):
+                self.pm_step(u, u, buf, dt, ih, kinv2, code)
+                u, buf = buf, u
+            return u
         return blocked.pm_steps(u, buf, n, dt, ih, kinv2, code)
 
     # -- batched tridiagonal -------------------------------------------------------
