@@ -8,6 +8,7 @@ import numpy as np
 
 from ._common import CLIError
 from ._images import (
+    _kappa_arg,
     INT_DTYPES,
     _cli_words,
     open_chunked_job,
@@ -80,12 +81,7 @@ def run(args: argparse.Namespace) -> None:
         raise CLIError(f"{job.src}: {n_bad} of {data.size} values are NaN or infinite; Perona–Malik needs finite "
                        "values: replace them first (e.g. numpy.nan_to_num), pdediff does not guess missing data")
     spacing = args.spacing if args.spacing is not None else (job.scan.spacing or 1.0)
-    kappa: float | str = args.kappa
-    if kappa != "auto":
-        try:
-            kappa = float(kappa)
-        except ValueError:
-            raise CLIError(f"--kappa must be 'auto' or a positive number; got {args.kappa!r}") from None
+    kappa = _kappa_arg(args.kappa)
     try:
         out, info = perona_malik(
             job.colour, num_iter=args.num_iter, kappa=kappa, conductance=args.conductance, dt=args.dt,
@@ -113,12 +109,7 @@ def _run_chunked(args: argparse.Namespace) -> None:
 
     job = open_chunked_job(args, verb="denoising")
     spacing = args.spacing if args.spacing is not None else (job.scan.spacing or 1.0)
-    kappa: float | str = args.kappa
-    if kappa != "auto":
-        try:
-            kappa = float(kappa)
-        except ValueError:
-            raise CLIError(f"--kappa must be 'auto' or a positive number; got {args.kappa!r}") from None
+    kappa = _kappa_arg(args.kappa)
     try:
         # kappa="auto" is computed here, in streaming passes over INPUT; the diffusion when OUTPUT is written
         out, info = perona_malik(

@@ -30,6 +30,16 @@ def _cli_words(message: str) -> str:
     return message
 
 
+def _kappa_arg(text: str) -> float | str:
+    """``--kappa``: "auto" or a number (range checks are the API's)."""
+    if text == "auto":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise CLIError(f"--kappa must be 'auto' or a positive number; got {text!r}") from None
+
+
 def _channel_axis(arg: str, scan, src: Path) -> tuple[int | None, str | None]:
     """The channel axis to use and, when it was guessed, a note saying so."""
     data = scan.data

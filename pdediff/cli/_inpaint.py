@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ._common import _THREADS_HELP, CLIError, _need_torch, _same_file, _thread_count, _train_words
-from ._images import INT_DTYPES, _cli_words, open_job, report_job, write_job
+from ._images import _kappa_arg, INT_DTYPES, _cli_words, open_job, report_job, write_job
 
 METHODS = ("harmonic", "biharmonic", "perona_malik", "learned")
 #: Methods whose result stays within the known pixels' range (maximum principle): an integer output
@@ -148,12 +148,7 @@ def run(args: argparse.Namespace) -> None:
         raise CLIError(f"OUTPUT/PREVIEW {mask_path} is the MASK; pdediff never overwrites its input")
     mask, mask_note = _read_mask(mask_path, job.data, job.channel_axis, job.src)
     spacing = args.spacing if args.spacing is not None else (job.scan.spacing or 1.0)
-    kappa: float | str = args.kappa
-    if kappa != "auto":
-        try:
-            kappa = float(kappa)
-        except ValueError:
-            raise CLIError(f"--kappa must be 'auto' or a positive number; got {args.kappa!r}") from None
+    kappa = _kappa_arg(args.kappa)
     opts: dict = {"solver": args.solver} if args.method != "learned" else {}
     if args.method == "perona_malik":
         opts.update(num_iter=args.num_iter, kappa=kappa, conductance=args.conductance, sigma=args.sigma)
