@@ -215,25 +215,7 @@ def perona_malik(
 
     # -- parameters, in the caller's units ----------------------------------------------
     sigma = DEFAULT_SIGMA * min(h) if sigma is None else nonnegative_scalar(sigma, "sigma")
-    dt_max = grid.explicit_dt_limit()  # 0 <= g <= 1: the heat limit with D = 1
-    if dt is None:
-        dt_ = dt_max if method == "explicit" else AOS_DT_FACTOR * dt_max
-    else:
-        dt_ = positive_step(dt)
-        if method == "explicit" and dt_ > dt_max * (1 + 1e-12):
-            raise StabilityError(
-                f"dt={dt_:.6g} exceeds the explicit Perona–Malik stability limit "
-                f"1/(2 sum 1/h^2) = {dt_max:.6g}; use dt <= {dt_max:.6g} or method='aos'"
-            )
-    if num_iter is None:
-        n_est = DEFAULT_NUM_ITER * dt_max / dt_
-        check_step_count(n_est, max_steps, f"the default diffusion time 15 * dt_max with dt={dt_:.6g}",
-                         "use a larger dt (or dt=None), or pass num_iter")
-        num_iter_ = max(1, int(round(n_est)))
-    else:
-        num_iter_ = nonnegative_int(num_iter, "num_iter")
-        check_step_count(num_iter_, max_steps, f"num_iter={num_iter_}",
-                         "fewer, longer steps reach the same diffusion time with method='aos'")
+    dt_, num_iter_ = _time_steps(grid, dt, num_iter, method, max_steps)
     kappa_user = positive_or_auto(kappa, "kappa")  # None for "auto"; inf is the heat equation (g = 1)
 
     # -- dimensionless copy: intensities and lengths scaled by powers of two ------------
@@ -283,6 +265,32 @@ def perona_malik(
     out = u[0] if ch is None else xp.moveaxis(u, 0, ch)
     out = xp.ascontiguousarray(out)
     return (out, info) if return_info else out
+
+
+def _time_steps(grid: Grid, dt: Any, num_iter: Any, method: str, max_steps: Any) -> tuple[float, int]:
+    """The step ``dt`` and the number of steps, checked (stability, step limit) before any work.
+
+    Shared by the in-memory and the Dask paths, so that both refuse and default alike.
+    """
+    dt_max = grid.explicit_dt_limit()  # 0 <= g <= 1: the heat limit with D = 1
+    if dt is None:
+        dt_ = dt_max if method == "explicit" else AOS_DT_FACTOR * dt_max
+    else:
+        dt_ = positive_step(dt)
+        if method == "explicit" and dt_ > dt_max * (1 + 1e-12):
+            raise StabilityError(
+                f"dt={dt_:.6g} exceeds the explicit Perona–Malik stability limit "
+                f"1/(2 sum 1/h^2) = {dt_max:.6g}; use dt <= {dt_max:.6g} or method='aos'"
+            )
+    if num_iter is None:
+        n_est = DEFAULT_NUM_ITER * dt_max / dt_
+        check_step_count(n_est, max_steps, f"the default diffusion time 15 * dt_max with dt={dt_:.6g}",
+                         "use a larger dt (or dt=None), or pass num_iter")
+        return dt_, max(1, int(round(n_est)))
+    n = nonnegative_int(num_iter, "num_iter")
+    check_step_count(n, max_steps, f"num_iter={n}",
+                     "fewer, longer steps reach the same diffusion time with method='aos'")
+    return dt_, n
 
 
 def _intensity_scale(u, xp) -> float:

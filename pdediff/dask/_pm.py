@@ -16,11 +16,8 @@ from .._backend import backend_for
 from .._validation import (
     channel_axis_value,
     check_option,
-    check_step_count,
-    nonnegative_int,
     nonnegative_scalar,
     positive_or_auto,
-    positive_step,
 )
 from ..anisotropic._steppers import (
     SPECTRAL_SMOOTHING_MIN_PIXELS,
@@ -31,17 +28,15 @@ from ..anisotropic._steppers import (
 from ..anisotropic.kappa import FACTORS
 from ..anisotropic.perona_malik import (
     _CODE,
-    AOS_DT_FACTOR,
     CONDUCTANCES,
-    DEFAULT_NUM_ITER,
     DEFAULT_SIGMA,
     METHODS,
     PeronaMalikResult,
     _callable_conductance,
     _intensity_scale,
     _inverse_square,
+    _time_steps,
 )
-from ..errors import StabilityError
 from ..grid import Grid
 from ..heat._operators import TridiagonalSystem, as_lines
 from ..heat.spectral import SpectralHeatSolver
@@ -80,25 +75,7 @@ def perona_malik_dask(image, *, num_iter, kappa, conductance, dt, sigma, method,
     grid = Grid(u.shape[1:], spacing)
     h = grid.spacing
     sigma = DEFAULT_SIGMA * min(h) if sigma is None else nonnegative_scalar(sigma, "sigma")
-    dt_max = grid.explicit_dt_limit()
-    if dt is None:
-        dt_ = dt_max if method == "explicit" else AOS_DT_FACTOR * dt_max
-    else:
-        dt_ = positive_step(dt)
-        if method == "explicit" and dt_ > dt_max * (1 + 1e-12):
-            raise StabilityError(
-                f"dt={dt_:.6g} exceeds the explicit Perona–Malik stability limit "
-                f"1/(2 sum 1/h^2) = {dt_max:.6g}; use dt <= {dt_max:.6g} or method='aos'"
-            )
-    if num_iter is None:
-        n_est = DEFAULT_NUM_ITER * dt_max / dt_
-        check_step_count(n_est, max_steps, f"the default diffusion time 15 * dt_max with dt={dt_:.6g}",
-                         "use a larger dt (or dt=None), or pass num_iter")
-        n = max(1, round(n_est))
-    else:
-        n = nonnegative_int(num_iter, "num_iter")
-        check_step_count(n, max_steps, f"num_iter={n}",
-                         "fewer, longer steps reach the same diffusion time with method='aos'")
+    dt_, n = _time_steps(grid, dt, num_iter, method, max_steps)
     kappa_user = positive_or_auto(kappa, "kappa")
 
     # the dimensionless lengths of the in-memory function (powers of two: exact)
