@@ -304,10 +304,15 @@ def _intensity_scale(u, xp) -> float:
     if not math.isfinite(amax):
         finite = u[xp.isfinite(u)]
         amax = float(xp.abs(finite).max()) if finite.size else 0.0
+    return _scale_for(amax, u.dtype)
+
+
+def _scale_for(amax: float, dtype) -> float:
+    """The power of two that brings a finite ``amax`` into [0.5, 1) (1 for 0), a normal number of ``dtype``."""
     if amax == 0.0:
         return 1.0
     e = -math.frexp(amax)[1]
-    lim = 120 if u.dtype == np.float32 else 1000  # 2**e must itself be a normal number of u's type
+    lim = 120 if dtype == np.float32 else 1000  # 2**e must itself be a normal number of the type
     return 2.0 ** min(max(e, -lim), lim)
 
 

@@ -35,6 +35,7 @@ from ..anisotropic.perona_malik import (
     _callable_conductance,
     _intensity_scale,
     _inverse_square,
+    _scale_for,
     _time_steps,
 )
 from ..grid import Grid
@@ -228,11 +229,7 @@ def _global_intensity_scale(u) -> float:
     amax = max(abs(hi), abs(lo))
     if not math.isfinite(amax):  # the finite values set the scale, as in memory
         amax = float(da.where(da.isfinite(u), abs(u), 0).max().compute())
-    if amax == 0.0:
-        return 1.0
-    e = -math.frexp(amax)[1]
-    lim = 120 if u.dtype == np.float32 else 1000
-    return 2.0 ** min(max(e, -lim), lim)
+    return _scale_for(amax, u.dtype)
 
 
 def _face_blocks(u, smoothing, h):
