@@ -14,7 +14,7 @@ from ..heat._operators import TridiagonalSystem, as_lines
 from ..heat.spectral import SpectralHeatSolver
 from ..kernels.formulas import NEUMANN
 
-__all__ = ["make_smoother", "make_stepper", "SPECTRAL_SMOOTHING_MIN_PIXELS"]
+__all__ = ["make_smoother", "make_stepper", "aos_term", "SPECTRAL_SMOOTHING_MIN_PIXELS"]
 
 #: Catté smoothing wider than this (in pixels, on any axis) runs as the exact heat flow in the
 #: DCT domain, O(N log N) whatever sigma, instead of a truncated convolution whose cost grows
@@ -115,40 +115,62 @@ class _ExplicitCallableStep:
             self.be.heat_step(u[c], out[c], self.dt, self.ih2, bcs, 1.0, tuple(faces))
 
 
-class _AOSStep:
-    """``out = (1/m) sum_a (I - m dt A_a(v))^{-1} u``: one batched tridiagonal solve per axis.
+def aos_term(be, u, v, out, axis: int, tau: float, h: float, kinv2: float, code: int, g: Callable | None,
+             alpha: float, scratch: tuple | None = None) -> None:
+    """One term of the AOS sum: ``out += alpha (I - tau A_axis(v))^{-1} u`` for ``(C, *spatial)`` arrays.
 
-    The coefficient, factor and work buffers are allocated once per call of
+    ``A_axis(v)`` is the 1-D Perona–Malik operator along spatial ``axis`` (grid
+    step ``h``, Neumann ends) with the compiled conductance ``code`` (``g`` is
+    ``None``) or the face-conductance callable ``g``; the channels share it.  A
+    backend with the optional fused ``aos_axis`` runs it in one forward and one
+    backward sweep; otherwise coefficients, factorisation and solve are separate
+    passes.  ``scratch``: five flat coefficient buffers and a work array of one
+    channel's size for that path (allocated here when ``None``).
+    """
+    fused = getattr(be, "aos_axis", None)
+    if g is None and fused is not None:
+        fused(u, v, out, axis, tau, 1.0 / h, kinv2, code, alpha)
+        return
+    xp = be.xp
+    if scratch is None:
+        scratch = tuple(xp.empty(u[0].size, dtype=u.dtype) for _ in range(5)) + (xp.empty_like(u[0]),)
+    lines = as_lines(v[0], axis).shape
+    A, B, Cc, cp, inv = (buf.reshape(lines) for buf in scratch[:5])
+    work = scratch[5]
+    if g is None:
+        be.aos_coefficients(v, axis, A, B, Cc, tau, 1.0 / h, kinv2, code)
+    else:
+        w = face_conductances(v, axis, h, g, xp) * u.dtype.type(tau)
+        w3 = as_lines(xp.ascontiguousarray(w.astype(u.dtype)), axis)
+        A[...] = 0
+        Cc[...] = 0
+        A[:, 1:, :] = -w3
+        Cc[:, :-1, :] = -w3
+        B[...] = 1
+        B[:, 1:, :] += w3
+        B[:, :-1, :] += w3
+    be.tri_factor(A, B, Cc, cp, inv)
+    system = TridiagonalSystem(A, cp, inv)
+    for c in range(u.shape[0]):
+        be.tri_solve(as_lines(u[c], axis), as_lines(work, axis), as_lines(out[c], axis), system, alpha, True)
+
+
+class _AOSStep:
+    """``out = (1/m) sum_a (I - m dt A_a(v))^{-1} u``: one batched tridiagonal solve per axis (:func:`aos_term`).
+
+    Scratch buffers of the unfused path are allocated once per call of
     :func:`pdediff.perona_malik` and reshaped per axis, not re-allocated every step.
     """
 
     def __init__(self, u, h, dt, kinv2, code, be, g) -> None:
         self.h, self.dt, self.kinv2, self.code, self.be, self.g = h, dt, kinv2, code, be, g
-        n = u[0].size
-        self.buffers = tuple(be.xp.empty(n, dtype=u.dtype) for _ in range(5))  # a, b, c, cp, inv
-        self.work = be.xp.empty_like(u[0])
+        fused = g is None and getattr(be, "aos_axis", None) is not None
+        self.scratch = None if fused else (
+            tuple(be.xp.empty(u[0].size, dtype=u.dtype) for _ in range(5)) + (be.xp.empty_like(u[0]),))
 
     def __call__(self, u, v, out) -> None:
-        be, h, g = self.be, self.h, self.g
-        m = len(h)
+        m = len(self.h)
         out[...] = 0
-        for a, ha in enumerate(h):
-            tau = m * self.dt / ha**2
-            lines = as_lines(v[0], a).shape
-            A, B, Cc, cp, inv = (buf.reshape(lines) for buf in self.buffers)
-            if g is None:
-                be.aos_coefficients(v, a, A, B, Cc, tau, 1.0 / ha, self.kinv2, self.code)
-            else:
-                w = face_conductances(v, a, ha, g, be.xp) * u.dtype.type(tau)
-                w3 = as_lines(be.xp.ascontiguousarray(w.astype(u.dtype)), a)
-                A[...] = 0
-                Cc[...] = 0
-                A[:, 1:, :] = -w3
-                Cc[:, :-1, :] = -w3
-                B[...] = 1
-                B[:, 1:, :] += w3
-                B[:, :-1, :] += w3
-            be.tri_factor(A, B, Cc, cp, inv)
-            system = TridiagonalSystem(A, cp, inv)
-            for c in range(u.shape[0]):
-                be.tri_solve(as_lines(u[c], a), as_lines(self.work, a), as_lines(out[c], a), system, 1.0 / m, True)
+        for a, ha in enumerate(self.h):
+            aos_term(self.be, u, v, out, a, m * self.dt / ha**2, ha, self.kinv2, self.code, self.g, 1.0 / m,
+                     self.scratch)

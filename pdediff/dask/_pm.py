@@ -21,7 +21,7 @@ from .._validation import (
 )
 from ..anisotropic._steppers import (
     SPECTRAL_SMOOTHING_MIN_PIXELS,
-    face_conductances,
+    aos_term,
     make_smoother,
     make_stepper,
 )
@@ -39,7 +39,6 @@ from ..anisotropic.perona_malik import (
     _time_steps,
 )
 from ..grid import Grid
-from ..heat._operators import TridiagonalSystem, as_lines
 from ..heat.spectral import SpectralHeatSolver
 from ..kernels.formulas import EXPONENTIAL
 from ._core import (
@@ -188,29 +187,9 @@ def _aos_axis_block(u, v, *, axis, m, hs, c, dts, kappa, code, g_fn):
     xp = be.xp
     a, u, v = _scaled(u, v)
     kinv2 = _inverse_square(kappa * a / c, u.dtype)
-    ha = hs[axis]
-    tau = m * dts / ha**2
-    lines = as_lines(v[0], axis).shape
-    A, B, Cc, cp, inv = (xp.empty(lines, dtype=u.dtype) for _ in range(5))
-    if g_fn is None:
-        be.aos_coefficients(v, axis, A, B, Cc, tau, 1.0 / ha, kinv2, code)
-    else:  # as pdediff.anisotropic._steppers._AOSStep with a callable conductance
-        g = _callable_conductance(g_fn, c / a, kappa, xp)
-        w = face_conductances(v, axis, ha, g, xp) * u.dtype.type(tau)
-        w3 = as_lines(xp.ascontiguousarray(w.astype(u.dtype)), axis)
-        A[...] = 0
-        Cc[...] = 0
-        A[:, 1:, :] = -w3
-        Cc[:, :-1, :] = -w3
-        B[...] = 1
-        B[:, 1:, :] += w3
-        B[:, :-1, :] += w3
-    be.tri_factor(A, B, Cc, cp, inv)
-    system = TridiagonalSystem(A, cp, inv)
+    g = None if g_fn is None else _callable_conductance(g_fn, c / a, kappa, xp)
     out = xp.zeros_like(u)
-    work = xp.empty_like(u[0])
-    for ch in range(u.shape[0]):
-        be.tri_solve(as_lines(u[ch], axis), as_lines(work, axis), as_lines(out[ch], axis), system, 1.0 / m, True)
+    aos_term(be, u, v, out, axis, m * dts / hs[axis] ** 2, hs[axis], kinv2, code, g, 1.0 / m)
     if a != 1.0:
         out *= out.dtype.type(1.0 / a)
     return out

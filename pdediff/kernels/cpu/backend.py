@@ -15,7 +15,7 @@ import scipy.fft
 import scipy.ndimage
 
 from ..formulas import EXPONENTIAL, EXPONENTIAL32
-from . import blocked, gaussian, kappa, perona_malik, spectral, stencil, tridiag  # noqa: F401 - registers kernels
+from . import aos, blocked, gaussian, kappa, perona_malik, spectral, stencil, tridiag  # noqa: F401 - registers kernels
 from ._common import kernel, use_parallel
 
 __all__ = ["CPUBackend", "CPU"]
@@ -150,6 +150,27 @@ class CPUBackend:
             kernel("aos_coefficients", 0, "last", v.size, v.dtype.char)(v4[..., 0], a[sq], b[sq], c[sq], *args)
         else:
             kernel("aos_coefficients", 0, "mid", v.size, v.dtype.char)(v4, a, b, c, *args)
+
+    def aos_axis(self, u, v, out, axis, tau, ih, kinv2, code, alpha):
+        """One AOS term, fused: ``out += alpha (I - tau A_axis(v))^{-1} u`` for ``(C, *spatial)`` arrays.
+
+        Conductances, factorisation and solve in one forward and one backward
+        sweep (:mod:`.aos`), equal to :meth:`aos_coefficients` + :meth:`tri_factor`
+        + :meth:`tri_solve` to rounding.  ``v`` and ``out`` have ``u``'s shape and
+        dtype; ``out`` must not overlap ``u`` or ``v``.
+        """
+        t = u.dtype.type
+        C = u.shape[0]
+        pre, n, post = _lines(u.shape[1:], axis)
+        args = (t(tau), t(ih), t(kinv2), _kernel_code(code, u.dtype), t(1), t(0.5), t(alpha))
+        if post == 1:
+            shp = (C, pre, n)
+            kernel("aos_axis", 0, "last", u.size, u.dtype.char)(
+                u.reshape(shp), v.reshape(shp), out.reshape(shp), *args, v is u)
+        else:
+            shp = (C, pre, n, post)
+            kernel("aos_axis", 0, "mid", u.size, u.dtype.char)(u.reshape(shp), v.reshape(shp), out.reshape(shp),
+                                                                *args)
 
     # -- smoothing -----------------------------------------------------------------------
     def gaussian_filter(self, u, sigma, out=None):
