@@ -15,7 +15,7 @@ import scipy.fft
 import scipy.ndimage
 
 from ..formulas import EXPONENTIAL, EXPONENTIAL32
-from . import aos, blocked, gaussian, kappa, perona_malik, spectral, stencil, tridiag  # noqa: F401 - registers kernels
+from . import adi, aos, blocked, gaussian, kappa, perona_malik, spectral, stencil, tridiag  # noqa: F401 - registers kernels
 from ._common import kernel, use_parallel
 
 __all__ = ["CPUBackend", "CPU"]
@@ -101,6 +101,27 @@ class CPUBackend:
             return u
         return blocked.pm_steps(u, buf, n, dt, ih, kinv2, code)
 
+    # -- ADI, first sweep fused (optional: ImplicitHeatSolver uses it when a backend has it) --
+    def heat_adi_first(self, u, w, coefs, bcs, coef):
+        """``w = (I - r L_last)^{-1} (sum_a coefs_a D_a u)`` for 2-D/3-D constant coefficients, in one pass.
+
+        ``D_a`` is the second difference along axis ``a`` with boundary ``bcs[a]``
+        (what :meth:`heat_step` applies with ``dt = 1``, ``beta = 0``) and ``coef``
+        the factorised system of the last (contiguous) axis, as for
+        :meth:`tri_solve`.  Rows are evaluated and solved in tiles (:mod:`.adi`).
+        """
+        t = u.dtype.type
+        cyclic = coef.z is not None
+        sq = (slice(None), slice(None), 0)
+        z, vn, qf = (coef.z, coef.vn, coef.qf) if cyclic else (coef.cp, coef.cp, coef.cp)
+        sys_ = (coef.a[sq], coef.cp[sq], coef.inv[sq], z[sq], vn[sq], qf[sq])
+        c = tuple(t(x) for x in coefs)
+        k = kernel("adi_first", u.ndim, "", u.size, u.dtype.char)
+        if u.ndim == 2:
+            k(u, w, *sys_, t(1), *c, *bcs, cyclic)
+        else:
+            k(u, w, w.reshape(-1, u.shape[-1]), *sys_, t(1), *c, *bcs, cyclic)
+
     # -- batched tridiagonal -------------------------------------------------------
     def tri_factor(self, a, b, c, cp, inv):
         kernel("tri_factor", 0, "", b.size, b.dtype.char)(a, b, c, cp, inv)
@@ -122,8 +143,11 @@ class CPUBackend:
                 d[:, :, 0], x[:, :, 0], out[:, :, 0], coef.a[sq], coef.cp[sq], coef.inv[sq], z[sq], vn[sq],
                 qf[sq], block, t(alpha), accumulate, cyclic)
         else:
-            # columns per block: wide enough to vectorise, narrow enough to spread over threads
-            block = int(max(64, min(post, 1024)))
+            # columns per block: wide enough to vectorise, narrow enough to spread over threads (at least
+            # two work items per thread: a 2-D axis-0 solve has a single line block, pre = 1)
+            nt = numba.get_num_threads()
+            per = -(-post // (2 * nt)) if pre < 2 * nt else post
+            block = int(max(64, min(post, 1024, -(-per // 64) * 64)))
             kernel("tri_solve_mid", 0, "", d.size)(d, x, out, coef.a, coef.cp, coef.inv, z, vn, qf, block,
                                                     t(alpha), accumulate, cyclic)
 

@@ -16,8 +16,8 @@ Two solve kernels: :func:`solve_mid` for lines that are strided in memory
 8 lines together (eight independent dependency chains in registers, the
 transposes fused into the sweeps' loads and stores; fewer than 8 lines: one at
 a time).
-Both optionally fuse ``out += alpha * x`` (ADI's final update, AOS's average)
-and the periodic correction ``x -= z * (x_0 + vn * x_{n-1}) * q``.
+Both optionally fuse ``out += alpha * x`` (ADI's final update, AOS's average;
+into the backward sweep when there is no periodic correction) and the periodic correction ``x -= z * (x_0 + vn * x_{n-1}) * q``.
 
 Inner loops run over 1-D row views indexed from 0: Numba then needs no
 negative-index wrap-around and LLVM vectorises them (5x faster than indexing
@@ -67,8 +67,18 @@ def factor(a, b, c, cp, inv):
         _factor_block(a, b, c, cp, inv, p, q0, min(q0 + block, Q))
 
 
+@njit(cache=True, inline="always")
+def _add_row(out, x, p, i, q0, q1, alpha):
+    oi, xi = out[p, i, q0:q1], x[p, i, q0:q1]
+    for q in range(q1 - q0):
+        oi[q] = oi[q] + alpha * xi[q]
+
+
 @njit(cache=True)
 def _mid_block(d, x, out, a, cp, inv, z, vn, qf, p, q0, q1, alpha, accumulate, cyclic):
+    # Without the periodic correction, out += alpha x is fused into the backward sweep (each row added
+    # while it is in L1), not a separate pass over the block.
+    fuse = accumulate and not cyclic
     n = d.shape[1]
     P = a.shape[0]
     Q = a.shape[2]
@@ -89,12 +99,16 @@ def _mid_block(d, x, out, a, cp, inv, z, vn, qf, p, q0, q1, alpha, accumulate, c
             di = d[p, i, q0:q1]
             for q in range(m):
                 xi[q] = (di[q] - ai * xm[q]) * ii
+        if fuse:
+            _add_row(out, x, p, n - 1, q0, q1, alpha)
         for i in range(n - 2, -1, -1):
             ci = cp[pa, i, 0]
             xi = x[p, i, q0:q1]
             xn = x[p, i + 1, q0:q1]
             for q in range(m):
                 xi[q] = xi[q] - ci * xn[q]
+            if fuse:
+                _add_row(out, x, p, i, q0, q1, alpha)
     else:
         v0 = inv[pa, 0, q0:q1]
         for q in range(m):
@@ -107,12 +121,16 @@ def _mid_block(d, x, out, a, cp, inv, z, vn, qf, p, q0, q1, alpha, accumulate, c
             di = d[p, i, q0:q1]
             for q in range(m):
                 xi[q] = (di[q] - ai[q] * xm[q]) * ii[q]
+        if fuse:
+            _add_row(out, x, p, n - 1, q0, q1, alpha)
         for i in range(n - 2, -1, -1):
             ci = cp[pa, i, q0:q1]
             xi = x[p, i, q0:q1]
             xn = x[p, i + 1, q0:q1]
             for q in range(m):
                 xi[q] = xi[q] - ci[q] * xn[q]
+            if fuse:
+                _add_row(out, x, p, i, q0, q1, alpha)
     if cyclic:
         f = np.empty(m, dtype=x.dtype)
         xl = x[p, n - 1, q0:q1]
@@ -129,12 +147,9 @@ def _mid_block(d, x, out, a, cp, inv, z, vn, qf, p, q0, q1, alpha, accumulate, c
                 zr = z[pa, i, q0:q1]
                 for q in range(m):
                     xi[q] = xi[q] - zr[q] * f[q]
-    if accumulate:
+    if accumulate and cyclic:  # after the periodic correction, which needs the whole line
         for i in range(n):
-            xi = x[p, i, q0:q1]
-            oi = out[p, i, q0:q1]
-            for q in range(m):
-                oi[q] = oi[q] + alpha * xi[q]
+            _add_row(out, x, p, i, q0, q1, alpha)
 
 
 @register_kernel("tri_solve_mid", 0)
