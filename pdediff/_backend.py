@@ -18,10 +18,21 @@ Numba's CUDA simulator in CI).  Dask arrays are not a backend but a layer
 above the solvers (:mod:`pdediff.dask`) whose chunks reach these backends.
 
 Optional methods, used by the solvers when a backend has them (the CPU backend
-does; others need not): ``heat_steps(u, buf, n, dt, ih2, bcs, beta)`` and
-``pm_steps(u, buf, n, dt, ih, kinv2, code)``, ``n`` explicit steps with several
-steps per memory pass (temporal blocking), returning whichever of ``u``/``buf``
-holds the result, bit for bit equal to ``n`` single steps.
+does; others need not), each a fusion of required methods that saves passes
+over memory:
+
+* ``heat_steps(u, buf, n, dt, ih2, bcs, beta)`` and ``pm_steps(u, buf, n, dt,
+  ih, kinv2, code)``: ``n`` explicit steps with several steps per memory pass
+  (temporal blocking), returning whichever of ``u``/``buf`` holds the result,
+  bit for bit equal to ``n`` single steps;
+* ``heat_adi_first(u, w, coefs, bcs, coef)``: ``w = (I - r L_last)^{-1} (dt L
+  u)`` for constant coefficients (2-D/3-D), the explicit operator and the
+  contiguous-axis solve of an ADI step in one pass (the other axes follow
+  through ``tri_solve``; the axis operators commute, so the order is free);
+* ``aos_axis(u, v, out, axis, tau, ih, kinv2, code, alpha)``: one AOS term
+  ``out += alpha (I - tau A_axis(v))^{-1} u`` -- conductances, factorisation
+  and solve in one forward and one backward sweep, equal to
+  ``aos_coefficients`` + ``tri_factor`` + ``tri_solve`` to rounding.
 
 Arrays, dtypes and conventions: float32 or float64, C-contiguous, native byte
 order; boundary codes and conductance codes as in
