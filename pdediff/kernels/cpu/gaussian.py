@@ -57,30 +57,89 @@ def _reflect(i, n):
 
 
 @njit(cache=True, error_model="numpy", fastmath={"contract"})
+def _taps(dst, w, c, a1, b1, a2, b2, a3, b3, a4, b4, r, m):
+    """``dst[j] = w0 c[j] + sum_{k<=r} w_k (a_k[j] + b_k[j])`` for ``j < m``, in that order of summation.
+
+    Radii up to 4 (``sigma <= 1.1``, the Catté default is 3) in one loop: every tap in registers, one
+    store per element, instead of one read-modify-write pass per tap; the sums are the same, in the
+    same order, as tap-by-tap accumulation.  Larger radii return ``False`` (the caller loops over taps).
+    """
+    if r == 0:
+        for j in range(m):
+            dst[j] = w[0] * c[j]
+    elif r == 1:
+        w0, w1 = w[0], w[1]
+        for j in range(m):
+            dst[j] = w0 * c[j] + w1 * (a1[j] + b1[j])
+    elif r == 2:
+        w0, w1, w2 = w[0], w[1], w[2]
+        for j in range(m):
+            dst[j] = w0 * c[j] + w1 * (a1[j] + b1[j]) + w2 * (a2[j] + b2[j])
+    elif r == 3:
+        w0, w1, w2, w3 = w[0], w[1], w[2], w[3]
+        for j in range(m):
+            dst[j] = w0 * c[j] + w1 * (a1[j] + b1[j]) + w2 * (a2[j] + b2[j]) + w3 * (a3[j] + b3[j])
+    elif r == 4:
+        w0, w1, w2, w3, w4 = w[0], w[1], w[2], w[3], w[4]
+        for j in range(m):
+            dst[j] = (w0 * c[j] + w1 * (a1[j] + b1[j]) + w2 * (a2[j] + b2[j]) + w3 * (a3[j] + b3[j])
+                      + w4 * (a4[j] + b4[j]))
+    else:
+        return False
+    return True
+
+
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
+def _sum_rows(src, i, n0, w, dst):
+    """``dst`` = the taps ``w`` along axis 0 of the 2-D ``src`` around row ``i`` (half-sample reflection)."""
+    r = w.shape[0] - 1
+    c = src[i]
+    m = c.shape[0]
+    if r <= 4:
+        a1 = src[_reflect(i - 1, n0)] if r >= 1 else c
+        b1 = src[_reflect(i + 1, n0)] if r >= 1 else c
+        a2 = src[_reflect(i - 2, n0)] if r >= 2 else c
+        b2 = src[_reflect(i + 2, n0)] if r >= 2 else c
+        a3 = src[_reflect(i - 3, n0)] if r >= 3 else c
+        b3 = src[_reflect(i + 3, n0)] if r >= 3 else c
+        a4 = src[_reflect(i - 4, n0)] if r >= 4 else c
+        b4 = src[_reflect(i + 4, n0)] if r >= 4 else c
+        _taps(dst, w, c, a1, b1, a2, b2, a3, b3, a4, b4, r, m)
+        return
+    w0 = w[0]
+    for j in range(m):
+        dst[j] = w0 * c[j]
+    for k in range(1, r + 1):
+        a = src[_reflect(i - k, n0)]
+        b = src[_reflect(i + k, n0)]
+        wk = w[k]
+        for j in range(m):
+            dst[j] += wk * (a[j] + b[j])
+
+
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
 def _rows(src, dst, i0, i1, wy, wx, buf):
     """Output rows ``i0..i1`` of the y-then-x smoothing of the 2-D ``src`` into ``dst``.
 
     ``buf`` holds ``n1 + 2 rx`` values: the y-smoothed row with reflected ends.
     """
     n0, n1 = src.shape
-    ry = wy.shape[0] - 1
     rx = wx.shape[0] - 1
     mid = buf[rx : rx + n1]
     for i in range(i0, i1):
-        row = src[i]
-        w0 = wy[0]
-        for j in range(n1):
-            mid[j] = w0 * row[j]
-        for k in range(1, ry + 1):
-            a = src[_reflect(i - k, n0)]
-            b = src[_reflect(i + k, n0)]
-            wk = wy[k]
-            for j in range(n1):
-                mid[j] += wk * (a[j] + b[j])
+        _sum_rows(src, i, n0, wy, mid)
         for k in range(1, rx + 1):  # reflected ends of the row
             buf[rx - k] = mid[_reflect(-k, n1)]
             buf[rx + n1 - 1 + k] = mid[_reflect(n1 - 1 + k, n1)]
         o = dst[i]
+        if rx <= 4:
+            _taps(o, wx, mid,
+                  buf[rx - 1 : rx - 1 + n1] if rx >= 1 else mid, buf[rx + 1 : rx + 1 + n1] if rx >= 1 else mid,
+                  buf[rx - 2 : rx - 2 + n1] if rx >= 2 else mid, buf[rx + 2 : rx + 2 + n1] if rx >= 2 else mid,
+                  buf[rx - 3 : rx - 3 + n1] if rx >= 3 else mid, buf[rx + 3 : rx + 3 + n1] if rx >= 3 else mid,
+                  buf[rx - 4 : rx - 4 + n1] if rx >= 4 else mid, buf[rx + 4 : rx + 4 + n1] if rx >= 4 else mid,
+                  rx, n1)
+            continue
         w0 = wx[0]
         for j in range(n1):
             o[j] = w0 * mid[j]
@@ -111,7 +170,6 @@ def gaussian2(u, out, wy, wx, nblocks):
 def gaussian3(u, out, wz, wy, wx, nblocks):
     """As :func:`gaussian2` for ``(C, n0, n1, n2)`` volumes: z sum of a plane into a buffer, then y and x."""
     C, n0, n1, n2 = u.shape
-    rz = wz.shape[0] - 1
     rx = wx.shape[0] - 1
     for b in prange(C * nblocks):
         c = b // nblocks
@@ -122,16 +180,7 @@ def gaussian3(u, out, wz, wy, wx, nblocks):
             plane = np.empty((n1, n2), dtype=u.dtype)
             buf = np.empty(n2 + 2 * rx, dtype=u.dtype)
             src = u[c]
-            w0 = wz[0]
             for k in range(k0, k1):
                 for i in range(n1):  # z taps row by row: the row being summed stays in L1
-                    p, s = plane[i], src[k, i]
-                    for j in range(n2):
-                        p[j] = w0 * s[j]
-                    for m in range(1, rz + 1):
-                        a = src[_reflect(k - m, n0), i]
-                        bb = src[_reflect(k + m, n0), i]
-                        wm = wz[m]
-                        for j in range(n2):
-                            p[j] += wm * (a[j] + bb[j])
+                    _sum_rows(src[:, i, :], k, n0, wz, plane[i])
                 _rows(plane, out[c, k], 0, n1, wy, wx, buf)
