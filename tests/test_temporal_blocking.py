@@ -6,6 +6,8 @@ divide n, both the serial and the threaded build; and against the independent sp
 np.roll references of tests/reference.py.
 """
 
+import itertools
+
 import numpy as np
 import pytest
 import reference as ref
@@ -15,6 +17,7 @@ from pdediff import ExplicitHeatSolver
 from pdediff.anisotropic import _steppers
 from pdediff.grid import BC_CODE
 from pdediff.kernels.cpu import _common, blocked
+from pdediff.kernels.cpu import backend as backend_mod
 from pdediff.kernels.cpu.backend import CPU, CPUBackend
 
 # Sizes that are no multiple of the tiles (1, 3, 4 rows/planes) or of each other.
@@ -171,19 +174,133 @@ def test_pm_stepper_steps_equals_single_steps(monkeypatch, rng):
     np.testing.assert_array_equal(stepper.steps(u0.copy(), np.empty_like(u0), 9), a)
 
 
-def test_nonfinite_values_stay_local_as_in_single_steps(rng):
+@pytest.mark.parametrize("shape,tile,band", [((21, 17), 5, None), ((9, 11, 7), 2, 3)])
+def test_nonfinite_values_stay_local_as_in_single_steps(shape, tile, band, rng):
     """NaN/inf propagate exactly as in n single steps (halo recomputation does not spread them further)."""
-    u0 = rng.standard_normal((21, 17))
-    u0[10, 3], u0[2, 16] = np.nan, np.inf
+    u0 = rng.standard_normal(shape)
+    u0[(4,) * len(shape)], u0[(2,) * (len(shape) - 1) + (-1,)] = np.nan, np.inf
     a, b = u0.copy(), np.empty_like(u0)
-    got = blocked.heat_steps(a, b, 6, 1.0, (0.2, 0.2), (1, 1), depth=4, tile=5)
-    expect = _plain_heat(u0, 6, (0.2, 0.2), (1, 1))
+    coefs, bcs = (0.15,) * len(shape), (1,) * len(shape)
+    got = blocked.heat_steps(a, b, 6, 1.0, coefs, bcs, depth=4, tile=tile, band=band)
+    expect = _plain_heat(u0, 6, coefs, bcs)
     np.testing.assert_array_equal(np.isnan(got), np.isnan(expect))
     np.testing.assert_array_equal(got, expect)
 
 
-def test_default_3d_takes_single_steps_and_beta_is_kept(rng):
-    """3-D defaults run the single-step kernels (measured faster); beta != 1 reaches every path."""
+# --------------------------------------------------------------------------- 3-D wavefront (heat)
+
+WAVE_CONFIGS = [  # (steps, depth, planes per slab, rows per band)
+    (11, 4, 3, 4),  # slabs and bands that divide neither the grid nor each other; depth not dividing n
+    (9, 3, 100, 2),  # one slab; bands narrower than the halo
+    (7, 7, 5, 100),  # whole planes, slabs of 5 (z halos only)
+    (10, 8, None, None),  # automatic
+    (5, 2, 1, 1),  # one plane x one row per block
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_heat3_wavefront_equals_single_steps_bitwise(dtype, build, rng):
+    """Every boundary on every axis (mixed too), blocks not dividing the grid, bands wrapping (periodic) or
+    read in place, serial and threaded builds: bit for bit n single steps."""
+    shape = (11, 13, 7)
+    u0 = rng.standard_normal(shape).astype(dtype)
+    coefs = (0.12, 0.1, 0.14)
+    for bcs in itertools.product((0, 1, 2), repeat=3):
+        for n, depth, tile, band in WAVE_CONFIGS:
+            expect = _plain_heat(u0, n, coefs, bcs)
+            a, b = u0.copy(), np.empty_like(u0)
+            got = blocked.heat_steps(a, b, n, 1.0, coefs, bcs, depth=depth, tile=tile, band=band)
+            assert got is (a if len(blocked._passes(n, depth)) % 2 == 0 else b)
+            np.testing.assert_array_equal(got, expect, err_msg=f"bcs={bcs} n={n} depth={depth} {tile}x{band}")
+
+
+def test_heat3_wavefront_thin_and_large_grids(rng):
+    """Axes of one or two cells (ghost cells on both sides of a plane or row) and the automatic blocks of a grid
+    whose planes do not fit RING_BYTES (several bands)."""
+    for shape in [(1, 1, 6), (2, 1, 3), (3, 2, 1), (1, 5, 2)]:
+        for bcs in itertools.product((0, 1, 2), repeat=3):
+            u0 = rng.standard_normal(shape)
+            for depth, tile, band in [(8, None, None), (3, 1, 1)]:
+                got = blocked.heat_steps(u0.copy(), np.empty_like(u0), 9, 1.0, (0.1,) * 3, bcs, depth=depth,
+                                         tile=tile, band=band)
+                np.testing.assert_array_equal(got, _plain_heat(u0, 9, (0.1,) * 3, bcs))
+    shape = (6, 40, 3000)  # float64 planes of 0.9 MiB: 8 levels x 3 of them exceed RING_BYTES
+    slab, band = blocked._wave_blocks(shape, 8, 8, 2)
+    assert band < shape[1] and slab == shape[0]
+    u0 = rng.standard_normal(shape)
+    got = blocked.heat_steps(u0.copy(), np.empty_like(u0), 8, 1.0, (0.1,) * 3, (2, 2, 0))
+    np.testing.assert_array_equal(got, _plain_heat(u0, 8, (0.1,) * 3, (2, 2, 0)))
+
+
+def _halo_checked_pass(kernel_py, u0, depth, blocks, coefs, bcs):
+    """One pass of ``depth`` steps through the pure-Python body of a tile kernel (``py_func``: it looks its
+    helpers up in the module at call time, so a test can shrink the halo), buffers filled with NaN."""
+    t = u0.dtype.type
+    out = np.full_like(u0, np.nan)
+    L = max(b1 - b0 for b0, b1 in blocks[-1]) + 2 * depth
+    if u0.ndim == 3:
+        ring = np.full((depth, 3, L, u0.shape[2]), np.nan, dtype=u0.dtype)
+        for (k0, k1), (i0, i1) in itertools.product(*blocks):
+            kernel_py(u0, out, k0, k1, i0, i1, depth, t(1.0), t(1.0), *(t(c) for c in coefs), *bcs, ring)
+    else:
+        A, B = (np.full((L, u0.shape[1]), np.nan, dtype=u0.dtype) for _ in range(2))
+        for r0, r1 in blocks[0]:
+            kernel_py(u0, out, r0, r1, depth, t(1.0), t(1.0), *(t(c) for c in coefs), *bcs, A, B)
+    return out
+
+
+def _cuts(n, size):
+    return [(a, min(n, a + size)) for a in range(0, n, size)]
+
+
+@pytest.mark.parametrize("boundary", BOUNDARIES)
+def test_halo_smaller_than_depth_is_detected(boundary, monkeypatch, rng):
+    """The bitwise comparison catches a halo one plane or row too narrow: with the real halos the pure-Python
+    kernel bodies equal single steps, with a halo of ``depth - 1`` (z slabs, y bands, 2-D tiles) they do not."""
+    depth, bc = 4, BC_CODE[boundary]
+    u3 = rng.standard_normal((10, 11, 5))
+    coefs3 = (0.12, 0.1, 0.14)
+    blocks3 = (_cuts(10, 3), _cuts(11, 4))
+    expect3 = _plain_heat(u3, depth, coefs3, (bc,) * 3)
+    u2 = rng.standard_normal((13, 6))
+    expect2 = _plain_heat(u2, depth, (0.2, 0.2), (bc,) * 2)
+
+    def run():
+        got3 = _halo_checked_pass(blocked._heat3_wave.py_func, u3, depth, blocks3, coefs3, (bc,) * 3)
+        got2 = _halo_checked_pass(blocked._heat2_tile.py_func, u2, depth, (_cuts(13, 4),), (0.2, 0.2), (bc,) * 2)
+        return np.array_equal(got3, expect3), np.array_equal(got2, expect2)
+
+    assert run() == (True, True)
+    slab_range, tile_span = blocked._slab_range, blocked._tile_span
+    with monkeypatch.context() as m:  # z halo of the slabs one plane short
+        m.setattr(blocked, "_slab_range", lambda k0, k1, n0, lag, per: slab_range(k0, k1, n0, max(lag - 1, 0), per))
+        assert not run()[0]
+    with monkeypatch.context() as m:  # y halo of the bands (3-D) and of the tiles (2-D) one row short
+        m.setattr(blocked, "_tile_span", lambda r0, r1, n0, d, bc0: tile_span(r0, r1, n0, d - 1, bc0))
+        assert run() == (False, False)
+
+
+def test_backend_blocks_large_arrays_bitwise(monkeypatch, rng):
+    """CPUBackend.heat_steps / pm_steps above BLOCKING_MIN_BYTES (lowered here): 3-D heat through the wavefront,
+    3-D Perona–Malik through single steps, both bit for bit n single steps."""
+    requested = []
+    real = blocked.kernel
+    monkeypatch.setattr(blocked, "kernel", lambda op, *a: requested.append(op) or real(op, *a))
+    monkeypatch.setattr(backend_mod, "BLOCKING_MIN_BYTES", 0)
+    u0 = rng.standard_normal((9, 10, 11)).astype(np.float32)
+    coefs = (0.1, 0.12, 0.14)
+    got = CPU.heat_steps(u0.copy(), np.empty_like(u0), 13, 1.0, coefs, (0, 1, 2))
+    np.testing.assert_array_equal(got, _plain_heat(u0, 13, coefs, (0, 1, 2)))
+    assert requested == ["heat_wave"]
+    v0 = rng.standard_normal((1, 6, 5, 7)).astype(np.float32)
+    got = CPU.pm_steps(v0.copy(), np.empty_like(v0), 4, 0.1, (1.0, 1.0, 1.0), 1.0, 0)
+    np.testing.assert_array_equal(got, _plain_pm(v0, 4, 0.1, (1.0, 1.0, 1.0), 1.0, 0))
+    assert requested[1:] == ["perona_malik"] * 4
+
+
+def test_default_3d_and_beta_is_kept(rng):
+    """3-D defaults: heat through the wavefront, Perona–Malik through single steps (measured faster); beta != 1
+    reaches every path."""
     u0 = rng.standard_normal((6, 5, 7)).astype(np.float32)
     coefs, bcs = (0.1, 0.1, 0.1), (0, 0, 0)
     a, b = u0.copy(), np.empty_like(u0)
