@@ -74,6 +74,7 @@ def test_quick_writes_valid_json_markdown_and_plots(quick):
     for name in ("pdediff_explicit", "pdediff_explicit_block", "pdediff_adi", "pdediff_spectral",
                  "pdediff_exponential", "pdediff_rational", "pdediff_exponential_sigma", "pdediff_rational_sigma",
                  "pdediff_aos", "pdediff_kappa_auto", "kappa_fused", "pdediff_heat_blur", "pdediff_torch_pm",
+                 "torch_train_step", "torch_train_step_serial", "torch_train_degrade", "torch_train_model",
                  "numpy_step"):
         assert name in impls, name
     assert not any(r["kind"] == "peer" for r in bench["results"])  # peers only with --peers
@@ -430,3 +431,69 @@ def test_missing_peer_is_a_skip_not_an_error(monkeypatch):
     if importlib.util.find_spec("cv2") is not None:  # a 3-D case does not apply to OpenCV's 2-D filter
         with pytest.raises(_cases.Unavailable, match="2-D"):
             _cases.opencv_rgb(np.zeros((8, 8, 8)))
+
+
+# ---------------------------------------------------------------- torch and pdediff threads in one process
+_TRAIN = ("torch_train_step", "torch_train_step_serial", "torch_train_degrade", "torch_train_model")
+
+
+def test_train_step_cases_need_torch(monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch", None)  # import fails as if not installed
+    for name in _TRAIN:
+        with pytest.raises(_cases.Unavailable, match="PyTorch is not installed"):
+            getattr(_cases, name)(np.zeros((4, 1, 16, 16), np.float32))
+
+
+def test_train_step_is_its_parts_and_serial_only_changes_threads():
+    """The step is the degradation then the torch part; the serial case runs pdediff serial, then restores
+    the policy object itself (an adaptive policy keeps its estimates)."""
+    torch = pytest.importorskip("torch")
+    from pdediff.kernels.cpu import _common
+
+    u = _cases.torch_data((4, 1, 16, 16), np.float32)
+    step = _cases._TrainStep(u)
+    assert step.process.operator == "perona_malik" and int(step.t.max()) > 0
+    assert torch.equal(step.degrade(), step.xt) and not torch.equal(step.xt, step.x0)  # degraded, repeatably
+    seen = []
+    policy = _common.threading_policy()
+    serial = _cases._serial_kernels(lambda: seen.append(_common.threading_policy().mode))
+    serial()
+    assert seen == ["serial"] and _common.threading_policy() is policy
+    with pytest.raises(ZeroDivisionError):
+        _cases._serial_kernels(lambda: 1 / 0)()
+    assert _common.threading_policy() is policy
+    # one step of each case from the same start moves the weights the same way (the kernels' builds agree;
+    # 16 images of 16² reach the threaded build's size)
+    u = _cases.torch_data((16, 1, 16, 16), np.float32)
+    a, b, step = _cases._TrainStep(u), _cases._TrainStep(u), _cases._TrainStep(u)
+    old = _common.set_threading("parallel")
+    try:
+        a.step()
+    finally:
+        _common._POLICY = old
+    _cases._serial_kernels(b.step)()
+    for pa, pb in zip(a.net.parameters(), b.net.parameters()):
+        torch.testing.assert_close(pa, pb)
+    assert any(not torch.equal(p, q) for p, q in zip(a.net.parameters(), step.net.parameters()))
+
+
+def test_sum_ratio_divides_by_the_sum_of_the_parts():
+    bench = _synthetic()
+    shape = [4, 1, 16, 16]
+    for impl, t, kind, threads in (("torch_train_step", 0.9, "pdediff", 2), ("torch_train_step", 1.5, "pdediff", 1),
+                                   ("torch_train_step_serial", 1.0, "reference", None),
+                                   ("torch_train_degrade", 0.3, "pdediff", 2),
+                                   ("torch_train_model", 0.5, "reference", None)):
+        bench["results"].append({"group": "torch-train", "impl": impl, "label": impl, "kind": kind, "library": "x",
+                                 "device": "cpu", "threads": threads, "loaded": False, "shape": shape,
+                                 "dtype": "float32", "cells": 1024, "steps": 1, "passes": 1.0, "bytes": 8192,
+                                 "median_s": t, "iqr_s": 0.0, "repeats": 3, "number": 1})
+    _report.derive(bench)
+    validate_bench(_report.clean(bench))
+    ratio = {r["label"]: r for r in bench["ratios"] if r["group"] == "torch-train"}
+    threads = ratio["training step: pdediff threads / pdediff serial"]
+    assert threads["value"] == pytest.approx(0.9) and threads["status"] == "meets"  # at the top thread count
+    parts = ratio["training step / (degradation + torch part, alone)"]
+    assert parts["den"] == "torch_train_degrade+torch_train_model"
+    assert parts["value"] == pytest.approx(0.9 / 0.8) and parts["status"] == "misses"
+    assert any("training step / (degradation + torch part, alone)" in line for line in _report.ratios_table(bench))

@@ -494,6 +494,91 @@ def pdediff_torch_pm(u):
     return lambda: perona_malik(x, num_iter=N_ITER, kappa=0.1, sigma=0.0, check_finite=False)
 
 
+# ---------------------------------------------------------------- torch + pdediff threads in one process
+#: The model of the training-step cases: ``pdediff train``'s UNet (:func:`pdediff.torch.train_run`'s defaults).
+TRAIN_UNET = {"base": 32, "mults": (1, 2), "num_res_blocks": 1}
+
+
+class _TrainStep:
+    """One training step of a cold-diffusion Perona–Malik model, as :func:`pdediff.torch.train` takes it.
+
+    ``pdediff train``'s ``cold-pm`` process at the batch's image size (:func:`pdediff.torch.make_process`:
+    50 levels, ``kappa = 1``, its iterations per level) and UNet (:data:`TRAIN_UNET`), the batch mapped to
+    [-1, 1], timesteps drawn once (seeded, so every call does the same work): the forward degradation by
+    pdediff's Perona–Malik kernels, then forward, backward and an Adam step in torch's own thread pool.
+    :meth:`degrade` and :meth:`model` are its two parts alone (the latter on a degraded batch computed once).
+    Global RNG state is left as it was.
+    """
+
+    def __init__(self, u):
+        if is_gpu_array(u):
+            raise Unavailable("the torch cases run on CPU tensors")
+        torch = _torch()
+        from pdediff.torch import UNet, make_process
+
+        self.F = torch.nn.functional
+        self.x0 = torch.from_numpy(u) * 2 - 1
+        n = u.shape[0]
+        self.process = make_process("cold-pm", image_size=u.shape[-2:])
+        gen = torch.Generator().manual_seed(0)
+        self.t = self.process.sample_timesteps(n, gen)
+        self.noise = torch.randn(u.shape, generator=gen, dtype=self.x0.dtype)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            self.net = UNet(u.shape[1], **TRAIN_UNET).train()
+        self.opt = torch.optim.Adam(self.net.parameters(), lr=1e-4)
+        self.xt = self.degrade()
+
+    def degrade(self):
+        return self.process.add_noise(self.x0, self.noise, self.t)
+
+    def model(self, xt=None):
+        p = self.process
+        xt = self.xt if xt is None else xt
+        out = self.net(p.scale_model_input(xt, self.t), self.t)
+        loss = self.F.mse_loss(out, p.training_target(self.x0, self.noise, self.t))
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+
+    def step(self):
+        self.model(self.degrade())
+
+
+def _serial_kernels(fn):
+    """``fn`` with pdediff's CPU kernels forced serial for each call (the threading policy restored after)."""
+    from pdediff.kernels.cpu import _common
+
+    def run():
+        old = _common.set_threading("serial")
+        try:
+            return fn()
+        finally:
+            _common._POLICY = old  # the very object: an adaptive policy keeps its estimates
+
+    return run
+
+
+def torch_train_step(u):
+    """A training step with pdediff's threading as configured (adaptive by default) next to torch's pool."""
+    return _TrainStep(u).step
+
+
+def torch_train_step_serial(u):
+    """The same step with pdediff's kernels serial: torch's pool alone has the cores."""
+    return _serial_kernels(_TrainStep(u).step)
+
+
+def torch_train_degrade(u):
+    """The step's forward degradation alone (pdediff's Perona–Malik kernels)."""
+    return _TrainStep(u).degrade
+
+
+def torch_train_model(u):
+    """The step's torch part alone: forward, backward and Adam step on a batch degraded once."""
+    return _TrainStep(u).model
+
+
 # ---------------------------------------------------------------- registry
 @dataclass(frozen=True)
 class Impl:
@@ -555,6 +640,10 @@ KAPPA_SHAPES = ((1024, 1024), (128,) * 3, (256,) * 3)
 QUICK_SHAPES = ((128, 128), (256, 256), (24,) * 3, (40,) * 3)
 TORCH_SHAPE = (256, 1, 64, 64)
 TORCH_QUICK_SHAPE = (32, 1, 32, 32)
+#: The training-step batch: 64 images of 32², ``pdediff train``'s cold-pm process and UNet (about a second
+#: per step on two cores); quick: 16 images of 16².
+TRAIN_SHAPE = (64, 1, 32, 32)
+TRAIN_QUICK_SHAPE = (16, 1, 16, 16)
 
 _COPY = Impl(copy, "copy (np.copyto)", kind="roofline", library="NumPy", gpu=True, gpu_library="CuPy")
 _EXPLICIT = Impl(pdediff_explicit, "pdediff explicit step", gpu=True)
@@ -623,6 +712,17 @@ GROUPS: tuple[Group, ...] = (
              rounds=10),
         Impl(pdediff_torch_pm, "pdediff.torch.perona_malik", steps=N_ITER, rounds=5),
     ), torch_data, dtypes=("float32",), takes_sizes=False),
+    # torch's and pdediff's thread pools in one process (issue 12): a cold-diffusion PM training step with
+    # pdediff's threads and with its kernels serial, and its two parts alone (the step should cost no more
+    # than their sum).  Byte model nominal (one pass over the batch).
+    Group("torch-train", "torch", (TRAIN_SHAPE,), (TRAIN_QUICK_SHAPE,), (
+        Impl(torch_train_step, "cold-PM training step (pdediff threads)", rounds=3),
+        Impl(torch_train_step_serial, "cold-PM training step (pdediff serial)", kind="reference",
+             library="pdediff serial + PyTorch", rounds=3),
+        Impl(torch_train_degrade, "cold-PM degradation alone (pdediff)", rounds=3),
+        Impl(torch_train_model, "UNet forward+backward+Adam alone (torch)", kind="reference", library="PyTorch",
+             rounds=3),
+    ), torch_data, dtypes=("float32",), takes_sizes=False),
 )
 
 GROUP_NAMES = tuple(g.name for g in GROUPS)
@@ -655,7 +755,10 @@ def shape_name(shape: tuple[int, ...]) -> str:
 # ---------------------------------------------------------------- ratios and targets
 @dataclass(frozen=True)
 class Ratio:
-    """``(num time per step) / (den time per step)`` within ``group``; ``target`` with its direction."""
+    """``(num time per step) / (den time per step)`` within ``group``; ``target`` with its direction.
+
+    ``num`` and ``den`` name an implementation, or several joined by ``+`` (the sum of their times).
+    """
 
     label: str
     group: str
@@ -700,6 +803,12 @@ RATIOS: tuple[Ratio, ...] = (
     Ratio("heat_blur / scipy dctn+idctn", "torch", "pdediff_heat_blur", "scipy_fft_pair_batch", 1.5,
           higher_is_better=False),
     Ratio("IHDM torch-fft DCT blur / heat_blur", "torch", "ihdm_torch_dct", "pdediff_heat_blur", 1.0),
+    # pdediff's threads must not slow torch's training step (fair share of the cores) ...
+    Ratio("training step: pdediff threads / pdediff serial", "torch-train", "torch_train_step",
+          "torch_train_step_serial", 1.0, higher_is_better=False),
+    # ... nor the two pools each other: the step against its parts timed alone ("a+b": a sum of impls)
+    Ratio("training step / (degradation + torch part, alone)", "torch-train", "torch_train_step",
+          "torch_train_degrade+torch_train_model", 1.1, higher_is_better=False),
 )
 
 

@@ -26,7 +26,7 @@ def add_parser(subparsers) -> None:
     b.add_argument("--quick", action="store_true", help="small sizes, few repeats: about a minute")
     b.add_argument("--only", default=None, metavar="LIST",
                    help="comma-separated suites heat, pm, torch or groups heat-explicit, heat-adi, heat-spectral, "
-                   "pm, pm-kappa (default: all)")
+                   "pm, pm-kappa, torch-train (default: all)")
     b.add_argument("--sizes", default=None, metavar="LIST",
                    help="grid shapes replacing the defaults of the heat and Perona-Malik groups, e.g. "
                    "1024x1024,128x128x128 or 2d-1024,3d-128 (2-D or 3-D, 8-65536 cells per axis)")

@@ -203,6 +203,12 @@ def _kind_of(name: str) -> str | None:
     return None
 
 
+def _summed(per: dict, name: str, shape, dt, dev) -> float | None:
+    """Seconds per step of ``name``, or the sum over ``"a+b"`` (None when one is not measured)."""
+    parts = [per.get((n, shape, dt, dev)) for n in name.split("+")]
+    return None if None in parts else sum(parts)
+
+
 def _ratios(bench: dict, top: int) -> list[dict]:
     per = _per_step(bench, top)
     libs = {(r["impl"], r["device"]): r["library"] for r in bench["results"]}
@@ -212,7 +218,7 @@ def _ratios(bench: dict, top: int) -> list[dict]:
         groups_at[g].append((shape, dt, dev))
     for ratio in _cases.RATIOS:
         for shape, dt, dev in groups_at.get(ratio.group, []):
-            a, b = per.get((ratio.num, shape, dt, dev)), per.get((ratio.den, shape, dt, dev))
+            a, b = _summed(per, ratio.num, shape, dt, dev), _summed(per, ratio.den, shape, dt, dev)
             if a is None or b is None:
                 continue
             value = a / b
