@@ -497,3 +497,12 @@ def test_sum_ratio_divides_by_the_sum_of_the_parts():
     assert parts["den"] == "torch_train_degrade+torch_train_model"
     assert parts["value"] == pytest.approx(0.9 / 0.8) and parts["status"] == "misses"
     assert any("training step / (degradation + torch part, alone)" in line for line in _report.ratios_table(bench))
+
+
+def test_readme_block_is_the_generators_output_for_the_committed_run():
+    """README.md's benchmark block is exactly what make_readme_tables.py renders from the committed
+    bench.md of the run it quotes (docs/bench-run/bench.md): no hand edits, no stale tables."""
+    mt = _tables_module()
+    bench_md = ROOT / "docs" / "bench-run" / "bench.md"
+    assert bench_md.is_file()
+    assert mt.main([str(bench_md), "--readme", str(ROOT / "README.md"), "--check"]) == 0

@@ -41,6 +41,13 @@ def _row_view(shape: tuple[int, ...], ih) -> tuple[tuple[int, int, int], int, tu
     return (C, n0 * n1, n2), n1, tuple(ih)
 
 
+def _tag(x, shape=None) -> str:
+    """What the threading policy keys its timing estimates on besides kernel and size class: the dtype
+    and the geometry (calls of equal size but other shapes -- an ADI step's axis 0 and axis 1 lines,
+    float32 and float64 -- cost differently, and one estimate for both made the policy switch at random)."""
+    return f"{x.dtype.char}{tuple(x.shape) if shape is None else tuple(shape)}"
+
+
 def _lines(shape: tuple[int, ...], axis: int) -> tuple[int, int, int]:
     """``(pre, n, post)``: a C-contiguous array of ``shape`` viewed with ``n`` along ``axis``."""
     pre = int(np.prod(shape[:axis], dtype=np.int64))
@@ -76,7 +83,7 @@ class CPUBackend:
         coefs = tuple(t(c) for c in ih2)
         if faces is None and u.ndim == 3:
             # the 3-D kernel sweeps whole planes through flat (n0, n1 n2) views of the same memory
-            k = kernel("heat", 3, "const", u.size, u.dtype.char)
+            k = kernel("heat", 3, "const", u.size, _tag(u))
             flat = (u.shape[0], u.shape[1] * u.shape[2])
             if not (u.flags.c_contiguous and out.flags.c_contiguous):
                 u, tmp = np.ascontiguousarray(u), np.empty(u.shape, dtype=out.dtype)
@@ -85,9 +92,9 @@ class CPUBackend:
                 return
             k(u, out, u.reshape(flat), out.reshape(flat), t(dt), t(beta), *coefs, *bcs)
         elif faces is None:
-            kernel("heat", u.ndim, "const", u.size, u.dtype.char)(u, out, t(dt), t(beta), *coefs, *bcs)
+            kernel("heat", u.ndim, "const", u.size, _tag(u))(u, out, t(dt), t(beta), *coefs, *bcs)
         else:
-            kernel("heat", u.ndim, "var", u.size, u.dtype.char)(u, out, *faces, t(dt), t(beta), *coefs, *bcs)
+            kernel("heat", u.ndim, "var", u.size, _tag(u))(u, out, *faces, t(dt), t(beta), *coefs, *bcs)
 
     # -- several explicit steps per memory pass (optional: solvers use them when a backend has them) --
     def heat_steps(self, u, buf, n, dt, ih2, bcs, beta=1.0):
@@ -128,7 +135,7 @@ class CPUBackend:
         z, vn, qf = (coef.z, coef.vn, coef.qf) if cyclic else (coef.cp, coef.cp, coef.cp)
         sys_ = (coef.a[sq], coef.cp[sq], coef.inv[sq], z[sq], vn[sq], qf[sq])
         c = tuple(t(x) for x in coefs)
-        k = kernel("adi_first", u.ndim, "", u.size, u.dtype.char)
+        k = kernel("adi_first", u.ndim, "", u.size, _tag(u))
         if u.ndim == 2:
             k(u, w, *sys_, t(1), *c, *bcs, cyclic)
         else:
@@ -136,7 +143,7 @@ class CPUBackend:
 
     # -- batched tridiagonal -------------------------------------------------------
     def tri_factor(self, a, b, c, cp, inv):
-        kernel("tri_factor", 0, "", b.size, b.dtype.char)(a, b, c, cp, inv)
+        kernel("tri_factor", 0, "", b.size, _tag(b))(a, b, c, cp, inv)
 
     def tri_solve(self, d, x, out, coef, alpha=1.0, accumulate=False):
         """Solve along axis 1 of the ``(pre, n, post)`` views ``d`` -> ``x`` (may alias).
@@ -151,16 +158,17 @@ class CPUBackend:
         if post == 1:
             sq = (slice(None), slice(None), 0)
             block = 8  # measured: 8 lines per transposed block beat 16-64 (less scatter, L1-resident)
-            kernel("tri_solve_last", 0, "", d.size)(
+            kernel("tri_solve_last", 0, "", d.size, _tag(d))(
                 d[:, :, 0], x[:, :, 0], out[:, :, 0], coef.a[sq], coef.cp[sq], coef.inv[sq], z[sq], vn[sq],
                 qf[sq], block, t(alpha), accumulate, cyclic)
         else:
-            # columns per block: wide enough to vectorise, narrow enough to spread over threads (at least
-            # two work items per thread: a 2-D axis-0 solve has a single line block, pre = 1)
+            # columns per block: wide (long contiguous row segments stream best: measured at 4096² and 256³,
+            # 2048 columns beat 1024 by 10-20 % and 256 by 1.5-2x) but at least one work item per thread (a
+            # 2-D axis-0 solve has a single line block, pre = 1)
             nt = numba.get_num_threads()
-            per = -(-post // (2 * nt)) if pre < 2 * nt else post
-            block = int(max(64, min(post, 1024, -(-per // 64) * 64)))
-            kernel("tri_solve_mid", 0, "", d.size)(d, x, out, coef.a, coef.cp, coef.inv, z, vn, qf, block,
+            per = -(-post // nt) if pre < nt else post
+            block = int(max(64, min(post, 2048, -(-per // 64) * 64)))
+            kernel("tri_solve_mid", 0, "", d.size, _tag(d))(d, x, out, coef.a, coef.cp, coef.inv, z, vn, qf, block,
                                                     t(alpha), accumulate, cyclic)
 
     # -- Perona–Malik -----------------------------------------------------------------
@@ -168,7 +176,7 @@ class CPUBackend:
         """Fused explicit Perona–Malik step on ``(C, n)``, ``(C, n0, n1)`` or ``(C, n0, n1, n2)`` arrays."""
         t = u.dtype.type
         shp, nplane, ihs = _row_view(u.shape, ih)
-        k = kernel("perona_malik", 0, "", u.size, u.dtype.char)
+        k = kernel("perona_malik", 0, "", u.size, _tag(u))
         n0 = u.shape[1] if u.ndim > 2 else 1  # blocks start on planes (3-D) or rows (2-D)
         nblocks = min(n0, 4 * numba.get_num_threads()) if k.parallel else 1
         k(
@@ -183,9 +191,9 @@ class CPUBackend:
         args = (t(tau), t(ih), t(kinv2), _kernel_code(code, v.dtype), t(1), t(0.5))
         if post == 1:
             sq = (slice(None), slice(None), 0)
-            kernel("aos_coefficients", 0, "last", v.size, v.dtype.char)(v4[..., 0], a[sq], b[sq], c[sq], *args)
+            kernel("aos_coefficients", 0, "last", v.size, _tag(v4))(v4[..., 0], a[sq], b[sq], c[sq], *args)
         else:
-            kernel("aos_coefficients", 0, "mid", v.size, v.dtype.char)(v4, a, b, c, *args)
+            kernel("aos_coefficients", 0, "mid", v.size, _tag(v4))(v4, a, b, c, *args)
 
     def aos_axis(self, u, v, out, axis, tau, ih, kinv2, code, alpha):
         """One AOS term, fused: ``out += alpha (I - tau A_axis(v))^{-1} u`` for ``(C, *spatial)`` arrays.
@@ -201,11 +209,11 @@ class CPUBackend:
         args = (t(tau), t(ih), t(kinv2), _kernel_code(code, u.dtype), t(1), t(0.5), t(alpha))
         if post == 1:
             shp = (C, pre, n)
-            kernel("aos_axis", 0, "last", u.size, u.dtype.char)(
+            kernel("aos_axis", 0, "last", u.size, _tag(u, shp))(
                 u.reshape(shp), v.reshape(shp), out.reshape(shp), *args, v is u)
         else:
             shp = (C, pre, n, post)
-            kernel("aos_axis", 0, "mid", u.size, u.dtype.char)(u.reshape(shp), v.reshape(shp), out.reshape(shp),
+            kernel("aos_axis", 0, "mid", u.size, _tag(u, shp))(u.reshape(shp), v.reshape(shp), out.reshape(shp),
                                                                 *args)
 
     # -- smoothing -----------------------------------------------------------------------
@@ -233,7 +241,7 @@ class CPUBackend:
         else:
             u3, out3 = u, out
         nd = u3.ndim - 1
-        k = kernel("gaussian", nd, "", u.size, u.dtype.char + str(sum(len(x) for x in w)))
+        k = kernel("gaussian", nd, "", u.size, _tag(u) + str(sum(len(x) for x in w)))
         # a few blocks per thread and channel (rows in 2-D, planes in 3-D): balance without tiny blocks
         nblocks = min(u3.shape[1], 4 * numba.get_num_threads()) if k.parallel else 1
         k(u3, out3, *w, nblocks)

@@ -166,6 +166,54 @@ def gaussian2(u, out, wy, wx, nblocks):
             _rows(u[c], out[c], i0, i1, wy, wx, buf)
 
 
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
+def _plane_yx(plane, yp, dst, wy, wx):
+    """The y then x taps (radii <= 4) of a ``(n1, n2)`` plane into ``dst``, in whole-plane loops.
+
+    Volume rows are short (128-256 cells) and :func:`_rows` pays its loop and slicing overhead per
+    row; here the y taps of the interior rows run as one loop over the flat plane (row ``i +- k``
+    is cell ``f +- k n2``), the edge rows by :func:`_sum_rows`; the x taps run over the flat
+    y-smoothed plane too (cell ``f +- k``), and the ``rx`` cells at each row end, whose neighbours
+    the flat loop took from the adjacent rows, are recomputed with the reflected ends.  Each cell
+    is the same sum in the same order as in :func:`_rows`.
+    """
+    n1, n2 = plane.shape
+    ry = wy.shape[0] - 1
+    rx = wx.shape[0] - 1
+    P = n1 * n2
+    src = plane.reshape(P)
+    ysm = yp.reshape(P)
+    out = dst.reshape(P)
+    for i in range(min(ry, n1)):
+        _sum_rows(plane, i, n1, wy, yp[i])
+    for i in range(max(n1 - ry, ry), n1):
+        _sum_rows(plane, i, n1, wy, yp[i])
+    if n1 > 2 * ry:
+        lo, m = ry * n2, (n1 - 2 * ry) * n2
+        _taps(ysm[lo : lo + m], wy, src[lo : lo + m],
+              src[lo - n2 : lo - n2 + m] if ry >= 1 else src, src[lo + n2 : lo + n2 + m] if ry >= 1 else src,
+              src[lo - 2 * n2 : lo - 2 * n2 + m] if ry >= 2 else src,
+              src[lo + 2 * n2 : lo + 2 * n2 + m] if ry >= 2 else src,
+              src[lo - 3 * n2 : lo - 3 * n2 + m] if ry >= 3 else src,
+              src[lo + 3 * n2 : lo + 3 * n2 + m] if ry >= 3 else src,
+              src[lo - 4 * n2 : lo - 4 * n2 + m] if ry >= 4 else src,
+              src[lo + 4 * n2 : lo + 4 * n2 + m] if ry >= 4 else src, ry, m)
+    m = P - 2 * rx
+    _taps(out[rx : rx + m], wx, ysm[rx : rx + m],
+          ysm[rx - 1 : rx - 1 + m] if rx >= 1 else ysm, ysm[rx + 1 : rx + 1 + m] if rx >= 1 else ysm,
+          ysm[rx - 2 : rx - 2 + m] if rx >= 2 else ysm, ysm[rx + 2 : rx + 2 + m] if rx >= 2 else ysm,
+          ysm[rx - 3 : rx - 3 + m] if rx >= 3 else ysm, ysm[rx + 3 : rx + 3 + m] if rx >= 3 else ysm,
+          ysm[rx - 4 : rx - 4 + m] if rx >= 4 else ysm, ysm[rx + 4 : rx + 4 + m] if rx >= 4 else ysm, rx, m)
+    for i in range(n1):  # row ends: the taps with the half-sample reflection of their own row
+        row, o = yp[i], dst[i]
+        for e in range(2 * rx):
+            j = e if e < rx else n2 - 2 * rx + e
+            acc = wx[0] * row[j]
+            for k in range(1, rx + 1):
+                acc = acc + wx[k] * (row[_reflect(j - k, n2)] + row[_reflect(j + k, n2)])
+            o[j] = acc
+
+
 @register_kernel("gaussian", 3, error_model="numpy", fastmath={"contract"})
 def gaussian3(u, out, wz, wy, wx, nblocks):
     """As :func:`gaussian2` for ``(C, n0, n1, n2)`` volumes: z sum of a plane into a buffer, then y and x."""
@@ -178,9 +226,13 @@ def gaussian3(u, out, wz, wy, wx, nblocks):
         k1 = (blk + 1) * n0 // nblocks
         if k1 > k0:
             plane = np.empty((n1, n2), dtype=u.dtype)
+            yplane = np.empty((n1, n2), dtype=u.dtype)
             buf = np.empty(n2 + 2 * rx, dtype=u.dtype)
-            src = u[c]
+            src = u[c].reshape((n0, n1 * n2))  # planes as flat rows: the z taps run over a whole plane
+            flat = plane.reshape(n1 * n2)
             for k in range(k0, k1):
-                for i in range(n1):  # z taps row by row: the row being summed stays in L1
-                    _sum_rows(src[:, i, :], k, n0, wz, plane[i])
-                _rows(plane, out[c, k], 0, n1, wy, wx, buf)
+                _sum_rows(src, k, n0, wz, flat)
+                if rx <= 4 and wy.shape[0] <= 5 and n2 > 2 * rx:
+                    _plane_yx(plane, yplane, out[c, k], wy, wx)
+                else:
+                    _rows(plane, out[c, k], 0, n1, wy, wx, buf)
