@@ -235,8 +235,9 @@ def exp_neg(x):
     Range reduction ``x = n ln2 + r`` (Cody–Waite), ``|r| <= ln2/2``, the
     degree-13 Taylor polynomial of ``exp(-r)`` (truncation < 5e-18) and
     ``2^-n`` assembled from its exponent bits.  Unlike a libm call (or a
-    table lookup) LLVM vectorises it (no SVML here), which makes the
-    exponential conductance nearly as fast as the rational one.  Results that
+    table lookup) LLVM vectorises it (no SVML here): the exponential
+    explicit step costs ~2.3x the rational one (1.09 vs 0.46 ms at 1024²
+    float32, 2 threads), against 5-7x with the table.  Results that
     would be subnormal are flushed to zero (as with FTZ), since subnormal
     arithmetic, even in a discarded vector lane, costs ~100x.
     """
