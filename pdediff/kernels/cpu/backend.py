@@ -16,7 +16,7 @@ import scipy.ndimage
 
 from ..formulas import EXPONENTIAL, EXPONENTIAL32
 from . import adi, aos, blocked, gaussian, kappa, perona_malik, spectral, stencil, tridiag  # noqa: F401 - registers kernels
-from ._common import kernel, use_parallel
+from ._common import kernel, kernel_builds, use_parallel
 
 __all__ = ["CPUBackend", "CPU"]
 
@@ -267,9 +267,14 @@ class CPUBackend:
             return float("nan"), float("nan"), float("nan")
         v3_shape, nplane, ihs = _row_view(v.shape, [1.0 / float(h) for h in spacing])
         v3 = v.reshape(v3_shape)
-        par = use_parallel(v.size) and v.size >= kappa.PARALLEL_MIN_CELLS
-        nblocks = min(v3.shape[1], numba.get_num_threads()) if par else 1
-        return kappa.median_mad(v3, nplane, *ihs, nblocks)
+        if use_parallel(v.size) and v.size >= kappa.PARALLEL_MIN_CELLS:
+            # threaded or serial as the adaptive policy decides (a starved threaded build ran 2.2x the serial
+            # one with a competing process; the other kernels already switched)
+            k = kernel("kappa_pass", 0, "", v.size, _tag(v3))
+        else:
+            k = kernel_builds("kappa_pass", 0, "").serial
+        nblocks = min(v3.shape[1], numba.get_num_threads()) if k.parallel else 1
+        return kappa.median_mad(v3, nplane, *ihs, nblocks, k)
 
     # -- spectral ----------------------------------------------------------------------
     def scale_separable(self, c, factors):

@@ -221,17 +221,21 @@ def face_pass(v, nplane, ihz, ihy, ihx, kind, dev, scale, center, b0, b1, win, t
 # -- the host-side driver --------------------------------------------------------------------------
 
 
-def median_mad(v3, nplane, ihz, ihy, ihx, nblocks):
+def median_mad(v3, nplane, ihz, ihy, ihx, nblocks, k=None):
     """``(median, mad, mean)`` of the face magnitudes of the ``(C, rows, n)`` array ``v3`` (module docstring).
 
     Four passes (five on float64 input whose magnitudes leave float32's range,
     one more for ``mean``, computed only when ``mad`` is 0, else NaN);
     ``nblocks > 1`` runs them on that many blocks of rows in parallel.  No
-    non-NaN magnitude: ``(nan, nan, nan)``.
+    non-NaN magnitude: ``(nan, nan, nan)``.  ``k``: the build of the pass kernel
+    to run (the threading policy's choice, :func:`._common.kernel`); default:
+    the threaded build for ``nblocks > 1``.  Every build and block count gives
+    the same histograms, so the same result.
     """
     nan = float("nan")
-    builds = kernel_builds("kappa_pass", 0, "")
-    k = builds.parallel if nblocks > 1 else builds.serial
+    if k is None:
+        builds = kernel_builds("kappa_pass", 0, "")
+        k = builds.parallel if nblocks > 1 else builds.serial
     hist = np.empty((nblocks, 2 * NBINS), dtype=np.int64)
     stats = np.empty((nblocks, 4), dtype=np.float64)
     nowin = np.zeros(4)
