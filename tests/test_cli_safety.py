@@ -390,3 +390,39 @@ def test_cast_like_never_clips_silently():
         pio.cast_like(np.array([np.nan]), np.int16)
     np.testing.assert_array_equal(pio.cast_like(np.array([-1.0, 300.0]), np.uint8, clip=True), [0, 255])
     assert pio.cast_like(np.array([1.5]), np.float32).dtype == np.float32
+
+
+def test_stop_during_numba_compilation_is_delivered_after_it():
+    """A SIGTERM that lands while Numba's compiler lock is held (compiling, or loading a cached kernel) is not
+    raised there -- unwinding through half-built LLVM objects can crash the process -- but as soon as the
+    compiler is left; with no compilation it is raised at once."""
+    import os
+    import signal
+    import time
+
+    from numba.core.compiler_lock import global_compiler_lock
+
+    from pdediff import cli
+
+    previous = cli._install_signal_handlers()
+    try:
+        reached = False
+        with pytest.raises(cli._Terminated) as info:
+            with global_compiler_lock:
+                os.kill(os.getpid(), signal.SIGTERM)
+                for _ in range(10000):  # the handler has run by now: it deferred
+                    pass
+                time.sleep(0.05)  # the retry timer fires while still "compiling": it re-arms
+                reached = True
+            deadline = time.monotonic() + 5.0
+            while time.monotonic() < deadline:  # released: delivered within a retry period
+                time.sleep(0.005)
+        assert reached and info.value.signum == signal.SIGTERM
+        with pytest.raises(cli._Terminated):
+            os.kill(os.getpid(), signal.SIGHUP)
+            for _ in range(10000):
+                pass
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)

@@ -96,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
             raise
         return _stopped(args.command, cause)
     finally:
+        if signal.SIGALRM in previous:
+            signal.setitimer(signal.ITIMER_REAL, 0)
         for signum, handler in previous.items():
             signal.signal(signum, handler)
 
@@ -129,26 +131,62 @@ def _stopped_note(command: str) -> str:
 
 
 def _install_signal_handlers() -> dict:
-    """SIGTERM and SIGHUP unwind like Ctrl-C, so partial outputs are removed (main thread only)."""
+    """SIGTERM and SIGHUP unwind like Ctrl-C, so partial outputs are removed (main thread only).
+
+    A stop that arrives while Numba compiles is delivered when the compiler is left (see ``stop``).
+    """
     import threading
 
     if threading.current_thread() is not threading.main_thread():
         return {}
 
-    def raise_terminated(signum, frame):
+    pending: list[int] = []
+
+    def stop(signum):
+        if _compiling():
+            # Raising inside Numba's compiler (or while it loads a kernel from its cache) unwinds through
+            # half-built LLVM objects, whose native finalisers may crash the process; deliver the stop as
+            # soon as the compiler is left (the timer re-checks every 20 ms).
+            if not pending:
+                pending.append(signum)
+                signal.setitimer(signal.ITIMER_REAL, _RETRY_S)
+            return
         _quiet_teardown()
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
         raise _Terminated(signum)
 
-    def raise_interrupt(signum, frame):
-        _quiet_teardown()
-        raise KeyboardInterrupt
+    def retry(signum, frame):
+        if _compiling():
+            signal.setitimer(signal.ITIMER_REAL, _RETRY_S)
+            return
+        stop(pending.pop())
 
-    previous = {}
+    def raise_terminated(signum, frame):
+        stop(signum)
+
+    def raise_interrupt(signum, frame):
+        stop(signum)
+
+    previous = {signal.SIGALRM: signal.signal(signal.SIGALRM, retry)}
     for signum in (signal.SIGTERM, signal.SIGHUP):
         previous[signum] = signal.signal(signum, raise_terminated)
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
         previous[signal.SIGINT] = signal.signal(signal.SIGINT, raise_interrupt)
     return previous
+
+
+#: How often a stop deferred during Numba compilation is re-checked (seconds).
+_RETRY_S = 0.02
+
+
+def _compiling() -> bool:
+    """Whether this thread holds Numba's compiler lock (compiling, or loading a kernel from its cache)."""
+    mod = sys.modules.get("numba.core.compiler_lock")
+    try:
+        return bool(mod is not None and mod.global_compiler_lock.is_locked())
+    except Exception:  # noqa: BLE001 - a Numba without this internal: no deferral
+        return False
 
 
 def _quiet_teardown() -> None:
