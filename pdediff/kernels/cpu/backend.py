@@ -268,13 +268,21 @@ class CPUBackend:
         v3_shape, nplane, ihs = _row_view(v.shape, [1.0 / float(h) for h in spacing])
         v3 = v.reshape(v3_shape)
         if use_parallel(v.size) and v.size >= kappa.PARALLEL_MIN_CELLS:
-            # threaded or serial as the adaptive policy decides (a starved threaded build ran 2.2x the serial
-            # one with a competing process; the other kernels already switched)
-            k = kernel("kappa_pass", 0, "", v.size, _tag(v3))
+            # threaded or serial as the adaptive policy decides, per kind of pass (they cost differently; one
+            # estimate for all kept the serial build on a quiet machine), in blocks for the threads either way
+            # (a serial run over the blocks gives the same histograms)
+            def pick(kind):
+                return kernel("kappa_pass", 0, "", v.size, f"{_tag(v3)}{kind}")
+
+            nblocks = min(v3.shape[1], numba.get_num_threads())
         else:
-            k = kernel_builds("kappa_pass", 0, "").serial
-        nblocks = min(v3.shape[1], numba.get_num_threads()) if k.parallel else 1
-        return kappa.median_mad(v3, nplane, *ihs, nblocks, k)
+            serial = kernel_builds("kappa_pass", 0, "").serial
+
+            def pick(kind):
+                return serial
+
+            nblocks = 1
+        return kappa.median_mad(v3, nplane, *ihs, nblocks, pick)
 
     # -- spectral ----------------------------------------------------------------------
     def scale_separable(self, c, factors):

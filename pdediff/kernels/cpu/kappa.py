@@ -221,28 +221,32 @@ def face_pass(v, nplane, ihz, ihy, ihx, kind, dev, scale, center, b0, b1, win, t
 # -- the host-side driver --------------------------------------------------------------------------
 
 
-def median_mad(v3, nplane, ihz, ihy, ihx, nblocks, k=None):
+def median_mad(v3, nplane, ihz, ihy, ihx, nblocks, pick=None):
     """``(median, mad, mean)`` of the face magnitudes of the ``(C, rows, n)`` array ``v3`` (module docstring).
 
     Four passes (five on float64 input whose magnitudes leave float32's range,
     one more for ``mean``, computed only when ``mad`` is 0, else NaN);
     ``nblocks > 1`` runs them on that many blocks of rows in parallel.  No
-    non-NaN magnitude: ``(nan, nan, nan)``.  ``k``: the build of the pass kernel
-    to run (the threading policy's choice, :func:`._common.kernel`); default:
+    non-NaN magnitude: ``(nan, nan, nan)``.  ``pick(kind)``: the build of the pass
+    kernel to run for a pass of ``kind`` (the threading policy's choice,
+    :func:`._common.kernel`, per kind since the passes cost differently); default:
     the threaded build for ``nblocks > 1``.  Every build and block count gives
     the same histograms, so the same result.
     """
     nan = float("nan")
-    if k is None:
+    if pick is None:
         builds = kernel_builds("kappa_pass", 0, "")
-        k = builds.parallel if nblocks > 1 else builds.serial
+        fixed = builds.parallel if nblocks > 1 else builds.serial
+
+        def pick(kind):
+            return fixed
     hist = np.empty((nblocks, 2 * NBINS), dtype=np.int64)
     stats = np.empty((nblocks, 4), dtype=np.float64)
     nowin = np.zeros(4)
 
     def run(kind, dev=False, scale=1.0, center=0.0, b0=-1, b1=-1, win=nowin, track=False):
-        k(v3, nplane, ihz, ihy, ihx, kind, dev, float(scale), float(center), int(b0), int(b1), win, track,
-          hist, stats)
+        pick(kind)(v3, nplane, ihz, ihy, ihx, kind, dev, float(scale), float(center), int(b0), int(b1), win, track,
+                   hist, stats)
 
     def select(dev, scale, center, track=False):
         """The median of the (scaled) keys: TOP pass, bins, LOW pass, order statistics."""
