@@ -238,3 +238,20 @@ def test_demo_runs(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "spectral (DCT)" in out and "Perona–Malik explicit" in out
     assert (tmp_path / "heat_demo.png").exists() and (tmp_path / "denoise_demo.png").exists()
+
+
+def test_a_result_that_broke_down_is_never_written(tmp_path, capsys):
+    """float32 AOS with a huge dt loses the 1 of 1 + dt L and returns NaN: the CLI refuses to write it (a
+    rescale would have turned it into an all-zero image), leaves no file and says why in one line."""
+    vol = (np.random.default_rng(0).random((12, 24, 24)) * 255).astype(np.float32)
+    np.save(tmp_path / "v.npy", vol)
+    for out in ("o.npy", "o.tif"):
+        rc = main(["denoise", str(tmp_path / "v.npy"), "-o", str(tmp_path / out), "--method", "aos", "--dt", "1e9",
+                   "--num-iter", "1", "--quiet"] + (["--rescale", "--dtype", "uint8"] if out.endswith(".tif") else []))
+        err = capsys.readouterr().err.strip().splitlines()
+        assert rc == 2 and len(err) == 1 and "non-finite" in err[0] and "nothing was written" in err[0]
+        assert sorted(os.listdir(tmp_path)) == ["v.npy"]
+    # a sane dt still writes
+    assert main(["denoise", str(tmp_path / "v.npy"), "-o", str(tmp_path / "ok.npy"), "--method", "aos",
+                 "--quiet"]) == 0
+    assert np.isfinite(np.load(tmp_path / "ok.npy")).all()

@@ -292,6 +292,12 @@ def write_job(job: ImageJob, out: np.ndarray, spacing, *, rescale: bool, title: 
     input (default: INPUT)."""
     from ..io import ScanIOError, atomic_paths, write_scan
 
+    # INPUT was checked finite: a non-finite result is a numerical breakdown (float32 with a --dt so large
+    # that 1 + dt L loses its 1), never something to write -- nor to rescale into an all-zero image.
+    bad = int(out.size - np.count_nonzero(np.isfinite(out)))
+    if bad:
+        raise CLIError(f"the result has {bad} non-finite value(s) of {out.size}: the computation broke down "
+                       "(a very large --dt in float32 arithmetic?); nothing was written; use a smaller --dt")
     ch = job.channel_axis
     if job.alpha:  # put the untouched alpha channel back
         a = np.take(job.data, [job.data.shape[ch] - 1], axis=ch).astype(out.dtype)
