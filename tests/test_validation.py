@@ -97,3 +97,15 @@ def test_solver_state_checks():
         pdediff.SpectralHeatSolver((4,)).evolve(np.zeros((3, 4)), np.ones(2))
     with pytest.raises(ValueError, match="shape"):
         pdediff.Grid((0, 3))
+
+
+@pytest.mark.parametrize("solver", ["ExplicitHeatSolver", "ImplicitHeatSolver"])
+def test_step_refuses_a_read_only_array_in_one_line(solver):
+    """step(u, n) works in place: a read-only u (np.load(mmap_mode='r'), a broadcast view) gets a one-line
+    ValueError from both steppers (the implicit one used to raise a long Numba TypingError)."""
+    import pdediff
+
+    u = np.random.default_rng(0).random((8, 9))
+    u.flags.writeable = False
+    with pytest.raises(ValueError, match="read-only"):
+        getattr(pdediff, solver)(u.shape).step(u, 1)

@@ -55,6 +55,8 @@ class _HeatSolverBase:
     def _step_args(self, u: Any, n: Any, dt: Any) -> tuple[int, float]:
         """Validate a ``step(u, n, dt=...)`` call: ``u``'s shape, dtype and layout, ``n >= 0``; ``dt`` or the default."""
         self._check_state(u)
+        if not getattr(u.flags, "writeable", True):  # (CuPy arrays have no such flag: always writeable)
+            raise ValueError("u is read-only, but step(u, n) advances it in place; pass a writeable copy (u.copy())")
         dt = self.dt if dt is None else self.check_dt(dt)
         n = int(n)
         if n < 0:
