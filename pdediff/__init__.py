@@ -14,6 +14,8 @@ Grid
     The cell-centred grid and its boundary conditions.
 analytic
     Exact solutions used by tests, docs and benchmarks.
+ParameterError
+    A parameter's value is not allowed (a ``ValueError`` naming the parameter).
 StabilityError
     Raised for explicit time steps above the stability limit.
 StepLimitError
@@ -24,7 +26,7 @@ from __future__ import annotations
 
 from . import analytic
 from .anisotropic import estimate_kappa, perona_malik
-from .errors import StabilityError, StepLimitError
+from .errors import ParameterError, StabilityError, StepLimitError
 from .grid import Grid
 from .heat import ExplicitHeatSolver, ImplicitHeatSolver, SpectralHeatSolver, solve_heat
 from .restoration import inpaint
@@ -53,6 +55,7 @@ __all__ = [
     "SpectralHeatSolver",
     "Grid",
     "analytic",
+    "ParameterError",
     "StabilityError",
     "StepLimitError",
     "__version__",

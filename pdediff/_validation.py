@@ -168,8 +168,9 @@ def check_step_count(n: float, max_steps: Any, what: str, advice: str) -> None:
     limit = max_steps_value(max_steps)
     if n > limit:
         raise StepLimitError(
-            f"{what} needs {n:.3g} time steps, more than max_steps={int(limit)}; {advice}, "
-            "or pass max_steps=None to run them anyway"
+            f"{what} needs {n:.3g} time steps, more than {{max_steps={int(limit)}}}; {advice}, "
+            "or pass {max_steps=None} to run them anyway",
+            param="max_steps",
         )
 
 

@@ -2,18 +2,81 @@
 
 from __future__ import annotations
 
-__all__ = ["StabilityError", "StepLimitError", "CheckpointError", "DatasetError", "RunError"]
+import re
+from collections.abc import Callable
+
+__all__ = ["ParameterError", "StabilityError", "StepLimitError", "CheckpointError", "DatasetError", "RunError"]
+
+# ``{name}`` names a parameter, ``{name=value}`` a setting of it (e.g. ``{max_steps=None}``).
+_REF = re.compile(r"\{([A-Za-z_][A-Za-z0-9_.]*)(?:=([^{}]*))?\}")
 
 
-class StabilityError(ValueError):
+def _api_spelling(name: str, value: str | None) -> str:
+    return name if value is None else f"{name}={value}"
+
+
+class ParameterError(ValueError):
+    """A parameter's value is not allowed.
+
+    Carries the parameter's name (:attr:`param`) and the message as a
+    *template* in which every parameter the message mentions is written as
+    ``{name}`` (the parameter) or ``{name=value}`` (a setting of it, as in
+    "pass ``{max_steps=None}`` to run anyway").  ``str(error)`` spells them as
+    Python keywords (``max_steps=None``); a front end with other spellings --
+    the command line's flags -- renders the same template with
+    :meth:`render`, so no message is ever rewritten by substring.
+
+    Subclass of :class:`ValueError`, so ``except ValueError`` catches it.
+
+    Parameters
+    ----------
+    template : str
+        The message, with ``{name}``/``{name=value}`` references.  Literal
+        braces are not allowed in it (format values into it first).
+    param : str
+        The parameter at fault (a Python keyword name, e.g. ``"num_iter"``).
+
+    Examples
+    --------
+    >>> err = ParameterError("{num_iter} must be a positive integer; got 0", param="num_iter")
+    >>> str(err)
+    'num_iter must be a positive integer; got 0'
+    >>> err.render(lambda name, value: "--" + name.replace("_", "-") + ("" if value is None else " " + value))
+    '--num-iter must be a positive integer; got 0'
+    """
+
+    def __init__(self, template: str, *, param: str):
+        self.template = template
+        self.param = param
+        super().__init__(self.render())
+
+    @property
+    def mentioned(self) -> list[str]:
+        """Every parameter name the message refers to, in order (the faulty one included if mentioned)."""
+        return [m.group(1) for m in _REF.finditer(self.template)]
+
+    def render(self, spell: Callable[[str, str | None], str] = _api_spelling) -> str:
+        """The message with each ``{name}``/``{name=value}`` spelled by ``spell(name, value_or_None)``."""
+        return _REF.sub(lambda m: spell(m.group(1), m.group(2)), self.template)
+
+    def __reduce__(self):  # picklable across processes (Dask workers, torchrun)
+        return (_rebuild, (type(self), self.template, self.param))
+
+
+def _rebuild(cls, template, param):
+    return cls(template, param=param)
+
+
+class StabilityError(ParameterError):
     """A time step exceeds the stability limit of an explicit scheme.
 
     Subclass of :class:`ValueError`, so ``except ValueError`` catches it too.
     The message states the limit for the grid and coefficients at hand.
+    Its :attr:`~ParameterError.param` is the time step (``"dt"``).
     """
 
 
-class StepLimitError(ValueError):
+class StepLimitError(ParameterError):
     """A computation would take more time steps than ``max_steps`` allows.
 
     Raised before any work is done, with the estimated number of steps and the

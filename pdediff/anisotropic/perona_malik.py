@@ -279,8 +279,9 @@ def _time_steps(grid: Grid, dt: Any, num_iter: Any, method: str, max_steps: Any)
         dt_ = positive_step(dt)
         if method == "explicit" and dt_ > dt_max * (1 + 1e-12):
             raise StabilityError(
-                f"dt={dt_:.6g} exceeds the explicit Perona–Malik stability limit "
-                f"1/(2 sum 1/h^2) = {dt_max:.6g}; use dt <= {dt_max:.6g} or method='aos'"
+                f"{{dt={dt_:.6g}}} exceeds the explicit Perona–Malik stability limit "
+                f"1/(2 sum 1/h^2) = {dt_max:.6g}; use {{dt}} <= {dt_max:.6g} or {{method='aos'}}",
+                param="dt",
             )
     if num_iter is None:
         n_est = DEFAULT_NUM_ITER * dt_max / dt_

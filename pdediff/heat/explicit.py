@@ -75,9 +75,10 @@ class ExplicitHeatSolver(_HeatSolverBase):
         # A relative slack of 1e-12 lets t / ceil(t / dt_max) through despite rounding.
         if dt > self.dt_max * (1 + 1e-12):
             raise StabilityError(
-                f"dt={dt:.6g} exceeds the explicit stability limit dt_max = 1/(2 D_max sum 1/h^2) "
-                f"= {self.dt_max:.6g} for this grid and diffusivity; use dt <= {self.dt_max:.6g}, "
-                "dt=None, or method='implicit'/'spectral'"
+                f"{{dt={dt:.6g}}} exceeds the explicit stability limit dt_max = 1/(2 D_max sum 1/h^2) "
+                f"= {self.dt_max:.6g} for this grid and diffusivity; use {{dt}} <= {self.dt_max:.6g}, "
+                "{dt=None}, or {method='implicit'}/'spectral'",
+                param="dt",
             )
         return dt
 

@@ -254,9 +254,9 @@ def repaint(
                          f"(jump_n_sample={jn}); got jump_length={jl}. Use jump_n_sample=1 for no resampling")
     calls = n + jl * (jn - 1) * math.ceil(max(n - jl, 0) / jl) if jn > 1 else n
     if calls > DEFAULT_MAX_STEPS:
-        raise StepLimitError(f"RePaint with {n} sampling steps, jump_length={jl} and jump_n_sample={jn} needs "
-                             f"{calls} model calls per batch, above the limit of {DEFAULT_MAX_STEPS}; lower "
-                             "jump_n_sample (RePaint uses 10) or the number of steps")
+        raise StepLimitError(f"RePaint with {n} sampling steps, {{jump_length={jl}}} and {{jump_n_sample={jn}}} "
+                             f"needs {calls} model calls per batch, above the limit of {DEFAULT_MAX_STEPS}; lower "
+                             "{jump_n_sample} (RePaint uses 10) or the number of steps", param="jump_n_sample")
     if jn > 1 and not callable(getattr(process, "forward_transition", None)):
         raise TypeError(f"{type(process).__name__} has no forward_transition(sample, timestep, next_timestep, "
                         "generator, pred_original_sample=...): RePaint's resampling jumps need one; use "
