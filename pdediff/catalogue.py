@@ -1,0 +1,103 @@
+"""Every name pdediff accepts, written once (torch-free).
+
+The command line, the study, the run folders, the docs and the solvers all
+import their method and process names from here, so that a name is added,
+renamed or labelled in one place.  Importing this module imports neither
+torch nor any optional library: a forward process is named by its import path
+and loaded on demand (:func:`process_class`).
+
+Vocabulary (``docs/conventions.rst``): *sampling steps* are
+``num_inference_steps`` (``--num-inference-steps``), *optimiser steps* of a
+training run are ``steps`` (``pdediff train --steps``), and *a trained model*
+is a **run** (a run folder, :func:`pdediff.torch.load_run`; ``--run RUN`` on
+the command line).
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Mapping
+
+__all__ = [
+    "HEAT_METHODS",
+    "HEAT_SCHEMES",
+    "HEAT_SPECTRA",
+    "BOUNDARIES",
+    "PM_METHODS",
+    "CONDUCTANCES",
+    "INPAINT_METHODS",
+    "ProcessEntry",
+    "PROCESSES",
+    "PROCESS_NAMES",
+    "process_class",
+]
+
+#: :func:`pdediff.solve_heat` ``method``.
+HEAT_METHODS = ("spectral", "explicit", "implicit")
+#: :func:`pdediff.solve_heat` ``scheme`` (implicit method).
+HEAT_SCHEMES = ("crank-nicolson", "backward-euler")
+#: :func:`pdediff.solve_heat` ``spectrum`` (spectral method).
+HEAT_SPECTRA = ("continuous", "discrete")
+#: Boundary conditions of every solver.
+BOUNDARIES = ("neumann", "dirichlet", "periodic")
+#: :func:`pdediff.perona_malik` ``method``.
+PM_METHODS = ("explicit", "aos")
+#: :func:`pdediff.perona_malik` ``conductance`` (besides a callable).
+CONDUCTANCES = ("exponential", "rational", "tukey")
+#: :func:`pdediff.inpaint` ``method``.
+INPAINT_METHODS = ("harmonic", "biharmonic", "perona_malik", "learned")
+
+
+@dataclass(frozen=True)
+class ProcessEntry:
+    """One forward process under its catalogue name.
+
+    Attributes
+    ----------
+    name : str
+        The name used by :func:`pdediff.torch.make_process`, run folders and ``--process``.
+    cls : str
+        Import path of the :class:`pdediff.torch.ForwardProcess` subclass, ``"module:Class"``.
+    fixed : mapping
+        Constructor arguments the name fixes (a config may repeat them, not change them).
+    label : str
+        Human-readable label (study tables, figures, help texts).
+    """
+
+    name: str
+    cls: str
+    label: str
+    fixed: Mapping[str, Any] = field(default_factory=dict)
+
+    def load(self) -> type:
+        """The process class (imports torch)."""
+        module, _, qual = self.cls.partition(":")
+        return getattr(importlib.import_module(module), qual)
+
+
+_P = "pdediff.torch.processes"
+_ENTRIES = (
+    ProcessEntry("ddpm", f"{_P}.gaussian:GaussianDiffusion", "DDPM (Gaussian)"),
+    ProcessEntry("ihdm", f"{_P}.heat_dissipation:HeatDissipation", "inverse heat dissipation"),
+    ProcessEntry("blurring", f"{_P}.blurring:BlurringDiffusion", "blurring diffusion"),
+    ProcessEntry("cold-heat", f"{_P}.cold:ColdDiffusion", "cold diffusion, heat",
+                 MappingProxyType({"operator": "heat"})),
+    ProcessEntry("cold-pm", f"{_P}.cold:ColdDiffusion", "cold diffusion, Perona–Malik",
+                 MappingProxyType({"operator": "perona_malik"})),
+)
+
+#: Forward processes by catalogue name, in the order the study and the help texts list them.
+PROCESSES: Mapping[str, ProcessEntry] = MappingProxyType({e.name: e for e in _ENTRIES})
+#: The catalogue names, in order.
+PROCESS_NAMES = tuple(PROCESSES)
+
+
+def process_class(name: str) -> type:
+    """The :class:`~pdediff.torch.ForwardProcess` subclass behind catalogue name ``name``."""
+    from .errors import ParameterError
+
+    if name not in PROCESSES:
+        raise ParameterError(f"{{process}} must be one of {', '.join(map(repr, PROCESS_NAMES))}; got {name!r}",
+                             param="process")
+    return PROCESSES[name].load()
