@@ -8,6 +8,10 @@
   ``(operation, spatial dimensions, coefficient kind)`` in the spirit of
   py-pde's ``register_operator``; :func:`use_parallel` (a size threshold) and
   :class:`ThreadPolicy` (adaptive, see there) pick the build for each call.
+* :func:`kernel_code` / :func:`row_view`: the calling conventions of the
+  Perona–Malik row kernels, shared by the backend's single steps
+  (:mod:`.backend`) and the temporally blocked drivers (:mod:`.blocked`), so
+  neither imports the other.
 """
 
 from __future__ import annotations
@@ -26,10 +30,10 @@ from numba.core import cgutils
 from numba.core import types as nbtypes
 from numba.extending import intrinsic
 
-from ..formulas import compile_formulas
+from ..formulas import EXPONENTIAL, EXPONENTIAL32, compile_formulas
 
 __all__ = ["F", "exp_neg", "exp_neg32", "register_kernel", "kernel", "kernel_builds", "use_parallel",
-           "PARALLEL_MIN_CELLS", "ThreadPolicy", "set_threading", "threading_policy"]
+           "PARALLEL_MIN_CELLS", "ThreadPolicy", "set_threading", "threading_policy", "kernel_code", "row_view"]
 
 #: Arrays with fewer cells than this run on one thread.  Measured on the 2-core
 #: development machine (explicit heat step, float32): serial 4 us vs parallel 6 us
@@ -354,3 +358,27 @@ def kernel_builds(op: str, ndim: int, coef: str) -> Kernel:
 def kernel(op: str, ndim: int, coef: str, size: int, tag: str = ""):
     """The compiled driver for ``(op, ndim, coef)`` to run on ``size`` cells (:meth:`Kernel.for_size`)."""
     return _KERNELS[(op, ndim, coef)].for_size(size, tag)
+
+
+# --------------------------------------------------------------------------- call conventions
+# shared by the backend's single steps and the temporally blocked drivers (:mod:`.blocked`)
+
+
+def kernel_code(code: int, dtype) -> int:
+    """The exponential conductance runs as its float32 kernel on float32 data: twice the vector width."""
+    return EXPONENTIAL32 if code == EXPONENTIAL and dtype == np.float32 else int(code)
+
+
+def row_view(shape: tuple[int, ...], ih) -> tuple[tuple[int, int, int], int, tuple[float, float, float]]:
+    """How the row kernels see a ``(C, *spatial)`` array: ``(C, rows, n)``, rows per plane, ``(ihz, ihy, ihx)``.
+
+    1-D ``(C, n)`` is one row; 2-D ``(C, n0, n1)`` one plane of ``n0`` rows; 3-D
+    ``(C, n0, n1, n2)`` is ``(C, n0 * n1, n2)`` in planes of ``n1`` rows.  Missing axes get ``ih = 0``.
+    """
+    C, spatial = shape[0], tuple(shape[1:])
+    if len(spatial) == 1:
+        return (C, 1, spatial[0]), 1, (0.0, 0.0, ih[0])
+    if len(spatial) == 2:
+        return (C, *spatial), spatial[0], (0.0, ih[0], ih[1])
+    n0, n1, n2 = spatial
+    return (C, n0 * n1, n2), n1, tuple(ih)

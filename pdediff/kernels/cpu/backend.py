@@ -14,31 +14,10 @@ import numpy as np
 import scipy.fft
 import scipy.ndimage
 
-from ..formulas import EXPONENTIAL, EXPONENTIAL32
 from . import adi, aos, blocked, gaussian, kappa, perona_malik, spectral, stencil, tridiag  # noqa: F401 - registers kernels
-from ._common import kernel, kernel_builds, use_parallel
+from ._common import kernel, kernel_builds, kernel_code, row_view, use_parallel
 
 __all__ = ["CPUBackend", "CPU"]
-
-
-def _kernel_code(code: int, dtype) -> int:
-    """The exponential conductance runs as its float32 kernel on float32 data: twice the vector width."""
-    return EXPONENTIAL32 if code == EXPONENTIAL and dtype == np.float32 else int(code)
-
-
-def _row_view(shape: tuple[int, ...], ih) -> tuple[tuple[int, int, int], int, tuple[float, float, float]]:
-    """How the row kernels see a ``(C, *spatial)`` array: ``(C, rows, n)``, rows per plane, ``(ihz, ihy, ihx)``.
-
-    1-D ``(C, n)`` is one row; 2-D ``(C, n0, n1)`` one plane of ``n0`` rows; 3-D
-    ``(C, n0, n1, n2)`` is ``(C, n0 * n1, n2)`` in planes of ``n1`` rows.  Missing axes get ``ih = 0``.
-    """
-    C, spatial = shape[0], tuple(shape[1:])
-    if len(spatial) == 1:
-        return (C, 1, spatial[0]), 1, (0.0, 0.0, ih[0])
-    if len(spatial) == 2:
-        return (C, *spatial), spatial[0], (0.0, ih[0], ih[1])
-    n0, n1, n2 = spatial
-    return (C, n0 * n1, n2), n1, tuple(ih)
 
 
 def _tag(x, shape=None) -> str:
@@ -175,20 +154,20 @@ class CPUBackend:
     def pm_step(self, u, v, out, dt, ih, kinv2, code):
         """Fused explicit Perona–Malik step on ``(C, n)``, ``(C, n0, n1)`` or ``(C, n0, n1, n2)`` arrays."""
         t = u.dtype.type
-        shp, nplane, ihs = _row_view(u.shape, ih)
+        shp, nplane, ihs = row_view(u.shape, ih)
         k = kernel("perona_malik", 0, "", u.size, _tag(u))
         n0 = u.shape[1] if u.ndim > 2 else 1  # blocks start on planes (3-D) or rows (2-D)
         nblocks = min(n0, 4 * numba.get_num_threads()) if k.parallel else 1
         k(
             u.reshape(shp), v.reshape(shp), out.reshape(shp), nplane, t(dt), *(t(x) for x in ihs), t(kinv2),
-            _kernel_code(code, u.dtype), t(1), t(0.5), nblocks)
+            kernel_code(code, u.dtype), t(1), t(0.5), nblocks)
 
     def aos_coefficients(self, v, axis, a, b, c, tau, ih, kinv2, code):
         """Lines of ``I - tau A_axis(v)`` for ``v`` ``(C, *spatial)`` into ``(pre, n, post)`` arrays."""
         t = v.dtype.type
         pre, n, post = _lines(v.shape[1:], axis)
         v4 = v.reshape(v.shape[0], pre, n, post)
-        args = (t(tau), t(ih), t(kinv2), _kernel_code(code, v.dtype), t(1), t(0.5))
+        args = (t(tau), t(ih), t(kinv2), kernel_code(code, v.dtype), t(1), t(0.5))
         if post == 1:
             sq = (slice(None), slice(None), 0)
             kernel("aos_coefficients", 0, "last", v.size, _tag(v4))(v4[..., 0], a[sq], b[sq], c[sq], *args)
@@ -206,7 +185,7 @@ class CPUBackend:
         t = u.dtype.type
         C = u.shape[0]
         pre, n, post = _lines(u.shape[1:], axis)
-        args = (t(tau), t(ih), t(kinv2), _kernel_code(code, u.dtype), t(1), t(0.5), t(alpha))
+        args = (t(tau), t(ih), t(kinv2), kernel_code(code, u.dtype), t(1), t(0.5), t(alpha))
         if post == 1:
             shp = (C, pre, n)
             kernel("aos_axis", 0, "last", u.size, _tag(u, shp))(
@@ -265,7 +244,7 @@ class CPUBackend:
         nd = v.ndim - 1
         if v.size == 0 or nd == 0:
             return float("nan"), float("nan"), float("nan")
-        v3_shape, nplane, ihs = _row_view(v.shape, [1.0 / float(h) for h in spacing])
+        v3_shape, nplane, ihs = row_view(v.shape, [1.0 / float(h) for h in spacing])
         v3 = v.reshape(v3_shape)
         if use_parallel(v.size) and v.size >= kappa.PARALLEL_MIN_CELLS:
             # threaded or serial as the adaptive policy decides, per kind of pass (they cost differently; one

@@ -72,7 +72,7 @@ import numpy as np
 from numba import njit, prange
 
 from ..formulas import PERIODIC, PLUS
-from ._common import F, kernel, register_kernel, use_parallel
+from ._common import F, kernel, kernel_code, register_kernel, row_view, use_parallel
 from .perona_malik import _pm_rows
 
 __all__ = ["BLOCK_DEPTH", "RING_BYTES", "TILE_BYTES", "heat_steps", "pm_steps"]
@@ -479,17 +479,15 @@ def pm_steps(u: np.ndarray, buf: np.ndarray, n: int, dt: float, ih, kinv2: float
     ``(C, *spatial)`` arrays, arguments as :meth:`CPUBackend.pm_step`; returns ``u`` or ``buf``,
     whichever holds the result.
     """
-    from .backend import _kernel_code, _row_view  # lazy: the backend imports this module
-
     t = u.dtype.type
-    shp, nplane, ihs = _row_view(u.shape, ih)
+    shp, nplane, ihs = row_view(u.shape, ih)
     v, w = u.reshape(shp), buf.reshape(shp)
     R = shp[1]
     nz = R // nplane
     if depth is None and nz > 1:  # 3-D: measured slower blocked than single steps (module docstring)
         for _ in range(n):
             kernel("perona_malik", 0, "", u.size)(v, v, w, nplane, t(dt), *(t(x) for x in ihs), t(kinv2),
-                                                  _kernel_code(code, u.dtype), t(1), t(0.5), _nblocks(u, nz))
+                                                  kernel_code(code, u.dtype), t(1), t(0.5), _nblocks(u, nz))
             v, w = w, v
         return u if n % 2 == 0 else buf
     units = nz if nz > 1 else R
@@ -501,7 +499,7 @@ def pm_steps(u: np.ndarray, buf: np.ndarray, n: int, dt: float, ih, kinv2: float
     k = kernel("pm_blocked", 0, "", u.size)
     passes = _passes(n, depth)
     for s in passes:
-        k(v, w, nplane, int(tile), s, nthreads, t(dt), *(t(x) for x in ihs), t(kinv2), _kernel_code(code, u.dtype), t(1),
+        k(v, w, nplane, int(tile), s, nthreads, t(dt), *(t(x) for x in ihs), t(kinv2), kernel_code(code, u.dtype), t(1),
           t(0.5))
         v, w = w, v
     return u if len(passes) % 2 == 0 else buf
