@@ -14,8 +14,8 @@ on CuPy arrays).  A new backend (another device or array library) is one
 module that implements the contract and registers a predicate with
 :func:`register_backend`; ``tests/test_backend_contract.py`` runs the same
 checks against every backend available in the process (the GPU one under
-Numba's CUDA simulator in CI).  Dask arrays are not a backend but a layer
-above the solvers (:mod:`pdediff.dask`) whose chunks reach these backends.
+Numba's CUDA simulator in CI).  Dask arrays are not a backend but an executor
+(:mod:`pdediff._dispatch`, :mod:`pdediff.dask`) whose chunks reach these backends.
 
 Optional methods, used by the solvers when a backend has them (the CPU backend
 does; others need not), each a fusion of required methods that saves passes
@@ -42,9 +42,10 @@ per spatial axis (docs/conventions.rst §2–§4).
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
+
+from ._arrays import is_cupy_array
 
 __all__ = ["Backend", "backend_for", "register_backend", "is_cupy_array"]
 
@@ -102,11 +103,6 @@ _REGISTRY: list[tuple[Callable[[Any], bool], Callable[[], Backend]]] = []
 def register_backend(accepts: Callable[[Any], bool], get: Callable[[], Backend]) -> None:
     """Route arrays for which ``accepts(x)`` is true to the backend ``get()`` returns (checked newest first)."""
     _REGISTRY.insert(0, (accepts, get))
-
-
-def is_cupy_array(x: Any) -> bool:
-    # Look at the type's module instead of importing cupy: free when cupy is absent.
-    return type(x).__module__.split(".")[0] == "cupy" and "cupy" in sys.modules
 
 
 def _gpu() -> Backend:

@@ -1,7 +1,12 @@
 """Input checks shared by every public function (docs/conventions.rst §1).
 
 Each check raises a specific exception whose message names the parameter and
-what is allowed, so a user can fix the call without reading the source.
+what is allowed, so a user can fix the call without reading the source.  A
+value that is not allowed raises :class:`~pdediff.errors.ParameterError` (a
+``ValueError``) carrying the parameter's name (``err.param``) and a message
+template that writes every parameter as ``{name}``, so the command line can
+print its flags instead (``err.render``); a value of the wrong *type* raises
+:class:`TypeError`.
 """
 
 from __future__ import annotations
@@ -13,7 +18,14 @@ from typing import Any
 
 import numpy as np
 
-BOUNDARIES = ("neumann", "dirichlet", "periodic")
+from .catalogue import BOUNDARIES
+from .errors import ParameterError, StepLimitError
+
+__all__ = [
+    "BOUNDARIES", "DEFAULT_MAX_STEPS", "check_option", "float_dtype_of", "as_float_array", "positive_per_axis",
+    "nonnegative_scalar", "positive_scalar", "times_array", "positive_step", "max_steps_value",
+    "check_step_count", "nonnegative_int", "positive_int", "positive_or_auto", "channel_axis_value",
+]
 
 #: Default cap on the number of time steps one call may take (``max_steps``).  At the
 #: explicit stability limit 10**5 steps already diffuse any grid of up to ~300 cells per
@@ -25,7 +37,7 @@ def check_option(name: str, value: Any, allowed: Sequence[str]) -> str:
     """Return ``value`` if it is one of ``allowed`` (case-insensitive), else raise."""
     if not isinstance(value, str) or value.lower() not in allowed:
         choices = ", ".join(repr(a) for a in allowed)
-        raise ValueError(f"{name} must be one of {choices}; got {value!r}")
+        raise ParameterError(f"{{{name}}} must be one of {choices}; got {value!r}", param=name)
     return value.lower()
 
 
@@ -70,13 +82,20 @@ def as_float_array(
         raise TypeError(f"{name} must be a real float32/float64 (or integer) array; got dtype object")
     dtype = float_dtype_of(x.dtype, name)
     if x.ndim not in ndim:
-        raise ValueError(f"{name} must have {_ndims(ndim)} dimensions; got shape {tuple(x.shape)}")
+        raise ParameterError(f"{{{name}}} must have {_ndims(ndim)} dimensions; got shape {tuple(x.shape)}",
+                             param=name)
     if any(s == 0 for s in x.shape):
-        raise ValueError(f"{name} must not be empty; got shape {tuple(x.shape)}")
+        raise ParameterError(f"{{{name}}} must not be empty; got shape {tuple(x.shape)}", param=name)
     x = x.astype(dtype, copy=False)
     if check_finite and not bool(xp.isfinite(x).all()):
-        raise ValueError(f"{name} contains NaN or infinity; pass check_finite=False to skip this check")
+        raise not_finite(name)
     return x
+
+
+def not_finite(name: str) -> ParameterError:
+    """The error for NaN/inf in array argument ``name`` (raised by the eager and the lazy checks alike)."""
+    return ParameterError(f"{{{name}}} contains NaN or infinity; pass {{check_finite=False}} to skip this check",
+                          param=name)
 
 
 def _ndims(ndim: tuple[int, ...]) -> str:
@@ -87,33 +106,36 @@ def positive_per_axis(value: Any, name: str, ndim: int) -> tuple[float, ...]:
     """A positive finite scalar or one value per axis, returned as a tuple."""
     arr = np.atleast_1d(np.asarray(value, dtype=object))
     if arr.ndim != 1 or arr.size not in (1, ndim):
-        raise ValueError(f"{name} must be a positive number or {ndim} positive numbers (one per axis); got {value!r}")
+        raise ParameterError(f"{{{name}}} must be a positive number or {ndim} positive numbers (one per axis); "
+                             f"got {value!r}", param=name)
     out = []
     for v in arr:
         if isinstance(v, (bool, np.bool_)) or not isinstance(v, (numbers.Real, np.floating, np.integer)):
             raise TypeError(f"{name} must be a positive number or one per axis; got {value!r}")
         v = float(v)
         if not (math.isfinite(v) and v > 0):
-            raise ValueError(f"{name} must be positive and finite; got {value!r}")
+            raise ParameterError(f"{{{name}}} must be positive and finite; got {value!r}", param=name)
         out.append(v)
     return tuple(out) * ndim if len(out) == 1 else tuple(out)
 
 
 def nonnegative_scalar(value: Any, name: str) -> float:
+    """A non-negative finite number (bool rejected), as float."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, np.floating, np.integer)):
         raise TypeError(f"{name} must be a non-negative number; got {value!r}")
     v = float(value)
     if not math.isfinite(v) or v < 0:
-        raise ValueError(f"{name} must be non-negative and finite; got {value!r}")
+        raise ParameterError(f"{{{name}}} must be non-negative and finite; got {value!r}", param=name)
     return v
 
 
 def positive_scalar(value: Any, name: str) -> float:
+    """A positive finite number (bool rejected), as float."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, np.floating, np.integer)):
         raise TypeError(f"{name} must be a positive number; got {value!r}")
     v = float(value)
     if not math.isfinite(v) or v <= 0:
-        raise ValueError(f"{name} must be positive and finite; got {value!r}")
+        raise ParameterError(f"{{{name}}} must be positive and finite; got {value!r}", param=name)
     return v
 
 
@@ -128,11 +150,12 @@ def times_array(t: Any) -> tuple[np.ndarray, bool]:
     except (TypeError, ValueError):
         raise TypeError(f"t must be a non-negative number or an increasing 1-D sequence; got {t!r}") from None
     if arr.ndim != 1 or arr.size == 0:
-        raise ValueError(f"t must be a number or a non-empty 1-D sequence of times; got shape {arr.shape}")
+        raise ParameterError(f"{{t}} must be a number or a non-empty 1-D sequence of times; got shape {arr.shape}",
+                             param="t")
     if not np.all(np.isfinite(arr)) or np.any(arr < 0):
-        raise ValueError("t must contain only non-negative finite times")
+        raise ParameterError("{t} must contain only non-negative finite times", param="t")
     if np.any(np.diff(arr) < 0):
-        raise ValueError("t must be non-decreasing when given as a sequence")
+        raise ParameterError("{t} must be non-decreasing when given as a sequence", param="t")
     return arr, True
 
 
@@ -145,7 +168,7 @@ def positive_step(dt: Any) -> float:
     except (TypeError, ValueError):
         raise TypeError(f"dt must be a positive number; got {dt!r}") from None
     if not math.isfinite(v) or v <= 0:
-        raise ValueError(f"dt must be positive and finite; got {dt!r}")
+        raise ParameterError(f"{{dt}} must be positive and finite; got {dt!r}", param="dt")
     return v
 
 
@@ -163,8 +186,6 @@ def check_step_count(n: float, max_steps: Any, what: str, advice: str) -> None:
 
     ``what`` describes the request (e.g. ``"t=1e12 with dt=0.25"``), ``advice`` the cheaper alternative.
     """
-    from .errors import StepLimitError
-
     limit = max_steps_value(max_steps)
     if n > limit:
         raise StepLimitError(
@@ -179,21 +200,29 @@ def nonnegative_int(value: Any, name: str) -> int:
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be a non-negative integer; got {value!r}")
     if value < 0:
-        raise ValueError(f"{name} must be a non-negative integer; got {value}")
+        raise ParameterError(f"{{{name}}} must be a non-negative integer; got {value}", param=name)
     return int(value)
+
+
+def positive_int(value: Any, name: str) -> int:
+    """A positive integer (bool and floats rejected)."""
+    n = nonnegative_int(value, name)
+    if n == 0:
+        raise ParameterError(f"{{{name}}} must be a positive integer; got 0", param=name)
+    return n
 
 
 def positive_or_auto(value: Any, name: str) -> float | None:
     """A positive number (``inf`` allowed), or ``"auto"`` returned as ``None``."""
     if isinstance(value, str):
         if value.lower() != "auto":
-            raise ValueError(f"{name} must be a positive number or 'auto'; got {value!r}")
+            raise ParameterError(f"{{{name}}} must be a positive number or 'auto'; got {value!r}", param=name)
         return None
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a positive number or 'auto'; got {value!r}")
     v = float(value)
     if not v > 0:  # also rejects NaN
-        raise ValueError(f"{name} must be positive; got {value!r}")
+        raise ParameterError(f"{{{name}}} must be positive; got {value!r}", param=name)
     return v
 
 
@@ -204,5 +233,6 @@ def channel_axis_value(channel_axis: Any, ndim: int) -> int | None:
     if isinstance(channel_axis, (bool, np.bool_)) or not isinstance(channel_axis, numbers.Integral):
         raise TypeError(f"channel_axis must be an integer axis or None; got {channel_axis!r}")
     if not -ndim <= channel_axis < ndim:
-        raise ValueError(f"channel_axis={channel_axis} is out of range for an array with {ndim} dimensions")
+        raise ParameterError(f"{{channel_axis={channel_axis}}} is out of range for an array with {ndim} dimensions",
+                             param="channel_axis")
     return int(channel_axis) % ndim

@@ -1,26 +1,22 @@
-"""Robust estimation of the edge threshold ``kappa`` (Black et al. 1998)."""
+"""Robust estimation of the edge threshold ``kappa`` (Black et al. 1998), a front door.
+
+The rule (:func:`pdediff._plan.kappa_from_spread`) is written once; the
+executor of ``v``'s array type (:mod:`pdediff._dispatch`) measures the
+spread: in memory by the backend's fused passes, on Dask arrays in streaming
+passes over the chunks.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
+from .._dispatch import executor_for
+from .._plan import BASE, CALIBRATION, FACTORS
 
-from .._backend import backend_for
-from ..dask import is_dask_array
+__all__ = ["estimate_kappa", "BASE", "CALIBRATION", "FACTORS"]
 
-#: kappa = BASE * CALIBRATION * sigma_e per conductance.  Black et al. derive
-#: sqrt(5) for Tukey's biweight and sqrt(2) for the Lorentzian (``rational``)
-#: from the outlier-rejection point of each influence function; the
-#: exponential's influence ``x exp(-x^2/K^2)`` peaks at ``K / sqrt(2)``, so
-#: ``sqrt(2)`` puts that peak at ``sigma_e``.  CALIBRATION was measured on the
-#: bundled MRI slice and on 2-D/3-D phantoms at 3, 5 and 10 % noise with the
-#: default ``sigma`` and ``num_iter`` (docs/denoising.rst has the table): the
-#: MAD of a Catté-smoothed image is set by the residual noise, and these
-#: multiples keep its gradients below the switch-off point.
-BASE = {"exponential": np.sqrt(2.0), "rational": np.sqrt(2.0), "tukey": np.sqrt(5.0)}
-CALIBRATION = {"exponential": 1.3, "rational": 0.8, "tukey": 2.0}
-FACTORS = {k: float(BASE[k] * CALIBRATION[k]) for k in BASE}
+# BASE, CALIBRATION and FACTORS (kappa = BASE * CALIBRATION * sigma_e per conductance, see
+# pdediff._plan) are imported above so that they stay attributes of this module.
 
 
 def estimate_kappa(v: Any, spacing: tuple[float, ...], conductance: str = "exponential") -> float:
@@ -59,18 +55,4 @@ def estimate_kappa(v: Any, spacing: tuple[float, ...], conductance: str = "expon
     .. [Black1998] M. J. Black, G. Sapiro, D. Marimont, D. Heeger, "Robust anisotropic
        diffusion", IEEE TIP 7(3), 1998.
     """
-    if is_dask_array(v):  # exact global median/MAD in streaming passes: pdediff.dask
-        from ..dask._pm import estimate_kappa_dask
-
-        return estimate_kappa_dask(v, tuple(spacing), conductance)
-    be = backend_for(v)
-    v = be.xp.asarray(v)
-    spatial = v.shape[1:]
-    if 0 in spatial or max(spatial, default=1) < 2:  # no interior face at all
-        return 1.0
-    # One fused pass per radix-select step on the backend: no magnitude array is materialised.
-    _, mad, mean = be.face_gradient_mad(v, tuple(spacing))
-    sigma_e = 1.4826 * mad
-    if not sigma_e > 0:  # piecewise-constant, noise-free input: MAD is 0 (``mean`` is computed then)
-        sigma_e = mean if mean > 0 else 1.0
-    return float(FACTORS.get(conductance, FACTORS["exponential"]) * sigma_e)
+    return executor_for(v, "v").estimate_kappa(v, tuple(spacing), conductance)

@@ -1,42 +1,31 @@
 """``perona_malik``: edge-preserving diffusion of 1-D/2-D/3-D images and scans.
 
-The public function validates its arguments, makes a dimensionless copy of the
-image (scaled by powers of two, docs/conventions.rst §4) and runs the steppers
-of :mod:`._steppers`; the automatic kappa comes from :mod:`.kappa`.
+A front door: :func:`perona_malik` checks its arguments once and plans the
+steps (:mod:`pdediff._plan`), then hands array and plan to the executor that
+the registry (:mod:`pdediff._dispatch`) picks for the array's type; the
+executor makes the dimensionless copy of the image (scaled by powers of two,
+docs/conventions.rst §4) and runs the steppers of :mod:`pdediff._steppers`.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import numpy as np
-
-from .._backend import backend_for
-from ..dask import is_dask_array
-from .._validation import (DEFAULT_MAX_STEPS, as_float_array, channel_axis_value, check_option, check_step_count,
-                           nonnegative_int, nonnegative_scalar, positive_or_auto, positive_step)
-from ..errors import StabilityError
-from ..grid import Grid
-from ..kernels.formulas import EXPONENTIAL, RATIONAL, TUKEY
-from ._steppers import make_smoother, make_stepper
-from .kappa import estimate_kappa
+from .. import catalogue
+from .._dispatch import executor_for
+from .._plan import AOS_DT_FACTOR, DEFAULT_NUM_ITER, DEFAULT_SIGMA, PeronaMalikPlan, prepare_perona_malik
+from .._validation import DEFAULT_MAX_STEPS
 
 __all__ = ["perona_malik", "PeronaMalikResult", "CONDUCTANCES", "METHODS"]
 
-CONDUCTANCES = ("exponential", "rational", "tukey")
-METHODS = ("explicit", "aos")
-_CODE = {"exponential": EXPONENTIAL, "rational": RATIONAL, "tukey": TUKEY}
-
-#: Default number of explicit iterations (at the stability limit), and Catté sigma in cells of the
-#: finest axis (0.8 mm for 1 mm voxels, 0.068 mm for a 300 dpi scan): the defaults then do the same
-#: to an image whatever units its spacing is written in.
-DEFAULT_NUM_ITER = 15
-DEFAULT_SIGMA = 0.8
-#: AOS default step, in multiples of the explicit stability limit.
-AOS_DT_FACTOR = 4.0
+#: Named conductances (:data:`pdediff.catalogue.CONDUCTANCES`).
+CONDUCTANCES = catalogue.CONDUCTANCES
+#: Methods (:data:`pdediff.catalogue.PM_METHODS`).
+METHODS = catalogue.PM_METHODS
+# DEFAULT_NUM_ITER, DEFAULT_SIGMA and AOS_DT_FACTOR (the defaults) live in pdediff._plan, imported above so
+# that they stay attributes of this module
 
 
 @dataclass(frozen=True)
@@ -50,6 +39,12 @@ class PeronaMalikResult:
     conductance: str
     method: str
     spacing: tuple[float, ...]
+
+    @classmethod
+    def from_plan(cls, plan: PeronaMalikPlan, kappa: float) -> PeronaMalikResult:
+        """The summary of a carried-out plan, with the ``kappa`` used."""
+        return cls(kappa=kappa, dt=plan.dt, num_iter=plan.num_iter, sigma=plan.sigma, conductance=plan.conductance,
+                   method=plan.method, spacing=plan.spacing)
 
 
 def perona_malik(
@@ -148,8 +143,9 @@ def perona_malik(
     ------
     TypeError
         bool/complex/object input, non-callable non-string ``conductance``.
-    ValueError
-        Unknown option, wrong dimensionality, non-finite input, non-positive
+    ParameterError
+        (a ``ValueError``; ``err.param`` names the parameter) Unknown option,
+        wrong dimensionality, non-finite input, non-positive
         ``kappa``/``dt``/``spacing``, negative ``sigma`` or ``num_iter``.
     StabilityError
         Explicit ``dt`` above the stability limit.
@@ -190,161 +186,11 @@ def perona_malik(
     >>> info.method, info.num_iter
     ('explicit', 15)
     """
-    if is_dask_array(image):  # lazy, chunk by chunk: pdediff.dask (docs/scaling.rst)
-        from ..dask._pm import perona_malik_dask
-
-        return perona_malik_dask(image, num_iter=num_iter, kappa=kappa, conductance=conductance, dt=dt, sigma=sigma,
-                                 method=method, spacing=spacing, channel_axis=channel_axis,
-                                 check_finite=check_finite, max_steps=max_steps, return_info=return_info)
-    method = check_option("method", method, METHODS)
-    if callable(conductance):
-        cond_name, cond_fn = getattr(conductance, "__name__", "callable"), conductance
-    elif isinstance(conductance, str):
-        cond_name, cond_fn = check_option("conductance", conductance, CONDUCTANCES), None
-    else:
-        raise TypeError(f"conductance must be one of {CONDUCTANCES} or a callable g(s, kappa); got {conductance!r}")
-    be = backend_for(image)
-    xp = be.xp
-
-    # -- array and channel axis: u is (C, *spatial) -----------------------------------
-    ch = channel_axis_value(channel_axis, np.ndim(image))
-    u = as_float_array(image, "image", ndim=(1, 2, 3) if ch is None else (2, 3, 4), check_finite=check_finite, xp=xp)
-    u = u[None] if ch is None else xp.moveaxis(u, ch, 0)
-    grid = Grid(u.shape[1:], spacing)
-    h = grid.spacing
-
-    # -- parameters, in the caller's units ----------------------------------------------
-    sigma = DEFAULT_SIGMA * min(h) if sigma is None else nonnegative_scalar(sigma, "sigma")
-    dt_, num_iter_ = _time_steps(grid, dt, num_iter, method, max_steps)
-    kappa_user = positive_or_auto(kappa, "kappa")  # None for "auto"; inf is the heat equation (g = 1)
-
-    # -- dimensionless copy: intensities and lengths scaled by powers of two ------------
-    # Perona–Malik commutes with u -> a u, h -> c h (kappa -> a kappa / c, dt -> c^2 dt); with a, c
-    # powers of two every product below is the same floating-point operation, exactly scaled, as on
-    # the caller's data, while |u| < 1 and h_min in [1, 2) keep d^2 / kappa^2 and 1 / h^2 far from
-    # overflow and underflow whatever the input's magnitude (1e30 float32 data are safe).
-    a = _intensity_scale(u, xp)
-    c = 2.0 ** (1 - math.frexp(min(h))[1])
-    hs = tuple(x * c for x in h)
-    dts = dt_ * c * c
-    u = xp.ascontiguousarray(u * u.dtype.type(a))  # also the copy that protects the caller's array
-    smooth = make_smoother(sigma * c, hs, u.shape, u.dtype, be)
-    v0 = None  # the smoothed input, computed once if kappa needs it and reused by the first step
-    if kappa_user is None:
-        v0 = smooth(u)
-        kappa_s = estimate_kappa(v0, hs, cond_name if cond_fn is None else "exponential")
-        kappa_ = kappa_s * c / a
-    else:
-        kappa_ = kappa_user
-        kappa_s = kappa_user * a / c
-
-    info = PeronaMalikResult(kappa=kappa_, dt=dt_, num_iter=num_iter_, sigma=sigma, conductance=cond_name,
-                             method=method, spacing=h)
-    if num_iter_ > 0:
-        g = None if cond_fn is None else _callable_conductance(cond_fn, c / a, kappa_, xp)
-        stepper = make_stepper(u, hs, dts, _inverse_square(kappa_s, u.dtype), _CODE.get(cond_name, EXPONENTIAL), g,
-                               method, be)
-        iterator = range(num_iter_)
-        if progress:
-            from tqdm.auto import tqdm
-
-            iterator = tqdm(iterator, desc=f"Perona–Malik ({method})", unit="it", leave=False, disable=None)
-        buf = xp.empty_like(u)
-        if sigma == 0 and not progress and hasattr(stepper, "steps"):
-            # no smoothing: several steps per memory pass where the backend offers it, bit for bit the same
-            u = stepper.steps(u, buf, num_iter_)
-        else:
-            for _ in iterator:
-                v = smooth(u) if v0 is None else v0
-                v0 = None
-                stepper(u, v, buf)
-                u, buf = buf, u
-
-    if a != 1.0:
-        u *= u.dtype.type(1.0 / a)
-    out = u[0] if ch is None else xp.moveaxis(u, 0, ch)
-    out = xp.ascontiguousarray(out)
-    return (out, info) if return_info else out
-
-
-def _time_steps(grid: Grid, dt: Any, num_iter: Any, method: str, max_steps: Any) -> tuple[float, int]:
-    """The step ``dt`` and the number of steps, checked (stability, step limit) before any work.
-
-    Shared by the in-memory and the Dask paths, so that both refuse and default alike.
-    """
-    dt_max = grid.explicit_dt_limit()  # 0 <= g <= 1: the heat limit with D = 1
-    if dt is None:
-        dt_ = dt_max if method == "explicit" else AOS_DT_FACTOR * dt_max
-    else:
-        dt_ = positive_step(dt)
-        if method == "explicit" and dt_ > dt_max * (1 + 1e-12):
-            raise StabilityError(
-                f"{{dt={dt_:.6g}}} exceeds the explicit Perona–Malik stability limit "
-                f"1/(2 sum 1/h^2) = {dt_max:.6g}; use {{dt}} <= {dt_max:.6g} or {{method='aos'}}",
-                param="dt",
-            )
-    if num_iter is None:
-        n_est = DEFAULT_NUM_ITER * dt_max / dt_
-        check_step_count(n_est, max_steps, f"the default diffusion time 15 * dt_max with dt={dt_:.6g}",
-                         "use a larger dt (or dt=None), or pass num_iter")
-        return dt_, max(1, int(round(n_est)))
-    n = nonnegative_int(num_iter, "num_iter")
-    check_step_count(n, max_steps, f"num_iter={n}",
-                     "fewer, longer steps reach the same diffusion time with method='aos'")
-    return dt_, n
-
-
-def _intensity_scale(u, xp) -> float:
-    """A power of two ``a`` with ``max|a u| in [0.5, 1)`` (1 for zero or all-non-finite data).
-
-    Two reductions, no temporaries.  With NaN/inf present (``check_finite=False``) the
-    finite values set the scale.
-    """
-    hi, lo = float(u.max()), float(u.min())
-    amax = max(abs(hi), abs(lo))
-    if not math.isfinite(amax):
-        finite = u[xp.isfinite(u)]
-        amax = float(xp.abs(finite).max()) if finite.size else 0.0
-    return _scale_for(amax, u.dtype)
-
-
-def _scale_for(amax: float, dtype) -> float:
-    """The power of two that brings a finite ``amax`` into [0.5, 1) (1 for 0), a normal number of ``dtype``."""
-    if amax == 0.0:
-        return 1.0
-    e = -math.frexp(amax)[1]
-    lim = 120 if dtype == np.float32 else 1000  # 2**e must itself be a normal number of the type
-    return 2.0 ** min(max(e, -lim), lim)
-
-
-def _inverse_square(kappa: float, dtype) -> float:
-    """``1 / kappa^2`` clamped to the dtype's finite range (kappa = inf gives 0: the heat equation).
-
-    A tiny kappa (1e-300) would overflow to inf and make ``0 * inf = NaN`` in the kernels; the
-    largest finite value gives the same conductance (0 on every face with a non-zero gradient, 1 where it is 0).
-    """
-    if math.isinf(kappa):
-        return 0.0
-    with np.errstate(over="ignore"):
-        k2 = np.float64(kappa) * np.float64(kappa)
-        kinv2 = float(np.float64(1.0) / k2) if k2 > 0 else math.inf
-    return min(kinv2, float(np.finfo(dtype).max))
-
-
-def _callable_conductance(fn: Callable, to_user: float, kappa: float, xp) -> Callable:
-    """The caller's ``g(s, kappa)`` on face magnitudes of the dimensionless image, checked.
-
-    ``to_user`` turns the magnitudes back into the caller's units; a non-finite magnitude
-    conducts nothing, as with the compiled conductances.
-    """
-
-    def g(s):
-        val = xp.asarray(fn(s.astype(np.float64) * to_user, kappa), dtype=s.dtype)
-        if val.shape != s.shape:
-            raise ValueError(f"conductance callable returned shape {val.shape}; expected {s.shape}")
-        val = xp.where(xp.isfinite(s), val, val.dtype.type(0))
-        if not bool(((val >= 0) & (val <= 1)).all()):
-            raise ValueError("conductance callable must return values in [0, 1] (needed for stability)")
-        return val
-
-    return g
+    # validate once and plan (pdediff._plan), then run on the executor of the image's array type
+    # (pdediff._dispatch): in memory for NumPy/CuPy, chunk by chunk for Dask
+    executor = executor_for(image, "image")
+    u, plan = prepare_perona_malik(executor.prepare, image, num_iter=num_iter, kappa=kappa, conductance=conductance, dt=dt,
+                                   sigma=sigma, method=method, spacing=spacing, channel_axis=channel_axis,
+                                   check_finite=check_finite, max_steps=max_steps, progress=progress)
+    out, kappa_used = executor.perona_malik(u, plan)
+    return (out, PeronaMalikResult.from_plan(plan, kappa_used)) if return_info else out

@@ -1,17 +1,17 @@
-"""Recognising Dask arrays without importing Dask, and the chunk-layout helpers the solvers share."""
+"""The chunk-layout helpers of the Dask executor, and its lazy input checks.
+
+:func:`is_dask_array` is :func:`pdediff._arrays.is_dask_array`, re-exported.
+"""
 
 from __future__ import annotations
 
 import math
-import sys
 from typing import Any
 
+from .._arrays import is_dask_array
+from ..errors import ParameterError
+
 __all__ = ["is_dask_array", "require_dask"]
-
-
-def is_dask_array(x: Any) -> bool:
-    """Whether ``x`` is a ``dask.array.Array`` (looked up by type module: free when Dask is absent)."""
-    return type(x).__module__.split(".")[0] == "dask" and "dask" in sys.modules and hasattr(x, "chunks")
 
 
 def require_dask():
@@ -29,8 +29,10 @@ def finite_block(b: Any, name: str) -> Any:
     """A chunk, unchanged, after checking it holds no NaN/inf (the check runs when the chunk is computed)."""
     from .._backend import backend_for
 
+    from .._validation import not_finite
+
     if not bool(backend_for(b).xp.isfinite(b).all()):
-        raise ValueError(f"{name} contains NaN or infinity; pass check_finite=False to skip this check")
+        raise not_finite(name)
     return b
 
 
@@ -40,13 +42,22 @@ def float_input(x: Any, name: str, ndim: tuple[int, ...], check_finite: bool):
 
     dtype = float_dtype_of(x.dtype, name)
     if x.ndim not in ndim:
-        raise ValueError(f"{name} must have {_ndims(ndim)} dimensions; got shape {tuple(x.shape)}")
+        raise ParameterError(f"{{{name}}} must have {_ndims(ndim)} dimensions; got shape {tuple(x.shape)}",
+                             param=name)
     if any(s == 0 for s in x.shape) or any(math.isnan(s) for s in x.shape):
-        raise ValueError(f"{name} must not be empty and must have known chunk sizes; got shape {tuple(x.shape)}")
+        raise ParameterError(f"{{{name}}} must not be empty and must have known chunk sizes; got shape "
+                             f"{tuple(x.shape)}", param=name)
     x = x.astype(dtype)
     if check_finite:
         x = x.map_blocks(finite_block, name, dtype=dtype, meta=x._meta)
     return x
+
+
+def prepare_input(x: Any, name: str, *, ndim: tuple[int, ...], check_finite: bool):
+    """The Dask executor's array checks (:meth:`pdediff._dispatch.Executor.prepare`): Dask importable,
+    then :func:`float_input`."""
+    require_dask()
+    return float_input(x, name, ndim, check_finite)
 
 
 def restore_chunks(x, chunks):

@@ -8,14 +8,14 @@ from typing import Any
 import numpy as np
 
 from .._backend import backend_for
-from .._validation import check_step_count, positive_step
-from ..heat._operators import TridiagonalSystem, as_lines, constant_faces, face_diffusivities
+from .._operators import TridiagonalSystem, as_lines, constant_faces, face_diffusivities
+from .._plan import HeatPlan, prepare_heat
 from ..heat.explicit import ExplicitHeatSolver
 from ..heat.implicit import ImplicitHeatSolver
 from ..heat.spectral import SpectralHeatSolver
 from ._core import (
     block_copy,
-    float_input,
+    prepare_input,
     overlap_apply,
     require_dask,
     restore_chunks,
@@ -23,61 +23,41 @@ from ._core import (
     whole_along,
 )
 
+__all__ = ["run_heat", "solve_heat_dask"]
 
-def solve_heat_dask(u0, t, *, method, diffusivity, spacing, boundary, dt, scheme, spectrum, check_finite,
-                    max_steps, steps_per_exchange_: int | None = None):
-    """:func:`pdediff.solve_heat` for a Dask ``u0`` (options already checked); a lazy Dask array."""
-    from .._validation import max_steps_value, times_array
-    from ..heat.solve import _step_count, _steps
 
+def run_heat(u, plan: HeatPlan, steps_per_exchange_: int | None = None):
+    """Carry out a :class:`~pdediff._plan.HeatPlan` on a prepared Dask ``u``: a lazy Dask array.
+
+    ``steps_per_exchange_``: explicit steps between halo exchanges (automatic when ``None``; for tests).
+    """
     da = require_dask()
-    u = float_input(u0, "u0", (1, 2, 3), check_finite)
-    times, is_seq = times_array(t)
-    if dt is not None:
-        positive_step(dt)
-    max_steps_value(max_steps)
-    if _is_dask(diffusivity):
-        raise TypeError("diffusivity must be a number or a NumPy array of u0's shape when u0 is a Dask array "
-                        "(a Dask diffusivity is not supported; compute it first)")
-    shape, dtype, chunks = tuple(u.shape), u.dtype, u.chunks
-    if method == "spectral":
-        solver = SpectralHeatSolver(shape, dtype, diffusivity=diffusivity, spacing=spacing, boundary=boundary,
-                                    spectrum=spectrum)
-        outs = [u.copy() if tk == 0.0 else restore_chunks(_spectral(u, float(tk), solver), chunks) for tk in times]
-        return da.stack(outs) if is_seq else outs[0]
-    if method == "explicit":
-        solver = ExplicitHeatSolver(shape, dtype, diffusivity=diffusivity, spacing=spacing, boundary=boundary, dt=dt)
-    else:
-        solver = ImplicitHeatSolver(shape, dtype, diffusivity=diffusivity, spacing=spacing, boundary=boundary,
-                                    dt=dt, scheme=scheme)
-    step_dt = solver.dt
-    total = sum(_step_count(iv, step_dt) for iv in np.diff(times, prepend=0.0) if iv > 0)
-    check_step_count(
-        total, max_steps, f"method={method!r} up to t={times[-1]:.6g} with dt={step_dt:.6g}",
-        "use method='spectral' (exact in one transform pair, constant diffusivity)"
-        + (" or method='implicit' (stable with any dt)" if method == "explicit" else " or a larger dt"),
-    )
+    chunks = u.chunks
+    solver = plan.solver
+    if plan.method == "spectral":
+        outs = [u.copy() if tk == 0.0 else restore_chunks(_spectral(u, tk, solver), chunks) for tk in plan.times]
+        return da.stack(outs) if plan.sequence else outs[0]
     D = None
     if solver.variable:
-        D = da.from_array(np.asarray(solver.diffusivity, dtype=dtype), chunks=chunks)
-    outs, now = [], 0.0
-    for tk in times:
-        interval = tk - now
-        if interval > 0:
-            n, dt_k = _steps(interval, step_dt)
-            if method == "explicit":
+        D = da.from_array(np.asarray(solver.diffusivity, dtype=plan.dtype), chunks=chunks)
+    outs = []
+    for n, dt_k in plan.steps:
+        if n:
+            if plan.method == "explicit":
                 u = _explicit(u, D, n, dt_k, solver, steps_per_exchange_)
             else:
                 u = _implicit(u, D, n, dt_k, solver, chunks)
         outs.append(restore_chunks(u, chunks))
-        now = tk
-    return da.stack(outs) if is_seq else outs[0]
+    return da.stack(outs) if plan.sequence else outs[0]
 
 
-def _is_dask(x: Any) -> bool:
-    from ._core import is_dask_array
-
-    return is_dask_array(x)
+def solve_heat_dask(u0, t, *, method, diffusivity, spacing, boundary, dt, scheme, spectrum, check_finite,
+                    max_steps, steps_per_exchange_: int | None = None):
+    """:func:`pdediff.solve_heat` for a Dask ``u0``, with the explicit method's steps per halo exchange
+    settable (``steps_per_exchange_``); checks and plans exactly as the front door does."""
+    u, plan = prepare_heat(prepare_input, u0, t, method=method, diffusivity=diffusivity, spacing=spacing, boundary=boundary,
+                           dt=dt, scheme=scheme, spectrum=spectrum, check_finite=check_finite, max_steps=max_steps)
+    return run_heat(u, plan, steps_per_exchange_)
 
 
 # ----------------------------------------------------------------------------- explicit

@@ -13,37 +13,20 @@ import math
 import numpy as np
 
 from .._backend import backend_for
-from .._validation import (
-    channel_axis_value,
-    check_option,
-    nonnegative_scalar,
-    positive_or_auto,
+from .._plan import (
+    PeronaMalikPlan,
+    callable_conductance,
+    intensity_scale,
+    inverse_square,
+    kappa_from_spread,
+    prepare_perona_malik,
+    scale_for,
 )
-from ..anisotropic._steppers import (
-    SPECTRAL_SMOOTHING_MIN_PIXELS,
-    aos_term,
-    make_smoother,
-    make_stepper,
-)
-from ..anisotropic.kappa import FACTORS
-from ..anisotropic.perona_malik import (
-    _CODE,
-    CONDUCTANCES,
-    DEFAULT_SIGMA,
-    METHODS,
-    PeronaMalikResult,
-    _callable_conductance,
-    _intensity_scale,
-    _inverse_square,
-    _scale_for,
-    _time_steps,
-)
-from ..grid import Grid
+from .._steppers import SPECTRAL_SMOOTHING_MIN_PIXELS, aos_term, make_smoother, make_stepper
 from ..heat.spectral import SpectralHeatSolver
-from ..kernels.formulas import EXPONENTIAL
 from ._core import (
     block_copy,
-    float_input,
+    prepare_input,
     overlap_apply,
     require_dask,
     restore_chunks,
@@ -52,78 +35,78 @@ from ._core import (
 )
 from ._heat import _spectral
 
+__all__ = ["run_perona_malik", "perona_malik_dask", "estimate_kappa_dask"]
+
 #: scipy.ndimage.gaussian_filter's default truncation: the Catté convolution reaches int(4 sigma + 0.5) cells.
 _TRUNCATE = 4.0
 
 
-def perona_malik_dask(image, *, num_iter, kappa, conductance, dt, sigma, method, spacing, channel_axis,
-                      check_finite, max_steps, return_info, steps_per_exchange_: int | None = None):
-    """:func:`pdediff.perona_malik` for a Dask ``image``: a lazy Dask array with ``image``'s chunks."""
-    da = require_dask()
-    method = check_option("method", method, METHODS)
-    if callable(conductance):
-        cond_name, cond_fn = getattr(conductance, "__name__", "callable"), conductance
-    elif isinstance(conductance, str):
-        cond_name, cond_fn = check_option("conductance", conductance, CONDUCTANCES), None
-    else:
-        raise TypeError(f"conductance must be one of {CONDUCTANCES} or a callable g(s, kappa); got {conductance!r}")
-    ch = channel_axis_value(channel_axis, image.ndim)
-    chunks = image.chunks
-    u = float_input(image, "image", (1, 2, 3) if ch is None else (2, 3, 4), check_finite)
-    u = u[None] if ch is None else da.moveaxis(u, ch, 0)
-    u = u.rechunk({0: -1})  # channels share one conductance: all of them in every chunk
-    grid = Grid(u.shape[1:], spacing)
-    h = grid.spacing
-    sigma = DEFAULT_SIGMA * min(h) if sigma is None else nonnegative_scalar(sigma, "sigma")
-    dt_, n = _time_steps(grid, dt, num_iter, method, max_steps)
-    kappa_user = positive_or_auto(kappa, "kappa")
+def run_perona_malik(image, plan: PeronaMalikPlan, steps_per_exchange_: int | None = None):
+    """Carry out a :class:`~pdediff._plan.PeronaMalikPlan` on a prepared Dask ``image``.
 
-    # the dimensionless lengths of the in-memory function (powers of two: exact)
-    c = 2.0 ** (1 - math.frexp(min(h))[1])
-    hs = tuple(x * c for x in h)
+    Returns ``(lazy result with image's chunks, kappa used)``; ``kappa="auto"`` is computed now.
+    ``steps_per_exchange_``: explicit steps between halo exchanges (automatic when ``None``; for tests).
+    """
+    da = require_dask()
+    ch = plan.channel_axis
+    chunks = image.chunks
+    u = image[None] if ch is None else da.moveaxis(image, ch, 0)
+    u = u.rechunk({0: -1})  # channels share one conductance: all of them in every chunk
+    h, c, hs, sigma, n = plan.spacing, plan.length_scale, plan.scaled_spacing, plan.sigma, plan.num_iter
+    ndim = len(h)
     smoothing = _Smoothing(sigma, h, c, u.dtype)
-    if kappa_user is None:
+    if plan.kappa is None:
         # as in memory: measured on the image scaled by the global power of two a (max |a u| in [0.5, 1)) with
         # the dimensionless lengths, then brought back; exact, and safe near the type's limits (3e38 float32)
         a = _global_intensity_scale(u)
-        kappa_s = estimate_kappa_dask(u * u.dtype.type(a), hs, cond_name if cond_fn is None else "exponential",
+        kappa_s = estimate_kappa_dask(u * u.dtype.type(a), hs, plan.kappa_conductance,
                                       _Smoothing(sigma * c, hs, 1.0, u.dtype))
         kappa_ = kappa_s * c / a
     else:
-        kappa_ = kappa_user
-    info = PeronaMalikResult(kappa=kappa_, dt=dt_, num_iter=n, sigma=sigma, conductance=cond_name, method=method,
-                             spacing=h)
-    common = {"hs": hs, "c": c, "dts": dt_ * c * c, "kappa": kappa_, "code": _CODE.get(cond_name, EXPONENTIAL),
-              "g_fn": cond_fn}
-    if n > 0 and method == "explicit" and not smoothing.spectral:
+        kappa_ = plan.kappa
+    common = {"hs": hs, "c": c, "dts": plan.scaled_dt, "kappa": kappa_, "code": plan.code,
+              "g_fn": plan.conductance_fn}
+    if n > 0 and plan.method == "explicit" and not smoothing.spectral:
         # k steps per exchange: each step reads 1 + R cells around a cell (R the Catté radius)
         radius = [1 + r for r in smoothing.radius]
         k = steps_per_exchange_ or steps_per_exchange(u.chunks, range(1, u.ndim), max(radius), n)
         done = 0
         while done < n:
             kk = min(k, n - done)
-            depth = {0: 0, **{ax + 1: kk * radius[ax] for ax in range(grid.ndim)}}
+            depth = {0: 0, **{ax + 1: kk * radius[ax] for ax in range(ndim)}}
             u = overlap_apply(_explicit_block, [u], depth, False, u.dtype, k=kk, sigma_s=sigma * c, **common)
             done += kk
-    elif n > 0 and method == "explicit":  # wide Catté smoothing: spectral, one step per exchange
+    elif n > 0 and plan.method == "explicit":  # wide Catté smoothing: spectral, one step per exchange
         for _ in range(n):
             v = smoothing.apply(u)
             u = overlap_apply(_explicit_block, [u, v.rechunk(u.chunks)], {ax: 1 for ax in range(1, u.ndim)}, False,
                               u.dtype, k=1, sigma_s=None, **common)
     elif n > 0:
-        m = grid.ndim
         for _ in range(n):
             v = smoothing.apply(u)
             out = None
-            for a in range(m):
+            for a in range(ndim):
                 ua = whole_along(u, a + 1, u.chunks, fixed=(0,))
                 part = ua.map_blocks(_aos_axis_block, v.rechunk(ua.chunks), dtype=u.dtype, meta=u._meta, axis=a,
-                                     m=m, **common)
+                                     m=ndim, **common)
                 out = part if out is None else out.rechunk(part.chunks) + part
             u = out
     out = u[0] if ch is None else da.moveaxis(u, 0, ch)
-    out = restore_chunks(out, chunks)
-    return (out, info) if return_info else out
+    return restore_chunks(out, chunks), kappa_
+
+
+def perona_malik_dask(image, *, num_iter, kappa, conductance, dt, sigma, method, spacing, channel_axis,
+                      check_finite, max_steps, return_info, steps_per_exchange_: int | None = None):
+    """:func:`pdediff.perona_malik` for a Dask ``image``, with the explicit method's steps per halo exchange
+    settable (``steps_per_exchange_``); checks and plans exactly as the front door does."""
+    from ..anisotropic.perona_malik import PeronaMalikResult
+    u, plan = prepare_perona_malik(prepare_input, image, num_iter=num_iter, kappa=kappa, conductance=conductance, dt=dt,
+                                   sigma=sigma, method=method, spacing=spacing, channel_axis=channel_axis,
+                                   check_finite=check_finite, max_steps=max_steps)
+    out, kappa_ = run_perona_malik(u, plan, steps_per_exchange_)
+    if not return_info:
+        return out
+    return out, PeronaMalikResult.from_plan(plan, kappa_)
 
 
 class _Smoothing:
@@ -155,7 +138,7 @@ def _smooth_block(u, *, sigma_s, hs):
 def _scaled(u, *more):
     """Copies of a chunk (and of companions) times the chunk's power-of-two intensity scale."""
     xp = backend_for(u).xp
-    a = _intensity_scale(u, xp)
+    a = intensity_scale(u, xp)
     t = u.dtype.type(a)
     return a, xp.ascontiguousarray(u * t), *(xp.ascontiguousarray(x * t) for x in more)
 
@@ -169,8 +152,8 @@ def _explicit_block(u, v=None, *, k, sigma_s, hs, c, dts, kappa, code, g_fn):
         smooth = make_smoother(sigma_s, hs, u.shape, u.dtype, be)
     else:
         a, u, v = _scaled(u, v)
-    kinv2 = _inverse_square(kappa * a / c, u.dtype)
-    g = None if g_fn is None else _callable_conductance(g_fn, c / a, kappa, xp)
+    kinv2 = inverse_square(kappa * a / c, u.dtype)
+    g = None if g_fn is None else callable_conductance(g_fn, c / a, kappa, xp)
     stepper = make_stepper(u, hs, dts, kinv2, code, g, "explicit", be)
     buf = xp.empty_like(u)
     for _ in range(k):
@@ -186,8 +169,8 @@ def _aos_axis_block(u, v, *, axis, m, hs, c, dts, kappa, code, g_fn):
     be = backend_for(u)
     xp = be.xp
     a, u, v = _scaled(u, v)
-    kinv2 = _inverse_square(kappa * a / c, u.dtype)
-    g = None if g_fn is None else _callable_conductance(g_fn, c / a, kappa, xp)
+    kinv2 = inverse_square(kappa * a / c, u.dtype)
+    g = None if g_fn is None else callable_conductance(g_fn, c / a, kappa, xp)
     out = xp.zeros_like(u)
     aos_term(be, u, v, out, axis, m * dts / hs[axis] ** 2, hs[axis], kinv2, code, g, 1.0 / m)
     if a != 1.0:
@@ -200,7 +183,7 @@ _TOP = 1 << 16
 
 
 def _global_intensity_scale(u) -> float:
-    """:func:`pdediff.anisotropic.perona_malik._intensity_scale` of the whole Dask array (one pass)."""
+    """:func:`pdediff._plan.intensity_scale` of the whole Dask array (one pass)."""
     import dask
 
     da = require_dask()
@@ -208,7 +191,7 @@ def _global_intensity_scale(u) -> float:
     amax = max(abs(hi), abs(lo))
     if not math.isfinite(amax):  # the finite values set the scale, as in memory
         amax = float(da.where(da.isfinite(u), abs(u), 0).max().compute())
-    return _scale_for(amax, u.dtype)
+    return scale_for(amax, u.dtype)
 
 
 def _face_blocks(u, smoothing, h):
@@ -332,7 +315,7 @@ def _select(blocks, center=None):
 
 
 def estimate_kappa_dask(v, spacing, conductance: str = "exponential", smoothing=None) -> float:
-    """:func:`pdediff.anisotropic.kappa.estimate_kappa` of a ``(C, *spatial)`` Dask array, computed now.
+    """:func:`pdediff.estimate_kappa` of a ``(C, *spatial)`` Dask array, computed now.
 
     ``smoothing``: a :class:`_Smoothing` applied to ``v`` chunk by chunk first (the Catté smoothing of
     :func:`perona_malik`).  The exact medians of the float32-rounded magnitudes by radix select, as in
@@ -348,9 +331,8 @@ def estimate_kappa_dask(v, spacing, conductance: str = "exponential", smoothing=
     blocks = _face_blocks(v, smoothing, tuple(spacing))
     med = _select(blocks)
     mad = _select(blocks, med) if math.isfinite(med) else math.nan
-    sigma_e = 1.4826 * mad
-    if not sigma_e > 0:
+    mean = math.nan
+    if not 1.4826 * mad > 0:  # the mean is needed only then (one more pass)
         total, count = _pass(blocks, _sum_count)
         mean = total / count if count else math.nan
-        sigma_e = mean if mean > 0 else 1.0
-    return float(FACTORS.get(conductance, FACTORS["exponential"]) * sigma_e)
+    return kappa_from_spread(mad, mean, conductance)

@@ -1,35 +1,23 @@
-"""``solve_heat``: one function for the three heat-equation methods."""
+"""``solve_heat``: one function for the three heat-equation methods (a front door).
+
+It checks its arguments once and plans the time steps (:mod:`pdediff._plan`),
+then hands array and plan to the executor that the registry
+(:mod:`pdediff._dispatch`) picks for the array's type.
+"""
 
 from __future__ import annotations
 
-import math
 from typing import Any, Literal
 
-import numpy as np
-
-from .._backend import backend_for
-from ..dask import is_dask_array
-from .._validation import (BOUNDARIES, DEFAULT_MAX_STEPS, as_float_array, check_option, check_step_count,
-                           max_steps_value, positive_step, times_array)
-from .explicit import ExplicitHeatSolver
-from .implicit import SCHEMES, ImplicitHeatSolver
-from .spectral import SPECTRA, SpectralHeatSolver
+from .. import catalogue
+from .._dispatch import executor_for
+from .._plan import prepare_heat
+from .._validation import DEFAULT_MAX_STEPS
 
 __all__ = ["solve_heat"]
 
-METHODS = ("spectral", "explicit", "implicit")
-
-
-def _step_count(interval: float, dt: float) -> float:
-    """How many steps of at most ``dt`` cover ``interval`` (a float: may be astronomically large, or inf)."""
-    q = interval / dt * (1 - 1e-12)
-    return float(max(1, math.ceil(q))) if math.isfinite(q) else math.inf
-
-
-def _steps(interval: float, dt: float) -> tuple[int, float]:
-    """A whole number of steps of at most ``dt`` that lands exactly on ``interval``."""
-    n = int(_step_count(interval, dt))
-    return n, interval / n
+#: The methods of :func:`solve_heat` (:data:`pdediff.catalogue.HEAT_METHODS`).
+METHODS = catalogue.HEAT_METHODS
 
 
 def solve_heat(
@@ -100,9 +88,10 @@ def solve_heat(
     Raises
     ------
     TypeError
-        ``u0`` is bool, complex, object or not an array.
-    ValueError
-        Unknown option, wrong dimensionality, non-finite input, negative ``t``
+        ``u0`` is bool, complex, object or not an array (nor array-like).
+    ParameterError
+        (a ``ValueError``; ``err.param`` names the parameter) Unknown option,
+        wrong dimensionality, non-finite input, negative ``t``
         or ``dt``, non-positive ``diffusivity`` or ``spacing``, array
         ``diffusivity`` with ``method="spectral"``.
     StabilityError
@@ -142,50 +131,10 @@ def solve_heat(
     >>> snaps.shape
     (3, 64, 64)
     """
-    method = check_option("method", method, METHODS)
-    boundary = check_option("boundary", boundary, BOUNDARIES)
-    scheme = check_option("scheme", scheme, SCHEMES)
-    spectrum = check_option("spectrum", spectrum, SPECTRA)
-    if is_dask_array(u0):  # lazy, chunk by chunk: pdediff.dask (docs/scaling.rst)
-        from ..dask._heat import solve_heat_dask
-
-        return solve_heat_dask(u0, t, method=method, diffusivity=diffusivity, spacing=spacing, boundary=boundary,
-                               dt=dt, scheme=scheme, spectrum=spectrum, check_finite=check_finite,
-                               max_steps=max_steps)
-    be = backend_for(u0)
-    u0 = as_float_array(u0, "u0", check_finite=check_finite, xp=be.xp)
-    times, is_seq = times_array(t)
-    if dt is not None:
-        positive_step(dt)
-    max_steps_value(max_steps)  # validate even where the method ignores it
-
-    if method == "spectral":
-        solver = SpectralHeatSolver(u0.shape, u0.dtype, diffusivity=diffusivity, spacing=spacing,
-                                    boundary=boundary, spectrum=spectrum)
-        out = solver.evolve_many(u0, times)
-        return out if is_seq else out[0]
-
-    if method == "explicit":
-        solver = ExplicitHeatSolver(u0.shape, u0.dtype, diffusivity=diffusivity, spacing=spacing,
-                                    boundary=boundary, dt=dt)
-    else:
-        solver = ImplicitHeatSolver(u0.shape, u0.dtype, diffusivity=diffusivity, spacing=spacing,
-                                    boundary=boundary, dt=dt, scheme=scheme)
-    step_dt = solver.dt
-    total = sum(_step_count(iv, step_dt) for iv in np.diff(times, prepend=0.0) if iv > 0)
-    check_step_count(
-        total, max_steps, f"method={method!r} up to t={times[-1]:.6g} with dt={step_dt:.6g}",
-        "use method='spectral' (exact in one transform pair, constant diffusivity)"
-        + (" or method='implicit' (stable with any dt)" if method == "explicit" else " or a larger dt"),
-    )
-    u = be.xp.array(u0, copy=True, order="C")
-    out = be.xp.empty((len(times),) + tuple(u0.shape), dtype=u0.dtype)
-    now = 0.0
-    for k, tk in enumerate(times):
-        interval = tk - now
-        if interval > 0:
-            n, dt_k = _steps(interval, step_dt)
-            solver.step(u, n, dt=dt_k)
-        out[k] = u
-        now = tk
-    return out if is_seq else out[0]
+    # validate once and plan (pdediff._plan), then run on the executor of u0's array type (pdediff._dispatch):
+    # in memory for NumPy/CuPy, chunk by chunk for Dask
+    executor = executor_for(u0, "u0")
+    u, plan = prepare_heat(executor.prepare, u0, t, method=method, diffusivity=diffusivity, spacing=spacing,
+                           boundary=boundary, dt=dt, scheme=scheme, spectrum=spectrum, check_finite=check_finite,
+                           max_steps=max_steps)
+    return executor.solve_heat(u, plan)

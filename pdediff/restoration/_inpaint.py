@@ -2,41 +2,34 @@
 
 from __future__ import annotations
 
+import inspect
 import os
+import warnings
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 
-from .._backend import is_cupy_array
-from .._validation import (
-    DEFAULT_MAX_STEPS,
-    as_float_array,
-    channel_axis_value,
-    check_option,
-    check_step_count,
-    nonnegative_int,
-    nonnegative_scalar,
-    positive_or_auto,
-    positive_scalar,
-    positive_step,
-)
-from ..anisotropic.perona_malik import CONDUCTANCES, DEFAULT_SIGMA, _intensity_scale
+from .. import catalogue
+from .._arrays import is_cupy_array
+from .._plan import DEFAULT_PM_INPAINT_NUM_ITER, DEFAULT_SIGMA, InpaintPlan, inpaint_plan, intensity_scale
+from .._validation import as_float_array, check_option
+from ..errors import ParameterError
 from ..grid import Grid
-from ._linear import SOLVERS, LinearSolveInfo, harmonic_cg_inplace, solve_linear
+from ._linear import LinearSolveInfo, harmonic_cg_inplace, solve_linear
 from ._pm_inpaint import pm_inpaint
 
 __all__ = ["METHODS", "InpaintResult", "inpaint"]
 
-METHODS = ("harmonic", "biharmonic", "perona_malik", "learned")
+#: The methods of :func:`inpaint` (:data:`pdediff.catalogue.INPAINT_METHODS`).
+METHODS = catalogue.INPAINT_METHODS
 #: Perona–Malik defaults, tuned with crack masks (seeds 1, 2) on bundled images not reported in
 #: docs/restoration/inpaint_results.md (skimage's ihc, rocket, retina and motorcycle_left 512² crops,
 #: camera): 5 AOS steps of the explicit stability limit after the biharmonic fill, automatic kappa,
 #: sigma 0.8.  Mean PSNR in the mask minus the best of biharmonic/OpenCV NS/Telea over those 10 cases:
 #: 5 steps -0.10 dB, 20 steps -0.31 dB (-0.49 with sigma 0), 3x or 10x the automatic kappa -0.32 dB
 #: and -0.49 dB; the harmonic start 20 steps (the former default) lost more.
-DEFAULT_PM_NUM_ITER = 5
-DEFAULT_TOL = 1e-8
+DEFAULT_PM_NUM_ITER = DEFAULT_PM_INPAINT_NUM_ITER
 
 
 @dataclass(frozen=True)
@@ -48,7 +41,9 @@ class InpaintResult:
     refinement steps of the direct solver or conjugate-gradient iterations,
     ``residual`` is the final relative residual ``|b - A x| / |b|`` (largest over
     channels).  ``kappa``, ``dt``, ``num_iter``, ``sigma`` and ``conductance``
-    are Perona–Malik's (``num_iter`` also the learned model's sampling steps).
+    are Perona–Malik's.  ``num_inference_steps``: the learned model's sampling
+    steps (``None``: the run's default); ``num_iter`` repeats it for the learned
+    method, as before that field existed.
     """
 
     method: str
@@ -62,6 +57,7 @@ class InpaintResult:
     num_iter: int | None = None
     sigma: float | None = None
     conductance: str | None = None
+    num_inference_steps: int | None = None
 
 
 def inpaint(
@@ -85,6 +81,7 @@ def inpaint(
     seed: int = 0,
     progress: bool = False,
     return_info: bool = False,
+    num_inference_steps: int | None = None,
 ) -> Any:
     r"""Fill the pixels of ``image`` where ``mask`` is True from the known ones.
 
@@ -156,8 +153,8 @@ def inpaint(
         38–77 ms (35 iterations) against 87–133 ms direct.
     num_iter : int, optional
         Perona–Malik: number of AOS steps, default 5 (at most 100 000).
-        Learned: sampling steps of the model, passed as ``repaint(steps=...)``
-        (default: the model's).
+        Learned: deprecated spelling of ``num_inference_steps`` (one
+        :class:`FutureWarning`; it will be refused for ``"learned"`` in the next release).
     kappa : float or "auto"
         Perona–Malik edge threshold (intensity per physical length).
         ``"auto"``: :func:`pdediff.perona_malik`'s robust estimate (Black et al.)
@@ -185,6 +182,8 @@ def inpaint(
         Show a tqdm progress bar (Perona–Malik steps, learned sampling).
     return_info : bool
         Also return an :class:`InpaintResult`.
+    num_inference_steps : int, optional
+        Learned only: sampling steps of the model (default: the run's own).
 
     Returns
     -------
@@ -199,7 +198,8 @@ def inpaint(
     TypeError
         bool/complex/object ``image``; ``mask`` neither bool nor integer;
         ``model`` neither a run nor a path; CuPy arrays.
-    ValueError
+    ParameterError
+        (a ``ValueError``; ``err.param`` names the parameter)
         Unknown ``method``/``solver``/``conductance``; wrong dimensionality;
         ``mask`` of the wrong shape, with values other than 0/1, differing
         between channels, or covering the whole image; NaN/inf at known pixels;
@@ -258,11 +258,20 @@ def inpaint(
     method = check_option("method", method, METHODS)
     if is_cupy_array(image) or is_cupy_array(mask):
         raise TypeError("inpaint works on NumPy arrays; move CuPy arrays to the host first (x.get())")
-    _refuse_foreign_options(method, tol=tol, max_iter=max_iter, solver=solver, num_iter=num_iter, kappa=kappa,
-                            conductance=conductance, sigma=sigma, dt=dt, model=model, jump_length=jump_length,
-                            jump_n_sample=jump_n_sample)
+    if method == "learned" and num_iter is not None:
+        if num_inference_steps is not None:
+            raise ParameterError("pass {num_inference_steps} only ({num_iter} is its deprecated spelling for "
+                                 "{method='learned'})", param="num_iter")
+        warnings.warn("inpaint(method='learned', num_iter=...) is deprecated; pass num_inference_steps=... "
+                      "(the model's sampling steps)", FutureWarning, stacklevel=2)
+        num_inference_steps, num_iter = num_iter, None
+    # every option checked once, before any work (pdediff._plan)
+    plan = inpaint_plan(method, np.ndim(image), channel_axis=channel_axis, tol=tol, max_iter=max_iter, solver=solver,
+                        num_iter=num_iter, kappa=kappa, conductance=conductance, sigma=sigma, dt=dt, model=model,
+                        jump_length=jump_length, jump_n_sample=jump_n_sample,
+                        num_inference_steps=num_inference_steps)
     in_dtype = np.asarray(image).dtype if not isinstance(image, np.ndarray) else image.dtype
-    ch = channel_axis_value(channel_axis, np.ndim(image))
+    ch = plan.channel_axis
     if method == "learned":
         ndim = (2,) if ch is None else (3,)
     else:
@@ -270,51 +279,43 @@ def inpaint(
     x = as_float_array(image, "image", ndim=ndim, check_finite=False)
     spatial = x.shape if ch is None else x.shape[:ch] + x.shape[ch + 1:]
     m = _as_mask(mask, spatial, x.shape, ch)
-    if method == "harmonic" and solver in ("auto", "cg"):
-        return _harmonic_fast(x, m, ch, spacing, tol, max_iter, return_info)
+    if method == "harmonic" and plan.solver in ("auto", "cg"):
+        return _harmonic_fast(x, m, ch, spacing, plan, return_info)
     u = np.array(x[None] if ch is None else np.moveaxis(x, ch, 0), order="C")  # (C, *spatial), own copy
     grid = Grid(u.shape[1:], spacing)
     h = grid.spacing
     n_missing = int(np.count_nonzero(m))
     known = ~m
     if n_missing == m.size:
-        raise ValueError("mask covers the whole image: no known pixel to inpaint from (mask must leave "
-                         "at least one pixel False)")
+        raise _whole_mask()
     finite = np.isfinite(u)
     if not bool(finite.all()) and bool((known & ~finite).any()):
-        raise ValueError("image contains NaN or infinity at known pixels (mask False); only pixels inside "
-                         "the mask may be non-finite")
+        raise _non_finite_known()
     np.copyto(u, 0, where=m)  # NaN/inf inside the mask are replaced; nothing reads them
     info = InpaintResult(method=method, n_missing=n_missing, spacing=h)
 
     if n_missing == 0:
         out = u
     elif method == "learned":
-        out, steps = _learned(u, m, in_dtype, model=model, num_iter=num_iter, seed=seed, progress=progress,
-                              jump_length=jump_length, jump_n_sample=jump_n_sample)
-        info = InpaintResult(method=method, n_missing=n_missing, spacing=h, num_iter=steps)
+        out = _learned(u, m, in_dtype, model=model, plan=plan, seed=seed, progress=progress)
+        steps = plan.num_inference_steps
+        info = InpaintResult(method=method, n_missing=n_missing, spacing=h, num_iter=steps,
+                             num_inference_steps=steps)
     else:
-        tol_ = DEFAULT_TOL if tol is None else positive_scalar(tol, "tol")
-        max_iter_ = None if max_iter is None else nonnegative_int(max_iter, "max_iter")
-        solver_ = check_option("solver", solver, SOLVERS)
         # Perona–Malik starts from the biharmonic fill: it continues slopes into the hole, which the
         # few edge-preserving steps then only sharpen (see DEFAULT_PM_NUM_ITER)
         kind = "harmonic" if method == "harmonic" else "biharmonic"
-        filled, lin = _linear_fill(kind, u, m, h, solver_, tol_, max_iter_)
+        filled, lin = _linear_fill(kind, u, m, h, plan.solver, plan.tol, plan.max_iter)
         info = InpaintResult(method=method, n_missing=n_missing, spacing=h, solver=lin.solver,
                              iterations=lin.iterations, residual=lin.residual)
         if method == "perona_malik":
-            n_it = DEFAULT_PM_NUM_ITER if num_iter is None else nonnegative_int(num_iter, "num_iter")
-            check_step_count(n_it, DEFAULT_MAX_STEPS, f"num_iter={n_it}", "use fewer, longer steps (dt)")
-            dt_ = grid.explicit_dt_limit() if dt is None else positive_step(dt)
-            sigma_ = DEFAULT_SIGMA * min(h) if sigma is None else nonnegative_scalar(sigma, "sigma")
-            cond = check_option("conductance", conductance, CONDUCTANCES)
-            kappa_ = positive_or_auto(kappa, "kappa")
-            filled, kappa_used = pm_inpaint(u, m, h, num_iter=n_it, kappa=kappa_, conductance=cond,
-                                            sigma=sigma_, dt=dt_, progress=progress)
+            dt_ = grid.explicit_dt_limit() if plan.dt is None else plan.dt
+            sigma_ = DEFAULT_SIGMA * min(h) if plan.sigma is None else plan.sigma
+            filled, kappa_used = pm_inpaint(u, m, h, num_iter=plan.num_iter, kappa=plan.kappa,
+                                            conductance=plan.conductance, sigma=sigma_, dt=dt_, progress=progress)
             info = InpaintResult(method=method, n_missing=n_missing, spacing=h, solver=lin.solver,
                                  iterations=lin.iterations, residual=lin.residual, kappa=kappa_used, dt=dt_,
-                                 num_iter=n_it, sigma=sigma_, conductance=cond)
+                                 num_iter=plan.num_iter, sigma=sigma_, conductance=plan.conductance)
         out = u
         if filled is not u:
             np.copyto(out, filled, where=m)  # known pixels stay the caller's values, bit for bit
@@ -325,25 +326,14 @@ def inpaint(
     return (out, info) if return_info else out
 
 
-_OPTION_DEFAULTS = {"tol": None, "max_iter": None, "solver": "auto", "num_iter": None, "kappa": "auto",
-                    "conductance": "exponential", "sigma": None, "dt": None, "model": None, "jump_length": None,
-                    "jump_n_sample": None}
-_LINEAR_OPTIONS = {"tol", "max_iter", "solver"}
-_APPLIES = {"harmonic": _LINEAR_OPTIONS, "biharmonic": _LINEAR_OPTIONS,
-            "perona_malik": _LINEAR_OPTIONS | {"num_iter", "kappa", "conductance", "sigma", "dt"},
-            "learned": {"num_iter", "model", "jump_length", "jump_n_sample"}}
+def _whole_mask() -> ParameterError:
+    return ParameterError("{mask} covers the whole image: no known pixel to inpaint from ({mask} must leave "
+                          "at least one pixel False)", param="mask")
 
 
-def _refuse_foreign_options(method: str, **given) -> None:
-    """An option set for a method it does not apply to is an error, not silently ignored."""
-    for name, value in given.items():
-        default = _OPTION_DEFAULTS[name]
-        if name in _APPLIES[method] or value is default or (isinstance(value, str) and value == default):
-            continue
-        users = ", ".join(repr(k) for k, opts in _APPLIES.items() if name in opts)
-        raise ValueError(f"{name} does not apply to method={method!r} (only to {users}); got {name}={value!r}")
-    if method == "learned" and given["model"] is None:
-        raise ValueError("method='learned' needs model=: a pdediff.torch.Run (pdediff.torch.load_run) or a run folder")
+def _non_finite_known() -> ParameterError:
+    return ParameterError("{image} contains NaN or infinity at known pixels ({mask} False); only pixels inside "
+                          "the mask may be non-finite", param="image")
 
 
 def _as_mask(mask: Any, spatial: tuple[int, ...], full: tuple[int, ...], ch: int | None) -> np.ndarray:
@@ -355,7 +345,8 @@ def _as_mask(mask: Any, spatial: tuple[int, ...], full: tuple[int, ...], ch: int
         pass
     elif mk.dtype.kind in "iu":
         if not bool(((mk == 0) | (mk == 1)).all()):
-            raise ValueError("mask must be bool or hold only 0 and 1 (1 = pixel to fill); got other integer values")
+            raise ParameterError("{mask} must be bool or hold only 0 and 1 (1 = pixel to fill); got other integer "
+                                 "values", param="mask")
         mk = mk != 0
     else:
         raise TypeError(f"mask must be a bool array (True = pixel to fill) or integers 0/1; got dtype {mk.dtype}")
@@ -364,31 +355,28 @@ def _as_mask(mask: Any, spatial: tuple[int, ...], full: tuple[int, ...], ch: int
     if ch is not None and mk.shape == full:
         per = np.moveaxis(mk, ch, 0)
         if not bool((per == per[0]).all()):
-            raise ValueError("mask differs between channels; inpaint fills the same pixels in every channel: "
-                             f"pass one mask of the spatial shape {spatial}")
+            raise ParameterError("{mask} differs between channels; inpaint fills the same pixels in every channel: "
+                                 f"pass one mask of the spatial shape {spatial}", param="mask")
         return np.ascontiguousarray(per[0])
     also = f" (or the image's full shape {full}, equal in every channel)" if ch is not None else ""
-    raise ValueError(f"mask must have the image's spatial shape {spatial}{also}; got shape {mk.shape}")
+    raise ParameterError(f"{{mask}} must have the image's spatial shape {spatial}{also}; got shape {mk.shape}",
+                         param="mask")
 
 
-def _harmonic_fast(x, m, ch, spacing, tol, max_iter, return_info):
+def _harmonic_fast(x, m, ch, spacing, plan: InpaintPlan, return_info):
     """The harmonic fill by the compiled CG, on one C-ordered copy of ``x`` in the caller's layout (no
     channel-first round trip, no full-image float64 copy: the work outside the solve is two passes)."""
     h = Grid(m.shape, spacing).spacing
-    tol_ = DEFAULT_TOL if tol is None else positive_scalar(tol, "tol")
-    max_iter_ = None if max_iter is None else nonnegative_int(max_iter, "max_iter")
     n_missing = int(np.count_nonzero(m))
     if n_missing == m.size:
-        raise ValueError("mask covers the whole image: no known pixel to inpaint from (mask must leave "
-                         "at least one pixel False)")
+        raise _whole_mask()
     out = np.array(x, order="C", copy=True)
     finite = np.isfinite(out)
     if not bool(finite.all()) and bool(((~m if ch is None else np.expand_dims(~m, ch)) & ~finite).any()):
-        raise ValueError("image contains NaN or infinity at known pixels (mask False); only pixels inside "
-                         "the mask may be non-finite")
+        raise _non_finite_known()
     lin = LinearSolveInfo(solver="cg", iterations=0, residual=0.0)
     if n_missing:
-        lin = harmonic_cg_inplace(out, m, h, ch, tol=tol_, max_iter=max_iter_)
+        lin = harmonic_cg_inplace(out, m, h, ch, tol=plan.tol, max_iter=plan.max_iter)
     if not return_info:
         return out
     return out, InpaintResult(method="harmonic", n_missing=n_missing, spacing=h, solver=lin.solver,
@@ -398,22 +386,15 @@ def _harmonic_fast(x, m, ch, spacing, tol, max_iter, return_info):
 def _linear_fill(kind, u, m, h, solver, tol, max_iter):
     """Harmonic or biharmonic fill of ``u`` ``(C, *spatial)``, in place (masked pixels only), computed in
     float64 on data scaled by a power of two (no overflow whatever the magnitudes)."""
-    a = _intensity_scale(u, np)
+    a = intensity_scale(u, np)
     U = u.reshape(u.shape[0], -1).T.astype(np.float64) * a
     x, lin = solve_linear(kind, U, m, h, solver=solver, tol=tol, max_iter=max_iter)
     u.reshape(u.shape[0], -1)[:, np.flatnonzero(m)] = (x.T / a).astype(u.dtype)  # masked pixels only
     return u, lin
 
 
-def _positive_int(value, name: str) -> int:
-    n = nonnegative_int(value, name)
-    if n == 0:
-        raise ValueError(f"{name} must be a positive integer; got 0")
-    return n
-
-
-def _learned(u, m, in_dtype, *, model, num_iter, seed, progress, jump_length, jump_n_sample):
-    """RePaint through ``model.repaint`` on the model's ``[-1, 1]`` scale; returns ``(out, steps)``."""
+def _learned(u, m, in_dtype, *, model, plan: InpaintPlan, seed, progress):
+    """RePaint through ``model.repaint`` on the model's ``[-1, 1]`` scale; returns the filled ``u``."""
     if isinstance(model, (str, os.PathLike)):
         from ..torch import load_run  # torch only when a learned model is asked for
 
@@ -425,9 +406,9 @@ def _learned(u, m, in_dtype, *, model, num_iter, seed, progress, jump_length, ju
                         f"{type(model).__name__}")
     want = tuple(int(s) for s in run.image_shape)
     if tuple(u.shape) != want:
-        raise ValueError(f"image has (C, H, W) = {tuple(u.shape)} but the model was trained on (C, H, W) = {want}; "
-                         "resize or crop the image, convert it to the model's number of channels, and give "
-                         "colour images their channel_axis")
+        raise ParameterError(f"{{image}} has (C, H, W) = {tuple(u.shape)} but the model was trained on (C, H, W) = "
+                             f"{want}; resize or crop the image, convert it to the model's number of channels, "
+                             "and give colour images their {channel_axis}", param="image")
     in_dtype = np.dtype(in_dtype)
     known = ~m
     if in_dtype.kind in "iu":
@@ -437,19 +418,30 @@ def _learned(u, m, in_dtype, *, model, num_iter, seed, progress, jump_length, ju
         vals = u[:, known]
         vmin, vmax = float(vals.min()), float(vals.max())
         if vmin < 0 or vmax > 1:
-            raise ValueError(f"image: float images for method='learned' must lie in [0, 1] (the model's data "
-                             f"scale); got values in [{vmin:.4g}, {vmax:.4g}]; rescale first (e.g. image / 255)")
+            raise ParameterError(f"{{image}}: float images for {{method='learned'}} must lie in [0, 1] (the model's "
+                                 f"data scale); got values in [{vmin:.4g}, {vmax:.4g}]; rescale first (e.g. "
+                                 "image / 255)", param="image")
         lo, span = 0.0, 1.0
     x = ((u.astype(np.float64) - lo) / span * 2.0 - 1.0).astype(np.float32)
     x[:, m] = 0.0
-    steps = None if num_iter is None else nonnegative_int(num_iter, "num_iter")
     # None: the model's own defaults (its repaint's keyword defaults are kept by not passing them)
-    jumps = {name: _positive_int(value, name) for name, value in
-             (("jump_length", jump_length), ("jump_n_sample", jump_n_sample)) if value is not None}
-    res = np.asarray(run.repaint(x[None], m[None, None], seed=seed, steps=steps, progress=progress, **jumps))
+    res = np.asarray(run.repaint(x[None], m[None, None], seed=seed, progress=progress, **plan.jumps,
+                                 **_steps_keyword(run.repaint, plan.num_inference_steps)))
     if res.shape != (1,) + tuple(u.shape):
         raise RuntimeError(f"model.repaint returned shape {res.shape}; expected {(1,) + tuple(u.shape)}")
     filled = ((res[0].astype(np.float64) + 1.0) / 2.0 * span + lo).astype(u.dtype)
     out = u
     out[:, m] = filled[:, m]
-    return out, steps
+    return out
+
+
+def _steps_keyword(repaint, n: int | None) -> dict:
+    """The sampling-step count as ``repaint`` spells it: ``num_inference_steps``, or ``steps`` in runs
+    written before that keyword (or stand-ins that still take ``steps``)."""
+    try:
+        params = inspect.signature(repaint).parameters
+    except (TypeError, ValueError):
+        params = {}
+    if "num_inference_steps" in params or "steps" not in params:
+        return {"num_inference_steps": n}
+    return {"steps": n}

@@ -26,11 +26,13 @@ import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
+from .._plan import LINEAR_SOLVERS
 from ..kernels.cpu.inpaint import harmonic_pcg, harmonic_setup, harmonic_store
 
 __all__ = ["DIRECT_MAX_UNKNOWNS_3D", "SOLVERS", "SSOR_OMEGA", "harmonic_cg_inplace", "solve_linear"]
 
-SOLVERS = ("auto", "direct", "cg")
+#: The linear solvers (:data:`pdediff._plan.LINEAR_SOLVERS`, where :func:`pdediff.inpaint` checks ``solver``).
+SOLVERS = LINEAR_SOLVERS
 #: ``solver="auto"`` factorises 1-D/2-D systems and 3-D ones up to this many unknowns; larger 3-D
 #: masks (whose sparse factors fill in much more than 2-D ones) use conjugate gradients.
 DIRECT_MAX_UNKNOWNS_3D = 60_000

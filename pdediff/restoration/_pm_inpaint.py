@@ -13,10 +13,10 @@ from __future__ import annotations
 import numpy as np
 
 from .._backend import backend_for
-from ..anisotropic._steppers import make_smoother
+from .._operators import TridiagonalSystem, as_lines
+from .._plan import CONDUCTANCE_CODES, intensity_scale, inverse_square, length_scale
+from .._steppers import make_smoother
 from ..anisotropic.kappa import estimate_kappa
-from ..anisotropic.perona_malik import _CODE, _intensity_scale, _inverse_square
-from ..heat._operators import TridiagonalSystem, as_lines
 
 __all__ = ["pm_inpaint"]
 
@@ -31,8 +31,8 @@ def pm_inpaint(u0: np.ndarray, mask: np.ndarray, h: tuple[float, ...], *, num_it
     be = backend_for(u0)
     known = ~mask
     # dimensionless copy, as in perona_malik: intensities and lengths scaled by powers of two (exact)
-    a = _intensity_scale(u0, np)
-    c = 2.0 ** (1 - np.frexp(min(h))[1])
+    a = intensity_scale(u0, np)
+    c = length_scale(h)
     hs = tuple(x * c for x in h)
     dts = dt * c * c
     u = np.ascontiguousarray(u0 * u0.dtype.type(a))
@@ -46,8 +46,8 @@ def pm_inpaint(u0: np.ndarray, mask: np.ndarray, h: tuple[float, ...], *, num_it
         kappa = kappa_s * c / a
     else:
         kappa_s = kappa * a / c
-    kinv2 = _inverse_square(kappa_s, u.dtype)
-    code = _CODE[conductance]
+    kinv2 = inverse_square(kappa_s, u.dtype)
+    code = CONDUCTANCE_CODES[conductance]
     m = len(hs)
     bufs = tuple(np.empty(u[0].size, dtype=u.dtype) for _ in range(5))
     work = np.empty_like(u[0])
