@@ -397,7 +397,8 @@ def prepare_perona_malik(prepare: Callable, image: Any, *, num_iter: Any, kappa:
     """
     method = check_option("method", method, catalogue.PM_METHODS)
     cond_name, cond_fn = check_conductance(conductance)
-    ch = channel_axis_value(channel_axis, np.ndim(image))
+    # .ndim first: np.ndim of a Dask array goes through Dask's own array-function protocol
+    ch = channel_axis_value(channel_axis, image.ndim if hasattr(image, "ndim") else np.ndim(image))
     u = prepare(image, "image", ndim=(1, 2, 3) if ch is None else (2, 3, 4), check_finite=check_finite)
     plan = perona_malik_plan(tuple(u.shape), u.dtype, method=method, conductance=cond_name, conductance_fn=cond_fn,
                              channel_axis=ch, num_iter=num_iter, kappa=kappa, dt=dt, sigma=sigma, spacing=spacing,

@@ -3,8 +3,6 @@ axis at a time, that axis in one chunk)."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from .._backend import backend_for
