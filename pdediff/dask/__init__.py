@@ -1,7 +1,10 @@
 """The Dask path: :func:`pdediff.solve_heat` and :func:`pdediff.perona_malik` on ``dask.array`` arrays.
 
-A Dask array given to either function is recognised by its type's module (as
-CuPy arrays are, without importing Dask) and routed here; the result is a lazy
+This package is the Dask *executor*: the front doors check their arguments and
+build a plan (``pdediff._plan``), and the executor registry
+(``pdediff._dispatch``) hands a Dask array and its plan to this package, which
+it imports by name the first time a Dask array shows up (the solvers never
+import it, and ``import pdediff`` does not import Dask).  The result is a lazy
 Dask array with the input's chunks.  Each chunk runs the ordinary kernels of
 its own backend (NumPy chunks on the Numba CPU kernels, CuPy chunks on the GPU
 kernels), so the physical boundaries are the kernels' own (Neumann, Dirichlet,
