@@ -23,8 +23,9 @@ This module also holds what the plans and the executors share:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -50,7 +51,8 @@ from .grid import Grid
 from .kernels.formulas import EXPONENTIAL, RATIONAL, TUKEY
 
 __all__ = [
-    "HeatPlan", "heat_plan", "prepare_heat", "PeronaMalikPlan", "perona_malik_plan", "prepare_perona_malik", "InpaintPlan", "inpaint_plan",
+    "HeatPlan", "heat_plan", "prepare_heat", "PeronaMalikPlan", "perona_malik_plan", "prepare_perona_malik",
+    "InpaintPlan", "inpaint_plan",
     "step_count", "steps_for", "pm_time_steps", "length_scale", "intensity_scale", "scale_for",
     "inverse_square", "CONDUCTANCE_CODES", "check_conductance", "callable_conductance", "FACTORS",
     "BASE", "CALIBRATION", "kappa_from_spread", "LINEAR_SOLVERS",
@@ -450,8 +452,8 @@ class InpaintPlan:
         Perona–Malik's edge threshold; ``None`` to estimate it on the known pixels.
     num_inference_steps : int or None
         Learned: the model's sampling steps (``None``: the run's default).
-    jumps : dict
-        Learned: RePaint's ``jump_length``/``jump_n_sample`` where given.
+    jumps : mapping
+        Learned: RePaint's ``jump_length``/``jump_n_sample`` where given (read-only).
     """
 
     method: str
@@ -465,7 +467,7 @@ class InpaintPlan:
     conductance: str = "exponential"
     kappa: float | None = None
     num_inference_steps: int | None = None
-    jumps: Any = None
+    jumps: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
 
 
 def _setting(name: str, value: Any) -> str:
@@ -504,7 +506,7 @@ def inpaint_plan(method: str, ndim: int, *, channel_axis: Any, tol: Any, max_ite
                                                                           "num_inference_steps")
         jumps = {name: positive_int(value, name) for name, value in
                  (("jump_length", jump_length), ("jump_n_sample", jump_n_sample)) if value is not None}
-        return InpaintPlan(method=method, channel_axis=ch, num_inference_steps=steps, jumps=jumps)
+        return InpaintPlan(method=method, channel_axis=ch, num_inference_steps=steps, jumps=MappingProxyType(jumps))
     tol_ = DEFAULT_TOL if tol is None else positive_scalar(tol, "tol")
     max_iter_ = None if max_iter is None else nonnegative_int(max_iter, "max_iter")
     solver_ = check_option("solver", solver, LINEAR_SOLVERS)

@@ -189,8 +189,8 @@ def perona_malik(
     # validate once and plan (pdediff._plan), then run on the executor of the image's array type
     # (pdediff._dispatch): in memory for NumPy/CuPy, chunk by chunk for Dask
     executor = executor_for(image, "image")
-    u, plan = prepare_perona_malik(executor.prepare, image, num_iter=num_iter, kappa=kappa, conductance=conductance, dt=dt,
-                                   sigma=sigma, method=method, spacing=spacing, channel_axis=channel_axis,
+    u, plan = prepare_perona_malik(executor.prepare, image, num_iter=num_iter, kappa=kappa, conductance=conductance,
+                                   dt=dt, sigma=sigma, method=method, spacing=spacing, channel_axis=channel_axis,
                                    check_finite=check_finite, max_steps=max_steps, progress=progress)
     out, kappa_used = executor.perona_malik(u, plan)
     return (out, PeronaMalikResult.from_plan(plan, kappa_used)) if return_info else out

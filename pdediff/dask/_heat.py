@@ -53,8 +53,9 @@ def solve_heat_dask(u0, t, *, method, diffusivity, spacing, boundary, dt, scheme
                     max_steps, steps_per_exchange_: int | None = None):
     """:func:`pdediff.solve_heat` for a Dask ``u0``, with the explicit method's steps per halo exchange
     settable (``steps_per_exchange_``); checks and plans exactly as the front door does."""
-    u, plan = prepare_heat(prepare_input, u0, t, method=method, diffusivity=diffusivity, spacing=spacing, boundary=boundary,
-                           dt=dt, scheme=scheme, spectrum=spectrum, check_finite=check_finite, max_steps=max_steps)
+    u, plan = prepare_heat(prepare_input, u0, t, method=method, diffusivity=diffusivity, spacing=spacing,
+                           boundary=boundary, dt=dt, scheme=scheme, spectrum=spectrum, check_finite=check_finite,
+                           max_steps=max_steps)
     return run_heat(u, plan, steps_per_exchange_)
 
 

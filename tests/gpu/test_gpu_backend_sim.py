@@ -11,8 +11,8 @@ if not simulator():
 import pdediff  # noqa: E402
 from pdediff.kernels.gpu.backend import GPUBackend  # noqa: E402
 
-MODULES = ["pdediff.heat.explicit", "pdediff.heat.implicit", "pdediff.heat.spectral", "pdediff.heat.solve",
-           "pdediff.anisotropic.perona_malik", "pdediff.anisotropic.kappa"]
+# the solvers and the in-memory executor (which runs solve_heat, perona_malik and estimate_kappa's plans)
+MODULES = ["pdediff.heat.explicit", "pdediff.heat.implicit", "pdediff.heat.spectral", "pdediff._memory"]
 
 
 @pytest.fixture
