@@ -2,7 +2,15 @@
 
 Everything here works on a dimensionless ``(C, *spatial)`` array (see
 :func:`pdediff.perona_malik`) through the backend contract of
-:mod:`pdediff._backend`, so the same code runs on NumPy and CuPy arrays.
+:mod:`pdediff._backend`, so the same code runs on NumPy and CuPy arrays.  A
+module of the shared layer: the in-memory executor runs it on the whole
+image, the Dask executor on each chunk (plus halo), and Perona–Malik
+inpainting uses its smoother.
+
+* :func:`make_smoother`: the Catté pre-smoothing (truncated Gaussian, or the
+  exact heat flow in the DCT domain when wide);
+* :func:`make_stepper`: one explicit or AOS step (compiled or callable conductance);
+* :func:`aos_term`: one axis's term of the AOS sum.
 """
 
 from __future__ import annotations
