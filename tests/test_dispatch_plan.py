@@ -287,3 +287,17 @@ def test_learned_num_iter_is_a_deprecated_alias_that_warns_once():
     with pytest.raises(ParameterError) as err:
         pdediff.inpaint(img, _MASK, method="perona_malik", num_inference_steps=3)
     assert err.value.param == "num_inference_steps"
+
+
+# ----------------------------------------------------------------------------- layering of these paths
+
+_MINE = ("pdediff.heat.solve", "pdediff.anisotropic", "pdediff.dask", "pdediff.restoration", "pdediff._",
+         "pdediff.kernels.cpu.backend", "pdediff.kernels.cpu.blocked", "pdediff.kernels.cpu._common")
+
+
+def test_front_doors_executors_and_cpu_kernels_have_no_cycle_and_no_private_import():
+    """The layering of the solvers, executors and CPU kernels (the whole package: tests/test_architecture.py)."""
+    from test_architecture import cycles, import_graph, private_violations
+
+    assert not [c for c in cycles(import_graph()) if any(m.startswith(_MINE) for m in c)]
+    assert not [v for v in private_violations() if v.startswith(_MINE)]
