@@ -19,6 +19,7 @@ from typing import Literal
 import numpy as np
 
 from ._validation import BOUNDARIES, check_option, positive_per_axis
+from .errors import ParameterError
 
 Boundary = Literal["neumann", "dirichlet", "periodic"]
 
@@ -57,8 +58,8 @@ class Grid:
         spacing = positive_per_axis(spacing, "spacing", len(shape))
         if not all(SPACING_RANGE[0] <= h <= SPACING_RANGE[1] for h in spacing):
             # beyond this, 1/h^2 or h^2 leave float64's range and no time step can be represented
-            raise ValueError(f"spacing must lie between {SPACING_RANGE[0]:g} and {SPACING_RANGE[1]:g} (physical "
-                             f"units per cell; rescale the units); got {spacing}")
+            raise ParameterError(f"{{spacing}} must lie between {SPACING_RANGE[0]:g} and {SPACING_RANGE[1]:g} "
+                                 f"(physical units per cell; rescale the units); got {spacing}", param="spacing")
         object.__setattr__(self, "spacing", spacing)
         object.__setattr__(self, "boundary", check_option("boundary", boundary, BOUNDARIES))
 

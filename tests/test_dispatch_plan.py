@@ -188,6 +188,12 @@ _MASK[2, 2] = True
     (lambda: pdediff.solve_heat(np.array([1.0, np.nan]), 1.0), "u0",
      "u0 contains NaN or infinity; pass check_finite=False to skip this check"),
     (lambda: pdediff.solve_heat(_X, 1.0, spacing=-1.0), "spacing", None),
+    (lambda: pdediff.solve_heat(_X, 1.0, spacing=1e-300), "spacing", None),
+    (lambda: pdediff.solve_heat(_X, 1.0, diffusivity=np.ones((6, 6))), "diffusivity",
+     "diffusivity must be a positive scalar for the spectral method (an array diffusivity needs "
+     "method='explicit' or 'implicit')"),
+    (lambda: pdediff.solve_heat(_X, 1.0, method="implicit", diffusivity=-np.ones((6, 6))), "diffusivity", None),
+    (lambda: pdediff.solve_heat(_X, 1.0, method="explicit", diffusivity=np.ones((5, 6))), "diffusivity", None),
     (lambda: pdediff.perona_malik(_X, kappa=-1.0), "kappa", "kappa must be positive; got -1.0"),
     (lambda: pdediff.perona_malik(_X, kappa="median"), "kappa", None),
     (lambda: pdediff.perona_malik(_X, sigma=-1.0), "sigma", None),

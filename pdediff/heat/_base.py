@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from .._validation import as_float_array, float_dtype_of, positive_scalar
+from ..errors import ParameterError
 from ..grid import Grid
 
 
@@ -22,16 +23,17 @@ class _HeatSolverBase:
             self.diffusivity_max = float(self.diffusivity)
         else:
             if not allow_array_diffusivity:
-                raise ValueError(
-                    "diffusivity must be a positive scalar for the spectral method "
-                    "(an array diffusivity needs method='explicit' or 'implicit')"
+                raise ParameterError(
+                    "{diffusivity} must be a positive scalar for the spectral method "
+                    "(an array diffusivity needs {method='explicit'} or 'implicit')", param="diffusivity"
                 )
             D = as_float_array(diffusivity, "diffusivity", ndim=(self.grid.ndim,))
             D = np.asarray(D, dtype=np.float64)
             if D.shape != self.grid.shape:
-                raise ValueError(f"diffusivity array must have the shape of u0 {self.grid.shape}; got {D.shape}")
+                raise ParameterError(f"{{diffusivity}} array must have the shape of u0 {self.grid.shape}; got {D.shape}",
+                                     param="diffusivity")
             if np.any(D <= 0):
-                raise ValueError("diffusivity must be positive everywhere")
+                raise ParameterError("{diffusivity} must be positive everywhere", param="diffusivity")
             self.diffusivity = D
             self.diffusivity_max = float(D.max())
 
