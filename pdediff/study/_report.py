@@ -259,8 +259,11 @@ def _training_line(training: dict) -> str:
         part = f" ({timed} of them timed)" if timed is not None and timed != steps else ""
         return f"{name} {steps} steps{part} in {sec:.0f} s"
 
-    return ("Learned denoisers' training (per seed; the time recorded when they were trained, not the time "
-            "to load them on a rerun): "
+    legacy = any(v.get("timed_steps") is None for info in training.values() for v in info.values())
+    what = ("as recorded by an earlier version of the study: a value may include a rerun's time to load the "
+            "model, or cover only the call that resumed an interrupted training" if legacy else
+            "the time recorded when they were trained, not the time to load them on a rerun")
+    return (f"Learned denoisers' training (per seed; {what}): "
             + "; ".join(f"seed {s}: " + ", ".join(one(m, v) for m, v in info.items())
                         for s, info in training.items()))
 
@@ -335,6 +338,14 @@ def _one_nn_legend(entry: dict) -> str:
             "so 0.5 is out of reach: read each value against the floor row's, which is the best reachable")
 
 
+def _train_legend(entry: dict) -> str:
+    """What the ``train s`` column holds (results of an earlier version timed the call, not the training)."""
+    if all("load_seconds" in r for runs in entry["runs"].values() for r in runs):
+        return "the training time recorded in each run when it was trained (never a time to load it)"
+    return ("wall time of the call that trained each run, as an earlier version of the study recorded it (a "
+            "run trained before that call was only loaded)")
+
+
 def generate_tables(section: dict) -> list[str]:
     """``results.md``'s generation table per data set (metrics, the real-vs-real floor, times) as Markdown."""
     lines = []
@@ -375,8 +386,8 @@ def generate_tables(section: dict) -> list[str]:
         lines += ["", f"mean ± sd over {len(entry['floor']['seeds'])} seeds; {_one_nn_legend(entry)}; "
                   "memorisation: median distance of a sample to its nearest training image over that of a held-out "
                   "image, ≈ 1 is normal, ≪ 1 means copies of training images, n/a for the floor (its samples are "
-                  "training images, so the ratio would be 0 by construction); train s: the training time recorded "
-                  "when the run was trained; spectrum error: mean |Δ log10 power| in the highest radial-frequency "
+                  f"training images, so the ratio would be 0 by construction); train s: {_train_legend(entry)}; "
+                  "spectrum error: mean |Δ log10 power| in the highest radial-frequency "
                   "band.", ""]
     return lines
 
