@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from ._common import ArmCache, timed
+from ._report import mark_returned_input
 
 #: Held-out test images (2-D), and the training images (disjoint) that tuning and learning may see.
 TEST_IMAGES = ("mri", "camera", "coins", "moon", "shepp_logan", "shapes")
@@ -267,26 +268,68 @@ class _ColdPMDenoiser:
         return (x0[0, 0].numpy() + 1) / 2
 
 
-def _training_seconds(folder: str | None, this_call: float) -> float | None:
-    """Training wall time summed over the calls that trained (a resumed run adds to what it stored).
+def _training_record(folder: str | None, before: int, after: int, seconds: float) -> dict:
+    """The training time of one learned denoiser, from the record kept next to its checkpoint.
 
-    ``None`` for a checkpoint trained before this record existed.
+    :func:`pdediff.torch.train` resumes from the checkpoint in ``folder``, so
+    a rerun of a finished training only loads it: that call's wall time is a
+    load time and is reported as such, never added to the training time.
+    The record ``seconds.json`` holds the training seconds, the step they
+    reach and how many of those steps were timed (a training interrupted
+    before any record was written leaves steps that no record times).
+
+    Parameters
+    ----------
+    folder : str or None
+        The checkpoint folder (``None``: no checkpoint, nothing is kept).
+    before, after : int
+        Steps in the checkpoint before and after this call.
+    seconds : float
+        Wall time of this call of :func:`~pdediff.torch.train`.
+
+    Returns
+    -------
+    dict
+        ``train_seconds`` (float, or ``None`` where no step was timed),
+        ``timed_steps`` (int, steps whose training time ``train_seconds``
+        covers) and ``load_seconds`` (this call's time when it trained
+        nothing, else ``None``).
     """
     import json
 
+    from ..io import atomic_path
+
+    trained = after > before
     if folder is None:
-        return this_call
+        return {"train_seconds": float(seconds) if trained else None, "timed_steps": after - before,
+                "load_seconds": None if trained else float(seconds)}
     path = os.path.join(folder, "seconds.json")
-    before = None
-    if os.path.exists(path):
+    prev_seconds, prev_timed = 0.0, 0
+    try:
         with open(path) as f:
-            before = float(json.load(f)["seconds"])
-    elif os.path.exists(os.path.join(folder, "checkpoint.pt")) and this_call < 1.0:
-        return None  # finished by an earlier version that kept no record
-    total = (before or 0.0) + this_call
-    with open(path, "w") as f:
-        json.dump({"seconds": total}, f)
-    return total
+            stored = json.load(f)
+        # A record without its step (written by an earlier version) may hold load times: not trusted.
+        if int(stored["step"]) <= before:
+            prev_seconds, prev_timed = float(stored["seconds"]), int(stored["timed_steps"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    if not trained:
+        return {"train_seconds": prev_seconds if prev_timed else None, "timed_steps": prev_timed,
+                "load_seconds": float(seconds)}
+    total, timed = prev_seconds + float(seconds), prev_timed + (after - before)
+    with atomic_path(path) as tmp:
+        with open(tmp, "w") as f:
+            json.dump({"seconds": total, "step": after, "timed_steps": timed}, f)
+    return {"train_seconds": total, "timed_steps": timed, "load_seconds": None}
+
+
+def _checkpoint_step(folder: str | None) -> int:
+    """Steps stored in the training checkpoint in ``folder`` (0 if there is none)."""
+    from ..torch.training import CHECKPOINT, load_checkpoint
+
+    if folder is None or not os.path.exists(os.path.join(folder, CHECKPOINT)):
+        return 0
+    return int(load_checkpoint(os.path.join(folder, CHECKPOINT))["step"])
 
 
 def _train_denoisers(settings: DenoiseSettings, seed: int, folder: str | None, progress: bool) -> tuple[dict, dict]:
@@ -312,12 +355,12 @@ def _train_denoisers(settings: DenoiseSettings, seed: int, folder: str | None, p
         torch.manual_seed(seed)
         model = UNet(1, base=settings.base, mults=(1, 2))
         ckpt = None if folder is None else os.path.join(folder, f"denoiser-{name}-seed{seed}-{settings.steps}")
+        before = _checkpoint_step(ckpt)
         t0 = time.perf_counter()
         res = train(model, proc, data, steps=settings.steps, batch_size=settings.batch_size, lr=settings.lr,
                     seed=seed, checkpoint_dir=ckpt, progress=progress)
-        seconds = _training_seconds(ckpt, time.perf_counter() - t0)
-        info[name] = {"train_seconds": seconds, "final_loss": float(np.mean(res.losses[-20:])),
-                      "steps": settings.steps, "process": repr(proc)}
+        info[name] = {**_training_record(ckpt, before, res.step, time.perf_counter() - t0),
+                      "final_loss": float(np.mean(res.losses[-20:])), "steps": settings.steps, "process": repr(proc)}
         wrapper = _DDPMDenoiser if name == "ddpm" else _ColdPMDenoiser
         models[name] = wrapper(res.ema_model.eval(), proc)
     return models, info
@@ -407,6 +450,7 @@ def run_denoise(settings: DenoiseSettings, *, seeds: int, out: str | None, progr
                 rows.extend(cache.get_or_run(f"case-{name}-{level}-{seed}", key, run_case)["rows"])
                 bar.update()
         bar.close()
+    mark_returned_input(rows)  # rows cached by an earlier version carry no flag
     return {"rows": rows, "training": training, "tuning": tuning, "notes": notes,
             "methods": {m: METHODS[m][0] for m in methods}, "cache": {"hits": cache.hits, "misses": cache.misses}}
 
@@ -434,6 +478,8 @@ def _run_case(clean: np.ndarray, name: str, dim: int, level: float, seed: int, m
                     if m in GRIDS:
                         rec["params"] = list(params)
                     z = _apply(m, y, sigma_hat, params, models)
+        # A method that hands back the noisy input (cold PM tuned to level 0) must not pass for a denoiser.
+        rec["returns_input"] = m != "noisy" and np.shape(z) == np.shape(y) and bool(np.array_equal(z, y))
         rec["psnr"] = psnr(clean, z, data_range=1.0)
         rec["ssim"] = ssim(clean, z, data_range=1.0)
         rows.append(rec)

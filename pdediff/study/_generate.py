@@ -17,17 +17,14 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from ..catalogue import PROCESS_NAMES, PROCESSES
 from ._common import ArmCache
-
-PROCESSES = ("ddpm", "ihdm", "blurring", "cold-heat", "cold-pm")
-LABELS = {"ddpm": "DDPM (Gaussian)", "ihdm": "inverse heat dissipation", "blurring": "blurring diffusion",
-          "cold-heat": "cold diffusion, heat", "cold-pm": "cold diffusion, Perona–Malik"}
 
 
 @dataclass(frozen=True)
 class GenerateSettings:
     data: tuple = ("digits",)
-    processes: tuple = PROCESSES
+    processes: tuple = PROCESS_NAMES
     steps: int = 1500
     base: int = 16
     mults: tuple = (1, 2)
@@ -49,15 +46,47 @@ def _np(x) -> np.ndarray:
     return x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
 
 
+#: Version of an arm's record (part of its cache key): 2 = 1-NN on equal sizes, training time from the run.
+_RECORD = 2
+
+
+def _label(proc: str) -> str:
+    """The catalogue's label of a process name (the name itself for a name outside the catalogue)."""
+    entry = PROCESSES.get(proc)
+    return entry.label if entry is not None else proc
+
+
 def set_metrics(samples: np.ndarray, reference: np.ndarray, train: np.ndarray, features, *, seed: int = 0) -> dict:
-    """Every metric of one set of samples against the held-out reference set (images ``(N, C, H, W)``)."""
+    """Every metric of one set of samples against the held-out reference set.
+
+    Parameters
+    ----------
+    samples, reference, train : numpy.ndarray, shape (N, C, H, W)
+        The samples, the held-out set and the training set (any N each).
+    features
+        A fitted :class:`pdediff.metrics.FeatureExtractor` (or any object with
+        ``kind``, ``transform(images) -> (N, D)`` and, for ``kind ==
+        "classifier"``, ``predict_proba``).
+    seed : int
+        Seed of the random projections and of the subsample below.
+
+    Returns
+    -------
+    dict
+        Metric name -> value (``spectrum`` a dict of bands).  The 1-NN
+        two-sample test compares sets of *equal* size (its ideal value is 0.5
+        only then): the larger set is subsampled, seeded, to the smaller one's
+        size, which ``one_nn_n`` records.
+    """
     from .. import metrics as M
 
     fs, fr = features.transform(samples), features.transform(reference)
+    m = min(len(fs), len(fr))
     out = {
         "frechet": M.frechet_distance(fs, fr),
         "sliced_wasserstein": M.sliced_wasserstein(fs, fr, seed=seed),
-        "one_nn_accuracy": M.one_nn_accuracy(fs, fr),
+        "one_nn_accuracy": M.one_nn_accuracy(_subset(fs, m, 300 + seed), _subset(fr, m, 200 + seed)),
+        "one_nn_n": m,
         **{f"{k}": float(v) for k, v in M.precision_recall(fr, fs).items()},
         **{f"{k}": float(v) for k, v in M.density_coverage(fr, fs).items()},
         "memorisation_ratio": M.memorisation_ratio(samples.reshape(len(samples), -1),
@@ -72,6 +101,10 @@ def set_metrics(samples: np.ndarray, reference: np.ndarray, train: np.ndarray, f
 
 
 def _subset(x: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """``min(n, len(x))`` rows of ``x`` drawn without replacement (seeded), in their order (all of ``x`` if
+    ``n >= len(x)``)."""
+    if n >= len(x):
+        return x
     idx = np.random.default_rng(seed).choice(len(x), size=min(n, len(x)), replace=False)
     return x[np.sort(idx)]
 
@@ -86,7 +119,7 @@ def run_generate(settings: GenerateSettings, *, seeds: int, out: str | None, pro
 
     root = out if out is not None else _tmpdir()
     cache = ArmCache(os.path.join(root, "cache", "generate"))
-    result: dict = {"datasets": {}, "processes": {p: LABELS.get(p, p) for p in settings.processes}}
+    result: dict = {"datasets": {}, "processes": {p: _label(p) for p in settings.processes}}
     for data in settings.data:
         train_x, train_y = load_dataset(data, split="train", seed=0)
         test_x, _ = load_dataset(data, split="test", seed=0)
@@ -117,17 +150,20 @@ def run_generate(settings: GenerateSettings, *, seeds: int, out: str | None, pro
                 name = _run_name(data, digest, proc, seed)
                 run_dir = os.path.join(root, "runs", name)
                 arm = {"data": data, "digest": digest, "process": proc, "seed": seed, "n": n,
-                       **_key(settings, proc)}
+                       "record": _RECORD, **_key(settings, proc)}
 
                 def run_arm(proc=proc, seed=seed, run_dir=run_dir):
                     rec: dict = {}
                     t0 = time.perf_counter()
-                    train_run(run_dir, process=proc, data=data, steps=settings.steps, base=settings.base,
-                              mults=tuple(settings.mults), batch_size=settings.batch_size, lr=settings.lr,
-                              seed=seed, device=device, config=settings.config.get(proc) or None,
-                              progress=progress)
-                    rec["train_seconds"] = time.perf_counter() - t0  # 0 when resumed from a finished run
+                    trained = train_run(run_dir, process=proc, data=data, steps=settings.steps, base=settings.base,
+                                        mults=tuple(settings.mults), batch_size=settings.batch_size,
+                                        lr=settings.lr, seed=seed, device=device,
+                                        config=settings.config.get(proc) or None, progress=progress)
+                    took = time.perf_counter() - t0
+                    t0 = time.perf_counter()
                     run = load_run(run_dir, device=device)
+                    rec.update(_times(run.config, took, trained.step > trained.resumed_from,
+                                      time.perf_counter() - t0))
                     rec["final_loss"] = float(np.mean(_np(run.losses)[-50:]))
                     steps = settings.sampling_steps.get(proc)
                     t0 = time.perf_counter()
@@ -145,6 +181,35 @@ def run_generate(settings: GenerateSettings, *, seeds: int, out: str | None, pro
             entry["runs"][proc] = runs
         result["datasets"][data] = entry
     return result
+
+
+def _times(record: dict, call_seconds: float, trained: bool, load_seconds: float) -> dict:
+    """A run's training time as recorded in its ``run.json`` when it was trained, and this call's load time.
+
+    Parameters
+    ----------
+    record : dict
+        The run's ``run.json`` (:attr:`pdediff.torch.Run.config`).
+    call_seconds : float
+        Wall time of this call's :func:`~pdediff.torch.train_run`: training
+        if it trained, only loading if the run was finished already.
+    trained : bool
+        Whether this call trained any step.
+    load_seconds : float
+        Wall time of loading the run for sampling.
+
+    Returns
+    -------
+    dict
+        ``train_seconds`` (all training calls of the run together, from its
+        record; never a load time) and ``load_seconds`` (reading the run,
+        separately).
+    """
+    recorded = (record.get("result") or {}).get("train_seconds")
+    if recorded is None:  # a run folder without the record: this call's time is all that is known
+        recorded = call_seconds if trained else None
+    return {"train_seconds": None if recorded is None else float(recorded),
+            "load_seconds": float(load_seconds + (0.0 if trained else call_seconds))}
 
 
 def _frechet(features, a: np.ndarray, b: np.ndarray) -> float:
@@ -204,7 +269,7 @@ def figures(result: dict, out: str, *, trajectories: bool = True) -> list[str]:
         for ax, proc in zip(axes[0], procs):
             s = np.load(os.path.join(out, "runs", _run_name(data, entry["digest"], proc, 0), "samples.npy"))[:36]
             ax.imshow(_grid(s), cmap="gray", vmin=-1, vmax=1)
-            ax.set_title(LABELS.get(proc, proc), fontsize=8)
+            ax.set_title(_label(proc), fontsize=8)
             ax.set_axis_off()
         fig.tight_layout()
         p = os.path.join(out, "figures", f"samples-{_slug(data)}.png")
