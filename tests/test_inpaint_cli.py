@@ -38,8 +38,6 @@ def test_inpaint_png_keeps_known_pixels_and_fills_holes(picture, method, capsys)
     d, img, mask = picture
     args = ["inpaint", str(d / "img.png"), "--mask", str(d / "mask.png"), "-o", str(d / "out.png"),
             "--method", method, "--preview", str(d / "pv.png")]
-    if method == "biharmonic":
-        args.append("--clip")
     assert main(args) == 0
     out = iio.imread(d / "out.png")
     assert out.dtype == np.uint8 and out.shape == img.shape
@@ -102,13 +100,15 @@ def test_inpaint_option_errors_are_one_line(picture, capsys):
     d, img, mask = picture
     base = ["inpaint", str(d / "img.png"), "--mask", str(d / "mask.png"), "-o", str(d / "o.png")]
     assert main(base + ["--method", "learned"]) == 2
-    _one_error_line(capsys, "--model")
-    assert main(base + ["--model", str(d)]) == 2
-    _one_error_line(capsys, "--model", "learned")
+    _one_error_line(capsys, "--run")
+    assert main(base + ["--run", str(d)]) == 2
+    _one_error_line(capsys, "--run", "learned")
     assert main(base + ["--kappa", "3"]) == 2
     _one_error_line(capsys, "--kappa", "harmonic")
-    assert main(base + ["--method", "learned", "--model", str(d)]) == 2
+    assert main(base + ["--method", "learned", "--run", str(d)]) == 2
     _one_error_line(capsys, "not a run folder")
+    assert main(base + ["--num-inference-steps", "3"]) == 2
+    _one_error_line(capsys, "--num-inference-steps", "harmonic")
     assert main(base + ["--method", "perona_malik", "--num-iter", "0"]) == 2
     _one_error_line(capsys, "--num-iter")
     assert main(base + ["--method", "perona_malik", "--kappa", "abc"]) == 2
@@ -119,7 +119,7 @@ def test_inpaint_option_errors_are_one_line(picture, capsys):
     assert (d / "o.png").read_bytes() == b"keep"
 
 
-def test_biharmonic_overshoot_into_uint8_is_refused_or_clipped_on_request(tmp_path, capsys):
+def test_biharmonic_overshoot_into_uint8_is_clipped_or_refused_on_request(tmp_path, capsys):
     # a thin dark bar inside a hole at an edge: biharmonic continues the slopes below 0
     img = np.zeros((24, 24), np.uint8)
     img[:, 12:] = 255
@@ -130,10 +130,10 @@ def test_biharmonic_overshoot_into_uint8_is_refused_or_clipped_on_request(tmp_pa
     np.save(tmp_path / "i.npy", img)
     np.save(tmp_path / "m.npy", m)
     base = ["inpaint", str(tmp_path / "i.npy"), "--mask", str(tmp_path / "m.npy"), "--method", "biharmonic"]
-    assert main(base + ["-o", str(tmp_path / "o.png")]) == 2
-    _one_error_line(capsys, "uint8", "--clip")
+    assert main(base + ["-o", str(tmp_path / "o.png"), "--strict-range"]) == 2
+    _one_error_line(capsys, "uint8", "--strict-range")
     assert not (tmp_path / "o.png").exists()
-    assert main(base + ["-o", str(tmp_path / "o.png"), "--clip"]) == 0
+    assert main(base + ["-o", str(tmp_path / "o.png")]) == 0
     assert "clipped" in capsys.readouterr().out
     out = iio.imread(tmp_path / "o.png")
     np.testing.assert_array_equal(out[~m], img[~m])
@@ -181,7 +181,7 @@ def test_editor_masks_rgba_layers_and_jpeg_noise(picture, capsys):
 def test_clip_counts_only_what_rounding_would_not_keep_and_pm_hint(picture, capsys):
     d, img, mask = picture
     base = ["inpaint", str(d / "img.png"), "--mask", str(d / "mask.png")]
-    assert main(base + ["-o", str(d / "h.png"), "--clip"]) == 0  # harmonic: maximum principle, nothing clipped
+    assert main(base + ["-o", str(d / "h.png")]) == 0  # harmonic: maximum principle, nothing clipped
     assert "clipped" not in capsys.readouterr().out
     y, x = np.mgrid[0:24, 0:24]
     img2 = np.zeros((24, 24), np.uint8)
@@ -193,5 +193,5 @@ def test_clip_counts_only_what_rounding_would_not_keep_and_pm_hint(picture, caps
     np.save(d / "i2.npy", img2)
     np.save(d / "m2.npy", m2)
     assert main(["inpaint", str(d / "i2.npy"), "--mask", str(d / "m2.npy"), "-o", str(d / "p.png"),
-                 "--method", "perona_malik"]) == 2
-    _one_error_line(capsys, "--clip")
+                 "--method", "perona_malik", "--strict-range"]) == 2
+    _one_error_line(capsys, "--strict-range")
