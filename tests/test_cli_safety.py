@@ -426,3 +426,22 @@ def test_stop_during_numba_compilation_is_delivered_after_it():
         signal.setitimer(signal.ITIMER_REAL, 0)
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+def test_dtype_input_says_which_scaling_it_stored(tmp_path, capsys):
+    """``--dtype input`` said "scaling kept" but wrote slope 0.5 / intercept -10 as new values: the report
+    states the slope/intercept written and that INPUT's pair was not kept."""
+    raw = np.random.default_rng(0).integers(0, 400, (12, 12, 4)).astype(np.int16)
+    img = nib.Nifti1Image(raw, np.eye(4))
+    img.header.set_slope_inter(0.5, -10)
+    nib.save(img, tmp_path / "a.nii")
+    assert _run(tmp_path / "a.nii", "-o", tmp_path / "b.nii", "--dtype", "input") == 0
+    text = capsys.readouterr().out
+    proxy = nib.load(tmp_path / "b.nii").dataobj
+    assert nib.load(tmp_path / "b.nii").get_data_dtype() == np.int16
+    assert f"scl_slope {float(proxy.slope):.6g}, scl_inter {float(proxy.inter):.6g}" in text, text
+    assert "INPUT's scl_slope 0.5, scl_inter -10 not kept" in text, text
+    from pdediff.cli import build_parser
+
+    sub = build_parser()._subparsers._group_actions[0].choices["denoise"]
+    assert "scaling kept" not in " ".join(sub.format_help().split())

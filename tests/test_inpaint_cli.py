@@ -195,3 +195,46 @@ def test_clip_counts_only_what_rounding_would_not_keep_and_pm_hint(picture, caps
     assert main(["inpaint", str(d / "i2.npy"), "--mask", str(d / "m2.npy"), "-o", str(d / "p.png"),
                  "--method", "perona_malik", "--strict-range"]) == 2
     _one_error_line(capsys, "--strict-range")
+
+
+def _cracks(shape, seed=0):
+    """Eight horizontal and eight vertical two-pixel cracks at seeded places."""
+    rng = np.random.default_rng(seed)
+    m = np.zeros(shape, bool)
+    for _ in range(8):
+        r = rng.integers(5, shape[0] - 8)
+        m[r:r + 2, 4:-4] = True
+        c = rng.integers(5, shape[1] - 8)
+        m[4:-4, c:c + 2] = True
+    return m
+
+
+@pytest.mark.parametrize("photo", ["camera", "astronaut"])
+@pytest.mark.parametrize("method", ["biharmonic", "perona_malik"])
+def test_ordinary_photos_inpaint_with_the_readme_command(tmp_path, capsys, photo, method):
+    """``pdediff inpaint photo.png --mask m.png -o out.png`` failed on uint8 photos ("values span -14..260,
+    outside uint8's range") unless --clip: the filled pixels are now clipped to the known pixels' range and
+    counted; known pixels never change; --strict-range refuses instead."""
+    data = pytest.importorskip("skimage.data")
+    import pdediff
+
+    img = getattr(data, photo)()[256:384, 256:384]  # edges where the fill overshoots
+    mask = _cracks(img.shape[:2])
+    iio.imwrite(tmp_path / "photo.png", img)
+    iio.imwrite(tmp_path / "m.png", (mask * 255).astype(np.uint8))
+    ch = -1 if img.ndim == 3 else None
+    ref = pdediff.inpaint(img, mask, method=method, channel_axis=ch)
+    keep = ~mask if ch is None else np.broadcast_to(~mask[..., None], img.shape)
+    lo, hi = int(img[keep].min()), int(img[keep].max())
+    n_out = int(np.count_nonzero((np.rint(ref) < lo) | (np.rint(ref) > hi)))
+    assert n_out > 0 and (np.rint(ref).min() < 0 or np.rint(ref).max() > 255)  # uint8 cannot hold the fill
+    base = ["inpaint", str(tmp_path / "photo.png"), "--mask", str(tmp_path / "m.png"), "--method", method]
+    assert main(base + ["-o", str(tmp_path / "strict.png"), "--strict-range"]) == 2
+    _one_error_line(capsys, "uint8", "--strict-range")
+    assert not (tmp_path / "strict.png").exists()
+    assert main(base + ["-o", str(tmp_path / "out.png")]) == 0
+    assert f"clipped {n_out} filled value(s) to the known pixels' range {lo}..{hi}" in capsys.readouterr().out
+    out = iio.imread(tmp_path / "out.png")
+    assert out.dtype == np.uint8 and out.shape == img.shape
+    np.testing.assert_array_equal(out[keep], img[keep])  # known pixels never change
+    np.testing.assert_array_equal(out, np.clip(np.rint(ref), lo, hi).astype(np.uint8))

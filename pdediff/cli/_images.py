@@ -284,9 +284,11 @@ def write_job(job: ImageJob, out: np.ndarray, spacing, *, rescale: bool, title: 
               clip: tuple[float, float] | None = None, strict_hint: bool = False, before: np.ndarray | None = None
               ) -> tuple[np.ndarray, str | None, np.dtype | None]:
     """Clip the filled pixels to ``clip`` (integer outputs, see :func:`_clip_filled`), put the alpha channel
-    back, convert to the planned type, and write OUTPUT and PREVIEW atomically (both or neither).  Returns the written array, the rescale note and the
-    stored integer type chosen by a scaling writer (NIfTI/DICOM).  ``before``: what the preview shows as the
-    input (default: INPUT)."""
+    back, convert to the planned type, and write OUTPUT and PREVIEW atomically (both or neither).
+
+    Returns the written array, the rescale (or clip) note and the stored integer type chosen by a scaling
+    writer (NIfTI/DICOM).  ``before``: what the preview shows as the input (default: INPUT).
+    """
     from ..io import ScanIOError, atomic_paths, write_scan
 
     # INPUT was checked finite: a non-finite result is a numerical breakdown (float32 with a --dt so large
@@ -328,6 +330,33 @@ def write_job(job: ImageJob, out: np.ndarray, spacing, *, rescale: bool, title: 
     return result, rescaled, stored_out
 
 
+def _nifti_scaling(path: Path) -> tuple[float, float] | None:
+    """The ``scl_slope``/``scl_inter`` a NIfTI file applies (read from its header only), or None if unscaled."""
+    try:
+        import nibabel as nib
+
+        proxy = nib.load(str(path)).dataobj
+        slope, inter = float(proxy.slope), float(proxy.inter)
+    except Exception:  # noqa: BLE001 - a report line, never a failure
+        return None
+    return None if (slope, inter) == (1.0, 0.0) else (slope, inter)
+
+
+def _stored_scaling(job: ImageJob) -> str:
+    """What a scaling writer stored: the slope/intercept of a NIfTI OUTPUT, and whether INPUT's was kept."""
+    if job.out_fmt != "nifti":
+        return "per-slice slope/intercept: INPUT's where the result fits it, else chosen by the writer"
+    out = _nifti_scaling(job.dst)
+    new = "no scaling" if out is None else f"scl_slope {out[0]:.6g}, scl_inter {out[1]:.6g}"
+    old = _nifti_scaling(job.src) if job.scan.format == "nifti" else None
+    if old is None:
+        return f"{new}, chosen by the writer so that no value is clipped"
+    if out is not None and np.allclose(out, old, rtol=1e-6, atol=0):
+        return f"{new}: INPUT's scaling kept"
+    return (f"{new}, chosen by the writer so that no value is clipped; INPUT's scl_slope {old[0]:.6g}, "
+            f"scl_inter {old[1]:.6g} not kept")
+
+
 def report_job(job: ImageJob, verb: str, result: np.ndarray, spacing, rescaled: str | None,
                stored_out: np.dtype | None) -> None:
     """The first lines of the report every image command prints."""
@@ -335,7 +364,7 @@ def report_job(job: ImageJob, verb: str, result: np.ndarray, spacing, rescaled: 
     print(f"{verb} {job.src} -> {job.dst}")
     if job.note:
         print(f"  note: {job.note}")
-    kind = f"{stored_out} (slope/intercept set by the writer)" if stored_out is not None else result.dtype
+    kind = result.dtype if stored_out is None else f"{stored_out} ({_stored_scaling(job)})"
     print(f"  shape {job.data.shape} {job.data.dtype} -> {kind}; spacing {sp}"
           f"{'; alpha channel copied unchanged' if job.alpha else ''}")
     if rescaled:

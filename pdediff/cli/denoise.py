@@ -53,8 +53,11 @@ def register(subparsers) -> None:
     n.add_argument("--dtype", choices=DTYPE_CHOICES, default="auto",
                    help="output pixel type. 'auto': the input's float type (float32 for integer scans) where "
                    "the format stores floats, the input's integer type where it stores integers only "
-                   "(PNG/JPEG/DICOM); 'input': the input's stored type (NIfTI/DICOM scaling kept). Integer types "
-                   "never clip: a result outside the type's range is refused unless --rescale")
+                   "(PNG/JPEG/DICOM); 'input': the input's stored type. A scaled NIfTI keeps its integer type with a "
+                   "slope/intercept the writer chooses for the result (both reported; the input's own pair is not "
+                   "kept); DICOM keeps each slice's slope/intercept where the result fits it, else the writer "
+                   "chooses one. Integer types never clip: a result outside the type's range is refused unless "
+                   "--rescale")
     n.add_argument("--rescale", action="store_true",
                    help="map the result's min..max linearly onto the full range of the integer --dtype "
                    "(uint8 if --dtype is auto and OUTPUT stores integers only); reported on stdout")
