@@ -117,13 +117,14 @@ def tiny_run(tmp_path_factory):
 
 
 TRAIN = [
-    pytest.param(["--base", "0"], "--base", "base", id="base"),
-    pytest.param(["--batch-size", "0"], "--batch-size", "batch_size", id="batch_size"),
+    pytest.param(["--base", "0"], "--base", "base", marks=LIBRARY_BRANCH, id="base"),
+    pytest.param(["--batch-size", "0"], "--batch-size", "batch_size", marks=LIBRARY_BRANCH, id="batch_size"),
     pytest.param(["--lr", "-1"], "--lr", "lr", marks=LIBRARY_BRANCH, id="lr"),
     pytest.param(["--ema-decay", "2"], "--ema-decay", "ema_decay", marks=LIBRARY_BRANCH, id="ema_decay"),
     pytest.param(["--seed", "-1"], "--seed", "seed", marks=LIBRARY_BRANCH, id="seed"),
-    pytest.param(["--checkpoint-every", "0"], "--checkpoint-every", "checkpoint_every", id="checkpoint_every"),
-    pytest.param(["--mults", "0"], "--mults", "mults", id="mults"),
+    pytest.param(["--checkpoint-every", "0"], "--checkpoint-every", "checkpoint_every", marks=LIBRARY_BRANCH,
+                 id="checkpoint_every"),
+    pytest.param(["--mults", "0"], "--mults", "mults", marks=LIBRARY_BRANCH, id="mults"),
     pytest.param(["--device", "nonsense"], "--device", "device", marks=LIBRARY_BRANCH, id="device"),
     pytest.param(["--config", '{"num_train_timesteps": 1e9}'], "--config num_train_timesteps", "config",
                  marks=LIBRARY_BRANCH, id="config-key"),
