@@ -160,7 +160,6 @@ SAMPLE = [
     pytest.param(["--steps", "999"], "--steps", "num_inference_steps", id="steps-deprecated"),
     pytest.param(["--num-inference-steps", "0"], "--num-inference-steps", "steps", id="steps-zero"),
     pytest.param(["-n", "0"], "-n", "n", id="n"),
-    pytest.param(["--seed", "-1"], "--seed", "seed", marks=LIBRARY_BRANCH, id="seed"),
     pytest.param(["--device", "nonsense"], "--device", "device", marks=LIBRARY_BRANCH, id="device"),
 ]
 

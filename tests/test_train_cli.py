@@ -363,3 +363,22 @@ def test_diverging_training_stops_with_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and "diverged" in err, err
     assert main(["train", "--steps", "0", "--out", str(tmp_path / "r0"), "--quiet"]) == 2
+
+
+@pytest.mark.xfail(strict=False, reason="library conversion on another branch (run-folder errors as templates)")
+def test_run_folder_messages_name_the_flags(tmp_path, npy_data, capsys):
+    """Settings that differ from run.json, and data that moved, are named by their flags (they were rewritten
+    by substring before: ``training.lr:`` -> ``--lr:``, ``pass data=`` -> ``pass --data``)."""
+    data = tmp_path / "d.npy"
+    shutil.copy(npy_data, data)
+    run = tmp_path / "run"
+    assert _train(run, steps=1, process="cold-heat", data=data) == 0
+    assert _train(run, "--lr", "0.002", steps=2, process="cold-heat", data=data) == 2
+    line = _one_error_line(capsys, "train", "other settings", "--lr")
+    assert "training.lr" not in line, line
+    x = np.load(data)
+    x[0] += 1
+    np.save(data, x)
+    assert _sample(run, tmp_path / "g.png", "-n", 2) == 2
+    line = _one_error_line(capsys, "sample", "differ from the ones the run was trained on", "--data")
+    assert "data=" not in line, line
