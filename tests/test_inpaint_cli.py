@@ -138,6 +138,11 @@ def test_biharmonic_overshoot_into_uint8_is_clipped_or_refused_on_request(tmp_pa
     out = iio.imread(tmp_path / "o.png")
     np.testing.assert_array_equal(out[~m], img[~m])
     assert out[m].min() == 0
+    # --clip of earlier releases still works, with one warning line: clipping is the default now
+    assert main(base + ["-o", str(tmp_path / "c.png"), "--clip", "--quiet"]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--clip is deprecated" in err[0] and "--strict-range" in err[0], err
+    np.testing.assert_array_equal(iio.imread(tmp_path / "c.png"), out)
     # float output keeps the overshoot, unclipped
     assert main(base + ["-o", str(tmp_path / "o.npy"), "--quiet"]) == 0
     assert np.load(tmp_path / "o.npy").min() < -1
