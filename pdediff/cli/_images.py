@@ -344,8 +344,10 @@ def _nifti_scaling(path: Path) -> tuple[float, float] | None:
 
 def _stored_scaling(job: ImageJob) -> str:
     """What a scaling writer stored: the slope/intercept of a NIfTI OUTPUT, and whether INPUT's was kept."""
-    if job.out_fmt != "nifti":
-        return "per-slice slope/intercept: INPUT's where the result fits it, else chosen by the writer"
+    if job.out_fmt != "nifti":  # DICOM
+        if job.scan.format == "dicom":
+            return "slope/intercept per slice: INPUT's where the result fits it, else chosen by the writer"
+        return "slope/intercept per slice chosen by the writer so that no value is clipped"
     out = _nifti_scaling(job.dst)
     new = "no scaling" if out is None else f"scl_slope {out[0]:.6g}, scl_inter {out[1]:.6g}"
     old = _nifti_scaling(job.src) if job.scan.format == "nifti" else None
