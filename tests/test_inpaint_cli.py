@@ -38,8 +38,6 @@ def test_inpaint_png_keeps_known_pixels_and_fills_holes(picture, method, capsys)
     d, img, mask = picture
     args = ["inpaint", str(d / "img.png"), "--mask", str(d / "mask.png"), "-o", str(d / "out.png"),
             "--method", method, "--preview", str(d / "pv.png")]
-    if method == "biharmonic":
-        args.append("--clip")
     assert main(args) == 0
     out = iio.imread(d / "out.png")
     assert out.dtype == np.uint8 and out.shape == img.shape
@@ -102,13 +100,15 @@ def test_inpaint_option_errors_are_one_line(picture, capsys):
     d, img, mask = picture
     base = ["inpaint", str(d / "img.png"), "--mask", str(d / "mask.png"), "-o", str(d / "o.png")]
     assert main(base + ["--method", "learned"]) == 2
-    _one_error_line(capsys, "--model")
-    assert main(base + ["--model", str(d)]) == 2
-    _one_error_line(capsys, "--model", "learned")
+    _one_error_line(capsys, "--run")
+    assert main(base + ["--run", str(d)]) == 2
+    _one_error_line(capsys, "--run", "learned")
     assert main(base + ["--kappa", "3"]) == 2
     _one_error_line(capsys, "--kappa", "harmonic")
-    assert main(base + ["--method", "learned", "--model", str(d)]) == 2
+    assert main(base + ["--method", "learned", "--run", str(d)]) == 2
     _one_error_line(capsys, "not a run folder")
+    assert main(base + ["--num-inference-steps", "3"]) == 2
+    _one_error_line(capsys, "--num-inference-steps", "harmonic")
     assert main(base + ["--method", "perona_malik", "--num-iter", "0"]) == 2
     _one_error_line(capsys, "--num-iter")
     assert main(base + ["--method", "perona_malik", "--kappa", "abc"]) == 2
@@ -119,7 +119,7 @@ def test_inpaint_option_errors_are_one_line(picture, capsys):
     assert (d / "o.png").read_bytes() == b"keep"
 
 
-def test_biharmonic_overshoot_into_uint8_is_refused_or_clipped_on_request(tmp_path, capsys):
+def test_biharmonic_overshoot_into_uint8_is_clipped_or_refused_on_request(tmp_path, capsys):
     # a thin dark bar inside a hole at an edge: biharmonic continues the slopes below 0
     img = np.zeros((24, 24), np.uint8)
     img[:, 12:] = 255
@@ -130,14 +130,19 @@ def test_biharmonic_overshoot_into_uint8_is_refused_or_clipped_on_request(tmp_pa
     np.save(tmp_path / "i.npy", img)
     np.save(tmp_path / "m.npy", m)
     base = ["inpaint", str(tmp_path / "i.npy"), "--mask", str(tmp_path / "m.npy"), "--method", "biharmonic"]
-    assert main(base + ["-o", str(tmp_path / "o.png")]) == 2
-    _one_error_line(capsys, "uint8", "--clip")
+    assert main(base + ["-o", str(tmp_path / "o.png"), "--strict-range"]) == 2
+    _one_error_line(capsys, "uint8", "--strict-range")
     assert not (tmp_path / "o.png").exists()
-    assert main(base + ["-o", str(tmp_path / "o.png"), "--clip"]) == 0
+    assert main(base + ["-o", str(tmp_path / "o.png")]) == 0
     assert "clipped" in capsys.readouterr().out
     out = iio.imread(tmp_path / "o.png")
     np.testing.assert_array_equal(out[~m], img[~m])
     assert out[m].min() == 0
+    # --clip of earlier releases still works, with one warning line: clipping is the default now
+    assert main(base + ["-o", str(tmp_path / "c.png"), "--clip", "--quiet"]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--clip is deprecated" in err[0] and "--strict-range" in err[0], err
+    np.testing.assert_array_equal(iio.imread(tmp_path / "c.png"), out)
     # float output keeps the overshoot, unclipped
     assert main(base + ["-o", str(tmp_path / "o.npy"), "--quiet"]) == 0
     assert np.load(tmp_path / "o.npy").min() < -1
@@ -181,7 +186,7 @@ def test_editor_masks_rgba_layers_and_jpeg_noise(picture, capsys):
 def test_clip_counts_only_what_rounding_would_not_keep_and_pm_hint(picture, capsys):
     d, img, mask = picture
     base = ["inpaint", str(d / "img.png"), "--mask", str(d / "mask.png")]
-    assert main(base + ["-o", str(d / "h.png"), "--clip"]) == 0  # harmonic: maximum principle, nothing clipped
+    assert main(base + ["-o", str(d / "h.png")]) == 0  # harmonic: maximum principle, nothing clipped
     assert "clipped" not in capsys.readouterr().out
     y, x = np.mgrid[0:24, 0:24]
     img2 = np.zeros((24, 24), np.uint8)
@@ -193,5 +198,48 @@ def test_clip_counts_only_what_rounding_would_not_keep_and_pm_hint(picture, caps
     np.save(d / "i2.npy", img2)
     np.save(d / "m2.npy", m2)
     assert main(["inpaint", str(d / "i2.npy"), "--mask", str(d / "m2.npy"), "-o", str(d / "p.png"),
-                 "--method", "perona_malik"]) == 2
-    _one_error_line(capsys, "--clip")
+                 "--method", "perona_malik", "--strict-range"]) == 2
+    _one_error_line(capsys, "--strict-range")
+
+
+def _cracks(shape, seed=0):
+    """Eight horizontal and eight vertical two-pixel cracks at seeded places."""
+    rng = np.random.default_rng(seed)
+    m = np.zeros(shape, bool)
+    for _ in range(8):
+        r = rng.integers(5, shape[0] - 8)
+        m[r:r + 2, 4:-4] = True
+        c = rng.integers(5, shape[1] - 8)
+        m[4:-4, c:c + 2] = True
+    return m
+
+
+@pytest.mark.parametrize("photo", ["camera", "astronaut"])
+@pytest.mark.parametrize("method", ["biharmonic", "perona_malik"])
+def test_ordinary_photos_inpaint_with_the_readme_command(tmp_path, capsys, photo, method):
+    """``pdediff inpaint photo.png --mask m.png -o out.png`` failed on uint8 photos ("values span -14..260,
+    outside uint8's range") unless --clip: the filled pixels are now clipped to the known pixels' range and
+    counted; known pixels never change; --strict-range refuses instead."""
+    data = pytest.importorskip("skimage.data")
+    import pdediff
+
+    img = getattr(data, photo)()[256:384, 256:384]  # edges where the fill overshoots
+    mask = _cracks(img.shape[:2])
+    iio.imwrite(tmp_path / "photo.png", img)
+    iio.imwrite(tmp_path / "m.png", (mask * 255).astype(np.uint8))
+    ch = -1 if img.ndim == 3 else None
+    ref = pdediff.inpaint(img, mask, method=method, channel_axis=ch)
+    keep = ~mask if ch is None else np.broadcast_to(~mask[..., None], img.shape)
+    lo, hi = int(img[keep].min()), int(img[keep].max())
+    n_out = int(np.count_nonzero((np.rint(ref) < lo) | (np.rint(ref) > hi)))
+    assert n_out > 0 and (np.rint(ref).min() < 0 or np.rint(ref).max() > 255)  # uint8 cannot hold the fill
+    base = ["inpaint", str(tmp_path / "photo.png"), "--mask", str(tmp_path / "m.png"), "--method", method]
+    assert main(base + ["-o", str(tmp_path / "strict.png"), "--strict-range"]) == 2
+    _one_error_line(capsys, "uint8", "--strict-range")
+    assert not (tmp_path / "strict.png").exists()
+    assert main(base + ["-o", str(tmp_path / "out.png")]) == 0
+    assert f"clipped {n_out} filled value(s) to the known pixels' range {lo}..{hi}" in capsys.readouterr().out
+    out = iio.imread(tmp_path / "out.png")
+    assert out.dtype == np.uint8 and out.shape == img.shape
+    np.testing.assert_array_equal(out[keep], img[keep])  # known pixels never change
+    np.testing.assert_array_equal(out, np.clip(np.rint(ref), lo, hi).astype(np.uint8))

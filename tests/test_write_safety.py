@@ -168,7 +168,7 @@ def denoise(args):
     while True:
         pass
 
-cli._denoise.run = denoise
+cli.denoise.run = denoise
 sys.exit(cli.main(["denoise", "in.npy", "-o", "out.npy"]))
 """
 
@@ -197,7 +197,7 @@ def test_interrupt_wrapped_by_a_c_extension_is_still_one_line(monkeypatch, capsy
         except cli._Terminated as exc:
             raise ImportError("initialization failed") from exc
 
-    monkeypatch.setattr(cli._denoise, "run", run)
+    monkeypatch.setattr(cli.denoise, "run", run)
     assert cli.main(["denoise", "in.npy", "-o", "out.npy"]) == 128 + _signal.SIGTERM
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "stopped by SIGTERM" in err[0]
@@ -205,6 +205,6 @@ def test_interrupt_wrapped_by_a_c_extension_is_still_one_line(monkeypatch, capsy
     def other(args):
         raise ImportError("a genuine failure")
 
-    monkeypatch.setattr(cli._denoise, "run", other)
+    monkeypatch.setattr(cli.denoise, "run", other)
     with pytest.raises(ImportError, match="genuine"):
         cli.main(["denoise", "in.npy", "-o", "out.npy"])

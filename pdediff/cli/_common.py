@@ -1,4 +1,4 @@
-"""What every subcommand shares: the one-line error, the parser class, destination checks, threads."""
+"""What every subcommand shares: the parser class, destination checks, threads."""
 
 from __future__ import annotations
 
@@ -6,9 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
-
-class CLIError(Exception):
-    """A user error reported as one line on stderr with a non-zero exit status."""
+from ._errors import CLIError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -81,20 +79,3 @@ def _need_torch(command: str, threads: int | None) -> None:
     numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
     torch.set_num_threads(n)
 
-
-# ------------------------------------------------------------------------------ train / sample
-_TRAIN_WORDS = (("batch_size must", "--batch-size must"), ("batch_size=", "--batch-size "),
-                ("steps must", "--steps must"), ("base must", "--base must"),
-                ("lr must", "--lr must"), ("ema_decay must", "--ema-decay must"), ("seed must", "--seed must"),
-                ("checkpoint_every must", "--checkpoint-every must"), ("mults must", "--mults must"),
-                ("steps=", "--steps "), ("config:", "--config:"), ("config ", "--config "), ("device", "--device"),
-                ("spec ", "--data "), ("model.base:", "--base:"), ("model.mults:", "--mults:"),
-                ("training.lr:", "--lr:"), ("training.batch_size:", "--batch-size:"),
-                ("training.ema_decay:", "--ema-decay:"), ("training.seed:", "--seed:"),
-                ("process.name:", "--process:"), ("process.config.", "--config "), ("data.spec:", "--data:"))
-
-
-def _train_words(message: str) -> str:
-    for api, cli in _TRAIN_WORDS:
-        message = message.replace(api, cli)
-    return message

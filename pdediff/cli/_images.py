@@ -10,24 +10,14 @@ from typing import Any
 
 import numpy as np
 
-from ._common import CLIError, _check_destination, _same_file
+from ._common import _check_destination, _same_file
+from ._errors import CLIError
 
 
 #: Integer output types the CLI offers, and what --rescale maps onto.
-
 INT_DTYPES = ("uint8", "uint16", "int16")
-
-
-_CLI_WORDS = (("max_steps=None", "--max-steps 0"), ("max_steps=", "--max-steps "), ("(or dt=None)", "(or no --dt)"),
-              ("dt=None", "no --dt"), ("method='aos'", "--method aos"), ("scheme='aos'", "--method aos"),
-              ("pass num_iter", "pass --num-iter"), ("num_iter=", "--num-iter "), ("dt=", "--dt "),
-              ("kappa must", "--kappa must"), ("sigma must", "--sigma must"), ("spacing must", "--spacing must"))
-
-
-def _cli_words(message: str) -> str:
-    for api, cli in _CLI_WORDS:
-        message = message.replace(api, cli)
-    return message
+#: ``--dtype`` choices of ``denoise`` and ``inpaint``.
+DTYPE_CHOICES = ("auto", "input", "float32", "float64") + INT_DTYPES
 
 
 def _kappa_arg(text: str) -> float | str:
@@ -121,9 +111,7 @@ def _check_range_fits(data: np.ndarray, target: np.dtype, rescale: bool) -> None
 
 
 #: Arrays of the input's size (in the computing float type) that denoising holds at its peak: the
-
 #: float copy, its smoothed copy, the step buffer, the result and its cast for writing, and slack.
-
 WORKING_ARRAYS = 6
 
 
@@ -139,22 +127,31 @@ def _check_working_memory(data: np.ndarray, src: Path, verb: str = "denoising") 
                        f"than the {avail / 2**30:.1f} GiB available; crop or downsample the scan first")
 
 
-def _integer_result(out: np.ndarray, target: np.dtype, rescale: bool, *, clip: tuple[float, float] | None = None,
-                    clip_hint: bool = False) -> tuple[np.ndarray, str | None]:
-    """Round ``out`` into ``target`` without ever clipping; with ``rescale``, map min..max onto the full range.
+def _clip_filled(out: np.ndarray, target: np.dtype, clip: tuple[float, float]) -> tuple[np.ndarray, str | None]:
+    """Clip an inpainting's result to the known pixels' range ``clip`` for integer ``target``; say how many moved.
 
-    ``clip=(lo, hi)``: the user asked (``--clip``) to clip to that range first; how many values moved is reported.
+    The known pixels lie within ``clip`` by definition, so only filled pixels move.  Nothing is clipped when
+    the range itself does not fit ``target`` (the known pixels would change): the cast then refuses.
     """
     info = np.iinfo(target)
-    if clip is not None and not rescale:
-        lo, hi = max(clip[0], info.min), min(clip[1], info.max)
-        r = np.rint(out)  # what rounding keeps anyway (e.g. -1e-16 from an iterative solver) is not clipping
-        n = int(np.count_nonzero((r < lo) | (r > hi)))
-        out = np.clip(out, lo, hi)
-        if n:
-            from ..io import cast_like
+    lo, hi = clip
+    if not (info.min <= lo and hi <= info.max):
+        return out, None
+    r = np.rint(out)  # what rounding keeps anyway (e.g. -1e-16 from an iterative solver) is not clipping
+    n = int(np.count_nonzero((r < lo) | (r > hi)))
+    if not n:
+        return out, None
+    return np.clip(out, lo, hi), (f"clipped {n} filled value(s) to the known pixels' range {lo:g}..{hi:g} "
+                                  "(--strict-range refuses instead)")
 
-            return cast_like(out, target), f"clipped {n} filled value(s) to {lo:g}..{hi:g} (--clip)"
+
+def _integer_result(out: np.ndarray, target: np.dtype, rescale: bool, *, strict_hint: bool = False
+                    ) -> tuple[np.ndarray, str | None]:
+    """Round ``out`` into ``target`` without ever clipping; with ``rescale``, map min..max onto the full range.
+
+    ``strict_hint``: the refusal names --strict-range (an inpainting whose filled pixels were not clipped).
+    """
+    info = np.iinfo(target)
     if rescale:
         lo, hi = float(out.min()), float(out.max())
         scale = (info.max - info.min) / (hi - lo) if hi > lo else 0.0
@@ -165,7 +162,7 @@ def _integer_result(out: np.ndarray, target: np.dtype, rescale: bool, *, clip: t
     try:  # rounds, and refuses (never clips) what the type cannot hold
         return cast_like(out, target), None
     except ValueError as exc:
-        hint = " or --clip" if clip_hint else ""
+        hint = " (or drop --strict-range to clip the filled pixels)" if strict_hint else ""
         raise CLIError(f"the result's {str(exc).split(';')[0]}; pass --rescale{hint} or choose a float --dtype") \
             from None
 
@@ -177,7 +174,7 @@ def _preview(path: Path, before: np.ndarray, after: np.ndarray, channel_axis, *,
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ..demo import _save_atomic
+    from .._figures import save_atomic
 
     def show(img):
         img = np.asarray(img, dtype=np.float64)
@@ -209,7 +206,7 @@ def _preview(path: Path, before: np.ndarray, after: np.ndarray, channel_axis, *,
     ax[1].set_title(title)
     for x in ax:
         x.set_axis_off()
-    _save_atomic(fig, path)
+    save_atomic(fig, path, dpi=90)
     plt.close(fig)
 
 
@@ -284,12 +281,14 @@ def open_job(args, *, verb: str, max_principle: bool) -> ImageJob:
 
 
 def write_job(job: ImageJob, out: np.ndarray, spacing, *, rescale: bool, title: str,
-              clip: tuple[float, float] | None = None, clip_hint: bool = False, before: np.ndarray | None = None
+              clip: tuple[float, float] | None = None, strict_hint: bool = False, before: np.ndarray | None = None
               ) -> tuple[np.ndarray, str | None, np.dtype | None]:
-    """Put the alpha channel back, convert to the planned type (never clipping unless ``clip``), and write
-    OUTPUT and PREVIEW atomically (both or neither).  Returns the written array, the rescale note and the
-    stored integer type chosen by a scaling writer (NIfTI/DICOM).  ``before``: what the preview shows as the
-    input (default: INPUT)."""
+    """Clip the filled pixels to ``clip`` (integer outputs, see :func:`_clip_filled`), put the alpha channel
+    back, convert to the planned type, and write OUTPUT and PREVIEW atomically (both or neither).
+
+    Returns the written array, the rescale (or clip) note and the stored integer type chosen by a scaling
+    writer (NIfTI/DICOM).  ``before``: what the preview shows as the input (default: INPUT).
+    """
     from ..io import ScanIOError, atomic_paths, write_scan
 
     # INPUT was checked finite: a non-finite result is a numerical breakdown (float32 with a --dt so large
@@ -299,6 +298,9 @@ def write_job(job: ImageJob, out: np.ndarray, spacing, *, rescale: bool, title: 
         raise CLIError(f"the result has {bad} non-finite value(s) of {out.size}: the computation broke down "
                        "(a very large --dt in float32 arithmetic?); nothing was written; use a smaller --dt")
     ch = job.channel_axis
+    clipped = None
+    if clip is not None and job.target.kind in "iu" and not rescale and not job.scaled_store:
+        out, clipped = _clip_filled(out, job.target, clip)  # before the alpha channel is back: colour only
     if job.alpha:  # put the untouched alpha channel back
         a = np.take(job.data, [job.data.shape[ch] - 1], axis=ch).astype(out.dtype)
         out = np.concatenate([out, a], axis=ch)
@@ -306,7 +308,8 @@ def write_job(job: ImageJob, out: np.ndarray, spacing, *, rescale: bool, title: 
     if job.scaled_store:
         result, stored_out = out, job.target
     elif job.target.kind in "iu":
-        result, rescaled = _integer_result(out, job.target, rescale, clip=clip, clip_hint=clip_hint)
+        result, rescaled = _integer_result(out, job.target, rescale, strict_hint=strict_hint)
+        rescaled = rescaled or clipped
     else:
         result = out.astype(job.target, copy=False)
     outputs, dirs = [job.dst], [job.dst_is_dir]
@@ -327,6 +330,35 @@ def write_job(job: ImageJob, out: np.ndarray, spacing, *, rescale: bool, title: 
     return result, rescaled, stored_out
 
 
+def _nifti_scaling(path: Path) -> tuple[float, float] | None:
+    """The ``scl_slope``/``scl_inter`` a NIfTI file applies (read from its header only), or None if unscaled."""
+    try:
+        import nibabel as nib
+
+        proxy = nib.load(str(path)).dataobj
+        slope, inter = float(proxy.slope), float(proxy.inter)
+    except Exception:  # noqa: BLE001 - a report line, never a failure
+        return None
+    return None if (slope, inter) == (1.0, 0.0) else (slope, inter)
+
+
+def _stored_scaling(job: ImageJob) -> str:
+    """What a scaling writer stored: the slope/intercept of a NIfTI OUTPUT, and whether INPUT's was kept."""
+    if job.out_fmt != "nifti":  # DICOM
+        if job.scan.format == "dicom":
+            return "slope/intercept per slice: INPUT's where the result fits it, else chosen by the writer"
+        return "slope/intercept per slice chosen by the writer so that no value is clipped"
+    out = _nifti_scaling(job.dst)
+    new = "no scaling" if out is None else f"scl_slope {out[0]:.6g}, scl_inter {out[1]:.6g}"
+    old = _nifti_scaling(job.src) if job.scan.format == "nifti" else None
+    if old is None:
+        return f"{new}, chosen by the writer so that no value is clipped"
+    if out is not None and np.allclose(out, old, rtol=1e-6, atol=0):
+        return f"{new}: INPUT's scaling kept"
+    return (f"{new}, chosen by the writer so that no value is clipped; INPUT's scl_slope {old[0]:.6g}, "
+            f"scl_inter {old[1]:.6g} not kept")
+
+
 def report_job(job: ImageJob, verb: str, result: np.ndarray, spacing, rescaled: str | None,
                stored_out: np.dtype | None) -> None:
     """The first lines of the report every image command prints."""
@@ -334,7 +366,7 @@ def report_job(job: ImageJob, verb: str, result: np.ndarray, spacing, rescaled: 
     print(f"{verb} {job.src} -> {job.dst}")
     if job.note:
         print(f"  note: {job.note}")
-    kind = f"{stored_out} (slope/intercept set by the writer)" if stored_out is not None else result.dtype
+    kind = result.dtype if stored_out is None else f"{stored_out} ({_stored_scaling(job)})"
     print(f"  shape {job.data.shape} {job.data.dtype} -> {kind}; spacing {sp}"
           f"{'; alpha channel copied unchanged' if job.alpha else ''}")
     if rescaled:

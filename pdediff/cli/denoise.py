@@ -6,11 +6,11 @@ import argparse
 
 import numpy as np
 
-from ._common import CLIError
+from ..catalogue import CONDUCTANCES, PM_METHODS
+from ._errors import CLIError, library_errors
 from ._images import (
+    DTYPE_CHOICES,
     _kappa_arg,
-    INT_DTYPES,
-    _cli_words,
     open_chunked_job,
     open_job,
     report_job,
@@ -18,12 +18,15 @@ from ._images import (
     write_job,
 )
 
+#: Library names that are not a flag's ``dest``, and settings spelled otherwise (see ``_errors.FlagSpelling``).
+LIBRARY_NAMES = {"image": "input", "max_steps=None": "--max-steps 0", "scheme": "method"}
 
-def add_parser(sub) -> None:
+
+def register(subparsers) -> None:
+    """Add ``denoise`` to ``subparsers`` (an ``add_subparsers`` object)."""
     from .._validation import DEFAULT_MAX_STEPS
-    from ..anisotropic.perona_malik import CONDUCTANCES
 
-    n = sub.add_parser(
+    n = subparsers.add_parser(
         "denoise",
         help="edge-preserving (Perona–Malik) denoising of an image or volume",
         description="Denoise INPUT with Perona–Malik diffusion and write OUTPUT. Formats: .npy .npz .png .jpg "
@@ -36,7 +39,7 @@ def add_parser(sub) -> None:
     n.add_argument("--num-iter", type=int, default=None, help="time steps (default: 15 explicit steps)")
     n.add_argument("--kappa", default="auto", help="edge threshold, or 'auto' (default)")
     n.add_argument("--conductance", choices=CONDUCTANCES, default="exponential")
-    n.add_argument("--method", choices=("explicit", "aos"), default="explicit",
+    n.add_argument("--method", choices=PM_METHODS, default="explicit",
                    help="explicit 2N-neighbour steps (default) or AOS (semi-implicit, large time steps)")
     n.add_argument("--dt", type=float, default=None, help="time step (default: the explicit stability limit)")
     n.add_argument("--sigma", type=float, default=None,
@@ -47,11 +50,14 @@ def add_parser(sub) -> None:
                    help="axis holding colour channels: 'auto' (default) takes it from the file (RGB/RGBA/grey+alpha "
                    "images) or detects an (H, W, 3|4) array; 'none' treats every axis as spatial. An alpha "
                    "channel is never smoothed: it is copied to OUTPUT unchanged")
-    n.add_argument("--dtype", choices=("auto", "input") + ("float32", "float64") + INT_DTYPES, default="auto",
+    n.add_argument("--dtype", choices=DTYPE_CHOICES, default="auto",
                    help="output pixel type. 'auto': the input's float type (float32 for integer scans) where "
                    "the format stores floats, the input's integer type where it stores integers only "
-                   "(PNG/JPEG/DICOM); 'input': the input's stored type (NIfTI/DICOM scaling kept). Integer types "
-                   "never clip: a result outside the type's range is refused unless --rescale")
+                   "(PNG/JPEG/DICOM); 'input': the input's stored type. A scaled NIfTI keeps its integer type with a "
+                   "slope/intercept the writer chooses for the result (both reported; the input's own pair is not "
+                   "kept); DICOM keeps each slice's slope/intercept where the result fits it, else the writer "
+                   "chooses one. Integer types never clip: a result outside the type's range is refused unless "
+                   "--rescale")
     n.add_argument("--rescale", action="store_true",
                    help="map the result's min..max linearly onto the full range of the integer --dtype "
                    "(uint8 if --dtype is auto and OUTPUT stores integers only); reported on stdout")
@@ -64,9 +70,11 @@ def add_parser(sub) -> None:
                    help="larger than memory: process INPUT (.npy, uncompressed .nii, .zarr) in chunks of N voxels "
                    "per axis with Dask, writing OUTPUT (.zarr or .nii) chunk by chunk; peak memory a few chunks per "
                    "thread (needs pdediff[dask]; float output)")
+    n.set_defaults(func=run, library_names=LIBRARY_NAMES)
 
 
 def run(args: argparse.Namespace) -> None:
+    """Run ``pdediff denoise`` for parsed ``args``."""
     from ..anisotropic.perona_malik import perona_malik
 
     if args.max_steps < 0:
@@ -83,13 +91,12 @@ def run(args: argparse.Namespace) -> None:
     spacing = args.spacing if args.spacing is not None else (job.scan.spacing or 1.0)
     kappa = _kappa_arg(args.kappa)
     try:
-        out, info = perona_malik(
-            job.colour, num_iter=args.num_iter, kappa=kappa, conductance=args.conductance, dt=args.dt,
-            sigma=args.sigma, method=args.method, spacing=spacing, channel_axis=job.channel_axis, return_info=True,
-            progress=not args.quiet, max_steps=args.max_steps or None,
-        )
-    except (ValueError, TypeError) as exc:  # the API's advice, in the command line's words
-        raise CLIError(_cli_words(str(exc).splitlines()[0])) from None
+        with library_errors():  # a ParameterError is printed with the flags by main
+            out, info = perona_malik(
+                job.colour, num_iter=args.num_iter, kappa=kappa, conductance=args.conductance, dt=args.dt,
+                sigma=args.sigma, method=args.method, spacing=spacing, channel_axis=job.channel_axis,
+                return_info=True, progress=not args.quiet, max_steps=args.max_steps or None,
+            )
     except MemoryError:
         raise CLIError(f"{job.src}: out of memory while denoising {data.shape}; crop or downsample the scan first") \
             from None
@@ -112,14 +119,13 @@ def _run_chunked(args: argparse.Namespace) -> None:
     kappa = _kappa_arg(args.kappa)
     try:
         # kappa="auto" is computed here, in streaming passes over INPUT; the diffusion when OUTPUT is written
-        out, info = perona_malik(
-            job.data, num_iter=args.num_iter, kappa=kappa, conductance=args.conductance, dt=args.dt,
-            sigma=args.sigma, method=args.method, spacing=spacing, channel_axis=job.channel_axis, return_info=True,
-            max_steps=args.max_steps or None,
-        )
-        write_chunked_job(job, out, info.spacing, progress=not args.quiet)
-    except (ValueError, TypeError) as exc:  # including NaN/inf found in a chunk while computing
-        raise CLIError(_cli_words(str(exc).splitlines()[0])) from None
+        with library_errors():  # including NaN/inf found in a chunk while computing
+            out, info = perona_malik(
+                job.data, num_iter=args.num_iter, kappa=kappa, conductance=args.conductance, dt=args.dt,
+                sigma=args.sigma, method=args.method, spacing=spacing, channel_axis=job.channel_axis,
+                return_info=True, max_steps=args.max_steps or None,
+            )
+            write_chunked_job(job, out, info.spacing, progress=not args.quiet)
     except MemoryError:
         raise CLIError(f"{job.src}: out of memory while denoising in chunks of {args.chunks}; use smaller --chunks") \
             from None

@@ -6,11 +6,13 @@ import argparse
 import os
 from pathlib import Path
 
-from ._common import _THREADS_HELP, CLIError, _thread_count, _train_words
+from ._common import _THREADS_HELP, _thread_count
+from ._errors import CLIError, library_errors
 
 
-def add_parser(sub) -> None:
-    st = sub.add_parser(
+def register(subparsers) -> None:
+    """Add ``study`` to ``subparsers`` (an ``add_subparsers`` object)."""
+    st = subparsers.add_parser(
         "study",
         help="classical versus learned diffusion: the denoising and generation studies, with results",
         description="Run the denoising study (heat, Perona-Malik, TV, bilateral, wavelet, NL-means, BM3D and "
@@ -35,9 +37,11 @@ def add_parser(sub) -> None:
     st.add_argument("--threads", type=int, default=None, help=_THREADS_HELP)
     st.add_argument("--no-figures", action="store_true", help="skip the figures")
     st.add_argument("--quiet", action="store_true", help="no progress bars and no summary")
+    st.set_defaults(func=run, library_names={"spec": "data", "figures=False": "--no-figures"})
 
 
 def run(args: argparse.Namespace) -> None:
+    """Run ``pdediff study`` for parsed ``args``."""
     if args.seeds is not None and args.seeds < 1:
         raise CLIError(f"--seeds must be a positive integer; got {args.seeds}")
     if args.steps is not None and args.steps < 1:
@@ -61,13 +65,10 @@ def run(args: argparse.Namespace) -> None:
             from None
     from ..study import run_study
 
-    try:
+    with library_errors(OSError):  # DatasetError, RunError among them
         res = run_study(args.kind, out=out, quick=args.quick, seeds=args.seeds, steps=args.steps,
                         data=tuple(args.data) if args.data else None, figures=not args.no_figures,
                         progress=not args.quiet, device=args.device, threads=_thread_count(args.threads))
-    except (ValueError, TypeError, OSError) as exc:  # DatasetError, RunError among them
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CLIError(_train_words(msg)) from None
     if not args.quiet:
         took = ", ".join(f"{k} {v / 60:.1f} min" for k, v in res["wall_seconds"].items())
         print(f"study {args.kind}{' (quick)' if args.quick else ''}: {took}; results in {out}/results.md "

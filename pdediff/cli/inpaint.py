@@ -7,19 +7,38 @@ from pathlib import Path
 
 import numpy as np
 
-from ._common import _THREADS_HELP, CLIError, _need_torch, _same_file, _thread_count, _train_words
-from ._images import _kappa_arg, INT_DTYPES, _cli_words, open_job, report_job, write_job
+from ..catalogue import CONDUCTANCES, INPAINT_METHODS
+from ._common import _THREADS_HELP, _need_torch, _same_file, _thread_count
+from ._errors import CLIError, library_errors, note_given, warn_deprecated
+from ._images import DTYPE_CHOICES, _kappa_arg, open_job, report_job, write_job
+from ._learned import (
+    LEARNED_NAMES,
+    _check_run_folder,
+    add_run_argument,
+    add_steps_argument,
+    check_steps,
+    load_run,
+    run_flag,
+    sampling_steps,
+)
 
-METHODS = ("harmonic", "biharmonic", "perona_malik", "learned")
 #: Methods whose result stays within the known pixels' range (maximum principle): an integer output
-#: type is then checked before computing; the others are checked (never clipped) when written.
+#: type is then checked before computing; the others may overshoot, and their filled pixels are clipped
+#: to the known pixels' range for an integer output (reported) unless --strict-range.
 _MAX_PRINCIPLE = ("harmonic",)  # Perona–Malik starts from the biharmonic fill, which may overshoot
 
 
-def add_parser(sub) -> None:
-    from ..anisotropic.perona_malik import CONDUCTANCES
+def _library_names(args: argparse.Namespace) -> dict:
+    """Library names that are not a flag's ``dest``: ``num_iter`` is the sampling steps of --method learned."""
+    names = {"image": "input", "mask": "mask", "model": "run", "path": "run"}
+    if args.method == "learned":
+        names |= {k: v for k, v in LEARNED_NAMES.items() if v in ("num_inference_steps", "run")}
+    return names
 
-    p = sub.add_parser(
+
+def register(subparsers) -> None:
+    """Add ``inpaint`` to ``subparsers`` (an ``add_subparsers`` object)."""
+    p = subparsers.add_parser(
         "inpaint",
         help="fill missing pixels (cracks, scratches, holes) of an image or scan, classically or with a model",
         description="Fill the pixels of INPUT that MASK marks (non-zero = missing, the OpenCV/scikit-image "
@@ -36,8 +55,8 @@ def add_parser(sub) -> None:
                    "non-zero and, with alpha, the pixel is not transparent; a mask with intermediate values "
                    "(e.g. JPEG) is thresholded at half its maximum (reported)")
     p.add_argument("-o", "--output", metavar="OUTPUT", required=True)
-    p.add_argument("--method", choices=METHODS, default="harmonic", help="default: %(default)s")
-    p.add_argument("--model", metavar="RUN", default=None, help="--method learned: a run folder of pdediff train")
+    p.add_argument("--method", choices=INPAINT_METHODS, default=INPAINT_METHODS[0], help="default: %(default)s")
+    add_run_argument(p, "--method learned: a run folder written by pdediff train")
     p.add_argument("--channel-axis", default="auto", metavar="{auto,none,N}",
                    help="axis holding colour channels (as for pdediff denoise); alpha is copied unchanged")
     p.add_argument("--spacing", type=float, nargs="+", default=None,
@@ -45,7 +64,8 @@ def add_parser(sub) -> None:
     p.add_argument("--solver", choices=("auto", "direct", "cg"), default="auto",
                    help="harmonic/biharmonic linear solver: sparse direct (SuperLU), conjugate gradients, or auto")
     p.add_argument("--num-iter", type=int, default=None,
-                   help="perona_malik: AOS steps after the biharmonic fill (default 5); learned: sampling steps")
+                   help="perona_malik: AOS steps after the biharmonic fill (default 5)")
+    add_steps_argument(p, "learned: sampling steps (default: every trained timestep)", alias=None)
     p.add_argument("--kappa", default="auto", help="perona_malik edge threshold, or 'auto' (default)")
     p.add_argument("--conductance", choices=CONDUCTANCES, default="exponential", help="perona_malik conductance")
     p.add_argument("--sigma", type=float, default=None, help="perona_malik Catté pre-smoothing (physical units)")
@@ -55,17 +75,20 @@ def add_parser(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="learned: seed of the sampling noise (default: 0)")
     p.add_argument("--device", default=None, help="learned: cpu, cuda or cuda:N (default: cuda when available)")
     p.add_argument("--threads", type=int, default=None, help="learned: " + _THREADS_HELP)
-    p.add_argument("--dtype", choices=("auto", "input", "float32", "float64") + INT_DTYPES, default="auto",
-                   help="output pixel type, as for pdediff denoise; integer types never clip silently")
+    p.add_argument("--dtype", choices=DTYPE_CHOICES, default="auto",
+                   help="output pixel type, as for pdediff denoise")
     p.add_argument("--rescale", action="store_true",
                    help="map the result's min..max onto the integer --dtype's full range (changes known pixels too)")
-    p.add_argument("--clip", action="store_true",
+    p.add_argument("--strict-range", action="store_true",
                    help="biharmonic, perona_malik (which starts from the biharmonic fill) and learned may overshoot "
-                   "the data's range: clip filled values to INPUT's range (reported) instead of refusing an "
-                   "integer output they do not fit")
+                   "the known pixels' range; for an integer output the filled pixels are clipped to that range "
+                   "by default (how many is reported; known pixels never change): refuse such an output instead")
+    # --clip of earlier releases: clipping the filled pixels is now the default
+    p.add_argument("--clip", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--preview", metavar="PREVIEW.png", default=None, help="also save a before/after figure")
     p.add_argument("--force", action="store_true", help="overwrite OUTPUT and PREVIEW if they exist (never INPUT)")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no report")
+    p.set_defaults(func=run, library_names=_library_names)
 
 
 def _read_mask(path: Path, data: np.ndarray, channel_axis: int | None, src: Path) -> tuple[np.ndarray, str | None]:
@@ -117,30 +140,48 @@ def _read_mask(path: Path, data: np.ndarray, channel_axis: int | None, src: Path
     return np.asarray(m, dtype=bool), "; ".join(notes) or None
 
 
-def run(args: argparse.Namespace) -> None:
-    from ..restoration import inpaint
-
+def _check_options(args: argparse.Namespace) -> None:
+    """Refuse options of another method; --num-iter of --method learned is the deprecated --num-inference-steps."""
     learned = args.method == "learned"
-    if learned and args.model is None:
-        raise CLIError("--method learned needs --model RUN (a run folder written by pdediff train)")
-    if args.model is not None and not learned:
-        raise CLIError(f"--model is used by --method learned only (got --method {args.method})")
+    if args.clip:
+        warn_deprecated("pdediff inpaint", "--clip", "the default (filled pixels are clipped for integer outputs; "
+                        "--strict-range refuses instead)")
+        if args.strict_range:
+            raise CLIError("--clip and --strict-range contradict each other; pass one")
+    if learned and args.num_iter is not None:
+        if args.num_inference_steps is not None:
+            raise CLIError("--num-iter and --num-inference-steps both given; pass --num-inference-steps only")
+        warn_deprecated("pdediff inpaint", "--num-iter with --method learned", "--num-inference-steps")
+        args.num_inference_steps, args.num_iter = args.num_iter, None
+        note_given(args, "num_inference_steps", "--num-iter")
+    if learned and args.run is None:
+        raise CLIError("--method learned needs --run RUN (a run folder written by pdediff train)")
+    if args.run is not None and not learned:
+        raise CLIError(f"{run_flag(args)} is used by --method learned only (got --method {args.method})")
     pm_only = {"--kappa": args.kappa != "auto", "--conductance": args.conductance != "exponential",
                "--sigma": args.sigma is not None}
     learned_only = {"--jump-length": args.jump_length is not None, "--jump-n-sample": args.jump_n_sample is not None,
-                    "--device": args.device is not None, "--threads": args.threads is not None}
+                    "--device": args.device is not None, "--threads": args.threads is not None,
+                    "--num-inference-steps": args.num_inference_steps is not None}
     for opts, ok in ((pm_only, args.method == "perona_malik"), (learned_only, learned)):
         given = [k for k, v in opts.items() if v]
         if given and not ok:
             raise CLIError(f"{', '.join(given)} do(es) not apply to --method {args.method}")
-    if args.num_iter is not None and args.method not in ("perona_malik", "learned"):
-        raise CLIError(f"--num-iter applies to --method perona_malik or learned (got --method {args.method})")
+    if args.num_iter is not None and args.method != "perona_malik":
+        raise CLIError(f"--num-iter applies to --method perona_malik (got --method {args.method})")
     if args.num_iter is not None and args.num_iter < 1:
         raise CLIError(f"--num-iter must be a positive integer; got {args.num_iter}")
+    check_steps(args)
+
+
+def run(args: argparse.Namespace) -> None:
+    """Run ``pdediff inpaint`` for parsed ``args``."""
+    from ..restoration import inpaint
+
+    _check_options(args)
+    learned = args.method == "learned"
     if learned:
-        model = Path(args.model)
-        if not (model / "run.json").is_file():
-            raise CLIError(f"--model {model} is not a run folder (no run.json); train one with pdediff train")
+        _check_run_folder(Path(args.run), run_flag(args))
         _thread_count(args.threads)
     job = open_job(args, verb="inpainting", max_principle=args.method in _MAX_PRINCIPLE)
     mask_path = Path(args.mask)
@@ -152,43 +193,37 @@ def run(args: argparse.Namespace) -> None:
     opts: dict = {"solver": args.solver} if args.method != "learned" else {}
     if args.method == "perona_malik":
         opts.update(num_iter=args.num_iter, kappa=kappa, conductance=args.conductance, sigma=args.sigma)
-    model_obj = None
+    model = None
     if learned:
         _need_torch("inpaint", args.threads)
-        from ..torch import load_run
-
-        try:
-            model_obj = load_run(Path(args.model), device=args.device)
-        except (ValueError, TypeError, OSError, ImportError) as exc:  # RunError, CheckpointError, DatasetError
-            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise CLIError(_train_words(msg)) from None
-        opts = {"num_iter": args.num_iter, "seed": args.seed}
+        model = load_run(args)
+        check_steps(args, model.process.num_train_timesteps)
+        opts = {"seed": args.seed, **sampling_steps(inpaint, args.num_inference_steps)}
         if args.jump_length is not None:
             opts["jump_length"] = args.jump_length
         if args.jump_n_sample is not None:
             opts["jump_n_sample"] = args.jump_n_sample
     colour = job.colour
     try:
-        out, info = inpaint(colour, mask, method=args.method, channel_axis=job.channel_axis,
-                            spacing=spacing if not learned else 1.0, model=model_obj, progress=not args.quiet,
-                            return_info=True, **opts)
-    except (ValueError, TypeError, RuntimeError) as exc:  # the API's advice, in the command line's words
-        msg = str(exc).splitlines()[0]
-        raise CLIError(_cli_words(msg).replace("model=", "--model ").replace("image:", "INPUT:")
-                       .replace("set channel_axis", "set --channel-axis")) from None
+        with library_errors(RuntimeError):
+            out, info = inpaint(colour, mask, method=args.method, channel_axis=job.channel_axis,
+                                spacing=spacing if not learned else 1.0, model=model, progress=not args.quiet,
+                                return_info=True, **opts)
     except MemoryError:
         raise CLIError(f"{job.src}: out of memory while inpainting {job.data.shape}; crop the image first") from None
     keep = ~mask if job.channel_axis is None else np.expand_dims(~mask, job.channel_axis)
     known_vals = np.asarray(colour)[np.broadcast_to(keep, colour.shape)]
-    clip = (float(known_vals.min()), float(known_vals.max())) if args.clip else None
+    known = (float(known_vals.min()), float(known_vals.max()))
+    # the filled pixels of an overshooting method are clipped to the known range for an integer output
+    clip = None if args.strict_range or args.method in _MAX_PRINCIPLE else known
     title = {"harmonic": "harmonic", "biharmonic": "biharmonic", "perona_malik": "Perona–Malik",
              "learned": "learned (RePaint)"}[args.method]
     # the preview's input shows the holes in white (the known maximum), so what was filled is visible
     damaged = np.array(job.data, dtype=np.float64)
     hole = mask if job.channel_axis is None else np.expand_dims(mask, job.channel_axis)
-    np.copyto(damaged, float(known_vals.max()), where=np.broadcast_to(hole, damaged.shape))
+    np.copyto(damaged, known[1], where=np.broadcast_to(hole, damaged.shape))
     result, rescaled, stored_out = write_job(job, out, info.spacing, rescale=args.rescale, title=title, clip=clip,
-                                             clip_hint=args.method not in _MAX_PRINCIPLE, before=damaged)
+                                             strict_hint=args.strict_range, before=damaged)
     if not args.quiet:
         report_job(job, "inpainted", result, info.spacing, rescaled, stored_out)
         if mask_note:
@@ -201,8 +236,8 @@ def run(args: argparse.Namespace) -> None:
             line += (f"; kappa {info.kappa:.6g}{' (auto)' if args.kappa == 'auto' else ''}, num_iter {info.num_iter},"
                      f" dt {info.dt:.6g}, sigma {info.sigma:g}, {info.conductance}")
         if learned:
-            steps = info.num_iter if info.num_iter is not None else model_obj.process.num_train_timesteps
-            line += f"; model {args.model}, {steps} sampling steps, seed {args.seed}"
+            steps = getattr(info, "num_inference_steps", None) or info.num_iter or model.process.num_train_timesteps
+            line += f"; run {args.run}, {steps} sampling steps, seed {args.seed}"
         print(line)
         if job.preview is not None:
             print(f"  preview: {job.preview}")
