@@ -214,7 +214,7 @@ def restyle(args: argparse.Namespace) -> None:
     from ..io import atomic_paths
 
     try:
-        with atomic_paths([p for _, p in outputs]) as tmps:
+        with atomic_paths([p for _, p in outputs], overwrite=args.force) as tmps:
             if batch:
                 with open(tmps[0], "wb") as f:
                     np.save(f, y.astype(np.float32))
@@ -383,7 +383,7 @@ def sample(args: argparse.Namespace) -> None:
     from ..io import atomic_paths
 
     try:
-        with atomic_paths([p for _, p, _ in outputs]) as tmps:
+        with atomic_paths([p for _, p, _ in outputs], overwrite=args.force) as tmps:
             _grid_figure(images, tmps[0], grid.suffix)
             k = 1
             if args.npy is not None:

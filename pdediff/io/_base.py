@@ -12,11 +12,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["Scan", "ScanIOError"]
+__all__ = ["DestinationExistsError", "Scan", "ScanIOError"]
 
 
 class ScanIOError(OSError):
     """A scan could not be read or written (missing, unreadable, corrupt, unsupported, too large)."""
+
+
+class DestinationExistsError(ScanIOError, FileExistsError):
+    """An output was not written because its destination exists (or appeared while it was being written)
+    and replacing was not asked for (``overwrite=False``; the command line's default, without ``--force``)."""
 
 
 @dataclass

@@ -23,13 +23,15 @@ against the file size before they are read.
 from __future__ import annotations
 
 import copy
+import os
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
-from ._base import Scan, ScanIOError, _BoundedReader, _native, _one_line, _quiet, _require
-from ._limits import check_holds, check_memory, nbytes_of
+from .._base import Scan, ScanIOError, _BoundedReader, _native, _one_line, _quiet, _require
+from .._format import Format, WriteRequest
+from .._limits import check_holds, check_memory, nbytes_of
 from ._nibabel import to_index_order
 
 _DEFER = 1 << 16  # elements larger than this are read only when needed (after the size checks)
@@ -726,3 +728,32 @@ def is_replaceable_series(folder: Path) -> str | None:
         if kind is None:
             return f"it holds {e.name!r}, which is not a DICOM file"
     return None
+
+
+# ----------------------------------------------------------------------------- checks and record
+def is_series_path(path: str) -> bool:
+    """Whether a DICOM output at ``path`` is a series folder (an existing folder, a path ending in ``/``,
+    anything but a ``.dcm`` file) rather than one ``.dcm`` file."""
+    return Path(path).is_dir() or path.endswith(("/", os.sep)) or not Path(path).name.lower().endswith(".dcm")
+
+
+def _check_dicom(r: WriteRequest) -> None:
+    sd = r.stored_dtype
+    if sd is not None and (sd.kind not in "iu" or sd.itemsize not in (1, 2, 4)):
+        raise ValueError(f"{r.where}: DICOM stores 8-, 16- or 32-bit integer pixels; got stored_dtype {sd}")
+    if r.channel_axis is not None:
+        raise ValueError(f"{r.where}: DICOM output here is greyscale; write colour images as .tif or .png")
+    if r.dtype.kind not in "iuf":
+        raise ValueError(f"{r.where}: DICOM stores integer pixels (float data via a slope/intercept); got {r.dtype}")
+    if not is_series_path(r.path) and r.spatial != 2:
+        raise ValueError(f"{r.where}: a .dcm file holds one 2-D image here; write a {r.spatial}-D volume as a "
+                         "DICOM series folder (an OUTPUT ending in '/')")
+    if r.spatial not in (2, 3):
+        raise ValueError(f"{r.where}: DICOM series hold 2-D or 3-D scans; got shape {r.shape}: write .npy")
+
+
+FORMATS = (
+    Format("dicom", "DICOM", (".dcm",), read=read_dicom, write=write_dicom, check=_check_dicom, scaled=True,
+           directory=is_series_path, replace_problem=is_replaceable_series, sniff=lambda p: _sniff(p) == "dicom",
+           folders=True),
+)

@@ -16,8 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ._base import Scan, ScanIOError, _BoundedReader, _native, _quiet, _require
-from ._limits import _available_memory, check_deflate_ratio, check_holds, check_memory, nbytes_of
+from .._base import Scan, ScanIOError, _BoundedReader, _native, _quiet, _require
+from .._format import Format, WriteRequest
+from .._limits import _available_memory, check_deflate_ratio, check_holds, check_memory, nbytes_of
 
 #: length units (ImageJ's ``unit``, TIFF's ResolutionUnit) in millimetres
 _UNITS_MM = {
@@ -83,12 +84,15 @@ def read_image(p: Path, fmt: str) -> Scan:
     return Scan(data, channel_axis=channel_axis, alpha=alpha)
 
 
-def write_image(p, data, like, spacing, ch):
+def write_image(p, data, like, spacing, ch, *, fmt: str | None = None):
+    """PNG or JPEG (``fmt``; default: from ``p``'s suffix)."""
     iio = _imageio()
     data = _native(data)
     if ch is not None and data.shape[-1] == 1:
         data = data[..., 0]
-    ext = ".jpg" if str(p).lower().endswith((".jpg", ".jpeg")) else ".png"
+    if fmt is None:
+        fmt = "jpeg" if str(p).lower().endswith((".jpg", ".jpeg")) else "png"
+    ext = ".jpg" if fmt == "jpeg" else ".png"
     kwargs = {"quality": 95} if ext == ".jpg" else {}
     iio.imwrite(p, data, extension=ext, **kwargs)
 
@@ -206,3 +210,42 @@ def write_tiff(p, data, like, spacing, ch):
         meta = {"spacing": dz, "unit": "mm"} if dz is not None else {}
         tifffile.imwrite(p, data, resolution=(10.0 / dx, 10.0 / dy), resolutionunit="CENTIMETER",
                          metadata=meta, **kwargs)
+
+
+# ----------------------------------------------------------------------------- checks and records
+def _check_image(fmt: str, r: WriteRequest) -> None:
+    name = fmt.upper()
+    counts = (1, 3) if fmt == "jpeg" else (1, 2, 3, 4)
+    if r.spatial != 2 or (r.channel_axis is not None and r.channels not in counts):
+        what = "grey or RGB" if fmt == "jpeg" else "grey, grey+alpha, RGB or RGBA"
+        hint = ("a 3-D volume would become an animated PNG" if fmt == "png" and r.channel_axis is None
+                and len(r.shape) == 3 else f"got shape {r.shape}")
+        raise ValueError(f"{r.where}: {name} holds one 2-D {what} image; {hint}: write .tif, .nii or .npy instead")
+    allowed = (np.uint8,) if fmt == "jpeg" else (np.uint8, np.uint16)
+    if r.dtype not in allowed:
+        kinds = "uint8" if fmt == "jpeg" else "uint8 or uint16"
+        raise ValueError(f"{r.where}: {name} stores {kinds} only; got {r.dtype} (cast it, or write .tif/.nii/.npy)")
+    if fmt == "png" and r.dtype == np.uint16 and r.channels > 1:
+        raise ValueError(f"{r.where}: 16-bit colour or alpha PNG is not supported (Pillow writes 16-bit grey "
+                         "only); write .tif or cast to uint8")
+
+
+def _check_tiff(r: WriteRequest) -> None:
+    if r.spatial < 2:
+        raise ValueError(f"{r.where}: TIFF holds 2-D images or stacks; got shape {r.shape}: write .npy instead")
+    if r.channel_axis is not None and not 1 <= r.channels <= 4:
+        raise ValueError(f"{r.where}: TIFF colour here is 1-4 channels (grey, grey+alpha, RGB, RGBA); got "
+                         f"{r.channels}: write .npy/.npz instead")
+    if r.dtype.kind == "f" and r.dtype.itemsize > 8 or r.dtype.kind == "c" and r.dtype.itemsize > 16:
+        raise ValueError(f"{r.where}: TIFF cannot store {r.dtype}; cast to float64 or write .npy")
+
+
+FORMATS = (
+    Format("png", "PNG", (".png",), read=lambda p: read_image(p, "png"),
+           write=lambda p, d, like, sp, ch: write_image(p, d, like, sp, ch, fmt="png"),
+           check=lambda r: _check_image("png", r)),
+    Format("jpeg", "JPEG", (".jpg", ".jpeg"), read=lambda p: read_image(p, "jpeg"),
+           write=lambda p, d, like, sp, ch: write_image(p, d, like, sp, ch, fmt="jpeg"),
+           check=lambda r: _check_image("jpeg", r)),
+    Format("tiff", "TIFF", (".tif", ".tiff"), read=read_tiff, write=write_tiff, check=_check_tiff),
+)
