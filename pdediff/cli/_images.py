@@ -249,10 +249,10 @@ def open_job(args, *, verb: str, max_principle: bool) -> ImageJob:
 
     src, dst = Path(args.input), Path(args.output)
     try:
-        out_fmt = format_of(dst)
+        out_fmt = format_of(args.output)  # the text: a trailing '/' names a DICOM series folder
     except ValueError as exc:
         raise CLIError(str(exc)) from None
-    dst_is_dir = is_directory_format(dst)
+    dst_is_dir = is_directory_format(args.output, out_fmt)
     _check_destination(dst, src, args.force, "OUTPUT", directory=dst_is_dir)
     pv = Path(args.preview) if args.preview is not None else None
     if pv is not None:
@@ -333,8 +333,8 @@ def report_job(job: ImageJob, verb: str, result: np.ndarray, spacing, rescaled: 
     """The first lines of the report every image command prints."""
     sp = " x ".join(f"{h:g}" for h in spacing)
     print(f"{verb} {job.src} -> {job.dst}")
-    if job.note:
-        print(f"  note: {job.note}")
+    for note in ([job.note] if job.note else []) + list(getattr(job.scan, "notes", [])):
+        print(f"  note: {note}")
     kind = f"{stored_out} (slope/intercept set by the writer)" if stored_out is not None else result.dtype
     print(f"  shape {job.data.shape} {job.data.dtype} -> {kind}; spacing {sp}"
           f"{'; alpha channel copied unchanged' if job.alpha else ''}")

@@ -59,6 +59,10 @@ class Scan:
     alpha : bool
         Whether the last channel is an alpha (opacity) channel: grey+alpha
         ``(H, W, 2)`` or RGBA ``(H, W, 4)``.
+    notes : list of str
+        What the reader had to assume (e.g. a DICOM series without
+        ``ImagePositionPatient``, spaced by its ``SliceThickness``); the
+        command line prints each as a note.
     """
 
     data: np.ndarray
@@ -69,6 +73,7 @@ class Scan:
     stored_dtype: np.dtype | None = None
     scaled: bool = False
     alpha: bool = False
+    notes: list[str] = field(default_factory=list)
 
     @property
     def spatial_ndim(self) -> int:

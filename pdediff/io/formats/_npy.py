@@ -70,9 +70,17 @@ def read_npz(p: Path) -> Scan:
     return Scan(data, spacing=spacing, channel_axis=ch, alpha=alpha, meta={"key": key})
 
 
+class _Stream:
+    """A file seen only through ``write``: NumPy then writes through Python's file object (a full disk is
+    ``OSError(ENOSPC)``) instead of ``ndarray.tofile`` (a bare "N requested and M written")."""
+
+    def __init__(self, f) -> None:
+        self.write = f.write
+
+
 def write_npy(p, data, like, spacing, ch):
     with open(p, "wb") as f:
-        np.save(f, data, allow_pickle=False)
+        np.lib.format.write_array(_Stream(f), np.asanyarray(data), allow_pickle=False)
 
 
 def write_npz(p, data, like, spacing, ch):

@@ -5,8 +5,10 @@ TIFF spacing
     ImageJ's ``spacing`` (or tifffile's JSON description), converted to
     millimetres when a length unit is stated (ImageJ ``unit``, else
     ``ResolutionUnit`` inch/centimetre); unitless otherwise.  Written back as
-    ImageJ hyperstacks (``unit='mm'``) for uint8/uint16/float32, as
-    resolution tags in pixels per centimetre plus a JSON ``spacing`` otherwise.
+    ImageJ hyperstacks for uint8/uint16/float32, as resolution tags in pixels
+    per centimetre plus a JSON ``spacing`` otherwise, in the input TIFF's own
+    ImageJ length unit when there is one (a stack in microns stays in
+    microns: ``meta["length_unit"]``), else in millimetres.
 """
 
 from __future__ import annotations
@@ -107,8 +109,9 @@ def _resolution(tag) -> float | None:
     return value if np.isfinite(value) and value > 0 else None
 
 
-def _tiff_spacing(tf, page, spatial: int) -> tuple[tuple[float, ...] | None, str | None]:
-    """Voxel spacing and its unit ("mm", or the file's unit if unknown) from resolution tags/ImageJ/JSON."""
+def _tiff_spacing(tf, page, spatial: int, tf_unit: list) -> tuple[tuple[float, ...] | None, str | None]:
+    """Voxel spacing and its unit ("mm", or the file's unit if unknown) from resolution tags/ImageJ/JSON;
+    ``tf_unit[0]`` is set to the ImageJ length unit the file states (e.g. ``"micron"``), if pdediff knows it."""
     ij = tf.imagej_metadata if tf.is_imagej else None
     shaped = tf.shaped_metadata[0] if tf.is_shaped and tf.shaped_metadata else None
     tags = page.tags
@@ -121,6 +124,7 @@ def _tiff_spacing(tf, page, spatial: int) -> tuple[tuple[float, ...] | None, str
     if ij_unit and ij_unit.lower() not in ("pixel", "pixels", "px"):
         if ij_unit.lower() in _UNITS_MM or ij_unit in _UNITS_MM:
             factor, unit = _UNITS_MM.get(ij_unit.lower(), _UNITS_MM.get(ij_unit)), "mm"
+            tf_unit[0] = ij_unit
         else:
             unit = ij_unit
     elif not ij_unit and ru in (2, 3):
@@ -163,7 +167,8 @@ def read_tiff(p: Path) -> Scan:
         axes = series.axes
         extrasamples = tuple(int(e) for e in (page.extrasamples or ()))
         spatial = len(axes) - ("S" in axes)
-        spacing, unit = _tiff_spacing(tf, page, spatial)
+        file_unit: list = [None]
+        spacing, unit = _tiff_spacing(tf, page, spatial, file_unit)
         imagej = bool(tf.is_imagej)
     channel_axis, alpha = None, False
     if "S" in axes and data.ndim == len(axes):
@@ -171,7 +176,8 @@ def read_tiff(p: Path) -> Scan:
         channel_axis = -1
         alpha = any(e in (1, 2) for e in extrasamples) and data.shape[-1] in (2, 4)
     return Scan(data, spacing=spacing, channel_axis=channel_axis, alpha=alpha,
-                meta={"unit": unit, "imagej": imagej, "axes": axes})
+                meta={"unit": unit, "imagej": imagej, "axes": axes,
+                      **({"length_unit": file_unit[0]} if spacing is not None and file_unit[0] else {})})
 
 
 def _good(values) -> bool:
@@ -195,21 +201,37 @@ def write_tiff(p, data, like, spacing, ch):
     if not _good(spacing) or spatial not in (2, 3):
         tifffile.imwrite(p, data, **kwargs)
         return
+    name, per_mm = _length_unit(like)
     dy, dx = spacing[-2], spacing[-1]
     dz = spacing[0] if spatial == 3 else None
     imagej = data.dtype in (np.uint8, np.uint16, np.float32) and (
         channels == 0 or (channels == 3 and data.dtype == np.uint8))
     if imagej:
         axes = ("ZYX" if spatial == 3 else "YX") + ("S" if channels else "")
-        meta = {"axes": axes, "unit": "mm"}
+        meta = {"axes": axes, "unit": name}
         if dz is not None:
-            meta["spacing"] = dz
+            meta["spacing"] = dz * per_mm
         kwargs.pop("extrasamples", None)
-        tifffile.imwrite(p, data, imagej=True, resolution=(1.0 / dx, 1.0 / dy), metadata=meta, **kwargs)
+        tifffile.imwrite(p, data, imagej=True, resolution=(1.0 / (dx * per_mm), 1.0 / (dy * per_mm)), metadata=meta,
+                         **kwargs)
     else:
-        meta = {"spacing": dz, "unit": "mm"} if dz is not None else {}
+        meta = {"spacing": dz * per_mm, "unit": name} if dz is not None else {}
         tifffile.imwrite(p, data, resolution=(10.0 / dx, 10.0 / dy), resolutionunit="CENTIMETER",
                          metadata=meta, **kwargs)
+
+
+def _length_unit(like) -> tuple[str, float]:
+    """The length unit to write spacing in, and its number per millimetre: the input TIFF's own ImageJ unit
+    (a stack in microns is written back in microns), else millimetres."""
+    unit = like.meta.get("length_unit") if like is not None and like.format == "tiff" else None
+    mm = _UNITS_MM.get(str(unit).lower(), _UNITS_MM.get(str(unit))) if unit else None
+    if not mm or mm == 1.0:
+        return "mm", 1.0
+    if not str(unit).isascii():  # e.g. "µm": ImageJ's ASCII spelling
+        unit = {1e-3: "micron", 1e-6: "nm"}.get(mm, "mm")
+        if unit == "mm":
+            return "mm", 1.0
+    return str(unit), 1.0 / mm
 
 
 # ----------------------------------------------------------------------------- checks and records
