@@ -14,12 +14,14 @@ import pytest
 
 from pdediff import io as pio
 from pdediff.cli import main
-from pdediff.io import _atomic, _format, _limits
+from pdediff.io import _atomic, _limits
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def patch_writer(monkeypatch, name, write):
+    from pdediff.io import _format
+
     monkeypatch.setitem(_format._REGISTRY, name, dataclasses.replace(pio.get_format(name), write=write))
 
 
@@ -55,6 +57,8 @@ def test_every_format_is_one_record_and_lookups_use_it(tmp_path, monkeypatch):
         seen["request"] = r
         if r.dtype != np.uint8:
             raise ValueError(f"{r.where}: raw stores uint8")
+
+    from pdediff.io import _format
 
     raw = pio.Format("raw", "raw bytes", (".raw",), read=read, write=write, check=check)
     monkeypatch.setitem(_format._REGISTRY, "raw", raw)
@@ -229,6 +233,8 @@ def test_chunked_no_replace(tmp_path, monkeypatch):
     da = pytest.importorskip("dask.array")
     pytest.importorskip("zarr")
     out = tmp_path / "o.zarr"
+    from pdediff.io import _format
+
     real = pio.get_format("zarr").write_chunked
 
     def write_chunked(tmp, *a):
@@ -338,10 +344,13 @@ def test_an_output_path_naming_no_file_is_refused(tmp_path, monkeypatch, name):
 @pytest.mark.parametrize("force", [[], ["--force"]])
 def test_cli_empty_output_is_one_clear_line(tmp_path, force):
     np.save(tmp_path / "in.npy", np.ones((8, 9), np.float32))
-    r = run_cli("denoise", "in.npy", "-o", "", *force, cwd=tmp_path)
+    (tmp_path / "empty").mkdir()  # '' is '.', an empty folder: it looked like a DICOM series folder to replace
+    r = run_cli("denoise", "../in.npy", "-o", "", *force, cwd=tmp_path / "empty")
     lines = r.stderr.strip().splitlines()
     assert r.returncode == 2 and len(lines) == 1 and "Errno" not in lines[0], r.stderr
-    assert os.listdir(tmp_path) == ["in.npy"]
+    if force:
+        assert "names no file" in lines[0]
+    assert sorted(os.listdir(tmp_path)) == ["empty", "in.npy"] and os.listdir(tmp_path / "empty") == []
 
 
 def test_an_output_without_a_recognised_suffix_is_refused(tmp_path, capsys):

@@ -51,7 +51,7 @@ def format_of(path: str | os.PathLike) -> str:
     """
     text = os.fspath(path)
     if not text:
-        raise ValueError("empty path: name the file or folder")
+        raise ValueError("'' names no file (an empty path); give a file name such as out.nii")
     p = Path(text)
     name = p.name.lower()
     folder_like = text.endswith(("/", os.sep))
