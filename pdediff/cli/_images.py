@@ -333,7 +333,7 @@ def report_job(job: ImageJob, verb: str, result: np.ndarray, spacing, rescaled: 
     """The first lines of the report every image command prints."""
     sp = " x ".join(f"{h:g}" for h in spacing)
     print(f"{verb} {job.src} -> {job.dst}")
-    for note in ([job.note] if job.note else []) + list(getattr(job.scan, "notes", [])):
+    for note in ([job.note] if job.note else []) + list(job.scan.notes):
         print(f"  note: {note}")
     kind = f"{stored_out} (slope/intercept set by the writer)" if stored_out is not None else result.dtype
     print(f"  shape {job.data.shape} {job.data.dtype} -> {kind}; spacing {sp}"
