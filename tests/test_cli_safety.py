@@ -256,13 +256,13 @@ def test_dicom_series_to_nifti_and_dicom(tmp_path, capsys):
     assert "spacing 2.5 x" in text
     nii = nib.load(str(tmp_path / "out.nii.gz"))
     np.testing.assert_allclose(sorted(nii.header.get_zooms()), sorted(scan.spacing), rtol=1e-6)
-    assert _run(folder, "-o", tmp_path / "out_series", "--quiet") == 0
+    assert _run(folder, "-o", f"{tmp_path / 'out_series'}/", "--quiet") == 0  # a trailing '/': a series folder
     back = pio.read_scan(tmp_path / "out_series")
     expect = pdediff.perona_malik(scan.data, spacing=scan.spacing)
     slope = max(float(ds.RescaleSlope) for ds in back.meta["datasets"])
     np.testing.assert_allclose(back.data, expect, atol=slope / 2 + 1e-6)
     assert back.meta["datasets"][0].SeriesInstanceUID != scan.meta["datasets"][0].SeriesInstanceUID
-    assert _run(folder, "-o", folder / "inside") == 2  # never write into the input series
+    assert _run(folder, "-o", f"{folder / 'inside'}/") == 2  # never write into the input series
     _one_error_line(capsys, "INPUT")
 
 
@@ -281,8 +281,8 @@ def test_force_never_replaces_a_folder_of_other_files(tmp_path, capsys):
     _one_error_line(capsys, "is a folder")
     assert (tmp_path / "dir.nii" / "k").read_text() == "keep"
     # a previous DICOM output may be replaced with --force
-    assert _run(folder, "-o", tmp_path / "out", "--quiet") == 0
-    assert _run(folder, "-o", tmp_path / "out", "--quiet", "--force") == 0
+    assert _run(folder, "-o", f"{tmp_path / 'out'}/", "--quiet") == 0  # a trailing '/': a series folder
+    assert _run(folder, "-o", tmp_path / "out", "--quiet", "--force") == 0  # an existing series folder
 
 
 @pytest.mark.parametrize("name,shape", [("image_dfl.dcm", (512, 512)), ("SC_ybr_full_422_uncompressed.dcm",

@@ -10,6 +10,15 @@ from pdediff import io as pio
 from pdediff.cli import main
 
 
+def patch_writer(monkeypatch, name, write):
+    """Replace format ``name``'s writer in the registry for one test."""
+    import dataclasses
+
+    from pdediff.io import _format
+
+    monkeypatch.setitem(_format._REGISTRY, name, dataclasses.replace(pio.get_format(name), write=write))
+
+
 @pytest.fixture
 def img16(rng):
     return (rng.random((24, 30)) * 60000).astype(np.uint16)
@@ -142,7 +151,7 @@ def test_failed_write_leaves_no_partial_file(tmp_path, img16, monkeypatch):
         Path(p).write_bytes(b"partial")
         raise OSError("disk full")
 
-    monkeypatch.setitem(pio._scan._WRITERS, "npy", boom)
+    patch_writer(monkeypatch, "npy", boom)
     with pytest.raises(OSError, match="disk full"):
         pio.write_scan(tmp_path / "out.npy", img16)
     with pytest.raises(OSError, match="disk full"):
@@ -158,7 +167,7 @@ def test_cli_failed_write_is_one_line(tmp_path, img16, monkeypatch, capsys):
         Path(p).write_bytes(b"partial")
         raise OSError("disk full")
 
-    monkeypatch.setitem(pio._scan._WRITERS, "npz", boom)
+    patch_writer(monkeypatch, "npz", boom)
     assert main(["denoise", str(tmp_path / "in.npy"), "-o", str(tmp_path / "out.npz"), "--quiet"]) == 2
     assert not (tmp_path / "out.npz").exists()
     assert sorted(os.listdir(tmp_path)) == ["in.npy"]

@@ -69,6 +69,15 @@ def make_series(folder, template=CT, n=5, dz=2.5, slopes=None, iop=(1, 0, 0, 0, 
     return folder, np.array(vol), np.array(positions)
 
 
+def patch_writer(monkeypatch, name, write):
+    """Replace format ``name``'s writer in the registry for one test."""
+    import dataclasses
+
+    from pdediff.io import _format
+
+    monkeypatch.setitem(_format._REGISTRY, name, dataclasses.replace(pio.get_format(name), write=write))
+
+
 def one_line_error(fn, *args, match=None, exc=pio.ScanIOError):
     with pytest.raises(exc) as info:
         fn(*args)
@@ -244,7 +253,7 @@ def test_dicom_round_trip_keeps_geometry_new_uids(tmp_path):
     scan = pio.read_scan(folder)
     out = tmp_path / "out"
     denoised = scan.data + 0.3
-    pio.write_scan(out, denoised, like=scan)
+    pio.write_scan(out, denoised, like=scan, format="dicom")
     files = sorted(out.iterdir())
     assert len(files) == 4 and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
     back = pio.read_scan(out)
@@ -271,7 +280,7 @@ def test_dicom_write_rescales_per_slice_instead_of_clipping(tmp_path):
     scan = pio.read_scan(make_series(tmp_path / "in", n=3, dz=1.0)[0])
     wide = scan.data.astype(np.float64) * 100.0  # far outside int16 with slope 1
     wide[1] = -3.25  # a constant slice
-    pio.write_scan(tmp_path / "out/", wide, like=scan)
+    pio.write_scan(tmp_path / "out", wide, like=scan, format="dicom")
     back = pio.read_scan(tmp_path / "out")
     for k, d in enumerate(back.meta["datasets"]):
         q = float(d.RescaleSlope)
@@ -296,7 +305,7 @@ def test_dicom_to_nifti_affine_maps_voxels_to_patient_positions(tmp_path):
         assert data[i, j, k] == scan.data[k, j, i]
     # and back: NIfTI -> DICOM series -> same geometry and values
     nii = pio.read_scan(tmp_path / "o.nii.gz")
-    pio.write_scan(tmp_path / "again", nii.data, like=nii)
+    pio.write_scan(tmp_path / "again", nii.data, like=nii, format="dicom")
     again = pio.read_scan(tmp_path / "again")
     np.testing.assert_allclose(again.meta["affine"], scan.meta["affine"], atol=1e-5)
     np.testing.assert_array_equal(again.data, scan.data)
@@ -304,7 +313,7 @@ def test_dicom_to_nifti_affine_maps_voxels_to_patient_positions(tmp_path):
 
 def test_dicom_from_plain_array_and_single_file(tmp_path, rng):
     vol = rng.random((3, 10, 12)).astype(np.float32) * 100 - 20
-    pio.write_scan(tmp_path / "fresh", vol, spacing=(2.0, 0.5, 0.7))
+    pio.write_scan(tmp_path / "fresh", vol, spacing=(2.0, 0.5, 0.7), format="dicom")
     back = pio.read_scan(tmp_path / "fresh")
     assert back.spacing == pytest.approx((2.0, 0.5, 0.7))
     q = max(float(d.RescaleSlope) for d in back.meta["datasets"])
@@ -323,29 +332,30 @@ def test_dicom_from_plain_array_and_single_file(tmp_path, rng):
 
 def test_dicom_stored_dtype_contract(tmp_path):
     scan = pio.read_scan(make_series(tmp_path / "in", template=MR, n=2, dz=1.0)[0])
-    pio.write_scan(tmp_path / "u8", scan.data.astype(np.float64) / 7.0, like=scan, stored_dtype=np.uint8)
+    pio.write_scan(tmp_path / "u8", scan.data.astype(np.float64) / 7.0, like=scan, stored_dtype=np.uint8,
+                   format="dicom")
     back = pio.read_scan(tmp_path / "u8")
     assert back.stored_dtype == np.uint8 and back.meta["datasets"][0].BitsAllocated == 8
     q = float(back.meta["datasets"][0].RescaleSlope)
     assert np.max(np.abs(back.data - scan.data / 7.0)) <= q / 2 * 1.001
     with pytest.raises(ValueError, match="8-, 16- or 32-bit integer"):
-        pio.write_scan(tmp_path / "f", scan.data, like=scan, stored_dtype=np.float32)
+        pio.write_scan(tmp_path / "f", scan.data, like=scan, stored_dtype=np.float32, format="dicom")
 
 
 def test_dicom_folder_write_is_atomic(tmp_path, monkeypatch):
     scan = pio.read_scan(make_series(tmp_path / "in", template=MR, n=3, dz=1.0)[0])
-    real = pio._scan._WRITERS["dicom"]
+    real = pio.get_format("dicom").write
 
     def boom(p, *a, **k):
         (Path(p) / "00001.dcm").write_bytes(b"partial")
         raise OSError("disk full")
 
-    monkeypatch.setitem(pio._scan._WRITERS, "dicom", boom)
+    patch_writer(monkeypatch, "dicom", boom)
     with pytest.raises(OSError, match="disk full"):
-        pio.write_scan(tmp_path / "new", scan.data, like=scan)
+        pio.write_scan(tmp_path / "new", scan.data, like=scan, format="dicom")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]
-    monkeypatch.setitem(pio._scan._WRITERS, "dicom", real)
-    pio.write_scan(tmp_path / "new", scan.data, like=scan)
+    patch_writer(monkeypatch, "dicom", real)
+    pio.write_scan(tmp_path / "new", scan.data, like=scan, format="dicom")
     first = sorted((tmp_path / "new").iterdir())
     pio.write_scan(tmp_path / "new", scan.data + 1, like=scan)  # replaces an existing series (the CLI's --force)
     assert sorted((tmp_path / "new").iterdir()) == first
@@ -359,9 +369,10 @@ def test_dicom_folder_write_is_atomic(tmp_path, monkeypatch):
 
 def test_format_of_and_directory_rule(tmp_path):
     assert pio.format_of(tmp_path) == "dicom"
-    assert pio.format_of("series/") == "dicom" and pio.format_of("series") == "dicom"
+    assert pio.format_of("series/") == "dicom"
     assert pio.format_of("x.dcm") == "dicom" and not pio.is_directory_format("x.dcm")
-    assert pio.is_directory_format("out") and pio.is_directory_format("out.d/") and not pio.is_directory_format("a.nii")
+    assert pio.is_directory_format("out", "dicom") and pio.is_directory_format("out.d/")
+    assert not pio.is_directory_format("a.nii") and pio.is_directory_format("a.zarr")
     assert pio.format_of("a.mgz") == "mgh" and pio.format_of("a.hdr") == "analyze" and pio.format_of("a.IMG") == "analyze"
     shutil.copy(MR, tmp_path / "1.2.840.113619.2.55.3.123")  # UID-named DICOM file: sniffed
     assert pio.format_of(tmp_path / "1.2.840.113619.2.55.3.123") == "dicom"
@@ -444,30 +455,31 @@ def test_nifti_scaling_is_recorded_and_kept_lossless(tmp_path, rng):
         ("a.nii", (12, 13), np.bool_, None, "NIfTI cannot store bool"),
         ("a.mgz", (12, 13), np.float64, None, "to float32"),
         ("a.hdr", (12, 13), np.float32, None, ".nii"),
-        ("series", (3, 12, 13, 3), np.uint8, -1, "greyscale"),
-        ("series", (12, 13), np.complex64, None, "integer pixels"),
+        ("series/", (3, 12, 13, 3), np.uint8, -1, "greyscale"),
+        ("series/", (12, 13), np.complex64, None, "integer pixels"),
         ("one.dcm", (3, 12, 13), np.int16, None, "series folder"),
         ("x.npy", (3,), object, None, "Python objects"),
     ],
 )
 def test_check_writable_refuses_with_one_line(tmp_path, name, shape, dtype, ch, match):
-    msg = one_line_error(pio.check_writable, tmp_path / name, shape, dtype, ch, match=match, exc=ValueError)
+    path = f"{tmp_path}{os.sep}{name}"  # "series/" keeps its slash: a DICOM series folder
+    msg = one_line_error(pio.check_writable, path, shape, dtype, ch, match=match, exc=ValueError)
     assert len(msg) < 300
     if dtype is not object:
         with pytest.raises(ValueError):
-            pio.write_scan(tmp_path / name, np.zeros(shape, dtype=dtype), channel_axis=ch)
+            pio.write_scan(path, np.zeros(shape, dtype=dtype), channel_axis=ch)
         assert sorted(os.listdir(tmp_path)) == []
 
 
 def test_check_writable_accepts_and_stored_dtype_rules(tmp_path):
     ok = [("a.png", (4, 5, 2), np.uint8, -1), ("a.png", (4, 5, 1), np.uint16, -1), ("a.jpg", (4, 5, 3), np.uint8, -1),
           ("a.tif", (3, 4, 5), np.float16, None), ("a.tif", (4, 5, 2), np.int32, -1), ("a.nii", (4, 5), np.int64, None),
-          ("a.mgz", (3, 4, 5), np.uint8, None), ("s", (3, 4, 5), np.float64, None), ("a.dcm", (4, 5), np.uint16, None),
+          ("a.mgz", (3, 4, 5), np.uint8, None), ("s/", (3, 4, 5), np.float64, None), ("a.dcm", (4, 5), np.uint16, None),
           ("a.npy", (2, 3, 4, 5, 6), np.complex128, None)]
     for name, shape, dtype, ch in ok:
-        pio.check_writable(tmp_path / name, shape, dtype, ch)
+        pio.check_writable(f"{tmp_path}{os.sep}{name}", shape, dtype, ch)
     pio.check_writable(tmp_path / "a.nii", (4, 5), np.float32, stored_dtype=np.int16)
-    with pytest.raises(ValueError, match="stored_dtype applies to .nii/.nii.gz and DICOM"):
+    with pytest.raises(ValueError, match="stored_dtype applies to DICOM and NIfTI"):
         pio.check_writable(tmp_path / "a.tif", (4, 5), np.float32, stored_dtype=np.int16)
 
 
@@ -527,7 +539,7 @@ def test_writers_accept_big_endian(tmp_path, rng, name):
     arr = (rng.random((3, 6, 7)) * 1000).astype(dtype)
     if name.endswith(".png"):
         arr = arr[0]
-    pio.write_scan(tmp_path / name, arr, spacing=(1.0,) * arr.ndim)
+    pio.write_scan(tmp_path / name, arr, spacing=(1.0,) * arr.ndim, format="dicom" if name == "series" else None)
     back = pio.read_scan(tmp_path / name).data
     if name == "series":
         assert np.max(np.abs(back - arr)) < 0.02  # one rescale quantum of int16 over 0..1000
@@ -627,7 +639,7 @@ def test_memory_available_is_checked_for_every_format(tmp_path, rng, monkeypatch
     img = (rng.random((30, 40)) * 255).astype(np.uint8)
     for name, arr in [("v.nii.gz", vol), ("v.nii", vol), ("v.npz", vol), ("v.npy", vol), ("v.mgz", vol),
                       ("v.tif", vol), ("i.png", img), ("i.jpg", img), ("s", vol)]:
-        pio.write_scan(tmp_path / name, arr)
+        pio.write_scan(tmp_path / name, arr, format="dicom" if name == "s" else None)
     shutil.copy(MR, tmp_path / "m.dcm")
     monkeypatch.setattr(_limits, "_available_memory", lambda: 1000)
     for p in sorted(tmp_path.iterdir()):

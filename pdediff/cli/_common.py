@@ -42,9 +42,9 @@ def _check_destination(path: Path, src: Path, force: bool, what: str, *, directo
         kind = "a folder" if path.is_dir() else "a file"
         raise CLIError(f"{what} {path} exists and is {kind}; choose another name")
     if directory and path.is_dir() and not path.name.lower().endswith(".zarr"):  # write_scan guards Zarr stores
-        from ..io._dicom import is_replaceable_series
+        from ..io import replace_problem
 
-        why = is_replaceable_series(path)
+        why = replace_problem(path, "dicom")
         if why is not None:  # --force replaces a previous series, never a folder of other files
             raise CLIError(f"{what} {path} is a folder that is not a DICOM series ({why}); choose another name")
     parent = path.resolve().parent

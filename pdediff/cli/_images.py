@@ -117,11 +117,11 @@ WORKING_ARRAYS = 6
 
 def _check_working_memory(data: np.ndarray, src: Path, verb: str = "denoising") -> None:
     """Refuse, before computing, an input whose working set would not fit in the memory available."""
-    from ..io._limits import _available_memory
+    from ..io import available_memory
 
     itemsize = 4 if data.dtype.kind == "f" and data.dtype.itemsize <= 4 else 8
     need = data.size * itemsize * WORKING_ARRAYS
-    avail = _available_memory()
+    avail = available_memory()
     if avail is not None and need > avail:
         raise CLIError(f"{src}: {verb} {data.shape} needs about {need / 2**30:.1f} GiB of working memory, more "
                        f"than the {avail / 2**30:.1f} GiB available; crop or downsample the scan first")
@@ -227,6 +227,7 @@ class ImageJob:
     alpha: bool
     target: np.dtype
     scaled_store: bool
+    force: bool = True  # replace an OUTPUT that exists (or appears while computing)
 
     @property
     def colour(self) -> np.ndarray:
@@ -241,15 +242,14 @@ def open_job(args, *, verb: str, max_principle: bool) -> ImageJob:
     ``max_principle``: the method keeps values within the input's range, so an integer output type can be
     checked against the input now; otherwise the result is checked (never clipped) when it is written.
     """
-    from ..io import ScanIOError, format_of, is_directory_format, read_scan
-    from ..io._scan import _SCALED_FORMATS
+    from ..io import ScanIOError, format_of, get_format, is_directory_format, read_scan
 
     src, dst = Path(args.input), Path(args.output)
     try:
-        out_fmt = format_of(dst)
+        out_fmt = format_of(args.output)  # the text: a trailing '/' names a DICOM series folder
     except ValueError as exc:
         raise CLIError(str(exc)) from None
-    dst_is_dir = is_directory_format(dst)
+    dst_is_dir = is_directory_format(args.output, out_fmt)
     _check_destination(dst, src, args.force, "OUTPUT", directory=dst_is_dir)
     pv = Path(args.preview) if args.preview is not None else None
     if pv is not None:
@@ -273,11 +273,12 @@ def open_job(args, *, verb: str, max_principle: bool) -> ImageJob:
     _check_working_memory(data, src, verb)
     target = _plan_dtype(args, stored, dst, out_fmt, data.shape, ch)
     # NIfTI and DICOM keep integer types lossless through a slope/intercept chosen by the writer
-    scaled_store = target.kind in "iu" and not args.rescale and out_fmt in _SCALED_FORMATS
+    scaled_store = target.kind in "iu" and not args.rescale and get_format(out_fmt).scaled
     if not scaled_store and max_principle:
         _check_range_fits(data, target, args.rescale)
     alpha = bool(scan.alpha and ch is not None and data.shape[ch] in (2, 4))
-    return ImageJob(src, dst, out_fmt, dst_is_dir, pv, scan, data, stored, ch, note, alpha, target, scaled_store)
+    return ImageJob(src, dst, out_fmt, dst_is_dir, pv, scan, data, stored, ch, note, alpha, target, scaled_store,
+                    args.force)
 
 
 def write_job(job: ImageJob, out: np.ndarray, spacing, *, rescale: bool, title: str,
@@ -317,7 +318,7 @@ def write_job(job: ImageJob, out: np.ndarray, spacing, *, rescale: bool, title: 
         outputs.append(job.preview)
         dirs.append(False)
     try:
-        with atomic_paths(outputs, directories=dirs) as tmps:
+        with atomic_paths(outputs, directories=dirs, overwrite=job.force) as tmps:
             write_scan(tmps[0], result, like=job.scan, spacing=spacing, channel_axis=ch, stored_dtype=stored_out,
                        format=job.out_fmt)
             if job.preview is not None:
@@ -364,8 +365,8 @@ def report_job(job: ImageJob, verb: str, result: np.ndarray, spacing, rescaled: 
     """The first lines of the report every image command prints."""
     sp = " x ".join(f"{h:g}" for h in spacing)
     print(f"{verb} {job.src} -> {job.dst}")
-    if job.note:
-        print(f"  note: {job.note}")
+    for note in ([job.note] if job.note else []) + list(job.scan.notes):
+        print(f"  note: {note}")
     kind = result.dtype if stored_out is None else f"{stored_out} ({_stored_scaling(job)})"
     print(f"  shape {job.data.shape} {job.data.dtype} -> {kind}; spacing {sp}"
           f"{'; alpha channel copied unchanged' if job.alpha else ''}")
@@ -384,6 +385,7 @@ class ChunkedJob:
     data: Any  # dask.array.Array, float, in the file's index order
     channel_axis: int | None
     target: np.dtype
+    force: bool = True  # replace an OUTPUT that exists (or appears while computing)
 
 
 def open_chunked_job(args, *, verb: str) -> ChunkedJob:
@@ -414,7 +416,7 @@ def open_chunked_job(args, *, verb: str) -> ChunkedJob:
     if args.rescale or args.dtype in INT_DTYPES:
         raise CLIError("with --chunks, OUTPUT stores floats (--dtype auto, float32 or float64): an integer type "
                        "would need the result's range before writing; convert afterwards")
-    from ..io._zarr import is_zarr_store
+    from ..io import is_zarr_store
 
     if out_fmt == "zarr" and dst.is_dir() and not dst.is_symlink() and is_zarr_store(dst):
         # _check_destination replaces DICOM series folders only; a previous Zarr store goes with --force
@@ -454,7 +456,7 @@ def open_chunked_job(args, *, verb: str) -> ChunkedJob:
     else:
         target = np.dtype(stored.newbyteorder("=")) if stored.kind == "f" and stored.itemsize >= 4 \
             else np.dtype(np.float32)
-    return ChunkedJob(src, dst, scan, data, ch, target)
+    return ChunkedJob(src, dst, scan, data, ch, target, args.force)
 
 
 def write_chunked_job(job: ChunkedJob, out, spacing, *, progress: bool) -> None:
@@ -471,6 +473,6 @@ def write_chunked_job(job: ChunkedJob, out, spacing, *, progress: bool) -> None:
     try:
         with bar:
             write_chunked(job.dst, out.astype(job.target), like=job.scan, spacing=spacing,
-                          channel_axis=job.channel_axis)
+                          channel_axis=job.channel_axis, overwrite=job.force)
     except (ScanIOError, OSError) as exc:
         raise CLIError(f"cannot write: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None

@@ -157,7 +157,7 @@ def run(args: argparse.Namespace) -> None:
     from ..io import atomic_paths
 
     try:
-        with atomic_paths([p for _, p in outputs]) as tmps:
+        with atomic_paths([p for _, p in outputs], overwrite=args.force) as tmps:
             if batch:
                 with open(tmps[0], "wb") as f:
                     np.save(f, y.astype(np.float32))

@@ -100,7 +100,7 @@ def run(args: argparse.Namespace) -> None:
     from ..io import atomic_paths
 
     try:
-        with atomic_paths([p for _, p, _ in outputs]) as tmps:
+        with atomic_paths([p for _, p, _ in outputs], overwrite=args.force) as tmps:
             _grid_figure(images, tmps[0], grid.suffix)
             k = 1
             if args.npy is not None:

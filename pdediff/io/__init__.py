@@ -49,14 +49,30 @@ array over a ``.npy`` file (memory map), an uncompressed ``.nii`` (nibabel's arr
 ``.zarr`` store, reading nothing but headers; :func:`write_chunked` computes a Dask array chunk by
 chunk into a ``.zarr`` store or a ``.nii`` file, atomically (docs/scaling.rst).
 
-DICOM output: a path that is an existing folder, ends in ``/`` or has no
-suffix is a series folder; a ``.dcm`` path is one 2-D image.  DICOM → NIfTI
-writes nibabel's ``(x, y, z)`` order with the affine from the DICOM geometry
-(LPS converted to RAS).
+Choosing the format.  The destination's suffix names the format (the longest known suffix wins).
+A path without a known suffix is a DICOM series folder only when it is an existing folder, ends
+in ``/``, or ``format="dicom"`` is passed; otherwise it is refused (``ValueError``), as is an
+empty path, ``.`` or ``..``.  A ``.dcm`` path is one 2-D DICOM image.  DICOM → NIfTI writes
+nibabel's ``(x, y, z)`` order with the affine from the DICOM geometry (LPS converted to RAS).
+
+Replacing.  The writers replace an existing destination by default (``overwrite=True``); with
+``overwrite=False`` (the command line without ``--force``) they refuse an existing one and commit
+without replacing anything, so of two processes writing one path the second fails with
+:class:`DestinationExistsError` and leaves nothing behind.  A folder is replaced only by its own
+kind (a DICOM series folder by a series, a Zarr store by a store; :func:`replace_problem`).  A
+destination that is a symbolic link is *followed*: its target is replaced atomically and the
+link stays.
+
+Formats are records in a registry (:class:`Format`, :func:`get_format`,
+:func:`registered_formats`): each module of :mod:`pdediff.io.formats` defines its own, so adding
+a format is one new module there.
 """
 
-from ._atomic import atomic_path, atomic_paths
-from ._zarr import open_chunked, write_chunked
+from ._atomic import atomic_path, atomic_paths, follow_link
+from ._base import DestinationExistsError
+from ._chunked import open_chunked, write_chunked
+from ._format import Format, WriteRequest, get_format, registered_formats
+from ._limits import available_memory
 from . import _scan
 from ._scan import (
     FORMATS,
@@ -67,7 +83,11 @@ from ._scan import (
     format_of,
     is_directory_format,
     read_scan,
+    replace_problem,
     write_scan,
 )
+from .formats._zarr import is_zarr_store
 
-__all__ = ["atomic_path", "atomic_paths", "open_chunked", "write_chunked", *_scan.__all__]
+__all__ = ["DestinationExistsError", "Format", "WriteRequest", "atomic_path", "atomic_paths", "available_memory",
+           "follow_link", "get_format", "is_zarr_store", "open_chunked", "registered_formats", "write_chunked",
+           *_scan.__all__]

@@ -11,6 +11,15 @@ complete, so an interrupted or failed write never leaves a partial file:
 * :func:`atomic_paths` writes several outputs (e.g. a result and its preview)
   all or none: the renames happen only after every output is complete, and a
   failure among them restores what was there before;
+* with ``overwrite=False`` an output is committed without ever replacing
+  anything (``renameat2(RENAME_NOREPLACE)``, else a hard link for files): if
+  another process created the destination meanwhile, this write fails with
+  :class:`~pdediff.io.DestinationExistsError` and leaves nothing behind (the
+  command line's default without ``--force``, so of two racing writers one
+  wins and the other says so);
+* a destination that is a symbolic link is followed: the temporary file goes
+  beside the link's target, which is replaced; the link itself stays;
+* on any failure (a full disk included) every temporary file is removed;
 * SIGINT, SIGTERM and SIGHUP are held off (``pthread_sigmask``) while a
   temporary file is created or the renames run, so a signal can only arrive
   while a temporary file is being written, and the cleanup then removes it
@@ -19,6 +28,8 @@ complete, so an interrupted or failed write never leaves a partial file:
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import os
 import shutil
 import signal
@@ -29,7 +40,9 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["atomic_path", "atomic_paths"]
+from ._base import DestinationExistsError
+
+__all__ = ["atomic_path", "atomic_paths", "follow_link"]
 
 _HELD = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
 
@@ -66,29 +79,103 @@ def _temp_suffix(p: Path) -> str:
     return "".join(p.suffixes[-2:]) if p.name.lower().endswith(".nii.gz") else p.suffix
 
 
+def follow_link(path: str | os.PathLike) -> Path:
+    """``path``, or the file a symbolic link at ``path`` points to (links followed to the end).
+
+    Every writer of :mod:`pdediff.io` writes through a link this way: the link's target is replaced
+    atomically and the link stays (a dangling link's target is created, if its folder exists).
+    """
+    return Path(os.path.realpath(path)) if os.path.islink(path) else Path(path)
+
+
+def _exists_error(p: Path) -> DestinationExistsError:
+    return DestinationExistsError(f"{p} exists (created while this output was being written?); not replaced: "
+                                  "pass overwrite=True (--force) to replace it")
+
+
+_AT_FDCWD = -100
+_RENAME_NOREPLACE = 1
+
+
+def _renameat2(src: Path, dst: Path) -> bool:
+    """``rename(src, dst)`` failing if ``dst`` exists, atomically (Linux ``renameat2``); ``False`` where the
+    system or file system does not offer it."""
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    fn.restype = ctypes.c_int
+    if fn(_AT_FDCWD, os.fsencode(src), _AT_FDCWD, os.fsencode(dst), _RENAME_NOREPLACE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err == errno.EEXIST:
+        raise _exists_error(dst)
+    if err in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EPERM):
+        return False
+    raise OSError(err, os.strerror(err), str(dst))
+
+
+def _rename_noreplace(src: Path, dst: Path, is_dir: bool) -> None:
+    """Move ``src`` to ``dst`` without replacing anything there (:class:`DestinationExistsError` if it exists)."""
+    if _renameat2(src, dst):
+        return
+    if not is_dir:
+        try:
+            os.link(src, dst)  # fails with EEXIST, atomically, if dst exists
+        except FileExistsError:
+            raise _exists_error(dst) from None
+        except OSError as exc:
+            if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK, errno.EXDEV):
+                raise
+        else:
+            os.unlink(src)
+            return
+    # last resort (no renameat2, no hard links): rename refuses a file or a non-empty folder at dst
+    if os.path.lexists(dst):
+        raise _exists_error(dst)
+    os.rename(src, dst)
+
+
 @contextmanager
-def atomic_paths(paths: Sequence[str | os.PathLike], *, directories: Sequence[bool] | None = None
-                 ) -> Iterator[list[Path]]:
+def atomic_paths(paths: Sequence[str | os.PathLike], *, directories: Sequence[bool] | None = None,
+                 overwrite: bool = True) -> Iterator[list[Path]]:
     """Yield temporary paths beside ``paths``; on success move all of them into place, else none.
 
     Parameters
     ----------
     paths : sequence of path-like
-        Destinations; their folders must exist.
+        Destinations; their folders must exist.  A symbolic link is followed
+        (:func:`follow_link`): its target is written.
     directories : sequence of bool, optional
         Which destinations are folders (e.g. a DICOM series): their temporary
         path is an empty folder, and a folder already at the destination is
         replaced as a whole.
+    overwrite : bool
+        Replace existing destinations (the default).  With ``False`` a
+        destination that exists is refused at once, and the outputs are
+        committed without replacing anything, so one created by another
+        process while these were written makes this call fail.
+
+    Raises
+    ------
+    DestinationExistsError
+        ``overwrite=False`` and a destination exists, or appeared before the
+        commit (the outputs already committed are removed again).
 
     The temporary files are removed on any exception, including
     ``KeyboardInterrupt``.  If moving one output into place fails, the
     outputs already moved are rolled back (new ones removed, replaced ones
     restored), so the destinations are left as they were.
     """
-    ps = [Path(p) for p in paths]
+    ps = [follow_link(p) for p in paths]
     dirs = list(directories) if directories is not None else [False] * len(ps)
     if len(dirs) != len(ps):
         raise ValueError("directories must have one entry per path")
+    if not overwrite:
+        for p in ps:
+            if os.path.lexists(p):
+                raise DestinationExistsError(f"{p} exists; pass overwrite=True (--force) to replace it")
     tmps: list[Path] = []
     try:
         with _signals_held():
@@ -101,7 +188,7 @@ def atomic_paths(paths: Sequence[str | os.PathLike], *, directories: Sequence[bo
                     tmps.append(Path(tmp))
         yield tmps
         with _signals_held():
-            _commit(ps, tmps, dirs)
+            _commit(ps, tmps, dirs, overwrite)
     except BaseException:
         with _signals_held():
             for t in tmps:
@@ -116,13 +203,17 @@ def _final_mode(dest: Path, is_dir: bool) -> int:
         return (0o777 if is_dir else 0o666) & ~_umask()
 
 
-def _commit(ps: list[Path], tmps: list[Path], dirs: list[bool]) -> None:
+def _commit(ps: list[Path], tmps: list[Path], dirs: list[bool], overwrite: bool = True) -> None:
     """Rename every temporary into place; undo the renames already done if one fails."""
     for p, t, is_dir in zip(ps, tmps, dirs):
         os.chmod(t, _final_mode(p, is_dir))
     done: list[tuple[Path, Path | None]] = []  # (destination, backup of what it replaced)
     try:
         for p, t, is_dir in zip(ps, tmps, dirs):
+            if not overwrite:
+                _rename_noreplace(t, p, is_dir)
+                done.append((p, None))
+                continue
             backup = None
             if os.path.lexists(p):
                 backup = p.parent / f".{p.name}.{uuid.uuid4().hex[:12]}.old"
@@ -162,11 +253,12 @@ def _remove(p: Path) -> None:
 
 
 @contextmanager
-def atomic_path(path: str | os.PathLike, *, directory: bool = False) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike, *, directory: bool = False, overwrite: bool = True) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; move it over ``path`` only if the block succeeds.
 
     One-output form of :func:`atomic_paths` (same guarantees: no partial file,
-    umask-respecting mode for new files, mode kept for replaced ones).
+    umask-respecting mode for new files, mode kept for replaced ones, links
+    followed, nothing replaced with ``overwrite=False``).
 
     Examples
     --------
@@ -178,5 +270,5 @@ def atomic_path(path: str | os.PathLike, *, directory: bool = False) -> Iterator
     >>> sorted(os.listdir(d))
     ['a.txt']
     """
-    with atomic_paths([path], directories=[directory]) as (tmp,):
+    with atomic_paths([path], directories=[directory], overwrite=overwrite) as (tmp,):
         yield tmp

@@ -12,11 +12,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["Scan", "ScanIOError"]
+__all__ = ["DestinationExistsError", "Scan", "ScanIOError"]
 
 
 class ScanIOError(OSError):
     """A scan could not be read or written (missing, unreadable, corrupt, unsupported, too large)."""
+
+
+class DestinationExistsError(ScanIOError, FileExistsError):
+    """An output was not written because its destination exists (or appeared while it was being written)
+    and replacing was not asked for (``overwrite=False``; the command line's default, without ``--force``)."""
 
 
 @dataclass
@@ -54,6 +59,10 @@ class Scan:
     alpha : bool
         Whether the last channel is an alpha (opacity) channel: grey+alpha
         ``(H, W, 2)`` or RGBA ``(H, W, 4)``.
+    notes : list of str
+        What the reader had to assume (e.g. a DICOM series without
+        ``ImagePositionPatient``, spaced by its ``SliceThickness``); the
+        command line prints each as a note.
     """
 
     data: np.ndarray
@@ -64,6 +73,7 @@ class Scan:
     stored_dtype: np.dtype | None = None
     scaled: bool = False
     alpha: bool = False
+    notes: list[str] = field(default_factory=list)
 
     @property
     def spatial_ndim(self) -> int:

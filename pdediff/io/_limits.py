@@ -7,6 +7,7 @@ of allocating (or being killed).
 
 from __future__ import annotations
 
+import errno
 import gzip
 import math
 import os
@@ -45,6 +46,29 @@ def _available_memory() -> int | None:
     except (OSError, ValueError):
         pass
     return avail
+
+
+def available_memory() -> int | None:
+    """Bytes of memory this process can still allocate, or ``None`` where the system does not say.
+
+    Linux's ``MemAvailable`` (else the free physical pages), lowered to the room left under the
+    container's cgroup v2 limit (``memory.max`` minus ``memory.current``) when there is one.  The
+    readers compare a header's claims with it before allocating; the command line compares a job's
+    working set with it before computing.
+
+    Returns
+    -------
+    int or None
+        Bytes.
+
+    Examples
+    --------
+    >>> from pdediff.io import available_memory
+    >>> m = available_memory()
+    >>> m is None or m >= 0
+    True
+    """
+    return _available_memory()  # looked up at call time: tests replace the module's _available_memory
 
 
 def nbytes_of(shape, itemsize: int) -> int:
@@ -98,3 +122,45 @@ def gzip_length(p: Path, needed: int) -> int:
             except (EOFError, zlib.error):
                 pass
     return total
+
+
+def chunk_shape(shape, chunks) -> tuple[int, ...]:
+    """Chunk edges for ``shape``: ``chunks`` (one per axis, extra entries ignored) capped at the shape, or about
+    64 MiB of float64 per chunk (cube-ish) when ``chunks`` is ``None``."""
+    if chunks is None:
+        side = max(1, round((64 * 2**20 / 8) ** (1.0 / max(len(shape), 1))))
+        return tuple(min(int(s), side) for s in shape)
+    return tuple(min(int(s), int(c)) for s, c in zip(shape, chunks))
+
+
+_ZEROS = 1 << 20
+
+
+def reserve_space(fd: int, size: int, p: Path) -> None:
+    """Give the open file ``fd`` a length of ``size`` bytes with every block allocated on disk now.
+
+    A file only extended (``truncate``) is sparse: its blocks are allocated when written, and writing
+    through a memory map into a sparse file on a full file system ends the process with SIGBUS.  So the
+    space is reserved first (``posix_fallocate``; where the file system does not support it, by writing
+    zeros), and a full disk is an ``OSError`` (``ENOSPC``, naming ``p``) raised here, before any data.
+    """
+    start = os.fstat(fd).st_size
+    if size <= start:
+        return
+    try:
+        os.posix_fallocate(fd, 0, size)
+        return
+    except AttributeError:  # no posix_fallocate on this platform
+        pass
+    except OSError as exc:
+        if exc.errno not in (errno.EOPNOTSUPP, errno.ENOTSUP, errno.EINVAL, errno.ENOSYS):
+            raise OSError(exc.errno, f"cannot reserve {size} bytes for the output ({exc.strerror})", str(p)) \
+                from None
+    os.lseek(fd, start, os.SEEK_SET)
+    block = bytes(min(_ZEROS, size - start))
+    try:
+        left = size - start
+        while left > 0:
+            left -= os.write(fd, block[: min(len(block), left)])
+    except OSError as exc:
+        raise OSError(exc.errno, f"cannot reserve {size} bytes for the output ({exc.strerror})", str(p)) from None

@@ -1,22 +1,17 @@
-"""Scan readers and writers behind :mod:`pdediff.io` (formats and safety rules documented there)."""
+"""The front of :mod:`pdediff.io`: format look-up, checks, reading and writing, each a look-up in the
+format registry (:mod:`pdediff.io._format`; the formats themselves live in :mod:`pdediff.io.formats`)."""
 
 from __future__ import annotations
 
 import os
-import zipfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ._atomic import atomic_path
+from ._atomic import DestinationExistsError, atomic_path, follow_link
 from ._base import Scan, ScanIOError, _native, _one_line
-from ._dicom import _sniff, is_replaceable_series, read_dicom, write_dicom
-from ._limits import check_deflate_ratio, check_holds, check_memory, nbytes_of
-from ._nibabel import read_nibabel, write_mgh, write_nifti
-from ._raster import read_image, read_tiff, write_image, write_tiff
-from ._zarr import is_zarr_store, read_zarr, write_zarr
+from ._format import Format, WriteRequest, get_format, registered_formats, suffix_table
 
 __all__ = [
     "FORMATS",
@@ -27,91 +22,101 @@ __all__ = [
     "format_of",
     "is_directory_format",
     "read_scan",
+    "replace_problem",
     "write_scan",
 ]
 
-FORMATS = {
-    ".npy": "npy",
-    ".npz": "npz",
-    ".png": "png",
-    ".jpg": "jpeg",
-    ".jpeg": "jpeg",
-    ".tif": "tiff",
-    ".tiff": "tiff",
-    ".nii": "nifti",
-    ".nii.gz": "nifti",
-    ".mgz": "mgh",
-    ".mgh": "mgh",
-    ".hdr": "analyze",
-    ".img": "analyze",
-    ".dcm": "dicom",
-    ".zarr": "zarr",
-}
+#: ``{suffix: format name}`` for every registered format
+FORMATS = suffix_table()
+_BY_LENGTH = sorted(FORMATS, key=len, reverse=True)  # a longer suffix wins: .nii.gz over .gz
 
-#: formats whose writer takes ``stored_dtype`` (a slope/intercept lets an integer type hold float data)
-_SCALED_FORMATS = ("nifti", "dicom")
+
+def _no_file(text: str) -> bool:
+    """Whether ``text`` names no file to write: empty, ``.``, ``..`` or a root."""
+    return not text.strip() or Path(text).name in ("", "..")
+
+
+def _suffix_help() -> str:
+    return ", ".join(FORMATS)
 
 
 def format_of(path: str | os.PathLike) -> str:
     """The format name for ``path``; ``ValueError`` naming the supported suffixes otherwise.
 
-    A known suffix decides (:data:`FORMATS`); otherwise a DICOM series folder
-    (``"dicom"``) is an existing folder, a path ending in ``/``, or a path
-    without a suffix, and an existing file with an unknown suffix is DICOM if
-    it has the ``DICM`` preamble.
+    A known suffix decides (:data:`FORMATS`, the longest match, even on a folder).  Without one, an
+    existing folder or a path ending in ``/`` is a DICOM series folder, and an existing file is DICOM
+    if it has the ``DICM`` preamble.  A path that does not exist and has no known suffix is refused:
+    it says nothing about the format (pass ``format=`` to the writers, or end a DICOM series folder
+    with ``/``).
     """
     text = os.fspath(path)
+    if not text:
+        raise ValueError("'' names no file (an empty path); give a file name such as out.nii")
     p = Path(text)
     name = p.name.lower()
-    if not text.endswith(("/", os.sep)):
-        for suffix in sorted(FORMATS, key=len, reverse=True):  # a known suffix wins, even on a folder
+    folder_like = text.endswith(("/", os.sep))
+    formats = registered_formats()
+    if not folder_like:
+        for suffix in _BY_LENGTH:
             if name.endswith(suffix):
                 return FORMATS[suffix]
-    if p.is_dir() or text.endswith(("/", os.sep)) or not p.suffix:
-        return "dicom"
+    if p.is_dir() or folder_like:
+        for f in formats:
+            if f.folders:
+                return f.name
     try:
-        if p.is_file() and _sniff(p) == "dicom":
-            return "dicom"
+        if p.is_file():
+            for f in formats:
+                if f.sniff is not None and f.sniff(p):
+                    return f.name
     except OSError:
         pass
-    raise ValueError(f"unsupported file type {p.name!r}; supported suffixes: {', '.join(FORMATS)}, or a folder "
-                     "(no suffix) for a DICOM series")
+    if not p.suffix and not p.exists():
+        raise ValueError(f"{p.name or text!r} has no recognised suffix ({_suffix_help()}); add one, or end the "
+                         "path with '/' for a DICOM series folder")
+    raise ValueError(f"unsupported file type {p.name!r}; supported suffixes: {_suffix_help()}, or a folder "
+                     "(ending in '/') for a DICOM series")
 
 
-def _is_series(path: str | os.PathLike) -> bool:
-    text = os.fspath(path)
-    p = Path(text)
-    return p.is_dir() or text.endswith(("/", os.sep)) or not p.name.lower().endswith(".dcm")
+def _format(path, format: str | None) -> Format:
+    return get_format(format) if format is not None else get_format(format_of(path))
 
 
 def is_directory_format(path: str | os.PathLike, format: str | None = None) -> bool:
     """Whether writing to ``path`` makes a folder (a DICOM series: one file per slice; a Zarr store) rather
     than a file.
 
-    True for Zarr stores and for DICOM outputs that are an existing folder, end in ``/`` or have
-    no suffix; a ``.dcm`` output is one file.  ``format`` overrides
+    True for Zarr stores and for DICOM outputs that are an existing folder, end in ``/`` or (with
+    ``format="dicom"``) have no ``.dcm`` suffix; a ``.dcm`` output is one file.  ``format`` overrides
     :func:`format_of`.
     """
-    fmt = format or format_of(path)
-    return fmt == "zarr" or (fmt == "dicom" and _is_series(path))
+    return _format(path, format).is_directory(os.fspath(path))
+
+
+def replace_problem(path: str | os.PathLike, format: str | None = None) -> str | None:
+    """Why the existing folder ``path`` may not be replaced by a ``format`` output (``None`` if it may).
+
+    pdediff replaces a folder only with its own kind: a DICOM series only a folder holding nothing but
+    DICOM files, a Zarr store only a Zarr store.  ``None`` also when ``path`` is not an existing folder
+    or the format writes files.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from pdediff.io import replace_problem
+    >>> d = tempfile.mkdtemp()
+    >>> open(os.path.join(d, "thesis.txt"), "w").close()
+    >>> replace_problem(d, "dicom")
+    "it holds 'thesis.txt', which is not a DICOM file"
+    """
+    f = _format(path, format)
+    p = follow_link(path)
+    if f.replace_problem is None or not p.is_dir() or not f.is_directory(os.fspath(path)):
+        return None
+    return f.replace_problem(p)
 
 
 # ----------------------------------------------------------------------------- checks
-def _nibabel_dtype_ok(header_class: str, dtype: np.dtype) -> bool:
-    try:
-        import nibabel as nib
-        from nibabel.freesurfer.mghformat import MGHError, MGHHeader
-        from nibabel.spatialimages import HeaderDataError
-    except ImportError:
-        return True  # the writer names the missing extra
-    header = MGHHeader() if header_class == "mgh" else nib.Nifti1Header()
-    try:
-        header.set_data_dtype(dtype)
-    except (HeaderDataError, MGHError, TypeError, ValueError, KeyError):
-        return False
-    return dtype.kind in "biufc"
-
-
 def check_writable(
     path: str | os.PathLike,
     shape: tuple[int, ...],
@@ -129,7 +134,9 @@ def check_writable(
     Parameters
     ----------
     path : str or path-like
-        The destination; its format follows :func:`format_of`.
+        The destination; its format follows :func:`format_of` (a path without a known suffix is
+        refused unless ``format`` is given or it ends in ``/``).  An empty path, ``.``, ``..`` or a
+        root names nothing to write and is refused.
     shape : tuple of int
         Shape of the array to be written.
     dtype : dtype-like
@@ -137,91 +144,45 @@ def check_writable(
     channel_axis : int or None
         Axis of colour/alpha channels (must be the last), or ``None``.
     stored_dtype : dtype-like, optional
-        On-disk integer type for NIfTI and DICOM (with a slope/intercept).
+        On-disk integer type for the formats with a slope/intercept (``Format.scaled``: NIfTI, DICOM).
     format : str, optional
         The format name, when ``path`` (e.g. a temporary file) does not tell it.
 
     Raises
     ------
     ValueError
-        If the format cannot hold this shape/dtype as it is.
+        If the format cannot hold this shape/dtype as it is, or ``path`` names no file.
     """
-    fmt = format or format_of(path)
+    text = os.fspath(path)
+    if _no_file(text):
+        raise ValueError(f"{text!r} names no file to write (empty, '.', '..' or a root); give a file name "
+                         "such as out.nii")
+    f = _format(path, format)
     shape = tuple(int(s) for s in shape)
     dtype = np.dtype(dtype)
     ndim = len(shape)
-    if channel_axis is not None and channel_axis not in (-1, ndim - 1) and fmt not in ("npy", "npz"):
-        raise ValueError(f"{fmt} output keeps channels on the last axis; got channel_axis={channel_axis} for shape "
-                         f"{shape} (move them last with numpy.moveaxis)")
-    channels = shape[-1] if channel_axis is not None and ndim else 0
-    spatial = ndim - (channel_axis is not None)
-    where = Path(os.fspath(path)).name or os.fspath(path)
+    where = Path(text).name or text
+    if channel_axis is not None and channel_axis not in (-1, ndim - 1) and not f.any_array:
+        raise ValueError(f"{f.name} output keeps channels on the last axis; got channel_axis={channel_axis} for "
+                         f"shape {shape} (move them last with numpy.moveaxis)")
     if dtype.hasobject:
         raise ValueError(f"{where}: cannot store Python objects (they would need pickling); convert to numbers")
-    if fmt not in ("npy", "npz") and dtype.kind not in "biufc":
-        raise ValueError(f"{where}: cannot store {dtype} pixels in {fmt}; convert to a numeric dtype or write .npy")
+    if not f.any_array and dtype.kind not in "biufc":
+        raise ValueError(f"{where}: cannot store {dtype} pixels in {f.name}; convert to a numeric dtype or write "
+                         ".npy")
+    sd = None
     if stored_dtype is not None:
         sd = np.dtype(stored_dtype)
-        if fmt not in _SCALED_FORMATS and sd != dtype:
-            raise ValueError(f"{where}: stored_dtype applies to .nii/.nii.gz and DICOM only (formats with a "
-                             f"slope/intercept); cast the data to {sd} instead (pdediff.io.cast_like)")
-        if fmt == "dicom" and (sd.kind not in "iu" or sd.itemsize not in (1, 2, 4)):
-            raise ValueError(f"{where}: DICOM stores 8-, 16- or 32-bit integer pixels; got stored_dtype {sd}")
-        if fmt == "nifti" and (sd.kind not in "iuf" or not _nibabel_dtype_ok("nifti", sd)):
-            raise ValueError(f"{where}: NIfTI cannot store {sd}; use an integer type such as int16, or float32")
-    if fmt in ("png", "jpeg"):
-        name = fmt.upper()
-        counts = (1, 3) if fmt == "jpeg" else (1, 2, 3, 4)
-        if spatial != 2 or (channel_axis is not None and channels not in counts):
-            what = "grey or RGB" if fmt == "jpeg" else "grey, grey+alpha, RGB or RGBA"
-            hint = ("a 3-D volume would become an animated PNG" if fmt == "png" and channel_axis is None
-                    and ndim == 3 else f"got shape {shape}")
-            raise ValueError(f"{where}: {name} holds one 2-D {what} image; {hint}: write .tif, .nii or .npy "
-                             "instead")
-        allowed = (np.uint8,) if fmt == "jpeg" else (np.uint8, np.uint16)
-        if dtype not in allowed:
-            kinds = "uint8" if fmt == "jpeg" else "uint8 or uint16"
-            raise ValueError(f"{where}: {name} stores {kinds} only; got {dtype} (cast it, or "
-                             "write .tif/.nii/.npy)")
-        if fmt == "png" and dtype == np.uint16 and channels > 1:
-            raise ValueError(f"{where}: 16-bit colour or alpha PNG is not supported (Pillow writes 16-bit grey "
-                             "only); write .tif or cast to uint8")
-    elif fmt == "tiff":
-        if spatial < 2:
-            raise ValueError(f"{where}: TIFF holds 2-D images or stacks; got shape {shape}: write .npy instead")
-        if channel_axis is not None and not 1 <= channels <= 4:
-            raise ValueError(f"{where}: TIFF colour here is 1-4 channels (grey, grey+alpha, RGB, RGBA); got "
-                             f"{channels}: write .npy/.npz instead")
-        if dtype.kind == "f" and dtype.itemsize > 8 or dtype.kind == "c" and dtype.itemsize > 16:
-            raise ValueError(f"{where}: TIFF cannot store {dtype}; cast to float64 or write .npy")
-    elif fmt in ("nifti", "mgh"):
-        name = "NIfTI" if fmt == "nifti" else "MGH/MGZ"
-        if channel_axis is not None:
-            raise ValueError(f"{where}: {name} output here holds grey scans only; write colour/channel images as "
-                             ".tif, .npy or .npz")
-        if spatial not in (2, 3):
-            raise ValueError(f"{where}: {name} output holds 2-D or 3-D scans; got shape {shape}: write .npy/.npz")
-        if not _nibabel_dtype_ok(fmt, dtype):
-            if fmt == "mgh":
-                raise ValueError(f"{where}: MGH/MGZ stores uint8, int16, int32 or float32 (no scaling); got "
-                                 f"{dtype}: cast it (e.g. to float32) or write .nii/.nii.gz")
-            raise ValueError(f"{where}: NIfTI cannot store {dtype}; cast it (e.g. to float32) or write .npy/.tif")
-    elif fmt == "zarr":
-        if dtype.kind not in "biuf":
-            raise ValueError(f"{where}: Zarr output here stores integer or float pixels; got {dtype}")
-    elif fmt == "analyze":
-        raise ValueError(f"{where}: writing Analyze .hdr/.img pairs is not supported (no orientation, legacy); "
-                         "write .nii or .nii.gz instead")
-    elif fmt == "dicom":
-        if channel_axis is not None:
-            raise ValueError(f"{where}: DICOM output here is greyscale; write colour images as .tif or .png")
-        if dtype.kind not in "iuf":
-            raise ValueError(f"{where}: DICOM stores integer pixels (float data via a slope/intercept); got {dtype}")
-        if not _is_series(path) and spatial != 2:
-            raise ValueError(f"{where}: a .dcm file holds one 2-D image here; write a {spatial}-D volume as a "
-                             "DICOM series folder (an OUTPUT without suffix, or ending in '/')")
-        if spatial not in (2, 3):
-            raise ValueError(f"{where}: DICOM series hold 2-D or 3-D scans; got shape {shape}: write .npy")
+        if not f.scaled and sd != dtype:
+            scaled = [g for g in registered_formats() if g.scaled]
+            raise ValueError(f"{where}: stored_dtype applies to {' and '.join(g.label for g in scaled)} only "
+                             f"(formats with a slope/intercept); cast the data to {sd} instead "
+                             "(pdediff.io.cast_like)")
+    request = WriteRequest(text, where, shape, dtype, None if channel_axis is None else -1, sd)
+    if f.check is not None:
+        f.check(request)
+    if f.write is None:
+        raise ValueError(f"{where}: writing {f.label} is not supported")
 
 
 # ----------------------------------------------------------------------------- read
@@ -264,13 +225,21 @@ def read_scan(path: str | os.PathLike) -> Scan:
     ((4, 5), (2.0, 1.0))
     """
     p = Path(path)
-    fmt = format_of(p)
+    try:
+        f = get_format(format_of(path))
+    except ValueError:
+        if not p.suffix and not os.path.lexists(p):
+            raise ScanIOError(f"{p}: no such file or folder") from None
+        raise
+    fmt = f.name
     if not p.exists():
-        raise ScanIOError(f"{p}: no such file or folder" if fmt == "dicom" else f"{p}: no such file")
+        raise ScanIOError(f"{p}: no such file or folder" if f.folders else f"{p}: no such file")
     if p.is_file() and p.stat().st_size == 0:
         raise ScanIOError(f"{p}: file is empty")
+    if f.read is None:
+        raise ScanIOError(f"{p}: reading {f.label} is not supported")
     try:
-        scan = _READERS[fmt](p)
+        scan = f.read(p)
     except ScanIOError as exc:
         if "\n" in str(exc):
             raise ScanIOError(" ".join(str(exc).split())) from None
@@ -287,82 +256,6 @@ def read_scan(path: str | os.PathLike) -> Scan:
     if scan.data.size == 0:
         raise ScanIOError(f"{p}: contains an empty array of shape {scan.data.shape}")
     return scan
-
-
-def _npy_header(p: Path, f, holds: int | None, *, compressed: int | None = None, member: str = "",
-                memory: bool = True):
-    """Shape and dtype from an ``.npy`` header, checked against what the file (or zip member) holds
-    (and, unless ``memory`` is false, i.e. for a memory-mapped chunked read, against the memory available)."""
-    fmt = np.lib.format
-    version = fmt.read_magic(f)
-    if version == (1, 0):
-        shape, _, dtype = fmt.read_array_header_1_0(f)
-    elif version == (2, 0):
-        shape, _, dtype = fmt.read_array_header_2_0(f)
-    else:  # (3, 0): a utf-8 header, no public reader
-        shape, _, dtype = fmt._read_array_header(f, version)
-    where = f"{p}{'[' + member + ']' if member else ''}"
-    if dtype.hasobject:
-        raise ScanIOError(f"{where}: holds Python objects (pickles), refused for safety")
-    claimed = nbytes_of(shape, dtype.itemsize)
-    if holds is not None:
-        check_holds(Path(where), claimed, holds - f.tell(), what="the archive member" if member else "the file")
-    if compressed is not None:
-        check_deflate_ratio(Path(where), claimed, compressed)
-    if memory:
-        check_memory(Path(where), claimed)
-    return shape, dtype
-
-
-def _read_npy(p: Path) -> Scan:
-    with open(p, "rb") as f:
-        _npy_header(p, f, p.stat().st_size)
-    data = np.load(p, allow_pickle=False)
-    return Scan(np.asarray(data))
-
-
-def _read_npz(p: Path) -> Scan:
-    with zipfile.ZipFile(p) as zf:
-        infos = {i.filename.removesuffix(".npy"): i for i in zf.infolist()}
-        keys = list(infos)
-        if not keys:
-            raise ScanIOError(f"{p}: the .npz archive holds no arrays")
-        candidates = [k for k in keys if k not in ("spacing", "channel_axis", "alpha")]
-        if "image" not in keys and not candidates:
-            raise ScanIOError(f"{p}: the .npz archive holds no image array (only {', '.join(keys)})")
-        key = "image" if "image" in keys else candidates[0]
-        arrays = {}
-        for name in [key] + [k for k in ("spacing", "channel_axis", "alpha") if k in keys]:
-            info = infos[name]
-            deflated = info.compress_type != zipfile.ZIP_STORED
-            holds = info.file_size if deflated else min(info.file_size, info.compress_size)
-            with zf.open(info) as f:
-                _npy_header(p, f, holds, compressed=info.compress_size if deflated else None, member=name)
-            with zf.open(info) as f:
-                arrays[name] = np.lib.format.read_array(f, allow_pickle=False)
-    data = arrays[key]
-    spacing = tuple(float(s) for s in np.ravel(arrays["spacing"])) if "spacing" in arrays else None
-    ch = int(arrays["channel_axis"]) if "channel_axis" in arrays else None
-    alpha = bool(arrays["alpha"]) if "alpha" in arrays else False
-    return Scan(data, spacing=spacing, channel_axis=ch, alpha=alpha, meta={"key": key})
-
-
-def _read_nifti(p: Path) -> Scan:
-    return read_nibabel(p, "nifti")
-
-
-_READERS: dict[str, Callable[[Path], Scan]] = {
-    "npy": _read_npy,
-    "npz": _read_npz,
-    "png": lambda p: read_image(p, "png"),
-    "jpeg": lambda p: read_image(p, "jpeg"),
-    "tiff": read_tiff,
-    "nifti": _read_nifti,
-    "mgh": lambda p: read_nibabel(p, "mgh"),
-    "analyze": lambda p: read_nibabel(p, "analyze"),
-    "dicom": read_dicom,
-    "zarr": read_zarr,
-}
 
 
 # ---------------------------------------------------------------------------- write
@@ -417,6 +310,7 @@ def write_scan(
     channel_axis: int | None = None,
     stored_dtype: Any = None,
     format: str | None = None,
+    overwrite: bool = True,
 ) -> None:
     """Write ``data`` atomically (temporary file or folder beside ``path``, then rename).
 
@@ -429,10 +323,14 @@ def write_scan(
     Parameters
     ----------
     path : str or path-like
-        Destination.  DICOM: a ``.dcm`` file for one 2-D image; a series
+        Destination; its suffix names the format (:func:`format_of`), or
+        ``format`` does.  DICOM: a ``.dcm`` file for one 2-D image; a series
         folder (one file per slice) for an existing folder, a path ending in
-        ``/`` or a path without a suffix.  An existing folder is replaced only
-        if it holds nothing but DICOM files.
+        ``/``, or a path without a suffix with ``format="dicom"``.  An
+        existing folder is replaced only by its own kind (a folder holding
+        nothing but DICOM files by a series, a Zarr store by a Zarr store).
+        A symbolic link is followed: its target is replaced atomically and
+        the link stays.
     data : ndarray
         The image or volume, in ``like``'s index order when ``like`` is given.
     like : Scan, optional
@@ -447,51 +345,36 @@ def write_scan(
         NIfTI/DICOM on-disk integer type (e.g. ``numpy.int16``).
     format : str, optional
         The format name, when ``path`` (e.g. a temporary file) does not tell it.
+    overwrite : bool
+        Replace an existing ``path`` (the default).  With ``False``, an
+        existing ``path`` is refused before writing, and the result is
+        committed without replacing anything (``renameat2(RENAME_NOREPLACE)``
+        or a hard link), so a file or folder created there by another process
+        meanwhile is never replaced: the write then fails with
+        :class:`DestinationExistsError` and leaves nothing behind.
+
+    Raises
+    ------
+    ValueError
+        The format cannot hold ``data`` as it is (:func:`check_writable`).
+    DestinationExistsError
+        ``overwrite=False`` and ``path`` exists (or appeared while writing).
+    ScanIOError, OSError
+        The folder is missing, not replaceable, or the write failed (a full
+        disk included); nothing is left behind.
     """
-    p = Path(path)
-    fmt = format or format_of(path)
+    f = _format(path, format)
     data = _native(np.asarray(data))
-    check_writable(path, data.shape, data.dtype, channel_axis, stored_dtype=stored_dtype, format=fmt)
-    writer = _WRITERS[fmt]
+    check_writable(path, data.shape, data.dtype, channel_axis, stored_dtype=stored_dtype, format=f.name)
+    if not overwrite and os.path.lexists(path):
+        raise DestinationExistsError(f"{path} exists; pass overwrite=True to replace it")
+    p = follow_link(path)  # a symbolic link: its target is written (atomically), the link stays
     if not p.parent.is_dir():
         raise ScanIOError(f"{p}: folder {p.parent} does not exist")
-    extra = {"stored_dtype": stored_dtype} if fmt in _SCALED_FORMATS else {}
-    directory = is_directory_format(path, fmt)
-    if fmt == "zarr" and p.is_dir() and not p.is_symlink() and not is_zarr_store(p):
-        raise ScanIOError(f"{p}: will not replace this folder with a Zarr store: it is not one")
-    if directory and fmt == "dicom" and p.is_dir() and not p.is_symlink():
-        why = is_replaceable_series(p)
-        if why is not None:
-            raise ScanIOError(f"{p}: will not replace this folder with a DICOM series: {why}")
-    with atomic_path(p, directory=directory) as tmp:
-        writer(tmp, data, like, spacing, channel_axis, **extra)
-
-
-def _write_npy(p, data, like, spacing, ch):
-    with open(p, "wb") as f:
-        np.save(f, data, allow_pickle=False)
-
-
-def _write_npz(p, data, like, spacing, ch):
-    extra = {}
-    if spacing is not None:
-        extra["spacing"] = np.asarray(spacing, dtype=np.float64)
-    if ch is not None:
-        extra["channel_axis"] = np.asarray(ch)
-        if like is not None and like.alpha:
-            extra["alpha"] = np.asarray(True)
-    with open(p, "wb") as f:
-        np.savez_compressed(f, image=data, **extra)
-
-
-_WRITERS = {
-    "npy": _write_npy,
-    "npz": _write_npz,
-    "png": write_image,
-    "jpeg": write_image,
-    "tiff": write_tiff,
-    "nifti": write_nifti,
-    "mgh": write_mgh,
-    "dicom": write_dicom,
-    "zarr": write_zarr,
-}  # "analyze" has no writer: check_writable refuses it
+    directory = f.is_directory(os.fspath(path))
+    why = replace_problem(p, f.name) if os.path.lexists(p) else None
+    if why is not None:
+        raise ScanIOError(f"{p}: will not replace this folder with a {f.label} output: {why}")
+    extra = {"stored_dtype": stored_dtype} if f.scaled else {}
+    with atomic_path(p, directory=directory, overwrite=overwrite) as tmp:
+        f.write(tmp, data, like, spacing, channel_axis, **extra)

@@ -8,6 +8,10 @@ Reading
     slice spacing is the distance between consecutive positions and must be
     even.  The array is ``(slice, row, col)`` = ``(z, y, x)`` with spacing
     ``(dz, dy, dx)``; ``RescaleSlope``/``RescaleIntercept`` are applied.
+    Slices without ``ImagePositionPatient`` are ordered by ``InstanceNumber``
+    (refused when one lacks it or two share it), with ``dz`` from
+    ``SpacingBetweenSlices``, else ``SliceThickness``, and a note in
+    :attr:`Scan.notes <pdediff.io.Scan.notes>` saying so.
 
 Writing
     A folder (one file per slice: a new series) or a ``.dcm`` file (one 2-D
@@ -23,13 +27,15 @@ against the file size before they are read.
 from __future__ import annotations
 
 import copy
+import os
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
-from ._base import Scan, ScanIOError, _BoundedReader, _native, _one_line, _quiet, _require
-from ._limits import check_holds, check_memory, nbytes_of
+from .._base import Scan, ScanIOError, _BoundedReader, _native, _one_line, _quiet, _require
+from .._format import Format, WriteRequest
+from .._limits import check_holds, check_memory, nbytes_of
 from ._nibabel import to_index_order
 
 _DEFER = 1 << 16  # elements larger than this are read only when needed (after the size checks)
@@ -237,9 +243,21 @@ def _order(where: Path, frames: list[_Frame], thickness: float | None):
     """Sort the planes along the slice normal; return (order, dz, step LPS vector, orientation) or refuse."""
     n = len(frames)
     have = [f.ipp is not None and f.iop is not None for f in frames]
-    if not any(have):  # no geometry: the files' own numbering, and no slice spacing to measure
+    if not any(have):  # no geometry: the files' own numbering; the slice spacing from the headers (_read_sets)
+        if n > 1:
+            lacking = [f.label for f in frames if f.number is None]
+            if lacking:
+                raise ScanIOError(f"{where}: the slices have no ImagePositionPatient/ImageOrientationPatient and "
+                                  f"{lacking[0]} has no InstanceNumber: cannot establish the order of the slices")
+            seen: dict[int, str] = {}
+            for f in frames:
+                if f.number in seen:
+                    raise ScanIOError(f"{where}: the slices have no ImagePositionPatient/ImageOrientationPatient and "
+                                      f"{seen[f.number]} and {f.label} share InstanceNumber {f.number}: cannot "
+                                      "establish the order of the slices")
+                seen[f.number] = f.label
         order = sorted(range(n), key=lambda i: (frames[i].number is None, frames[i].number or 0, i))
-        return order, (thickness if n == 1 else None), None, None
+        return order, thickness, None, None
     if not all(have):
         bad = frames[have.index(False)].label
         raise ScanIOError(f"{where}: {bad} lacks ImagePositionPatient/ImageOrientationPatient while others "
@@ -369,8 +387,22 @@ def _read_sets(where: Path, sets: list, labels: list[str], files: list[Path]) ->
     ds0 = sets[0]
     _, rows, cols, samples, _ = _pixel_claims(files[0], ds0)
     colour = samples > 1 or str(ds0.get("PhotometricInterpretation", "")).upper() == "PALETTE COLOR"
-    thick = _floats(ds0.get("SpacingBetweenSlices"), 1) or _floats(ds0.get("SliceThickness"), 1)
-    order, dz, step, iop = _order(where, frames, thick[0] if thick else None)
+    thick, thick_tag = None, None
+    for tag in ("SpacingBetweenSlices", "SliceThickness"):
+        value = _floats(ds0.get(tag), 1)
+        if value and value[0] > 0:
+            thick, thick_tag = value[0], tag
+            break
+    order, dz, step, iop = _order(where, frames, thick)
+    notes = []
+    if len(frames) > 1 and all(f.ipp is None or f.iop is None for f in frames):
+        how = "in file order" if len(sets) == 1 else "by InstanceNumber"
+        what = "the slices have no ImagePositionPatient/ImageOrientationPatient"
+        if dz is not None:
+            notes.append(f"{what}: ordered {how}, slice spacing {dz:g} mm from {thick_tag}")
+        else:
+            notes.append(f"{what}: ordered {how}; no SpacingBetweenSlices or SliceThickness either, so the voxel "
+                         "spacing is unknown (not set)")
     spacings = {tuple(np.round(f.pixel_spacing, 6)) for f in frames if f.pixel_spacing is not None}
     if len(spacings) > 1:
         raise ScanIOError(f"{where}: mixes pixel spacings {sorted(spacings)[:2]}; put one series per folder")
@@ -446,7 +478,7 @@ def _read_sets(where: Path, sets: list, labels: list[str], files: list[Path]) ->
         "unit": "mm",
     }
     return Scan(data, spacing=spacing, channel_axis=-1 if colour else None, meta=meta, stored_dtype=stored,
-                scaled=scaled)
+                scaled=scaled, notes=notes)
 
 
 def _is_image(ds) -> bool:
@@ -726,3 +758,32 @@ def is_replaceable_series(folder: Path) -> str | None:
         if kind is None:
             return f"it holds {e.name!r}, which is not a DICOM file"
     return None
+
+
+# ----------------------------------------------------------------------------- checks and record
+def is_series_path(path: str) -> bool:
+    """Whether a DICOM output at ``path`` is a series folder (an existing folder, a path ending in ``/``,
+    anything but a ``.dcm`` file) rather than one ``.dcm`` file."""
+    return Path(path).is_dir() or path.endswith(("/", os.sep)) or not Path(path).name.lower().endswith(".dcm")
+
+
+def _check_dicom(r: WriteRequest) -> None:
+    sd = r.stored_dtype
+    if sd is not None and (sd.kind not in "iu" or sd.itemsize not in (1, 2, 4)):
+        raise ValueError(f"{r.where}: DICOM stores 8-, 16- or 32-bit integer pixels; got stored_dtype {sd}")
+    if r.channel_axis is not None:
+        raise ValueError(f"{r.where}: DICOM output here is greyscale; write colour images as .tif or .png")
+    if r.dtype.kind not in "iuf":
+        raise ValueError(f"{r.where}: DICOM stores integer pixels (float data via a slope/intercept); got {r.dtype}")
+    if not is_series_path(r.path) and r.spatial != 2:
+        raise ValueError(f"{r.where}: a .dcm file holds one 2-D image here; write a {r.spatial}-D volume as a "
+                         "DICOM series folder (an OUTPUT ending in '/')")
+    if r.spatial not in (2, 3):
+        raise ValueError(f"{r.where}: DICOM series hold 2-D or 3-D scans; got shape {r.shape}: write .npy")
+
+
+FORMATS = (
+    Format("dicom", "DICOM", (".dcm",), read=read_dicom, write=write_dicom, check=_check_dicom, scaled=True,
+           directory=is_series_path, replace_problem=is_replaceable_series, sniff=lambda p: _sniff(p) == "dicom",
+           folders=True),
+)

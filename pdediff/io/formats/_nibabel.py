@@ -13,8 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ._base import Scan, ScanIOError, _native, _quiet, _require
-from ._limits import check_holds, check_memory, gzip_length, nbytes_of
+from .._base import Scan, ScanIOError, _native, _quiet, _require
+from .._format import Format, WriteRequest
+from .._limits import check_holds, check_memory, chunk_shape, gzip_length, nbytes_of, reserve_space
 
 #: length units of NIfTI ``xyzt_units`` converted to millimetres
 _NIFTI_UNITS = {"mm": 1.0, "micron": 1e-3, "meter": 1e3}
@@ -227,3 +228,158 @@ def write_mgh(p, data, like, spacing, ch, *, stored_dtype=None):
     img = MGHImage(data, affine, header=header)
     img.set_data_dtype(data.dtype)
     nib.save(img, str(p))
+
+
+# ----------------------------------------------------------------------------- lazy reading, streaming writes
+class _ProxyArray:
+    """nibabel's array proxy seen as an array (shape, dtype of the *scaled* values, slicing) for Dask."""
+
+    def __init__(self, proxy, dtype) -> None:
+        self.proxy, self.shape, self.dtype, self.ndim = proxy, tuple(proxy.shape), np.dtype(dtype), len(proxy.shape)
+
+    def __getitem__(self, key):
+        return np.asarray(self.proxy[key], dtype=self.dtype)
+
+
+def open_nifti_chunked(p: Path, chunks):
+    """A lazy Dask array over an uncompressed NIfTI file (nibabel's array proxy: slices read on demand,
+    slope/intercept applied per slice read, in float64 as :func:`read_nibabel` gives them)."""
+    from ...dask import require_dask
+
+    da = require_dask()
+    if p.name.lower().endswith(".gz"):
+        raise ScanIOError(f"{p}: a compressed NIfTI has no random access; decompress it (gunzip) to read "
+                          "it in chunks")
+    nib = _require("nibabel")
+    with _quiet():
+        _preflight(p, "nifti", memory=False)
+    with _quiet():
+        img = nib.load(str(p), mmap=True)
+    proxy = img.dataobj
+    shape = tuple(proxy.shape)
+    while len(shape) > 3 and shape[-1] == 1:
+        shape = shape[:-1]
+    if len(shape) not in (2, 3):
+        raise ScanIOError(f"{p}: a {len(proxy.shape)}-D NIfTI image is not supported; expected 2-D or 3-D")
+    slope = float(getattr(proxy, "slope", 1.0))
+    inter = float(getattr(proxy, "inter", 0.0))
+    scaled = slope != 1.0 or inter != 0.0
+    stored = np.dtype(img.get_data_dtype())
+    dtype = np.dtype(np.float64) if scaled else stored
+    arr = _ProxyArray(proxy, dtype)
+    data = da.from_array(arr, chunks=chunk_shape(proxy.shape, chunks) if len(proxy.shape) == len(shape)
+                         else None, asarray=True, meta=np.empty((0,) * len(proxy.shape), dtype))
+    if data.ndim != len(shape):
+        data = data.reshape(shape)
+    zooms = [float(zz) for zz in img.header.get_zooms()[: len(shape)]]
+    unit = img.header.get_xyzt_units()[0]
+    if unit in _NIFTI_UNITS:
+        zooms = [zz * _NIFTI_UNITS[unit] for zz in zooms]
+        unit = "mm"
+    meta = {"affine": np.asarray(img.affine, dtype=np.float64), "header": img.header, "index_order": "xyz",
+            "unit": unit}
+    return data, Scan(data, spacing=tuple(zooms), format="nifti", meta=meta, stored_dtype=stored, scaled=scaled)
+
+
+class _Shape:
+    """Shape and dtype only: enough for nibabel to fill in a header, no data."""
+
+    def __init__(self, shape, dtype) -> None:
+        self.shape, self.dtype, self.ndim = tuple(shape), np.dtype(dtype), len(shape)
+
+
+def _nifti_memmap(p: Path, shape, dtype, like, spacing):
+    """A NIfTI-1 file at ``p`` with its header written and its voxels as a writable (Fortran-order) memory map.
+
+    The file's blocks are reserved (:func:`~pdediff.io._limits.reserve_space`) before it is mapped: writing
+    through a map into a sparse file on a full disk kills the process with SIGBUS instead of raising.
+    """
+    nib = _require("nibabel")
+    header = None
+    affine = None
+    if like is not None and like.format == "nifti" and like.meta.get("header") is not None:
+        header = like.meta["header"].copy()
+        if tuple(like.data.shape) == tuple(shape):
+            affine = np.asarray(like.meta["affine"], dtype=np.float64)
+    from_spacing = affine is None
+    if from_spacing:
+        affine = _spacing_affine(spacing, len(shape))
+    img = nib.Nifti1Image(_Shape(shape, dtype), affine, header=header, dtype=dtype)
+    if from_spacing and spacing is not None:
+        img.header.set_zooms(tuple(float(s) for s in spacing))
+    hdr = img.header
+    hdr.set_data_dtype(dtype)
+    hdr.set_slope_inter(np.nan, np.nan)  # the values as they are: no scaling
+    offset = int(hdr.single_vox_offset) if hasattr(hdr, "single_vox_offset") else 352
+    offset = max(offset, 352 + sum(e.get_sizeondisk() for e in hdr.extensions))
+    offset = (offset + 15) // 16 * 16
+    hdr["vox_offset"] = offset
+    with open(p, "wb") as f:
+        hdr.write_to(f)
+        f.flush()
+        reserve_space(f.fileno(), offset + nbytes_of(shape, dtype.itemsize), p)
+    return np.memmap(p, dtype=np.dtype(dtype).newbyteorder(hdr.endianness), mode="r+", offset=offset,
+                     shape=tuple(shape), order="F")
+
+
+def write_nifti_chunked(tmp: Path, data, like, spacing, ch, compute_kwargs, dest: Path) -> None:
+    """Compute the Dask array ``data`` chunk by chunk into an uncompressed NIfTI-1 file at ``tmp``."""
+    from ...dask import require_dask
+
+    da = require_dask()
+    if dest.name.lower().endswith(".gz"):
+        raise ValueError(f"{dest.name}: chunked output is written uncompressed; use .nii (or .zarr)")
+    mm = _nifti_memmap(Path(tmp), data.shape, np.dtype(data.dtype), like, spacing)
+    try:
+        da.store(data, mm, lock=False, **compute_kwargs)
+        mm.flush()
+    finally:
+        del mm
+
+
+# ----------------------------------------------------------------------------- checks and records
+def _nibabel_dtype_ok(header_class: str, dtype: np.dtype) -> bool:
+    try:
+        import nibabel as nib
+        from nibabel.freesurfer.mghformat import MGHError, MGHHeader
+        from nibabel.spatialimages import HeaderDataError
+    except ImportError:
+        return True  # the writer names the missing extra
+    header = MGHHeader() if header_class == "mgh" else nib.Nifti1Header()
+    try:
+        header.set_data_dtype(dtype)
+    except (HeaderDataError, MGHError, TypeError, ValueError, KeyError):
+        return False
+    return dtype.kind in "biufc"
+
+
+def _check_volume(fmt: str, r: WriteRequest) -> None:
+    name = "NIfTI" if fmt == "nifti" else "MGH/MGZ"
+    sd = r.stored_dtype
+    if fmt == "nifti" and sd is not None and (sd.kind not in "iuf" or not _nibabel_dtype_ok("nifti", sd)):
+        raise ValueError(f"{r.where}: NIfTI cannot store {sd}; use an integer type such as int16, or float32")
+    if r.channel_axis is not None:
+        raise ValueError(f"{r.where}: {name} output here holds grey scans only; write colour/channel images as "
+                         ".tif, .npy or .npz")
+    if r.spatial not in (2, 3):
+        raise ValueError(f"{r.where}: {name} output holds 2-D or 3-D scans; got shape {r.shape}: write .npy/.npz")
+    if not _nibabel_dtype_ok(fmt, r.dtype):
+        if fmt == "mgh":
+            raise ValueError(f"{r.where}: MGH/MGZ stores uint8, int16, int32 or float32 (no scaling); got "
+                             f"{r.dtype}: cast it (e.g. to float32) or write .nii/.nii.gz")
+        raise ValueError(f"{r.where}: NIfTI cannot store {r.dtype}; cast it (e.g. to float32) or write .npy/.tif")
+
+
+def _check_analyze(r: WriteRequest) -> None:
+    raise ValueError(f"{r.where}: writing Analyze .hdr/.img pairs is not supported (no orientation, legacy); "
+                     "write .nii or .nii.gz instead")
+
+
+FORMATS = (
+    Format("nifti", "NIfTI", (".nii", ".nii.gz"), read=lambda p: read_nibabel(p, "nifti"), write=write_nifti,
+           check=lambda r: _check_volume("nifti", r), scaled=True, open_chunked=open_nifti_chunked,
+           write_chunked=write_nifti_chunked),
+    Format("mgh", "MGH/MGZ", (".mgz", ".mgh"), read=lambda p: read_nibabel(p, "mgh"), write=write_mgh,
+           check=lambda r: _check_volume("mgh", r)),
+    Format("analyze", "Analyze", (".hdr", ".img"), read=lambda p: read_nibabel(p, "analyze"), check=_check_analyze),
+)

@@ -5,8 +5,10 @@ TIFF spacing
     ImageJ's ``spacing`` (or tifffile's JSON description), converted to
     millimetres when a length unit is stated (ImageJ ``unit``, else
     ``ResolutionUnit`` inch/centimetre); unitless otherwise.  Written back as
-    ImageJ hyperstacks (``unit='mm'``) for uint8/uint16/float32, as
-    resolution tags in pixels per centimetre plus a JSON ``spacing`` otherwise.
+    ImageJ hyperstacks for uint8/uint16/float32, as resolution tags in pixels
+    per centimetre plus a JSON ``spacing`` otherwise, in the input TIFF's own
+    ImageJ length unit when there is one (a stack in microns stays in
+    microns: ``meta["length_unit"]``), else in millimetres.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ._base import Scan, ScanIOError, _BoundedReader, _native, _quiet, _require
-from ._limits import _available_memory, check_deflate_ratio, check_holds, check_memory, nbytes_of
+from .._base import Scan, ScanIOError, _BoundedReader, _native, _quiet, _require
+from .._format import Format, WriteRequest
+from .._limits import _available_memory, check_deflate_ratio, check_holds, check_memory, nbytes_of
 
 #: length units (ImageJ's ``unit``, TIFF's ResolutionUnit) in millimetres
 _UNITS_MM = {
@@ -83,12 +86,15 @@ def read_image(p: Path, fmt: str) -> Scan:
     return Scan(data, channel_axis=channel_axis, alpha=alpha)
 
 
-def write_image(p, data, like, spacing, ch):
+def write_image(p, data, like, spacing, ch, *, fmt: str | None = None):
+    """PNG or JPEG (``fmt``; default: from ``p``'s suffix)."""
     iio = _imageio()
     data = _native(data)
     if ch is not None and data.shape[-1] == 1:
         data = data[..., 0]
-    ext = ".jpg" if str(p).lower().endswith((".jpg", ".jpeg")) else ".png"
+    if fmt is None:
+        fmt = "jpeg" if str(p).lower().endswith((".jpg", ".jpeg")) else "png"
+    ext = ".jpg" if fmt == "jpeg" else ".png"
     kwargs = {"quality": 95} if ext == ".jpg" else {}
     iio.imwrite(p, data, extension=ext, **kwargs)
 
@@ -103,8 +109,9 @@ def _resolution(tag) -> float | None:
     return value if np.isfinite(value) and value > 0 else None
 
 
-def _tiff_spacing(tf, page, spatial: int) -> tuple[tuple[float, ...] | None, str | None]:
-    """Voxel spacing and its unit ("mm", or the file's unit if unknown) from resolution tags/ImageJ/JSON."""
+def _tiff_spacing(tf, page, spatial: int, tf_unit: list) -> tuple[tuple[float, ...] | None, str | None]:
+    """Voxel spacing and its unit ("mm", or the file's unit if unknown) from resolution tags/ImageJ/JSON;
+    ``tf_unit[0]`` is set to the ImageJ length unit the file states (e.g. ``"micron"``), if pdediff knows it."""
     ij = tf.imagej_metadata if tf.is_imagej else None
     shaped = tf.shaped_metadata[0] if tf.is_shaped and tf.shaped_metadata else None
     tags = page.tags
@@ -117,6 +124,7 @@ def _tiff_spacing(tf, page, spatial: int) -> tuple[tuple[float, ...] | None, str
     if ij_unit and ij_unit.lower() not in ("pixel", "pixels", "px"):
         if ij_unit.lower() in _UNITS_MM or ij_unit in _UNITS_MM:
             factor, unit = _UNITS_MM.get(ij_unit.lower(), _UNITS_MM.get(ij_unit)), "mm"
+            tf_unit[0] = ij_unit
         else:
             unit = ij_unit
     elif not ij_unit and ru in (2, 3):
@@ -159,7 +167,8 @@ def read_tiff(p: Path) -> Scan:
         axes = series.axes
         extrasamples = tuple(int(e) for e in (page.extrasamples or ()))
         spatial = len(axes) - ("S" in axes)
-        spacing, unit = _tiff_spacing(tf, page, spatial)
+        file_unit: list = [None]
+        spacing, unit = _tiff_spacing(tf, page, spatial, file_unit)
         imagej = bool(tf.is_imagej)
     channel_axis, alpha = None, False
     if "S" in axes and data.ndim == len(axes):
@@ -167,7 +176,8 @@ def read_tiff(p: Path) -> Scan:
         channel_axis = -1
         alpha = any(e in (1, 2) for e in extrasamples) and data.shape[-1] in (2, 4)
     return Scan(data, spacing=spacing, channel_axis=channel_axis, alpha=alpha,
-                meta={"unit": unit, "imagej": imagej, "axes": axes})
+                meta={"unit": unit, "imagej": imagej, "axes": axes,
+                      **({"length_unit": file_unit[0]} if spacing is not None and file_unit[0] else {})})
 
 
 def _good(values) -> bool:
@@ -191,18 +201,73 @@ def write_tiff(p, data, like, spacing, ch):
     if not _good(spacing) or spatial not in (2, 3):
         tifffile.imwrite(p, data, **kwargs)
         return
+    name, per_mm = _length_unit(like)
     dy, dx = spacing[-2], spacing[-1]
     dz = spacing[0] if spatial == 3 else None
     imagej = data.dtype in (np.uint8, np.uint16, np.float32) and (
         channels == 0 or (channels == 3 and data.dtype == np.uint8))
     if imagej:
         axes = ("ZYX" if spatial == 3 else "YX") + ("S" if channels else "")
-        meta = {"axes": axes, "unit": "mm"}
+        meta = {"axes": axes, "unit": name}
         if dz is not None:
-            meta["spacing"] = dz
+            meta["spacing"] = dz * per_mm
         kwargs.pop("extrasamples", None)
-        tifffile.imwrite(p, data, imagej=True, resolution=(1.0 / dx, 1.0 / dy), metadata=meta, **kwargs)
+        tifffile.imwrite(p, data, imagej=True, resolution=(1.0 / (dx * per_mm), 1.0 / (dy * per_mm)), metadata=meta,
+                         **kwargs)
     else:
-        meta = {"spacing": dz, "unit": "mm"} if dz is not None else {}
+        meta = {"spacing": dz * per_mm, "unit": name} if dz is not None else {}
         tifffile.imwrite(p, data, resolution=(10.0 / dx, 10.0 / dy), resolutionunit="CENTIMETER",
                          metadata=meta, **kwargs)
+
+
+def _length_unit(like) -> tuple[str, float]:
+    """The length unit to write spacing in, and its number per millimetre: the input TIFF's own ImageJ unit
+    (a stack in microns is written back in microns), else millimetres."""
+    unit = like.meta.get("length_unit") if like is not None and like.format == "tiff" else None
+    mm = _UNITS_MM.get(str(unit).lower(), _UNITS_MM.get(str(unit))) if unit else None
+    if not mm or mm == 1.0:
+        return "mm", 1.0
+    if not str(unit).isascii():  # e.g. "µm": ImageJ's ASCII spelling
+        unit = {1e-3: "micron", 1e-6: "nm"}.get(mm, "mm")
+        if unit == "mm":
+            return "mm", 1.0
+    return str(unit), 1.0 / mm
+
+
+# ----------------------------------------------------------------------------- checks and records
+def _check_image(fmt: str, r: WriteRequest) -> None:
+    name = fmt.upper()
+    counts = (1, 3) if fmt == "jpeg" else (1, 2, 3, 4)
+    if r.spatial != 2 or (r.channel_axis is not None and r.channels not in counts):
+        what = "grey or RGB" if fmt == "jpeg" else "grey, grey+alpha, RGB or RGBA"
+        hint = ("a 3-D volume would become an animated PNG" if fmt == "png" and r.channel_axis is None
+                and len(r.shape) == 3 else f"got shape {r.shape}")
+        raise ValueError(f"{r.where}: {name} holds one 2-D {what} image; {hint}: write .tif, .nii or .npy instead")
+    allowed = (np.uint8,) if fmt == "jpeg" else (np.uint8, np.uint16)
+    if r.dtype not in allowed:
+        kinds = "uint8" if fmt == "jpeg" else "uint8 or uint16"
+        raise ValueError(f"{r.where}: {name} stores {kinds} only; got {r.dtype} (cast it, or write .tif/.nii/.npy)")
+    if fmt == "png" and r.dtype == np.uint16 and r.channels > 1:
+        raise ValueError(f"{r.where}: 16-bit colour or alpha PNG is not supported (Pillow writes 16-bit grey "
+                         "only); write .tif or cast to uint8")
+
+
+def _check_tiff(r: WriteRequest) -> None:
+    if r.spatial < 2:
+        raise ValueError(f"{r.where}: TIFF holds 2-D images or stacks; got shape {r.shape}: write .npy instead")
+    if r.channel_axis is not None and not 1 <= r.channels <= 4:
+        raise ValueError(f"{r.where}: TIFF colour here is 1-4 channels (grey, grey+alpha, RGB, RGBA); got "
+                         f"{r.channels}: write .npy/.npz instead")
+    if r.dtype.kind == "f" and r.dtype.itemsize > 8 or r.dtype.kind == "c" and r.dtype.itemsize > 16:
+        raise ValueError(f"{r.where}: TIFF cannot store {r.dtype}; cast to float64 or write .npy")
+
+
+FORMATS = (
+    Format("png", "PNG", (".png",), read=lambda p: read_image(p, "png"),
+           write=lambda p, d, like, sp, ch: write_image(p, d, like, sp, ch, fmt="png"),
+           check=lambda r: _check_image("png", r)),
+    Format("jpeg", "JPEG", (".jpg", ".jpeg"), read=lambda p: read_image(p, "jpeg"),
+           write=lambda p, d, like, sp, ch: write_image(p, d, like, sp, ch, fmt="jpeg"),
+           check=lambda r: _check_image("jpeg", r)),
+    Format("tiff", "TIFF", (".tif", ".tiff"), read=read_tiff, write=write_tiff, check=_check_tiff),
+)

@@ -1,0 +1,412 @@
+"""I/O reliability (issue 20): full disks, racing writers, DICOM without positions, empty/suffix-less/symlinked
+outputs, TIFF units, and the format registry (issue 19)."""
+
+import dataclasses
+import errno
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pdediff import io as pio
+from pdediff.cli import main
+from pdediff.io import _atomic, _limits
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def patch_writer(monkeypatch, name, write):
+    from pdediff.io import _format
+
+    monkeypatch.setitem(_format._REGISTRY, name, dataclasses.replace(pio.get_format(name), write=write))
+
+
+def leftovers(folder):
+    return sorted(p for p in os.listdir(folder) if p.startswith("."))
+
+
+def run_cli(*args, cwd=None):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "pdediff", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, env=env, timeout=600)
+
+
+# ----------------------------------------------------------------------------- the registry
+def test_every_format_is_one_record_and_lookups_use_it(tmp_path, monkeypatch):
+    names = [f.name for f in pio.registered_formats()]
+    assert len(names) == len(set(names))
+    assert {"npy", "npz", "png", "jpeg", "tiff", "nifti", "mgh", "analyze", "dicom", "zarr"} <= set(names)
+    assert pio.get_format("nifti").scaled and pio.get_format("dicom").scaled and not pio.get_format("tiff").scaled
+    assert pio.get_format("zarr").open_chunked is not None and pio.get_format("png").open_chunked is None
+    with pytest.raises(ValueError, match="unknown format"):
+        pio.get_format("gif")
+    # a new format is one record: read_scan / write_scan / check_writable find it by suffix
+    seen = {}
+
+    def write(p, data, like, spacing, ch):
+        Path(p).write_bytes(data.tobytes())
+
+    def read(p):
+        return pio.Scan(np.frombuffer(Path(p).read_bytes(), dtype=np.uint8).copy())
+
+    def check(r):
+        seen["request"] = r
+        if r.dtype != np.uint8:
+            raise ValueError(f"{r.where}: raw stores uint8")
+
+    from pdediff.io import _format
+
+    raw = pio.Format("raw", "raw bytes", (".raw",), read=read, write=write, check=check)
+    monkeypatch.setitem(_format._REGISTRY, "raw", raw)
+    monkeypatch.setattr(pio._scan, "FORMATS", {**pio.FORMATS, ".raw": "raw"})
+    monkeypatch.setattr(pio._scan, "_BY_LENGTH", sorted(pio._scan.FORMATS, key=len, reverse=True))
+    pio.write_scan(tmp_path / "a.raw", np.arange(5, dtype=np.uint8))
+    assert seen["request"].shape == (5,) and seen["request"].where == "a.raw"
+    np.testing.assert_array_equal(pio.read_scan(tmp_path / "a.raw").data, np.arange(5))
+    with pytest.raises(ValueError, match="raw stores uint8"):
+        pio.check_writable(tmp_path / "b.raw", (5,), np.float32)
+
+
+def test_no_import_cycle_in_io():
+    sys.path.insert(0, str(ROOT / "tests"))
+    try:
+        import test_architecture as arch
+    finally:
+        sys.path.pop(0)
+    cycles = [c for c in arch.cycles(arch.import_graph()) if any(m.startswith("pdediff.io") for m in c)]
+    assert not cycles
+    private = [v for v in arch.private_violations() if "pdediff.io." in v]
+    assert not private, private
+
+
+# ----------------------------------------------------------------------------- full disk
+def test_reserve_space_reports_enospc_instead_of_a_sparse_file(tmp_path, monkeypatch):
+    def full(fd, offset, length):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "posix_fallocate", full)
+    with open(tmp_path / "f", "wb") as f:
+        with pytest.raises(OSError) as info:
+            _limits.reserve_space(f.fileno(), 1 << 20, tmp_path / "f")
+    assert info.value.errno == errno.ENOSPC and "reserve" in str(info.value)
+
+
+def test_reserve_space_writes_zeros_where_fallocate_is_unsupported(tmp_path, monkeypatch):
+    def unsupported(fd, offset, length):
+        raise OSError(errno.EOPNOTSUPP, "Operation not supported")
+
+    monkeypatch.setattr(os, "posix_fallocate", unsupported)
+    with open(tmp_path / "f", "wb") as f:
+        f.write(b"head")
+        f.flush()
+        _limits.reserve_space(f.fileno(), 3 << 20, tmp_path / "f")
+    data = (tmp_path / "f").read_bytes()
+    assert len(data) == 3 << 20 and data[:4] == b"head" and not data[4:].strip(b"\0")
+    assert os.stat(tmp_path / "f").st_blocks * 512 >= 3 << 20  # allocated, not sparse
+
+
+def test_chunked_nifti_on_a_full_disk_raises_and_leaves_nothing(tmp_path, monkeypatch):
+    da = pytest.importorskip("dask.array")
+    pytest.importorskip("nibabel")
+
+    def full(fd, offset, length):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "posix_fallocate", full)
+    with pytest.raises(OSError) as info:
+        pio.write_chunked(tmp_path / "out.nii", da.ones((16, 16, 16), chunks=8, dtype=np.float32))
+    assert info.value.errno == errno.ENOSPC
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.fixture
+def tiny_tmpfs(tmp_path):
+    """A 1 MiB tmpfs (needs root and a mount namespace that allows it; skipped elsewhere)."""
+    mnt = tmp_path / "full"
+    mnt.mkdir()
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("mounting a tmpfs needs root")
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True)
+    if r.returncode:
+        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.decode().strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", str(mnt)], capture_output=True)
+
+
+@pytest.mark.parametrize("out,chunks", [("out.nii", True), ("out.zarr", True), ("out.npy", False)])
+def test_cli_on_a_really_full_disk_one_line_no_leftover(tmp_path, tiny_tmpfs, out, chunks):
+    pytest.importorskip("dask.array")
+    np.save(tmp_path / "in.npy", np.random.default_rng(0).random((72, 64, 64)).astype(np.float32))  # 1.1 MiB
+    args = ["denoise", tmp_path / "in.npy", "-o", tiny_tmpfs / out, "--num-iter", "1", "--quiet"]
+    r = run_cli(*args, *(["--chunks", "32"] if chunks else []))
+    assert r.returncode == 2, (r.returncode, r.stderr)  # not 135 (SIGBUS)
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "cannot write" in lines[0] and ("No space" in lines[0] or "28" in lines[0]), r.stderr
+    assert os.listdir(tiny_tmpfs) == []
+
+
+# ----------------------------------------------------------------------------- racing writers
+def rival_writes(path, content=b"rival"):
+    """A writer that, half-way through, sees another process create ``path``."""
+
+    def write(p, data, like, spacing, ch, **kw):
+        Path(p).write_bytes(b"ours")
+        if path.suffix:
+            path.write_bytes(content)
+        else:
+            path.mkdir()
+            (path / "rival.dcm").write_bytes(content)
+
+    return write
+
+
+@pytest.mark.parametrize("mechanism", ["renameat2", "link", "rename"])
+def test_no_replace_commit_loses_the_race_cleanly(tmp_path, monkeypatch, mechanism):
+    out = tmp_path / "same.npy"
+    patch_writer(monkeypatch, "npy", rival_writes(out))
+    if mechanism != "renameat2":
+        monkeypatch.setattr(_atomic, "_renameat2", lambda src, dst: False)
+    if mechanism == "rename":
+        def no_links(src, dst):
+            raise OSError(errno.EPERM, "Operation not permitted")
+
+        monkeypatch.setattr(os, "link", no_links)
+    with pytest.raises(pio.DestinationExistsError) as info:
+        pio.write_scan(out, np.zeros(3), overwrite=False)
+    assert isinstance(info.value, FileExistsError) and "\n" not in str(info.value)
+    assert out.read_bytes() == b"rival" and leftovers(tmp_path) == []
+    # with overwrite (the default; the CLI's --force) the later writer replaces
+    pio.write_scan(out, np.zeros(3))
+    assert out.read_bytes() == b"ours" and leftovers(tmp_path) == []
+
+
+def test_no_replace_refuses_an_existing_destination_before_writing(tmp_path, monkeypatch):
+    out = tmp_path / "a.npy"
+    out.write_bytes(b"keep")
+    called = []
+    patch_writer(monkeypatch, "npy", lambda *a: called.append(1))
+    with pytest.raises(pio.DestinationExistsError):
+        pio.write_scan(out, np.zeros(3), overwrite=False)
+    assert not called and out.read_bytes() == b"keep" and leftovers(tmp_path) == []
+    with pytest.raises(pio.DestinationExistsError):
+        with pio.atomic_paths([tmp_path / "b.txt", out], overwrite=False):
+            pass
+    assert sorted(os.listdir(tmp_path)) == ["a.npy"]
+
+
+@pytest.mark.parametrize("mechanism", ["renameat2", "rename"])
+def test_no_replace_commit_of_a_folder(tmp_path, monkeypatch, mechanism):
+    pytest.importorskip("pydicom")
+    out = tmp_path / "series"
+    real = pio.get_format("dicom").write
+
+    def write(p, data, like, spacing, ch, **kw):
+        real(p, data, like, spacing, ch, **kw)
+        out.mkdir()
+        (out / "rival.dcm").write_bytes(b"rival")
+
+    patch_writer(monkeypatch, "dicom", write)
+    if mechanism == "rename":
+        monkeypatch.setattr(_atomic, "_renameat2", lambda src, dst: False)
+    with pytest.raises(pio.DestinationExistsError):
+        pio.write_scan(out, np.zeros((2, 4, 5), np.int16), format="dicom", overwrite=False)
+    assert os.listdir(out) == ["rival.dcm"] and leftovers(tmp_path) == []
+
+
+def test_no_replace_rolls_back_the_outputs_already_committed(tmp_path):
+    a, b = tmp_path / "a.txt", tmp_path / "b.txt"
+    with pytest.raises(pio.DestinationExistsError):
+        with pio.atomic_paths([a, b], overwrite=False) as (ta, tb):
+            ta.write_text("a")
+            tb.write_text("b")
+            b.write_text("rival")
+    assert sorted(os.listdir(tmp_path)) == ["b.txt"] and b.read_text() == "rival"
+
+
+def test_chunked_no_replace(tmp_path, monkeypatch):
+    da = pytest.importorskip("dask.array")
+    pytest.importorskip("zarr")
+    out = tmp_path / "o.zarr"
+    from pdediff.io import _format
+
+    real = pio.get_format("zarr").write_chunked
+
+    def write_chunked(tmp, *a):
+        real(tmp, *a)
+        out.mkdir()
+        (out / "zarr.json").write_text("{}")
+
+    monkeypatch.setitem(_format._REGISTRY, "zarr", dataclasses.replace(pio.get_format("zarr"),
+                                                                       write_chunked=write_chunked))
+    with pytest.raises(pio.DestinationExistsError):
+        pio.write_chunked(out, da.ones((8, 8), chunks=4), overwrite=False)
+    assert os.listdir(out) == ["zarr.json"] and leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("force", [False, True])
+def test_cli_racing_writers_one_wins(tmp_path, monkeypatch, capsys, force):
+    np.save(tmp_path / "in.npy", np.random.default_rng(1).random((12, 13)).astype(np.float32))
+    out = tmp_path / "same.npy"
+    real = pio.get_format("npy").write
+
+    def write(p, data, like, spacing, ch):
+        real(p, data, like, spacing, ch)
+        out.write_bytes(b"rival")  # the other run committed first
+
+    patch_writer(monkeypatch, "npy", write)
+    rc = main(["denoise", str(tmp_path / "in.npy"), "-o", str(out), "--quiet"] + (["--force"] if force else []))
+    err = capsys.readouterr().err.strip().splitlines()
+    if force:
+        assert rc == 0 and np.load(out).shape == (12, 13)
+    else:
+        assert rc == 2 and len(err) == 1 and "exists" in err[0], err
+        assert out.read_bytes() == b"rival"
+    assert leftovers(tmp_path) == []
+
+
+# ----------------------------------------------------------------------------- DICOM without positions
+def series_without_positions(folder, *, numbers, thickness=2.5, between=None, n=None):
+    pydicom = pytest.importorskip("pydicom")
+    from pydicom.data import get_testdata_file
+    from pydicom.uid import generate_uid
+
+    folder.mkdir()
+    src = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    uid = generate_uid()
+    rng = np.random.default_rng(0)
+    planes = {}
+    for k, number in enumerate(numbers):
+        ds = src.copy()
+        for tag in ("ImagePositionPatient", "ImageOrientationPatient", "SpacingBetweenSlices", "SliceLocation"):
+            if tag in ds:
+                delattr(ds, tag)
+        if number is None:
+            del ds.InstanceNumber
+        else:
+            ds.InstanceNumber = number
+        ds.SliceThickness = thickness
+        if between is not None:
+            ds.SpacingBetweenSlices = between
+        arr = rng.integers(0, 1000, (128, 128)).astype(np.int16)
+        ds.PixelData = arr.tobytes()
+        ds.SeriesInstanceUID = uid
+        ds.SOPInstanceUID = generate_uid()
+        ds.save_as(folder / f"f{k}.dcm")
+        planes[number] = arr
+    return planes
+
+
+def test_dicom_series_without_positions_uses_thickness_and_instance_numbers(tmp_path):
+    planes = series_without_positions(tmp_path / "s", numbers=[3, 1, 4, 2])
+    scan = pio.read_scan(tmp_path / "s")
+    assert scan.spacing == pytest.approx((2.5, 0.661468, 0.661468))
+    np.testing.assert_array_equal(scan.data, np.stack([planes[k] for k in (1, 2, 3, 4)]) - 1024.0)
+    assert len(scan.notes) == 1 and "SliceThickness" in scan.notes[0] and "InstanceNumber" in scan.notes[0]
+    planes = series_without_positions(tmp_path / "b", numbers=[2, 1], between=3.0)
+    assert pio.read_scan(tmp_path / "b").spacing == pytest.approx((3.0, 0.661468, 0.661468))
+
+
+@pytest.mark.parametrize("numbers,match", [([1, 2, 2], "share InstanceNumber 2"), ([1, None, 3], "no InstanceNumber")])
+def test_dicom_series_without_positions_or_order_is_refused(tmp_path, numbers, match):
+    series_without_positions(tmp_path / "s", numbers=numbers)
+    with pytest.raises(pio.ScanIOError, match=match) as info:
+        pio.read_scan(tmp_path / "s")
+    assert "cannot establish the order" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_cli_prints_the_dicom_spacing_note(tmp_path, capsys):
+    series_without_positions(tmp_path / "s", numbers=[2, 1, 3])
+    assert main(["denoise", str(tmp_path / "s"), "-o", str(tmp_path / "o.nii"), "--num-iter", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "note: the slices have no ImagePositionPatient" in out and "spacing 2.5 x 0.661468 x 0.661468" in out
+
+
+# ----------------------------------------------------------------------------- output names
+@pytest.mark.parametrize("name", ["", ".", ".."])
+def test_an_output_path_naming_no_file_is_refused(tmp_path, monkeypatch, name):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "sub").mkdir()
+    monkeypatch.chdir(tmp_path / "sub")
+    with pytest.raises(ValueError, match="names no file") as info:
+        pio.check_writable(name, (3, 4), np.float32, format="dicom")
+    assert "\n" not in str(info.value)
+    with pytest.raises(ValueError, match="names no file"):
+        pio.write_scan(name, np.zeros((3, 4)), format="dicom")
+    assert os.listdir(tmp_path) == ["sub"] and os.listdir(tmp_path / "sub") == []
+
+
+@pytest.mark.parametrize("force", [[], ["--force"]])
+def test_cli_empty_output_is_one_clear_line(tmp_path, force):
+    np.save(tmp_path / "in.npy", np.ones((8, 9), np.float32))
+    (tmp_path / "empty").mkdir()  # '' is '.', an empty folder: it looked like a DICOM series folder to replace
+    r = run_cli("denoise", "../in.npy", "-o", "", *force, cwd=tmp_path / "empty")
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1 and "Errno" not in lines[0], r.stderr
+    if force:
+        assert "names no file" in lines[0]
+    assert sorted(os.listdir(tmp_path)) == ["empty", "in.npy"] and os.listdir(tmp_path / "empty") == []
+
+
+def test_an_output_without_a_recognised_suffix_is_refused(tmp_path, capsys):
+    imageio = pytest.importorskip("imageio.v3")
+    imageio.imwrite(tmp_path / "in.png", (np.arange(100).reshape(10, 10) * 2).astype(np.uint8))
+    with pytest.raises(ValueError, match="no recognised suffix"):
+        pio.write_scan(tmp_path / "name", np.zeros((4, 5), np.int16))
+    with pytest.raises(ValueError, match="no recognised suffix"):
+        pio.check_writable(tmp_path / "name", (4, 5), np.int16)
+    assert main(["denoise", str(tmp_path / "in.png"), "-o", str(tmp_path / "name"), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no recognised suffix" in err[0] and "'/'" in err[0]
+    assert sorted(os.listdir(tmp_path)) == ["in.png"]
+    # explicit: a trailing slash on the command line, format="dicom" in Python
+    pytest.importorskip("pydicom")
+    assert main(["denoise", str(tmp_path / "in.png"), "-o", str(tmp_path / "name") + "/", "--quiet"]) == 0
+    assert pio.read_scan(tmp_path / "name").format == "dicom"
+    pio.write_scan(tmp_path / "other", np.zeros((4, 5), np.int16), format="dicom")
+    assert (tmp_path / "other").is_dir()
+
+
+def test_an_output_that_is_a_symlink_writes_its_target(tmp_path, capsys):
+    real = tmp_path / "data" / "real.npy"
+    real.parent.mkdir()
+    np.save(real, np.zeros(3))
+    os.chmod(real, 0o640)
+    link = tmp_path / "link.npy"
+    link.symlink_to(real)
+    pio.write_scan(link, np.arange(4.0))
+    assert link.is_symlink() and os.readlink(link) == str(real)
+    np.testing.assert_array_equal(np.load(real), np.arange(4.0))
+    assert oct(os.stat(real).st_mode & 0o777) == oct(0o640)  # the target's mode kept
+    assert leftovers(tmp_path) == [] and leftovers(real.parent) == []
+    # the command line: --force writes through the link too
+    np.save(tmp_path / "in.npy", np.ones((8, 9), np.float32))
+    assert main(["denoise", str(tmp_path / "in.npy"), "-o", str(link), "--force", "--quiet"]) == 0
+    assert link.is_symlink() and np.load(real).shape == (8, 9)
+
+
+# ----------------------------------------------------------------------------- TIFF units
+def test_tiff_in_microns_is_written_back_in_microns(tmp_path):
+    tifffile = pytest.importorskip("tifffile")
+    tifffile.imwrite(tmp_path / "um.tif", np.zeros((3, 8, 8), np.uint16), imagej=True, resolution=(10, 5),
+                     metadata={"spacing": 0.3, "unit": "micron", "axes": "ZYX"})
+    scan = pio.read_scan(tmp_path / "um.tif")
+    assert scan.spacing == pytest.approx((0.3e-3, 0.2e-3, 0.1e-3))  # millimetres in memory
+    for dtype, name in ((np.uint16, "o.tif"), (np.float64, "o64.tif")):  # ImageJ, and tifffile's JSON
+        pio.write_scan(tmp_path / name, scan.data.astype(dtype), like=scan, spacing=scan.spacing)
+        back = pio.read_scan(tmp_path / name)
+        assert back.spacing == pytest.approx(scan.spacing, rel=1e-6)
+        with tifffile.TiffFile(tmp_path / name) as tf:
+            meta = tf.imagej_metadata if tf.is_imagej else tf.shaped_metadata[0]
+            assert meta["unit"] == "micron" and meta["spacing"] == pytest.approx(0.3)
+            if tf.is_imagej:
+                num, den = tf.pages[0].tags["XResolution"].value
+                assert num / den == pytest.approx(10.0)  # pixels per micron
+    pio.write_scan(tmp_path / "mm.tif", scan.data, spacing=scan.spacing)  # no TIFF like: millimetres
+    with tifffile.TiffFile(tmp_path / "mm.tif") as tf:
+        assert tf.imagej_metadata["unit"] == "mm"
