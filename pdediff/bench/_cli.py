@@ -27,10 +27,14 @@ def _flag(name: str, value: str | None) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    """:func:`pdediff.bench.cli.run`; a user error exits with status 2 after one line on stderr."""
+    """:func:`pdediff.bench.cli.run`; a user error exits with status 2 after one line on stderr, a non-zero
+    status (a comparison that found a slower case) exits with it."""
     try:
-        return cli.run(args)
+        status = cli.run(args)
     except ValueError as exc:  # ParameterError included
         msg = exc.render(_flag) if isinstance(exc, ParameterError) else str(exc)
         print(f"pdediff bench: error: {msg}", file=sys.stderr)
         raise SystemExit(2) from None
+    if status:  # --compare found a case slower than its baseline (the command line ignores the return value)
+        raise SystemExit(status)
+    return status

@@ -9,6 +9,8 @@ from ._targets import target
 
 #: The heading of the performance-targets section (``make_readme_tables.py`` finds the table by it).
 TARGETS_HEADING = "Performance targets"
+#: The heading of a comparison's section (``pdediff bench --compare``).
+COMPARE_HEADING = "Comparison"
 
 
 def _shape(shape) -> str:
@@ -48,7 +50,7 @@ def summary_line(bench: dict) -> str:
     gpu = bench["hardware"]["gpu"]
     s = bench["settings"]
     opts = (["--quick"] if bench["quick"] else []) + (["--peers"] if s["peers"] else []) + \
-        (["--load"] if s["load"] else [])
+        (["--load"] if s["load"] else []) + ([f"--compare {s['compare']}"] if s.get("compare") else [])
     return (f"Measured {bench['created'][:10]} with `pdediff bench{' ' + ' '.join(opts) if opts else ''}` on "
             f"{cpu['model']} ({cpu['usable_cores']} usable cores, Numba threads {', '.join(map(str, s['threads']))}"
             f"{', ' + cpu['numba_threading_layer'] + ' layer' if cpu.get('numba_threading_layer') else ''}); "
@@ -79,17 +81,41 @@ def ratios_table(bench: dict) -> list[str]:
     return _table(["group", "ratio (per step)", "device", "case", "dtype", "value", "target", "status"], rows)
 
 
-def write_markdown_text(bench: dict) -> str:
-    """The text of ``bench.md`` for ``bench`` (a dict as :func:`pdediff.bench.run_bench` returns it)."""
+def compare_summary(bench: dict) -> str:
+    """One line: the baseline, how many cases got each verdict, the rounds."""
+    c = bench["compare"]
+    b = c["baseline"]
+    what = (f"revision {b['name']}" + ("" if b["commit"] is None or b["commit"].startswith(b["name"])
+                                        else f" ({b['commit'][:10]})")) if b["kind"] == "revision" \
+        else f"{b['name']} (a run of {(b['created'] or '')[:10]})"
+    counts = ", ".join(f"{n} {v}" for v, n in c["counts"].items() if n)
+    return (f"Against {what}: {counts or 'no case'}; {c['rounds']} rounds ({c['order']}); a case is slower when "
+            f"the lower bound of its {c['confidence'] * 100:g} % interval exceeds {c['threshold']:g}.")
+
+
+def compare_table(bench: dict) -> list[str]:
+    """The comparison as markdown table lines: one row per case (times per step, the ratio current / baseline
+    with its interval, the verdict)."""
+    c = bench["compare"]
+    name = c["baseline"]["name"]
+    rows = []
+    for r in c["cases"]:
+        ratio = "–" if r["ratio"] is None else f"{r['ratio']:.3g}"
+        if r["ci_low"] is not None:
+            ratio += f" [{r['ci_low']:.3g}, {r['ci_high']:.3g}]"
+        steps = r["steps"]
+        why = (r["verdict"] + (f" ({r['detail']})" if r["detail"] else "")).replace("|", "/")
+        rows.append([r["label"], _shape(r["shape"]), _dt(r["dtype"]), "–" if r["threads"] is None else
+                     str(r["threads"]), _ms(None if r["baseline_s"] is None else r["baseline_s"] / steps),
+                     _ms(None if r["current_s"] is None else r["current_s"] / steps), ratio,
+                     f"**{why}**" if r["verdict"] == "slower" else why])
+    return _table(["case", "size", "dtype", "threads", f"{name} [ms/step]", "current [ms/step]",
+                   f"current / {name} [{c['confidence'] * 100:g} % CI]", "verdict"], rows)
+
+
+def _hardware_rows(bench: dict) -> list[list[str]]:
     hw = bench["hardware"]
     cpu = hw["cpu"]
-    lines = ["# pdediff bench", "", summary_line(bench), ""]
-    if bench["quick"]:
-        lines += ["*Quick run: small sizes and few repeats, a smoke test of the command; its numbers are not "
-                  "results.*", ""]
-    lines += ["Single runs on a shared machine are noisy: compare ratios taken within one run. Ratios divide "
-              "time per step; pdediff's kernels at the largest thread count; peers with their own threading.", ""]
-    lines += ["## Hardware", ""]
     caches = ", ".join(f"L{c['level']}{'' if c['type'] == 'unified' else c['type'][0]} "
                        f"{(c['size_bytes'] or 0) // 1024} KiB" for c in cpu["caches"]) or "unknown"
     rows = [["CPU", cpu["model"]], ["cores (logical / usable)", f"{cpu['logical_cores']} / {cpu['usable_cores']}"],
@@ -104,7 +130,46 @@ def write_markdown_text(bench: dict) -> str:
         rows += [["GPU", "none"]]
     v = bench["versions"]
     rows += [["versions", ", ".join(f"{k} {val}" for k, val in v.items() if val is not None)]]
-    lines += _table(["item", "value"], rows) + [""]
+    return rows
+
+
+def _compare_text(bench: dict) -> str:
+    c = bench["compare"]
+    lines = ["# pdediff bench", "", summary_line(bench), ""]
+    if bench["quick"]:
+        lines += ["*Quick run: small sizes and a short budget, a smoke test of the command; its numbers are not "
+                  "results.*", ""]
+    lines += [f"## {COMPARE_HEADING}", "", compare_summary(bench), "",
+              "Each round times every case in a fresh process per version (the same worker, the library chosen by "
+              "`PYTHONPATH`); a process's time is the median over its samples. Ratio: current / baseline (> 1: "
+              "the current code is slower), the geometric mean over rounds with its t-interval; verdicts: "
+              f"*slower* (the interval's lower bound above {c['threshold']:g}), *faster* (its upper bound below "
+              f"1/{c['threshold']:g}), *within noise*, *not in baseline* (the baseline's code cannot run the "
+              "case), *failed*.", ""]
+    cur = c["current"]
+    lines += [f"Current code: {cur['root']}" + ("" if cur["commit"] is None else
+                                               f" at {cur['commit'][:10]}{' with changes' if cur['dirty'] else ''}")
+              + ".", ""]
+    lines += (compare_table(bench) if c["cases"] else ["No case to compare."]) + [""]
+    if c["notes"]:
+        lines += [f"- {n}" for n in c["notes"]] + [""]
+    lines += ["## Hardware", ""] + _table(["item", "value"], _hardware_rows(bench)) + [""]
+    return "\n".join(lines)
+
+
+def write_markdown_text(bench: dict) -> str:
+    """The text of ``bench.md`` for ``bench`` (a dict as :func:`pdediff.bench.run_bench` returns it; a
+    comparison's, with a ``compare`` section and no results, is the comparison and the hardware)."""
+    if bench.get("compare") is not None and not bench["results"]:
+        return _compare_text(bench)
+    lines = ["# pdediff bench", "", summary_line(bench), ""]
+    if bench["quick"]:
+        lines += ["*Quick run: small sizes and few repeats, a smoke test of the command; its numbers are not "
+                  "results.*", ""]
+    lines += ["Single runs on a shared machine are noisy: compare ratios taken within one run. Ratios divide "
+              "time per step; pdediff's kernels at the largest thread count; peers with their own threading.", ""]
+    lines += ["## Hardware", ""]
+    lines += _table(["item", "value"], _hardware_rows(bench)) + [""]
 
     lines += ["## Roofline (copy bandwidth)", "", "`np.copyto` (CuPy `copyto` on the GPU) of an array of the case's "
               "shape and dtype: one read and one write per cell; single-threaded on the CPU.", ""]

@@ -67,6 +67,47 @@ _LOAD = {
                    "vs_quiet_serial": _NUMN, "numpy_slowdown": _NUMN},
 }
 
+_COMPARE_CASE = {
+    "type": "object",
+    "required": ["group", "impl", "label", "shape", "dtype", "threads", "steps", "baseline_s", "current_s", "ratio",
+                 "ci_low", "ci_high", "verdict", "detail", "baseline_rounds_s", "current_rounds_s"],
+    "properties": {
+        "group": {"enum": list(GROUP_NAMES)}, "impl": {"type": "string"}, "label": {"type": "string"},
+        "shape": _SHAPE, "dtype": _DTYPE, "threads": {"type": ["integer", "null"], "minimum": 1},
+        "steps": {"type": "integer", "minimum": 1},
+        "baseline_s": {"type": ["number", "null"], "exclusiveMinimum": 0,
+                       "description": "the baseline's seconds per call (median over rounds)"},
+        "current_s": {"type": ["number", "null"], "exclusiveMinimum": 0,
+                      "description": "the current code's seconds per call (median over rounds)"},
+        "ratio": {"type": ["number", "null"], "exclusiveMinimum": 0,
+                  "description": "current / baseline: geometric mean of the per-round ratios"},
+        "ci_low": _NUMN, "ci_high": _NUMN,
+        "verdict": {"enum": ["slower", "within noise", "faster", "not in baseline", "failed"]},
+        "detail": {"type": "string"},
+        "baseline_rounds_s": {"type": "array", "items": _POS},
+        "current_rounds_s": {"type": "array", "items": _POS},
+    },
+}
+#: ``pdediff bench --compare``'s section (absent from other runs and from files written before it existed).
+_COMPARE = {
+    "type": "object",
+    "required": ["baseline", "current", "rounds", "order", "statistic", "confidence", "threshold", "budget",
+                 "cases", "counts", "notes"],
+    "properties": {
+        "baseline": {"type": "object", "required": ["kind", "name", "path", "commit", "created", "versions"],
+                     "properties": {"kind": {"enum": ["file", "revision"]}, "name": {"type": "string"},
+                                    "path": {"type": ["string", "null"]}, "commit": {"type": ["string", "null"]},
+                                    "created": {"type": ["string", "null"]},
+                                    "versions": {"type": ["object", "null"]}}},
+        "current": {"type": "object", "required": ["root", "commit", "dirty", "versions"]},
+        "rounds": {"type": "integer", "minimum": 2}, "order": {"type": "string"}, "statistic": {"type": "string"},
+        "confidence": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1}, "threshold": _POS,
+        "budget": {"type": "object"}, "cases": {"type": "array", "items": _COMPARE_CASE},
+        "counts": {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0}},
+        "notes": {"type": "array", "items": {"type": "string"}},
+    },
+}
+
 #: JSON Schema (draft 2020-12) of ``bench.json``.
 BENCH_SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -108,6 +149,7 @@ BENCH_SCHEMA: dict[str, Any] = {
         "skipped": {"type": "array", "items": {"type": "object", "required": ["group", "impl", "reason"]}},
         "notes": {"type": "array", "items": {"type": "string"}},
         "wall_seconds": {"type": "number", "minimum": 0},
+        "compare": _COMPARE,
     },
 }
 

@@ -27,7 +27,7 @@ import argparse
 
 from ..errors import ParameterError
 from ._hardware import gpu_available
-from ._markdown import summary_line
+from ._markdown import compare_summary, compare_table, summary_line
 from ._options import check_out, parse_device, parse_dtypes, parse_only, parse_sizes, parse_threads
 from ._run import run_bench
 
@@ -57,7 +57,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         The subcommand's parser.  The options' ``dest`` names are those of
         :func:`pdediff.bench.run_bench`'s parameters (``only``, ``sizes``,
         ``dtypes``, ``device``, ``threads``, ``peers``, ``load``, ``out``,
-        ``force``), plus ``quick``, ``no_figures`` and ``quiet``.
+        ``force``), plus ``quick``, ``no_figures``, ``quiet``, ``compare`` and ``rounds``.
     """
     if parser.description is None:
         parser.description = DESCRIPTION
@@ -80,6 +80,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--load", action="store_true",
                         help="time pdediff's CPU kernels and NumPy's step again with a competing process keeping "
                         "one core busy, and report the slowdowns")
+    parser.add_argument("--compare", default=None, metavar="BASELINE",
+                        help="compare with a bench.json (an earlier run) or a git revision (e.g. HEAD~1, a tag): "
+                        "both versions timed in alternating processes, per case the ratio current/baseline with "
+                        "its confidence interval and a verdict; exit status 1 if a case is slower beyond its noise. "
+                        "--only/--sizes/--dtypes/--threads choose (for a bench.json: filter) the cases")
+    parser.add_argument("--rounds", type=int, default=None, metavar="N",
+                        help="with --compare: processes per version (default 5, with --quick 2; at least 2)")
     parser.add_argument("--out", default=DEFAULT_OUT, metavar="DIR", help="output folder (default: %(default)s)")
     parser.add_argument("--force", action="store_true",
                         help="write into a folder that holds other files (only bench.json, bench.md and the two "
@@ -100,10 +107,15 @@ def run(args: argparse.Namespace) -> int:
     args : argparse.Namespace
         The parsed options.
 
+    With ``--compare BASELINE`` the comparison runs instead (see
+    :mod:`pdediff.bench._compare`): ``bench.json`` (with its ``compare``
+    section) and ``bench.md`` are written into ``--out`` and, unless
+    ``--quiet``, the comparison's table is printed.
+
     Returns
     -------
     int
-        The exit status: 0.
+        The exit status: 0; with ``--compare``, 1 when a case is slower than the baseline beyond its noise.
 
     Raises
     ------
@@ -112,6 +124,10 @@ def run(args: argparse.Namespace) -> int:
     ValueError
         jsonschema (which checks ``bench.json``) is not installed, or the report could not be written.
     """
+    if getattr(args, "compare", None) is not None:
+        return _run_compare(args)
+    if getattr(args, "rounds", None) is not None:
+        raise ParameterError("{rounds} goes with {compare}: pass a baseline to compare with", param="rounds")
     only = parse_only(args.only)
     sizes = parse_sizes(args.sizes)
     dtypes = parse_dtypes(args.dtypes)
@@ -137,6 +153,33 @@ def run(args: argparse.Namespace) -> int:
     if not args.quiet:
         _summary(bench, out)
     return 0
+
+
+def _run_compare(args: argparse.Namespace) -> int:
+    from ._compare import run_compare
+
+    for flag in ("peers", "load"):
+        if getattr(args, flag):
+            raise ParameterError(f"{{{flag}=True}} does not go with {{compare}} (the comparison times pdediff's "
+                                 "own cases)", param=flag)
+    if parse_device(args.device) != "cpu":
+        raise ParameterError("{device} must be cpu with {compare} (the comparison runs on the CPU)", param="device")
+    rounds = args.rounds if args.rounds is not None else (2 if args.quick else 5)
+    try:
+        bench = run_compare(args.compare, out=args.out, quick=args.quick, only=args.only, sizes=args.sizes,
+                            dtypes=args.dtypes, threads=args.threads, rounds=rounds, force=args.force,
+                            progress=not args.quiet)
+    except OSError as exc:
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(f"could not write the report into {args.out}: {msg}") from exc
+    if not args.quiet:
+        print(summary_line(bench))
+        print(compare_summary(bench))
+        print("\n".join(compare_table(bench)) if bench["compare"]["cases"] else "no case to compare")
+        for n in bench["compare"]["notes"]:
+            print(f"  {n}")
+        print(f"results: {args.out}/bench.md, {args.out}/bench.json")
+    return 1 if bench["compare"]["counts"]["slower"] else 0
 
 
 def _summary(bench: dict, out) -> None:
