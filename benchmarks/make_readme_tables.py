@@ -14,11 +14,20 @@ kernels) and one table per group of the
 "Ratios" table, pivoted to one row per case and one column per ratio (value;
 ``✗`` marks a missed target).  Nothing outside the markers is touched; the
 file is rewritten atomically.
+
+Comparisons with a previous release (``pdediff bench --compare REV --out
+DIR/compare-REV``) committed beside the bench.md, in ``compare-*/bench.json``,
+add "previous release" columns next to the peers: per group the headline
+kernels' ``baseline / now`` (> 1: now faster, as the peers' columns; ``✗``:
+slower than the baseline beyond the noise), and a line with each comparison's
+verdict counts.  Without such a folder the block has no such column.
 """
 
 from __future__ import annotations
 
 import argparse
+import glob
+import json
 import os
 import sys
 import tempfile
@@ -68,13 +77,75 @@ def parse_bench_md(text: str) -> dict:
     return {"summary": summary, "quick": any(ln.startswith("*Quick run") for ln in lines), "tables": tables}
 
 
+#: Per group, the kernels whose comparison with a previous release the README shows.
+HEADLINE = {"heat-explicit": ("pdediff_explicit", "pdediff_explicit_block"), "heat-adi": ("pdediff_adi",),
+            "heat-spectral": ("pdediff_spectral",), "pm": ("pdediff_exponential", "pdediff_aos"),
+            "pm-kappa": ("kappa_fused",)}
+
+
+def _shape(shape) -> str:
+    """As bench.md writes a case's size (``2D 1024²``, ``3D 256³``, ``2D 512×1024``)."""
+    s = list(shape)
+    if len(s) in (2, 3) and len(set(s)) == 1:
+        return f"{len(s)}D {s[0]}{'²' if len(s) == 2 else '³'}"
+    return ("batch " if len(s) == 4 else f"{len(s)}D ") + "×".join(map(str, s))
+
+
+def find_comparisons(bench_md_path: str) -> list[dict]:
+    """The ``compare-*/bench.json`` comparisons beside ``bench_md_path`` (documents with a ``compare`` section),
+    by folder name."""
+    out = []
+    for path in sorted(glob.glob(os.path.join(os.path.dirname(os.path.abspath(bench_md_path)), "compare-*",
+                                              "bench.json"))):
+        with open(path, encoding="utf-8") as f:
+            doc = json.load(f)
+        if isinstance(doc, dict) and isinstance(doc.get("compare"), dict):
+            out.append(doc)
+    return out
+
+
+def _previous_columns(comparisons: list[dict]) -> dict[str, list[tuple[str, dict[str, str]]]]:
+    """Per group: ``(column label, {case: cell})`` for each comparison and headline kernel it measured."""
+    cols: dict[str, list[tuple[str, dict[str, str]]]] = {}
+    for doc in comparisons:
+        c = doc["compare"]
+        name = c["baseline"]["name"]
+        for gname, impls in HEADLINE.items():
+            for impl in impls:
+                rows = [r for r in c["cases"] if r["group"] == gname and r["impl"] == impl]
+                if not rows:
+                    continue
+                top: dict[str, dict] = {}
+                for r in rows:  # the largest thread count, as the ratios
+                    case = f"{_shape(r['shape'])} {DT[r['dtype']]}"
+                    if case not in top or (r["threads"] or 0) > (top[case]["threads"] or 0):
+                        top[case] = r
+                cells = {case: ("–" if r["ratio"] is None else f"{1.0 / r['ratio']:.3g}")
+                         + (" ✗" if r["verdict"] == "slower" else "") for case, r in top.items()}
+                short = rows[0]["label"].removeprefix("pdediff ")
+                cols.setdefault(gname, []).append((f"previous release {name} / now: {short}", cells))
+    return cols
+
+
+def _comparison_line(doc: dict) -> str:
+    c = doc["compare"]
+    counts = ", ".join(f"{n} {v}" for v, n in c["counts"].items() if n) or "no case"
+    return (f"Previous release {c['baseline']['name']}: `pdediff bench --compare {c['baseline']['name']}` "
+            f"({doc['created'][:10]}, {c['rounds']} rounds of alternating processes): {counts}.")
+
+
+DT = {"float32": "f32", "float64": "f64"}
+
+
 def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
     return (["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
             + ["| " + " | ".join(r) + " |" for r in rows])
 
 
-def _pivot(header: list[str], rows: list[list[str]]) -> list[tuple[str, list[str]]]:
-    """Ratios rows -> one table per group: rows (case, dtype[, device]), columns ratio labels with targets."""
+def _pivot(header: list[str], rows: list[list[str]],
+           previous: dict | None = None) -> list[tuple[str, list[str]]]:
+    """Ratios rows -> one table per group: rows (case, dtype[, device]), columns ratio labels with targets,
+    then the ``previous`` release columns of :func:`_previous_columns`."""
     col = {h: k for k, h in enumerate(header)}
     groups: dict[str, dict] = {}
     for r in rows:
@@ -87,6 +158,11 @@ def _pivot(header: list[str], rows: list[list[str]]) -> list[tuple[str, list[str
         if case not in g["cases"]:
             g["cases"].append(case)
         g["cells"][(case, label)] = r[col["value"]] + (" ✗" if r[col["status"]] == "misses" else "")
+    for name, g in groups.items():
+        for label, cells in (previous or {}).get(name, []):
+            g["labels"].append(label)
+            for case, cell in cells.items():
+                g["cells"][(case, label)] = cell
     out = []
     for name, g in groups.items():
         table = _md_table(["case"] + g["labels"],
@@ -95,18 +171,24 @@ def _pivot(header: list[str], rows: list[list[str]]) -> list[tuple[str, list[str
     return out
 
 
-def render(bench_md: str) -> str:
-    """The README block (markers included) for the bench.md text ``bench_md``."""
+def render(bench_md: str, comparisons: list[dict] | None = None) -> str:
+    """The README block (markers included) for the bench.md text ``bench_md`` and the comparisons with previous
+    releases (``bench.json`` documents of ``pdediff bench --compare``; see :func:`find_comparisons`)."""
     b = parse_bench_md(bench_md)
+    comparisons = comparisons or []
     lines = [START, NOTE, "", b["summary"]]
+    if comparisons:
+        lines += [""] + [_comparison_line(doc) for doc in comparisons]
     if b["quick"]:
         lines += ["", "*A quick run (small sizes, few repeats): a smoke test, not results.*"]
     lines += ["", f"**{TARGETS}** (against: what each is measured against; `*`: a size the target is set for; "
               "pdediff at the largest thread count)", ""]
     lines += _md_table(*b["tables"][TARGETS])
     if RATIOS in b["tables"]:
-        for name, table in _pivot(*b["tables"][RATIOS]):
-            lines += ["", f"**Ratios: {name}** (per step; peer / pdediff > 1: pdediff faster; ✗: target missed)",
+        marks = "✗: target missed, or slower than the previous release beyond the noise" if comparisons \
+            else "✗: target missed"
+        for name, table in _pivot(*b["tables"][RATIOS], _previous_columns(comparisons)):
+            lines += ["", f"**Ratios: {name}** (per step; peer / pdediff > 1: pdediff faster; {marks})",
                       ""] + table
     lines += ["", END]
     return "\n".join(lines)
@@ -157,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     try:
         with open(args.bench_md, encoding="utf-8") as f:
-            block = render(f.read())
+            block = render(f.read(), find_comparisons(args.bench_md))
         if args.print:
             print(block)
             return 0

@@ -129,14 +129,17 @@ def load_baseline_file(path: Path) -> dict:
     pdediff.errors.ParameterError
         (``param="compare"``) Not JSON, or not a ``bench.json`` of ``pdediff bench``.
     """
+    import jsonschema
+
     from ._schema import validate_bench
 
     try:
         with open(path) as f:
             doc = json.load(f)
         validate_bench(doc)
-    except (OSError, ValueError) as exc:  # jsonschema.ValidationError and JSONDecodeError are ValueErrors
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    except (OSError, ValueError, jsonschema.ValidationError) as exc:  # JSONDecodeError is a ValueError
+        text = getattr(exc, "message", None) or str(exc)
+        msg = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
         raise ParameterError(f"{{compare}} {path} is not a bench.json written by pdediff bench: {msg}",
                              param="compare") from None
     return doc
@@ -183,9 +186,10 @@ def ratio_interval(ratios: Sequence[float], confidence: float = CONFIDENCE) -> t
     """
     from scipy import stats
 
-    logs = np.log(np.asarray(ratios, dtype=np.float64))
-    if logs.size == 0 or not np.all(np.isfinite(logs)):
+    r = np.asarray(ratios, dtype=np.float64)
+    if r.size == 0 or not np.all(np.isfinite(r) & (r > 0)):
         raise ValueError(f"ratios must be positive and finite; got {list(ratios)}")
+    logs = np.log(r)
     m = float(logs.mean())
     if logs.size < 2:
         return math.exp(m), None, None
@@ -238,6 +242,8 @@ def file_cases(doc: dict, groups, shapes, dtypes, threads) -> tuple[list[dict], 
             unknown.add(r["impl"])
             continue
         c = {"name": r["impl"], "shape": list(r["shape"]), "dtype": r["dtype"], "threads": r["threads"]}
+        if _key(c) in base:  # a case shared by two groups (the explicit step in heat-adi)
+            continue
         cases.append(c)
         base[_key(c)] = r["median_s"]
     if unknown:
@@ -393,7 +399,7 @@ def compare(baseline: Baseline, *, groups: Sequence[str], shapes, dtypes: Sequen
         rows.append(row)
     counts = {v: sum(r["verdict"] == v for r in rows) for v in VERDICTS}
     return {"baseline": info, "current": current, "rounds": rounds,
-            "order": "alternating: AB, BA, AB ... (one process per version and round)"
+            "order": "one process per version and round, alternating AB, BA, AB ..."
             if baseline.kind == "revision" else "current code only, one process per round",
             "statistic": "geometric mean of per-round ratios of medians; t-interval of the mean log ratio",
             "confidence": CONFIDENCE, "threshold": THRESHOLD,
