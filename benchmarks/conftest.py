@@ -3,8 +3,10 @@
 The cases (implementations, sizes, dtypes, ratios and their targets) are
 defined once in :mod:`pdediff.bench._registry` (the groups) and
 :mod:`pdediff.bench._targets` (the ratios) and shared with ``pdediff bench``;
-this suite is the regression harness (``make bench``, pytest-benchmark's
-statistics and comparisons), ``pdediff bench`` the report.  Ratios are taken
+this suite runs them under pytest-benchmark (``make bench``; ``make
+bench-save`` and ``make bench-compare`` use its saved runs and comparisons),
+``pdediff bench`` is the report, and ``pdediff bench --compare REV`` compares
+with another revision.  Ratios are taken
 within one run (this machine is shared and noisy), per step: each pdediff
 kernel against the copy-bandwidth roofline (``np.copyto`` of the same array)
 and against the tools a user would otherwise run.  The table is printed and

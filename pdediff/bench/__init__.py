@@ -17,7 +17,10 @@ hand-written NumPy/SciPy references; ``_peers``: other libraries;
 (the groups both this command and the pytest-benchmark suite ``make bench``
 time), ``_targets`` (ratios and performance targets), ``_schema``, ``_derive``,
 ``_markdown``, ``_plots`` and ``_report`` (the outputs), ``_options`` (option
-checks), ``_timing``, ``_hardware`` and ``_run`` (the run itself).
+checks), ``_timing``, ``_hardware`` and ``_run`` (the run itself), then
+``_compare`` (``pdediff bench --compare``: this code against a ``bench.json``
+or a git revision, in alternating processes) and ``_worker`` (its child
+process, run by path, which imports nothing of this package).
 """
 
 from __future__ import annotations

@@ -44,7 +44,9 @@ DESCRIPTION = (
     "(schema-validated), bench.md (tables, and the performance targets with what each is measured against: the "
     "copy roofline, a peer library, a reference or another of pdediff's kernels) and two figures into --out. "
     "--quick: under a minute on two cores (a smoke test, not results). Single runs on a shared machine are "
-    "noisy: compare ratios within one run."
+    "noisy: compare ratios within one run. --compare BASELINE times this code against an earlier bench.json or "
+    "a git revision (e.g. the previous release) instead, in alternating processes, and flags every case slower "
+    "than the baseline beyond its noise."
 )
 
 
