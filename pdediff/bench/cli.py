@@ -104,15 +104,15 @@ def run(args: argparse.Namespace) -> int:
     (the run's line, each measured performance target, where the report is)
     is printed on stdout.
 
-    Parameters
-    ----------
-    args : argparse.Namespace
-        The parsed options.
-
     With ``--compare BASELINE`` the comparison runs instead (see
     :mod:`pdediff.bench._compare`): ``bench.json`` (with its ``compare``
     section) and ``bench.md`` are written into ``--out`` and, unless
     ``--quiet``, the comparison's table is printed.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed options.
 
     Returns
     -------
