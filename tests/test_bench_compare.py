@@ -109,6 +109,15 @@ def test_every_pdediff_cpu_case_of_the_heat_and_pm_groups_is_in_the_worker():
                 assert any(x.name == group and im in x.impls for x in GROUPS), im.name  # the explicit step: 2
 
 
+def test_revision_cases_follow_the_options_and_skip_what_does_not_apply():
+    cases, notes = _compare.revision_cases(("pm", "torch"), ((32, 32), (12, 12, 12)), ("float32",), (1, 2), False)
+    names = {(c["name"], len(c["shape"])) for c in cases}
+    assert ("pdediff_rgb", 2) in names and ("pdediff_rgb", 3) not in names  # the 3-channel image is 2-D only
+    assert ("pdediff_aos", 3) in names and all(c["dtype"] == "float32" for c in cases)
+    assert {c["threads"] for c in cases} == {1, 2}
+    assert notes == ["torch: not compared (--compare times the heat and Perona-Malik groups)"]
+
+
 def test_worker_protocol_runs_cases_and_reports_unknown_ones(tmp_path):
     spec = {"protocol": 1, "budget": {"repeats": 2, "min_sample_s": 1e-4, "max_number": 3, "max_case_s": 0.5},
             "cases": [{"name": "pdediff_explicit", "shape": [16, 16], "dtype": "float64", "threads": 1},

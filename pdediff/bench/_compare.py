@@ -222,6 +222,8 @@ def revision_cases(groups: Sequence[str], shapes, dtypes: Sequence[str], threads
         for shape in sizes:
             for dt in (d for d in dtypes if d in g.dtypes):
                 for name in names:
+                    if name in _worker.TWO_D_ONLY and len(shape) != 2:
+                        continue
                     for n in threads:
                         cases.append({"name": name, "shape": list(shape), "dtype": dt, "threads": n})
     return cases, notes
@@ -327,6 +329,8 @@ def compare(baseline: Baseline, *, groups: Sequence[str], shapes, dtypes: Sequen
         doc = load_baseline_file(baseline.path)
         cases, base_file, notes = file_cases(doc, explicit["groups"], explicit["shapes"], explicit["dtypes"],
                                              explicit["threads"])
+        if doc["quick"]:
+            notes.append("the baseline is a --quick run: a smoke test, its times are not results")
         if doc["hardware"]["cpu"]["model"] != _cpu_model():
             notes.append(f"the baseline was measured on {doc['hardware']['cpu']['model']}, this run on "
                          f"{_cpu_model()}: the ratios mix two machines")

@@ -191,6 +191,9 @@ CASES = {
                            _kappa_auto),
 }
 
+#: Cases that apply to 2-D images only (as the registry's OpenCV comparison); not planned at other sizes.
+TWO_D_ONLY = frozenset({"pdediff_rgb"})
+
 
 # ---------------------------------------------------------------- timing (as pdediff.bench._timing)
 def time_case(fn, budget: dict) -> tuple[float, list[float], int]:
