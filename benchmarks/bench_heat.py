@@ -4,7 +4,7 @@ Run with ``make bench`` (or ``pytest benchmarks/bench_heat.py --benchmark-only -
 The cases (explicit step and ``step(u, 8)``, ADI, spectral solve; NumPy,
 scipy.ndimage, py-pde, SciPy banded/sparse/FFT references; 2-D 1024² and
 4096², 3-D 128³ and 256³, float32 and float64) are those of ``pdediff bench``
-(:mod:`pdediff.bench._cases`); the ratios and their targets are printed at the
+(:mod:`pdediff.bench._registry`); the ratios and their targets are printed at the
 end of the session (see ``conftest.py``).
 """
 

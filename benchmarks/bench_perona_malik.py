@@ -6,7 +6,7 @@ times are ratios per iteration (pdediff's include its per-call setup).  Peers
 come from the ``bench`` extra and are skipped when absent.  OpenCV only takes
 8-bit 3-channel images, so it is compared with pdediff's 3-channel
 (``channel_axis``) path on the same 2-D image.  The cases are those of
-``pdediff bench`` (:mod:`pdediff.bench._cases`, groups ``pm`` and ``pm-kappa``).
+``pdediff bench`` (:mod:`pdediff.bench._registry`, groups ``pm`` and ``pm-kappa``).
 """
 
 from __future__ import annotations

@@ -1,9 +1,12 @@
 """Benchmark harness: every case records its median; the session ends with a ratio table.
 
 The cases (implementations, sizes, dtypes, ratios and their targets) are
-defined once in :mod:`pdediff.bench._cases` and shared with ``pdediff bench``;
-this suite is the regression harness (``make bench``, pytest-benchmark's
-statistics and comparisons), ``pdediff bench`` the report.  Ratios are taken
+defined once in :mod:`pdediff.bench._registry` (the groups) and
+:mod:`pdediff.bench._targets` (the ratios) and shared with ``pdediff bench``;
+this suite runs them under pytest-benchmark (``make bench``; ``make
+bench-save`` and ``make bench-compare`` use its saved runs and comparisons),
+``pdediff bench`` is the report, and ``pdediff bench --compare REV`` compares
+with another revision.  Ratios are taken
 within one run (this machine is shared and noisy), per step: each pdediff
 kernel against the copy-bandwidth roofline (``np.copyto`` of the same array)
 and against the tools a user would otherwise run.  The table is printed and
@@ -19,7 +22,9 @@ from collections import defaultdict
 import numpy as np
 import pytest
 
-from pdediff.bench import _cases
+from pdediff.bench._registry import group as _group
+from pdediff.bench._spec import Unavailable, shape_name
+from pdediff.bench._targets import RATIOS as _RATIOS
 
 RESULTS: dict[str, dict[str, float]] = defaultdict(dict)
 RATIOS: list = []
@@ -44,18 +49,18 @@ def ratio(label, group, num, den, *, target=None, higher_is_better=True):
 
 
 def _label(group: str, shape, dtype: str) -> str:
-    return f"{group}-{_cases.shape_name(shape)}-{dtype}"
+    return f"{group}-{shape_name(shape)}-{dtype}"
 
 
 def declare(groups: list[str]) -> list:
     """pytest parameters for every case of ``groups`` (at their full sizes), and their ratios declared."""
     params = []
     for gname in groups:
-        g = _cases.group(gname)
+        g = _group(gname)
         for shape in g.shapes:
             for dt in g.dtypes:
                 label = _label(gname, shape, dt)
-                for r in _cases.RATIOS:
+                for r in _RATIOS:
                     if r.group == gname:
                         ratio(r.label, label, r.num, r.den, target=r.target, higher_is_better=r.higher_is_better)
                 params += [pytest.param(g, im, shape, dt, id=f"{label}-{im.name}") for im in g.impls]
@@ -67,7 +72,7 @@ def run_case(record, group, impl, shape, dtype) -> None:
     u = group.data(shape, np.dtype(dtype))
     try:
         fn = impl.make(u)
-    except _cases.Unavailable as exc:
+    except Unavailable as exc:
         pytest.skip(str(exc))
     record(_label(group.name, shape, dtype), impl.name, fn, rounds=impl.rounds, steps=impl.steps)
 

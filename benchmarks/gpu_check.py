@@ -1,4 +1,4 @@
-"""One command for a lent GPU: the GPU tests, then ``pdediff bench`` on the GPU and the CPU at the issue's sizes.
+"""One command for a lent GPU: the GPU tests, then ``pdediff bench`` on the GPU and the CPU at 4096² and 256³.
 
 Usage (on the GPU machine, from the repository root, with ``pip install -e ".[dev,gpu-cu12]"`` or
 ``[dev,gpu-cu13]`` matching ``nvidia-smi``)::
@@ -12,9 +12,10 @@ It runs ``pytest tests/gpu tests/test_backend_contract.py tests/test_gpu_ptx.py`
 ``pdediff bench --device all --only heat-explicit,heat-adi,heat-spectral,pm --sizes 4096x4096,256x256x256
 --threads 2`` runs: every kernel on the GPU (CUDA-event timing) next to CuPy's own copy, FFT and
 ``cupyx.scipy.ndimage``, and on 2 CPU threads (the 2-core machine the GPU targets are stated against),
-then prints the targets table, in which the GPU rows are: explicit step >= 0.7 x the device copy
-bandwidth, spectral solve <= 1.2 x a bare CuPy DCT pair, Perona-Malik iteration >= 50 x the 2-thread
-CPU kernel at 4096².  About 3 minutes with ``--quick`` and 6-8 without on an H200 (most of it the CPU
+then prints the performance targets, in which the GPU rows are: explicit step >= 0.7 x the device
+copy bandwidth (against the roofline), spectral solve <= 1.2 x a bare CuPy DCT pair (against a
+reference), Perona-Malik iteration >= 50 x the 2-thread CPU kernel at 4096² (against pdediff's CPU
+kernel).  About 3 minutes with ``--quick`` and 6-8 without on an H200 (most of it the CPU
 side); the exit status is the tests' when they fail, 2 when no GPU is visible, else 0.
 """
 
@@ -49,7 +50,7 @@ def main(argv=None) -> int:
 
     from pdediff.bench import run_bench
     from pdediff.bench._hardware import gpu_available
-    from pdediff.bench._report import targets_table
+    from pdediff.bench._markdown import targets_table
 
     ok, why = gpu_available()
     if not ok:
@@ -60,7 +61,7 @@ def main(argv=None) -> int:
     bench = run_bench(out=args.out, force=True, only=GROUPS, sizes=SIZES,
                       dtypes="float32" if args.quick else None, device="all", threads=args.cpu_threads,
                       progress=True, figures=not args.quick)
-    print("\n".join(["", "== targets (issue 12) ==", *targets_table(bench)]))
+    print("\n".join(["", "== performance targets ==", *targets_table(bench)]))
     print(f"\nfull report: {os.path.join(args.out, 'bench.md')}")
     return 0
 

@@ -7,6 +7,8 @@ from collections import defaultdict
 
 import numpy as np
 
+from ._registry import kind_of
+
 
 def _plt():
     import matplotlib
@@ -64,14 +66,13 @@ def peers_figure(bench: dict, path: str | os.PathLike) -> None:
     """Horizontal bars of peer time / pdediff time per step (log scale, > 1: pdediff faster), one bar per
     ratio × case, grouped by peer; targets marked."""
     plt = _plt()
-    from ._report import _kind_of
 
     bars = []
     for r in bench["ratios"]:
         if r["peer"] is None:
             continue
         # A peer in the denominator (spectral solve / transform pair) is turned round: peer / pdediff throughout.
-        peer_first = _kind_of(r["num"]) == "peer"
+        peer_first = kind_of(r["num"]) == "peer"
         value = r["value"] if peer_first else 1.0 / r["value"]
         target = r["target"] if peer_first or r["target"] is None else 1.0 / r["target"]
         label = r["label"] if peer_first else f"{r['peer']} / {r['num']}"
