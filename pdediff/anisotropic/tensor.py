@@ -18,6 +18,7 @@ import numba
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
+from .._backend import backend_for
 from .._validation import (DEFAULT_MAX_STEPS, as_float_array, channel_axis_value, check_step_count,
                            nonnegative_int, nonnegative_scalar, positive_or_auto, positive_scalar, positive_step)
 from ..catalogue import TENSOR_KINDS
@@ -292,9 +293,14 @@ def tensor_diffusion(
     modes = _MODES[boundary]
     pix = tuple(sigma_ / x for x in h)
 
+    be = backend_for(u)
+
     def smooth(x: np.ndarray) -> np.ndarray:
+        """A smoothed copy of the ``(C, *spatial)`` array ``x`` (std ``sigma``; the boundary's mode)."""
         if sigma_ == 0:
             return x.copy()
+        if boundary == "neumann":  # the compiled, threaded equal of SciPy's mode="reflect"
+            return be.gaussian_filter(x, pix)
         return np.stack([gaussian_filter(x[c], pix, mode=modes, cval=0.0) for c in range(x.shape[0])])
 
     kappa_ = None
@@ -313,6 +319,7 @@ def tensor_diffusion(
     W = np.empty(spatial + (nlinks,), dtype=u.dtype)
     O = np.empty(spatial + (nlinks, ndim), dtype=np.int16)
     reach = np.empty(spatial[0], dtype=np.int64)
+    span = np.empty(spatial[0], dtype=np.int64)
     acc = np.empty(u.shape, dtype=np.float64)
     diag = np.empty(spatial, dtype=np.float64)
     nchunks = max(1, min(numba.get_num_threads(), spatial[0]))
@@ -334,14 +341,14 @@ def tensor_diffusion(
                 for c in range(f.shape[0]):
                     f[c] = gaussian_filter(f[c], rho_pix, mode=modes, cval=0.0)
         bad = links(f, mode, _COND[cond], kinv2, EED_MIN_DIFFUSIVITY,
-                    alpha_, C_, *h, bc, W, O, reach)
+                    alpha_, C_, *h, bc, W, O, reach, span)
         if bad:
             raise ParameterError(
                 f"the diffusion tensor of {bad} voxel(s) is too anisotropic for the stencil (Selling's reduction "
                 f"did not finish in {K.MAX_REDUCTION_STEPS} steps); raise {{alpha}} or use a less anisotropic "
                 "{spacing}", param="alpha" if kind == "ced" else "spacing")
         R = int(reach.max())
-        max_offset = max(max_offset, _longest_offset(W, O))
+        max_offset = max(max_offset, int(span.max()))
         apply(u, W, O, R, bc, acc, diag, True, nchunks)
         m = max(1, math.ceil(dt_ * float(diag.max()) / (1.0 + 1e-9)))
         sub = dt_ / m
@@ -394,11 +401,3 @@ def _time_steps(grid: Grid, kind: str, dt: Any, num_iter: Any, max_steps: Any) -
     with _named("max_steps"):
         check_step_count(n, max_steps, f"num_iter={n}", "use fewer steps")
     return dt_, n
-
-
-def _longest_offset(W: np.ndarray, O: np.ndarray) -> int:
-    """The largest ``|offset|_inf`` among links of positive weight (cells)."""
-    used = W > 0
-    if not used.any():
-        return 0
-    return int(np.abs(O[used]).max())

@@ -186,42 +186,37 @@ def _q2(d00, d01, d11, x0, x1, y0, y1):
 
 
 @njit(cache=True, error_model="numpy")
-def selling2(d00, d01, d11, w, o):
-    """Selling decomposition of a 2x2 SPD matrix ``D`` (index units): ``D = sum_k w[k] o[k] o[k]^T``.
+def selling2(d00, d01, d11):
+    """Selling decomposition of a 2x2 SPD matrix ``D`` (index units): ``D = sum_k w_k o_k o_k^T``.
 
     The superbase ``(b0, b1, b2)``, ``b0 + b1 + b2 = 0``, starts at ``((1,0), (0,1), (-1,-1))``; while a
     pair has ``<b_i, D b_j> > 0`` it becomes ``(-b_i, b_j, b_i - b_j)`` (the third vector replaced),
     which lowers ``sum |b|_D^2`` by ``4 <b_i, D b_j>``.  Then ``w_ij = -<b_i, D b_j> >= 0`` and
-    ``o_ij = b_k^perp``.  Writes ``w`` (3,) and ``o`` (3, 2); returns the number of flips, or -1 if
-    :data:`MAX_REDUCTION_STEPS` was reached.
+    ``o_ij = b_k^perp``.  Returns ``(steps, w0, w1, w2, o0x, o0y, o1x, o1y, o2x, o2y)`` for the pairs
+    (0,1), (0,2), (1,2); ``steps = -1`` if :data:`MAX_REDUCTION_STEPS` was reached.
     """
-    b = np.empty((3, 2), np.int64)
-    b[0, 0], b[0, 1], b[1, 0], b[1, 1], b[2, 0], b[2, 1] = 1, 0, 0, 1, -1, -1
+    x0, y0, x1, y1, x2, y2 = 1, 0, 0, 1, -1, -1
     steps = 0
     while True:
-        flipped = False
-        for i in range(3):
-            for j in range(i + 1, 3):
-                if _q2(d00, d01, d11, b[i, 0], b[i, 1], b[j, 0], b[j, 1]) > 0.0:
-                    k = 3 - i - j
-                    b[k, 0], b[k, 1] = b[i, 0] - b[j, 0], b[i, 1] - b[j, 1]
-                    b[i, 0], b[i, 1] = -b[i, 0], -b[i, 1]
-                    flipped = True
-                    break
-            if flipped:
-                break
-        if not flipped:
+        if _q2(d00, d01, d11, x0, y0, x1, y1) > 0.0:
+            x2, y2 = x0 - x1, y0 - y1
+            x0, y0 = -x0, -y0
+        elif _q2(d00, d01, d11, x0, y0, x2, y2) > 0.0:
+            x1, y1 = x0 - x2, y0 - y2
+            x0, y0 = -x0, -y0
+        elif _q2(d00, d01, d11, x1, y1, x2, y2) > 0.0:
+            x0, y0 = x1 - x2, y1 - y2
+            x1, y1 = -x1, -y1
+        else:
             break
         steps += 1
         if steps >= MAX_REDUCTION_STEPS:
-            return -1
-    for i in range(3):
-        for j in range(i + 1, 3):
-            k = 3 - i - j
-            p = i + j - 1  # (0,1) -> 0, (0,2) -> 1, (1,2) -> 2
-            w[p] = -_q2(d00, d01, d11, b[i, 0], b[i, 1], b[j, 0], b[j, 1])
-            o[p, 0], o[p, 1] = -b[k, 1], b[k, 0]
-    return steps
+            steps = -1
+            break
+    w0 = -_q2(d00, d01, d11, x0, y0, x1, y1)
+    w1 = -_q2(d00, d01, d11, x0, y0, x2, y2)
+    w2 = -_q2(d00, d01, d11, x1, y1, x2, y2)
+    return steps, w0, w1, w2, -y2, x2, -y1, x1, -y0, x0
 
 
 @njit(cache=True, inline="always", error_model="numpy")
@@ -231,15 +226,18 @@ def _q3(d, x, y):
 
 
 @njit(cache=True, error_model="numpy")
-def selling3(d, w, o):
+def selling3(d, w, o, b):
     """Selling decomposition of a 3x3 SPD matrix ``d = (d00, d01, d02, d11, d12, d22)`` (index units).
 
     The superbase ``(b0..b3)``, summing to 0, starts at ``(e1, e2, e3, -e1-e2-e3)``; while a pair has
     ``<b_i, D b_j> > 0``: ``b_k += b_i``, ``b_l += b_i``, ``b_i = -b_i``.  Then for the six pairs
     ``w_ij = -<b_i, D b_j> >= 0`` and ``o_ij = b_k x b_l``.  Writes ``w`` (6,) and ``o`` (6, 3); returns
-    the number of flips, or -1 if :data:`MAX_REDUCTION_STEPS` was reached.
+    the number of flips, or -1 if :data:`MAX_REDUCTION_STEPS` was reached.  ``b`` is a (4, 3) int64
+    workspace (the superbase).
     """
-    b = np.zeros((4, 3), np.int64)
+    for i in range(4):
+        for a in range(3):
+            b[i, a] = 0
     b[0, 0] = b[1, 1] = b[2, 2] = 1
     b[3, 0] = b[3, 1] = b[3, 2] = -1
     steps = 0
@@ -362,8 +360,12 @@ def structure3(v, h0, h1, h2, bc, J):
 def _tensor2(mode, f, i, j, n0, n1, h0, h1, bc, cond, kinv2, gmin, alpha, cstar):
     """The diffusion tensor ``(D00, D01, D11)`` (physical units) of cell ``(i, j)``."""
     if mode == EED_GRAD:
-        g0 = (_at2(f, 0, i + 1, j, n0, n1, bc) - _at2(f, 0, i - 1, j, n0, n1, bc)) * (0.5 / h0)
-        g1 = (_at2(f, 0, i, j + 1, n0, n1, bc) - _at2(f, 0, i, j - 1, n0, n1, bc)) * (0.5 / h1)
+        if 0 < i < n0 - 1 and 0 < j < n1 - 1:  # interior: no ghost cells
+            g0 = (np.float64(f[0, i + 1, j]) - np.float64(f[0, i - 1, j])) * (0.5 / h0)
+            g1 = (np.float64(f[0, i, j + 1]) - np.float64(f[0, i, j - 1])) * (0.5 / h1)
+        else:
+            g0 = (_at2(f, 0, i + 1, j, n0, n1, bc) - _at2(f, 0, i - 1, j, n0, n1, bc)) * (0.5 / h0)
+            g1 = (_at2(f, 0, i, j + 1, n0, n1, bc) - _at2(f, 0, i, j - 1, n0, n1, bc)) * (0.5 / h1)
         s = g0 * g0 + g1 * g1
         if not s > 0.0:
             return 1.0, 0.0, 1.0
@@ -381,12 +383,12 @@ def _tensor2(mode, f, i, j, n0, n1, h0, h1, bc, cond, kinv2, gmin, alpha, cstar)
 
 
 @njit(cache=True, parallel=True, error_model="numpy")
-def links2(f, mode, cond, kinv2, gmin, alpha, cstar, h0, h1, bc, W, O, reach):
+def links2(f, mode, cond, kinv2, gmin, alpha, cstar, h0, h1, bc, W, O, reach, span):
     """Selling links of every cell of a 2-D grid: weights ``W`` (n0, n1, 3), offsets ``O`` (n0, n1, 3, 2).
 
     ``f`` is the smoothed grey image (1, n0, n1) for ``mode = EED_GRAD``, else the structure tensor
     (3, n0, n1).  ``reach[i]`` receives the largest ``|offset_0|`` of row ``i`` (halo size of the
-    scatter).  A non-finite tensor gets zero weights (no flux).  Returns the number of cells whose
+    scatter), ``span[i]`` the largest ``|offset|_inf`` (links of positive weight).  A non-finite tensor gets zero weights (no flux).  Returns the number of cells whose
     reduction failed (cap reached or offsets beyond int16).
     """
     n0, n1 = W.shape[0], W.shape[1]
@@ -394,31 +396,40 @@ def links2(f, mode, cond, kinv2, gmin, alpha, cstar, h0, h1, bc, W, O, reach):
     bad = np.zeros(n0, np.int64)
     for i_ in prange(n0):
         i = np.int64(i_)  # a signed index: i +- 1 stays an integer
-        w = np.empty(3)
-        o = np.empty((3, 2), np.int64)
         rmax = 0
+        smax = 0
         for j in range(n1):
             D00, D01, D11 = _tensor2(mode, f, i, j, n0, n1, h0, h1, bc, cond, kinv2, gmin, alpha, cstar)
             d00, d01, d11 = D00 * ih0 * ih0, D01 * ih0 * ih1, D11 * ih1 * ih1
-            ok = math.isfinite(d00) and math.isfinite(d01) and math.isfinite(d11)
-            if ok:
-                ok = selling2(d00, d01, d11, w, o) >= 0
-                if not ok:
-                    bad[i] += 1
-            for p in range(3):
-                if ok and abs(o[p, 0]) <= _OFFSET_MAX and abs(o[p, 1]) <= _OFFSET_MAX:
-                    W[i, j, p] = max(w[p], 0.0)
-                    O[i, j, p, 0] = o[p, 0]
-                    O[i, j, p, 1] = o[p, 1]
-                    if W[i, j, p] > 0.0:
-                        rmax = max(rmax, abs(o[p, 0]))
-                else:
-                    if ok:
-                        bad[i] += 1
+            if not (math.isfinite(d00) and math.isfinite(d01) and math.isfinite(d11)):
+                for p in range(3):
                     W[i, j, p] = 0.0
                     O[i, j, p, 0] = 0
                     O[i, j, p, 1] = 0
+                continue
+            steps, w0, w1, w2, a0, b0, a1, b1, a2, b2 = selling2(d00, d01, d11)
+            big = max(max(abs(a0), abs(b0)), max(max(abs(a1), abs(b1)), max(abs(a2), abs(b2))))
+            if steps < 0 or big > _OFFSET_MAX:
+                bad[i] += 1
+                w0 = w1 = w2 = 0.0
+                a0 = b0 = a1 = b1 = a2 = b2 = 0
+            W[i, j, 0] = max(w0, 0.0)
+            W[i, j, 1] = max(w1, 0.0)
+            W[i, j, 2] = max(w2, 0.0)
+            O[i, j, 0, 0], O[i, j, 0, 1] = a0, b0
+            O[i, j, 1, 0], O[i, j, 1, 1] = a1, b1
+            O[i, j, 2, 0], O[i, j, 2, 1] = a2, b2
+            if w0 > 0.0:
+                rmax = max(rmax, abs(a0))
+                smax = max(smax, max(abs(a0), abs(b0)))
+            if w1 > 0.0:
+                rmax = max(rmax, abs(a1))
+                smax = max(smax, max(abs(a1), abs(b1)))
+            if w2 > 0.0:
+                rmax = max(rmax, abs(a2))
+                smax = max(smax, max(abs(a2), abs(b2)))
         reach[i] = rmax
+        span[i] = smax
     return bad.sum()
 
 
@@ -454,11 +465,11 @@ def _tensor3(mode, f, k, i, j, n0, n1, n2, h0, h1, h2, bc, cond, kinv2, gmin, al
 
 
 @njit(cache=True, parallel=True, error_model="numpy")
-def links3(f, mode, cond, kinv2, gmin, alpha, cstar, h0, h1, h2, bc, W, O, reach):
+def links3(f, mode, cond, kinv2, gmin, alpha, cstar, h0, h1, h2, bc, W, O, reach, span):
     """Selling links of every cell of a 3-D grid: ``W`` (n0, n1, n2, 6), ``O`` (n0, n1, n2, 6, 3).
 
     As :func:`links2`; ``f`` is (1, ...) for ``EED_GRAD``, else the six structure-tensor components.
-    ``reach[k]`` is the largest ``|offset_0|`` in plane ``k``.
+    ``reach[k]`` is the largest ``|offset_0|`` in plane ``k``, ``span[k]`` the largest ``|offset|_inf``.
     """
     n0, n1, n2 = W.shape[0], W.shape[1], W.shape[2]
     ih = np.array([1.0 / h0, 1.0 / h1, 1.0 / h2])
@@ -469,7 +480,9 @@ def links3(f, mode, cond, kinv2, gmin, alpha, cstar, h0, h1, h2, bc, W, O, reach
         d = np.empty(6)
         w = np.empty(6)
         o = np.empty((6, 3), np.int64)
+        b = np.empty((4, 3), np.int64)
         rmax = 0
+        smax = 0
         for i in range(n1):
             for j in range(n2):
                 _tensor3(mode, f, k, i, j, n0, n1, n2, h0, h1, h2, bc, cond, kinv2, gmin, alpha, cstar, D)
@@ -480,7 +493,7 @@ def links3(f, mode, cond, kinv2, gmin, alpha, cstar, h0, h1, h2, bc, W, O, reach
                     if not math.isfinite(d[q]):
                         ok = False
                 if ok:
-                    ok = selling3(d, w, o) >= 0
+                    ok = selling3(d, w, o, b) >= 0
                     if not ok:
                         bad[k] += 1
                 for p in range(6):
@@ -491,6 +504,7 @@ def links3(f, mode, cond, kinv2, gmin, alpha, cstar, h0, h1, h2, bc, W, O, reach
                             O[k, i, j, p, a] = o[p, a]
                         if W[k, i, j, p] > 0.0:
                             rmax = max(rmax, abs(o[p, 0]))
+                            smax = max(smax, max(abs(o[p, 0]), max(abs(o[p, 1]), abs(o[p, 2]))))
                     else:
                         if ok:
                             bad[k] += 1
@@ -498,6 +512,7 @@ def links3(f, mode, cond, kinv2, gmin, alpha, cstar, h0, h1, h2, bc, W, O, reach
                         for a in range(3):
                             O[k, i, j, p, a] = 0
         reach[k] = rmax
+        span[k] = smax
     return bad.sum()
 
 
@@ -533,6 +548,7 @@ def apply2(u, W, O, R, bc, acc, diag, with_diag, nchunks):
                     oi, oj = np.int64(O[i, j, p, 0]), np.int64(O[i, j, p, 1])
                     for s in (-1, 1):
                         yi, yj = i + s * oi, j + s * oj
+                        yiw, yjw = yi, yj
                         if not (0 <= yi < n0 and 0 <= yj < n1):
                             if bc == NEUMANN:
                                 continue
@@ -542,7 +558,7 @@ def apply2(u, W, O, R, bc, acc, diag, with_diag, nchunks):
                                 if with_diag:
                                     diag[i, j] += w
                                 continue
-                        yiw, yjw = yi % n0, yj % n1
+                            yiw, yjw = yi % n0, yj % n1
                         own = r0 <= yi < r1
                         q = yi - r0 + R if yi < r0 else yi - r1 + R
                         for c in range(C):
@@ -599,6 +615,7 @@ def apply3(u, W, O, R, bc, acc, diag, with_diag, nchunks):
                         ok, oi, oj = np.int64(O[k, i, j, p, 0]), np.int64(O[k, i, j, p, 1]), np.int64(O[k, i, j, p, 2])
                         for s in (-1, 1):
                             yk, yi, yj = k + s * ok, i + s * oi, j + s * oj
+                            ykw, yiw, yjw = yk, yi, yj
                             if not (0 <= yk < n0 and 0 <= yi < n1 and 0 <= yj < n2):
                                 if bc == NEUMANN:
                                     continue
@@ -608,7 +625,7 @@ def apply3(u, W, O, R, bc, acc, diag, with_diag, nchunks):
                                     if with_diag:
                                         diag[k, i, j] += w
                                     continue
-                            ykw, yiw, yjw = yk % n0, yi % n1, yj % n2
+                                ykw, yiw, yjw = yk % n0, yi % n1, yj % n2
                             own = r0 <= yk < r1
                             q = yk - r0 + R if yk < r0 else yk - r1 + R
                             for c in range(C):
