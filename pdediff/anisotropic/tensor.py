@@ -326,7 +326,6 @@ def tensor_diffusion(
     bc = grid.bc_code
     links = K.links2 if ndim == 2 else K.links3
     apply = K.apply2 if ndim == 2 else K.apply3
-    rho_pix = tuple(rho_ / x for x in h)
     substeps = 0
     max_offset = 0
     for _ in range(n_iter):
@@ -335,11 +334,7 @@ def tensor_diffusion(
         if mode == K.EED_GRAD:
             f = v
         else:
-            f = np.empty(((3 if ndim == 2 else 6),) + spatial, dtype=u.dtype)
-            (K.structure2 if ndim == 2 else K.structure3)(v, *h, bc, f)
-            if rho_ > 0:
-                for c in range(f.shape[0]):
-                    f[c] = gaussian_filter(f[c], rho_pix, mode=modes, cval=0.0)
+            f = _structure_tensor(v, h, rho_, boundary)
         bad = links(f, mode, _COND[cond], kinv2, EED_MIN_DIFFUSIVITY,
                     alpha_, C_, *h, bc, W, O, reach, span)
         if bad:
@@ -401,3 +396,21 @@ def _time_steps(grid: Grid, kind: str, dt: Any, num_iter: Any, max_steps: Any) -
     with _named("max_steps"):
         check_step_count(n, max_steps, f"num_iter={n}", "use fewer steps")
     return dt_, n
+
+
+def _structure_tensor(v: np.ndarray, h: tuple[float, ...], rho: float, boundary: str) -> np.ndarray:
+    """``J_rho = K_rho * sum_c grad v_c grad v_c^T`` of a ``(C, *spatial)`` array, as its 3 (2-D) or 6 (3-D)
+    upper-triangle components ``(00, 01, 11)`` / ``(00, 01, 02, 11, 12, 22)`` in ``v``'s dtype.
+
+    Central differences in physical units (ghost cells: the edge cell for Neumann, the far side for
+    periodic, 0 for Dirichlet), then a Gaussian of std ``rho`` (physical units) per component with
+    the boundary's SciPy mode.
+    """
+    ndim = v.ndim - 1
+    f = np.empty(((3 if ndim == 2 else 6),) + v.shape[1:], dtype=v.dtype)
+    (K.structure2 if ndim == 2 else K.structure3)(v, *h, BC_CODE[boundary], f)
+    if rho > 0:
+        pix = tuple(rho / x for x in h)
+        for c in range(f.shape[0]):
+            f[c] = gaussian_filter(f[c], pix, mode=_MODES[boundary], cval=0.0)
+    return f
