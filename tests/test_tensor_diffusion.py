@@ -190,30 +190,30 @@ def test_3d_axis_permutation_permutes_the_output(kind, rng):
     np.testing.assert_allclose(per, np.transpose(out, perm), rtol=0, atol=1e-12)
 
 
-#: Rotation invariance for other angles: EED of a disc whose edge is a tanh of width 2 px; the output's
-#: spread across angles at a fixed radius (ring of +-0.5 px), relative to the edge contrast.
+#: Rotation invariance for other angles: a disc (contrast 1, tanh edge of width 3 px) stays a disc.  The
+#: deviation of the output from its own radial profile (bins of 1/4 px, interpolated) is at most this;
+#: the input's is 0.009 (binning), measured EED 0.018 and CED 0.014 after 10 steps.
 ROTATION_TOLERANCE = 0.03
 
 
-def test_rotation_invariance_on_a_disc():
+def _radial_deviation(a, r):
+    m = r < 28
+    bins = np.round(r[m] * 4).astype(int)
+    count = np.bincount(bins)
+    prof = np.bincount(bins, a[m]) / np.maximum(count, 1)
+    ok = count > 0
+    return np.abs(a[m] - np.interp(r[m], np.arange(len(prof))[ok] / 4, prof[ok])).max()
+
+
+@pytest.mark.parametrize("kind,kw", [("eed", {"kappa": 0.05}), ("ced", {})])
+def test_rotation_invariance_on_a_disc(kind, kw):
     n = 64
     y, x = np.mgrid[:n, :n] - (n - 1) / 2
     r = np.hypot(x, y)
-    u0 = 0.5 * (1 - np.tanh((r - 18) / 2.0))
-    rng = np.random.default_rng(1)
-    noisy = u0 + 0.05 * rng.standard_normal(u0.shape)
-    out = pdediff.tensor_diffusion(noisy, kind="eed", num_iter=15, kappa=0.1)
-    clean = pdediff.tensor_diffusion(u0, kind="eed", num_iter=15, kappa=0.1)
-    worst = 0.0
-    for rad in np.arange(6, 28, 1.0):
-        ring = np.abs(r - rad) < 0.5
-        worst = max(worst, np.ptp(clean[ring]))
-    assert worst < ROTATION_TOLERANCE
-    # and the noise is removed evenly around the disc: the residual has no angular structure
-    theta = np.arctan2(y, x)
-    band = np.abs(r - 18) < 4
-    sectors = [np.abs(out - clean)[band & (np.abs(theta - t) < np.pi / 8)].mean() for t in np.linspace(-3, 3, 7)]
-    assert max(sectors) < 2 * min(sectors)
+    u0 = 0.5 * (1 - np.tanh((r - 18) / 3.0))
+    out = pdediff.tensor_diffusion(u0, kind=kind, num_iter=10, **kw)
+    assert np.abs(out - u0).max() > 5e-3  # it changed the image
+    assert _radial_deviation(out, r) < ROTATION_TOLERANCE
 
 
 def test_structure_tensor_matches_scipy_reference(rng):
@@ -248,8 +248,9 @@ def test_colour_channels_share_one_tensor(rng):
     out = pdediff.tensor_diffusion(rgb, kind="ced", num_iter=3, channel_axis=-1)
     assert out.shape == rgb.shape
     np.testing.assert_allclose(out[..., 0], out[..., 2], atol=0)
-    grey = pdediff.tensor_diffusion(u0, kind="ced", num_iter=3)
-    np.testing.assert_allclose(out[..., 1], grey, atol=1e-12)  # three equal channels: the same tensor as one
+    # three equal channels: J is 3 times the grey one, so (mu1 - mu2)^2 is 9 times larger: C / 9 on grey
+    grey = pdediff.tensor_diffusion(u0, kind="ced", num_iter=3, C=1.0 / 9.0)
+    np.testing.assert_allclose(out[..., 1], grey, atol=1e-10)
 
 
 def test_integers_promote_and_input_is_untouched(rng):
@@ -257,7 +258,7 @@ def test_integers_promote_and_input_is_untouched(rng):
     keep = u0.copy()
     out, info = pdediff.tensor_diffusion(u0, return_info=True)
     assert out.dtype == np.float64 and np.array_equal(u0, keep)
-    assert info.kind == "eed" and info.kappa > 0 and info.num_iter == 20 and info.dt == 0.25
+    assert info.kind == "eed" and info.kappa > 0 and info.num_iter == 10 and info.dt == 0.25
 
 
 # ----------------------------------------------------------------------------- quality (measured)
