@@ -56,12 +56,13 @@ _OFFSET_MAX = 32767  # offsets are stored as int16
 def conductance(x, code):
     """EED diffusivity across an edge, ``g(x)`` of ``x = s / kappa^2 >= 0`` (``s`` the squared gradient)."""
     if code == WEICKERT:
-        if x <= 0.0:
-            return 1.0
         x2 = x * x
-        return 1.0 - math.exp(-3.31488 / (x2 * x2))
+        z = 3.31488 / (x2 * x2)
+        if not z < 700.0:  # exp(-z) would underflow (libm's slow path): g = 1 (also for x = 0)
+            return 1.0
+        return 1.0 - math.exp(-z)
     if code == EXPONENTIAL:
-        return math.exp(-x)
+        return math.exp(-x) if x < 700.0 else 0.0
     return 1.0 / (1.0 + x)
 
 
@@ -377,7 +378,8 @@ def _tensor2(mode, f, i, j, n0, n1, h0, h1, bc, cond, kinv2, gmin, alpha, cstar)
         t = max(conductance(mu1 * kinv2, cond), gmin) - 1.0
         return 1.0 + t * p00, t * p01, 1.0 + t * p11
     r = mu1 - mu2
-    lam = alpha + (1.0 - alpha) * math.exp(-cstar / (r * r)) if r > 0.0 else alpha
+    z = cstar / (r * r) if r > 0.0 else math.inf
+    lam = alpha + (1.0 - alpha) * math.exp(-z) if z < 700.0 else alpha  # no underflowing exp (slow path)
     t = lam - alpha  # along the flow: I - P
     return alpha + t * (1.0 - p00), -t * p01, alpha + t * (1.0 - p11)
 
@@ -457,7 +459,8 @@ def _tensor3(mode, f, k, i, j, n0, n1, n2, h0, h1, h2, bc, cond, kinv2, gmin, al
         base = 1.0
     else:
         p = projector3(a00, a01, a02, a11, a12, a22, mu3, spread)
-        lam = alpha + (1.0 - alpha) * math.exp(-cstar / (spread * spread)) if spread > 0.0 else alpha
+        z = cstar / (spread * spread) if spread > 0.0 else math.inf
+        lam = alpha + (1.0 - alpha) * math.exp(-z) if z < 700.0 else alpha
         t = lam - alpha
         base = alpha
     D[0], D[1], D[2] = base + t * p[0], t * p[1], t * p[2]
