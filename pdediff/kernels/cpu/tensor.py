@@ -196,16 +196,20 @@ def selling2(d00, d01, d11):
     ``o_ij = b_k^perp``.  Returns ``(steps, w0, w1, w2, o0x, o0y, o1x, o1y, o2x, o2y)`` for the pairs
     (0,1), (0,2), (1,2); ``steps = -1`` if :data:`MAX_REDUCTION_STEPS` was reached.
     """
-    x0, y0, x1, y1, x2, y2 = 1, 0, 0, 1, -1, -1
+    # the superbase in float64 (small integers, exact): no int -> float conversions in the loop
+    x0, y0, x1, y1, x2, y2 = 1.0, 0.0, 0.0, 1.0, -1.0, -1.0
     steps = 0
     while True:
-        if _q2(d00, d01, d11, x0, y0, x1, y1) > 0.0:
+        q01 = _q2(d00, d01, d11, x0, y0, x1, y1)
+        q02 = _q2(d00, d01, d11, x0, y0, x2, y2)
+        q12 = _q2(d00, d01, d11, x1, y1, x2, y2)
+        if q01 > 0.0:
             x2, y2 = x0 - x1, y0 - y1
             x0, y0 = -x0, -y0
-        elif _q2(d00, d01, d11, x0, y0, x2, y2) > 0.0:
+        elif q02 > 0.0:
             x1, y1 = x0 - x2, y0 - y2
             x0, y0 = -x0, -y0
-        elif _q2(d00, d01, d11, x1, y1, x2, y2) > 0.0:
+        elif q12 > 0.0:
             x0, y0 = x1 - x2, y1 - y2
             x1, y1 = -x1, -y1
         else:
@@ -214,10 +218,9 @@ def selling2(d00, d01, d11):
         if steps >= MAX_REDUCTION_STEPS:
             steps = -1
             break
-    w0 = -_q2(d00, d01, d11, x0, y0, x1, y1)
-    w1 = -_q2(d00, d01, d11, x0, y0, x2, y2)
-    w2 = -_q2(d00, d01, d11, x1, y1, x2, y2)
-    return steps, w0, w1, w2, -y2, x2, -y1, x1, -y0, x0
+    w0, w1, w2 = -q01, -q02, -q12
+    X0, Y0, X1, Y1, X2, Y2 = np.int64(x0), np.int64(y0), np.int64(x1), np.int64(y1), np.int64(x2), np.int64(y2)
+    return steps, w0, w1, w2, -Y2, X2, -Y1, X1, -Y0, X0
 
 
 @njit(cache=True, inline="always", error_model="numpy")
@@ -541,8 +544,12 @@ def apply2(u, W, O, R, bc, acc, diag, with_diag, nchunks):
         t = np.int64(t_)  # a signed index: i +- 1 stays an integer
         r0 = t * n0 // nchunks
         r1 = (t + 1) * n0 // nchunks
+        loc = np.empty(C)  # the cell's own fluxes, summed in registers and stored once
         for i in range(r0, r1):
             for j in range(n1):
+                for c in range(C):
+                    loc[c] = 0.0
+                dloc = 0.0
                 for p in range(K):
                     w = np.float64(W[i, j, p])
                     if not w > 0.0:
@@ -557,26 +564,29 @@ def apply2(u, W, O, R, bc, acc, diag, with_diag, nchunks):
                                 continue
                             if bc == DIRICHLET:
                                 for c in range(C):
-                                    acc[c, i, j] -= w * np.float64(u[c, i, j])
-                                if with_diag:
-                                    diag[i, j] += w
+                                    loc[c] -= w * np.float64(u[c, i, j])
+                                dloc += w
                                 continue
                             yiw, yjw = yi % n0, yj % n1
                         own = r0 <= yi < r1
                         q = yi - r0 + R if yi < r0 else yi - r1 + R
                         for c in range(C):
                             fl = half * (np.float64(u[c, yiw, yjw]) - np.float64(u[c, i, j]))
-                            acc[c, i, j] += fl
+                            loc[c] += fl
                             if own:
                                 acc[c, yi, yjw] -= fl
                             else:
                                 halo[t, c, q, yjw] -= fl
                         if with_diag:
-                            diag[i, j] += half
+                            dloc += half
                             if own:
                                 diag[yi, yjw] += half
                             else:
                                 hdiag[t, q, yjw] += half
+                for c in range(C):
+                    acc[c, i, j] += loc[c]
+                if with_diag:
+                    diag[i, j] += dloc
     for t in range(nchunks):
         r0 = t * n0 // nchunks
         r1 = (t + 1) * n0 // nchunks
@@ -607,9 +617,13 @@ def apply3(u, W, O, R, bc, acc, diag, with_diag, nchunks):
         t = np.int64(t_)  # a signed index: i +- 1 stays an integer
         r0 = t * n0 // nchunks
         r1 = (t + 1) * n0 // nchunks
+        loc = np.empty(C)  # the cell's own fluxes, summed in registers and stored once
         for k in range(r0, r1):
             for i in range(n1):
                 for j in range(n2):
+                    for c in range(C):
+                        loc[c] = 0.0
+                    dloc = 0.0
                     for p in range(K):
                         w = np.float64(W[k, i, j, p])
                         if not w > 0.0:
@@ -624,26 +638,29 @@ def apply3(u, W, O, R, bc, acc, diag, with_diag, nchunks):
                                     continue
                                 if bc == DIRICHLET:
                                     for c in range(C):
-                                        acc[c, k, i, j] -= w * np.float64(u[c, k, i, j])
-                                    if with_diag:
-                                        diag[k, i, j] += w
+                                        loc[c] -= w * np.float64(u[c, k, i, j])
+                                    dloc += w
                                     continue
                                 ykw, yiw, yjw = yk % n0, yi % n1, yj % n2
                             own = r0 <= yk < r1
                             q = yk - r0 + R if yk < r0 else yk - r1 + R
                             for c in range(C):
                                 fl = half * (np.float64(u[c, ykw, yiw, yjw]) - np.float64(u[c, k, i, j]))
-                                acc[c, k, i, j] += fl
+                                loc[c] += fl
                                 if own:
                                     acc[c, yk, yiw, yjw] -= fl
                                 else:
                                     halo[t, c, q, yiw, yjw] -= fl
                             if with_diag:
-                                diag[k, i, j] += half
+                                dloc += half
                                 if own:
                                     diag[yk, yiw, yjw] += half
                                 else:
                                     hdiag[t, q, yiw, yjw] += half
+                    for c in range(C):
+                        acc[c, k, i, j] += loc[c]
+                    if with_diag:
+                        diag[k, i, j] += dloc
     for t in range(nchunks):
         r0 = t * n0 // nchunks
         r1 = (t + 1) * n0 // nchunks
