@@ -1,4 +1,4 @@
-"""Tensor diffusion (EED/CED): the Selling stencil, the scheme's invariants, references, quality, validation."""
+"""Tensor diffusion (EED/CED): Selling stencil, invariants of the scheme, references, quality, validation."""
 
 import numpy as np
 import pytest
@@ -150,8 +150,8 @@ def test_maximum_minimum_principle(seed, ndim, kind, boundary, spacing, sigma, r
     shape = (9, 11) if ndim == 2 else (5, 6, 7)
     u0 = scale * rng.random(shape) ** 3  # skewed, with strong gradients
     h = spacing[:ndim]
-    out = pdediff.tensor_diffusion(u0, kind=kind, num_iter=3, spacing=h, boundary=boundary, sigma=sigma, rho=rho,
-                                   alpha=0.01)
+    out = pdediff.tensor_diffusion(u0, kind=kind, num_iter=3, spacing=h, boundary=boundary, sigma=sigma,
+                                   rho=rho, alpha=0.01)
     lo, hi = u0.min(), u0.max()
     if boundary == "dirichlet":
         lo, hi = min(lo, 0.0), max(hi, 0.0)
@@ -185,8 +185,8 @@ def test_3d_axis_permutation_permutes_the_output(kind, rng):
     h = (1.5, 1.0, 0.8)
     perm = (2, 0, 1)
     out = pdediff.tensor_diffusion(u0, kind=kind, num_iter=3, spacing=h, rho=1.0)
-    per = pdediff.tensor_diffusion(np.transpose(u0, perm), kind=kind, num_iter=3, spacing=tuple(h[p] for p in perm),
-                                   rho=1.0)
+    per = pdediff.tensor_diffusion(np.transpose(u0, perm), kind=kind, num_iter=3,
+                                   spacing=tuple(h[p] for p in perm), rho=1.0)
     np.testing.assert_allclose(per, np.transpose(out, perm), rtol=0, atol=1e-12)
 
 

@@ -20,7 +20,8 @@ from scipy.ndimage import gaussian_filter
 
 from .._backend import backend_for
 from .._validation import (DEFAULT_MAX_STEPS, as_float_array, channel_axis_value, check_step_count,
-                           nonnegative_int, nonnegative_scalar, positive_or_auto, positive_scalar, positive_step)
+                           nonnegative_int, nonnegative_scalar, positive_or_auto, positive_scalar,
+                           positive_step)
 from ..catalogue import TENSOR_KINDS
 from ..dask import is_dask_array
 from ..errors import ParameterError, StabilityError
@@ -37,8 +38,9 @@ TENSOR_CONDUCTANCES = ("weickert", "exponential", "rational")
 _COND = {"weickert": K.WEICKERT, "exponential": K.EXPONENTIAL, "rational": K.RATIONAL}
 _MODES = {"neumann": "reflect", "periodic": "wrap", "dirichlet": "constant"}
 
-#: Default number of explicit steps (at the stability limit): diffusion time 15 * dt_max (EED), 50 * dt_max (CED);
-#: EED's 15 balance the camera image at 10 % and 20 % noise (best: 10 and 20 steps; docs/tensor_diffusion.rst).
+#: Default number of explicit steps (at the stability limit): diffusion time 15 * dt_max (EED),
+#: 50 * dt_max (CED).  EED's 15 balance the camera image at 10 % and 20 % noise (best there: 10 and
+#: 20 steps; docs/tensor_diffusion.rst).
 DEFAULT_NUM_ITER = {"eed": 15, "ced": 50}
 #: Default noise scale ``sigma`` and CED integration scale ``rho``, in cells of the finest axis.
 DEFAULT_SIGMA = 1.0
@@ -254,7 +256,8 @@ def tensor_diffusion(
     ('eed', 15)
     """
     if is_dask_array(image) or type(image).__module__.split(".")[0] == "cupy":
-        raise TypeError(f"tensor_diffusion runs on NumPy arrays (the CPU kernels); got {type(image).__name__}. "
+        raise TypeError("tensor_diffusion runs on NumPy arrays (the CPU kernels); got "
+                        f"{type(image).__name__}. "
                         "Convert with numpy.asarray (Dask: .compute(); CuPy: .get()).")
     kind = _option("kind", kind, KINDS)
     cond = _option("conductance", conductance, TENSOR_CONDUCTANCES)
@@ -279,8 +282,8 @@ def tensor_diffusion(
     with _named("alpha"):
         alpha_ = positive_scalar(alpha, "alpha")
         if alpha_ > 1.0:
-            raise ParameterError(f"{{alpha}} must lie in (0, 1] (the smallest eigenvalue of D); got {alpha!r}",
-                                 param="alpha")
+            raise ParameterError(
+                f"{{alpha}} must lie in (0, 1] (the smallest eigenvalue of D); got {alpha!r}", param="alpha")
     with _named("C"):
         C_ = positive_scalar(C, "C")
     with _named("kappa"):
@@ -313,7 +316,10 @@ def tensor_diffusion(
         else:
             kappa_ = kappa_user
         kinv2 = 0.0 if math.isinf(kappa_) else 1.0 / (kappa_ * gs) ** 2
-    mode = K.EED_GRAD if (kind == "eed" and rho_ == 0 and u.shape[0] == 1) else (K.EED if kind == "eed" else K.CED)
+    if kind == "ced":
+        mode = K.CED
+    else:  # a grey image without integration: D from the gradient itself, no eigen-decomposition
+        mode = K.EED_GRAD if rho_ == 0 and u.shape[0] == 1 else K.EED
 
     spatial = u.shape[1:]
     nlinks = 3 if ndim == 2 else 6
@@ -340,8 +346,9 @@ def tensor_diffusion(
                     alpha_, C_, *h, bc, W, O, reach, span)
         if bad:
             raise ParameterError(
-                f"the diffusion tensor of {bad} voxel(s) is too anisotropic for the stencil (Selling's reduction "
-                f"did not finish in {K.MAX_REDUCTION_STEPS} steps); raise {{alpha}} or use a less anisotropic "
+                f"the diffusion tensor of {bad} voxel(s) is too anisotropic for the stencil (Selling's "
+                f"reduction did not finish in {K.MAX_REDUCTION_STEPS} steps); raise {{alpha}} or use a less "
+                "anisotropic "
                 "{spacing}", param="alpha" if kind == "ced" else "spacing")
         R = int(reach.max())
         max_offset = max(max_offset, int(span.max()))
@@ -368,7 +375,8 @@ def _option(name: str, value: Any, allowed: tuple[str, ...]) -> str:
     if not isinstance(value, str):
         raise TypeError(f"{name} must be one of {', '.join(map(repr, allowed))}; got {value!r}")
     if value.lower() not in allowed:
-        raise ParameterError(f"{{{name}}} must be one of {', '.join(map(repr, allowed))}; got {value!r}", param=name)
+        choices = ", ".join(map(repr, allowed))
+        raise ParameterError(f"{{{name}}} must be one of {choices}; got {value!r}", param=name)
     return value.lower()
 
 
@@ -389,8 +397,8 @@ def _time_steps(grid: Grid, kind: str, dt: Any, num_iter: Any, max_steps: Any) -
     with _named("max_steps"):
         if num_iter is None:
             n_est = DEFAULT_NUM_ITER[kind] * dt_max / dt_
-            check_step_count(n_est, max_steps, f"the default diffusion time {DEFAULT_NUM_ITER[kind]} * dt_max "
-                             f"with dt={dt_:.6g}", "use a larger dt (or dt=None), or pass num_iter")
+            what = f"the default diffusion time {DEFAULT_NUM_ITER[kind]} * dt_max with dt={dt_:.6g}"
+            check_step_count(n_est, max_steps, what, "use a larger dt (or dt=None), or pass num_iter")
             return dt_, max(1, int(round(n_est)))
     with _named("num_iter"):
         n = nonnegative_int(num_iter, "num_iter")

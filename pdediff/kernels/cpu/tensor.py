@@ -219,13 +219,15 @@ def selling2(d00, d01, d11):
             steps = -1
             break
     w0, w1, w2 = -q01, -q02, -q12
-    X0, Y0, X1, Y1, X2, Y2 = np.int64(x0), np.int64(y0), np.int64(x1), np.int64(y1), np.int64(x2), np.int64(y2)
+    X0, Y0, X1, Y1 = np.int64(x0), np.int64(y0), np.int64(x1), np.int64(y1)
+    X2, Y2 = np.int64(x2), np.int64(y2)
     return steps, w0, w1, w2, -Y2, X2, -Y1, X1, -Y0, X0
 
 
 @njit(cache=True, inline="always", error_model="numpy")
 def _q3(d, x, y):
-    return (x[0] * (d[0] * y[0] + d[1] * y[1] + d[2] * y[2]) + x[1] * (d[1] * y[0] + d[3] * y[1] + d[4] * y[2])
+    return (x[0] * (d[0] * y[0] + d[1] * y[1] + d[2] * y[2])
+            + x[1] * (d[1] * y[0] + d[3] * y[1] + d[4] * y[2])
             + x[2] * (d[2] * y[0] + d[4] * y[1] + d[5] * y[2]))
 
 
@@ -311,7 +313,10 @@ def _at3(v, c, k, i, j, n0, n1, n2, bc):
 
 @njit(cache=True, parallel=True, error_model="numpy")
 def structure2(v, h0, h1, bc, J):
-    """``J[0] = sum_c (d0 v_c)^2``, ``J[1] = sum_c d0 v_c d1 v_c``, ``J[2] = sum_c (d1 v_c)^2``; ``v`` (C, n0, n1)."""
+    """``J[0] = sum_c (d0 v_c)^2``, ``J[1] = sum_c d0 v_c d1 v_c``, ``J[2] = sum_c (d1 v_c)^2``.
+
+    ``v`` is (C, n0, n1); ``J`` (3, n0, n1).
+    """
     C, n0, n1 = v.shape
     f0, f1 = 0.5 / h0, 0.5 / h1
     for i_ in prange(n0):
@@ -331,7 +336,10 @@ def structure2(v, h0, h1, bc, J):
 
 @njit(cache=True, parallel=True, error_model="numpy")
 def structure3(v, h0, h1, h2, bc, J):
-    """The six components ``(00, 01, 02, 11, 12, 22)`` of ``sum_c grad v_c grad v_c^T``; ``v`` (C, n0, n1, n2)."""
+    """The six components ``(00, 01, 02, 11, 12, 22)`` of ``sum_c grad v_c grad v_c^T``.
+
+    ``v`` is (C, n0, n1, n2); ``J`` (6, n0, n1, n2).
+    """
     C, n0, n1, n2 = v.shape
     f0, f1, f2 = 0.5 / h0, 0.5 / h1, 0.5 / h2
     for k_ in prange(n0):
@@ -340,9 +348,12 @@ def structure3(v, h0, h1, h2, bc, J):
             for j in range(n2):
                 s00 = s01 = s02 = s11 = s12 = s22 = 0.0
                 for c in range(C):
-                    g0 = (_at3(v, c, k + 1, i, j, n0, n1, n2, bc) - _at3(v, c, k - 1, i, j, n0, n1, n2, bc)) * f0
-                    g1 = (_at3(v, c, k, i + 1, j, n0, n1, n2, bc) - _at3(v, c, k, i - 1, j, n0, n1, n2, bc)) * f1
-                    g2 = (_at3(v, c, k, i, j + 1, n0, n1, n2, bc) - _at3(v, c, k, i, j - 1, n0, n1, n2, bc)) * f2
+                    g0 = (_at3(v, c, k + 1, i, j, n0, n1, n2, bc)
+                          - _at3(v, c, k - 1, i, j, n0, n1, n2, bc)) * f0
+                    g1 = (_at3(v, c, k, i + 1, j, n0, n1, n2, bc)
+                          - _at3(v, c, k, i - 1, j, n0, n1, n2, bc)) * f1
+                    g2 = (_at3(v, c, k, i, j + 1, n0, n1, n2, bc)
+                          - _at3(v, c, k, i, j - 1, n0, n1, n2, bc)) * f2
                     s00 += g0 * g0
                     s01 += g0 * g1
                     s02 += g0 * g2
@@ -376,7 +387,8 @@ def _tensor2(mode, f, i, j, n0, n1, h0, h1, bc, cond, kinv2, gmin, alpha, cstar)
         gg = max(conductance(s * kinv2, cond), gmin)
         t = (gg - 1.0) / s
         return 1.0 + t * g0 * g0, t * g0 * g1, 1.0 + t * g1 * g1
-    mu1, mu2, p00, p01, p11 = eigen_sym2(np.float64(f[0, i, j]), np.float64(f[1, i, j]), np.float64(f[2, i, j]))
+    a, b, c = np.float64(f[0, i, j]), np.float64(f[1, i, j]), np.float64(f[2, i, j])
+    mu1, mu2, p00, p01, p11 = eigen_sym2(a, b, c)
     if mode == EED:
         t = max(conductance(mu1 * kinv2, cond), gmin) - 1.0
         return 1.0 + t * p00, t * p01, 1.0 + t * p11
@@ -393,7 +405,8 @@ def links2(f, mode, cond, kinv2, gmin, alpha, cstar, h0, h1, bc, W, O, reach, sp
 
     ``f`` is the smoothed grey image (1, n0, n1) for ``mode = EED_GRAD``, else the structure tensor
     (3, n0, n1).  ``reach[i]`` receives the largest ``|offset_0|`` of row ``i`` (halo size of the
-    scatter), ``span[i]`` the largest ``|offset|_inf`` (links of positive weight).  A non-finite tensor gets zero weights (no flux).  Returns the number of cells whose
+    scatter), ``span[i]`` the largest ``|offset|_inf`` (links of positive weight).  A non-finite
+    tensor gets zero weights (no flux).  Returns the number of cells whose
     reduction failed (cap reached or offsets beyond int16).
     """
     n0, n1 = W.shape[0], W.shape[1]
@@ -503,7 +516,7 @@ def links3(f, mode, cond, kinv2, gmin, alpha, cstar, h0, h1, h2, bc, W, O, reach
                     if not ok:
                         bad[k] += 1
                 for p in range(6):
-                    fits = abs(o[p, 0]) <= _OFFSET_MAX and abs(o[p, 1]) <= _OFFSET_MAX and abs(o[p, 2]) <= _OFFSET_MAX
+                    fits = max(abs(o[p, 0]), max(abs(o[p, 1]), abs(o[p, 2]))) <= _OFFSET_MAX
                     if ok and fits:
                         W[k, i, j, p] = max(w[p], 0.0)
                         for a in range(3):
@@ -629,7 +642,8 @@ def apply3(u, W, O, R, bc, acc, diag, with_diag, nchunks):
                         if not w > 0.0:
                             continue
                         half = 0.5 * w
-                        ok, oi, oj = np.int64(O[k, i, j, p, 0]), np.int64(O[k, i, j, p, 1]), np.int64(O[k, i, j, p, 2])
+                        ok = np.int64(O[k, i, j, p, 0])
+                        oi, oj = np.int64(O[k, i, j, p, 1]), np.int64(O[k, i, j, p, 2])
                         for s in (-1, 1):
                             yk, yi, yj = k + s * ok, i + s * oi, j + s * oj
                             ykw, yiw, yjw = yk, yi, yj
