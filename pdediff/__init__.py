@@ -4,6 +4,8 @@ Public API
 ----------
 perona_malik
     Edge-preserving anisotropic diffusion (explicit and AOS), 1-D/2-D/3-D, colour.
+tensor_diffusion
+    Weickert's edge- and coherence-enhancing tensor diffusion (EED/CED), 2-D/3-D, non-negative stencil.
 inpaint
     Fill missing pixels (cracks, holes): harmonic, biharmonic, Perona–Malik, or a trained model (RePaint).
 solve_heat
@@ -25,7 +27,7 @@ StepLimitError
 from __future__ import annotations
 
 from . import analytic
-from .anisotropic import estimate_kappa, perona_malik
+from .anisotropic import estimate_kappa, perona_malik, tensor_diffusion
 from .errors import ParameterError, StabilityError, StepLimitError
 from .grid import Grid
 from .heat import ExplicitHeatSolver, ImplicitHeatSolver, SpectralHeatSolver, solve_heat
@@ -48,6 +50,7 @@ def __getattr__(name: str):
 __all__ = [
     "solve_heat",
     "perona_malik",
+    "tensor_diffusion",
     "estimate_kappa",
     "inpaint",
     "ExplicitHeatSolver",

@@ -26,6 +26,7 @@ __all__ = [
     "BOUNDARIES",
     "PM_METHODS",
     "CONDUCTANCES",
+    "TENSOR_KINDS",
     "INPAINT_METHODS",
     "ProcessEntry",
     "PROCESSES",
@@ -45,6 +46,8 @@ BOUNDARIES = ("neumann", "dirichlet", "periodic")
 PM_METHODS = ("explicit", "aos")
 #: :func:`pdediff.perona_malik` ``conductance`` (besides a callable).
 CONDUCTANCES = ("exponential", "rational", "tukey")
+#: :func:`pdediff.tensor_diffusion` ``kind``: edge- or coherence-enhancing diffusion.
+TENSOR_KINDS = ("eed", "ced")
 #: :func:`pdediff.inpaint` ``method``.
 INPAINT_METHODS = ("harmonic", "biharmonic", "perona_malik", "learned")
 

@@ -2,5 +2,7 @@
 
 from .kappa import estimate_kappa
 from .perona_malik import CONDUCTANCES, PeronaMalikResult, perona_malik
+from .tensor import TensorDiffusionResult, tensor_diffusion
 
-__all__ = ["perona_malik", "estimate_kappa", "CONDUCTANCES", "PeronaMalikResult"]
+__all__ = ["perona_malik", "estimate_kappa", "CONDUCTANCES", "PeronaMalikResult", "tensor_diffusion",
+           "TensorDiffusionResult"]
