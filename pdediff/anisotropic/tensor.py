@@ -23,7 +23,7 @@ from .._validation import (DEFAULT_MAX_STEPS, as_float_array, channel_axis_value
                            nonnegative_int, nonnegative_scalar, positive_or_auto, positive_scalar,
                            positive_step)
 from ..catalogue import TENSOR_KINDS
-from ..dask import is_dask_array
+from .._arrays import is_dask_array
 from ..errors import ParameterError, StabilityError
 from ..grid import BC_CODE, Grid
 from ..kernels.cpu import tensor as K

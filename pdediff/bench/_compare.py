@@ -435,10 +435,10 @@ def run_compare(baseline: Any, *, out: str | os.PathLike | None = None, quick: b
 
     Parameters
     ----------
-    baseline : str or path
+    baseline : str or os.PathLike
         A ``bench.json`` written by ``pdediff bench`` (or its folder), or a git revision of the repository
         holding the current pdediff (``HEAD~3``, a tag, a commit).
-    out : path, optional
+    out : os.PathLike, optional
         Folder for ``bench.json`` (with its ``compare`` section) and ``bench.md``; ``None``: nothing written.
     quick : bool
         The groups' small sizes and a short timing budget (a smoke test).

@@ -43,7 +43,7 @@ def run_bench(
 
     Parameters
     ----------
-    out : path, optional
+    out : os.PathLike, optional
         Folder for ``bench.json``, ``bench.md``, ``bench-throughput.png`` and
         ``bench-peers.png`` (written all or none).  Created if missing; a
         folder that holds other files and no ``bench.json`` is refused unless

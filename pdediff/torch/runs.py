@@ -165,7 +165,7 @@ def make_process(name: str, *, image_size: int | tuple[int, int], config: dict |
         ``(H, W)`` of the training images; the blur range of the heat-based
         processes is sized to it (:func:`default_process_config` lists every
         default).
-    config : dict or path, optional
+    config : dict or os.PathLike, optional
         Constructor arguments overriding the defaults, or a JSON file of them
         (e.g. written by :meth:`ForwardProcess.save_config`; its ``"class"``
         must then match ``name``).  A changed ``num_train_timesteps`` also
@@ -600,7 +600,7 @@ def train_run(
         must equal the run's.
     process : {"ddpm", "ihdm", "blurring", "cold-heat", "cold-pm"}
         See :func:`make_process`.
-    data : str, path or dict
+    data : str, os.PathLike or dict
         A :func:`~pdediff.torch.data.load_dataset` spec (``"digits"``,
         ``"shapes"``, a folder of images, a ``.npy`` file); its ``"train"``
         split is used (seed 0, test fraction 0.3).  A dict
@@ -622,7 +622,7 @@ def train_run(
         ``"cpu"``, ``"cuda"``, ``"cuda:N"``; default CUDA when available.  The
         model is initialised on the CPU either way; exact resumption holds on
         one device (GPU kernels may not be bitwise deterministic).
-    config : dict or path, optional
+    config : dict or os.PathLike, optional
         Process constructor arguments over the defaults (:func:`make_process`).
     checkpoint_every : int
         Steps between checkpoints (and one at the end).  An interrupted run
@@ -784,7 +784,7 @@ def load_run(path: str | os.PathLike, *, device: str | torch.device | None = Non
         The run folder (or its ``run.json``).
     device : str or torch.device, optional
         Where the model goes (default CUDA when available, else CPU).
-    data : str, path or Tensor, optional
+    data : str, os.PathLike or Tensor, optional
         Where the run's training images are now, if they moved (a spec as for
         :func:`~pdediff.torch.data.load_dataset`, split as the run says), or
         the images themselves.  Only IHDM and cold diffusion need them (their

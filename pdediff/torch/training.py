@@ -153,7 +153,7 @@ def train(
         seed of the one generator that draws batches, timesteps and noise.
         ``batch_size`` is the global batch: across ``P`` processes each takes
         ``batch_size / P`` samples of it (it must divide by ``P``).
-    checkpoint_dir : path, optional
+    checkpoint_dir : os.PathLike, optional
         Where ``checkpoint.pt`` is written every ``checkpoint_every`` steps and
         at the end (atomically).  If it exists, training resumes from it
         exactly: model, EMA, optimiser and generator state, and loss history,
