@@ -46,9 +46,10 @@ def _banded_solve(a, b, c, d):
 
 
 def _factored(a, b, c, dtype):
-    a_d, b_d, c_d = (np.ascontiguousarray(v, dtype=dtype) for v in (a, b, c))
-    cp, inv = np.empty_like(b_d), np.empty_like(b_d)
-    CPU.tri_factor(a_d, b_d, c_d, cp, inv)
+    # tri_factor takes the row sums a + b + c (its subtraction-free form), not the diagonal
+    a_d, s_d, c_d = (np.ascontiguousarray(v, dtype=dtype) for v in (a, a + b + c, c))
+    cp, inv = np.empty_like(s_d), np.empty_like(s_d)
+    CPU.tri_factor(a_d, s_d, c_d, cp, inv)
     return TridiagonalSystem(a_d, cp, inv)
 
 
@@ -90,7 +91,7 @@ def _cyclic_matrix(f, r, n):
 @pytest.mark.parametrize("shape,axis", [((11, 9), 1), ((17, 3), 1), ((9, 12), 0), ((3, 4, 10), 2), ((5, 19), 1)])
 @pytest.mark.parametrize("variable", [False, True])
 def test_periodic_lines(shape, axis, variable, dtype, rng):
-    """Sherman–Morrison on tiles of 8 lines (shared and per-line corrections) against a dense solve."""
+    """The periodic closure on tiles of 8 lines (shared and per-line data) against a dense solve."""
     r = 0.8
     if variable:
         F = as_lines(face_diffusivities(rng.uniform(0.5, 2.0, shape), axis, "periodic"), axis)

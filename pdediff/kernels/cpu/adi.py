@@ -32,7 +32,7 @@ def adi_first2(u, w, a, cp, inv, z, vn, qf, dtd, c0, c1, bc0, bc1, cyclic):
     """``w = (I - r L_1)^{-1} (dtd (c0 D_0 + c1 D_1) u)`` for ``(n0, n1)`` arrays, rows in tiles of ``_LANES``.
 
     ``a, cp, inv`` ``(1, n1)``: the factorised axis-1 system shared by all rows;
-    ``z, vn, qf``: its Sherman–Morrison data when ``cyclic``.
+    ``z, vn, qf``: its periodic closure (:mod:`.tridiag`) when ``cyclic``.
     """
     n0 = u.shape[0]
     zero = dtd - dtd
