@@ -161,6 +161,15 @@ class ImplicitHeatSolver(_HeatSolverBase):
         inv_theta = 1.0 / self.theta
         X, E, W, Y = work
         last = ndim - 1
+        fused = getattr(be, "heat_adi_combined", None) if ndim > 1 else None
+        if fused is not None:
+            # one pass: X = S_last u, W = 2 X - u, and in 2-D u -= X / theta (else X kept for the middle axes)
+            fused(u, W, X, systems[last], inv_theta, ndim == 2)
+            if ndim == 2:
+                be.tri_solve(as_lines(W, 0), as_lines(Y, 0), as_lines(u, 0), systems[0], inv_theta, True)
+            else:
+                self._middle_axes_and_last(u, systems, be, X, E, W, Y)
+            return
         be.tri_solve(as_lines(u, last), as_lines(X, last), as_lines(u, last), systems[last])  # X = S u
         if ndim == 1:
             if self.theta == 1.0:
@@ -173,6 +182,12 @@ class ImplicitHeatSolver(_HeatSolverBase):
         W[...] = X  # W = E + X with E = X - u: 2 X - u
         W += X
         W -= u
+        self._middle_axes_and_last(u, systems, be, X, E, W, Y)
+
+    def _middle_axes_and_last(self, u: Any, systems: list[TridiagonalSystem], be, X, E, W, Y) -> None:
+        """The sweeps after the first of :meth:`_combined_step` (given ``X`` and ``W = E + X``)."""
+        ndim = self.grid.ndim
+        inv_theta = 1.0 / self.theta
         for a in range(ndim - 2, 0, -1):
             be.tri_solve(as_lines(W, a), as_lines(E, a), as_lines(u, a), systems[a])  # E = S_a (E + X)
             E -= X
