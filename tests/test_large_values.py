@@ -170,8 +170,10 @@ def test_camera_like_image_of_huge_values(method, value):
     assert np.all(np.isfinite(got))
     want = pdediff.solve_heat(u.astype(np.float64) / value, 1.0, method=method) * value
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 * value)
-    if method != "implicit":  # Crank–Nicolson at the default 4 x dt_max may overshoot slightly, by design
-        assert float(got.min()) >= -float(np.float32(value)) and float(got.max()) <= float(np.float32(value))
+    # within the input's range (Neumann); the spectral method's continuous eigenvalues (and Crank–Nicolson at
+    # the default 4 dt_max) are not positivity-preserving by a few ppm, in float64 as well: that much slack
+    bound = float(np.float32(value)) * (1 + 2e-5)
+    assert -bound <= float(got.min()) and float(got.max()) <= bound
 
 
 def test_scaling_is_skipped_for_ordinary_values():

@@ -14,7 +14,7 @@ import numpy as np
 import scipy.fft
 import scipy.ndimage
 
-from ..formulas import EXPONENTIAL, EXPONENTIAL32
+from ..formulas import EXPONENTIAL, EXPONENTIAL32, TAU_MAX
 from . import adi, aos, blocked, gaussian, kappa, perona_malik, spectral, stencil, tridiag  # noqa: F401 - registers kernels
 from ._common import kernel, kernel_builds, use_parallel
 
@@ -181,7 +181,7 @@ class CPUBackend:
         t = v.dtype.type
         pre, n, post = _lines(v.shape[1:], axis)
         v4 = v.reshape(v.shape[0], pre, n, post)
-        args = (t(tau), t(ih), t(kinv2), _kernel_code(code, v.dtype), t(1), t(0.5))
+        args = (t(min(tau, TAU_MAX)), t(ih), t(kinv2), _kernel_code(code, v.dtype), t(1), t(0.5))
         if post == 1:
             sq = (slice(None), slice(None), 0)
             kernel("aos_coefficients", 0, "last", v.size, _tag(v4))(v4[..., 0], a[sq], b[sq], c[sq], *args)
@@ -199,7 +199,7 @@ class CPUBackend:
         t = u.dtype.type
         C = u.shape[0]
         pre, n, post = _lines(u.shape[1:], axis)
-        args = (t(tau), t(ih), t(kinv2), _kernel_code(code, u.dtype), t(1), t(0.5), t(alpha))
+        args = (t(min(tau, TAU_MAX)), t(ih), t(kinv2), _kernel_code(code, u.dtype), t(1), t(0.5), t(alpha))
         if post == 1:
             shp = (C, pre, n)
             kernel("aos_axis", 0, "last", u.size, _tag(u, shp))(
