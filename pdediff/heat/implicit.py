@@ -30,8 +30,8 @@ class ImplicitHeatSolver(_HeatSolverBase):
         u = u + w
 
     which is the factored scheme ``prod_a (I - theta dt L_a) (u^{n+1} - u^n) = dt L u^n``.
-    In 1-D and with constant diffusivity it is evaluated in an equivalent form
-    without ``dt L u`` (see :meth:`step`), accurate in float32 for any ``dt``.
+    For large steps in 1-D and with constant diffusivity it is evaluated in an
+    equivalent form without ``dt L u`` (see :meth:`step`), accurate in float32 for any ``dt``.
     In 1-D it *is* Crank–Nicolson / backward Euler, solved exactly by Thomas.
     In 2-D/3-D it differs from the unsplit scheme by the splitting term
     ``theta^2 dt^2 sum_{a<b} L_a L_b (u^{n+1} - u^n) + ...``, which is
@@ -58,6 +58,11 @@ class ImplicitHeatSolver(_HeatSolverBase):
     >>> u = np.sin(np.pi * (np.arange(128) + 0.5) / 128)
     >>> u = solver.step(u, 4)
     """
+
+    #: ``|dt L|`` (``4 dt D_max sum_a 1/h_a^2``, twice ``dt / dt_explicit_max``) above which a step runs in the
+    #: combined form (see :meth:`step`): below it the Douglas form's rounding (relative to ``dt max|u| / h^2``)
+    #: is the smaller, above it the combined form's (a few ulp of ``max|u|``, whatever ``dt``).
+    COMBINED_ABOVE = 64.0
 
     def __init__(self, shape, dtype=np.float64, *, diffusivity: Any = 1.0, spacing: Any = 1.0,
                  boundary: str = "neumann", dt: float | None = None,
@@ -107,18 +112,22 @@ class ImplicitHeatSolver(_HeatSolverBase):
     def step(self, u: Any, n: int = 1, *, dt: float | None = None) -> Any:
         """Advance ``u`` **in place** by ``n`` steps of ``dt`` (default :attr:`dt`); return ``u``.
 
-        Accurate for every ``dt`` in float32 as in float64: in 1-D and for constant
-        diffusivity the step is evaluated in the form
-        ``u + (1/theta) (S_0 (... S_{d-2} (2 S_{d-1} u - u) ...) - ...)`` of
-        :meth:`_combined_step`, whose intermediates are all ``O(max|u|)`` (``S_a =
-        (I - theta dt L_a)^{-1}``, factorised subtraction-free by ``tri_factor``),
-        never ``dt L u``.  With a variable diffusivity in 2-D/3-D the Douglas form
-        itself runs (the axis operators do not commute), whose float32 precision
-        degrades once ``dt D / h^2`` is large (use float64 there).  Values so large that the intermediates could overflow
-        (``max|u|`` within a factor of about ``2**8`` times the scheme's growth
-        of the dtype's maximum) are scaled by a power of two first and back after,
-        which is exact: any finite ``u`` runs without overflow, and the result is
-        bit for bit that of the unscaled computation wherever that does not overflow.
+        Accurate for every ``dt`` in float32 as in float64.  Small steps (``|dt L|``
+        up to :attr:`COMBINED_ABOVE`) run in the Douglas form above, whose rounding
+        is relative to the small increment ``dt L u``; larger ones, in 1-D and for
+        a constant diffusivity, in the equivalent combined form of
+        :meth:`_combined_step`, ``u + (1/theta) (S_0 (... (2 S_{d-1} u - u) ...) -
+        ...)``, whose intermediates are all ``O(max|u|)`` (``S_a = (I - theta dt
+        L_a)^{-1}``, factorised subtraction-free by ``tri_factor``) -- never ``dt L
+        u``, whose rounding would swamp float32 from ``dt D / h^2 ~ 1e4`` on.  With
+        a variable diffusivity in 2-D/3-D the Douglas form runs at every ``dt`` (the
+        axis operators do not commute), and float32 then degrades once ``dt D /
+        h^2`` is large (use float64 there).  Values so large that the
+        intermediates could overflow (``max|u|`` times the scheme's growth within
+        ``2**8`` of the dtype's maximum) are scaled by a power of two first and back
+        after, which is exact: any finite ``u`` runs without overflow, and the
+        result is bit for bit that of the unscaled computation wherever that does
+        not overflow.
         """
         n, dt = self._step_args(u, n, dt)
         if n == 0:
@@ -127,9 +136,10 @@ class ImplicitHeatSolver(_HeatSolverBase):
         be = backend_for(u)
         systems = self.systems(dt, be)
         ndim = self.grid.ndim
-        combined = ndim == 1 or not self.variable
+        stiffness = 4.0 * dt * self.diffusivity_max * sum(self._explicit._ih2)  # |dt L| <= stiffness
+        combined = (ndim == 1 or not self.variable) and stiffness > self.COMBINED_ABOVE
         # how far intermediates may exceed max|u|: the combined form's sums of contractions, or dt L u
-        growth = 4.0 * 3.0**ndim if combined else 4.0 * (1.0 + dt * self.diffusivity_max * sum(self._explicit._ih2))
+        growth = 4.0 * 3.0**ndim if combined else 4.0 * (1.0 + stiffness)
         scale = overflow_scale(u, growth)
         if scale != 1.0:
             u *= u.dtype.type(scale)
@@ -137,11 +147,11 @@ class ImplicitHeatSolver(_HeatSolverBase):
         if work is None or type(work[0]) is not type(u):
             # each sweep reads one buffer and writes another (no aliasing: vectorises)
             work = self._work = tuple(be.xp.empty_like(u) for _ in range(4))
-        for _ in range(n):
-            if combined:
+        if combined:
+            for _ in range(n):
                 self._combined_step(u, systems, be, work)
-            else:
-                self._douglas_step(u, dt, systems, be, work)
+        else:
+            self._douglas_steps(u, n, dt, systems, be, work)
         if scale != 1.0:
             u *= u.dtype.type(1.0 / scale)
         return u
@@ -201,19 +211,39 @@ class ImplicitHeatSolver(_HeatSolverBase):
         u -= X
         be.tri_solve(as_lines(W, 0), as_lines(Y, 0), as_lines(u, 0), systems[0], inv_theta, True)
 
-    def _douglas_step(self, u: Any, dt: float, systems: list[TridiagonalSystem], be, work) -> None:
-        """One Douglas step ``w = dt L u``, ``w = S_a w`` per axis, ``u += w`` (variable diffusivity, 2-D/3-D).
+    def _douglas_steps(self, u: Any, n: int, dt: float, systems: list[TridiagonalSystem], be, work) -> None:
+        """``n`` Douglas steps ``w = dt L u``, ``w = S_a w`` per axis, ``u += w`` (small steps, or a variable
+        diffusivity in 2-D/3-D, whose axis operators do not commute).
 
-        The axis operators do not commute here, so the combined form does not apply; the rounding error of
-        ``dt L u`` (relative to ``dt max|u| / h^2``) limits float32 to moderate ``dt D / h^2``.
+        The rounding error of ``dt L u`` is relative to ``dt max|u| / h^2``: below
+        :attr:`COMBINED_ABOVE` that is smaller than the combined form's few ulp of
+        ``max|u|``; a variable diffusivity keeps this form at every ``dt``, so
+        float32 then degrades once ``dt D / h^2`` is large (use float64 there).
         """
         ndim = self.grid.ndim
-        w, v = work[0], work[1]
-        self._explicit.apply_operator(u, w, dt, beta=0.0)  # w = dt L u
-        for a, sys_a in enumerate(systems):
-            last = a == ndim - 1
-            # The last sweep adds its solution into u directly (u += w).
-            # (out is unused unless accumulating: pass the read-only input, never x itself,
-            # so no two arguments alias when a simulator copies them separately)
-            be.tri_solve(as_lines(w, a), as_lines(v, a), as_lines(u if last else w, a), sys_a, 1.0, last)
-            w, v = v, w
+        fused = getattr(be, "heat_adi_first", None) if ndim > 1 and not self.variable else None
+        if fused is not None:
+            # Constant coefficients: the axis operators commute, so the contiguous axis goes first, fused
+            # with w = dt L u (one pass, see pdediff.kernels.cpu.adi); then the strided axes, the last
+            # of them (axis 0) adding into u.
+            coefs = tuple(dt * self.diffusivity * c for c in self._explicit._ih2)
+            bcs = self._explicit._bcs
+            for _ in range(n):
+                w, v = work[0], work[1]
+                fused(u, w, coefs, bcs, systems[-1])
+                for a in range(ndim - 2, -1, -1):
+                    last = a == 0
+                    be.tri_solve(as_lines(w, a), as_lines(v, a), as_lines(u if last else w, a), systems[a], 1.0,
+                                 last)
+                    w, v = v, w
+            return
+        for _ in range(n):
+            w, v = work[0], work[1]
+            self._explicit.apply_operator(u, w, dt, beta=0.0)  # w = dt L u
+            for a, sys_a in enumerate(systems):
+                last = a == ndim - 1
+                # The last sweep adds its solution into u directly (u += w).
+                # (out is unused unless accumulating: pass the read-only input, never x itself,
+                # so no two arguments alias when a simulator copies them separately)
+                be.tri_solve(as_lines(w, a), as_lines(v, a), as_lines(u if last else w, a), sys_a, 1.0, last)
+                w, v = v, w

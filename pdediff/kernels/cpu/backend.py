@@ -121,6 +121,27 @@ class CPUBackend:
         return blocked.pm_steps(u, buf, n, dt, ih, kinv2, code)
 
     # -- ADI, first sweep fused (optional: ImplicitHeatSolver uses it when a backend has it) --
+    def heat_adi_first(self, u, w, coefs, bcs, coef):
+        """``w = (I - r L_last)^{-1} (sum_a coefs_a D_a u)`` for 2-D/3-D constant coefficients, in one pass.
+
+        ``D_a`` is the second difference along axis ``a`` with boundary ``bcs[a]``
+        (what :meth:`heat_step` applies with ``dt = 1``, ``beta = 0``) and ``coef``
+        the factorised system of the last (contiguous) axis, as for
+        :meth:`tri_solve`.  Rows are evaluated and solved in tiles (:mod:`.adi`).
+        """
+        t = u.dtype.type
+        cyclic = coef.z is not None
+        sq = (slice(None), slice(None), 0)
+        z, vn, qf = (coef.z, coef.vn, coef.qf) if cyclic else (coef.cp, coef.cp, coef.cp)
+        sys_ = (coef.a[sq], coef.cp[sq], coef.inv[sq], z[sq], vn[sq], qf[sq])
+        c = tuple(t(x) for x in coefs)
+        k = kernel("adi_first", u.ndim, "", u.size, _tag(u))
+        if u.ndim == 2:
+            k(u, w, *sys_, t(1), *c, *bcs, cyclic)
+        else:
+            k(u, w, w.reshape(-1, u.shape[-1]), *sys_, t(1), *c, *bcs, cyclic)
+
+    # -- ADI in combined form, first sweep fused (optional, as heat_adi_first: for large time steps) --
     def heat_adi_combined(self, u, w, x, coef, inv_theta, update_u):
         """First sweep of a combined-form ADI step (2-D/3-D, constant coefficients), in one pass: ``X = S u``
         along the last axis (``coef``: its factorised system, as for :meth:`tri_solve`), ``w = 2 X - u``, then
