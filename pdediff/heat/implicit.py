@@ -143,10 +143,15 @@ class ImplicitHeatSolver(_HeatSolverBase):
         scale = overflow_scale(u, growth)
         if scale != 1.0:
             u *= u.dtype.type(scale)
+        # buffers: each sweep reads one and writes another (no aliasing: vectorises); the combined form needs
+        # X (1-D), W and a scratch (2-D fused), X, W and a scratch (2-D), X, E, W and a scratch (3-D)
+        fused2 = ndim == 2 and getattr(be, "heat_adi_combined", None) is not None
+        need = (1 if ndim == 1 else 2 if fused2 else ndim + 1) if combined else 2
         work = self._work
-        if work is None or type(work[0]) is not type(u):
-            # each sweep reads one buffer and writes another (no aliasing: vectorises)
-            work = self._work = tuple(be.xp.empty_like(u) for _ in range(4))
+        if work is None or (work and type(work[0]) is not type(u)):
+            work = self._work = []
+        while len(work) < need:
+            work.append(be.xp.empty_like(u))
         if combined:
             for _ in range(n):
                 self._combined_step(u, systems, be, work)
@@ -169,16 +174,19 @@ class ImplicitHeatSolver(_HeatSolverBase):
         """
         ndim = self.grid.ndim
         inv_theta = 1.0 / self.theta
-        X, E, W, Y = work
         last = ndim - 1
         fused = getattr(be, "heat_adi_combined", None) if ndim > 1 else None
-        if fused is not None:
-            # one pass: X = S_last u, W = 2 X - u, and in 2-D u -= X / theta (else X kept for the middle axes)
-            fused(u, W, X, systems[last], inv_theta, ndim == 2)
-            if ndim == 2:
-                be.tri_solve(as_lines(W, 0), as_lines(Y, 0), as_lines(u, 0), systems[0], inv_theta, True)
-            else:
-                self._middle_axes_and_last(u, systems, be, X, E, W, Y)
+        if fused is not None and ndim == 2:
+            # one pass: X = S_1 u, W = 2 X - u and u -= X / theta (X itself is not stored: x = W, unwritten)
+            W, Y = work[0], work[1]
+            fused(u, W, W, systems[last], inv_theta, True)
+            be.tri_solve(as_lines(W, 0), as_lines(Y, 0), as_lines(u, 0), systems[0], inv_theta, True)
+            return
+        X = work[0]
+        E, W, Y = (work[1], work[2], work[3]) if ndim == 3 else (None, *work[1:3]) if ndim == 2 else (None,) * 3
+        if fused is not None:  # 3-D: one pass for X = S_2 u and W = 2 X - u
+            fused(u, W, X, systems[last], inv_theta, False)
+            self._middle_axes_and_last(u, systems, be, X, E, W, Y)
             return
         be.tri_solve(as_lines(u, last), as_lines(X, last), as_lines(u, last), systems[last])  # X = S u
         if ndim == 1:
