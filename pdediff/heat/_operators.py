@@ -136,7 +136,7 @@ class TridiagonalSystem:
                 dk = xp.asarray(np.ascontiguousarray(rhs[k]), dtype=dtype)
                 xk = xp.empty_like(dk)
                 backend.tri_solve(dk, xk, dk, out)  # (out unused: the input, not aliasing xk)
-                xk[:, n - 1, :] = 0.0
+                xk[:, n - 1, :] = 1.0  # z_{n-1}: unused by the CPU kernels; the GPU's adds 1 * x_{n-1} to a zero
                 sol.append(xk)
             vh = np.asarray(sol[0].get() if hasattr(sol[0], "get") else sol[0], dtype=np.float64)
             qf_h = 1.0 / (1.0 + t_l * vh[:, n - 2 : n - 1, :] + t_w * vh[:, :1, :])

@@ -201,8 +201,8 @@ def _tri_solve(d, x, out, a, cp, inv, z, vn, qf, alpha, accumulate, cyclic):
                 x[p, i, q] = xv
             if cyclic:  # xv is x[0] now; the periodic closure of pdediff.kernels.cpu.tridiag
                 f = (x[p, n - 1, q] + vn[pa, 0, qa] * xv) * qf[pa, 0, qa]
-                x[p, n - 1, q] = f
-                for i in range(n - 1):
+                x[p, n - 1, q] = _ZERO32  # z_{n-1} = 1: the loop then leaves x_{n-1} = f (and fits the registers)
+                for i in range(n):
                     x[p, i, q] = x[p, i, q] + z[pa, i, qa] * f
             if accumulate:
                 for i in range(n):
