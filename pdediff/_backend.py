@@ -25,10 +25,11 @@ over memory:
   ih, kinv2, code)``: ``n`` explicit steps with several steps per memory pass
   (temporal blocking), returning whichever of ``u``/``buf`` holds the result,
   bit for bit equal to ``n`` single steps;
-* ``heat_adi_first(u, w, coefs, bcs, coef)``: ``w = (I - r L_last)^{-1} (dt L
-  u)`` for constant coefficients (2-D/3-D), the explicit operator and the
-  contiguous-axis solve of an ADI step in one pass (the other axes follow
-  through ``tri_solve``; the axis operators commute, so the order is free);
+* ``heat_adi_combined(u, w, x, coef, inv_theta, update_u)``: the first sweep of
+  a combined-form ADI step for constant coefficients (2-D/3-D): ``X = (I - r
+  L_last)^{-1} u``, ``w = 2 X - u`` and ``u -= inv_theta X`` (``update_u``) or
+  ``x = X``, in one pass (the other axes follow through ``tri_solve``; the axis
+  operators commute, so the order is free);
 * ``aos_axis(u, v, out, axis, tau, ih, kinv2, code, alpha)``: one AOS term
   ``out += alpha (I - tau A_axis(v))^{-1} u`` -- conductances, factorisation
   and solve in one forward and one backward sweep, equal to
@@ -79,10 +80,12 @@ class Backend(Protocol):
 
     def aos_coefficients(self, v: Any, axis: int, a: Any, b: Any, c: Any, tau: float, ih: float, kinv2: float,
                          code: int) -> None:
-        """Tridiagonal lines of ``I - tau A_axis(v)`` for ``v`` ``(C, *spatial)``, into ``(pre, n, post)`` lines."""
+        """Tridiagonal lines of ``I - tau A_axis(v)`` for ``v`` ``(C, *spatial)``, into ``(pre, n, post)`` lines
+        (``b``: the row sums, as :meth:`tri_factor` takes them)."""
 
     def tri_factor(self, a: Any, b: Any, c: Any, cp: Any, inv: Any) -> None:
-        """Thomas factors of the ``(P, n, Q)`` systems ``a x_{i-1} + b x_i + c x_{i+1}``."""
+        """Thomas factors of the ``(P, n, Q)`` systems ``a x_{i-1} + d x_i + c x_{i+1}``, given ``a``, ``c`` and the
+        **row sums** ``b = a + d + c`` (the subtraction-free form: accurate for any time step in float32)."""
 
     def tri_solve(self, d: Any, x: Any, out: Any, coef: Any, alpha: float = 1.0, accumulate: bool = False) -> None:
         """Solve along axis 1 of the ``(pre, n, post)`` views (``out += alpha x`` with ``accumulate``)."""

@@ -4,7 +4,7 @@
   with the boundary faces set by the boundary condition (docs/conventions.rst §3).
 * :class:`TridiagonalSystem`: the factorised lines of ``I - r L_a`` along one
   axis (``L_a`` the 1-D flux-form operator), ready for batched Thomas solves;
-  periodic lines carry a Sherman–Morrison correction.  Used by ADI (heat) and
+  periodic lines carry a closure through their last cell.  Used by ADI (heat) and
   AOS (Perona–Malik), in memory and on Dask chunks.
 * :func:`as_lines`, :func:`constant_faces`: the ``(pre, n, post)`` line view
   the tridiagonal kernels take, and the faces of a constant diffusivity.
@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from .kernels.formulas import TAU_MAX
 
 __all__ = ["TridiagonalSystem", "as_lines", "constant_faces", "face_diffusivities"]
 
@@ -66,7 +68,7 @@ class TridiagonalSystem:
     """Thomas factors of ``I - r L_a`` for a batch of lines, shape ``(P, n, Q)``.
 
     ``a``: sub-diagonal; ``cp``, ``inv``: the LU factors; for periodic lines
-    ``z``, ``vn``, ``qf``: Sherman–Morrison data (``None`` otherwise).
+    ``z``, ``vn``, ``qf``: the closure through the last cell (``None`` otherwise).
     """
 
     a: Any
@@ -81,53 +83,71 @@ class TridiagonalSystem:
         """Factor ``I - r L`` where ``L x_i = F_i (x_{i-1} - x_i) + F_{i+1} (x_{i+1} - x_i)``.
 
         ``F``: face coefficients of shape ``(P, n + 1, Q)`` (already divided by
-        nothing: ``r`` carries ``theta * dt / h^2``).  Coefficients are formed
-        in float64 on the host, then factorised in ``dtype`` on ``backend``.
+        nothing: ``r`` carries ``theta * dt / h^2``).  The couplings ``t = r F``
+        (capped at :data:`~pdediff.kernels.formulas.TAU_MAX`, which any ``dt``
+        reaching it leaves unchanged to working precision) and the row sums
+        ``1 + `` the boundary terms are formed in float64 on the host, then
+        factorised in ``dtype`` on ``backend`` by the subtraction-free row-sum
+        form of ``tri_factor``: no ``1 + t`` is ever rounded, so every ``dt``
+        gives accurate factors in float32 as in float64.  Periodic lines get the
+        closure data ``z``, ``vn``, ``qf`` of :mod:`pdediff.kernels.cpu.tridiag`
+        (an open line plus one cell, non-negative throughout) instead of a
+        Sherman–Morrison correction, which cancels catastrophically at large ``dt``.
         """
         F = np.asarray(F, dtype=np.float64)
         n = F.shape[1] - 1
-        lo, up = F[:, :-1, :], F[:, 1:, :]
-        a = -r * lo
-        c = -r * up
-        b = 1.0 + r * (lo + up)
+        with np.errstate(over="ignore", invalid="ignore"):
+            T = np.where(F > 0, np.minimum(float(r) * F, TAU_MAX), 0.0)
+        lo, up = T[:, :-1, :], T[:, 1:, :]
+        a = -lo
+        c = -up
+        s = np.ones_like(lo)  # row sums a + b + c: 1, plus what the boundary adds to the diagonal
         if boundary == "dirichlet":
             # ghost = -cell: the face flux F (-u - u) doubles the diagonal share.
-            b[:, 0, :] += r * lo[:, 0, :]
-            b[:, n - 1, :] += r * up[:, n - 1, :]
+            s[:, 0, :] += 2.0 * lo[:, 0, :]
+            s[:, n - 1, :] += 2.0 * up[:, n - 1, :]
         cyclic = boundary == "periodic" and n > 1
         if boundary == "periodic" and n == 1:
             a[:] = 0.0
             c[:] = 0.0
-            b[:] = 1.0
         if boundary != "periodic":
             a[:, 0, :] = 0.0
             c[:, n - 1, :] = 0.0
         xp = backend.xp
         if cyclic:
-            # Sherman–Morrison: A = A' + u v^T with u = (g, 0.., c_{n-1}), v = (1, 0.., a_0/g).
-            g = -b[:, :1, :].copy()
-            a0 = a[:, :1, :].copy()
-            cn = c[:, n - 1 : n, :].copy()
-            b[:, :1, :] -= g
-            b[:, n - 1 : n, :] -= a0 * cn / g
+            # The open line T of cells 0..n-2, closed through cell n-1 by the tridiagonal kernels (see
+            # pdediff.kernels.cpu.tridiag): the couplings to cell n-1 (t_w through the wrap-around face,
+            # t_{n-2} through face n-1) move into T's row sums; row n-1 keeps a_{n-1} = -t_{n-2}, with
+            # inv_{n-1} = 1 so that the forward sweep leaves d_{n-1} + t_{n-2} y_{n-2} there.
+            t_w = lo[:, :1, :].copy()
+            t_l = up[:, n - 2 : n - 1, :].copy()
             a[:, 0, :] = 0.0
-            c[:, n - 1, :] = 0.0
-            vn_h = a0 / g
-        a_d, b_d, c_d = (xp.asarray(np.ascontiguousarray(v), dtype=dtype) for v in (a, b, c))
-        cp = xp.empty_like(b_d)
-        inv = xp.empty_like(b_d)
-        backend.tri_factor(a_d, b_d, c_d, cp, inv)
+            c[:, n - 2 :, :] = 0.0
+            s[:, :1, :] += t_w
+            s[:, n - 2 : n - 1, :] += t_l
+        a_d, s_d, c_d = (xp.asarray(np.ascontiguousarray(v), dtype=dtype) for v in (a, s, c))
+        cp = xp.empty_like(s_d)
+        inv = xp.empty_like(s_d)
+        backend.tri_factor(a_d, s_d, c_d, cp, inv)
         out = cls(a_d, cp, inv)
         if cyclic:
-            u = np.zeros_like(b)
-            u[:, :1, :] = g
-            u[:, n - 1 : n, :] = cn
-            ud = xp.asarray(u, dtype=dtype)
-            zd = xp.empty_like(ud)
-            backend.tri_solve(ud, zd, ud, out)  # z = A'^{-1} u (out unused: the input, not aliasing z)
-            zh = np.asarray(zd.get() if hasattr(zd, "get") else zd, dtype=np.float64)
-            qf_h = 1.0 / (1.0 + zh[:, :1, :] + vn_h * zh[:, n - 1 : n, :])
-            out.z = zd
-            out.vn = xp.asarray(vn_h, dtype=dtype)
+            inv[:, n - 1, :] = 1.0
+            cp[:, n - 1, :] = 0.0
+            # v = T^{-1} 1 and z = T^{-1} (couplings to cell n-1): non-negative solves, nothing cancels
+            rhs = np.zeros((2,) + s.shape)
+            rhs[0, :, : n - 1, :] = 1.0
+            rhs[1, :, :1, :] = t_w
+            rhs[1, :, n - 2 : n - 1, :] += t_l
+            sol = []
+            for k in range(2):
+                dk = xp.asarray(np.ascontiguousarray(rhs[k]), dtype=dtype)
+                xk = xp.empty_like(dk)
+                backend.tri_solve(dk, xk, dk, out)  # (out unused: the input, not aliasing xk)
+                xk[:, n - 1, :] = 1.0  # z_{n-1}: unused by the CPU kernels; the GPU's adds 1 * x_{n-1} to a zero
+                sol.append(xk)
+            vh = np.asarray(sol[0].get() if hasattr(sol[0], "get") else sol[0], dtype=np.float64)
+            qf_h = 1.0 / (1.0 + t_l * vh[:, n - 2 : n - 1, :] + t_w * vh[:, :1, :])
+            out.z = sol[1]
+            out.vn = xp.asarray(t_w, dtype=dtype)
             out.qf = xp.asarray(qf_h, dtype=dtype)
         return out

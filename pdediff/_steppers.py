@@ -154,9 +154,7 @@ def aos_term(be, u, v, out, axis: int, tau: float, h: float, kinv2: float, code:
         Cc[...] = 0
         A[:, 1:, :] = -w3
         Cc[:, :-1, :] = -w3
-        B[...] = 1
-        B[:, 1:, :] += w3
-        B[:, :-1, :] += w3
+        B[...] = 1  # tri_factor takes the row sums (1), not the diagonal 1 + w_lo + w_up (loses its 1 in float32)
     be.tri_factor(A, B, Cc, cp, inv)
     system = TridiagonalSystem(A, cp, inv)
     for c in range(u.shape[0]):

@@ -109,14 +109,15 @@ def test_aos_coefficients(be, axis, shape, dtype, rng):
     lines = as_lines(np.empty(shape), axis).shape
     abc = [be.asarray(np.zeros(lines, dtype)) for _ in range(3)]
     be.aos_coefficients(be.asarray(v.astype(dtype)), axis, *abc, tau, 1 / h, 1 / kappa**2, 0)
-    # Reference: per face w = tau g(|grad v|), a_i = -w_{i-1/2}, c_i = -w_{i+1/2}, b = 1 + both (Neumann ends).
+    # Reference: per face w = tau g(|grad v|), a_i = -w_{i-1/2}, c_i = -w_{i+1/2} (Neumann ends), and b the row
+    # sums a + diagonal + c = 1 (the subtraction-free form tri_factor takes; the diagonal is 1 + both).
     d = np.diff(v.astype(dtype).astype(float), axis=axis + 1) / h
     w = tau * ref.pm_conductance((d**2).sum(axis=0) / kappa**2, "exponential")
     w = np.moveaxis(w, axis, 0)
     n = shape[axis]
     a, c = np.zeros((n,) + w.shape[1:]), np.zeros((n,) + w.shape[1:])
     a[1:], c[:-1] = -w, -w
-    b = 1 - a - c
+    b = np.ones_like(a)
     for got, want in zip(abc, (a, b, c)):
         want = np.moveaxis(want, 0, axis).reshape(lines)
         np.testing.assert_allclose(host(got), want, rtol=0, atol=TOL[dtype] * 10)

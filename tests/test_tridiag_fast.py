@@ -46,9 +46,10 @@ def _banded_solve(a, b, c, d):
 
 
 def _factored(a, b, c, dtype):
-    a_d, b_d, c_d = (np.ascontiguousarray(v, dtype=dtype) for v in (a, b, c))
-    cp, inv = np.empty_like(b_d), np.empty_like(b_d)
-    CPU.tri_factor(a_d, b_d, c_d, cp, inv)
+    # tri_factor takes the row sums a + b + c (its subtraction-free form), not the diagonal
+    a_d, s_d, c_d = (np.ascontiguousarray(v, dtype=dtype) for v in (a, a + b + c, c))
+    cp, inv = np.empty_like(s_d), np.empty_like(s_d)
+    CPU.tri_factor(a_d, s_d, c_d, cp, inv)
     return TridiagonalSystem(a_d, cp, inv)
 
 
@@ -90,7 +91,7 @@ def _cyclic_matrix(f, r, n):
 @pytest.mark.parametrize("shape,axis", [((11, 9), 1), ((17, 3), 1), ((9, 12), 0), ((3, 4, 10), 2), ((5, 19), 1)])
 @pytest.mark.parametrize("variable", [False, True])
 def test_periodic_lines(shape, axis, variable, dtype, rng):
-    """Sherman–Morrison on tiles of 8 lines (shared and per-line corrections) against a dense solve."""
+    """The periodic closure on tiles of 8 lines (shared and per-line data) against a dense solve."""
     r = 0.8
     if variable:
         F = as_lines(face_diffusivities(rng.uniform(0.5, 2.0, shape), axis, "periodic"), axis)
@@ -210,29 +211,34 @@ def test_serial_and_parallel_builds_agree(dtype, rng):
 @pytest.mark.parametrize("boundary", ["neumann", "dirichlet", "periodic"])
 @pytest.mark.parametrize("shape", [(19, 13), (3, 40), (9, 11, 10), (2, 5, 17)])
 @pytest.mark.parametrize("build", ["serial", "parallel"])
-def test_fused_adi_first_sweep_equals_unfused_step(shape, boundary, dtype, build, rng, monkeypatch):
-    """Constant coefficients take the fused first sweep (kernels/cpu/adi.py: operator + contiguous-axis
-    solve in row tiles, then the strided axes); it equals the unfused step (operator pass, axes 0..last)
-    to rounding, with partial tiles, every boundary, both builds."""
+@pytest.mark.parametrize("dt,method", [(1.3, "heat_adi_first"), (40.0, "heat_adi_combined")])
+def test_fused_adi_first_sweep_equals_unfused_step(shape, boundary, dtype, build, dt, method, rng, monkeypatch):
+    """Constant coefficients take a fused first sweep (kernels/cpu/adi.py, in row tiles, then the strided
+    axes): small steps the Douglas form's (operator + contiguous-axis solve), equal to the unfused step
+    (operator pass, axes 0..last) to rounding; large steps the combined form's (solve + elementwise updates),
+    equal to the unfused combined step bit for bit; partial tiles, every boundary, both builds."""
     from pdediff.kernels.cpu import _common
     from pdediff.kernels.cpu.backend import CPUBackend
 
     u0 = rng.standard_normal(shape).astype(dtype)
     calls = []
-    real = CPUBackend.heat_adi_first
+    real = getattr(CPUBackend, method)
 
     def spy(self, *args):
         calls.append(1)
         return real(self, *args)
 
-    monkeypatch.setattr(CPUBackend, "heat_adi_first", spy)
+    monkeypatch.setattr(CPUBackend, method, spy)
     monkeypatch.setattr("pdediff.kernels.cpu.backend.kernel",
                         lambda op, nd, coef, size, tag="": getattr(_common.kernel_builds(op, nd, coef), build))
     h = (0.7, 1.1, 0.9)[: len(shape)]
-    fused = pdediff.ImplicitHeatSolver(shape, dtype, spacing=h, boundary=boundary, dt=1.3).step(u0.copy(), 2)
+    fused = pdediff.ImplicitHeatSolver(shape, dtype, spacing=h, boundary=boundary, dt=dt).step(u0.copy(), 2)
     assert len(calls) == 2
-    monkeypatch.setattr(CPUBackend, "heat_adi_first", None)  # the solver falls back to the unfused step
-    plain = pdediff.ImplicitHeatSolver(shape, dtype, spacing=h, boundary=boundary, dt=1.3).step(u0.copy(), 2)
+    monkeypatch.setattr(CPUBackend, method, None)  # the solver falls back to the unfused step
+    plain = pdediff.ImplicitHeatSolver(shape, dtype, spacing=h, boundary=boundary, dt=dt).step(u0.copy(), 2)
     assert len(calls) == 2
-    np.testing.assert_allclose(fused, plain, rtol=0, atol=TOL[dtype] * 20 * np.abs(u0).max())
+    if method == "heat_adi_combined":
+        np.testing.assert_array_equal(fused, plain)
+    else:
+        np.testing.assert_allclose(fused, plain, rtol=0, atol=TOL[dtype] * 20 * np.abs(u0).max())
     assert not np.array_equal(fused, u0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -9,6 +10,29 @@ import numpy as np
 from .._validation import as_float_array, float_dtype_of, positive_scalar
 from ..errors import ParameterError
 from ..grid import Grid
+
+
+#: Intermediates are kept below the dtype's maximum divided by this margin (2**8).
+_HEADROOM = 256.0
+
+
+def overflow_scale(u: Any, growth: float) -> float:
+    """A power of two ``2**-k <= 1`` that keeps ``growth * max|u|`` at most ``max(dtype) / 256``; 1 when it already is.
+
+    The heat equation is linear and a multiplication by a power of two is exact (short of the subnormal
+    range), so a solver may run on ``u * scale`` and divide the result by ``scale``: bit for bit the same
+    wherever ``scale`` is 1, and without overflow for any finite ``u`` (``growth``: a bound on how far
+    the scheme's intermediates exceed ``max|u|``).  NaN or inf in ``u``, or ``u == 0``, give 1.
+    """
+    if u.size == 0:
+        return 1.0
+    amax = max(float(u.max()), -float(u.min()))
+    fmax = float(np.finfo(u.dtype).max)
+    if not math.isfinite(amax) or amax * growth <= fmax / _HEADROOM:
+        return 1.0
+    e = math.frexp(fmax / _HEADROOM / (amax * growth))[1] - 1  # 2**e <= limit / (amax growth) < 2**(e + 1)
+    lim = 120 if u.dtype == np.float32 else 1000  # 2**e must itself be a normal number of the type
+    return 2.0 ** max(e, -lim)
 
 
 class _HeatSolverBase:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 
 from .._backend import backend_for
 from .._validation import check_option, positive_step
-from ._base import _HeatSolverBase
+from ..kernels.formulas import TAU_MAX
+from ._base import _HeatSolverBase, overflow_scale
 from ._operators import TridiagonalSystem, as_lines, constant_faces, face_diffusivities
 from .explicit import ExplicitHeatSolver
 
@@ -28,6 +30,8 @@ class ImplicitHeatSolver(_HeatSolverBase):
         u = u + w
 
     which is the factored scheme ``prod_a (I - theta dt L_a) (u^{n+1} - u^n) = dt L u^n``.
+    For large steps in 1-D and with constant diffusivity it is evaluated in an
+    equivalent form without ``dt L u`` (see :meth:`step`), accurate in float32 for any ``dt``.
     In 1-D it *is* Crank–Nicolson / backward Euler, solved exactly by Thomas.
     In 2-D/3-D it differs from the unsplit scheme by the splitting term
     ``theta^2 dt^2 sum_{a<b} L_a L_b (u^{n+1} - u^n) + ...``, which is
@@ -39,7 +43,8 @@ class ImplicitHeatSolver(_HeatSolverBase):
     shape, dtype, diffusivity, spacing, boundary
         As for :class:`ExplicitHeatSolver`.
     dt : float, optional
-        Time step (any positive value).  ``None``: four times the explicit
+        Time step (any positive finite value; beyond ``theta dt D_max / h^2 = 2**100``
+        the lines are fully coupled and the step acts as that).  ``None``: four times the explicit
         stability limit, where Crank–Nicolson still damps the highest grid mode
         by a factor 0.6 per step.  Factorisations are cached per ``dt``.
     scheme : {"crank-nicolson", "backward-euler"}
@@ -53,6 +58,11 @@ class ImplicitHeatSolver(_HeatSolverBase):
     >>> u = np.sin(np.pi * (np.arange(128) + 0.5) / 128)
     >>> u = solver.step(u, 4)
     """
+
+    #: ``|dt L|`` (``4 dt D_max sum_a 1/h_a^2``, twice ``dt / dt_explicit_max``) above which a step runs in the
+    #: combined form (see :meth:`step`): below it the Douglas form's rounding (relative to ``dt max|u| / h^2``)
+    #: is the smaller, above it the combined form's (a few ulp of ``max|u|``, whatever ``dt``).
+    COMBINED_ABOVE = 64.0
 
     def __init__(self, shape, dtype=np.float64, *, diffusivity: Any = 1.0, spacing: Any = 1.0,
                  boundary: str = "neumann", dt: float | None = None,
@@ -92,15 +102,132 @@ class ImplicitHeatSolver(_HeatSolverBase):
             ]
         return self._systems[key]
 
+    def _run_dt(self, dt: float) -> float:
+        """The time step the factorisations use: ``dt``, capped where ``theta dt D_max / h_min^2`` reaches
+        :data:`~pdediff.kernels.formulas.TAU_MAX` (the lines are then fully coupled to working precision, and
+        ``dt`` up to float64's maximum neither overflows ``r = theta dt / h^2`` nor the explicit operator)."""
+        stiff = self.theta * self.diffusivity_max * max(1.0 / h**2 for h in self.grid.spacing)
+        return min(dt, TAU_MAX / stiff) if math.isfinite(stiff) and stiff > 0 else dt
+
     def step(self, u: Any, n: int = 1, *, dt: float | None = None) -> Any:
-        """Advance ``u`` **in place** by ``n`` steps of ``dt`` (default :attr:`dt`); return ``u``."""
+        """Advance ``u`` **in place** by ``n`` steps of ``dt`` (default :attr:`dt`); return ``u``.
+
+        Accurate for every ``dt`` in float32 as in float64.  Small steps (``|dt L|``
+        up to :attr:`COMBINED_ABOVE`) run in the Douglas form above, whose rounding
+        is relative to the small increment ``dt L u``; larger ones, in 1-D and for
+        a constant diffusivity, in the equivalent combined form of
+        :meth:`_combined_step`, ``u + (1/theta) (S_0 (... (2 S_{d-1} u - u) ...) -
+        ...)``, whose intermediates are all ``O(max|u|)`` (``S_a = (I - theta dt
+        L_a)^{-1}``, factorised subtraction-free by ``tri_factor``) -- never ``dt L
+        u``, whose rounding would swamp float32 from ``dt D / h^2 ~ 1e4`` on.  With
+        a variable diffusivity in 2-D/3-D the Douglas form runs at every ``dt`` (the
+        axis operators do not commute), and float32 then degrades once ``dt D /
+        h^2`` is large (use float64 there).  Values so large that the
+        intermediates could overflow (``max|u|`` times the scheme's growth within
+        ``2**8`` of the dtype's maximum) are scaled by a power of two first and back
+        after, which is exact: any finite ``u`` runs without overflow, and the
+        result is bit for bit that of the unscaled computation wherever that does
+        not overflow.
+        """
         n, dt = self._step_args(u, n, dt)
+        if n == 0:
+            return u
+        dt = self._run_dt(dt)
         be = backend_for(u)
         systems = self.systems(dt, be)
+        ndim = self.grid.ndim
+        stiffness = 4.0 * dt * self.diffusivity_max * sum(self._explicit._ih2)  # |dt L| <= stiffness
+        combined = (ndim == 1 or not self.variable) and stiffness > self.COMBINED_ABOVE
+        # how far intermediates may exceed max|u|: the combined form's sums of contractions, or dt L u
+        growth = 4.0 * 3.0**ndim if combined else 4.0 * (1.0 + stiffness)
+        scale = overflow_scale(u, growth)
+        if scale != 1.0:
+            u *= u.dtype.type(scale)
+        # buffers: each sweep reads one and writes another (no aliasing: vectorises); the combined form needs
+        # X (1-D), W and a scratch (2-D fused), X, W and a scratch (2-D), X, E, W and a scratch (3-D)
+        fused2 = ndim == 2 and getattr(be, "heat_adi_combined", None) is not None
+        need = (1 if ndim == 1 else 2 if fused2 else ndim + 1) if combined else 2
         work = self._work
-        if work is None or type(work[0]) is not type(u):
-            # two buffers: each sweep reads one and writes the other (no aliasing: vectorises)
-            work = self._work = (be.xp.empty_like(u), be.xp.empty_like(u))
+        if work is None or (work and type(work[0]) is not type(u)):
+            work = self._work = []
+        while len(work) < need:
+            work.append(be.xp.empty_like(u))
+        if combined:
+            for _ in range(n):
+                self._combined_step(u, systems, be, work)
+        else:
+            self._douglas_steps(u, n, dt, systems, be, work)
+        if scale != 1.0:
+            u *= u.dtype.type(1.0 / scale)
+        return u
+
+    def _combined_step(self, u: Any, systems: list[TridiagonalSystem], be, work) -> None:
+        """One step as combinations of line solves, for commuting axis operators (1-D, constant diffusivity).
+
+        With ``S_a = (I - theta dt L_a)^{-1}`` and ``theta dt L_a = I - S_a^{-1}``, the Douglas
+        increment ``S_0 ... S_{d-1} dt L u`` equals ``(1/theta) E`` where, sweeping the axes from the last
+        (contiguous) one, ``X <- S_a X`` (from ``X = u``) and ``E <- S_a (E + X) - X`` (from ``E = 0``);
+        in 1-D, ``u + E / theta = (1 - 1/theta) u + S u / theta``.  Unlike ``dt L u`` (of size
+        ``dt max|u| / h^2``, whose rounding error no solve removes from the mean) every term is
+        ``O(max|u|)``, so float32 keeps its precision at any ``dt``.  Same scheme, same number of line
+        solves as the Douglas form in 1-D and 2-D (one more per step in 3-D).
+        """
+        ndim = self.grid.ndim
+        inv_theta = 1.0 / self.theta
+        last = ndim - 1
+        fused = getattr(be, "heat_adi_combined", None) if ndim > 1 else None
+        if fused is not None and ndim == 2:
+            # one pass: X = S_1 u, W = 2 X - u and u -= X / theta (X itself is not stored: x = W, unwritten)
+            W, Y = work[0], work[1]
+            fused(u, W, W, systems[last], inv_theta, True)
+            be.tri_solve(as_lines(W, 0), as_lines(Y, 0), as_lines(u, 0), systems[0], inv_theta, True)
+            return
+        X = work[0]
+        E, W, Y = (work[1], work[2], work[3]) if ndim == 3 else (None, *work[1:3]) if ndim == 2 else (None,) * 3
+        if fused is not None:  # 3-D: one pass for X = S_2 u and W = 2 X - u
+            fused(u, W, X, systems[last], inv_theta, False)
+            self._middle_axes_and_last(u, systems, be, X, E, W, Y)
+            return
+        be.tri_solve(as_lines(u, last), as_lines(X, last), as_lines(u, last), systems[last])  # X = S u
+        if ndim == 1:
+            if self.theta == 1.0:
+                u[...] = X
+            else:  # u = (1 - 1/theta) u + X / theta: for theta = 1/2, 2 X - u (exact doubling, one rounding)
+                X *= u.dtype.type(inv_theta)
+                u *= u.dtype.type(1.0 - inv_theta)
+                u += X
+            return
+        W[...] = X  # W = E + X with E = X - u: 2 X - u
+        W += X
+        W -= u
+        self._middle_axes_and_last(u, systems, be, X, E, W, Y)
+
+    def _middle_axes_and_last(self, u: Any, systems: list[TridiagonalSystem], be, X, E, W, Y) -> None:
+        """The sweeps after the first of :meth:`_combined_step` (given ``X`` and ``W = E + X``)."""
+        ndim = self.grid.ndim
+        inv_theta = 1.0 / self.theta
+        for a in range(ndim - 2, 0, -1):
+            be.tri_solve(as_lines(W, a), as_lines(E, a), as_lines(u, a), systems[a])  # E = S_a (E + X)
+            E -= X
+            be.tri_solve(as_lines(X, a), as_lines(Y, a), as_lines(u, a), systems[a])  # X = S_a X
+            X, Y = Y, X
+            W[...] = E
+            W += X
+        # u + (S_0 W - X) / theta: subtract X / theta, then the last solve adds S_0 W / theta into u
+        if self.theta != 1.0:
+            X *= u.dtype.type(inv_theta)
+        u -= X
+        be.tri_solve(as_lines(W, 0), as_lines(Y, 0), as_lines(u, 0), systems[0], inv_theta, True)
+
+    def _douglas_steps(self, u: Any, n: int, dt: float, systems: list[TridiagonalSystem], be, work) -> None:
+        """``n`` Douglas steps ``w = dt L u``, ``w = S_a w`` per axis, ``u += w`` (small steps, or a variable
+        diffusivity in 2-D/3-D, whose axis operators do not commute).
+
+        The rounding error of ``dt L u`` is relative to ``dt max|u| / h^2``: below
+        :attr:`COMBINED_ABOVE` that is smaller than the combined form's few ulp of
+        ``max|u|``; a variable diffusivity keeps this form at every ``dt``, so
+        float32 then degrades once ``dt D / h^2`` is large (use float64 there).
+        """
         ndim = self.grid.ndim
         fused = getattr(be, "heat_adi_first", None) if ndim > 1 and not self.variable else None
         if fused is not None:
@@ -110,16 +237,16 @@ class ImplicitHeatSolver(_HeatSolverBase):
             coefs = tuple(dt * self.diffusivity * c for c in self._explicit._ih2)
             bcs = self._explicit._bcs
             for _ in range(n):
-                w, v = work
+                w, v = work[0], work[1]
                 fused(u, w, coefs, bcs, systems[-1])
                 for a in range(ndim - 2, -1, -1):
                     last = a == 0
                     be.tri_solve(as_lines(w, a), as_lines(v, a), as_lines(u if last else w, a), systems[a], 1.0,
                                  last)
                     w, v = v, w
-            return u
+            return
         for _ in range(n):
-            w, v = work
+            w, v = work[0], work[1]
             self._explicit.apply_operator(u, w, dt, beta=0.0)  # w = dt L u
             for a, sys_a in enumerate(systems):
                 last = a == ndim - 1
@@ -128,4 +255,3 @@ class ImplicitHeatSolver(_HeatSolverBase):
                 # so no two arguments alias when a simulator copies them separately)
                 be.tri_solve(as_lines(w, a), as_lines(v, a), as_lines(u if last else w, a), sys_a, 1.0, last)
                 w, v = v, w
-        return u

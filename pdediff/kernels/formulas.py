@@ -30,7 +30,7 @@ import math
 import types
 from collections.abc import Callable
 
-__all__ = ["NEUMANN", "DIRICHLET", "PERIODIC", "EXPONENTIAL", "RATIONAL", "TUKEY", "EXPONENTIAL32",
+__all__ = ["NEUMANN", "DIRICHLET", "PERIODIC", "EXPONENTIAL", "RATIONAL", "TUKEY", "EXPONENTIAL32", "TAU_MAX",
            "FORMULAS", "compile_formulas"]
 
 NEUMANN, DIRICHLET, PERIODIC = 0, 1, 2
@@ -39,6 +39,11 @@ INF = math.inf
 #: Ghost-cell signs of :func:`neighbour`.  Only compared, never multiplied, so a target may supply its own
 #: (the GPU passes integers: a float64 sign would put float64 registers and compares in float32 kernels).
 PLUS, MINUS = 1.0, -1.0
+#: The largest face coupling ``tau g`` (``tau = theta dt / h^2`` or ``m dt / h^2``) an implicit line solve uses:
+#: ``2**100``.  Beyond it a face couples its two cells completely to float64 precision (the coupling's
+#: effect on the solution is ``O(n^2 / tau)``), while the factors stay far from float32's overflow
+#: (a float32 ``tau`` of ``inf``, from ``dt > 3.4e38``, would give ``inf * 0 = NaN`` on faces that conduct nothing).
+TAU_MAX = 2.0**100
 
 
 def exp_neg(x):

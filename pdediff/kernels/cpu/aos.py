@@ -20,10 +20,14 @@ then run in vector lanes too.
 
 The arithmetic is that of :func:`.perona_malik.aos_coefficients_mid` followed by
 :func:`.tridiag.factor` and :func:`.tridiag.solve_mid`, in the same order:
-``t_i = tau g_{i+1/2}``, ``a_i = -t_{i-1}``, ``b_i = (1 + t_{i-1}) + t_i``,
-``c_i = -t_i``; ``inv_i = 1 / (b_i - a_i cp_{i-1})``, ``cp_i = c_i inv_i``,
-``y_i = (d_i - a_i y_{i-1}) inv_i``; ``x_i = y_i - cp_i x_{i+1}`` (Neumann:
-no flux through the end faces).
+``t_i = tau g_{i+1/2}``, ``a_i = -t_{i-1}``, ``c_i = -t_i`` and row sums 1;
+``e_0 = 1``, ``inv_i = 1 / (e_i + t_i)``, ``cp_i = -t_i inv_i``,
+``e_{i+1} = 1 + t_i (e_i inv_i)`` (the subtraction-free row-sum form of
+:func:`.tridiag.factor`: accurate for any ``tau``, where ``1 + t`` would lose its
+1 in float32 from ``tau ~ 1e7`` on), ``y_i = (d_i + t_{i-1} y_{i-1}) inv_i``;
+``x_i = y_i - cp_i x_{i+1}`` (Neumann: no flux through the end faces).  Every
+step adds non-negative multiples, so ``x`` stays within the range of ``d`` (to
+rounding) whatever ``tau``: the maximum principle of AOS.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ import numpy as np
 from numba import njit, prange
 
 from ._common import register_kernel
-from .perona_malik import apply_conductance
+from .perona_malik import _TAU_MAX32, apply_conductance
 
 #: Columns per block of a strided-axis sweep: wide enough to vectorise and to amortise the per-row loop
 #: overhead, narrow enough that a block's ``cp`` and ``y`` stay in the L2 cache.
@@ -42,21 +46,24 @@ _LANES = 32
 
 
 @njit(cache=True, error_model="numpy")  # no ZeroDivisionError branch: the column loops vectorise
-def _sweep(V, D, O, p, q0, q1, CP, Y, W, G, R, tau, ih, kinv2, code, one, half, alpha, accumulate):
+def _sweep(V, D, O, p, q0, q1, CP, Y, W, G, R, E, tau, ih, kinv2, code, one, half, alpha, accumulate):
     """Lines ``[:, p, :, q0:q1]`` of the ``(C, pre, n, post)`` arrays ``V`` (conductance) and ``D`` (right-hand
     side); ``accumulate``: ``O[:, p, :, q0:q1] += alpha x``, else ``x`` is left in ``Y`` (``(C, n, >= m)``).
 
-    Scratch: ``CP`` ``(n, >= m)``, ``Y`` ``(C, n, >= m)``, rows ``W, G, R`` ``(>= m,)``.
+    Scratch: ``CP`` ``(n, >= m)``, ``Y`` ``(C, n, >= m)``, rows ``W, G, R, E`` ``(>= m,)``.
     """
     C = D.shape[0]
     n = D.shape[2]
     m = q1 - q0
     zero = one - one
+    tau = min(tau, one * _TAU_MAX32)  # formulas.TAU_MAX: an inf tau would give inf * 0 = NaN where g = 0
     g_lo = G[0:m]  # tau g of the face below row i (0: the Neumann end)
     w = W[0:m]  # tau g of the face above row i
     r = R[0:m]
+    e = E[0:m]  # e_i = den_i - w_i (row-sum form of tridiag.factor): 1 + g_lo e_{i-1} / den_{i-1}
     for q in range(m):
         g_lo[q] = zero
+        e[q] = one
     for i in range(n):
         if i < n - 1:
             for q in range(m):
@@ -73,25 +80,21 @@ def _sweep(V, D, O, p, q0, q1, CP, Y, W, G, R, tau, ih, kinv2, code, one, half, 
             for q in range(m):
                 w[q] = zero
         cpi = CP[i, 0:m]
+        for q in range(m):
+            v = one / (e[q] + w[q])
+            r[q] = v
+            cpi[q] = -w[q] * v
+            e[q] = one + w[q] * (e[q] * v)
         if i == 0:
-            for q in range(m):
-                v = one / ((one + g_lo[q]) + w[q])
-                r[q] = v
-                cpi[q] = -w[q] * v
             for c in range(C):
                 di, yi = D[c, p, 0, q0:q1], Y[c, 0, 0:m]
                 for q in range(m):
                     yi[q] = di[q] * r[q]
         else:
-            cpm = CP[i - 1, 0:m]
-            for q in range(m):
-                v = one / (((one + g_lo[q]) + w[q]) - (-g_lo[q]) * cpm[q])
-                r[q] = v
-                cpi[q] = -w[q] * v
             for c in range(C):
                 di, yi, ym = D[c, p, i, q0:q1], Y[c, i, 0:m], Y[c, i - 1, 0:m]
                 for q in range(m):
-                    yi[q] = (di[q] - (-g_lo[q]) * ym[q]) * r[q]
+                    yi[q] = (di[q] + g_lo[q] * ym[q]) * r[q]
         for q in range(m):
             g_lo[q] = w[q]
     for c in range(C):
@@ -126,7 +129,8 @@ def aos_axis_mid(u, v, out, tau, ih, kinv2, code, one, half, alpha):
         W = np.empty(_BLOCK, dtype=u.dtype)
         G = np.empty(_BLOCK, dtype=u.dtype)
         R = np.empty(_BLOCK, dtype=u.dtype)
-        _sweep(v, u, out, p, q0, q1, CP, Y, W, G, R, tau, ih, kinv2, code, one, half, alpha, True)
+        E = np.empty(_BLOCK, dtype=u.dtype)
+        _sweep(v, u, out, p, q0, q1, CP, Y, W, G, R, E, tau, ih, kinv2, code, one, half, alpha, True)
 
 
 @njit(cache=True, error_model="numpy")
@@ -162,7 +166,8 @@ def aos_axis_last(u, v, out, tau, ih, kinv2, code, one, half, alpha, same):
         W = np.empty(_LANES, dtype=u.dtype)
         G = np.empty(_LANES, dtype=u.dtype)
         R = np.empty(_LANES, dtype=u.dtype)
-        _sweep(Vt, Ut, Ut, 0, 0, _LANES, CP, Y, W, G, R, tau, ih, kinv2, code, one, half, alpha, False)
+        E = np.empty(_LANES, dtype=u.dtype)
+        _sweep(Vt, Ut, Ut, 0, 0, _LANES, CP, Y, W, G, R, E, tau, ih, kinv2, code, one, half, alpha, False)
         for c in range(C):
             for k in range(p1 - p0):
                 orow = out[c, p0 + k]

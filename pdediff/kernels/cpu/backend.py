@@ -14,6 +14,7 @@ import numpy as np
 import scipy.fft
 import scipy.ndimage
 
+from ..formulas import TAU_MAX
 from . import adi, aos, blocked, gaussian, kappa, perona_malik, spectral, stencil, tridiag  # noqa: F401 - registers kernels
 from ._common import kernel, kernel_builds, kernel_code, row_view, use_parallel
 
@@ -120,6 +121,20 @@ class CPUBackend:
         else:
             k(u, w, w.reshape(-1, u.shape[-1]), *sys_, t(1), *c, *bcs, cyclic)
 
+    # -- ADI in combined form, first sweep fused (optional, as heat_adi_first: for large time steps) --
+    def heat_adi_combined(self, u, w, x, coef, inv_theta, update_u):
+        """First sweep of a combined-form ADI step (2-D/3-D, constant coefficients), in one pass: ``X = S u``
+        along the last axis (``coef``: its factorised system, as for :meth:`tri_solve`), ``w = 2 X - u``, then
+        ``u -= inv_theta X`` (``update_u``) or ``x = X`` (:mod:`.adi`)."""
+        t = u.dtype.type
+        cyclic = coef.z is not None
+        sq = (slice(None), slice(None), 0)
+        z, vn, qf = (coef.z, coef.vn, coef.qf) if cyclic else (coef.cp, coef.cp, coef.cp)
+        rows = (-1, u.shape[-1])
+        kernel("adi_combined", 0, "", u.size, _tag(u))(
+            u.reshape(rows), w.reshape(rows), x.reshape(rows), coef.a[sq], coef.cp[sq], coef.inv[sq], z[sq], vn[sq],
+            qf[sq], t(inv_theta), bool(update_u), cyclic)
+
     # -- batched tridiagonal -------------------------------------------------------
     def tri_factor(self, a, b, c, cp, inv):
         kernel("tri_factor", 0, "", b.size, _tag(b))(a, b, c, cp, inv)
@@ -167,7 +182,7 @@ class CPUBackend:
         t = v.dtype.type
         pre, n, post = _lines(v.shape[1:], axis)
         v4 = v.reshape(v.shape[0], pre, n, post)
-        args = (t(tau), t(ih), t(kinv2), kernel_code(code, v.dtype), t(1), t(0.5))
+        args = (t(min(tau, TAU_MAX)), t(ih), t(kinv2), kernel_code(code, v.dtype), t(1), t(0.5))
         if post == 1:
             sq = (slice(None), slice(None), 0)
             kernel("aos_coefficients", 0, "last", v.size, _tag(v4))(v4[..., 0], a[sq], b[sq], c[sq], *args)
@@ -185,7 +200,7 @@ class CPUBackend:
         t = u.dtype.type
         C = u.shape[0]
         pre, n, post = _lines(u.shape[1:], axis)
-        args = (t(tau), t(ih), t(kinv2), kernel_code(code, u.dtype), t(1), t(0.5), t(alpha))
+        args = (t(min(tau, TAU_MAX)), t(ih), t(kinv2), kernel_code(code, u.dtype), t(1), t(0.5), t(alpha))
         if post == 1:
             shp = (C, pre, n)
             kernel("aos_axis", 0, "last", u.size, _tag(u, shp))(

@@ -29,8 +29,11 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from ..formulas import EXPONENTIAL, EXPONENTIAL32, RATIONAL, TUKEY
+from ..formulas import EXPONENTIAL, EXPONENTIAL32, RATIONAL, TAU_MAX, TUKEY
 from ._common import F, exp_neg, exp_neg32, register_kernel  # noqa: F401 - exp_neg*: tested here
+
+#: :data:`~pdediff.kernels.formulas.TAU_MAX` as a float32 constant: ``one * _TAU_MAX32`` has the data's type.
+_TAU_MAX32 = np.float32(TAU_MAX)
 
 # Each conductance runs in a loop of its own, with the code a compile-time constant, so LLVM
 # folds the branches of F.conductance away and vectorises every loop.
@@ -236,11 +239,15 @@ def aos_coefficients_mid(v, a, b, c, tau, ih, kinv2, code, one, half):
     """Tridiagonal lines of ``I - tau A_a(v)`` along axis 2 of ``v`` ``(C, pre, n, post)``, ``post > 1``.
 
     ``A_a x_i = (g_{i+1/2} (x_{i+1} - x_i) - g_{i-1/2} (x_i - x_{i-1})) / h^2`` with
-    Neumann ends (``tau = m dt / h^2`` already includes ``1/h^2``); ``a, b, c``
-    are ``(pre, n, post)``.  Vectorised across ``q``.
+    Neumann ends (``tau = m dt / h^2`` already includes ``1/h^2``); ``a, c`` (the
+    off-diagonals ``-tau g``) and ``b`` are ``(pre, n, post)``, ``b`` holding the
+    **row sums**, all exactly 1 (the form :func:`.tridiag.factor` takes: the
+    diagonal ``1 + tau (g_lo + g_up)`` would lose its 1 in float32 for large
+    ``tau``).  ``tau`` is capped at ``2**100`` (:data:`pdediff.kernels.formulas.TAU_MAX`).  Vectorised across ``q``.
     """
     C, pre, n, post = v.shape
     zero = one - one
+    tau = min(tau, one * _TAU_MAX32)
     for p in prange(pre):
         w = np.empty(post, dtype=v.dtype)
         a0, b0, cl = a[p, 0], b[p, 0], c[p, n - 1]
@@ -257,23 +264,24 @@ def aos_coefficients_mid(v, a, b, c, tau, ih, kinv2, code, one, half):
                     d = (vb[q] - va[q]) * ih
                     w[q] += d * d
             apply_conductance(w, post, kinv2, code, one, half)
-            ci, an, bi, bn = c[p, i], a[p, i + 1], b[p, i], b[p, i + 1]
+            ci, an, bn = c[p, i], a[p, i + 1], b[p, i + 1]
             for q in range(post):
                 t = tau * w[q]
                 ci[q] = -t
                 an[q] = -t
-                bi[q] += t
-                bn[q] = one + t
+                bn[q] = one
 
 
 @register_kernel("aos_coefficients", 0, "last", error_model="numpy")
 def aos_coefficients_last(v, a, b, c, tau, ih, kinv2, code, one, half):
-    """As :func:`aos_coefficients_mid` along the contiguous last axis: ``v`` ``(C, pre, n)``, ``a, b, c`` ``(pre, n)``.
+    """As :func:`aos_coefficients_mid` along the contiguous last axis: ``v`` ``(C, pre, n)``, ``a, b, c`` ``(pre, n)``
+    (``b``: the row sums, 1).
 
     The faces of a line are independent, so the loops vectorise along the line.
     """
     C, pre, n = v.shape
     zero = one - one
+    tau = min(tau, one * _TAU_MAX32)
     m = n - 1
     for p in prange(pre):
         w = np.empty(max(m, 1), dtype=v.dtype)
@@ -291,11 +299,8 @@ def aos_coefficients_last(v, a, b, c, tau, ih, kinv2, code, one, half):
             ap[j] = zero
             bp[j] = one
             cp[j] = zero
-        a1, b0, b1, c0 = ap[1:n], bp[0:m], bp[1:n], cp[0:m]
+        a1, c0 = ap[1:n], cp[0:m]
         for j in range(m):
             t = tau * w[j]
             c0[j] = -t
             a1[j] = -t
-            b0[j] += t
-        for j in range(m):
-            b1[j] += tau * w[j]

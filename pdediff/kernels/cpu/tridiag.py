@@ -3,12 +3,13 @@
 Arrays are viewed as ``(pre, n, post)``: ``n`` unknowns per line, lines indexed
 by ``(p, q)``.  The system of every line is
 ``a_i x_{i-1} + b_i x_i + c_i x_{i+1} = d_i`` (plus, for periodic lines, the
-corner entries handled by Sherman–Morrison, see :mod:`pdediff.heat.implicit`).
+corner entries closed through the last cell, see below).
+Systems are given by ``a``, ``c`` and the row sums ``s = a + b + c`` (:func:`factor`).
 
 Coefficient arrays have shape ``(P, n, Q)`` with ``P`` in ``{1, pre}`` and ``Q``
 in ``{1, post}``: one set shared by all lines (constant coefficients) or one
 per line (variable diffusivity, AOS conductances).  The factorisation is done
-once (:func:`factor`); each solve is then a forward and a backward sweep.
+once (:func:`factor`, subtraction-free for diffusion matrices); each solve is then a forward and a backward sweep.
 
 Two solve kernels: :func:`solve_mid` for lines that are strided in memory
 (``post > 1``, vectorised across ``q`` in cache-sized column blocks) and
@@ -17,7 +18,18 @@ Two solve kernels: :func:`solve_mid` for lines that are strided in memory
 transposes fused into the sweeps' loads and stores; fewer than 8 lines: one at
 a time).
 Both optionally fuse ``out += alpha * x`` (ADI's final update, AOS's average;
-into the backward sweep when there is no periodic correction) and the periodic correction ``x -= z * (x_0 + vn * x_{n-1}) * q``.
+into the backward sweep when there is no periodic correction) and the periodic closure.
+
+Periodic lines (``cyclic``): the sweeps solve the open line ``T`` of cells
+``0..n-2`` (the couplings to cell ``n-1`` moved into ``T``'s row sums, so
+``cp_{n-2} = 0``), and with ``inv_{n-1} = 1`` the forward sweep leaves
+``d_{n-1} + t_{n-2} y_{n-2}`` in row ``n-1``.  Then
+``x_{n-1} = (that + vn y_0) qf`` (``vn`` the wrap-around coupling, ``qf = 1 /
+(1 + t_{n-2} v_{n-2} + vn v_0)``, ``v = T^{-1} 1``) and ``x_i = y_i + z_i
+x_{n-1}`` (``z = T^{-1}`` of the couplings to cell ``n-1``).  Every term is
+non-negative for diffusion matrices: unlike a Sherman–Morrison correction, this
+does not cancel when ``dt`` is large (built by
+:meth:`pdediff.heat._operators.TridiagonalSystem.build`).
 
 Inner loops run over 1-D row views indexed from 0: Numba then needs no
 negative-index wrap-around and LLVM vectorises them (5x faster than indexing
@@ -40,31 +52,45 @@ _LANES = 8
 
 
 @njit(cache=True, error_model="numpy")  # no ZeroDivisionError branch: the q loops vectorise
-def _factor_block(a, b, c, cp, inv, p, q0, q1):
-    n = b.shape[1]
-    b0, c0, i0, p0 = b[p, 0, q0:q1], c[p, 0, q0:q1], inv[p, 0, q0:q1], cp[p, 0, q0:q1]
-    for q in range(q1 - q0):
-        i0[q] = 1.0 / b0[q]
+def _factor_block(a, s, c, cp, inv, p, q0, q1):
+    # Row-sum form (see factor): e_i = s_i - a_i e_{i-1} inv_{i-1}, den_i = e_i - c_i.
+    n = s.shape[1]
+    m = q1 - q0
+    e = np.empty(m, dtype=inv.dtype)
+    s0, c0, i0, p0 = s[p, 0, q0:q1], c[p, 0, q0:q1], inv[p, 0, q0:q1], cp[p, 0, q0:q1]
+    for q in range(m):
+        e[q] = s0[q]
+        i0[q] = 1.0 / (s0[q] - c0[q])
         p0[q] = c0[q] * i0[q]
     for i in range(1, n):
-        ai, bi, ci = a[p, i, q0:q1], b[p, i, q0:q1], c[p, i, q0:q1]
-        ii, pi, pm = inv[p, i, q0:q1], cp[p, i, q0:q1], cp[p, i - 1, q0:q1]
-        for q in range(q1 - q0):
-            ii[q] = 1.0 / (bi[q] - ai[q] * pm[q])
+        ai, si, ci = a[p, i, q0:q1], s[p, i, q0:q1], c[p, i, q0:q1]
+        ii, pi, im = inv[p, i, q0:q1], cp[p, i, q0:q1], inv[p, i - 1, q0:q1]
+        for q in range(m):
+            eq = si[q] - ai[q] * (e[q] * im[q])
+            e[q] = eq
+            ii[q] = 1.0 / (eq - ci[q])
             pi[q] = ci[q] * ii[q]
 
 
 @register_kernel("tri_factor", 0)
-def factor(a, b, c, cp, inv):
-    """LU (Thomas) factors ``inv_i = 1/(b_i - a_i cp_{i-1})``, ``cp_i = c_i inv_i`` of ``(P, n, Q)`` arrays,
-    over ``(p, q-block)`` work items (``Q`` may be 1 or many)."""
-    P, n, Q = b.shape
+def factor(a, s, c, cp, inv):
+    """Thomas factors of the ``(P, n, Q)`` systems ``a_i x_{i-1} + b_i x_i + c_i x_{i+1} = d_i`` given by their
+    **row sums** ``s_i = a_i + b_i + c_i`` (``a_0`` and ``c_{n-1}`` are 0), over ``(p, q-block)`` work items.
+
+    Writes ``inv_i = 1 / den_i`` and ``cp_i = c_i inv_i`` with ``den_i = b_i - a_i cp_{i-1}``, computed as
+    ``den_i = e_i - c_i``, ``e_i = s_i - a_i e_{i-1} inv_{i-1}`` (``e_i = den_i + c_i``, algebraically the same).
+    For the M-matrices of implicit diffusion (``a, c <= 0``, ``s >= 1``) every operation then adds
+    non-negative terms: nothing cancels, so the factors are accurate to a few ulp for *any* time step,
+    whereas ``b_i = 1 + tau (g_lo + g_up)`` loses its 1 once ``tau`` exceeds ``1/eps`` (float32: ``dt ~ 1e7``)
+    and ``b - a cp`` then cancels to 0 (NaN results).  ``Q`` may be 1 or many.
+    """
+    P, n, Q = s.shape
     block = 256
     nb = (Q + block - 1) // block
     for t in prange(P * nb):
         p = t // nb
         q0 = (t % nb) * block
-        _factor_block(a, b, c, cp, inv, p, q0, min(q0 + block, Q))
+        _factor_block(a, s, c, cp, inv, p, q0, min(q0 + block, Q))
 
 
 @njit(cache=True, inline="always")
@@ -132,21 +158,20 @@ def _mid_block(d, x, out, a, cp, inv, z, vn, qf, p, q0, q1, alpha, accumulate, c
             if fuse:
                 _add_row(out, x, p, i, q0, q1, alpha)
     if cyclic:
-        f = np.empty(m, dtype=x.dtype)
         xl = x[p, n - 1, q0:q1]
         for q in range(m):
             qa = q0 + q if Q > 1 else 0
-            f[q] = (x0[q] + vn[pa, 0, qa] * xl[q]) * qf[pa, 0, qa]
-        for i in range(n):
+            xl[q] = (xl[q] + vn[pa, 0, qa] * x0[q]) * qf[pa, 0, qa]  # x_{n-1}
+        for i in range(n - 1):
             xi = x[p, i, q0:q1]
             if Q == 1:
                 zi = z[pa, i, 0]
                 for q in range(m):
-                    xi[q] = xi[q] - zi * f[q]
+                    xi[q] = xi[q] + zi * xl[q]
             else:
                 zr = z[pa, i, q0:q1]
                 for q in range(m):
-                    xi[q] = xi[q] - zr[q] * f[q]
+                    xi[q] = xi[q] + zr[q] * xl[q]
     if accumulate and cyclic:  # after the periodic correction, which needs the whole line
         for i in range(n):
             _add_row(out, x, p, i, q0, q1, alpha)
@@ -253,10 +278,11 @@ def _line_scalar(d, x, out, a, cp, inv, z, vn, qf, p, alpha, accumulate, cyclic)
         y = xr[i] - cr[i] * y
         xr[i] = y
     if cyclic:
-        f = (xr[0] + vn[pa, 0] * xr[n - 1]) * qf[pa, 0]
+        f = (xr[n - 1] + vn[pa, 0] * xr[0]) * qf[pa, 0]
+        xr[n - 1] = f
         zr = z[pa]
-        for i in range(n):
-            xr[i] = xr[i] - zr[i] * f
+        for i in range(n - 1):
+            xr[i] = xr[i] + zr[i] * f
     if accumulate:
         orow = out[p]
         for i in range(n):
@@ -287,20 +313,20 @@ def _last_tile(d, x, out, a, cp, inv, z, vn, qf, p0, p1, alpha, accumulate, cycl
     if direct:
         return
     if cyclic:
-        # Sherman–Morrison: x -= z * (x_0 + vn x_{n-1}) * qf, per line.
-        f = np.empty(_LANES, dtype=d.dtype)
+        # The periodic closure (see the module docstring): x_{n-1} = (y_{n-1} + vn y_0) qf, x_i += z_i x_{n-1}.
+        f = Y[n - 1]
         for k in range(_LANES):
             pa = min(p0 + k, p1 - 1, z.shape[0] - 1)
-            f[k] = (Y[0, k] + vn[pa, 0] * Y[n - 1, k]) * qf[pa, 0]
-        for i in range(n):
+            f[k] = (f[k] + vn[pa, 0] * Y[0, k]) * qf[pa, 0]
+        for i in range(n - 1):
             yi = Y[i]
             if shared:
                 zi = z[0, i]
                 for k in range(_LANES):
-                    yi[k] = yi[k] - zi * f[k]
+                    yi[k] = yi[k] + zi * f[k]
             else:
                 for k in range(_LANES):
-                    yi[k] = yi[k] - z[min(p0 + k, p1 - 1), i] * f[k]
+                    yi[k] = yi[k] + z[min(p0 + k, p1 - 1), i] * f[k]
     for k in range(m):
         if accumulate:
             orow = out[p0 + k]

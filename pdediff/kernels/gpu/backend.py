@@ -29,6 +29,7 @@ import math
 
 import numpy as np
 
+from ..formulas import TAU_MAX
 from .launch import launch_config, tile_config
 
 __all__ = ["GPUBackend", "get_gpu_backend", "GPUUnavailableError", "GPUOutOfMemoryError", "INSTALL_HINT"]
@@ -256,7 +257,7 @@ class GPUBackend:
         t = v.dtype.type
         space = (pre, n) if post == 1 else (pre, n, post)  # the kernel's loop order (x on the contiguous axis)
         self._launch(self.k.aos_coefficients, launch_config(space), v.reshape(v.shape[0], pre, n, post), a, b, c,
-                     t(tau), t(ih), t(kinv2), int(code), t(0), t(1), t(0.5))
+                     t(min(tau, TAU_MAX)), t(ih), t(kinv2), int(code), t(0), t(1), t(0.5))
 
     def face_gradient_mad(self, v, spacing):
         """``(median, mad, mean)`` of the face-gradient magnitudes, as :meth:`CPUBackend.face_gradient_mad`.

@@ -36,10 +36,11 @@ import math
 import numpy as np
 from numba import cuda
 
-from ..formulas import compile_formulas
+from ..formulas import TAU_MAX, compile_formulas
 from .launch import TILE
 
 _ZERO32 = np.float32(0.0)
+_TAU_MAX32 = np.float32(TAU_MAX)  # one * _TAU_MAX32 has the data's type
 _TILE2 = (TILE, TILE + 1)  # one column of padding: a thread walking its row of the tile hits 32 banks
 
 
@@ -131,8 +132,9 @@ def _face_weight(v, p, i, q, tau, ih, kinv2, code, zero, one, half):
 
 def _aos_coefficients(v, a, b, c, tau, ih, kinv2, code, zero, one, half):
     """Lines of ``I - tau A(v)`` (Neumann) for ``v`` ``(C, pre, n, post)``: one thread per cell, which
-    evaluates its two faces (``b = (1 + w_left) + w_right`` in the CPU kernel's order)."""
+    evaluates its two faces; ``b`` gets the row sum 1 and ``tau`` is capped at ``TAU_MAX``, as on the CPU."""
     _, pre, n, post = v.shape
+    tau = min(tau, one * _TAU_MAX32)
     rows = post == 1  # lines along the contiguous axis: threadIdx.x walks along them
     N0, N1, N2 = (1, pre, n) if rows else (pre, n, post)
     x0, y0, z0 = cuda.grid(3)
@@ -152,24 +154,30 @@ def _aos_coefficients(v, a, b, c, tau, ih, kinv2, code, zero, one, half):
                     wr = _face_weight_device(v, p, i, q, tau, ih, kinv2, code, zero, one, half)
                 a[p, i, q] = zero - wl
                 c[p, i, q] = zero - wr
-                b[p, i, q] = (one + wl) + wr
+                b[p, i, q] = one  # the row sum (the form tri_factor takes; 1 + wl + wr would lose its 1)
 
 
 # --------------------------------------------------------------------- Thomas
 def _tri_factor(a, b, c, cp, inv, one):
-    """One thread per line ``(p, q)`` of the ``(P, n, Q)`` coefficients; ``threadIdx.x`` along ``q``."""
+    """One thread per line ``(p, q)`` of the ``(P, n, Q)`` coefficients; ``threadIdx.x`` along ``q``.
+
+    ``b`` holds the row sums ``a + b + c``: the subtraction-free form of :func:`pdediff.kernels.cpu.tridiag.factor`
+    (``e_i = s_i - a_i e_{i-1} inv_{i-1}``, ``inv_i = 1 / (e_i - c_i)``, ``cp_i = c_i inv_i``), same operations.
+    """
     P, n, Q = b.shape
     x0, y0, _ = cuda.grid(3)
     sx, sy, _ = cuda.gridsize(3)
     for p in range(y0, P, sy):
         for q in range(x0, Q, sx):
-            den = b[p, 0, q]
-            inv[p, 0, q] = one / den
-            cp[p, 0, q] = c[p, 0, q] / den
+            e = b[p, 0, q]
+            iv = one / (e - c[p, 0, q])
+            inv[p, 0, q] = iv
+            cp[p, 0, q] = c[p, 0, q] * iv
             for i in range(1, n):
-                den = b[p, i, q] - a[p, i, q] * cp[p, i - 1, q]
-                inv[p, i, q] = one / den
-                cp[p, i, q] = c[p, i, q] / den
+                e = b[p, i, q] - a[p, i, q] * (e * iv)
+                iv = one / (e - c[p, i, q])
+                inv[p, i, q] = iv
+                cp[p, i, q] = c[p, i, q] * iv
 
 
 def _tri_solve(d, x, out, a, cp, inv, z, vn, qf, alpha, accumulate, cyclic):
@@ -191,10 +199,11 @@ def _tri_solve(d, x, out, a, cp, inv, z, vn, qf, alpha, accumulate, cyclic):
             for i in range(n - 2, -1, -1):
                 xv = x[p, i, q] - cp[pa, i, qa] * xv
                 x[p, i, q] = xv
-            if cyclic:  # xv is x[0] now
-                f = (xv + vn[pa, 0, qa] * x[p, n - 1, q]) * qf[pa, 0, qa]
+            if cyclic:  # xv is x[0] now; the periodic closure of pdediff.kernels.cpu.tridiag
+                f = (x[p, n - 1, q] + vn[pa, 0, qa] * xv) * qf[pa, 0, qa]
+                x[p, n - 1, q] = _ZERO32  # z_{n-1} = 1: the loop then leaves x_{n-1} = f (and fits the registers)
                 for i in range(n):
-                    x[p, i, q] = x[p, i, q] - z[pa, i, qa] * f
+                    x[p, i, q] = x[p, i, q] + z[pa, i, qa] * f
             if accumulate:
                 for i in range(n):
                     out[p, i, q] = out[p, i, q] + alpha * x[p, i, q]
@@ -211,14 +220,16 @@ def _make_row_kernels(dtype):
     """
 
     def tri_factor_rows(a, b, c, cp, inv, zero, one):
-        """Thomas factors of ``(P, n)`` coefficient lines (the ``Q == 1`` case of :func:`tri_factor`)."""
+        """Thomas factors of ``(P, n)`` coefficient lines (the ``Q == 1`` case of :func:`tri_factor`; ``b``: row
+        sums)."""
         ta = cuda.shared.array(_TILE2, dtype)
         tb = cuda.shared.array(_TILE2, dtype)
         tc = cuda.shared.array(_TILE2, dtype)
         P, n = b.shape
         t = cuda.threadIdx.x
         for p0 in range(cuda.blockIdx.x * TILE, P, cuda.gridDim.x * TILE):
-            cprev = zero
+            e_prev = zero
+            iprev = zero
             for i0 in range(0, n, TILE):
                 col = i0 + t
                 for r in range(TILE):
@@ -229,12 +240,13 @@ def _make_row_kernels(dtype):
                 cuda.syncthreads()
                 if p0 + t < P:
                     for cc in range(min(TILE, n - i0)):
-                        den = tb[t, cc]
+                        e = tb[t, cc]  # the row sum (see _tri_factor)
                         if i0 + cc > 0:
-                            den = den - ta[t, cc] * cprev
-                        cprev = tc[t, cc] / den
-                        ta[t, cc] = cprev
-                        tb[t, cc] = one / den
+                            e = e - ta[t, cc] * (e_prev * iprev)
+                        iprev = one / (e - tc[t, cc])
+                        e_prev = e
+                        ta[t, cc] = tc[t, cc] * iprev
+                        tb[t, cc] = iprev
                 cuda.syncthreads()
                 for r in range(TILE):
                     if p0 + r < P and col < n:
@@ -301,9 +313,9 @@ def _make_row_kernels(dtype):
                         x[p0 + r, col] = td[r, t]
                 cuda.syncthreads()
             if cyclic or accumulate:  # elementwise, row by row (coalesced); the per-line factor via tf
-                if own and cyclic:
+                if own and cyclic:  # xnext is x_0, xlast x_{n-1}: the periodic closure of the CPU kernels
                     pa = 0 if shared else p0 + t
-                    tf[t] = (xnext + vn[pa, 0] * xlast) * qf[pa, 0]
+                    tf[t] = (xlast + vn[pa, 0] * xnext) * qf[pa, 0]
                 cuda.syncthreads()
                 for i0 in range(0, n, TILE):
                     col = i0 + t
@@ -312,7 +324,7 @@ def _make_row_kernels(dtype):
                             xv = x[p0 + r, col]
                             if cyclic:
                                 pa = 0 if shared else p0 + r
-                                xv = xv - z[pa, col] * tf[r]
+                                xv = tf[r] if col == n - 1 else xv + z[pa, col] * tf[r]
                                 x[p0 + r, col] = xv
                             if accumulate:
                                 out[p0 + r, col] = out[p0 + r, col] + alpha * xv
