@@ -73,10 +73,10 @@ def test_train_then_sample_end_to_end(tmp_path, trained, capsys):
     # the same seed gives the same images, through the CLI and the API alike
     run = load_run(trained)
     assert isinstance(run, Run) and run.step == 4 and len(run.losses) == 4
-    np.testing.assert_array_equal(run.sample(9, steps=5, seed=0), x)
-    imgs, tr = run.sample(3, steps=5, seed=1, trajectory=True)
+    np.testing.assert_array_equal(run.sample(9, num_inference_steps=5, seed=0), x)
+    imgs, tr = run.sample(3, num_inference_steps=5, seed=1, trajectory=True)
     assert len(tr) == 6 and tr[0].shape == (3, 1, 8, 8)
-    assert not np.array_equal(imgs, run.sample(3, steps=5, seed=2))
+    assert not np.array_equal(imgs, run.sample(3, num_inference_steps=5, seed=2))
 
     # outputs are never overwritten without --force, and never an input
     before = grid.read_bytes()
