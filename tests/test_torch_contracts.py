@@ -359,3 +359,17 @@ def test_frechet_distance_of_huge_features_does_not_fail():
     assert frechet_distance(a * 2.0**-600, b * 2.0**-600) == ref * 2.0**-1200  # scaled by powers of two: exact
     assert frechet_distance(a * 1e200, b * 1e200) == np.inf  # the distance itself exceeds float64
     assert frechet_distance(a * 1e-200, b * 1e-200) == 0.0  # ... or underflows
+
+
+def test_dataset_errors_name_their_parameter(tmp_path):
+    from pdediff.errors import DatasetError
+    from pdediff.torch import load_dataset
+
+    for kw, param in (({"spec": "mnistt"}, "spec"), ({"spec": str(tmp_path)}, "spec"),
+                      ({"spec": "digits", "split": "dev"}, "split"),
+                      ({"spec": "digits", "test_fraction": 2.0}, "test_fraction"),
+                      ({"spec": "digits", "n": 0}, "n"), ({"spec": "digits", "size": 0}, "size")):
+        with pytest.raises(DatasetError) as err:
+            load_dataset(**kw)
+        assert isinstance(err.value, ParameterError) and err.value.param == param, kw
+        assert err.value.template.startswith("{" + param + "}")

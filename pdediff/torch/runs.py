@@ -40,6 +40,8 @@ from ._checks import NOT_GIVEN
 from ._make import BLUR_FRACTION, default_process_config, make_process
 from ._run_folder import (
     RUN_FILE,
+    RunSettingsError,
+    _literal,
     RUN_FORMAT,
     RUN_VERSION,
     check_resumable,
@@ -663,9 +665,10 @@ def _load_run(path, *, device=None, data=None, process: ForwardProcess | None = 
         if list(images.shape) != shape or images.dtype != torch.float32 or sha256(images) != rec["data"].get(
                 "sha256"):
             which = rec["data"]["spec"] if data is None else "given"
-            raise RunError(f"run {folder}: the training data ({which}) "
-                           f"differ from the ones the run was trained on (shape/SHA-256 in {RUN_FILE}); the "
-                           f"{name} prior is built from them: pass data= where the run's data are now")
+            raise RunSettingsError(f"run {_literal(str(folder))}: the training data ({_literal(str(which))}) "
+                                   f"differ from the ones the run was trained on (shape/SHA-256 in {RUN_FILE}); "
+                                   f"the {name} prior is built from them: pass {{data=}} where the run's data are "
+                                   "now", param="data")
         proc.fit(images)
     return Run(path=folder, config=rec, model=model, process=proc,
                losses=np.asarray(state["losses"], dtype=np.float64), step=state["step"])
