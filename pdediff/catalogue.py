@@ -10,7 +10,8 @@ Vocabulary (``docs/conventions.rst``): *sampling steps* are
 ``num_inference_steps`` (``--num-inference-steps``), *optimiser steps* of a
 training run are ``steps`` (``pdediff train --steps``), and *a trained model*
 is a **run** (a run folder, :func:`pdediff.torch.load_run`; ``--run RUN`` on
-the command line).
+the command line).  The training defaults of the library and the command
+line are :data:`TRAIN_DEFAULTS`, also written once here.
 """
 from __future__ import annotations
 

@@ -177,7 +177,7 @@ class Run:
         if max_samples is not None:
             limit = _checks.integer(max_samples, "max_samples", 1)
             if n > limit:
-                raise ParameterError(f"{{n}}={n} images exceed the limit of {limit} per call ({{max_samples}}): "
+                raise ParameterError(f"{{n={n}}} images exceed the limit of {limit} per call ({{max_samples}}): "
                                      f"they are held in memory at once; draw them in parts, or pass a larger "
                                      f"{{max_samples}} ({{max_samples=None}}: no limit)", param="n")
         k = self._steps(num_inference_steps)
@@ -540,8 +540,8 @@ def _prepare_run(folder: Path, process, data, config, steps, base, mults_t, num_
         if ckpt.exists():
             done = load_checkpoint(ckpt)["step"]
         if done > steps:
-            raise RunError(f"run {folder} has trained {done} steps already, more than steps={steps}; steps may "
-                           "only grow")
+            raise RunSettingsError(f"run {_literal(str(folder))} has trained {done} steps already, more than "
+                                   f"{{steps={steps}}}; {{steps}} may only grow", param="steps")
         if done == steps and ckpt.exists() and (old.get("result") or {}).get("step") == done:
             return record, images, proc, done, 0.0, True
         previous_seconds = float((old.get("result") or {}).get("train_seconds", 0.0))

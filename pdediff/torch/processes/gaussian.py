@@ -124,7 +124,7 @@ class GaussianDiffusion(_NoisePrediction):
         self.beta_schedule = beta_schedule
         self.beta_start, self.beta_end = float(beta_start), float(beta_end)
         self.betas, self.alphas_cumprod = _schedule(beta_schedule, K, beta_start, beta_end)
-        super().__init__(num_train_timesteps=num_train_timesteps, beta_schedule=beta_schedule,
+        super().__init__(num_train_timesteps=K, beta_schedule=beta_schedule,
                          beta_start=beta_start, beta_end=beta_end)
 
     def add_noise(self, x0: torch.Tensor, noise: torch.Tensor, timesteps: Any) -> torch.Tensor:
