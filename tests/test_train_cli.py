@@ -349,7 +349,8 @@ def test_cli_does_not_import_torch_and_names_the_extra_when_missing(tmp_path, ca
 
 
 def test_diverging_training_stops_with_one_line(tmp_path, capsys):
-    """A process config that makes the loss NaN stops training with a clear error instead of saving NaN weights."""
+    """A learning rate that makes the loss non-finite stops training with a clear error instead of saving NaN
+    weights.  (A process config that would, such as a negative beta, is refused before training.)"""
     import json
 
     from pdediff.cli import main
@@ -358,6 +359,11 @@ def test_diverging_training_stops_with_one_line(tmp_path, capsys):
     cfg.write_text(json.dumps({"beta_end": -1.0}))
     code = main(["train", "--process", "ddpm", "--data", "digits", "--steps", "3", "--base", "8", "--mults", "1",
                  "--batch-size", "8", "--out", str(tmp_path / "run"), "--config", str(cfg), "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "beta_end must be a finite number in (0, 1)" in err, err
+    assert not (tmp_path / "run").exists()
+    code = main(["train", "--process", "ddpm", "--data", "digits", "--steps", "3", "--base", "8", "--mults", "1",
+                 "--batch-size", "8", "--out", str(tmp_path / "run"), "--lr", "1e30", "--quiet"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and "diverged" in err, err
     assert main(["train", "--steps", "0", "--out", str(tmp_path / "r0"), "--quiet"]) == 2
