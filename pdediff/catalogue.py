@@ -10,7 +10,8 @@ Vocabulary (``docs/conventions.rst``): *sampling steps* are
 ``num_inference_steps`` (``--num-inference-steps``), *optimiser steps* of a
 training run are ``steps`` (``pdediff train --steps``), and *a trained model*
 is a **run** (a run folder, :func:`pdediff.torch.load_run`; ``--run RUN`` on
-the command line).
+the command line).  The training defaults of the library and the command
+line are :data:`TRAIN_DEFAULTS`, also written once here.
 """
 from __future__ import annotations
 
@@ -32,6 +33,10 @@ __all__ = [
     "PROCESSES",
     "PROCESS_NAMES",
     "process_class",
+    "BETA_SCHEDULES",
+    "BETA_SCHEDULE_ALIASES",
+    "TrainDefaults",
+    "TRAIN_DEFAULTS",
 ]
 
 #: :func:`pdediff.solve_heat` ``method``.
@@ -104,3 +109,58 @@ def process_class(name: str) -> type:
         raise ParameterError(f"{{process}} must be one of {', '.join(map(repr, PROCESS_NAMES))}; got {name!r}",
                              param="process")
     return PROCESSES[name].load()
+
+
+#: ``beta_schedule`` of :class:`~pdediff.torch.GaussianDiffusion` and
+#: :class:`~pdediff.torch.BlurringDiffusion`: ``"linear"`` (Ho et al.), ``"scaled_linear"``
+#: (linear in :math:`\sqrt\beta`, as diffusers') and ``"cosine"`` (Nichol & Dhariwal).
+BETA_SCHEDULES = ("linear", "scaled_linear", "cosine")
+#: diffusers' names for pdediff's schedules, accepted and stored under pdediff's name.
+BETA_SCHEDULE_ALIASES: Mapping[str, str] = MappingProxyType({"squaredcos_cap_v2": "cosine"})
+
+
+@dataclass(frozen=True)
+class TrainDefaults:
+    """The training settings used when none is given: one set for the library and the command line.
+
+    :func:`pdediff.torch.train`, :func:`pdediff.torch.train_run` and
+    ``pdediff train`` all take their defaults from :data:`TRAIN_DEFAULTS`.
+
+    Attributes
+    ----------
+    steps : int
+        Optimiser steps (``train_run``, ``pdediff train --steps``; :func:`~pdediff.torch.train` requires them).
+    batch_size : int
+        Images per optimiser step (the global batch across processes).
+    lr : float
+        Adam learning rate.
+    ema_decay : float
+        Decay of the exponential moving average of the weights.
+    ema_warmup : bool
+        Warm the EMA up: update ``k`` uses ``min(ema_decay, (1 + k) / (10 + k))``.
+    seed : int
+        Seed of the model's initialisation and of the generator of batches, timesteps and noise.
+    checkpoint_every : int
+        Optimiser steps between checkpoints.
+    base : int
+        Channels of the :class:`~pdediff.torch.UNet`'s first level.
+    mults : tuple of int
+        The UNet's channel multipliers per level.
+    num_res_blocks : int
+        Residual blocks per UNet level.
+    """
+
+    steps: int = 1500
+    batch_size: int = 128
+    lr: float = 1e-3
+    ema_decay: float = 0.999
+    ema_warmup: bool = True
+    seed: int = 0
+    checkpoint_every: int = 100
+    base: int = 32
+    mults: tuple = (1, 2)
+    num_res_blocks: int = 1
+
+
+#: The one set of training defaults (see :class:`TrainDefaults`).
+TRAIN_DEFAULTS = TrainDefaults()

@@ -317,8 +317,8 @@ def test_run_repaint_and_restyle(tiny_run):
     np.testing.assert_array_equal(out, run.repaint(x, hole, seed=1, jump_length=2, jump_n_sample=2,
                                                    batch_size=2))
     np.testing.assert_array_equal(run.restyle(x, 0.0), x.astype(np.float32))
-    np.testing.assert_array_equal(run.restyle(x, 1.0, seed=4, steps=3, batch_size=2),
-                                  run.sample(5, seed=4, steps=3, batch_size=2))
+    np.testing.assert_array_equal(run.restyle(x, 1.0, seed=4, num_inference_steps=3, batch_size=2),
+                                  run.sample(5, seed=4, num_inference_steps=3, batch_size=2))
     r = run.restyle(x, 0.5, seed=0)
     assert r.dtype == np.float32 and r.shape == x.shape
 
@@ -329,7 +329,8 @@ def test_run_repaint_and_restyle(tiny_run):
     (lambda r, x: r.repaint(x, np.ones((3, 8), bool)), ValueError, "broadcast"),
     (lambda r, x: r.repaint(x > 0, np.ones((8, 8), bool)), TypeError, "bool"),
     (lambda r, x: r.repaint(x * 3, np.ones((8, 8), bool)), ValueError, r"\[-1, 1\]"),
-    (lambda r, x: r.repaint(x, np.ones((8, 8), bool), steps=0), ValueError, "steps"),
+    (lambda r, x: r.repaint(x, np.ones((8, 8), bool), num_inference_steps=0), ValueError,
+     "num_inference_steps"),
     (lambda r, x: r.repaint(x, np.ones((8, 8), bool), batch_size=0), ValueError, "batch_size"),
     (lambda r, x: r.restyle(x, 2.0), ValueError, "strength"),
     (lambda r, x: r.restyle(np.where(x > 0, np.nan, x), 0.5), ValueError, "NaN"),

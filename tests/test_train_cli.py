@@ -74,10 +74,10 @@ def test_train_then_sample_end_to_end(tmp_path, trained, capsys):
     # the same seed gives the same images, through the CLI and the API alike
     run = load_run(trained)
     assert isinstance(run, Run) and run.step == 4 and len(run.losses) == 4
-    np.testing.assert_array_equal(run.sample(9, steps=5, seed=0), x)
-    imgs, tr = run.sample(3, steps=5, seed=1, trajectory=True)
+    np.testing.assert_array_equal(run.sample(9, num_inference_steps=5, seed=0), x)
+    imgs, tr = run.sample(3, num_inference_steps=5, seed=1, trajectory=True)
     assert len(tr) == 6 and tr[0].shape == (3, 1, 8, 8)
-    assert not np.array_equal(imgs, run.sample(3, steps=5, seed=2))
+    assert not np.array_equal(imgs, run.sample(3, num_inference_steps=5, seed=2))
 
     # outputs are never overwritten without --force, and never an input
     before = grid.read_bytes()
@@ -351,7 +351,8 @@ def test_cli_does_not_import_torch_and_names_the_extra_when_missing(tmp_path, ca
 
 
 def test_diverging_training_stops_with_one_line(tmp_path, capsys):
-    """A process config that makes the loss NaN stops training with a clear error instead of saving NaN weights."""
+    """A learning rate that makes the loss non-finite stops training with a clear error instead of saving NaN
+    weights.  (A process config that would, such as a negative beta, is refused before training.)"""
     import json
 
     from pdediff.cli import main
@@ -360,6 +361,11 @@ def test_diverging_training_stops_with_one_line(tmp_path, capsys):
     cfg.write_text(json.dumps({"beta_end": -1.0}))
     code = main(["train", "--process", "ddpm", "--data", "digits", "--steps", "3", "--base", "8", "--mults", "1",
                  "--batch-size", "8", "--out", str(tmp_path / "run"), "--config", str(cfg), "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "beta_end must be a finite number in (0, 1)" in err, err
+    assert not (tmp_path / "run").exists()
+    code = main(["train", "--process", "ddpm", "--data", "digits", "--steps", "3", "--base", "8", "--mults", "1",
+                 "--batch-size", "8", "--out", str(tmp_path / "run"), "--lr", "1e30", "--quiet"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and "diverged" in err, err
     assert main(["train", "--steps", "0", "--out", str(tmp_path / "r0"), "--quiet"]) == 2

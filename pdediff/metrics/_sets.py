@@ -154,7 +154,10 @@ def frechet_distance(a: Any, b: Any) -> float:
     case for small sample sets), where ``scipy.linalg.sqrtm(C_a @ C_b)`` of the
     non-symmetric product needs the ``eps * I`` regularisation of the reference
     implementation and returns spurious imaginary parts.  Eigenvalues below zero
-    (rounding) are clipped, and the result is clamped at 0.
+    (rounding) are clipped, and the result is clamped at 0.  Features beyond
+    :math:`2^{\pm 250}` in magnitude are scaled by a power of two (exact) before
+    the covariances are formed, so they cannot overflow; the result is scaled
+    back, ``inf`` when the distance itself exceeds the float64 range.
 
     References
     ----------
@@ -178,6 +181,14 @@ def frechet_distance(a: Any, b: Any) -> float:
     x = _as_set(a, "a", min_samples=2)
     y = _as_set(b, "b", min_samples=2)
     _same_dim(x, y, "a", "b")
+    # Features of extreme magnitude (|x| ~ 1e200) overflow the covariances (and fail eigh): compute on
+    # features scaled by a power of two (exact) into [0.5, 1), and scale the squared distance back.
+    amax = max(float(np.max(np.abs(x))), float(np.max(np.abs(y))))
+    if amax > 2.0**250 or 0.0 < amax < 2.0**-250:
+        e = math.frexp(amax)[1]
+        d2 = frechet_distance(np.ldexp(x, -e), np.ldexp(y, -e))
+        with np.errstate(over="ignore", under="ignore"):
+            return float(np.ldexp(d2, 2 * e))
     mu_x, mu_y = x.mean(axis=0), y.mean(axis=0)
     cx = np.atleast_2d(np.cov(x, rowvar=False))
     cy = np.atleast_2d(np.cov(y, rowvar=False))

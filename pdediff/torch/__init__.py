@@ -16,9 +16,11 @@ never imports torch; importing :mod:`pdediff.torch` does.
   CIFAR-10 files;
   :func:`load_dataset` by name or path, split into train and test.
 * :func:`make_process`, :func:`train_run`, :func:`load_run`, :class:`Run`:
-  processes by name and training runs on disk (``pdediff train`` /
+  processes by name (:data:`pdediff.catalogue.PROCESSES`; :data:`PROCESSES`
+  here are their names) and training runs on disk (``pdediff train`` /
   ``pdediff sample``), resumable, with checkpoints that load without running
-  code (:mod:`pdediff.torch.runs`).
+  code (:mod:`pdediff.torch.runs`).  Training defaults:
+  :data:`pdediff.catalogue.TRAIN_DEFAULTS`.
 """
 
 try:

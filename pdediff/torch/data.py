@@ -19,10 +19,24 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import DatasetError
+from ..errors import DatasetError, ParameterError
 
 __all__ = ["digits", "shapes", "image_patches", "mnist", "cifar10", "as_tensor", "load_dataset", "DATASETS",
            "IMAGE_SUFFIXES"]
+
+
+class DatasetParameterError(DatasetError, ParameterError):
+    """A :class:`~pdediff.errors.DatasetError` about one parameter of :func:`load_dataset`.
+
+    Also a :class:`~pdediff.errors.ParameterError`: :attr:`param` is ``"spec"``,
+    ``"size"``, ``"split"``, ``"test_fraction"`` or ``"n"``, written ``{spec}``...
+    in the message template (the command line prints its flag, e.g. ``--data``).
+    """
+
+
+def _data_error(param: str, rest: str) -> DatasetParameterError:
+    """``DatasetParameterError`` for ``param``: the message is ``param`` followed by ``rest`` (literal text)."""
+    return DatasetParameterError("{" + param + "}" + rest.replace("{", "(").replace("}", ")"), param=param)
 
 #: Data sets :func:`load_dataset` knows by name (anything else must be a path).
 DATASETS = ("digits", "shapes")
@@ -118,7 +132,7 @@ _READ_CHUNK = 1 << 22
 
 def _split_arg(split) -> str:
     if split not in ("train", "test"):
-        raise DatasetError(f"split must be 'train' or 'test'; got {split!r}")
+        raise _data_error("split", f" must be 'train' or 'test'; got {split!r}")
     return split
 
 
@@ -387,9 +401,9 @@ def _check_size(size) -> tuple[int, int] | None:
     try:
         h, w = (int(v) for v in size)
     except (TypeError, ValueError):
-        raise DatasetError(f"size must be a positive integer or a pair (height, width); got {size!r}") from None
+        raise _data_error("size", f" must be a positive integer or a pair (height, width); got {size!r}") from None
     if h < 1 or w < 1:
-        raise DatasetError(f"size must be positive; got {size!r}")
+        raise _data_error("size", f" must be positive; got {size!r}")
     return h, w
 
 
@@ -403,10 +417,10 @@ def _scale_integer(img: np.ndarray) -> np.ndarray:
 def _scale_float(x: np.ndarray, what: str) -> np.ndarray:
     x = np.asarray(x, dtype=np.float64)
     if not np.all(np.isfinite(x)):
-        raise DatasetError(f"spec {what}: the data contain NaN or infinite values")
+        raise _data_error("spec", f" {what}: the data contain NaN or infinite values")
     lo, hi = float(x.min()), float(x.max())
     if not hi > lo:
-        raise DatasetError(f"spec {what}: every value is {lo:g}; cannot rescale constant data to [-1, 1]")
+        raise _data_error("spec", f" {what}: every value is {lo:g}; cannot rescale constant data to [-1, 1]")
     return (x - lo) / (hi - lo) * 2 - 1
 
 
@@ -414,7 +428,7 @@ def _read_folder(folder: Path) -> np.ndarray:
     files = sorted(p for p in folder.iterdir()
                    if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
-        raise DatasetError(f"spec {str(folder)!r}: the folder holds no images (expected "
+        raise _data_error("spec", f" {str(folder)!r}: the folder holds no images (expected "
                            f"{', '.join(IMAGE_SUFFIXES)} files; subfolders are not searched)")
     try:
         import imageio.v3 as iio
@@ -427,12 +441,12 @@ def _read_folder(folder: Path) -> np.ndarray:
             img = np.asarray(iio.imread(f))
         except Exception as exc:  # imageio raises many types for a broken file
             msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise DatasetError(f"spec {str(folder)!r}: cannot read image {f.name}: {msg}") from None
+            raise _data_error("spec", f" {str(folder)!r}: cannot read image {f.name}: {msg}") from None
         if img.ndim == 3 and img.shape[-1] in (2, 4):  # grey+alpha, RGBA: drop an opaque alpha channel
             alpha = img[..., -1]
             opaque = np.iinfo(img.dtype).max if img.dtype.kind in "iu" else 1.0
             if not np.all(alpha == opaque):
-                raise DatasetError(f"spec {str(folder)!r}: image {f.name} has a transparent alpha channel; "
+                raise _data_error("spec", f" {str(folder)!r}: image {f.name} has a transparent alpha channel; "
                                    "expected grey or RGB images")
             img = img[..., :-1]
         if img.ndim == 2:
@@ -440,15 +454,15 @@ def _read_folder(folder: Path) -> np.ndarray:
         elif img.ndim == 3 and img.shape[-1] in (1, 3):
             img = np.moveaxis(img, -1, 0)
         else:
-            raise DatasetError(f"spec {str(folder)!r}: image {f.name} has shape {img.shape}; expected a 2-D grey "
+            raise _data_error("spec", f" {str(folder)!r}: image {f.name} has shape {img.shape}; expected a 2-D grey "
                                "or RGB image")
         if img.dtype.kind not in "biuf":
-            raise DatasetError(f"spec {str(folder)!r}: image {f.name} has unsupported pixel type {img.dtype}")
+            raise _data_error("spec", f" {str(folder)!r}: image {f.name} has unsupported pixel type {img.dtype}")
         if first is None:
             first = (f.name, img.shape)
         elif img.shape != first[1]:
-            raise DatasetError(
-                f"spec {str(folder)!r}: images of different shapes: {first[0]} is {_chw(first[1])}, {f.name} "
+            raise _data_error(
+                "spec", f" {str(folder)!r}: images of different shapes: {first[0]} is {_chw(first[1])}, {f.name} "
                 f"is {_chw(img.shape)}; every image must have the same size and channels")
         imgs.append(img)
         kinds.append(img.dtype.kind == "f")
@@ -472,7 +486,7 @@ def _read_npy(path: Path) -> np.ndarray:
         x = np.load(path, allow_pickle=False, mmap_mode="r")
     except Exception as exc:
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DatasetError(f"spec {str(path)!r}: cannot read {path.name}: {msg}") from None
+        raise _data_error("spec", f" {str(path)!r}: cannot read {path.name}: {msg}") from None
     if x.ndim == 3:
         x = x[:, None]
     elif x.ndim == 4 and x.shape[1] in (1, 3):
@@ -480,15 +494,15 @@ def _read_npy(path: Path) -> np.ndarray:
     elif x.ndim == 4 and x.shape[-1] in (1, 3):
         x = np.moveaxis(x, -1, 1)
     elif x.ndim == 4:
-        raise DatasetError(f"spec {str(path)!r}: array of shape {x.shape} has no channel axis of length 1 or 3; "
+        raise _data_error("spec", f" {str(path)!r}: array of shape {x.shape} has no channel axis of length 1 or 3; "
                            "expected (N, H, W), (N, C, H, W) or (N, H, W, C) with C in {1, 3}")
     else:
-        raise DatasetError(f"spec {str(path)!r}: array of shape {x.shape} has {x.ndim} dimensions; expected "
+        raise _data_error("spec", f" {str(path)!r}: array of shape {x.shape} has {x.ndim} dimensions; expected "
                            "(N, H, W), (N, C, H, W) or (N, H, W, C) with C in {1, 3}")
     if x.dtype.kind not in "biuf":
-        raise DatasetError(f"spec {str(path)!r}: unsupported data type {x.dtype}; expected integers or floats")
+        raise _data_error("spec", f" {str(path)!r}: unsupported data type {x.dtype}; expected integers or floats")
     if x.shape[0] < 1 or min(x.shape[2:]) < 1:
-        raise DatasetError(f"spec {str(path)!r}: the array holds no images (shape {x.shape})")
+        raise _data_error("spec", f" {str(path)!r}: the array holds no images (shape {x.shape})")
     x = np.asarray(x)
     return _scale_float(x, repr(str(path))) if x.dtype.kind == "f" else _scale_integer(x)
 
@@ -557,18 +571,18 @@ def load_dataset(
         invalid ``split``, ``test_fraction``, ``n`` or ``size``.
     """
     if split not in SPLITS:
-        raise DatasetError(f"split must be one of {', '.join(map(repr, SPLITS))}; got {split!r}")
+        raise _data_error("split", f" must be one of {', '.join(map(repr, SPLITS))}; got {split!r}")
     try:
         tf = float(test_fraction)
     except (TypeError, ValueError):
-        raise DatasetError(f"test_fraction must be a number in (0, 1); got {test_fraction!r}") from None
+        raise _data_error("test_fraction", f" must be a number in (0, 1); got {test_fraction!r}") from None
     if not 0.0 < tf < 1.0:
-        raise DatasetError(f"test_fraction must be in (0, 1); got {test_fraction!r}")
+        raise _data_error("test_fraction", f" must be in (0, 1); got {test_fraction!r}")
     if n is not None and (isinstance(n, bool) or int(n) != n or int(n) < 1):
-        raise DatasetError(f"n must be a positive integer or None; got {n!r}")
+        raise _data_error("n", f" must be a positive integer or None; got {n!r}")
     hw = _check_size(size)
     if not isinstance(spec, (str, os.PathLike)):
-        raise DatasetError(f"spec must be {_allowed()}; got {type(spec).__name__}")
+        raise _data_error("spec", f" must be {_allowed()}; got {type(spec).__name__}")
     labels = None
     name = os.fspath(spec)
     if name == "digits":
@@ -585,9 +599,9 @@ def load_dataset(
         path = Path(name).expanduser()
         if not path.exists():
             if os.sep not in name and "/" not in name and not path.suffix:
-                raise DatasetError(f"spec {name!r} is not a known data set or an existing path; expected "
+                raise _data_error("spec", f" {name!r} is not a known data set or an existing path; expected "
                                    f"{_allowed()}")
-            raise DatasetError(f"spec {name!r}: no such file or folder; expected {_allowed()}")
+            raise _data_error("spec", f" {name!r}: no such file or folder; expected {_allowed()}")
         kind = _folder_kind(path) if path.is_dir() else None
         if kind is not None:
             # the files' own train/test split, not a random one (test_fraction and seed are not used)
@@ -598,10 +612,10 @@ def load_dataset(
             labels = torch.cat([p[1] for p in parts])
             if n is not None:
                 if int(n) > images.shape[0]:
-                    raise DatasetError(f"n={int(n)} exceeds the {images.shape[0]} {split} images of spec {name!r}")
+                    raise _data_error("n", f"={int(n)} exceeds the {images.shape[0]} {split} images of spec {name!r}")
                 images, labels = images[: int(n)], labels[: int(n)]
             if hw is not None and tuple(images.shape[-2:]) != hw:
-                raise DatasetError(f"size={hw}: the images of spec {name!r} are {tuple(images.shape[-2:])}; "
+                raise _data_error("size", f"={hw}: the images of spec {name!r} are {tuple(images.shape[-2:])}; "
                                    "pdediff does not resize (leave size unset)")
             return images.contiguous(), labels.contiguous()
         if path.is_dir():
@@ -609,23 +623,23 @@ def load_dataset(
         elif path.suffix.lower() == ".npy":
             arr = _read_npy(path)
         else:
-            raise DatasetError(f"spec {name!r}: unsupported file type {path.suffix or '(none)'}; expected "
+            raise _data_error("spec", f" {name!r}: unsupported file type {path.suffix or '(none)'}; expected "
                                f"{_allowed()}")
         images = torch.from_numpy(arr.astype(np.float32))
     if n is not None and name != "shapes":
         if int(n) > images.shape[0]:
-            raise DatasetError(f"n={int(n)} exceeds the {images.shape[0]} images of spec {name!r}")
+            raise _data_error("n", f"={int(n)} exceeds the {images.shape[0]} images of spec {name!r}")
         images = images[: int(n)]
         labels = labels[: int(n)] if labels is not None else None
     if hw is not None and tuple(images.shape[-2:]) != hw:
-        raise DatasetError(f"size={hw}: the images of spec {name!r} are {tuple(images.shape[-2:])}; pdediff "
+        raise _data_error("size", f"={hw}: the images of spec {name!r} are {tuple(images.shape[-2:])}; pdediff "
                            "does not resize (leave size unset)")
     images = images.contiguous()
     if split == "all":
         return images, labels
     N = images.shape[0]
     if N < 2:
-        raise DatasetError(f"spec {name!r} holds {N} image; a train/test split needs at least 2 (or split='all')")
+        raise _data_error("spec", f" {name!r} holds {N} image; a train/test split needs at least 2 (or split='all')")
     n_test = min(max(round(N * tf), 1), N - 1)
     perm = np.random.default_rng(int(seed)).permutation(N)
     idx = np.sort(perm[:n_test] if split == "test" else perm[n_test:])

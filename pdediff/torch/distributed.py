@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from ..errors import ParameterError
+
 __all__ = ["DistributedError"]
 
 
@@ -118,7 +120,8 @@ def _setup(distributed: bool | None, device: torch.device, batch_size: int) -> t
     one visible GPU).  A group this function starts is destroyed at exit.
     """
     if distributed is not None and not isinstance(distributed, bool):
-        raise ValueError(f"distributed must be None (detect torchrun), True or False; got {distributed!r}")
+        raise ParameterError(f"{{distributed}} must be None (detect torchrun), True or False; got {distributed!r}",
+                             param="distributed")
     if distributed is False:
         return _SINGLE, device
     if dist.is_available() and dist.is_initialized():
@@ -136,13 +139,15 @@ def _setup(distributed: bool | None, device: torch.device, batch_size: int) -> t
         rank, world, local = found
         backend, started = None, True
     if world > 1 and batch_size % world:
-        raise ValueError(f"batch_size={batch_size} is the global batch and must be divisible by the number of "
-                         f"processes ({world}): each takes batch_size / {world} samples; choose a multiple of {world}")
+        raise ParameterError(f"{{batch_size={batch_size}}} is the global batch and must be divisible by the number "
+                             f"of processes ({world}): each takes {{batch_size}} / {world} samples; choose a "
+                             f"multiple of {world}", param="batch_size")
     if device.type == "cuda":
         device = torch.device("cuda", _cuda_index(device, local))
         torch.cuda.set_device(device)
     elif device.type != "cpu":
-        raise ValueError(f"distributed training runs on 'cpu' (gloo) or 'cuda' (NCCL); got device {str(device)!r}")
+        raise ParameterError(f"distributed training runs on 'cpu' (gloo) or 'cuda' (NCCL); got {{device}} "
+                             f"{str(device)!r}", param="device")
     if world == 1 and not dist.is_initialized():
         return _SINGLE, device
     if started:
@@ -152,8 +157,8 @@ def _setup(distributed: bool | None, device: torch.device, batch_size: int) -> t
         dist.init_process_group(backend, init_method="env://", rank=rank, world_size=world)
         atexit.register(_destroy)
     if backend == "nccl" and device.type != "cuda":
-        raise ValueError("the process group uses NCCL, which reduces CUDA tensors only; train on device 'cuda' or "
-                         "initialise the group with backend 'gloo'")
+        raise ParameterError("the process group uses NCCL, which reduces CUDA tensors only; train on {device} "
+                             "'cuda' or initialise the group with backend 'gloo'", param="device")
     return _Context(rank=rank, world_size=world, local_rank=local, backend=backend), device
 
 

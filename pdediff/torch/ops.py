@@ -17,11 +17,13 @@ documented and stable within the package, not re-exported):
 from __future__ import annotations
 
 import functools
+import math
 import numbers
 from typing import Any
 
 import numpy as np
 import torch
+from torch.autograd.function import once_differentiable
 
 from .._backend import backend_for
 from .._validation import BOUNDARIES, check_option, positive_per_axis
@@ -158,16 +160,49 @@ def _apply(solver, x: torch.Tensor, times: np.ndarray) -> torch.Tensor:
     return from_array(y, x)
 
 
+def _generator(solver, y: torch.Tensor) -> torch.Tensor:
+    """``L y = D Δ y``, the heat flow's generator with the solver's boundary, spacing and spectrum."""
+    y = y.detach().contiguous()
+    arr = to_array(y)
+    be = backend_for(arr)
+    c = solver.forward(arr, be)
+    nd = len(solver.symbols)
+    lam = sum(np.asarray(sym, dtype=np.float64).reshape((-1,) + (1,) * (nd - 1 - a))
+              for a, sym in enumerate(solver.symbols))
+    real = np.float32 if y.dtype == torch.float32 else np.float64
+    c = c * be.xp.asarray((-solver.diffusivity * lam).astype(real))
+    return from_array(solver.inverse(c, be).astype(solver.dtype, copy=False), y)
+
+
 class _HeatBlur(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x, times, solver):  # noqa: D102
-        ctx.times, ctx.solver = times, solver
-        return _apply(solver, x, times)
+    """``F(t) x``; gradients for ``x`` (the same blur: ``F(t)`` is self-adjoint) and for ``t``."""
 
     @staticmethod
+    def forward(ctx, x, t, times, solver):  # noqa: D102
+        y = _apply(solver, x, times)
+        ctx.times, ctx.solver = times, solver
+        ctx.t_shape = None if t is None else tuple(t.shape)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    @once_differentiable
     def backward(ctx, grad):  # noqa: D102
-        # The heat semigroup is self-adjoint (orthonormal transform, real symbol): F(t)^T = F(t).
-        return _apply(ctx.solver, grad, ctx.times), None, None
+        gx = gt = None
+        grad = grad.contiguous()
+        if ctx.needs_input_grad[0]:
+            # The heat semigroup is self-adjoint (orthonormal transform, real symbol): F(t)^T = F(t).
+            gx = _apply(ctx.solver, grad, ctx.times)
+        if ctx.needs_input_grad[1]:
+            # d/dt F(t) x = L F(t) x = L y: the gradient of item b is <grad_b, L y_b>, summed over the
+            # batch axes that t was broadcast along.
+            (y,) = ctx.saved_tensors
+            nd = len(ctx.solver.symbols)
+            per_item = (grad * _generator(ctx.solver, y)).sum(dim=tuple(range(y.ndim - nd, y.ndim)))
+            k = len(ctx.t_shape)
+            gt = per_item.sum(dim=tuple(range(k, per_item.ndim))) if per_item.ndim > k else per_item
+            gt = gt.reshape(ctx.t_shape)
+        return gx, gt, None, None
 
 
 def heat_blur(
@@ -186,7 +221,9 @@ def heat_blur(
     time): one batched transform for the whole tensor, one time per item.  CPU
     tensors reach the Numba/SciPy path and CUDA tensors the GPU path without a
     copy (DLPack).  Differentiable in ``x`` (the operator is self-adjoint, so
-    the backward pass is the same blur of the incoming gradient); not in ``t``.
+    the backward pass is the same blur of the incoming gradient) and in a
+    tensor ``t`` (:math:`\partial_t F(t)x = D\Delta F(t)x`, contracted with
+    the incoming gradient); once (no second derivatives).
 
     Parameters
     ----------
@@ -242,7 +279,8 @@ def heat_blur(
                          spatial_dims=spatial_dims, spectrum=spectrum).to(x.dtype)
     solver = spectral_solver(shape, x.dtype, boundary=boundary, diffusivity=float(diffusivity),
                              spacing=spacing, spectrum=spectrum)
-    return _HeatBlur.apply(x, times, solver)
+    t_grad = t if isinstance(t, torch.Tensor) and t.requires_grad else None
+    return _HeatBlur.apply(x, t_grad, times, solver)
 
 
 def _channel_axis(channel_axis: Any, ndim: int, lead: int) -> int | None:
@@ -260,7 +298,82 @@ def _channel_axis(channel_axis: Any, ndim: int, lead: int) -> int | None:
     return ax
 
 
-@torch.no_grad()
+def _pm_conductance(x: torch.Tensor, conductance: str) -> torch.Tensor:
+    """``g`` of ``x = s^2 / kappa^2``, as pdediff's kernels evaluate it (differentiable torch ops)."""
+    if conductance == "rational":
+        return 1.0 / (1.0 + x)
+    if conductance == "tukey":
+        return torch.where(x <= 1.0, 0.5 * (1.0 - x) ** 2, torch.zeros_like(x))
+    return torch.exp(-x)
+
+
+def _pm_explicit(u: torch.Tensor, *, spatial_dims: int, channels: bool, num_iter: int, dt: float, kappa: float,
+                 conductance: str, spacing: tuple[float, ...]) -> torch.Tensor:
+    """The explicit Perona–Malik scheme of :func:`pdediff.perona_malik` (``sigma=0``) in torch operations.
+
+    ``u`` is ``(..., [C,] *spatial)``, channels (sharing one conductance) just
+    before the spatial axes when ``channels``.  Per face between cells ``i``
+    and ``j`` along axis ``a``: ``d = (u_j - u_i) / h_a``, flux
+    ``g(|d|^2 / kappa^2) d / h_a``, ``u_i += dt * sum``; no flux through the
+    boundary (Neumann).  Used for the backward pass: autograd differentiates
+    these steps.
+    """
+    kinv2 = 0.0 if math.isinf(kappa) else 1.0 / (kappa * kappa)
+    for _ in range(num_iter):
+        change = torch.zeros_like(u)
+        for a in range(spatial_dims):
+            dim = u.ndim - spatial_dims + a
+            n = u.shape[dim]
+            if n < 2:
+                continue
+            d = torch.diff(u, dim=dim) / spacing[a]
+            d2 = d * d
+            if channels:
+                d2 = d2.sum(dim=u.ndim - spatial_dims - 1, keepdim=True)
+            flux = _pm_conductance(d2 * kinv2, conductance) * d / spacing[a]
+            pad = [0, 0] * (u.ndim - 1 - dim)
+            change = change + torch.nn.functional.pad(flux, pad + [0, 1]) - torch.nn.functional.pad(flux, pad + [1, 0])
+        u = u + dt * change
+    return u
+
+
+class _PeronaMalik(torch.autograd.Function):
+    """pdediff's kernels forward; backward through the same explicit steps recomputed in torch operations."""
+
+    @staticmethod
+    def forward(ctx, x, run, reference):  # noqa: D102
+        ctx.reference = reference
+        ctx.save_for_backward(x)
+        return run(x.detach())
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad):  # noqa: D102
+        (x,) = ctx.saved_tensors
+        with torch.enable_grad():
+            xr = x.detach().requires_grad_(True)
+            (gx,) = torch.autograd.grad(ctx.reference(xr), xr, grad)
+        return gx, None, None
+
+
+def _differentiable_options(kwargs: dict) -> None:
+    """Refuse, with the option to change, what the differentiable path does not cover (never a silent zero)."""
+    why = None
+    method, sigma, kappa = kwargs.get("method", "explicit"), kwargs.get("sigma"), kwargs.get("kappa", "auto")
+    if method != "explicit":
+        why = f"method={method!r} (only 'explicit' has a backward pass here)"
+    elif sigma is None or sigma != 0:
+        why = (f"sigma={sigma!r}" + (" (the default, 0.8 cells)" if sigma is None else "") +
+               ": the pre-smoothed conductance has no backward pass here; pass sigma=0")
+    elif isinstance(kappa, str):
+        why = f"kappa={kappa!r}: the estimated kappa depends on the input; pass a number"
+    elif callable(kwargs.get("conductance")):
+        why = "a callable conductance; use 'exponential', 'rational' or 'tukey'"
+    if why is not None:
+        raise ValueError(f"pdediff.torch.perona_malik: x requires grad, but the result would not be differentiable "
+                         f"with {why}; or pass x.detach() (no gradient)")
+
+
 def perona_malik(x: torch.Tensor, *, spatial_dims: int = 2, channel_axis: int | None = None,
                  **kwargs: Any) -> torch.Tensor:
     """:func:`pdediff.perona_malik` on a batch of tensors, one conductance field per sample.
@@ -287,8 +400,18 @@ def perona_malik(x: torch.Tensor, *, spatial_dims: int = 2, channel_axis: int | 
     Returns
     -------
     Tensor
-        Same shape, dtype and device.  Not differentiable (the nonlinear
-        scheme has no adjoint here): the result carries no gradient.
+        Same shape, dtype and device.  Differentiable in ``x`` (once) for the
+        classic scheme: ``method="explicit"``, ``sigma=0``, a numeric
+        ``kappa`` and a named conductance; the forward pass runs pdediff's
+        kernels, the backward pass differentiates the same explicit steps
+        recomputed in torch operations (memory: one copy of ``x`` per step).
+
+    Raises
+    ------
+    ValueError
+        ``x`` requires grad (and grad mode is on) with options outside the
+        differentiable scheme: the message names the option to change, or
+        pass ``x.detach()``.  Never a result that silently drops the gradient.
     """
     from ..anisotropic import perona_malik as pm
 
@@ -301,16 +424,37 @@ def perona_malik(x: torch.Tensor, *, spatial_dims: int = 2, channel_axis: int | 
     if x.dtype in _HALF:
         y = perona_malik(x.float(), spatial_dims=spatial_dims, channel_axis=channel_axis, **kwargs)
         return y.to(x.dtype)
-    xc = x.detach()
-    if ax is not None:  # channels just before the spatial axes: (..., C, *spatial)
-        xc = xc.movedim(ax, lead - 1)
-    xc = xc.contiguous()
-    arr = to_array(xc)
-    per = arr.reshape((-1,) + tuple(arr.shape[lead - 1 if ax is not None else lead :]))
-    out = backend_for(arr).xp.empty_like(per)
-    for i in range(per.shape[0]):
-        out[i] = pm(per[i], channel_axis=0 if ax is not None else None, **kwargs)
-    y = from_array(out.reshape(arr.shape), x)
-    if ax is not None:
-        y = y.movedim(lead - 1, ax).contiguous()
-    return y
+    grad = torch.is_grad_enabled() and x.requires_grad
+    if grad:
+        _differentiable_options(kwargs)
+    infos = []
+
+    def run(xd: torch.Tensor) -> torch.Tensor:
+        xc = xd
+        if ax is not None:  # channels just before the spatial axes: (..., C, *spatial)
+            xc = xc.movedim(ax, lead - 1)
+        xc = xc.contiguous()
+        arr = to_array(xc)
+        per = arr.reshape((-1,) + tuple(arr.shape[lead - 1 if ax is not None else lead :]))
+        out = backend_for(arr).xp.empty_like(per)
+        for i in range(per.shape[0]):
+            out[i], info = pm(per[i], channel_axis=0 if ax is not None else None, return_info=True, **kwargs)
+            if i == 0:
+                infos.append(info)
+        y = from_array(out.reshape(arr.shape), xd)
+        if ax is not None:
+            y = y.movedim(lead - 1, ax).contiguous()
+        return y
+
+    if not grad:
+        return run(x.detach())
+
+    def reference(xr: torch.Tensor) -> torch.Tensor:
+        info = infos[0]
+        u = xr.movedim(ax, lead - 1) if ax is not None else xr
+        u = _pm_explicit(u, spatial_dims=spatial_dims, channels=ax is not None, num_iter=int(info.num_iter),
+                         dt=float(info.dt), kappa=float(info.kappa), conductance=str(info.conductance),
+                         spacing=tuple(float(h) for h in info.spacing))
+        return u.movedim(lead - 1, ax) if ax is not None else u
+
+    return _PeronaMalik.apply(x, run, reference)

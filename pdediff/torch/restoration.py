@@ -16,7 +16,8 @@ import numpy as np
 import torch
 
 from .._validation import DEFAULT_MAX_STEPS
-from ..errors import StepLimitError
+from ..errors import ParameterError, StepLimitError
+from . import _checks
 from .processes import CLEAN, ForwardProcess
 from .processes._base import _check_sample
 
@@ -65,18 +66,15 @@ def _check_mask(mask: Any, images: torch.Tensor) -> torch.Tensor:
 
 
 def _check_int(name: str, value: Any, lo: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or int(value) < lo:
-        raise ValueError(f"{name} must be an integer >= {lo}; got {value!r}")
-    return int(value)
+    return _checks.integer(value, name, lo)
 
 
 def _schedule(process: ForwardProcess, num_inference_steps: Any) -> list[int]:
     if num_inference_steps is not None:
         K = process.num_train_timesteps
-        if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, numbers.Integral) or \
-                not 1 <= int(num_inference_steps) <= K:
-            raise ValueError(f"num_inference_steps must be an integer in [1, {K}] (the process's timesteps) or "
-                             f"None; got {num_inference_steps!r}")
+        _checks.integer(num_inference_steps, "num_inference_steps", 1, K,
+                        message=f"{{num_inference_steps}} must be an integer in [1, {K}] (the process's timesteps) "
+                        f"or None; got {num_inference_steps!r}")
         process.set_timesteps(int(num_inference_steps))
     return [int(t) for t in process.timesteps.tolist()]
 
@@ -250,13 +248,15 @@ def repaint(
     ts = _schedule(process, num_inference_steps)
     n = len(ts)
     if jn > 1 and jl >= n:
-        raise ValueError(f"jump_length must be smaller than the number of sampling steps ({n}) for resampling "
-                         f"(jump_n_sample={jn}); got jump_length={jl}. Use jump_n_sample=1 for no resampling")
+        raise ParameterError(f"{{jump_length}} must be smaller than the number of sampling steps ({n}) for "
+                             f"resampling ({{jump_n_sample={jn}}}); got {{jump_length={jl}}}. Use "
+                             "{jump_n_sample=1} for no resampling", param="jump_length")
     calls = n + jl * (jn - 1) * math.ceil(max(n - jl, 0) / jl) if jn > 1 else n
     if calls > DEFAULT_MAX_STEPS:
         raise StepLimitError(f"RePaint with {n} sampling steps, {{jump_length={jl}}} and {{jump_n_sample={jn}}} "
                              f"needs {calls} model calls per batch, above the limit of {DEFAULT_MAX_STEPS}; lower "
-                             "{jump_n_sample} (RePaint uses 10) or the number of steps", param="jump_n_sample")
+                             "{jump_n_sample} (RePaint uses 10) or the number of steps ({num_inference_steps})",
+                             param="jump_n_sample")
     if jn > 1 and not callable(getattr(process, "forward_transition", None)):
         raise TypeError(f"{type(process).__name__} has no forward_transition(sample, timestep, next_timestep, "
                         "generator, pred_original_sample=...): RePaint's resampling jumps need one; use "
@@ -309,7 +309,7 @@ def repaint(
 def _strength(strength: Any) -> float:
     if isinstance(strength, bool) or not isinstance(strength, numbers.Real) or not math.isfinite(strength) or \
             not 0.0 <= float(strength) <= 1.0:
-        raise ValueError(f"strength must be a number in [0, 1]; got {strength!r}")
+        raise ParameterError(f"{{strength}} must be a number in [0, 1]; got {strength!r}", param="strength")
     return float(strength)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import os
 import pickle
+import warnings
 import zipfile
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,8 +18,10 @@ from typing import Any
 import torch
 from torch.nn import functional as F
 
+from ..catalogue import TRAIN_DEFAULTS
 from ..errors import CheckpointError
 from ..io import atomic_path
+from . import _checks
 from . import distributed as _dist
 from .data import as_tensor
 from .processes import ForwardProcess
@@ -79,7 +82,9 @@ def load_checkpoint(path: str | os.PathLike, *, map_location: str | torch.device
     if not os.path.isfile(path):
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # torch warns before refusing a pickled object: the error below says it
+            warnings.simplefilter("ignore", UserWarning)
+            state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
         lines = str(exc).strip().splitlines()
         why = next((ln.strip() for ln in lines if "Unsupported global" in ln or "GLOBAL" in ln), "")
@@ -123,15 +128,15 @@ def train(
     data: Any,
     *,
     steps: int,
-    batch_size: int = 64,
-    lr: float = 2e-4,
-    ema_decay: float = 0.999,
-    seed: int = 0,
+    batch_size: int = TRAIN_DEFAULTS.batch_size,
+    lr: float = TRAIN_DEFAULTS.lr,
+    ema_decay: float = TRAIN_DEFAULTS.ema_decay,
+    seed: int = TRAIN_DEFAULTS.seed,
     checkpoint_dir: str | os.PathLike | None = None,
-    checkpoint_every: int = 100,
+    checkpoint_every: int = TRAIN_DEFAULTS.checkpoint_every,
     progress: bool = True,
     device: str | torch.device | None = None,
-    ema_warmup: bool = False,
+    ema_warmup: bool = TRAIN_DEFAULTS.ema_warmup,
     distributed: bool | None = None,
 ) -> TrainResult:
     """Train ``model`` to reverse ``process`` on ``data`` with MSE on the process's target.
@@ -147,12 +152,15 @@ def train(
         Training images (e.g. :func:`pdediff.torch.data.digits`).  Also fitted
         as the process's prior if it has none.
     steps : int
-        Total optimisation steps (a resumed run continues up to this number).
+        Total optimiser steps (a resumed run continues up to this number).
     batch_size, lr, ema_decay, seed
-        Adam learning rate, exponential moving average of the weights, and the
-        seed of the one generator that draws batches, timesteps and noise.
-        ``batch_size`` is the global batch: across ``P`` processes each takes
-        ``batch_size / P`` samples of it (it must divide by ``P``).
+        Images per step, Adam learning rate, exponential moving average of the
+        weights, and the seed (an integer) of the one generator that draws
+        batches, timesteps and noise.  ``batch_size`` is the global batch:
+        across ``P`` processes each takes ``batch_size / P`` samples of it (it
+        must divide by ``P``).  Defaults: :data:`pdediff.catalogue.TRAIN_DEFAULTS`
+        (128, 1e-3, 0.999, 0), the same as :func:`~pdediff.torch.train_run`'s
+        and ``pdediff train``'s.
     checkpoint_dir : os.PathLike, optional
         Where ``checkpoint.pt`` is written every ``checkpoint_every`` steps and
         at the end (atomically).  If it exists, training resumes from it
@@ -175,8 +183,9 @@ def train(
         ``k`` (as diffusers' ``EMAModel``), so that the EMA forgets the
         initial weights within the first few hundred steps; without it, the
         EMA of a short run is mostly the untrained model (``0.999**1500`` ≈
-        0.22 of the initial weights remain after 1500 steps).
-        :func:`pdediff.torch.train_run` turns it on.
+        0.22 of the initial weights remain after 1500 steps).  On by default
+        (:data:`pdediff.catalogue.TRAIN_DEFAULTS`), as for
+        :func:`~pdediff.torch.train_run`.
     distributed : bool, optional
         ``None`` (default): train data-parallel when ``torch.distributed`` is
         initialised or the process was launched by ``torchrun`` (``RANK``,
@@ -193,9 +202,11 @@ def train(
 
     Raises
     ------
+    ~pdediff.errors.ParameterError
+        A setting out of range or of the wrong kind (the message names it as
+        ``{name}``; e.g. a float ``seed``).
     ValueError
-        A setting out of range (the message names it), or ``batch_size`` not
-        divisible by the number of processes.
+        ``batch_size`` not divisible by the number of processes.
     CheckpointError
         An unusable checkpoint in ``checkpoint_dir`` (see above).
     ~pdediff.torch.distributed.DistributedError
@@ -232,14 +243,14 @@ def train(
     The same script launched by ``torchrun --nproc_per_node 2 script.py``
     trains on two processes, each with 4 samples of every batch of 8.
     """
-    if int(steps) < 0:
-        raise ValueError(f"steps must be non-negative; got {steps}")
-    if int(batch_size) < 1:
-        raise ValueError(f"batch_size must be positive; got {batch_size}")
-    if not 0.0 <= float(ema_decay) < 1.0:
-        raise ValueError(f"ema_decay must be in [0, 1); got {ema_decay}")
-    if int(checkpoint_every) < 1:
-        raise ValueError(f"checkpoint_every must be a positive integer; got {checkpoint_every}")
+    _checks.integer(steps, "steps", 0, message=f"{{steps}} must be a non-negative integer; got {steps!r}")
+    _checks.integer(batch_size, "batch_size", 1, message=f"{{batch_size}} must be a positive integer; got "
+                    f"{batch_size!r}")
+    _checks.learning_rate(lr)
+    _checks.ema_decay(ema_decay)
+    _checks.seed(seed)
+    _checks.integer(checkpoint_every, "checkpoint_every", 1,
+                    message=f"{{checkpoint_every}} must be a positive integer; got {checkpoint_every!r}")
     data = as_tensor(data)
     device = torch.device(device) if device is not None else next(model.parameters()).device
     ctx, device = _dist._setup(distributed, device, int(batch_size))
@@ -398,11 +409,44 @@ def sample(
 ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
     """Draw ``n`` samples: start from ``process.sample_prior`` and apply ``process.step`` down the schedule.
 
-    ``n`` may also be a batch of data for processes whose prior is built from
-    data (``sample_prior(data)``).  ``return_trajectory=True`` also returns
-    the list of intermediate samples (prior first).
+    Parameters
+    ----------
+    model : torch.nn.Module
+        Trained to reverse ``process``, called as ``model(x_t, timesteps)``.
+    process : ForwardProcess
+        The model's process, its prior fitted (``process.fit``) unless ``n`` is data.
+    n : int or Tensor
+        How many samples, or a batch of data ``(N, C, H, W)`` for the
+        processes whose prior is built from data (``sample_prior(data)``).
+    generator : torch.Generator, optional
+        Draws the prior and the reverse steps' noise.
+    num_inference_steps : int, optional
+        Sampling steps in ``[1, num_train_timesteps]``
+        (``process.set_timesteps``); default the process's current schedule.
+    return_trajectory : bool
+        Also return the intermediate samples, prior first.
+    progress : bool
+        tqdm progress bar.
+
+    Returns
+    -------
+    Tensor or (Tensor, list of Tensor)
+        The samples ``(n, C, H, W)`` (not clipped), and with
+        ``return_trajectory`` the ``num_inference_steps + 1`` intermediate ones.
+
+    Raises
+    ------
+    ~pdediff.errors.ParameterError
+        ``n`` not a positive integer (or a tensor), ``num_inference_steps``
+        out of range.
     """
+    if not isinstance(n, torch.Tensor):
+        _checks.integer(n, "n", 1, message=f"{{n}} must be a positive integer or a batch of data; got {n!r}")
     if num_inference_steps is not None:
+        K = process.num_train_timesteps
+        _checks.integer(num_inference_steps, "num_inference_steps", 1, K,
+                        message=f"{{num_inference_steps}} must be an integer in [1, {K}] (the process's "
+                        f"timesteps) or None; got {num_inference_steps!r}")
         process.set_timesteps(num_inference_steps)
     model.eval()
     device = next(model.parameters()).device

@@ -1,8 +1,12 @@
 """Forward processes for learned reverse diffusion, shaped like diffusers' schedulers.
 
 Every process maps ``(x0, timestep)`` to a degraded ``x_t`` and turns a model's
-output back into a less degraded sample.  They share one interface, so a single
-training loop and a single sampler (:mod:`pdediff.torch.training`) drive them all:
+output back into a less degraded sample.  They share one interface -- the abstract
+base class :class:`ForwardProcess`, whose abstract methods (``add_noise``,
+``training_target``, ``step``, ``sample_prior``, ``forward_transition``) every
+process implements -- so a single training loop and a single sampler
+(:mod:`pdediff.torch.training`) drive them all; their names are
+:data:`pdediff.catalogue.PROCESSES`:
 
 * ``timesteps``: the sampling schedule, descending (``set_timesteps(n)`` to change it);
 * ``sample_timesteps(batch, generator)``: training timesteps;

@@ -1,11 +1,14 @@
-"""What every forward process shares: :class:`ForwardProcess`, :class:`StepOutput`, the JSON
-config round trip, the registry behind :func:`load_process`, and small helpers.
+"""What every forward process shares: :class:`ForwardProcess` (the abstract interface), :class:`StepOutput`,
+the JSON config round trip behind :func:`load_process`, the config checks, and small helpers.
 
-The timestep convention (one for all processes) is described in :mod:`pdediff.torch.processes`.
+The timestep convention (one for all processes) is described in :mod:`pdediff.torch.processes`;
+the processes' names are :data:`pdediff.catalogue.PROCESSES`.
 """
 
 from __future__ import annotations
 
+import abc
+import inspect
 import json
 import os
 from dataclasses import dataclass
@@ -14,16 +17,28 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from ...catalogue import PROCESSES
+from ...errors import ParameterError
+from .._checks import integer as check_integer
+from .._checks import real as check_real
 from ..ops import dct, heat_blur, idct, laplacian_eigenvalues
 
-__all__ = ["StepOutput", "ForwardProcess", "load_process", "CLEAN"]
+__all__ = ["StepOutput", "ForwardProcess", "load_process", "CLEAN", "MAX_TRAIN_TIMESTEPS"]
 
 #: The timestep "before 0": the clean image.  :meth:`ForwardProcess.previous_timestep`
 #: returns it after the last step, and ``blur`` / ``degrade`` accept it.
 CLEAN = -1
 
-#: Registered process classes by name (every public subclass of :class:`ForwardProcess`).
-_REGISTRY: dict[str, type[ForwardProcess]] = {}
+#: Largest ``num_train_timesteps`` a process takes (schedules are arrays of this length; diffusers uses 1000).
+MAX_TRAIN_TIMESTEPS = 100_000
+
+
+def _class_named(name: str) -> type | None:
+    """The catalogued process class called ``name`` (:data:`pdediff.catalogue.PROCESSES`), or None."""
+    for entry in PROCESSES.values():
+        if entry.cls.rpartition(":")[2] == name:
+            return entry.load()
+    return None
 
 
 @dataclass
@@ -71,9 +86,12 @@ def _bcast(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 
 def _log_sigmas(smin: float, smax: float, K: int) -> np.ndarray:
-    """Blur widths log-spaced from ``smin`` (timestep 0) to ``smax`` (timestep ``K - 1``)."""
-    if not (0 < smin <= smax):
-        raise ValueError(f"need 0 < sigma_blur_min <= sigma_blur_max; got {smin}, {smax}")
+    """Blur widths log-spaced from ``smin`` (timestep 0) to ``smax`` (timestep ``K - 1``), both checked."""
+    smin = check_real(smin, "sigma_blur_min", lo=0.0, lo_open=True)
+    smax = check_real(smax, "sigma_blur_max", lo=0.0, lo_open=True)
+    if smin > smax:
+        raise ParameterError(f"need 0 < {{sigma_blur_min}} <= {{sigma_blur_max}}; got {smin}, {smax}",
+                             param="sigma_blur_min")
     return np.exp(np.linspace(np.log(smin), np.log(smax), K))
 
 
@@ -143,9 +161,138 @@ def _fmt_schedule(ts: list[int]) -> str:
     return f"[{head}, ..., {tail}] ({len(ts)} timesteps)"
 
 
+def train_timesteps(value: Any) -> int:
+    """``num_train_timesteps`` checked: an integer in ``[1, MAX_TRAIN_TIMESTEPS]``."""
+    return check_integer(value, "num_train_timesteps", 1, MAX_TRAIN_TIMESTEPS)
+
+
+# ------------------------------------------------------------------------------ the contract
+#: The Parameters/Returns/Raises sections of the abstract methods, written once: a subclass's
+#: override documents only its maths (its summary) and gets these sections appended.
+_SECTIONS = {
+    "add_noise": """
+        Parameters
+        ----------
+        x0 : Tensor, shape ``(N, C, H, W)``
+            Clean images, float32 or float64.
+        noise : Tensor, shape of ``x0``
+            Standard Gaussian noise (scaled by the process; a deterministic
+            process with no training noise ignores it).
+        timesteps : int or Tensor of int
+            In ``[0, K-1]``: one for all samples or one per sample.
+
+        Returns
+        -------
+        Tensor
+            ``x_t``, shaped and typed like ``x0``.
+
+        Raises
+        ------
+        TypeError, ValueError
+            ``x0`` not a float ``(N, C, H, W)`` tensor; timesteps not integers
+            or outside ``[0, K-1]``.
+        """,
+    "training_target": """
+        Parameters
+        ----------
+        x0, noise, timesteps
+            As for :meth:`add_noise` (the same draws give the matching ``x_t``).
+
+        Returns
+        -------
+        Tensor
+            What the model is trained to output for ``add_noise(x0, noise, timesteps)``
+            (mean squared error), shaped like ``x0``.
+        """,
+    "step": """
+        Parameters
+        ----------
+        model_output : Tensor, shape of ``sample``
+            The model's output for ``sample`` at ``timestep`` (what
+            :meth:`training_target` defines).
+        timestep : int
+            A timestep of the current schedule (:attr:`timesteps`).
+        sample : Tensor, shape ``(N, C, H, W)``
+            ``x_t``.
+        generator : torch.Generator, optional
+            Draws the step's noise.
+
+        Returns
+        -------
+        StepOutput
+            ``prev_sample`` (the sample at the next scheduled timestep, or the
+            clean estimate after the last step) and ``pred_original_sample``.
+
+        Raises
+        ------
+        ValueError
+            ``timestep`` not in the current schedule (:meth:`set_timesteps`).
+        """,
+    "sample_prior": """
+        Parameters
+        ----------
+        n_or_data : int or Tensor
+            How many prior samples, or a batch ``(N, C, H, W)`` whose shape
+            (and, for the data-built priors, content) they take.
+        generator : torch.Generator, optional
+            Draws the prior.
+
+        Returns
+        -------
+        Tensor
+            ``x_T`` at timestep ``K-1``, ``(n, C, H, W)``, typed like the data.
+
+        Raises
+        ------
+        RuntimeError
+            An ``n`` without a fitted prior (call :meth:`fit` first).
+        """,
+    "forward_transition": """
+        Parameters
+        ----------
+        sample : Tensor, shape ``(N, C, H, W)``
+            ``x_t``, float32 or float64.
+        timestep, next_timestep : int
+            ``-1 <= t < s <= K-1`` (``-1``: clean).
+        generator : torch.Generator, optional
+            Draws the noise.
+        pred_original_sample : Tensor, optional
+            The current clean estimate :math:`\\hat x_0` (shape of ``sample``);
+            processes whose transition depends on ``x_t`` only ignore it.
+
+        Returns
+        -------
+        Tensor
+            ``x_s``, shaped and typed like ``sample``.
+
+        Raises
+        ------
+        ValueError, TypeError
+            Timesteps out of range, not integers, or ``s <= t``; a sample that
+            is not a float ``(N, C, H, W)`` tensor.
+        """,
+}
+
+
+def _with_sections(doc: str | None, fallback: str | None, sections: str) -> str:
+    """A method's docstring: its own summary (or the base's) and the shared sections."""
+    own = inspect.cleandoc(doc or fallback or "")
+    own = own.split("\nParameters\n----------")[0].rstrip()
+    return own + "\n\n" + inspect.cleandoc(sections) + "\n"
+
+
 # ------------------------------------------------------------------------------ base class
-class ForwardProcess:
-    """Shared machinery: config, timesteps, JSON round trip.  Subclasses define the maths.
+class ForwardProcess(abc.ABC):
+    """The interface of every forward process, and the machinery they share (config, timesteps, JSON).
+
+    A subclass supplies the maths as the five abstract methods -- :meth:`add_noise`,
+    :meth:`training_target`, :meth:`step`, :meth:`sample_prior`,
+    :meth:`forward_transition` -- and passes its constructor arguments to
+    ``super().__init__(**config)``; a subclass that omits one of them cannot be
+    instantiated (``TypeError``).  Each override documents its maths only: the
+    Parameters/Returns/Raises sections are the base's, appended to its
+    docstring.  To make a process available by name, add it to
+    :data:`pdediff.catalogue.PROCESSES`.
 
     Timesteps are ``0 .. K-1`` (``K = num_train_timesteps``) for every process;
     timestep ``t`` is the ``(t + 1)``-th degradation level and ``-1``
@@ -162,16 +309,44 @@ class ForwardProcess:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        if not cls.__name__.startswith("_"):
-            _REGISTRY[cls.__name__] = cls
+        for name, sections in _SECTIONS.items():
+            func = cls.__dict__.get(name)
+            if func is not None and callable(func) and "----------" not in (func.__doc__ or ""):
+                func.__doc__ = _with_sections(func.__doc__, getattr(ForwardProcess, name).__doc__, sections)
 
     def __init__(self, **config: Any) -> None:
         self.config = dict(config)
-        self.num_train_timesteps = int(config["num_train_timesteps"])
-        if self.num_train_timesteps < 1:
-            raise ValueError(f"num_train_timesteps must be >= 1; got {self.num_train_timesteps}")
+        self.num_train_timesteps = train_timesteps(config["num_train_timesteps"])
         self.prior_data: torch.Tensor | None = None
         self.set_timesteps(self.num_train_timesteps)
+
+    # -- the contract ----------------------------------------------------------------
+    @abc.abstractmethod
+    def add_noise(self, x0: torch.Tensor, noise: torch.Tensor, timesteps: Any) -> torch.Tensor:
+        """The forward process: the degraded ``x_t`` of clean ``x0`` at ``timesteps``."""
+
+    @abc.abstractmethod
+    def training_target(self, x0: torch.Tensor, noise: torch.Tensor, timesteps: Any) -> torch.Tensor:
+        """What the model learns to output for ``x_t = add_noise(x0, noise, timesteps)``."""
+
+    @abc.abstractmethod
+    def step(self, model_output: torch.Tensor, timestep: Any, sample: torch.Tensor,
+             generator: torch.Generator | None = None) -> StepOutput:
+        """One reverse step from a scheduled ``timestep`` to the next one (``-1``, clean, after the last)."""
+
+    @abc.abstractmethod
+    def sample_prior(self, n_or_data: Any, generator: torch.Generator | None = None) -> torch.Tensor:
+        """The prior ``x_T`` that sampling starts from (timestep ``K-1``)."""
+
+    @abc.abstractmethod
+    def forward_transition(self, sample: torch.Tensor, timestep: int, next_timestep: int,
+                           generator: torch.Generator | None = None, *,
+                           pred_original_sample: torch.Tensor | None = None) -> torch.Tensor:
+        r"""Draw ``x_s`` from ``x_t`` for ``next_timestep`` ``s`` > ``timestep`` ``t``: a forward jump.
+
+        Applied to samples of :math:`q(x_t \mid x_0)` it yields samples of
+        :math:`q(x_s \mid x_0)` (RePaint's resampling jumps, :func:`pdediff.torch.repaint`).
+        """
 
     @property
     def t_max(self) -> int:
@@ -185,10 +360,9 @@ class ForwardProcess:
         With ``n = K`` it is every timestep ``K-1 .. 0``; shorter schedules are
         strided as :attr:`timestep_spacing` says.
         """
-        n = int(num_inference_steps)
         K = self.num_train_timesteps
-        if not 1 <= n <= K:
-            raise ValueError(f"num_inference_steps must be in [1, {K}]; got {n}")
+        n = check_integer(num_inference_steps, "num_inference_steps", 1, K,
+                          message=f"{{num_inference_steps}} must be in [1, {K}]; got {num_inference_steps!r}")
         self.num_inference_steps = n
         if self.timestep_spacing == "linspace":
             ts = np.round(np.linspace(K - 1, 0, n)).astype(np.int64)
@@ -264,7 +438,7 @@ class ForwardProcess:
                 config = json.load(f)
         config = dict(config)
         name = config.pop("class", cls.__name__)
-        klass = _REGISTRY.get(name)
+        klass = cls if name == cls.__name__ and not inspect.isabstract(cls) else _class_named(name)
         if klass is None or (cls is not ForwardProcess and not issubclass(klass, cls)):
             raise ValueError(f"config is for {name!r}, not {cls.__name__}")
         return klass(**config)

@@ -8,8 +8,18 @@ import numpy as np
 import torch
 
 from ..ops import dct, idct, laplacian_eigenvalues
-from ._base import CLEAN, StepOutput, _as_timesteps, _bcast, _check_sample, _randn, _transition_levels
-from .gaussian import _NoisePrediction, _schedule
+from ._base import (
+    CLEAN,
+    StepOutput,
+    _as_timesteps,
+    _bcast,
+    _check_sample,
+    _randn,
+    _transition_levels,
+    check_real,
+    train_timesteps,
+)
+from .gaussian import _NoisePrediction, _schedule, beta_schedule_name
 
 __all__ = ["BlurringDiffusion"]
 
@@ -33,16 +43,27 @@ class BlurringDiffusion(_NoisePrediction):
     num_train_timesteps : int
         ``K``; timesteps are ``0 .. K-1``.
     sigma_blur_max : float
-        Blur (pixels) of the last timestep.
+        Blur (pixels) of the last timestep, ``>= 0``.
     min_scale : float
-        :math:`d_{\min}`, the smallest per-frequency attenuation.
-    beta_schedule : {"cosine", "linear"}
-        Schedule of :math:`a_t, \sigma_t` (as :class:`GaussianDiffusion`).
+        :math:`d_{\min}`, the smallest per-frequency attenuation, in ``(0, 1]``
+        (0 would erase the high frequencies and divide by zero in the reverse
+        step: NaN samples).
+    beta_schedule : {"cosine", "linear", "scaled_linear"}
+        Schedule of :math:`a_t, \sigma_t` (as :class:`GaussianDiffusion`;
+        ``"squaredcos_cap_v2"`` is ``"cosine"``).
+
+    Raises
+    ------
+    ~pdediff.errors.ParameterError
+        A value out of range, named in the message.
     """
 
     def __init__(self, num_train_timesteps: int = 1000, sigma_blur_max: float = 20.0, min_scale: float = 0.001,
                  beta_schedule: str = "cosine") -> None:
-        K = int(num_train_timesteps)
+        K = train_timesteps(num_train_timesteps)
+        check_real(sigma_blur_max, "sigma_blur_max", lo=0.0)
+        check_real(min_scale, "min_scale", lo=0.0, hi=1.0, lo_open=True)
+        beta_schedule = beta_schedule_name(beta_schedule)
         self.sigma_blur_max, self.beta_schedule = float(sigma_blur_max), beta_schedule
         self.betas, self.alphas_cumprod = _schedule(beta_schedule, K, 1e-4, 0.02)
         s = (np.arange(K) + 1) / K
@@ -94,27 +115,7 @@ class BlurringDiffusion(_NoisePrediction):
         :math:`q(x_t \mid x_0)` it gives :math:`q(x_s \mid x_0)`; from ``t = -1``
         (:math:`\alpha = 1, \sigma = 0`) it is :meth:`add_noise`.  The noise is
         white noise drawn in pixel space and coloured per frequency, as in :meth:`step`.
-
-        Parameters
-        ----------
-        sample : Tensor, shape ``(N, C, H, W)``
-            ``x_t``, float32 or float64.
-        timestep, next_timestep : int
-            ``-1 <= t < s <= K-1`` (``-1``: clean).
-        generator : torch.Generator, optional
-            Draws the noise.
-        pred_original_sample : Tensor, optional
-            Not used (the transition depends on ``x_t`` only).
-
-        Returns
-        -------
-        Tensor
-            ``x_s``, shaped and typed like ``sample``.
-
-        Raises
-        ------
-        ValueError, TypeError
-            Timesteps out of range, not integers, or ``s <= t``; a bad sample.
+        ``pred_original_sample`` is not used (the transition depends on ``x_t`` only).
         """
         t, s = _transition_levels(self, sample, timestep, next_timestep)
         n = sample.shape[0]

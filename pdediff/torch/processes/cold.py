@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ...errors import ParameterError
 from ..ops import perona_malik
 from ._base import (
     CLEAN,
@@ -17,7 +18,10 @@ from ._base import (
     _log_sigmas,
     _randn,
     _transition_levels,
+    check_integer,
+    check_real,
     heat_levels,
+    train_timesteps,
 )
 
 __all__ = ["ColdDiffusion"]
@@ -96,6 +100,15 @@ class ColdDiffusion(ForwardProcess):
         Mixture components of the prior.
     prior_noise, training_noise : float
         Standard deviations of the noise added to the prior and to training samples.
+
+    Every number is checked: ``0 < sigma_blur_min <= sigma_blur_max``,
+    ``iters_per_level >= 1``, ``kappa > 0``, ``prior_components >= 1``, noise
+    ``>= 0``.
+
+    Raises
+    ------
+    ~pdediff.errors.ParameterError
+        A value out of range, named in the message.
     """
 
     timestep_spacing = "linspace"  # the prior lives at K-1: start there
@@ -104,8 +117,14 @@ class ColdDiffusion(ForwardProcess):
                  sigma_blur_max: float = 20.0, iters_per_level: int = 2, kappa: float = 0.1,
                  prior_components: int = 4, prior_noise: float = 0.002, training_noise: float = 0.0) -> None:
         if operator not in OPERATORS:
-            raise ValueError(f"operator must be 'heat' or 'perona_malik'; got {operator!r}")
-        K = int(num_train_timesteps)
+            raise ParameterError(f"{{operator}} must be 'heat' or 'perona_malik'; got {operator!r}", param="operator")
+        K = train_timesteps(num_train_timesteps)
+        _log_sigmas(sigma_blur_min, sigma_blur_max, 1)  # checks both
+        check_integer(iters_per_level, "iters_per_level", 1)
+        check_real(kappa, "kappa", lo=0.0, lo_open=True)
+        check_integer(prior_components, "prior_components", 1)
+        check_real(prior_noise, "prior_noise", lo=0.0)
+        check_real(training_noise, "training_noise", lo=0.0)
         self.operator = operator
         self.sigma_blur_min, self.sigma_blur_max = float(sigma_blur_min), float(sigma_blur_max)
         self.iters_per_level = int(iters_per_level)
@@ -156,29 +175,10 @@ class ColdDiffusion(ForwardProcess):
         (``x_t = D(x_0, t)`` with :math:`\hat x_0 = x_0`) it equals the semigroup
         step, :math:`F(\tau_s - \tau_t)x_t` for the heat operator or
         ``(s - t) * iters_per_level`` more Perona–Malik iterations.  Used by
-        RePaint's resampling jumps.
-
-        Parameters
-        ----------
-        sample : Tensor, shape ``(N, C, H, W)``
-            ``x_t`` (checked for shape; the result does not depend on it).
-        timestep, next_timestep : int
-            ``-1 <= t < s <= K-1`` (``-1``: clean).
-        generator : torch.Generator, optional
-            Draws the noise (only when ``training_noise > 0``).
-        pred_original_sample : Tensor, shape of ``sample``
-            The clean estimate :math:`\hat x_0` (e.g. :attr:`StepOutput.pred_original_sample`).  Required.
-
-        Returns
-        -------
-        Tensor
-            ``x_s``, shaped and typed like ``sample``.
-
-        Raises
-        ------
-        ValueError, TypeError
-            Timesteps out of range, not integers, or ``s <= t``; a bad sample;
-            ``pred_original_sample`` missing or of another shape.
+        RePaint's resampling jumps.  Here ``pred_original_sample`` is required
+        (``ValueError`` without it, or of another shape than ``sample``), the
+        result does not depend on ``sample`` (checked for shape only), and the
+        generator draws only when ``training_noise > 0``.
         """
         _, s = _transition_levels(self, sample, timestep, next_timestep)
         if pred_original_sample is None:

@@ -8,6 +8,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from ...catalogue import BETA_SCHEDULE_ALIASES, BETA_SCHEDULES
+from ...errors import ParameterError
 from ._base import (
     CLEAN,
     ForwardProcess,
@@ -17,20 +19,41 @@ from ._base import (
     _check_sample,
     _randn,
     _transition_levels,
+    check_real,
+    train_timesteps,
 )
 
 __all__ = ["GaussianDiffusion"]
 
 
+def beta_schedule_name(schedule: Any) -> str:
+    """pdediff's name of a beta schedule (diffusers' names accepted: ``"squaredcos_cap_v2"`` is ``"cosine"``)."""
+    name = BETA_SCHEDULE_ALIASES.get(schedule, schedule) if isinstance(schedule, str) else schedule
+    if name not in BETA_SCHEDULES:
+        names = ", ".join(map(repr, BETA_SCHEDULES + tuple(BETA_SCHEDULE_ALIASES)))
+        raise ParameterError(f"{{beta_schedule}} must be one of {names}; got {schedule!r}", param="beta_schedule")
+    return name
+
+
 def _betas(schedule: str, K: int, beta_start: float, beta_end: float) -> np.ndarray:
+    schedule = beta_schedule_name(schedule)
     if schedule == "linear":
         return np.linspace(beta_start, beta_end, K, dtype=np.float64)
-    if schedule == "cosine":  # Nichol & Dhariwal 2021, as diffusers' "squaredcos_cap_v2"
-        def abar(t):
-            return math.cos((t + 0.008) / 1.008 * math.pi / 2) ** 2
+    if schedule == "scaled_linear":  # diffusers' "scaled_linear": linear in sqrt(beta)
+        return np.linspace(beta_start**0.5, beta_end**0.5, K, dtype=np.float64) ** 2
+    # cosine: Nichol & Dhariwal 2021, as diffusers' "squaredcos_cap_v2"
+    def abar(t):
+        return math.cos((t + 0.008) / 1.008 * math.pi / 2) ** 2
 
-        return np.array([min(1 - abar((i + 1) / K) / abar(i / K), 0.999) for i in range(K)])
-    raise ValueError(f"beta_schedule must be 'linear' or 'cosine'; got {schedule!r}")
+    return np.array([min(1 - abar((i + 1) / K) / abar(i / K), 0.999) for i in range(K)])
+
+
+def _check_betas(beta_start: Any, beta_end: Any) -> None:
+    """``0 < beta_start <= beta_end < 1``."""
+    start = check_real(beta_start, "beta_start", lo=0.0, hi=1.0, lo_open=True, hi_open=True)
+    end = check_real(beta_end, "beta_end", lo=0.0, hi=1.0, lo_open=True, hi_open=True)
+    if start > end:
+        raise ParameterError(f"need {{beta_start}} <= {{beta_end}}; got {start}, {end}", param="beta_start")
 
 
 def _schedule(schedule: str, K: int, beta_start: float, beta_end: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -76,18 +99,32 @@ class GaussianDiffusion(_NoisePrediction):
     Parameters
     ----------
     num_train_timesteps : int
-        ``K``; timesteps are ``0 .. K-1``.
-    beta_schedule : {"linear", "cosine"}
-        Linear from ``beta_start`` to ``beta_end`` (Ho et al.), or the cosine
-        schedule of Nichol & Dhariwal (2021).
+        ``K``; timesteps are ``0 .. K-1``; at most
+        :data:`~pdediff.torch.processes._base.MAX_TRAIN_TIMESTEPS`.
+    beta_schedule : {"linear", "scaled_linear", "cosine"}
+        Linear from ``beta_start`` to ``beta_end`` (Ho et al.), linear in
+        :math:`\sqrt\beta` (diffusers' ``"scaled_linear"``), or the cosine
+        schedule of Nichol & Dhariwal (2021), also accepted under diffusers'
+        name ``"squaredcos_cap_v2"`` (stored as ``"cosine"``).
+    beta_start, beta_end : float
+        First and last beta of the linear schedules, ``0 < beta_start <=
+        beta_end < 1`` (the cosine schedule does not use them).
+
+    Raises
+    ------
+    ~pdediff.errors.ParameterError
+        A value out of range, named in the message.
     """
 
     def __init__(self, num_train_timesteps: int = 1000, beta_schedule: str = "linear",
                  beta_start: float = 1e-4, beta_end: float = 0.02) -> None:
+        K = train_timesteps(num_train_timesteps)
+        beta_schedule = beta_schedule_name(beta_schedule)
+        _check_betas(beta_start, beta_end)
         self.beta_schedule = beta_schedule
         self.beta_start, self.beta_end = float(beta_start), float(beta_end)
-        self.betas, self.alphas_cumprod = _schedule(beta_schedule, int(num_train_timesteps), beta_start, beta_end)
-        super().__init__(num_train_timesteps=num_train_timesteps, beta_schedule=beta_schedule,
+        self.betas, self.alphas_cumprod = _schedule(beta_schedule, K, beta_start, beta_end)
+        super().__init__(num_train_timesteps=K, beta_schedule=beta_schedule,
                          beta_start=beta_start, beta_end=beta_end)
 
     def add_noise(self, x0: torch.Tensor, noise: torch.Tensor, timesteps: Any) -> torch.Tensor:
@@ -108,30 +145,8 @@ class GaussianDiffusion(_NoisePrediction):
         \sqrt{1-\bar\alpha_s/\bar\alpha_t}\,\varepsilon` (:math:`\bar\alpha_{-1} = 1`:
         from the clean image it is :meth:`add_noise`), so applied to samples of
         :math:`q(x_t \mid x_0)` it yields samples of :math:`q(x_s \mid x_0)`.  This is
-        RePaint's resampling jump (:func:`pdediff.torch.repaint`).
-
-        Parameters
-        ----------
-        sample : Tensor, shape ``(N, C, H, W)``
-            ``x_t``, float32 or float64.
-        timestep, next_timestep : int
-            ``-1 <= t < s <= K-1`` (``-1``: clean).
-        generator : torch.Generator, optional
-            Draws the noise.
-        pred_original_sample : Tensor, optional
-            Not used (the transition depends on ``x_t`` only); accepted so that
-            every process is called alike.
-
-        Returns
-        -------
-        Tensor
-            ``x_s``, shaped and typed like ``sample``.
-
-        Raises
-        ------
-        ValueError, TypeError
-            Timesteps out of range, not integers, or ``s <= t``; a sample that is
-            not a float ``(N, C, H, W)`` tensor.
+        RePaint's resampling jump (:func:`pdediff.torch.repaint`).  ``pred_original_sample``
+        is not used (the transition depends on ``x_t`` only).
         """
         t, s = _transition_levels(self, sample, timestep, next_timestep)
         ab_t = float(self.alphas_cumprod[t]) if t > CLEAN else 1.0

@@ -15,8 +15,10 @@ from ._base import (
     _log_sigmas,
     _randn,
     _transition_levels,
+    check_real,
     heat_levels,
     heat_transition,
+    train_timesteps,
 )
 
 __all__ = ["HeatDissipation"]
@@ -41,21 +43,29 @@ class HeatDissipation(ForwardProcess):
     num_train_timesteps : int
         ``K``; timesteps are ``0 .. K-1``.
     sigma_blur_min, sigma_blur_max : float
-        Blur (pixels) of timesteps 0 and ``K-1``.
+        Blur (pixels) of timesteps 0 and ``K-1``, ``0 < sigma_blur_min <= sigma_blur_max``.
     training_noise : float
-        ``sigma`` (default 0.01).
+        ``sigma`` (default 0.01), ``>= 0``.
     sampling_noise : float, optional
-        ``delta`` (default ``1.25 * training_noise``).
+        ``delta`` (default ``1.25 * training_noise``), ``>= 0``.
+
+    Raises
+    ------
+    ~pdediff.errors.ParameterError
+        A value out of range, named in the message.
     """
 
     timestep_spacing = "linspace"  # the prior lives at K-1: start there
 
     def __init__(self, num_train_timesteps: int = 100, sigma_blur_min: float = 0.5, sigma_blur_max: float = 20.0,
                  training_noise: float = 0.01, sampling_noise: float | None = None) -> None:
-        K = int(num_train_timesteps)
-        self.sigma_blur_min, self.sigma_blur_max = float(sigma_blur_min), float(sigma_blur_max)
+        K = train_timesteps(num_train_timesteps)
         #: blur width (pixels) and diffusion time of every timestep ``0 .. K-1``
-        self.sigmas = _log_sigmas(self.sigma_blur_min, self.sigma_blur_max, K)
+        self.sigmas = _log_sigmas(sigma_blur_min, sigma_blur_max, K)
+        check_real(training_noise, "training_noise", lo=0.0)
+        if sampling_noise is not None:
+            check_real(sampling_noise, "sampling_noise", lo=0.0)
+        self.sigma_blur_min, self.sigma_blur_max = float(sigma_blur_min), float(sigma_blur_max)
         self.blur_times = self.sigmas**2 / 2
         delta = 1.25 * training_noise if sampling_noise is None else float(sampling_noise)
         self.training_noise, self.sampling_noise = float(training_noise), delta
@@ -90,28 +100,8 @@ class HeatDissipation(ForwardProcess):
         again: per coefficient ``k`` of the orthonormal DCT (the heat flow's
         eigenbasis), variance :math:`\sigma^2(1 - e^{-2\lambda_k(\tau_s-\tau_t)})`;
         from the clean image (``t = -1``, no noise) it is :math:`\sigma^2` and
-        the transition is :meth:`add_noise`.  Used by RePaint's resampling jumps.
-
-        Parameters
-        ----------
-        sample : Tensor, shape ``(N, C, H, W)``
-            ``x_t``, float32 or float64.
-        timestep, next_timestep : int
-            ``-1 <= t < s <= K-1`` (``-1``: clean).
-        generator : torch.Generator, optional
-            Draws the noise.
-        pred_original_sample : Tensor, optional
-            Not used (the transition depends on ``x_t`` only).
-
-        Returns
-        -------
-        Tensor
-            ``x_s``, shaped and typed like ``sample``.
-
-        Raises
-        ------
-        ValueError, TypeError
-            Timesteps out of range, not integers, or ``s <= t``; a bad sample.
+        the transition is :meth:`add_noise`.  Used by RePaint's resampling jumps;
+        ``pred_original_sample`` is not used (the transition depends on ``x_t`` only).
         """
         t, s = _transition_levels(self, sample, timestep, next_timestep)
         sigma = self.training_noise
