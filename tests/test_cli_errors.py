@@ -10,13 +10,14 @@ import json
 import re
 
 import numpy as np
+import dataclasses
+
 import pytest
 
 from pdediff import cli
 from pdediff.cli import main
 from pdediff.errors import ParameterError, StabilityError
 
-LIBRARY_BRANCH = pytest.mark.xfail(strict=False, reason="library conversion on another branch")
 
 
 def _last_error_line(capsys, command):
@@ -47,17 +48,17 @@ def files(tmp_path_factory):
 # ------------------------------------------------------------------ classical commands: every forwarded parameter
 DENOISE = [
     # (extra arguments, the CLI flag the message must name, the Python keyword it must not name)
-    pytest.param(["--num-iter", "-1"], "--num-iter", "num_iter", marks=LIBRARY_BRANCH, id="num_iter"),
-    pytest.param(["--kappa", "-1"], "--kappa", "kappa", marks=LIBRARY_BRANCH, id="kappa"),
-    pytest.param(["--dt", "-1"], "--dt", "dt", marks=LIBRARY_BRANCH, id="dt"),
-    pytest.param(["--sigma", "-1"], "--sigma", "sigma", marks=LIBRARY_BRANCH, id="sigma"),
-    pytest.param(["--spacing", "-1"], "--spacing", "spacing", marks=LIBRARY_BRANCH, id="spacing"),
-    pytest.param(["--spacing", "1", "1", "1"], "--spacing", "spacing", marks=LIBRARY_BRANCH, id="spacing-axes"),
+    pytest.param(["--num-iter", "-1"], "--num-iter", "num_iter", id="num_iter"),
+    pytest.param(["--kappa", "-1"], "--kappa", "kappa", id="kappa"),
+    pytest.param(["--dt", "-1"], "--dt", "dt", id="dt"),
+    pytest.param(["--sigma", "-1"], "--sigma", "sigma", id="sigma"),
+    pytest.param(["--spacing", "-1"], "--spacing", "spacing", id="spacing"),
+    pytest.param(["--spacing", "1", "1", "1"], "--spacing", "spacing", id="spacing-axes"),
     pytest.param(["--dt", "10"], "--dt", "dt", id="dt-stability"),
     pytest.param(["--num-iter", "30", "--max-steps", "10"], "--max-steps", "max_steps", id="max_steps"),
-    pytest.param(["--num-iter", "30", "--max-steps", "10"], "--num-iter", "num_iter", marks=LIBRARY_BRANCH,
+    pytest.param(["--num-iter", "30", "--max-steps", "10"], "--num-iter", "num_iter",
                  id="max_steps-request"),
-    pytest.param(["--num-iter", "30", "--max-steps", "10"], "--method aos", "method", marks=LIBRARY_BRANCH,
+    pytest.param(["--num-iter", "30", "--max-steps", "10"], "--method aos", "method",
                  id="max_steps-advice"),
 ]
 
@@ -84,13 +85,12 @@ def test_denoise_step_limit_spells_the_way_out(files, tmp_path, capsys):
 
 
 INPAINT = [
-    pytest.param(["--method", "perona_malik", "--kappa", "-1"], "--kappa", "kappa", marks=LIBRARY_BRANCH,
+    pytest.param(["--method", "perona_malik", "--kappa", "-1"], "--kappa", "kappa",
                  id="kappa"),
-    pytest.param(["--method", "perona_malik", "--sigma", "-1"], "--sigma", "sigma", marks=LIBRARY_BRANCH,
+    pytest.param(["--method", "perona_malik", "--sigma", "-1"], "--sigma", "sigma",
                  id="sigma"),
-    pytest.param(["--method", "perona_malik", "--num-iter", "200000"], "--num-iter", "num_iter",
-                 marks=LIBRARY_BRANCH, id="num_iter-limit"),
-    pytest.param(["--spacing", "-1"], "--spacing", "spacing", marks=LIBRARY_BRANCH, id="spacing"),
+    pytest.param(["--method", "perona_malik", "--num-iter", "200000"], "--num-iter", "num_iter", id="num_iter-limit"),
+    pytest.param(["--spacing", "-1"], "--spacing", "spacing", id="spacing"),
     pytest.param(["--num-iter", "-1", "--method", "perona_malik"], "--num-iter", "num_iter", id="num_iter"),
 ]
 
@@ -117,19 +117,18 @@ def tiny_run(tmp_path_factory):
 
 
 TRAIN = [
-    pytest.param(["--base", "0"], "--base", "base", marks=LIBRARY_BRANCH, id="base"),
-    pytest.param(["--batch-size", "0"], "--batch-size", "batch_size", marks=LIBRARY_BRANCH, id="batch_size"),
-    pytest.param(["--lr", "-1"], "--lr", "lr", marks=LIBRARY_BRANCH, id="lr"),
-    pytest.param(["--ema-decay", "2"], "--ema-decay", "ema_decay", marks=LIBRARY_BRANCH, id="ema_decay"),
-    pytest.param(["--seed", "-1"], "--seed", "seed", marks=LIBRARY_BRANCH, id="seed"),
-    pytest.param(["--checkpoint-every", "0"], "--checkpoint-every", "checkpoint_every", marks=LIBRARY_BRANCH,
+    pytest.param(["--base", "0"], "--base", "base", id="base"),
+    pytest.param(["--batch-size", "0"], "--batch-size", "batch_size", id="batch_size"),
+    pytest.param(["--lr", "-1"], "--lr", "lr", id="lr"),
+    pytest.param(["--ema-decay", "2"], "--ema-decay", "ema_decay", id="ema_decay"),
+    pytest.param(["--seed", "-1"], "--seed", "seed", id="seed"),
+    pytest.param(["--checkpoint-every", "0"], "--checkpoint-every", "checkpoint_every",
                  id="checkpoint_every"),
-    pytest.param(["--mults", "0"], "--mults", "mults", marks=LIBRARY_BRANCH, id="mults"),
-    pytest.param(["--device", "nonsense"], "--device", "device", marks=LIBRARY_BRANCH, id="device"),
-    pytest.param(["--config", '{"num_train_timesteps": 1e9}'], "--config num_train_timesteps", "config",
-                 marks=LIBRARY_BRANCH, id="config-key"),
-    pytest.param(["--config", '{"sigma": 1}'], "--config", "config", marks=LIBRARY_BRANCH, id="config-unknown"),
-    pytest.param(["--data", "/no/such/folder"], "--data", "spec", marks=LIBRARY_BRANCH, id="data"),
+    pytest.param(["--mults", "0"], "--mults", "mults", id="mults"),
+    pytest.param(["--device", "nonsense"], "--device", "device", id="device"),
+    pytest.param(["--config", '{"num_train_timesteps": 1e9}'], "--config num_train_timesteps", "config", id="config-key"),
+    pytest.param(["--config", '{"sigma": 1}'], "--config", "config", id="config-unknown"),
+    pytest.param(["--data", "/no/such/folder"], "--data", "spec", id="data"),
 ]
 
 
@@ -160,7 +159,7 @@ SAMPLE = [
     pytest.param(["--steps", "999"], "--steps", "num_inference_steps", id="steps-deprecated"),
     pytest.param(["--num-inference-steps", "0"], "--num-inference-steps", "steps", id="steps-zero"),
     pytest.param(["-n", "0"], "-n", "n", id="n"),
-    pytest.param(["--device", "nonsense"], "--device", "device", marks=LIBRARY_BRANCH, id="device"),
+    pytest.param(["--device", "nonsense"], "--device", "device", id="device"),
 ]
 
 
@@ -174,8 +173,8 @@ def test_sample_errors_name_the_flag(tiny_run, tmp_path, capsys, extra, flag, ke
 RESTYLE = [
     pytest.param(["--num-inference-steps", "999"], "--num-inference-steps", "steps", id="steps"),
     pytest.param(["--strength", "2"], "--strength", "strength", id="strength"),
-    pytest.param(["--seed", "-1"], "--seed", "seed", marks=LIBRARY_BRANCH, id="seed"),
-    pytest.param(["--device", "nonsense"], "--device", "device", marks=LIBRARY_BRANCH, id="device"),
+    pytest.param(["--seed", "-1"], "--seed", "seed", id="seed"),
+    pytest.param(["--device", "nonsense"], "--device", "device", id="device"),
 ]
 
 
@@ -190,11 +189,11 @@ def test_restyle_errors_name_the_flag(tiny_run, files, tmp_path, capsys, extra, 
 LEARNED_INPAINT = [
     pytest.param(["--num-inference-steps", "100000"], "--num-inference-steps", "steps", id="steps"),
     pytest.param(["--num-iter", "100000"], "--num-iter", "steps", id="num-iter-deprecated"),
-    pytest.param(["--jump-length", "0"], "--jump-length", "jump_length", marks=LIBRARY_BRANCH, id="jump_length"),
-    pytest.param(["--jump-n-sample", "0"], "--jump-n-sample", "jump_n_sample", marks=LIBRARY_BRANCH,
+    pytest.param(["--jump-length", "0"], "--jump-length", "jump_length", id="jump_length"),
+    pytest.param(["--jump-n-sample", "0"], "--jump-n-sample", "jump_n_sample",
                  id="jump_n_sample"),
-    pytest.param(["--seed", "-1"], "--seed", "seed", marks=LIBRARY_BRANCH, id="seed"),
-    pytest.param(["--device", "nonsense"], "--device", "device", marks=LIBRARY_BRANCH, id="device"),
+    pytest.param(["--seed", "-1"], "--seed", "seed", id="seed"),
+    pytest.param(["--device", "nonsense"], "--device", "device", id="device"),
 ]
 
 
@@ -322,15 +321,26 @@ def test_choices_come_from_the_catalogue():
 
 
 def test_train_defaults_are_the_library_defaults():
-    """``pdediff train`` and ``train_run`` start from one set of defaults."""
+    """``pdediff train``, ``train_run`` and ``train`` start from one set of defaults (catalogue.TRAIN_DEFAULTS)."""
     torch_runs = pytest.importorskip("pdediff.torch.runs")
     import inspect
 
+    from pdediff.catalogue import TRAIN_DEFAULTS as LIBRARY
     from pdediff.cli.train import TRAIN_DEFAULTS
+    from pdediff.torch.training import train
 
-    params = inspect.signature(torch_runs.train_run).parameters
+    library = dataclasses.asdict(LIBRARY)
+    assert dict(TRAIN_DEFAULTS) == library
     parsed = cli.build_parser().parse_args(["train", "--out", "r"])
-    for key, value in TRAIN_DEFAULTS.items():
-        assert params[key].default == value, key
-        got = getattr(parsed, key)
-        assert (tuple(int(v) for v in got.split(",")) if key == "mults" else got) == value, key
+    checked = 0
+    for fn in (torch_runs.train_run, train):
+        for key, p in inspect.signature(fn).parameters.items():
+            if key in library and p.default is not inspect.Parameter.empty:
+                assert p.default == library[key], (fn.__name__, key)
+                checked += 1
+    for key, value in library.items():
+        if hasattr(parsed, key):
+            got = getattr(parsed, key)
+            assert (tuple(int(v) for v in got.split(",")) if key == "mults" else got) == value, key
+            checked += 1
+    assert checked >= 15

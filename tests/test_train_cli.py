@@ -371,7 +371,6 @@ def test_diverging_training_stops_with_one_line(tmp_path, capsys):
     assert main(["train", "--steps", "0", "--out", str(tmp_path / "r0"), "--quiet"]) == 2
 
 
-@pytest.mark.xfail(strict=False, reason="library conversion on another branch (run-folder errors as templates)")
 def test_run_folder_messages_name_the_flags(tmp_path, npy_data, capsys):
     """Settings that differ from run.json, and data that moved, are named by their flags (they were rewritten
     by substring before: ``training.lr:`` -> ``--lr:``, ``pass data=`` -> ``pass --data``)."""

@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 from pathlib import Path
 from types import MappingProxyType
 
 from ..catalogue import PROCESS_NAMES, PROCESSES
+from ..catalogue import TRAIN_DEFAULTS as _LIBRARY_DEFAULTS
 from ._common import _THREADS_HELP, _need_torch
 from ._errors import CLIError, library_errors
 
-#: The defaults of ``pdediff train`` (optimiser steps, UNet, optimiser, EMA, seed, checkpoints).
-#: MERGE POINT (issue 20 item 10, one set of training defaults): this mapping becomes the library's
-#: torch-free constant of training defaults, imported here, once that constant exists; the values are
-#: ``train_run``'s keyword defaults today.
-TRAIN_DEFAULTS = MappingProxyType({"steps": 1500, "base": 32, "mults": (1, 2), "batch_size": 128, "lr": 1e-3,
-                                   "ema_decay": 0.999, "seed": 0, "checkpoint_every": 100})
+#: The defaults of ``pdediff train``: the library's one set (:data:`pdediff.catalogue.TRAIN_DEFAULTS`, torch-free).
+TRAIN_DEFAULTS = MappingProxyType(dataclasses.asdict(_LIBRARY_DEFAULTS))
 
 #: Library names that are not a flag's ``dest`` (see ``_errors.FlagSpelling``): the run folder, the data
 #: set, and the nested names of run.json (``model.base`` falls back to ``--base`` by its last component).

@@ -358,7 +358,8 @@ def _train_denoisers(settings: DenoiseSettings, seed: int, folder: str | None, p
         before = _checkpoint_step(ckpt)
         t0 = time.perf_counter()
         res = train(model, proc, data, steps=settings.steps, batch_size=settings.batch_size, lr=settings.lr,
-                    seed=seed, checkpoint_dir=ckpt, progress=progress)
+                    seed=seed, checkpoint_dir=ckpt, progress=progress,
+                    ema_warmup=False)  # as the committed results were trained (before one set of defaults)
         info[name] = {**_training_record(ckpt, before, res.step, time.perf_counter() - t0),
                       "final_loss": float(np.mean(res.losses[-20:])), "steps": settings.steps, "process": repr(proc)}
         wrapper = _DDPMDenoiser if name == "ddpm" else _ColdPMDenoiser

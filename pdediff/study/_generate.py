@@ -167,7 +167,7 @@ def run_generate(settings: GenerateSettings, *, seeds: int, out: str | None, pro
                     rec["final_loss"] = float(np.mean(_np(run.losses)[-50:]))
                     steps = settings.sampling_steps.get(proc)
                     t0 = time.perf_counter()
-                    samples = run.sample(n, steps=steps, seed=seed)
+                    samples = run.sample(n, num_inference_steps=steps, seed=seed)
                     rec["sample_seconds"] = time.perf_counter() - t0
                     rec["sampling_steps"] = int(run.process.num_inference_steps)
                     g = torch.Generator().manual_seed(10_000 + seed)

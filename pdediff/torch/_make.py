@@ -138,7 +138,7 @@ def make_process(name: str, *, image_size: int | tuple[int, int], config: dict |
         ``(H, W)`` of the training images; the blur range of the heat-based
         processes is sized to it (:func:`default_process_config` lists every
         default).
-    config : dict or path, optional
+    config : dict or os.PathLike, optional
         Constructor arguments overriding the defaults, or a JSON file of them
         (e.g. written by :meth:`ForwardProcess.save_config`; its ``"class"``
         must then match ``name``).  A changed ``num_train_timesteps`` also
