@@ -249,18 +249,41 @@ def test_demo_runs(tmp_path, capsys):
     assert (tmp_path / "heat_demo.png").exists() and (tmp_path / "denoise_demo.png").exists()
 
 
-def test_a_result_that_broke_down_is_never_written(tmp_path, capsys):
-    """float32 AOS with a huge dt loses the 1 of 1 + dt L and returns NaN: the CLI refuses to write it (a
-    rescale would have turned it into an all-zero image), leaves no file and says why in one line."""
+def test_a_result_that_broke_down_is_never_written(tmp_path, capsys, monkeypatch):
+    """A non-finite result (a solver that broke down) is refused: no file, one line saying why (a rescale would
+    have turned it into an all-zero image).  float32 AOS at a huge dt used to be such a case; it is exact now
+    (issue 20), so the break-down is injected into the library's result."""
+    import importlib
+
+    pm_module = importlib.import_module("pdediff.anisotropic.perona_malik")  # the module, not the function
+
     vol = (np.random.default_rng(0).random((12, 24, 24)) * 255).astype(np.float32)
     np.save(tmp_path / "v.npy", vol)
+    # float32 AOS at dt = 1e9 now runs: finite, within the input's range (maximum principle), written
+    assert main(["denoise", str(tmp_path / "v.npy"), "-o", str(tmp_path / "big-dt.npy"), "--method", "aos",
+                 "--dt", "1e9", "--num-iter", "1", "--quiet"]) == 0
+    big = np.load(tmp_path / "big-dt.npy")
+    assert np.isfinite(big).all() and vol.min() - 1e-3 <= big.min() and big.max() <= vol.max() + 1e-3
+    (tmp_path / "big-dt.npy").unlink()
+
+    real = pm_module.perona_malik
+
+    def broken(*args, **kwargs):
+        out = real(*args, **kwargs)
+        res, info = out if isinstance(out, tuple) else (out, None)
+        res = np.array(res, copy=True)
+        res.flat[::7] = np.nan
+        return (res, info) if isinstance(out, tuple) else res
+
+    monkeypatch.setattr(pm_module, "perona_malik", broken)
     for out in ("o.npy", "o.tif"):
-        rc = main(["denoise", str(tmp_path / "v.npy"), "-o", str(tmp_path / out), "--method", "aos", "--dt", "1e9",
+        rc = main(["denoise", str(tmp_path / "v.npy"), "-o", str(tmp_path / out), "--method", "aos",
                    "--num-iter", "1", "--quiet"] + (["--rescale", "--dtype", "uint8"] if out.endswith(".tif") else []))
         err = capsys.readouterr().err.strip().splitlines()
         assert rc == 2 and len(err) == 1 and "non-finite" in err[0] and "nothing was written" in err[0]
         assert sorted(os.listdir(tmp_path)) == ["v.npy"]
-    # a sane dt still writes
+    monkeypatch.setattr(pm_module, "perona_malik", real)
+    # a sane run still writes
     assert main(["denoise", str(tmp_path / "v.npy"), "-o", str(tmp_path / "ok.npy"), "--method", "aos",
                  "--quiet"]) == 0
     assert np.isfinite(np.load(tmp_path / "ok.npy")).all()
