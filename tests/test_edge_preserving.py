@@ -239,3 +239,15 @@ def test_cli_train_accepts_edge(tmp_path):
     assert r.config["process"]["name"] == "edge" and isinstance(r.process, EdgePreservingDiffusion)
     assert main(["sample", "--run", str(run), "-o", str(tmp_path / "g.png"), "-n", "2", "--num-inference-steps", "3",
                  "--quiet"]) == 0
+
+
+def test_repaint_and_restyle_run_with_edge_preserving_noise():
+    p = EdgePreservingDiffusion(**SCHED, sigma=0.5)
+    x = _images(n=2)
+    mask = torch.zeros(x.shape, dtype=torch.bool)
+    mask[..., 4:, :] = True
+    out = pdediff.torch.repaint(UNet(base=8, mults=(1,)), p, x, mask, jump_length=2, jump_n_sample=2, num_inference_steps=6,
+                                generator=torch.Generator().manual_seed(0))
+    assert out.shape == x.shape and torch.all(torch.isfinite(out)) and torch.equal(out[~mask], x[~mask])
+    out = pdediff.torch.restyle(UNet(base=8, mults=(1,)), p, x, 0.5, num_inference_steps=6, generator=torch.Generator().manual_seed(0))
+    assert out.shape == x.shape and torch.all(torch.isfinite(out))
