@@ -13,7 +13,7 @@ from pdediff.catalogue import PROCESSES  # noqa: E402
 from pdediff.cli import main  # noqa: E402
 from pdediff.errors import ParameterError  # noqa: E402
 from pdediff.torch import EdgePreservingDiffusion, GaussianDiffusion, UNet, load_process, make_process, train  # noqa: E402
-from pdediff.torch.processes.edge_preserving import _edge_map, _face_conductances  # noqa: E402
+from pdediff.torch.processes.edge_preserving import _catte, _edge_map, _face_conductances  # noqa: E402
 
 K = 20
 SCHED = {"num_train_timesteps": K, "beta_schedule": "linear", "beta_start": 1e-3, "beta_end": 0.2}
@@ -178,10 +178,25 @@ def test_pixel_edge_map_is_the_smallest_face_conductance():
                 faces += [float(gy[n, 0, i, j - 1])] if j > 0 else []
                 faces += [float(gy[n, 0, i, j])] if j < 4 else []
                 assert float(g[n, 0, i, j]) == min(faces)
-    # Catté smoothing: the conductance of the exact Gaussian blur of the image
-    smooth = pdediff.torch.heat_blur(u, 0.8**2 / 2)
-    assert torch.equal(_edge_map(u, kappa, "rational", 0.8), _edge_map(smooth, kappa, "rational", 0.0))
-    assert not torch.equal(_edge_map(u, kappa, "rational", 0.8), g)
+    assert not torch.equal(_edge_map(u, kappa, "rational", 0.8), g)  # Catté smoothing changes it
+
+
+@pytest.mark.parametrize("sigma", [0.8, 5.0])  # pdediff's truncated Gaussian (<= 4 px) and its spectral one
+def test_catte_smoothed_conductance_is_pdediffs(sigma):
+    """One explicit pdediff.perona_malik step with Catté smoothing, rebuilt from the conductances used here."""
+    u = _images(n=1, h=12, w=10, dtype=torch.float64, seed=5)
+    kappa, dt = 0.05, 0.2
+    v = _catte(u, sigma)
+    gx, gy = _face_conductances(v, torch.tensor([kappa], dtype=torch.float64), "rational")
+    change = torch.zeros_like(u)
+    for dim, g in ((2, gx), (3, gy)):
+        flux = g * torch.diff(u, dim=dim)
+        pad = [0, 0] if dim == 2 else []
+        change += torch.nn.functional.pad(flux, pad + [0, 1]) - torch.nn.functional.pad(flux, pad + [1, 0])
+    ref = pdediff.perona_malik(u[0, 0].numpy(), num_iter=1, dt=dt, kappa=kappa, sigma=sigma, conductance="rational")
+    np.testing.assert_allclose((u + dt * change)[0, 0].numpy(), ref, rtol=0, atol=1e-13)
+    assert not torch.allclose(_edge_map(u, torch.tensor([kappa]), "rational", sigma),
+                              _edge_map(u, torch.tensor([kappa]), "rational", 0.0))
 
 
 # ------------------------------------------------------------------ config, training, CLI

@@ -18,9 +18,10 @@ per face between neighbouring pixels ``i``, ``j`` along an axis, ``d = x_j - x_i
 channels, which share one edge map, as ``pdediff.perona_malik(..., channel_axis=0)`` does),
 ``g(d**2 / kappa**2)`` with the same ``exponential`` / ``rational`` / ``tukey`` formulas as pdediff's kernels;
 a pixel takes the minimum over its ``2 * 2`` faces (faces through the image border do not exist: Neumann,
-conductance 1), so both pixels along an edge are damped.  The Catté smoothing is the exact Gaussian of
-:func:`pdediff.torch.heat_blur` (heat time ``sigma**2 / 2``), which runs pdediff's spectral kernels on the
-tensor's device (CPU, or CUDA through DLPack); the conductance is torch arithmetic on that device.
+conductance 1), so both pixels along an edge are damped.  The Catté smoothing is ``pdediff.perona_malik``'s
+own smoother (a truncated Gaussian up to 4 pixels, the exact Gaussian in the DCT domain beyond), run by
+pdediff's kernels on the tensor's device (CPU, or CUDA through DLPack); the conductance is torch
+arithmetic on that device.
 
 Decisions (with the paper's code, github.com/Jentuuh/edge-preserving-diffusion, for comparison):
 
@@ -72,9 +73,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..._backend import backend_for
+from ..._steppers import make_smoother
 from ...catalogue import CONDUCTANCES
 from ...errors import ParameterError
-from ..ops import heat_blur
+from .._dlpack import from_array, to_array
 from ._base import CLEAN, StepOutput, _as_timesteps, _bcast, _check_sample, _randn, _transition_levels, check_real
 from ._base import train_timesteps
 from .gaussian import _check_betas, _NoisePrediction, _schedule, beta_schedule_name
@@ -133,12 +136,25 @@ def _face_conductances(u: torch.Tensor, kappa: torch.Tensor, kind: str) -> list[
     return out
 
 
+def _catte(u: torch.Tensor, sigma: float) -> torch.Tensor:
+    """``pdediff.perona_malik``'s Catté smoothing of every ``(C, H, W)`` sample of ``u`` (its own smoother, on
+    the tensor's device through DLPack: the truncated Gaussian up to 4 pixels, the exact one beyond)."""
+    arr = to_array(u.contiguous())
+    be = backend_for(arr)
+    smooth = make_smoother(sigma, (1.0, 1.0), tuple(arr.shape[1:]), arr.dtype, be)
+    out = be.xp.empty_like(arr)
+    for i in range(arr.shape[0]):
+        out[i] = smooth(arr[i])
+    return from_array(out, u)
+
+
 def _edge_map(u: torch.Tensor, kappa: torch.Tensor, kind: str, sigma: float) -> torch.Tensor:
     """Per-pixel conductance ``(N, 1, H, W)`` float64: the smallest of the face conductances around each pixel
-    of ``u`` (Catté-smoothed by the Gaussian of standard deviation ``sigma`` first when ``sigma > 0``)."""
+    of ``u`` (Catté-smoothed with standard deviation ``sigma`` first when ``sigma > 0``, as
+    ``pdediff.perona_malik`` smooths)."""
     u = u.detach().to(torch.float64)
     if sigma > 0:
-        u = heat_blur(u, sigma * sigma / 2.0)
+        u = _catte(u, sigma)
     gx, gy = _face_conductances(u, kappa, kind)
     pad = torch.nn.functional.pad
     g = torch.minimum(pad(gx, (0, 0, 1, 0), value=1.0), pad(gx, (0, 0, 0, 1), value=1.0))
