@@ -93,6 +93,7 @@ _ENTRIES = (
                  MappingProxyType({"operator": "heat"})),
     ProcessEntry("cold-pm", f"{_P}.cold:ColdDiffusion", "cold diffusion, Perona–Malik",
                  MappingProxyType({"operator": "perona_malik"})),
+    ProcessEntry("edge", f"{_P}.edge_preserving:EdgePreservingDiffusion", "edge-preserving diffusion"),
 )
 
 #: Forward processes by catalogue name, in the order the study and the help texts list them.

@@ -60,7 +60,7 @@ def test_generation_sanity(quick):
     """Every learned process's samples are closer to the data than its own prior; the floor is below all."""
     gen = load_results(quick[0])["generate"]["datasets"]["digits"]
     floor = np.mean([m["frechet"] for m in gen["floor"]["seeds"]])
-    assert set(gen["runs"]) == {"ddpm", "ihdm", "blurring", "cold-heat", "cold-pm"}
+    assert set(gen["runs"]) == {"ddpm", "ihdm", "blurring", "cold-heat", "cold-pm", "edge"}
     for proc, runs in gen["runs"].items():
         for r in runs:
             fd = r["metrics"]["frechet"]

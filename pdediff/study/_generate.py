@@ -39,7 +39,7 @@ class GenerateSettings:
         return cls(steps=60, base=8, mults=(1,), batch_size=32, n_samples=120,
                    config={"ddpm": {"num_train_timesteps": 50}, "ihdm": {"num_train_timesteps": 10},
                            "blurring": {"num_train_timesteps": 50}, "cold-heat": {"num_train_timesteps": 10},
-                           "cold-pm": {"num_train_timesteps": 10}})
+                           "cold-pm": {"num_train_timesteps": 10}, "edge": {"num_train_timesteps": 50}})
 
 
 def _np(x) -> np.ndarray:

@@ -6,7 +6,8 @@ never imports torch; importing :mod:`pdediff.torch` does.
 * :func:`heat_blur`, :func:`perona_malik`: the operators on ``(..., *spatial)``
   tensors, on the tensor's device, zero-copy through DLPack (:mod:`pdediff.torch.ops`).
 * :class:`GaussianDiffusion`, :class:`HeatDissipation`,
-  :class:`BlurringDiffusion`, :class:`ColdDiffusion`: forward processes with
+  :class:`BlurringDiffusion`, :class:`ColdDiffusion`,
+  :class:`EdgePreservingDiffusion`: forward processes with
   the shape of a diffusers scheduler and one timestep convention, ``0 .. K-1``
   (:mod:`pdediff.torch.processes`, one module per process).
 * :class:`UNet`, :func:`train`, :func:`sample`: one model and one loop for all.
@@ -32,6 +33,7 @@ from .ops import heat_blur, perona_malik
 from .processes import (
     BlurringDiffusion,
     ColdDiffusion,
+    EdgePreservingDiffusion,
     ForwardProcess,
     GaussianDiffusion,
     HeatDissipation,
@@ -52,6 +54,7 @@ __all__ = [
     "HeatDissipation",
     "BlurringDiffusion",
     "ColdDiffusion",
+    "EdgePreservingDiffusion",
     "StepOutput",
     "load_process",
     "UNet",

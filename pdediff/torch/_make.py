@@ -83,7 +83,12 @@ def default_process_config(name: str, image_size: Any, num_train_timesteps: int 
       range: strong edges survive the first levels, the last level is nearly
       flat so that the mixture prior fits), and ``iters_per_level`` such that
       the ``K * iters_per_level`` explicit steps span at least the heat time
-      of ``cold-heat``'s last level.
+      of ``cold-heat``'s last level;
+    * ``edge``: DDPM's schedule above, with the rational conductance,
+      ``kappa`` from 0.01 to 0.6 (intensity per pixel on [-1, 1] data: a
+      full-range edge, difference 2, keeps its noise damped to a tenth or
+      less until the transition), the cosine transition complete at half of
+      the timesteps, no Catté smoothing.
     """
     h, w = _image_size(image_size)
     L = max(h, w)
@@ -93,6 +98,10 @@ def default_process_config(name: str, image_size: Any, num_train_timesteps: int 
         scale = 1000.0 / max(K, 1)
         return {"num_train_timesteps": K, "beta_schedule": "linear", "beta_start": min(1e-4 * scale, 0.5),
                 "beta_end": min(0.02 * scale, 0.999)}
+    if name == "edge":
+        ddpm = default_process_config("ddpm", image_size, num_train_timesteps)
+        return ddpm | {"conductance": "rational", "kappa_min": 0.01, "kappa_max": 0.6, "transition": "cosine",
+                       "transition_time": 0.5, "steepness": 10.0, "sigma": 0.0, "edge_strength": 1.0}
     if name == "ihdm":
         K = 50 if num_train_timesteps is None else int(num_train_timesteps)
         return {"num_train_timesteps": K, "sigma_blur_min": 0.5, "sigma_blur_max": smax, "training_noise": 0.01,
@@ -127,13 +136,14 @@ def make_process(name: str, *, image_size: int | tuple[int, int], config: dict |
 
     Parameters
     ----------
-    name : {"ddpm", "ihdm", "blurring", "cold-heat", "cold-pm"}
+    name : {"ddpm", "ihdm", "blurring", "cold-heat", "cold-pm", "edge"}
         A name of :data:`pdediff.catalogue.PROCESSES`:
         :class:`~pdediff.torch.GaussianDiffusion`,
         :class:`~pdediff.torch.HeatDissipation`,
-        :class:`~pdediff.torch.BlurringDiffusion`, and
+        :class:`~pdediff.torch.BlurringDiffusion`,
         :class:`~pdediff.torch.ColdDiffusion` with the heat or the
-        Perona–Malik degradation.
+        Perona–Malik degradation, and
+        :class:`~pdediff.torch.EdgePreservingDiffusion`.
     image_size : int or (int, int)
         ``(H, W)`` of the training images; the blur range of the heat-based
         processes is sized to it (:func:`default_process_config` lists every

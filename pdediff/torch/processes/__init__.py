@@ -48,6 +48,7 @@ only takes timesteps of the current schedule (``ValueError`` otherwise).
 from ._base import CLEAN, ForwardProcess, StepOutput, load_process
 from .blurring import BlurringDiffusion
 from .cold import ColdDiffusion
+from .edge_preserving import EdgePreservingDiffusion
 from .gaussian import GaussianDiffusion
 from .heat_dissipation import HeatDissipation
 
@@ -59,5 +60,6 @@ __all__ = [
     "HeatDissipation",
     "BlurringDiffusion",
     "ColdDiffusion",
+    "EdgePreservingDiffusion",
     "load_process",
 ]
