@@ -11,6 +11,7 @@ import re
 
 import numpy as np
 import dataclasses
+import os
 
 import pytest
 
@@ -344,3 +345,32 @@ def test_train_defaults_are_the_library_defaults():
             assert (tuple(int(v) for v in got.split(",")) if key == "mults" else got) == value, key
             checked += 1
     assert checked >= 15
+
+
+# ----------------------------------------------------------------------------- found by a fresh-eyes user test
+
+
+def test_a_lost_race_is_spelled_with_the_flag():
+    from pdediff.cli._errors import write_failure
+    from pdediff.io import DestinationExistsError
+
+    for raced in (False, True):
+        msg = str(write_failure(DestinationExistsError("x exists; pass overwrite=True", path="out.nii", raced=raced)))
+        assert "--force" in msg and "overwrite" not in msg and "out.nii" in msg
+        assert ("another run" in msg) == raced
+
+
+def test_train_refuses_what_it_cannot_use_before_writing(tmp_path, capsys):
+    pytest.importorskip("torch")
+    cases = [
+        (["--out", ""], "--out"),
+        (["--out", str(tmp_path / "a"), "--seed", str(2**64)], "--seed"),
+        (["--out", str(tmp_path / "b"), "--config", "[1, 2]"], "--config"),
+        (["--out", str(tmp_path / "c"), "--config", '{"num_train_timesteps": -5}'], "--config num_train_timesteps"),
+    ]
+    for argv, flag in cases:
+        rc = main(["train", "--steps", "1", "--quiet", *argv])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert rc == 2 and len(err) == 1 and flag in err[0], (argv, err)
+        assert "--config: --config" not in err[0] and "Overflow" not in err[0]
+    assert sorted(os.listdir(tmp_path)) == []

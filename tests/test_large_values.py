@@ -185,3 +185,17 @@ def test_scaling_is_skipped_for_ordinary_values():
     assert overflow_scale(np.full((4, 4), 3e38, np.float32), 8.0) == 2.0**-11
     assert overflow_scale(np.array([np.nan, 1e38], np.float32), 8.0) == 1.0
     assert math.isfinite(overflow_scale(np.full(3, 1.7e308), 1e30))
+
+
+@pytest.mark.parametrize("method", ["spectral", "explicit", "implicit"])
+@pytest.mark.parametrize("sign", ["constant", "alternating"])
+def test_float64_near_its_maximum_is_finite(method, sign):
+    """1e308 in float64 (found by a fresh-eyes test: all NaN, because max|u| * growth overflowed the
+    scale computation itself)."""
+    u = np.full((8, 8), 1e308)
+    if sign == "alternating":
+        u[::2] *= -1
+    r = pdediff.solve_heat(u, 1.0, method=method)
+    assert np.isfinite(r).all()
+    tol = 1e-9 * 1e308
+    assert u.min() - tol <= r.min() and r.max() <= u.max() + tol

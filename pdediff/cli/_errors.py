@@ -152,3 +152,13 @@ def spelling_for(parser: argparse.ArgumentParser, args: argparse.Namespace) -> C
     if callable(names):
         names = names(args)
     return FlagSpelling(parser, names, getattr(args, "given_flags", None))
+
+
+def write_failure(exc: BaseException) -> CLIError:
+    """The one line for an output that could not be written (a refused replacement spelled with ``--force``)."""
+    from ..io import DestinationExistsError
+
+    if isinstance(exc, DestinationExistsError) and exc.path is not None:
+        how = " (another run wrote it while this one was writing)" if exc.raced else ""
+        return CLIError(f"cannot write: {exc.path} exists{how}; nothing was replaced; pass --force to replace it")
+    return CLIError(f"cannot write: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from ._common import _check_destination, _same_file
-from ._errors import CLIError
+from ._errors import CLIError, write_failure
 
 
 #: Integer output types the CLI offers, and what --rescale maps onto.
@@ -325,7 +325,7 @@ def write_job(job: ImageJob, out: np.ndarray, spacing, *, rescale: bool, title: 
                 _preview(tmps[1], job.data if before is None else before, out, ch, title=title,
                          before_title="input" if before is None else "input, missing pixels in white")
     except (ScanIOError, ValueError, OSError) as exc:
-        raise CLIError(f"cannot write: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+        raise write_failure(exc) from None
     if stored_out is None and job.out_fmt == "dicom":  # DICOM stores integers: the writer quantises
         stored_out = job.stored if job.stored.kind in "iu" else np.dtype(np.int16)
     return result, rescaled, stored_out
@@ -475,4 +475,4 @@ def write_chunked_job(job: ChunkedJob, out, spacing, *, progress: bool) -> None:
             write_chunked(job.dst, out.astype(job.target), like=job.scan, spacing=spacing,
                           channel_axis=job.channel_axis, overwrite=job.force)
     except (ScanIOError, OSError) as exc:
-        raise CLIError(f"cannot write: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+        raise write_failure(exc) from None

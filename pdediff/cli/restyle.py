@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ._common import _THREADS_HELP, _need_torch, _same_file, _thread_count
-from ._errors import CLIError, library_errors
+from ._errors import CLIError, library_errors, write_failure
 from ._learned import (
     LEARNED_NAMES,
     _check_run_folder,
@@ -166,7 +166,7 @@ def run(args: argparse.Namespace) -> None:
             if args.preview:
                 _grid_figure(np.concatenate([x[:8], y[:8]]), tmps[1], ".png")
     except (ValueError, OSError) as exc:
-        raise CLIError(f"cannot write: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+        raise write_failure(exc) from None
     if not args.quiet:
         c, h, w = model.image_shape
         print(f"restyled {src} -> {dst} with {run_dir} ({model.config['process']['name']}, strength "

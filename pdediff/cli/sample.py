@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ._common import _THREADS_HELP, _need_torch, _same_file, _thread_count
-from ._errors import CLIError, library_errors
+from ._errors import CLIError, library_errors, write_failure
 from ._learned import (
     FIGURE_SUFFIXES,
     LEARNED_NAMES,
@@ -110,7 +110,7 @@ def run(args: argparse.Namespace) -> None:
             if traj is not None:
                 _trajectory_figure(traj, tmps[k], Path(args.trajectory).suffix)
     except (ValueError, OSError) as exc:
-        raise CLIError(f"cannot write: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+        raise write_failure(exc) from None
     if not args.quiet:
         c, h, w = images.shape[1:]
         steps = args.num_inference_steps if args.num_inference_steps is not None else K

@@ -67,7 +67,7 @@ def _config(text: str | None) -> dict | str | None:
     """``--config``: a JSON object inline, or the path of a JSON file (read by the library)."""
     if text is None:
         return None
-    if text.lstrip().startswith("{"):
+    if text.lstrip().startswith(("{", "[")):  # inline JSON (an array is refused as not an object)
         try:
             cfg = json.loads(text)
         except ValueError as exc:
@@ -89,6 +89,8 @@ def run(args: argparse.Namespace) -> None:
     except ValueError:
         raise CLIError(f"--mults must be comma-separated positive integers, e.g. 1,2; got {args.mults!r}") from None
     config = _config(args.config)
+    if not args.out.strip():
+        raise CLIError("--out '' names no folder; give the run folder, e.g. --out runs/ddpm")
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise CLIError(f"--out {out} exists and is a file; choose a folder")

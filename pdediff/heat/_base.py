@@ -28,9 +28,13 @@ def overflow_scale(u: Any, growth: float) -> float:
         return 1.0
     amax = max(float(u.max()), -float(u.min()))
     fmax = float(np.finfo(u.dtype).max)
-    if not math.isfinite(amax) or amax * growth <= fmax / _HEADROOM:
+    if not math.isfinite(amax) or amax == 0.0:
         return 1.0
-    e = math.frexp(fmax / _HEADROOM / (amax * growth))[1] - 1  # 2**e <= limit / (amax growth) < 2**(e + 1)
+    # (limit / growth) / amax, never amax * growth: that product overflows a Python float near float64's maximum
+    ratio = fmax / _HEADROOM / growth / amax
+    if ratio >= 1.0:
+        return 1.0
+    e = math.frexp(ratio)[1] - 1  # 2**e <= limit / (amax growth) < 2**(e + 1)
     lim = 120 if u.dtype == np.float32 else 1000  # 2**e must itself be a normal number of the type
     return 2.0 ** max(e, -lim)
 

@@ -90,7 +90,7 @@ def follow_link(path: str | os.PathLike) -> Path:
 
 def _exists_error(p: Path) -> DestinationExistsError:
     return DestinationExistsError(f"{p} exists (created while this output was being written?); not replaced: "
-                                  "pass overwrite=True (--force) to replace it")
+                                  "pass overwrite=True to replace it", path=p, raced=True)
 
 
 _AT_FDCWD = -100
@@ -175,7 +175,7 @@ def atomic_paths(paths: Sequence[str | os.PathLike], *, directories: Sequence[bo
     if not overwrite:
         for p in ps:
             if os.path.lexists(p):
-                raise DestinationExistsError(f"{p} exists; pass overwrite=True (--force) to replace it")
+                raise DestinationExistsError(f"{p} exists; pass overwrite=True to replace it", path=p)
     tmps: list[Path] = []
     try:
         with _signals_held():

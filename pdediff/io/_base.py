@@ -21,7 +21,16 @@ class ScanIOError(OSError):
 
 class DestinationExistsError(ScanIOError, FileExistsError):
     """An output was not written because its destination exists (or appeared while it was being written)
-    and replacing was not asked for (``overwrite=False``; the command line's default, without ``--force``)."""
+    and replacing was not asked for (``overwrite=False``; the command line's default, without ``--force``).
+
+    Attributes: ``path`` (the destination) and ``raced`` (``True`` when it appeared while this output was
+    being written, i.e. another writer committed first).
+    """
+
+    def __init__(self, message: str, *, path=None, raced: bool = False):
+        super().__init__(message)
+        self.path = path
+        self.raced = raced
 
 
 @dataclass

@@ -40,8 +40,9 @@ def integer(value: Any, name: str, lo: int, hi: int | None = None, *, message: s
 
 
 def seed(value: Any, name: str = "seed") -> int:
-    """A non-negative integer seed (floats, even integral ones, are refused)."""
-    return integer(value, name, 0, message=f"{{{name}}} must be a non-negative integer; got {value!r}")
+    """A non-negative integer seed below 2**63 (torch's generators take a signed 64-bit seed; floats refused)."""
+    return integer(value, name, 0, 2**63 - 1,
+                   message=f"{{{name}}} must be an integer in [0, 2**63 - 1]; got {value!r}")
 
 
 def real(value: Any, name: str, *, lo: float | None = None, hi: float | None = None, lo_open: bool = False,

@@ -190,7 +190,7 @@ def make_process(name: str, *, image_size: int | tuple[int, int], config: dict |
                                  f"choose the process by name instead", param="config")
     K = cfg.get("num_train_timesteps")
     if K is not None and (isinstance(K, bool) or not isinstance(K, (int, np.integer)) or K < 1):
-        raise ParameterError(f"{{config}}: {{process.config.num_train_timesteps}} must be a positive integer; "
+        raise ParameterError(f"{{process.config.num_train_timesteps}} must be a positive integer; "
                              f"got {K!r}", param="process.config.num_train_timesteps")
     kwargs = default_process_config(name, image_size, None if K is None else min(int(K), _MAX_K)) | cfg
     try:
