@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from scipy.sparse.linalg import spsolve
 
+import pdediff
 from pdediff.data import block_mask, crack_mask
 from pdediff.errors import StepLimitError
 from pdediff.restoration import InpaintResult, inpaint
@@ -519,3 +520,17 @@ def test_block_mask_properties():
         block_mask((10, 10), min_size=0.5, max_size=0.2)
     with pytest.raises(ValueError, match="num_blocks"):
         block_mask((10, 10), num_blocks=-1)
+
+
+@pytest.mark.parametrize("method", ["biharmonic", "perona_malik"])
+def test_a_fill_beyond_float32_is_refused_not_inf(method):
+    """Found by a fresh-eyes test: ±3.4e38 float32 with a hole gave ±inf (biharmonic overshoot cast to
+    float32) or NaN (Perona–Malik started from it), with only NumPy's cast warning."""
+    u = np.full((32, 32), 3.4e38, np.float32)
+    u[::2] *= -1
+    m = np.zeros((32, 32), bool)
+    m[10:20, 10:20] = True
+    with pytest.raises(ValueError, match="beyond float32's range.*float64"):
+        pdediff.inpaint(u, m, method=method)
+    r = pdediff.inpaint(u.astype(np.float64), m, method=method)
+    assert np.isfinite(r).all()
