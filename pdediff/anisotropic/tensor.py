@@ -64,6 +64,7 @@ class TensorDiffusionResult:
     ``kappa`` is ``None`` for CED.  ``substeps`` counts the extra sub-steps taken where a step's
     actual diagonal ``max(-A_xx)`` exceeded ``1 / dt`` (0 in practice; they keep the maximum–minimum
     principle exact for any tensor field).  ``max_offset`` is the longest stencil offset (cells).
+    Both are -1 for a Dask array (not known before the lazy result is computed).
     """
 
     kind: str
@@ -132,7 +133,8 @@ def tensor_diffusion(
     image : ndarray, shape (ny, nx) or (nz, ny, nx), plus a channel axis if ``channel_axis``
         float32/float64 kept (float16 promoted to float32); integer images
         promoted to float64 without rescaling; bool/complex refused.  NumPy
-        arrays only (the CPU kernels).
+        arrays, or Dask arrays (a lazy result with the same chunks, equal to
+        rounding; :mod:`pdediff.dask._tensor` states the halo per step).
     kind : {"eed", "ced"}
         EED: ``D`` has eigenvalue ``g(mu_1)`` across the edge (leading
         eigenvector of ``J_rho``; for ``rho = 0`` the gradient direction) and 1
@@ -206,7 +208,7 @@ def tensor_diffusion(
     Raises
     ------
     TypeError
-        bool/complex/object input, non-numeric parameters, a Dask or CuPy array.
+        bool/complex/object input, non-numeric parameters, a CuPy array.
     ParameterError
         Unknown ``kind``/``conductance``/``boundary``, wrong dimensionality,
         non-finite input, negative ``sigma``/``rho``, ``alpha`` outside
@@ -491,6 +493,14 @@ class _Links2:
                 self.nchunks)
         return float(K.diag_max2(self.S, self.ldiag, self._bc))
 
+    def step_diag(self, u: np.ndarray, dt: float, out: np.ndarray) -> float:
+        """``out = u + dt A u`` and ``max(-A_xx)`` in the same passes (``out`` to be used only if
+        ``dt max(-A_xx) <= 1``)."""
+        K.gather2(u, self.S, self._bc, dt, out, self.rowdiag)
+        K.long2(u, self.LJ, self.LW, self.LO, self.nlong, self.R, self._bc, dt, out, self.ldiag, True, True,
+                self.nchunks)
+        return float(K.diag_max2(self.S, self.ldiag, self._bc))
+
     def step(self, u: np.ndarray, dt: float, out: np.ndarray, first_sub: bool = False) -> None:
         """``out = u + dt A u`` (``u`` and ``out`` distinct)."""
         K.gather2(u, self.S, self._bc, dt, out, self.rowdiag)
@@ -534,6 +544,12 @@ class _Links3:
         K.apply3(u, self.W, self.O, self.R, self._bc, self.acc, self.dg, True, self.nchunks)
         return float(self.dg.max()) if self.dg.size else 0.0
 
+    def step_diag(self, u: np.ndarray, dt: float, out: np.ndarray) -> float:
+        """``out = u + dt A u`` and ``max(-A_xx)`` (``A u`` kept for a following ``first_sub`` step)."""
+        dmax = self.diag_max(u)
+        self.step(u, dt, out, first_sub=True)
+        return dmax
+
     def step(self, u: np.ndarray, dt: float, out: np.ndarray, first_sub: bool = False) -> None:
         """``out = u + dt A u`` (``first_sub``: ``A u`` of :meth:`diag_max` reused)."""
         if not first_sub:
@@ -555,19 +571,29 @@ def _advance(u: np.ndarray, n_iter: int, s: _Setup) -> tuple[np.ndarray, int, in
 
     Per step: the links of the step's tensor, the actual ``max(-A_xx)``, then ``u + dt A u`` in
     ``m = ceil(dt max(-A_xx))`` sub-steps with the same links (``m = 1`` unless ``max(-A_xx) > 1 / dt``).
+    After a step without sub-steps the next is taken together with its diagonal (and redone in
+    sub-steps if needed); after one with sub-steps the diagonal comes first.
     Returns ``(result, substeps, max_offset)``.
     """
     L = _links_for(u, s)
     nxt = np.empty_like(u)
     substeps = max_offset = 0
+    single = True  # the last step needed no sub-steps: take the next one with its diagonal, in one go
     for _ in range(n_iter):
         f, kin = _tensor_input(u, s)
         max_offset = max(max_offset, L.build(f, s, kin))
-        m = _substeps(s.dt, L.diag_max(u))
+        if single:
+            m = _substeps(s.dt, L.step_diag(u, s.dt, nxt))
+            if m == 1:
+                u, nxt = nxt, u
+                continue
+        else:  # sub-steps are likely: the diagonal first, so that no step is taken twice
+            m = _substeps(s.dt, L.diag_max(u))
         for k in range(m):
             L.step(u, s.dt / m, nxt, first_sub=k == 0)
             u, nxt = nxt, u
         substeps += m - 1
+        single = m == 1
     return u, substeps, max_offset
 
 

@@ -20,6 +20,12 @@ One explicit step of ``u_t = div(D grad u)`` runs in three compiled passes
    to 0, so mass is conserved and ``u + dt A u`` is a convex combination for
    ``dt <= 1 / max(-A_xx)`` (the diagonal is accumulated on request).
 
+In 2-D the step runs on :func:`stencil2` (the links split into four dense planes of
+8-neighbourhood links, closed form for diagonally dominant tensors, and per-row lists of longer
+links), :func:`diag_max2` (the actual ``max(-A_xx)`` before the step, so sub-steps never waste a
+step), :func:`gather2` (``u + dt A u`` gathered per cell: each cell sums its own links and those its
+neighbours send it) and :func:`long2` (the long links, scattered); 3-D uses the passes 2-3 above.
+
 Accumulation is in float64 whatever the data type.  The scatter runs in
 parallel over chunks of the outermost axis; a chunk's fluxes into cells of
 other chunks go to a private halo buffer that is added afterwards, so no two
