@@ -72,3 +72,14 @@ def test_report_names_the_method(tmp_path, rng, capsys):
     assert "method eed" in text and "kappa" in text and "(auto)" in text
     np.testing.assert_array_equal(np.load(tmp_path / "out.npy"),
                                   pdediff.tensor_diffusion(np.load(tmp_path / "in.npy"), num_iter=2))
+
+
+def test_chunks_run_eed_through_dask(tmp_path, rng):
+    zarr = pytest.importorskip("zarr")
+    pytest.importorskip("dask")
+    img = rng.random((64, 70)).astype(np.float32)
+    np.save(tmp_path / "in.npy", img)
+    assert main(["denoise", str(tmp_path / "in.npy"), "-o", str(tmp_path / "out.zarr"), "--chunks", "32",
+                 "--method", "eed", "--num-iter", "2", "--quiet"]) == 0
+    got = np.asarray(zarr.open(str(tmp_path / "out.zarr"), mode="r"))
+    np.testing.assert_allclose(got, pdediff.tensor_diffusion(img, num_iter=2), rtol=0, atol=1e-6)
