@@ -6,7 +6,7 @@ import argparse
 
 import numpy as np
 
-from ..catalogue import CONDUCTANCES, PM_METHODS
+from ..catalogue import CONDUCTANCES, PM_METHODS, TENSOR_KINDS
 from ._errors import CLIError, library_errors
 from ._images import (
     DTYPE_CHOICES,
@@ -19,7 +19,10 @@ from ._images import (
 )
 
 #: Library names that are not a flag's ``dest``, and settings spelled otherwise (see ``_errors.FlagSpelling``).
-LIBRARY_NAMES = {"image": "input", "max_steps=None": "--max-steps 0", "scheme": "method"}
+LIBRARY_NAMES = {"image": "input", "max_steps=None": "--max-steps 0", "scheme": "method", "kind": "method"}
+#: ``--method`` values that run :func:`pdediff.tensor_diffusion` (the others Perona–Malik).
+TENSOR_METHODS = TENSOR_KINDS
+_TITLES = {"eed": "EED", "ced": "CED"}
 
 
 def register(subparsers) -> None:
@@ -28,22 +31,32 @@ def register(subparsers) -> None:
 
     n = subparsers.add_parser(
         "denoise",
-        help="edge-preserving (Perona–Malik) denoising of an image or volume",
-        description="Denoise INPUT with Perona–Malik diffusion and write OUTPUT. Formats: .npy .npz .png .jpg "
+        help="edge-preserving (Perona–Malik, EED, CED) denoising of an image or volume",
+        description="Denoise INPUT with Perona–Malik diffusion, or Weickert's edge-enhancing (EED) or "
+        "coherence-enhancing (CED) tensor diffusion, and write OUTPUT. Formats: .npy .npz .png .jpg "
         ".tif/.tiff (stacks as volumes) .nii/.nii.gz .mgz/.mgh, Analyze .hdr/.img (read), DICOM (.dcm file or a "
         "series folder). INPUT is never modified; every output is checked before computing and written "
         "atomically (all outputs or none); no conversion clips or wraps values silently.",
     )
     n.add_argument("input", metavar="INPUT")
     n.add_argument("-o", "--output", metavar="OUTPUT", required=True)
-    n.add_argument("--num-iter", type=int, default=None, help="time steps (default: 15 explicit steps)")
-    n.add_argument("--kappa", default="auto", help="edge threshold, or 'auto' (default)")
-    n.add_argument("--conductance", choices=CONDUCTANCES, default="exponential")
-    n.add_argument("--method", choices=PM_METHODS, default="explicit",
-                   help="explicit 2N-neighbour steps (default) or AOS (semi-implicit, large time steps)")
+    n.add_argument("--num-iter", type=int, default=None,
+                   help="time steps (default: 15 explicit steps; CED: 50)")
+    n.add_argument("--kappa", default="auto", help="edge threshold, or 'auto' (default); not used by CED")
+    n.add_argument("--conductance", choices=CONDUCTANCES, default=None,
+                   help="diffusivity across edges (default: exponential; EED: Weickert's, which only EED has)")
+    n.add_argument("--method", choices=PM_METHODS + TENSOR_METHODS, default="explicit",
+                   help="Perona–Malik: explicit 2N-neighbour steps (default) or AOS (semi-implicit, large time "
+                   "steps); tensor diffusion: eed (edge-enhancing: also smooths along edges) or ced "
+                   "(coherence-enhancing: smooths along line-like structures, closes gaps)")
     n.add_argument("--dt", type=float, default=None, help="time step (default: the explicit stability limit)")
     n.add_argument("--sigma", type=float, default=None,
-                   help="Catté pre-smoothing sigma, physical units (default: 0.8 voxel of the finest axis)")
+                   help="pre-smoothing sigma, physical units (default: 0.8 voxel of the finest axis; EED/CED: 1)")
+    n.add_argument("--rho", type=float, default=None,
+                   help="EED/CED integration scale of the structure tensor, physical units (default: EED 0, "
+                   "CED 4 voxels of the finest axis)")
+    n.add_argument("--alpha", type=float, default=None,
+                   help="CED: the smallest diffusivity, across the flow, in (0, 1] (default 0.001)")
     n.add_argument("--spacing", type=float, nargs="+", default=None,
                    help="voxel size per spatial axis (default: from the file, e.g. NIfTI/DICOM/TIFF, else 1)")
     n.add_argument("--channel-axis", default="auto", metavar="{auto,none,N}",
@@ -79,6 +92,12 @@ def run(args: argparse.Namespace) -> None:
 
     if args.max_steps < 0:
         raise CLIError(f"--max-steps must be a positive integer, or 0 for no limit; got {args.max_steps}")
+    tensor = args.method in TENSOR_METHODS
+    if not tensor and (args.rho is not None or args.alpha is not None):
+        flag = "--rho" if args.rho is not None else "--alpha"
+        raise CLIError(f"{flag} applies to --method {' or '.join(TENSOR_METHODS)} only; got --method {args.method}")
+    if args.method == "eed" and args.alpha is not None:
+        raise CLIError("--alpha applies to --method ced only; EED's diffusivity across edges follows --kappa")
     if args.chunks is not None:
         return _run_chunked(args)
     # Perona–Malik obeys the maximum principle: an integer output type is checked against INPUT before computing
@@ -86,28 +105,58 @@ def run(args: argparse.Namespace) -> None:
     data = job.data
     n_bad = data.size - int(np.count_nonzero(np.isfinite(data))) if data.dtype.kind == "f" else 0
     if n_bad:
-        raise CLIError(f"{job.src}: {n_bad} of {data.size} values are NaN or infinite; Perona–Malik needs finite "
+        name = _TITLES.get(args.method, "Perona–Malik")
+        raise CLIError(f"{job.src}: {n_bad} of {data.size} values are NaN or infinite; {name} needs finite "
                        "values: replace them first (e.g. numpy.nan_to_num), pdediff does not guess missing data")
     spacing = args.spacing if args.spacing is not None else (job.scan.spacing or 1.0)
     kappa = _kappa_arg(args.kappa)
     try:
         with library_errors():  # a ParameterError is printed with the flags by main
-            out, info = perona_malik(
-                job.colour, num_iter=args.num_iter, kappa=kappa, conductance=args.conductance, dt=args.dt,
-                sigma=args.sigma, method=args.method, spacing=spacing, channel_axis=job.channel_axis,
-                return_info=True, progress=not args.quiet, max_steps=args.max_steps or None,
-            )
+            if tensor:
+                out, info = _tensor(args, job.colour, kappa, spacing, job.channel_axis)
+            else:
+                out, info = perona_malik(
+                    job.colour, num_iter=args.num_iter, kappa=kappa, conductance=args.conductance or "exponential",
+                    dt=args.dt, sigma=args.sigma, method=args.method, spacing=spacing,
+                    channel_axis=job.channel_axis, return_info=True, progress=not args.quiet,
+                    max_steps=args.max_steps or None,
+                )
     except MemoryError:
         raise CLIError(f"{job.src}: out of memory while denoising {data.shape}; crop or downsample the scan first") \
             from None
-    result, rescaled, stored_out = write_job(job, out, info.spacing, rescale=args.rescale, title="Perona–Malik")
+    title = _TITLES.get(args.method, "Perona–Malik")
+    result, rescaled, stored_out = write_job(job, out, info.spacing, rescale=args.rescale, title=title)
     if not args.quiet:
         report_job(job, "denoised", result, info.spacing, rescaled, stored_out)
+        _report_settings(args, info, tensor)
+        if job.preview is not None:
+            print(f"  preview: {job.preview}")
+
+
+def _tensor(args: argparse.Namespace, data, kappa, spacing, channel_axis):
+    """:func:`pdediff.tensor_diffusion` with the command's settings (``--method eed|ced``)."""
+    from ..anisotropic.tensor import tensor_diffusion
+
+    kw = {} if args.conductance is None else {"conductance": args.conductance}
+    if args.alpha is not None:
+        kw["alpha"] = args.alpha
+    return tensor_diffusion(
+        data, kind=args.method, num_iter=args.num_iter, dt=args.dt, kappa=kappa, sigma=args.sigma, rho=args.rho,
+        spacing=spacing, channel_axis=channel_axis, max_steps=args.max_steps or None, return_info=True, **kw,
+    )
+
+
+def _report_settings(args: argparse.Namespace, info, tensor: bool) -> None:
+    """The settings line of the report (what the library used)."""
+    if not tensor:
         print(f"  method {info.method}, conductance {info.conductance}, kappa {info.kappa:.6g}"
               f"{' (auto)' if args.kappa == 'auto' else ''}, num_iter {info.num_iter}, dt {info.dt:.6g}, "
               f"sigma {info.sigma:g}")
-        if job.preview is not None:
-            print(f"  preview: {job.preview}")
+        return
+    what = (f"conductance {info.conductance}, kappa {info.kappa:.6g}{' (auto)' if args.kappa == 'auto' else ''}"
+            if info.kind == "eed" else f"alpha {info.alpha:g}")
+    print(f"  method {info.kind}, {what}, num_iter {info.num_iter}, dt {info.dt:.6g}, sigma {info.sigma:g}, "
+          f"rho {info.rho:g}")
 
 
 def _run_chunked(args: argparse.Namespace) -> None:
@@ -120,11 +169,14 @@ def _run_chunked(args: argparse.Namespace) -> None:
     try:
         # kappa="auto" is computed here, in streaming passes over INPUT; the diffusion when OUTPUT is written
         with library_errors():  # including NaN/inf found in a chunk while computing
-            out, info = perona_malik(
-                job.data, num_iter=args.num_iter, kappa=kappa, conductance=args.conductance, dt=args.dt,
-                sigma=args.sigma, method=args.method, spacing=spacing, channel_axis=job.channel_axis,
-                return_info=True, max_steps=args.max_steps or None,
-            )
+            if args.method in TENSOR_METHODS:
+                out, info = _tensor(args, job.data, kappa, spacing, job.channel_axis)
+            else:
+                out, info = perona_malik(
+                    job.data, num_iter=args.num_iter, kappa=kappa, conductance=args.conductance or "exponential",
+                    dt=args.dt, sigma=args.sigma, method=args.method, spacing=spacing,
+                    channel_axis=job.channel_axis, return_info=True, max_steps=args.max_steps or None,
+                )
             write_chunked_job(job, out, info.spacing, progress=not args.quiet)
     except MemoryError:
         raise CLIError(f"{job.src}: out of memory while denoising in chunks of {args.chunks}; use smaller --chunks") \
@@ -133,6 +185,4 @@ def _run_chunked(args: argparse.Namespace) -> None:
         sp = " x ".join(f"{h:g}" for h in info.spacing)
         print(f"denoised {job.src} -> {job.dst} (in chunks of {args.chunks})")
         print(f"  shape {job.data.shape} {job.data.dtype} -> {job.target}; spacing {sp}")
-        print(f"  method {info.method}, conductance {info.conductance}, kappa {info.kappa:.6g}"
-              f"{' (auto)' if args.kappa == 'auto' else ''}, num_iter {info.num_iter}, dt {info.dt:.6g}, "
-              f"sigma {info.sigma:g}")
+        _report_settings(args, info, args.method in TENSOR_METHODS)

@@ -43,6 +43,26 @@ class DaskExecutor:
 
         return estimate_kappa_dask(v, tuple(spacing), conductance)
 
+    # -- tensor diffusion (pdediff.tensor_diffusion calls these for Dask arrays) --------------------
+
+    def compute_range(self, u: Any) -> tuple[float, float]:
+        """``(nanmin, nanmax)`` of ``u``, computed now (the grey-value scale of the structure tensor)."""
+        from ._tensor import value_range
+
+        return value_range(u)
+
+    def tensor_smoothed(self, u: Any, sigma: float, spacing: tuple[float, ...], boundary: str) -> Any:
+        """The ``(C, *spatial)`` array smoothed as the tensor's input (lazy; for ``kappa="auto"``)."""
+        from ._tensor import smoothed
+
+        return smoothed(u, sigma, spacing, boundary)
+
+    def tensor_diffusion(self, u: Any, setup: Any, num_iter: int) -> Any:
+        """``num_iter`` steps of tensor diffusion, lazy (:mod:`pdediff.dask._tensor`)."""
+        from ._tensor import run_tensor_diffusion
+
+        return run_tensor_diffusion(u, setup, num_iter)
+
 
 #: The one Dask executor.
 DASK = DaskExecutor()

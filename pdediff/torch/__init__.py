@@ -30,6 +30,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without torch
     raise ImportError('pdediff.torch needs PyTorch: pip install "pdediff[torch]"') from exc
 
 from .ops import heat_blur, perona_malik
+from ._tensor_op import tensor_diffusion
 from .processes import (
     BlurringDiffusion,
     ColdDiffusion,

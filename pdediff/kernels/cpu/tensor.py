@@ -20,6 +20,12 @@ One explicit step of ``u_t = div(D grad u)`` runs in three compiled passes
    to 0, so mass is conserved and ``u + dt A u`` is a convex combination for
    ``dt <= 1 / max(-A_xx)`` (the diagonal is accumulated on request).
 
+In 2-D the step runs on :func:`stencil2` (the links split into four dense planes of
+8-neighbourhood links, closed form for diagonally dominant tensors, and per-row lists of longer
+links), :func:`diag_max2` (the actual ``max(-A_xx)`` before the step, so sub-steps never waste a
+step), :func:`gather2` (``u + dt A u`` gathered per cell: each cell sums its own links and those its
+neighbours send it) and :func:`long2` (the long links, scattered); 3-D uses the passes 2-3 above.
+
 Accumulation is in float64 whatever the data type.  The scatter runs in
 parallel over chunks of the outermost axis; a chunk's fluxes into cells of
 other chunks go to a private halo buffer that is added afterwards, so no two
@@ -37,7 +43,8 @@ from ..formulas import DIRICHLET, NEUMANN, PERIODIC
 
 __all__ = ["EED_GRAD", "EED", "CED", "WEICKERT", "EXPONENTIAL", "RATIONAL", "MAX_REDUCTION_STEPS",
            "conductance", "eigen_sym2", "eigen_sym3", "projector3", "selling2", "selling3", "structure2",
-           "structure3", "links2", "links3", "apply2", "apply3", "finish", "NEUMANN", "DIRICHLET", "PERIODIC"]
+           "structure3", "links2", "links3", "apply2", "apply3", "finish", "NEUMANN", "DIRICHLET", "PERIODIC",
+           "selling2_gauss", "stencil2", "gather2", "long2", "diag_max2", "diag2", "selling_offsets2"]
 
 #: Tensor modes: EED from the gradient of a grey image (rank-1 structure tensor, no eigen-decomposition),
 #: EED from a structure tensor, CED from a structure tensor.
@@ -222,6 +229,59 @@ def selling2(d00, d01, d11):
     X0, Y0, X1, Y1 = np.int64(x0), np.int64(y0), np.int64(x1), np.int64(y1)
     X2, Y2 = np.int64(x2), np.int64(y2)
     return steps, w0, w1, w2, -Y2, X2, -Y1, X1, -Y0, X0
+
+
+@njit(cache=True, error_model="numpy")
+def selling2_gauss(d00, d01, d11):
+    """:func:`selling2` by Lagrange–Gauss reduction: the same decomposition in O(log condition) steps.
+
+    The basis ``(b0, b1)`` is reduced for the norm of ``D`` (``b1 -= round(<b0, b1> / |b0|^2) b0``,
+    swapped while ``|b1| < |b0|``); a reduced basis with ``<b0, b1> <= 0`` (``b1`` negated if needed)
+    gives the obtuse superbase ``(b0, b1, -b0 - b1)`` (``|<b0, b1>| <= |b0|^2 / 2 <= |b1|^2 / 2``),
+    which :func:`selling2`'s flips then confirm (normally with no flip).  The obtuse superbase is unique
+    up to sign where all three weights are positive, so both functions agree to rounding.
+    """
+    x0, y0, x1, y1 = 1.0, 0.0, 0.0, 1.0
+    n0 = _q2(d00, d01, d11, x0, y0, x0, y0)
+    n1 = _q2(d00, d01, d11, x1, y1, x1, y1)
+    if n1 < n0:
+        x0, y0, x1, y1, n0, n1 = x1, y1, x0, y0, n1, n0
+    steps = 0
+    while n0 > 0.0:
+        k = math.floor(_q2(d00, d01, d11, x0, y0, x1, y1) / n0 + 0.5)
+        if k != 0.0:
+            x1, y1 = x1 - k * x0, y1 - k * y0
+            n1 = _q2(d00, d01, d11, x1, y1, x1, y1)
+        if n1 >= n0:
+            break
+        x0, y0, x1, y1, n0, n1 = x1, y1, x0, y0, n1, n0
+        steps += 1
+        if steps >= MAX_REDUCTION_STEPS or not math.isfinite(n0):
+            return -1, 0.0, 0.0, 0.0, 0, 0, 0, 0, 0, 0
+    if _q2(d00, d01, d11, x0, y0, x1, y1) > 0.0:
+        x1, y1 = -x1, -y1
+    x2, y2 = -x0 - x1, -y0 - y1
+    while True:  # rounding near ties: finish with Selling's flips
+        q01 = _q2(d00, d01, d11, x0, y0, x1, y1)
+        q02 = _q2(d00, d01, d11, x0, y0, x2, y2)
+        q12 = _q2(d00, d01, d11, x1, y1, x2, y2)
+        if q01 > 0.0:
+            x2, y2 = x0 - x1, y0 - y1
+            x0, y0 = -x0, -y0
+        elif q02 > 0.0:
+            x1, y1 = x0 - x2, y0 - y2
+            x0, y0 = -x0, -y0
+        elif q12 > 0.0:
+            x0, y0 = x1 - x2, y1 - y2
+            x1, y1 = -x1, -y1
+        else:
+            break
+        steps += 1
+        if steps >= MAX_REDUCTION_STEPS:
+            return -1, 0.0, 0.0, 0.0, 0, 0, 0, 0, 0, 0
+    X0, Y0, X1, Y1 = np.int64(x0), np.int64(y0), np.int64(x1), np.int64(y1)
+    X2, Y2 = np.int64(x2), np.int64(y2)
+    return steps, -q01, -q02, -q12, -Y2, X2, -Y1, X1, -Y0, X0
 
 
 @njit(cache=True, inline="always", error_model="numpy")
@@ -697,3 +757,327 @@ def finish(u, acc, dt, out):
     """``out = u + dt * acc`` on flat views (rounded once to ``out``'s type)."""
     for m in prange(u.size):
         out[m] = np.float64(u[m]) + dt * acc[m]
+
+
+# ----------------------------------------------------------------------------- 2-D: gathered stencil
+#
+# In 2-D the Selling decomposition of a tensor with |d01| <= min(d00, d11) (index units) is, in
+# closed form, ``(d00 - |d01|) e0 e0^T + (d11 - |d01|) e1 e1^T + |d01| (1, sgn d01)(1, sgn d01)^T``:
+# all links inside the 8-neighbourhood.  Conversely a Selling stencil whose links are all inside the
+# 8-neighbourhood is of this form.  :func:`stencil2` stores every cell's short links as four dense
+# weight planes ``S[d]`` for the directions ``(1, 0), (0, 1), (1, 1), (1, -1)`` (d = 0..3); the few
+# links longer than one cell (tensors that are not diagonally dominant: strongly anisotropic and
+# oblique) go to a per-row list.  :func:`gather2` then sums each cell's fluxes over its own links and
+# the links its neighbours send to it, ``(S_d(x) + S_d(x +- d)) / 2 (u(x +- d) - u(x))``, writing
+# ``u + dt A u`` directly (no scatter, no float64 accumulator); :func:`long2` adds the long links.
+
+
+@njit(cache=True, inline="always")
+def _short_dir(a, b):
+    """Direction index 0..3 of the offset ``+-(a, b)`` with ``|a|, |b| <= 1``, not both 0."""
+    if a < 0 or (a == 0 and b < 0):
+        a, b = -a, -b
+    if a == 0:
+        return 1
+    if b == 0:
+        return 0
+    return 2 if b > 0 else 3
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def stencil2(f, mode, cond, kinv2, gmin, alpha, cstar, h0, h1, bc, S, LJ, LW, LO, nlong, reach, span):
+    """The Selling links of every cell of a 2-D grid, split into dense short links and listed long ones.
+
+    ``f`` as in :func:`links2`.  Writes ``S`` (4, n0, n1): the weights of the links ``+-(1, 0)``,
+    ``+-(0, 1)``, ``+-(1, 1)``, ``+-(1, -1)``; links with ``|offset|_inf >= 2`` of row ``i`` go to
+    ``LJ[i, m]`` (column), ``LW[i, m]`` (weight), ``LO[i, m]`` (offset), ``m < nlong[i]`` (capacity
+    ``3 n1`` per row); ``reach[i]`` the largest ``|offset_0|`` of those.  ``span[i]`` receives the
+    largest ``|offset|_inf`` of a positive link in row
+    ``i``.  Returns the number of cells whose reduction failed (their links are dropped).
+    """
+    n0, n1 = S.shape[1], S.shape[2]
+    ih0, ih1 = 1.0 / h0, 1.0 / h1
+    bad = np.zeros(n0, np.int64)
+    for i_ in prange(n0):
+        i = np.int64(i_)  # a signed index: i +- 1 stays an integer
+        smax = 0
+        rmax = 0
+        nl = 0
+        for j in range(n1):
+            D00, D01, D11 = _tensor2(mode, f, i, j, n0, n1, h0, h1, bc, cond, kinv2, gmin, alpha, cstar)
+            d00, d01, d11 = D00 * ih0 * ih0, D01 * ih0 * ih1, D11 * ih1 * ih1
+            ab = abs(d01)
+            if ab <= d00 and ab <= d11:  # diagonally dominant: the closed form (finite by the test)
+                s0, s1, s2, s3 = d00 - ab, d11 - ab, max(d01, 0.0), max(-d01, 0.0)
+                S[0, i, j], S[1, i, j], S[2, i, j], S[3, i, j] = s0, s1, s2, s3
+                if s0 > 0.0 or s1 > 0.0 or s2 > 0.0 or s3 > 0.0:
+                    smax = max(smax, 1)
+                continue
+            S[0, i, j] = S[1, i, j] = S[2, i, j] = S[3, i, j] = 0.0
+            if not (math.isfinite(d00) and math.isfinite(d01) and math.isfinite(d11)):
+                continue
+            steps, w0, w1, w2, a0, b0, a1, b1, a2, b2 = selling2_gauss(d00, d01, d11)
+            big = max(max(abs(a0), abs(b0)), max(max(abs(a1), abs(b1)), max(abs(a2), abs(b2))))
+            if steps < 0 or big > _OFFSET_MAX:
+                bad[i] += 1
+                continue
+            for p in range(3):
+                w = w0 if p == 0 else (w1 if p == 1 else w2)
+                a = a0 if p == 0 else (a1 if p == 1 else a2)
+                b = b0 if p == 0 else (b1 if p == 1 else b2)
+                if not w > 0.0:
+                    continue
+                r = max(abs(a), abs(b))
+                smax = max(smax, r)
+                if r <= 1:
+                    S[_short_dir(a, b), i, j] += w
+                else:
+                    LJ[i, nl] = j
+                    LW[i, nl] = w
+                    LO[i, nl, 0] = a
+                    LO[i, nl, 1] = b
+                    nl += 1
+                    rmax = max(rmax, abs(a))
+        nlong[i] = nl
+        reach[i] = rmax
+        span[i] = smax
+    return bad.sum()
+
+
+@njit(cache=True, inline="always")
+def _link2(S, d, i, j, di, dj, n0, n1, bc):
+    """Coefficient of ``u(y) - u(x)``, ``y = (i + di, j + dj)``, for the short direction ``d``.
+
+    Returns ``(coef, yi, yj, ghost)``: ``ghost`` for a Dirichlet ghost cell (value 0, weight
+    ``S_d(x)``: the ghost carries the cell's own tensor); Neumann drops links that leave the grid.
+    """
+    yi, yj = i + di, j + dj
+    if 0 <= yi < n0 and 0 <= yj < n1:
+        return 0.5 * (np.float64(S[d, i, j]) + np.float64(S[d, yi, yj])), yi, yj, False
+    if bc == NEUMANN:
+        return 0.0, i, j, False
+    if bc == DIRICHLET:
+        return np.float64(S[d, i, j]), i, j, True
+    yi, yj = yi % n0, yj % n1
+    return 0.5 * (np.float64(S[d, i, j]) + np.float64(S[d, yi, yj])), yi, yj, False
+
+
+@njit(cache=True, inline="always")
+def _edge_cell2(u, S, i, j, n0, n1, bc, dt, out):
+    """:func:`gather2` for one cell next to the boundary; returns its ``-A_xx`` (short links)."""
+    C = u.shape[0]
+    dg = 0.0
+    for c in range(C):
+        ux = np.float64(u[c, i, j])
+        a = 0.0
+        for q in range(8):
+            d = q >> 1
+            s = 1 if (q & 1) == 0 else -1
+            di = s if d != 1 else 0
+            dj = 0 if d == 0 else (s if d != 3 else -s)
+            co, yi, yj, ghost = _link2(S, d, i, j, di, dj, n0, n1, bc)
+            uy = 0.0 if ghost else np.float64(u[c, yi, yj])
+            a += co * (uy - ux)
+            if c == 0:
+                dg += co
+        out[c, i, j] = ux + dt * a
+    return dg
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def gather2(u, S, bc, dt, out, rowdiag):
+    """``out = u + dt A u`` for the short links ``S`` of :func:`stencil2`; ``rowdiag[i]``: the largest
+    ``-A_xx`` (short links) of row ``i``.
+
+    Each cell sums its own links and those its neighbours send to it, ``(S_d(x) + S_d(y)) / 2
+    (u(y) - u(x))`` for ``y = x +- d``; interior cells without branches (the loop vectorises).
+    ``u`` and ``out`` (C, n0, n1) must not overlap.
+    """
+    C, n0, n1 = u.shape
+    for i_ in prange(n0):
+        i = np.int64(i_)
+        if i == 0 or i == n0 - 1 or n1 < 3:
+            m = 0.0
+            for j in range(n1):
+                m = max(m, _edge_cell2(u, S, i, j, n0, n1, bc, dt, out))
+            rowdiag[i] = m
+            continue
+        m = max(_edge_cell2(u, S, i, 0, n0, n1, bc, dt, out),
+                _edge_cell2(u, S, i, n1 - 1, n0, n1, bc, dt, out))
+        for j in range(1, n1 - 1):
+            s0 = np.float64(S[0, i, j])
+            s1 = np.float64(S[1, i, j])
+            s2 = np.float64(S[2, i, j])
+            s3 = np.float64(S[3, i, j])
+            cn = 0.5 * (s0 + np.float64(S[0, i - 1, j]))
+            cs = 0.5 * (s0 + np.float64(S[0, i + 1, j]))
+            cw = 0.5 * (s1 + np.float64(S[1, i, j - 1]))
+            ce = 0.5 * (s1 + np.float64(S[1, i, j + 1]))
+            cnw = 0.5 * (s2 + np.float64(S[2, i - 1, j - 1]))
+            cse = 0.5 * (s2 + np.float64(S[2, i + 1, j + 1]))
+            cne = 0.5 * (s3 + np.float64(S[3, i - 1, j + 1]))
+            csw = 0.5 * (s3 + np.float64(S[3, i + 1, j - 1]))
+            m = max(m, ((cn + cs) + (cw + ce)) + ((cnw + cse) + (cne + csw)))
+            for c in range(C):
+                ux = np.float64(u[c, i, j])
+                a = (cn * (np.float64(u[c, i - 1, j]) - ux) + cs * (np.float64(u[c, i + 1, j]) - ux)
+                     + cw * (np.float64(u[c, i, j - 1]) - ux) + ce * (np.float64(u[c, i, j + 1]) - ux)
+                     + cnw * (np.float64(u[c, i - 1, j - 1]) - ux)
+                     + cse * (np.float64(u[c, i + 1, j + 1]) - ux)
+                     + cne * (np.float64(u[c, i - 1, j + 1]) - ux) + csw * (np.float64(u[c, i + 1, j - 1]) - ux))
+                out[c, i, j] = ux + dt * a
+        rowdiag[i] = m
+
+
+@njit(cache=True, inline="always")
+def _short_diag2(S, i, j, n0, n1, bc):
+    """``-A_xx`` of the short links at cell ``(i, j)`` (as summed in :func:`gather2`)."""
+    dg = 0.0
+    for q in range(8):
+        d = q >> 1
+        s = 1 if (q & 1) == 0 else -1
+        di = s if d != 1 else 0
+        dj = 0 if d == 0 else (s if d != 3 else -s)
+        co, yi, yj, ghost = _link2(S, d, i, j, di, dj, n0, n1, bc)
+        dg += co
+    return dg
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def long2(u, LJ, LW, LO, nlong, R, bc, dt, out, ldiag, with_flux, with_diag, nchunks):
+    """With ``with_flux`` add the long links' fluxes ``dt A_long u`` to ``out``; with ``with_diag`` add their
+    ``-A_xx`` to ``ldiag``.
+
+    In parallel over ``nchunks`` chunks of rows; fluxes into rows of other chunks go to a private
+    halo of ``R`` rows per side (``R`` bounds ``|offset_0|`` of the long links), added afterwards.
+    """
+    C, n0, n1 = u.shape
+    halo = np.zeros((nchunks, C, 2 * R if with_flux else 0, n1))
+    hdiag = np.zeros((nchunks, 2 * R if with_diag else 0, n1))
+    for t_ in prange(nchunks):
+        t = np.int64(t_)
+        r0 = t * n0 // nchunks
+        r1 = (t + 1) * n0 // nchunks
+        for i in range(r0, r1):
+            for m in range(nlong[i]):
+                j = np.int64(LJ[i, m])
+                w = np.float64(LW[i, m])
+                half = 0.5 * w
+                oi, oj = np.int64(LO[i, m, 0]), np.int64(LO[i, m, 1])
+                for s in (-1, 1):
+                    yi, yj = i + s * oi, j + s * oj
+                    yiw, yjw = yi, yj
+                    if not (0 <= yi < n0 and 0 <= yj < n1):
+                        if bc == NEUMANN:
+                            continue
+                        if bc == DIRICHLET:
+                            if with_flux:
+                                for c in range(C):
+                                    out[c, i, j] -= dt * w * np.float64(u[c, i, j])
+                            if with_diag:
+                                ldiag[i, j] += w
+                            continue
+                        yiw, yjw = yi % n0, yj % n1
+                    own = r0 <= yi < r1
+                    q = yi - r0 + R if yi < r0 else yi - r1 + R
+                    for c in range(C if with_flux else 0):
+                        fl = dt * half * (np.float64(u[c, yiw, yjw]) - np.float64(u[c, i, j]))
+                        out[c, i, j] += fl
+                        if own:
+                            out[c, yi, yjw] -= fl
+                        else:
+                            halo[t, c, q, yjw] -= fl
+                    if with_diag:
+                        ldiag[i, j] += half
+                        if own:
+                            ldiag[yi, yjw] += half
+                        else:
+                            hdiag[t, q, yjw] += half
+    for t in range(nchunks):
+        r0 = t * n0 // nchunks
+        r1 = (t + 1) * n0 // nchunks
+        for q in range(2 * R):
+            yi = r0 - R + q if q < R else r1 + q - R
+            if not 0 <= yi < n0:
+                if bc != PERIODIC:
+                    continue
+                yi = yi % n0
+            for j in range(n1):
+                if with_flux:
+                    for c in range(C):
+                        out[c, yi, j] += halo[t, c, q, j]
+                if with_diag:
+                    ldiag[yi, j] += hdiag[t, q, j]
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def diag_max2(S, ldiag, bc):
+    """The largest ``-A_xx``: short links (``S``) plus long ones (``ldiag``, from :func:`long2`), resetting
+    ``ldiag`` to 0."""
+    n0, n1 = ldiag.shape
+    best = np.zeros(n0)
+    for i_ in prange(n0):
+        i = np.int64(i_)
+        m = 0.0
+        for j in range(n1):
+            x = ldiag[i, j]
+            m = max(m, _short_diag2(S, i, j, n0, n1, bc) + x)
+            if x != 0.0:
+                ldiag[i, j] = 0.0
+        best[i] = m
+    return best.max() if n0 else 0.0
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def diag2(S, LJ, LW, LO, nlong, bc, out):
+    """``out = -A_xx`` (n0, n1) float64 per cell for the links of :func:`stencil2` (short and long)."""
+    n0, n1 = out.shape
+    for i_ in prange(n0):
+        i = np.int64(i_)
+        for j in range(n1):
+            out[i, j] = _short_diag2(S, i, j, n0, n1, bc)
+    for i_ in range(n0):
+        i = np.int64(i_)
+        for m in range(nlong[i]):
+            j = np.int64(LJ[i, m])
+            half = 0.5 * np.float64(LW[i, m])
+            oi, oj = np.int64(LO[i, m, 0]), np.int64(LO[i, m, 1])
+            for s in (-1, 1):
+                yi, yj = i + s * oi, j + s * oj
+                if not (0 <= yi < n0 and 0 <= yj < n1):
+                    if bc == NEUMANN:
+                        continue
+                    if bc == DIRICHLET:
+                        out[i, j] += 2.0 * half
+                        continue
+                    yi, yj = yi % n0, yj % n1
+                out[i, j] += half
+                out[yi, yj] += half
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def selling_offsets2(d, offs):
+    """Selling offsets of the index-unit tensors ``d`` (3, N, H, W) into ``offs`` (N, H, W, 3, 2).
+
+    The links (pairs (0,1), (0,2), (1,2)) of :func:`selling2_gauss`; a non-finite tensor gets zero
+    offsets.  Returns the number of failed reductions.
+    """
+    N, H, W = d.shape[1], d.shape[2], d.shape[3]
+    bad = np.zeros(N * H, np.int64)
+    for r in prange(N * H):
+        n, i = r // H, r % H
+        for j in range(W):
+            a, b, c = d[0, n, i, j], d[1, n, i, j], d[2, n, i, j]
+            for p in range(3):
+                offs[n, i, j, p, 0] = 0
+                offs[n, i, j, p, 1] = 0
+            if not (math.isfinite(a) and math.isfinite(b) and math.isfinite(c)):
+                continue
+            steps, w0, w1, w2, a0, b0, a1, b1, a2, b2 = selling2_gauss(a, b, c)
+            if steps < 0:
+                bad[r] += 1
+                continue
+            offs[n, i, j, 0, 0], offs[n, i, j, 0, 1] = a0, b0
+            offs[n, i, j, 1, 0], offs[n, i, j, 1, 1] = a1, b1
+            offs[n, i, j, 2, 0], offs[n, i, j, 2, 1] = a2, b2
+    return bad.sum()

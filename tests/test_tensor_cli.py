@@ -1,0 +1,85 @@
+"""``pdediff denoise --method eed|ced``: tensor diffusion through the command line, with its safety rules."""
+
+import numpy as np
+import pytest
+
+import pdediff
+from pdediff.cli import main
+
+
+def _error_line(capsys):
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err and err[-1].startswith("pdediff denoise: error:"), err
+    return err[-1]
+
+
+def test_png_through_eed_keeps_type_and_range(tmp_path, rng):
+    from PIL import Image
+
+    yy, xx = np.mgrid[:32, :40]
+    img = np.clip(60 + 120 * (xx > 20) + 20 * rng.standard_normal((32, 40)), 0, 255).astype(np.uint8)
+    Image.fromarray(img).save(tmp_path / "in.png")
+    assert main(["denoise", str(tmp_path / "in.png"), "-o", str(tmp_path / "out.png"), "--method", "eed",
+                 "--num-iter", "3", "--kappa", "20", "--quiet"]) == 0
+    out = np.asarray(Image.open(tmp_path / "out.png"))
+    assert out.dtype == np.uint8 and out.shape == img.shape
+    expect = pdediff.tensor_diffusion(img.astype(np.float32), kind="eed", num_iter=3, kappa=20.0)
+    assert np.abs(out.astype(np.float64) - np.rint(expect)).max() <= 1
+    assert img.min() <= out.min() and out.max() <= img.max()
+    assert (tmp_path / "in.png").exists() and np.array_equal(np.asarray(Image.open(tmp_path / "in.png")), img)
+
+
+def test_nifti_through_ced_keeps_spacing_and_dtype(tmp_path, rng):
+    nib = pytest.importorskip("nibabel")
+    vol = rng.random((10, 12, 9)).astype(np.float32)
+    affine = np.diag([1.5, 1.0, 2.0, 1.0])
+    nib.save(nib.Nifti1Image(vol, affine), tmp_path / "in.nii.gz")
+    assert main(["denoise", str(tmp_path / "in.nii.gz"), "-o", str(tmp_path / "out.nii.gz"),
+                 "--method", "ced",
+                 "--num-iter", "2", "--rho", "2", "--alpha", "0.01", "--quiet"]) == 0
+    res = nib.load(tmp_path / "out.nii.gz")
+    assert res.get_data_dtype() == np.float32
+    np.testing.assert_allclose(res.header.get_zooms()[:3], (1.5, 1.0, 2.0))
+    np.testing.assert_allclose(res.affine, affine)
+    expect = pdediff.tensor_diffusion(vol, kind="ced", num_iter=2, rho=2.0, alpha=0.01,
+                                      spacing=(1.5, 1.0, 2.0))
+    np.testing.assert_allclose(np.asarray(res.dataobj), expect, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("extra, flag", [
+    (["--method", "ced", "--alpha", "2"], "--alpha"),
+    (["--method", "eed", "--rho", "-1"], "--rho"),
+    (["--method", "eed", "--dt", "5"], "--dt"),
+    (["--method", "ced", "--num-iter", "30", "--max-steps", "10"], "--max-steps"),
+    (["--method", "explicit", "--rho", "2"], "--rho"),
+    (["--method", "eed", "--alpha", "0.1"], "--alpha"),
+])
+def test_errors_name_the_flag(tmp_path, rng, capsys, extra, flag):
+    np.save(tmp_path / "in.npy", rng.random((16, 16)).astype(np.float32))
+    argv = ["denoise", str(tmp_path / "in.npy"), "-o", str(tmp_path / "out.npy"), "--quiet", *extra]
+    assert main(argv) == 2
+    line = _error_line(capsys)
+    assert flag in line, line
+    assert "alpha=" not in line and "num_iter" not in line and "max_steps" not in line
+    assert not (tmp_path / "out.npy").exists()
+
+
+def test_report_names_the_method(tmp_path, rng, capsys):
+    np.save(tmp_path / "in.npy", rng.random((16, 16)))
+    assert main(["denoise", str(tmp_path / "in.npy"), "-o", str(tmp_path / "out.npy"), "--method", "eed",
+                 "--num-iter", "2"]) == 0
+    text = capsys.readouterr().out
+    assert "method eed" in text and "kappa" in text and "(auto)" in text
+    np.testing.assert_array_equal(np.load(tmp_path / "out.npy"),
+                                  pdediff.tensor_diffusion(np.load(tmp_path / "in.npy"), num_iter=2))
+
+
+def test_chunks_run_eed_through_dask(tmp_path, rng):
+    zarr = pytest.importorskip("zarr")
+    pytest.importorskip("dask")
+    img = rng.random((64, 70)).astype(np.float32)
+    np.save(tmp_path / "in.npy", img)
+    assert main(["denoise", str(tmp_path / "in.npy"), "-o", str(tmp_path / "out.zarr"), "--chunks", "32",
+                 "--method", "eed", "--num-iter", "2", "--quiet"]) == 0
+    got = np.asarray(zarr.open(str(tmp_path / "out.zarr"), mode="r"))
+    np.testing.assert_allclose(got, pdediff.tensor_diffusion(img, num_iter=2), rtol=0, atol=1e-6)

@@ -1,0 +1,52 @@
+"""``pdediff.torch.tensor_diffusion``: equals the NumPy function, and its gradient passes gradcheck."""
+
+import numpy as np
+import pytest
+
+import pdediff
+
+torch = pytest.importorskip("torch")
+from pdediff.torch import tensor_diffusion  # noqa: E402
+
+
+@pytest.mark.parametrize("kw", [
+    {"kind": "eed", "kappa": 0.1, "sigma": 0.0},
+    {"kind": "eed", "kappa": 0.2, "sigma": 1.0, "boundary": "periodic", "spacing": (1.0, 0.8)},
+    {"kind": "ced", "rho": 1.5, "alpha": 0.01, "boundary": "dirichlet"},
+    {"kind": "eed", "rho": 1.0, "kappa": 0.1},
+])
+def test_equals_numpy(kw, rng):
+    x = rng.random((2, 3 if kw.get("rho") else 1, 12, 15))
+    got = tensor_diffusion(torch.from_numpy(x), num_iter=3, **kw).numpy()
+    for n in range(x.shape[0]):
+        ref = pdediff.tensor_diffusion(x[n], num_iter=3, channel_axis=0, **kw)
+        np.testing.assert_allclose(got[n], ref, rtol=0, atol=1e-12)
+
+
+def test_kappa_auto_and_float32(rng):
+    x = rng.random((1, 1, 16, 16)).astype(np.float32)
+    got = tensor_diffusion(torch.from_numpy(x), num_iter=2)
+    assert got.dtype == torch.float32 and got.shape == x.shape
+    ref = pdediff.tensor_diffusion(x[0, 0], num_iter=2)
+    np.testing.assert_allclose(got[0, 0].numpy(), ref, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("kw", [
+    {"kind": "eed", "kappa": 0.3, "sigma": 0.7},
+    {"kind": "ced", "rho": 1.0, "alpha": 0.05, "sigma": 0.5},
+])
+def test_gradcheck(kw, rng):
+    x = torch.tensor(rng.random((1, 2 if kw["kind"] == "ced" else 1, 6, 7)), dtype=torch.float64,
+                     requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t: tensor_diffusion(t, num_iter=2, **kw), (x,), eps=1e-6,
+                                    atol=1e-6)
+
+
+def test_bad_parameters_name_them():
+    x = torch.zeros(1, 1, 4, 4)
+    with pytest.raises(pdediff.ParameterError, match="alpha"):
+        tensor_diffusion(x, kind="ced", alpha=2.0)
+    with pytest.raises(pdediff.StabilityError, match="dt"):
+        tensor_diffusion(x, dt=1.0)
+    with pytest.raises(TypeError):
+        tensor_diffusion(np.zeros((1, 1, 4, 4)))
