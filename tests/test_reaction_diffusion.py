@@ -262,3 +262,22 @@ def test_components_and_figure():
     import matplotlib.pyplot as plt
 
     plt.close(fig)
+
+
+@pytest.mark.parametrize("num_rbf", [1, 5, 63])
+def test_influence_functions_are_the_gaussian_mixture_plus_the_pm_term(num_rbf):
+    model = ReactionDiffusion(2, stages=1, filters=3, filter_size=3, num_rbf=num_rbf, rbf_range=0.8, kappa=0.3,
+                              conductance="rational", dtype=F64)
+    with torch.no_grad():
+        model.rbf_weights[0].normal_()
+        model.pm_weights[0].copy_(torch.tensor([0.1, -0.2, 0.3], dtype=F64))
+    s = torch.linspace(-3, 3, 301, dtype=F64)
+    s = torch.cat([s, torch.tensor([1e8, -1e8], dtype=F64)])
+    mu = torch.linspace(-0.8, 0.8, num_rbf, dtype=F64)
+    gamma = 1.6 / (num_rbf - 1) if num_rbf > 1 else 0.8
+    w = model.rbf_weights[0].detach()
+    dense = (w[:, None, :] * torch.exp(-0.5 * ((s[None, :, None] - mu) / gamma) ** 2)).sum(-1)
+    pm = model.pm_weights[0].detach()[:, None] * s / (1 + (s / 0.3) ** 2)
+    with torch.no_grad():
+        phi = model.influence(0, s.view(1, 1, -1).expand(1, 3, -1).contiguous())[0]
+    torch.testing.assert_close(phi, dense + pm, rtol=0, atol=1e-11)

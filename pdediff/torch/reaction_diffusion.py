@@ -104,39 +104,71 @@ def _symmetric_index(n: int, pad: int, device: torch.device) -> torch.Tensor:
     return torch.where(i >= n, period - 1 - i, i)
 
 
-class _RBFMixture(torch.autograd.Function):
-    """``sum_j w[k, j] exp(-(s - mu_j)^2 / (2 gamma^2))`` over the filter axis 1 of ``s``.
+#: Gaussians farther than this many widths from a response are left out of the mixture (each would add at most
+#: ``exp(-0.5 * 7.5^2) < 7e-13`` of its weight): every response meets the ``2 * _RBF_REACH + 1`` nearest centres.
+_RBF_REACH = 7
 
-    One centre at a time, forward and backward (recomputed), so memory stays
-    at a few copies of ``s`` instead of ``num_rbf`` of them.
+
+class _RBFMixture(torch.autograd.Function):
+    """``sum_j w[k, j] exp(-(s - mu_j)^2 / (2 gamma^2))``, ``mu_j = lo + j gamma``, over filter axis 1 of ``s``.
+
+    Only the ``2 * _RBF_REACH + 1`` centres nearest each response, with two
+    ``exp`` per response (the others by the recurrence
+    ``E_{d+1} = E_d exp(delta - d - 1/2)``), forward and backward
+    (recomputed), so time and memory stay a few passes over ``s`` whatever
+    ``num_rbf`` is.
     """
 
     @staticmethod
-    def forward(ctx, s, w, mu, gamma):  # noqa: D102
-        ctx.save_for_backward(s, w, mu)
-        ctx.gamma = gamma
-        view = (1, s.shape[1]) + (1,) * (s.ndim - 2)
-        out = torch.zeros_like(s)
-        for j in range(mu.shape[0]):
-            z = (s - mu[j]) * (1.0 / gamma)
-            out = out + w[:, j].view(view) * torch.exp(-0.5 * z * z)
-        return out
+    def _terms(s, w, lo, gamma):
+        K = _RBF_REACH
+        P = 2 * K + 1
+        n, J = w.shape
+        st = s.transpose(0, 1).reshape(n, -1)
+        z = (st - lo) * (1.0 / gamma)
+        j0 = torch.clamp(torch.round(z), -K - 1, J + K)
+        outside = (z < -K - 1) | (z > J + K) | ~torch.isfinite(z)
+        delta = torch.where(outside, torch.zeros_like(z), z - j0)  # in [-1/2, 1/2]; weights there are all 0
+        idx = j0.long() + P
+        wp = F.pad(w, (P, P))
+        e0 = torch.exp(-0.5 * delta * delta)
+        up = torch.exp(delta - 0.5)  # E_{d+1} / E_d = up * exp(-d)
+        down = math.exp(-1.0) / up  # E_{-(d+1)} / E_{-d} = down * exp(-d)
+        terms = [(0, e0)]
+        eu, ed = e0, e0
+        for d in range(K):
+            eu = eu * up * math.exp(-d)
+            ed = ed * down * math.exp(-d)
+            terms += [(d + 1, eu), (-(d + 1), ed)]
+        return st, delta, idx, wp, terms
+
+    @staticmethod
+    def forward(ctx, s, w, lo, gamma):  # noqa: D102
+        ctx.save_for_backward(s, w)
+        ctx.lo, ctx.gamma = lo, gamma
+        st, _, idx, wp, terms = _RBFMixture._terms(s, w, lo, gamma)
+        out = torch.zeros_like(st)
+        for d, e in terms:
+            out = out + wp.gather(1, idx + d) * e
+        shape = (s.shape[1], s.shape[0]) + tuple(s.shape[2:])
+        return out.reshape(shape).transpose(0, 1).contiguous()
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad):  # noqa: D102
-        s, w, mu = ctx.saved_tensors
-        inv = 1.0 / ctx.gamma
-        view = (1, s.shape[1]) + (1,) * (s.ndim - 2)
-        reduce = [d for d in range(s.ndim) if d != 1]
-        gs = torch.zeros_like(s)
-        gw = torch.zeros_like(w)
-        for j in range(mu.shape[0]):
-            z = (s - mu[j]) * inv
-            e = torch.exp(-0.5 * z * z)
-            gw[:, j] = (grad * e).sum(reduce)
-            gs = gs - w[:, j].view(view) * (z * inv) * e
-        return gs * grad, gw, None, None
+        s, w = ctx.saved_tensors
+        st, delta, idx, wp, terms = _RBFMixture._terms(s, w, ctx.lo, ctx.gamma)
+        g = grad.transpose(0, 1).reshape(st.shape)
+        gs = torch.zeros_like(st)
+        gwp = torch.zeros_like(wp)
+        for d, e in terms:
+            i = idx + d
+            gs = gs - wp.gather(1, i) * e * (delta - d)
+            gwp.scatter_add_(1, i, g * e)
+        P = 2 * _RBF_REACH + 1
+        shape = (s.shape[1], s.shape[0]) + tuple(s.shape[2:])
+        gs = (gs * g * (1.0 / ctx.gamma)).reshape(shape).transpose(0, 1)
+        return gs, gwp[:, P:P + w.shape[1]], None, None
 
 
 class ReactionDiffusion(torch.nn.Module):
@@ -223,7 +255,8 @@ class ReactionDiffusion(torch.nn.Module):
                                                    for _ in range(stages)])
         self.pm_weights = torch.nn.ParameterList([torch.nn.Parameter(torch.zeros(filters, dtype=dtype)) for _ in range(stages)])
         self.reaction = torch.nn.ParameterList([torch.nn.Parameter(torch.zeros((), dtype=dtype)) for _ in range(stages)])
-        self.register_buffer("centres", torch.linspace(-rbf_range, rbf_range, num_rbf, dtype=torch.float64), persistent=False)
+        self.register_buffer("centres", torch.linspace(-rbf_range, rbf_range, num_rbf, dtype=torch.float64),
+                             persistent=False)
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -308,9 +341,8 @@ class ReactionDiffusion(torch.nn.Module):
         view = (1, n) + (1,) * (s.ndim - 2)
         a = self.pm_weights[t].to(s.dtype).view(view)
         out = a * s * _conductance(s * s * (1.0 / (cfg["kappa"] * cfg["kappa"])), cfg["conductance"])
-        mu = self.centres.to(s.dtype)
         gamma = (2 * cfg["rbf_range"] / (cfg["num_rbf"] - 1)) if cfg["num_rbf"] > 1 else cfg["rbf_range"]
-        return out + _RBFMixture.apply(s, self.rbf_weights[t].to(s.dtype), mu, gamma)
+        return out + _RBFMixture.apply(s, self.rbf_weights[t].to(s.dtype), -cfg["rbf_range"], gamma)
 
     def _pad(self, u: torch.Tensor) -> torch.Tensor:
         m = self.config["filter_size"]
