@@ -152,6 +152,10 @@ def test_resume_with_other_settings_is_refused(tmp_path):
     train_reaction_diffusion(ReactionDiffusion(2, 1, 2, 3, num_rbf=5), imgs, lr=1e-3, **kw)
     with pytest.raises(CheckpointError, match="lr"):
         train_reaction_diffusion(ReactionDiffusion(2, 1, 2, 3, num_rbf=5), imgs, lr=2e-3, **kw)
+    with pytest.raises(CheckpointError, match="image_sums"):  # other images of the same shapes
+        train_reaction_diffusion(ReactionDiffusion(2, 1, 2, 3, num_rbf=5), [im * 0.5 for im in imgs], lr=1e-3, **kw)
+    with pytest.raises(CheckpointError, match="model"):
+        train_reaction_diffusion(ReactionDiffusion(2, 1, 3, 3, num_rbf=5), imgs, lr=1e-3, **kw)
 
 
 def test_save_load_roundtrip_and_malicious_files_are_refused(tmp_path):

@@ -681,7 +681,8 @@ def train_reaction_diffusion(
                                  param="patch_size")
     settings = {"noise_levels": [lo, hi], "steps": steps, "batch_size": B, "patch_size": p, "lr": lr,
                 "greedy": greedy, "seed": seed, "num_images": len(data),
-                "image_shapes": [list(im.shape) for im in data]}
+                "image_shapes": [list(im.shape) for im in data],
+                "image_sums": [float(im.double().sum()) for im in data]}
     param = next(model.parameters())
     device, dtype = param.device, param.dtype
     opt = torch.optim.Adam(model.parameters(), lr=lr)
@@ -693,6 +694,8 @@ def train_reaction_diffusion(
         ckpt = os.path.join(os.fspath(checkpoint_dir), "checkpoint.pt")
         if os.path.exists(ckpt):
             state = _load(ckpt, "cpu", _CKPT_KEYS)
+            if not isinstance(state["settings"], dict) or not isinstance(state["config"], dict):
+                raise CheckpointError(f"{ckpt} is not a pdediff ReactionDiffusion training checkpoint")
             changed = {k: (state["settings"].get(k), v) for k, v in settings.items()
                        if k != "steps" and state["settings"].get(k) != v}
             if state["config"] != model.config:
