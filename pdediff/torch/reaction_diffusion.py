@@ -623,7 +623,9 @@ def train_reaction_diffusion(
         Range ``(low, high)`` of the noise's standard deviation, intensity units
         (default 0 to 0.25: 0–25 % of a ``[0, 1]`` range).
     steps : int
-        Total optimiser steps (including those already in a checkpoint).
+        Total optimiser steps (including those already in a checkpoint).  A
+        resume with a larger ``steps`` extends the run; the remaining steps
+        follow the greedy/joint schedule of the new total.
     batch_size, patch_size : int
         Patches per step and their cells per axis.
     lr : float
