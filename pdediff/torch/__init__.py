@@ -11,6 +11,10 @@ never imports torch; importing :mod:`pdediff.torch` does.
   the shape of a diffusers scheduler and one timestep convention, ``0 .. K-1``
   (:mod:`pdediff.torch.processes`, one module per process).
 * :class:`UNet`, :func:`train`, :func:`sample`: one model and one loop for all.
+* :class:`ReactionDiffusion`, :func:`train_reaction_diffusion`,
+  :func:`plot_reaction_diffusion`: trainable nonlinear reaction–diffusion
+  (Chen & Pock's TNRD), initialised from Perona–Malik
+  (:mod:`pdediff.torch.reaction_diffusion`).
 * :func:`repaint`, :func:`restyle`: inpainting (RePaint) and style transfer
   (SDEdit) with a trained model, for every process (:mod:`pdediff.torch.restoration`).
 * :mod:`pdediff.torch.data`: digits, synthetic shapes, image patches, MNIST and
@@ -44,6 +48,7 @@ from .processes import (
 from .data import load_dataset
 from .runs import PROCESSES, Run, load_run, make_process, train_run
 from .restoration import repaint, restyle
+from .reaction_diffusion import ReactionDiffusion, plot_reaction_diffusion, train_reaction_diffusion
 from .training import sample, train
 from .unet import UNet
 
@@ -69,4 +74,7 @@ __all__ = [
     "Run",
     "repaint",
     "restyle",
+    "ReactionDiffusion",
+    "train_reaction_diffusion",
+    "plot_reaction_diffusion",
 ]
