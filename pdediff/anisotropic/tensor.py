@@ -20,6 +20,7 @@ from scipy.ndimage import gaussian_filter
 
 from .._backend import backend_for
 from .._dispatch import executor_for
+from .._plan import intensity_scale
 from .._validation import (DEFAULT_MAX_STEPS, as_float_array, channel_axis_value, check_step_count,
                            nonnegative_int, nonnegative_scalar, positive_or_auto, positive_scalar,
                            positive_step)
@@ -43,6 +44,10 @@ _MODES = {"neumann": "reflect", "periodic": "wrap", "dirichlet": "constant"}
 #: 50 * dt_max (CED).  EED's 15 balance the camera image at 10 % and 20 % noise (best there: 10 and
 #: 20 steps; docs/tensor_diffusion.rst).
 DEFAULT_NUM_ITER = {"eed": 15, "ced": 50}
+#: Above this ``max|u|`` the in-memory path runs on ``u`` scaled by a power of two (differences and the grey
+#: range of values near float64's maximum overflow); below it nothing is scaled, so results are unchanged.
+_BIG = 2.0**500
+
 #: Default noise scale ``sigma`` and CED integration scale ``rho``, in cells of the finest axis.
 DEFAULT_SIGMA = 1.0
 DEFAULT_RHO_CED = 4.0
@@ -280,6 +285,14 @@ def tensor_diffusion(
             u = as_float_array(image, "image", ndim=ndims, check_finite=check_finite)
         u = u[None] if ch is None else np.moveaxis(u, ch, 0)
         u = np.array(u, order="C", copy=True)  # private copy, (C, *spatial), native order
+    # Values near float64's maximum: differences and the grey range overflow.  The scheme is equivariant
+    # under u -> a u with kappa -> a kappa, and a power of two is exact, so run on a u and divide after.
+    big = 1.0
+    if not lazy and u.size:
+        amax = float(np.nanmax(np.abs(u))) if np.isfinite(u).any() else 0.0
+        if math.isfinite(amax) and amax > _BIG:
+            big = intensity_scale(u, np)
+            u *= u.dtype.type(big)
     with _named("spacing"):
         grid = Grid(u.shape[1:], spacing, boundary)
     h = grid.spacing
@@ -299,6 +312,8 @@ def tensor_diffusion(
         C_ = positive_scalar(C, "C")
     with _named("kappa"):
         kappa_user = positive_or_auto(kappa, "kappa")
+    if big != 1.0 and kappa_user is not None and math.isfinite(kappa_user):
+        kappa_user = kappa_user * big
     dt_, n_iter = _time_steps(grid, kind, dt, num_iter, max_steps)
 
     # -- grey-value scale of the structure tensor: the range max - min becomes 255 ----------------
@@ -335,6 +350,9 @@ def tensor_diffusion(
         out = out.rechunk(image.chunks) if out.chunks != image.chunks else out
     else:
         u, substeps, max_offset = _advance(u, n_iter, setup)
+        if big != 1.0:
+            u /= u.dtype.type(big)
+            kappa_ = None if kappa_ is None else kappa_ / big
         out = u[0] if ch is None else np.moveaxis(u, 0, ch)
         out = np.ascontiguousarray(out)
     if not return_info:
