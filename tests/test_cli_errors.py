@@ -160,6 +160,8 @@ SAMPLE = [
     pytest.param(["--steps", "999"], "--steps", "num_inference_steps", id="steps-deprecated"),
     pytest.param(["--num-inference-steps", "0"], "--num-inference-steps", "steps", id="steps-zero"),
     pytest.param(["-n", "0"], "-n", "n", id="n"),
+    pytest.param(["-n", "100000000"], "--max-samples", "max_samples", id="n-above-the-limit"),
+    pytest.param(["-n", "5", "--max-samples", "4"], "--max-samples 0", "max_samples", id="max-samples"),
     pytest.param(["--device", "nonsense"], "--device", "device", id="device"),
 ]
 

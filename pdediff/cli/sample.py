@@ -42,6 +42,8 @@ def register(subparsers) -> None:
     # the positional RUN of earlier releases: deprecated, kept one release
     s.add_argument("run_positional", nargs="?", default=None, metavar="RUN", help=argparse.SUPPRESS)
     s.add_argument("-n", type=int, default=64, help="how many images (default: %(default)s)")
+    s.add_argument("--max-samples", type=int, default=None, metavar="N",
+                   help="refuse -n above N before any work (default: the library's limit, 100000; 0: no limit)")
     s.add_argument("-o", "--output", metavar="GRID.png", required=True,
                    help="grid image (" + ", ".join(FIGURE_SUFFIXES) + ")")
     s.add_argument("--npy", metavar="SAMPLES.npy", default=None, help="also save the samples as float32 .npy")
@@ -56,7 +58,7 @@ def register(subparsers) -> None:
     s.add_argument("--threads", type=int, default=None, help=_THREADS_HELP)
     s.add_argument("--force", action="store_true", help="overwrite outputs that exist (never an input)")
     s.add_argument("--quiet", action="store_true", help="no progress bar and no report")
-    s.set_defaults(func=run, library_names=LEARNED_NAMES)
+    s.set_defaults(func=run, library_names={**LEARNED_NAMES, "max_samples=None": "--max-samples 0"})
 
 
 def run(args: argparse.Namespace) -> None:
@@ -67,6 +69,9 @@ def run(args: argparse.Namespace) -> None:
     run_dir = _check_run_folder(Path(args.run), run_flag(args))
     if args.n < 1:
         raise CLIError(f"-n must be a positive integer; got {args.n}")
+    if args.max_samples is not None and args.max_samples < 0:
+        raise CLIError(f"--max-samples must be a non-negative integer (0: no limit); got {args.max_samples}")
+    limit = {} if args.max_samples is None else {"max_samples": args.max_samples or None}
     check_steps(args)
     _thread_count(args.threads)
     grid = Path(args.output)
@@ -94,7 +99,7 @@ def run(args: argparse.Namespace) -> None:
     t0 = time.perf_counter()
     with library_errors():
         res = model.sample(args.n, seed=args.seed, trajectory=args.trajectory is not None, progress=not args.quiet,
-                           **sampling_steps(model.sample, args.num_inference_steps))
+                           **limit, **sampling_steps(model.sample, args.num_inference_steps))
     seconds = time.perf_counter() - t0
     images, traj = res if args.trajectory is not None else (res, None)
     from ..io import atomic_paths
