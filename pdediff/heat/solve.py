@@ -64,7 +64,11 @@ def solve_heat(
         whole number of them lands exactly on each requested time.  Ignored by
         the spectral method.
     scheme : {"crank-nicolson", "backward-euler"}
-        Time discretisation of the implicit method.
+        Time discretisation of the implicit method.  In 2-D/3-D it is split
+        (Douglas ADI): stable for any ``dt``, but a step with ``dt`` far above
+        the grid's time scales damps modes that vary along two axes hardly at
+        all (docs/theory_heat.rst); for large times prefer several moderate
+        steps (``dt=None``) or ``method="spectral"``.
     spectrum : {"continuous", "discrete"}
         Eigenvalues used by the spectral method: of the continuous Laplacian
         (default, spectrally accurate) or of the 3/5/7-point stencil (the exact
