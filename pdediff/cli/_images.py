@@ -174,8 +174,6 @@ def _preview(path: Path, before: np.ndarray, after: np.ndarray, channel_axis, *,
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .._figures import save_atomic
-
     def show(img):
         img = np.asarray(img, dtype=np.float64)
         if channel_axis is not None:
@@ -206,7 +204,9 @@ def _preview(path: Path, before: np.ndarray, after: np.ndarray, channel_axis, *,
     ax[1].set_title(title)
     for x in ax:
         x.set_axis_off()
-    save_atomic(fig, path, dpi=90)
+    # ``path`` is already a temporary of the command's atomic_paths: a second atomic layer here would leave
+    # its own temporary behind when a signal lands between the two commits
+    fig.savefig(path, dpi=90, format="png")
     plt.close(fig)
 
 
