@@ -4,10 +4,9 @@ its deprecated spellings), run folders, sampling steps, output checks and figure
 from __future__ import annotations
 
 import argparse
-import inspect
 import os
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -68,20 +67,6 @@ def check_steps(args: argparse.Namespace, num_train_timesteps: int | None = None
     K = num_train_timesteps
     if K is not None and n > K:
         raise CLIError(f"{steps_flag(args)} must be in [1, {K}] (the run's process has {K} timesteps); got {n}")
-
-
-def sampling_steps(fn: Callable, n: int | None) -> dict[str, Any]:
-    """``{keyword: n}`` for the sampling-step keyword ``fn`` takes.
-
-    ``num_inference_steps`` where ``fn`` (a :class:`~pdediff.torch.Run` method, or :func:`pdediff.inpaint`
-    for ``method="learned"``) has it, else its older name (``steps`` of the Run methods, ``num_iter`` of
-    ``inpaint``), so the command line works with the library before and after the rename.
-    """
-    params = inspect.signature(fn).parameters
-    for name in ("num_inference_steps", "steps", "num_iter"):
-        if name in params:
-            return {name: n}
-    raise TypeError(f"{getattr(fn, '__qualname__', fn)} takes no sampling-steps keyword")
 
 
 #: Library names of the learned commands that are not a flag's ``dest`` (see ``_errors.FlagSpelling``).

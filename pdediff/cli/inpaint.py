@@ -19,7 +19,6 @@ from ._learned import (
     check_steps,
     load_run,
     run_flag,
-    sampling_steps,
 )
 
 #: Methods whose result stays within the known pixels' range (maximum principle): an integer output
@@ -198,7 +197,7 @@ def run(args: argparse.Namespace) -> None:
         _need_torch("inpaint", args.threads)
         model = load_run(args)
         check_steps(args, model.process.num_train_timesteps)
-        opts = {"seed": args.seed, **sampling_steps(inpaint, args.num_inference_steps)}
+        opts = {"seed": args.seed, "num_inference_steps": args.num_inference_steps}
         if args.jump_length is not None:
             opts["jump_length"] = args.jump_length
         if args.jump_n_sample is not None:

@@ -20,7 +20,6 @@ from ._learned import (
     check_steps,
     load_run,
     run_flag,
-    sampling_steps,
 )
 
 
@@ -152,7 +151,7 @@ def run(args: argparse.Namespace) -> None:
 
     t0 = time.perf_counter()
     with library_errors():
-        y = model.restyle(x, args.strength, seed=args.seed, **sampling_steps(model.restyle, args.num_inference_steps))
+        y = model.restyle(x, args.strength, seed=args.seed, num_inference_steps=args.num_inference_steps)
     seconds = time.perf_counter() - t0
     from ..io import atomic_paths
 

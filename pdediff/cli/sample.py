@@ -23,7 +23,6 @@ from ._learned import (
     load_run,
     positional_run,
     run_flag,
-    sampling_steps,
 )
 
 
@@ -99,7 +98,7 @@ def run(args: argparse.Namespace) -> None:
     t0 = time.perf_counter()
     with library_errors():
         res = model.sample(args.n, seed=args.seed, trajectory=args.trajectory is not None, progress=not args.quiet,
-                           **limit, **sampling_steps(model.sample, args.num_inference_steps))
+                           num_inference_steps=args.num_inference_steps, **limit)
     seconds = time.perf_counter() - t0
     images, traj = res if args.trajectory is not None else (res, None)
     from ..io import atomic_paths
