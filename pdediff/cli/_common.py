@@ -23,6 +23,26 @@ _THREADS_HELP = ("torch CPU threads (default: 1 unless OMP_NUM_THREADS is set: t
                  "made training steps 4-13x slower on a 2-core machine)")
 
 
+#: The seeds every command takes: torch's generators take a signed 64-bit seed, and NumPy's any non-negative one.
+SEED_RANGE = "an integer in [0, 2**63 - 1]"
+
+
+def seed_arg(text: str) -> int:
+    """argparse ``type`` of every ``--seed``: a decimal integer (``1.5``, ``1e3`` refused while parsing, naming the
+    range); the range itself is checked by :func:`check_seed` when the command runs, for every method."""
+    try:
+        return int(text.strip(), 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be {SEED_RANGE}; got {text!r}") from None
+
+
+def check_seed(args: argparse.Namespace) -> None:
+    """Refuse a ``--seed`` outside ``[0, 2**63 - 1]`` (one line naming the flag and the range)."""
+    seed = getattr(args, "seed", None)
+    if seed is not None and not 0 <= seed <= 2**63 - 1:
+        raise CLIError(f"--seed must be {SEED_RANGE}; got {seed}")
+
+
 def _same_file(a: Path, b: Path) -> bool:
     if a.resolve() == b.resolve():
         return True

@@ -12,8 +12,11 @@ import numpy as np
 from ._common import _same_file
 from ._errors import CLIError, DeprecatedAlias, library_errors, note_given, warn_deprecated
 
-#: Image formats ``pdediff sample`` writes figures in (by matplotlib).
+#: Image formats ``pdediff sample`` writes its grid of samples in (by matplotlib).
 FIGURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".pdf", ".svg")
+#: Lossless figure formats, for the trajectory: its early steps are near white noise, which JPEG's
+#: compression smears into blocks (the figure would show the codec, not the prior).
+LOSSLESS_FIGURE_SUFFIXES = (".png", ".pdf", ".svg")
 
 #: The help of ``--num-inference-steps``.
 STEPS_HELP = "sampling steps (default: every trained timestep)"

@@ -8,7 +8,7 @@ import sys
 
 from ..errors import ParameterError
 from . import bench, demo, denoise, inpaint, restyle, sample, study, train
-from ._common import _Parser
+from ._common import _Parser, check_seed
 from ._errors import CLIError, render
 from ._signals import _install_signal_handlers, _interrupt_cause, _stopped
 
@@ -45,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     previous = _install_signal_handlers()
     try:
+        check_seed(args)  # every command's --seed, for every method, before any work
         status = args.func(args)
         return 0 if status is None else int(status)
     except CLIError as exc:

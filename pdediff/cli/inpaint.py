@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..catalogue import CONDUCTANCES, INPAINT_METHODS
-from ._common import _THREADS_HELP, _need_torch, _same_file, _thread_count
+from ._common import _THREADS_HELP, _need_torch, _same_file, _thread_count, seed_arg
 from ._errors import CLIError, library_errors, note_given, warn_deprecated
 from ._images import DTYPE_CHOICES, _kappa_arg, open_job, report_job, write_job
 from ._learned import (
@@ -71,7 +71,9 @@ def register(subparsers) -> None:
     p.add_argument("--jump-length", type=int, default=None, help="learned: RePaint jump length (default 10)")
     p.add_argument("--jump-n-sample", type=int, default=None,
                    help="learned: RePaint resampling count per jump (default 10; 1 = no resampling)")
-    p.add_argument("--seed", type=int, default=0, help="learned: seed of the sampling noise (default: 0)")
+    p.add_argument("--seed", type=seed_arg, default=None,
+                   help="learned: seed of the sampling noise, in [0, 2**63 - 1] (default: 0); the other methods are "
+                   "deterministic and refuse it")
     p.add_argument("--device", default=None, help="learned: cpu, cuda or cuda:N (default: cuda when available)")
     p.add_argument("--threads", type=int, default=None, help="learned: " + _THREADS_HELP)
     p.add_argument("--dtype", choices=DTYPE_CHOICES, default="auto",
@@ -161,7 +163,7 @@ def _check_options(args: argparse.Namespace) -> None:
                "--sigma": args.sigma is not None}
     learned_only = {"--jump-length": args.jump_length is not None, "--jump-n-sample": args.jump_n_sample is not None,
                     "--device": args.device is not None, "--threads": args.threads is not None,
-                    "--num-inference-steps": args.num_inference_steps is not None}
+                    "--num-inference-steps": args.num_inference_steps is not None, "--seed": args.seed is not None}
     for opts, ok in ((pm_only, args.method == "perona_malik"), (learned_only, learned)):
         given = [k for k, v in opts.items() if v]
         if given and not ok:
@@ -197,7 +199,7 @@ def run(args: argparse.Namespace) -> None:
         _need_torch("inpaint", args.threads)
         model = load_run(args)
         check_steps(args, model.process.num_train_timesteps)
-        opts = {"seed": args.seed, "num_inference_steps": args.num_inference_steps}
+        opts = {"seed": 0 if args.seed is None else args.seed, "num_inference_steps": args.num_inference_steps}
         if args.jump_length is not None:
             opts["jump_length"] = args.jump_length
         if args.jump_n_sample is not None:
@@ -236,7 +238,7 @@ def run(args: argparse.Namespace) -> None:
                      f" dt {info.dt:.6g}, sigma {info.sigma:g}, {info.conductance}")
         if learned:
             steps = getattr(info, "num_inference_steps", None) or info.num_iter or model.process.num_train_timesteps
-            line += f"; run {args.run}, {steps} sampling steps, seed {args.seed}"
+            line += f"; run {args.run}, {steps} sampling steps, seed {opts['seed']}"
         print(line)
         if job.preview is not None:
             print(f"  preview: {job.preview}")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._common import _THREADS_HELP, _need_torch, _same_file, _thread_count
+from ._common import _THREADS_HELP, _need_torch, _same_file, _thread_count, seed_arg
 from ._errors import CLIError, library_errors, write_failure
 from ._learned import (
     LEARNED_NAMES,
@@ -42,7 +42,7 @@ def register(subparsers) -> None:
                    help="how far to degrade before reversing, in [0, 1] (default: %(default)s)")
     r.add_argument("-o", "--output", metavar="OUTPUT", required=True)
     add_steps_argument(r, "sampling steps of the full schedule (default: every trained timestep)")
-    r.add_argument("--seed", type=int, default=0, help="seed of the degradation and sampling noise (default: 0)")
+    r.add_argument("--seed", type=seed_arg, default=0, help="seed of the degradation and sampling noise (default: 0)")
     r.add_argument("--preview", metavar="PREVIEW.png", default=None, help="also save an input/output figure")
     r.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
     r.add_argument("--threads", type=int, default=None, help=_THREADS_HELP)

@@ -7,11 +7,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ._common import _THREADS_HELP, _need_torch, _same_file, _thread_count
+from ._common import _THREADS_HELP, _need_torch, _same_file, _thread_count, seed_arg
 from ._errors import CLIError, library_errors, write_failure
 from ._learned import (
     FIGURE_SUFFIXES,
     LEARNED_NAMES,
+    LOSSLESS_FIGURE_SUFFIXES,
     _check_run_folder,
     _check_sample_output,
     _grid_figure,
@@ -47,12 +48,14 @@ def register(subparsers) -> None:
                    help="grid image (" + ", ".join(FIGURE_SUFFIXES) + ")")
     s.add_argument("--npy", metavar="SAMPLES.npy", default=None, help="also save the samples as float32 .npy")
     add_steps_argument(s)
-    s.add_argument("--seed", type=int, default=0, help="seed of the prior and sampling noise (default: 0)")
+    s.add_argument("--seed", type=seed_arg, default=0, help="seed of the prior and sampling noise (default: 0)")
     s.add_argument("--trajectory", metavar="TRAJ.png", default=None,
-                   help="also save a figure of samples from the prior to the final image")
+                   help="also save a figure of samples from the prior to the final image (lossless: "
+                   + ", ".join(LOSSLESS_FIGURE_SUFFIXES) + "; JPEG would smear the noisy early steps)")
     s.add_argument("--data", default=None, metavar="PATH",
                    help="where the run's training data are now, if they moved (IHDM and cold diffusion build "
-                   "their prior from them; checked against the SHA-256 in run.json)")
+                   "their prior from them; checked against the SHA-256 in run.json); refused for the other "
+                   "processes, which start from white noise and read no data")
     s.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
     s.add_argument("--threads", type=int, default=None, help=_THREADS_HELP)
     s.add_argument("--force", action="store_true", help="overwrite outputs that exist (never an input)")
@@ -78,13 +81,15 @@ def run(args: argparse.Namespace) -> None:
     if args.npy is not None:
         outputs.append(("--npy", Path(args.npy), (".npy",)))
     if args.trajectory is not None:
-        outputs.append(("--trajectory", Path(args.trajectory), FIGURE_SUFFIXES))
+        outputs.append(("--trajectory", Path(args.trajectory), LOSSLESS_FIGURE_SUFFIXES))
     files, folders = _run_inputs(run_dir)
     if args.data is not None:
         (folders if Path(args.data).is_dir() else files).append(Path(args.data))
     for i, (what, path, suffixes) in enumerate(outputs):
         if path.suffix.lower() not in suffixes:
-            raise CLIError(f"{what} must end in {', '.join(suffixes)}; got {path.name}")
+            raise CLIError(f"{what} must end in {', '.join(suffixes)}; got {path.name}"
+                           + (" (JPEG is lossy)" if what == "--trajectory" and path.suffix.lower() in FIGURE_SUFFIXES
+                              else ""))
         for other_what, other, _ in outputs[:i]:
             if _same_file(other, path):
                 raise CLIError(f"{what} and {other_what} are the same file {path}")

@@ -11,7 +11,7 @@ from types import MappingProxyType
 
 from ..catalogue import PROCESS_NAMES, PROCESSES
 from ..catalogue import TRAIN_DEFAULTS as _LIBRARY_DEFAULTS
-from ._common import _THREADS_HELP, _need_torch
+from ._common import _THREADS_HELP, _need_torch, seed_arg
 from ._errors import CLIError, library_errors
 
 #: The defaults of ``pdediff train``: the library's one set (:data:`pdediff.catalogue.TRAIN_DEFAULTS`, torch-free).
@@ -53,7 +53,7 @@ def register(subparsers) -> None:
     t.add_argument("--lr", type=float, default=d["lr"], help="Adam learning rate (default: %(default)s)")
     t.add_argument("--ema-decay", type=float, default=d["ema_decay"],
                    help="EMA of the weights (default: %(default)s)")
-    t.add_argument("--seed", type=int, default=d["seed"],
+    t.add_argument("--seed", type=seed_arg, default=d["seed"],
                    help="seed of initialisation, batches and noise (default: %(default)s)")
     t.add_argument("--checkpoint-every", type=int, default=d["checkpoint_every"],
                    help="steps between checkpoints (default: %(default)s)")

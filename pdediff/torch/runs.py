@@ -571,7 +571,9 @@ def load_run(path: str | os.PathLike, *, device: str | torch.device | None = Non
         :func:`~pdediff.torch.data.load_dataset`, split as the run says), or
         the images themselves.  Only IHDM and cold diffusion need them (their
         prior is built from the data, refitted deterministically); they must
-        hash to the SHA-256 the run stored.
+        hash to the SHA-256 the run stored.  A run whose process starts from
+        white noise (DDPM, blurring, edge-preserving diffusion) uses none, and
+        refuses ``data`` rather than ignore it.
 
     Returns
     -------
@@ -587,7 +589,7 @@ def load_run(path: str | os.PathLike, *, device: str | torch.device | None = Non
         message lists every missing and unexpected weight and every shape
         mismatch), or training data that differ from the run's.
     ~pdediff.errors.ParameterError
-        An invalid ``device``.
+        An invalid ``device``, or ``data`` given for a run that uses none.
     CheckpointError
         A corrupt checkpoint, or one carrying pickled code (refused unread:
         checkpoints load with ``torch.load(..., weights_only=True)``).
@@ -596,11 +598,14 @@ def load_run(path: str | os.PathLike, *, device: str | torch.device | None = Non
         raise TypeError(f"path must be a run folder (str or os.PathLike); got {type(path).__name__}")
     if data is not None and not isinstance(data, (str, os.PathLike, torch.Tensor)):
         raise TypeError(f"data must be a path, a data set name or a torch.Tensor; got {type(data).__name__}")
-    return _load_run(path, device=device, data=data)
+    return _load_run(path, device=device, data=data, refuse_unused_data=True)
 
 
-def _load_run(path, *, device=None, data=None, process: ForwardProcess | None = None) -> Run:
-    """:func:`load_run`; ``process``: the run's process already fitted (by :func:`train_run`), not refitted."""
+def _load_run(path, *, device=None, data=None, process: ForwardProcess | None = None,
+              refuse_unused_data: bool = False) -> Run:
+    """:func:`load_run`; ``process``: the run's process already fitted (by :func:`train_run`), not refitted;
+    ``refuse_unused_data``: raise for ``data`` given to a white-noise-prior run (train_run passes its images
+    whatever the process)."""
     folder = Path(path)
     if folder.name == RUN_FILE and folder.is_file():
         folder = folder.parent
@@ -655,6 +660,10 @@ def _load_run(path, *, device=None, data=None, process: ForwardProcess | None = 
     if process is not None and process.config == proc.config and process.prior_data is not None:
         proc = process
     elif isinstance(proc, _NoisePrediction):  # white-noise prior: only the image shape is needed
+        if data is not None and refuse_unused_data:
+            raise ParameterError(f"run {_literal(str(folder))}: its process ({name}) starts from white noise and "
+                                 "does not read the training data; leave out {data} (only IHDM and cold diffusion "
+                                 "build their prior from the data)", param="data")
         proc.fit(torch.zeros((1, C, H, W)))
     else:
         if isinstance(data, torch.Tensor):
