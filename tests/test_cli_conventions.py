@@ -143,3 +143,62 @@ def test_trajectory_is_written_in_a_lossless_figure_format(runs, tmp_path, capsy
     line = _error_line(capsys, "sample")
     assert "--trajectory" in line and ".png, .pdf, .svg" in line and name in line, line
     assert not traj.exists() and not (tmp_path / "g.png").exists()
+
+
+# ----------------------------------------------------------------------------- TIFF units
+def _tiff_units(path):
+    """(ResolutionUnit, the unit the ImageJ or tifffile JSON description states or None, x resolution)."""
+    import tifffile
+
+    with tifffile.TiffFile(path) as tf:
+        page = tf.pages[0]
+        meta = tf.imagej_metadata if tf.is_imagej else (tf.shaped_metadata[0] if tf.is_shaped else {})
+        num, den = page.tags["XResolution"].value
+        return int(page.tags["ResolutionUnit"].value), (meta or {}).get("unit"), num / den
+
+
+@pytest.mark.parametrize("imagej", [True, False])
+def test_unitless_tiff_is_written_back_without_a_unit(tmp_path, capsys, imagej):
+    """A uint16 TIFF whose resolution has no unit (ResolutionUnit NONE) came back in millimetres."""
+    tifffile = pytest.importorskip("tifffile")
+    import pdediff.io as pio
+
+    src = tmp_path / "u.tif"
+    img = (np.random.default_rng(2).random((3, 10, 12)) * 4000).astype(np.uint16)
+    if imagej:
+        tifffile.imwrite(src, img, imagej=True, resolution=(2.0, 4.0), metadata={"axes": "ZYX", "spacing": 0.7})
+    else:
+        tifffile.imwrite(src, img[0], resolution=(2.0, 4.0), resolutionunit="NONE")
+    assert _tiff_units(src)[:2] == (1, None)
+    scan = pio.read_scan(src)
+    expected = ((0.7,) if imagej else ()) + (0.25, 0.5)
+    assert scan.meta["unit"] is None and scan.spacing == pytest.approx(expected)
+    for dtype in (np.uint16, np.float64):  # ImageJ and tifffile's JSON description
+        out = tmp_path / f"api-{np.dtype(dtype).name}.tif"
+        pio.write_scan(out, scan.data.astype(dtype), like=scan, spacing=scan.spacing)
+        assert _tiff_units(out) == (1, None, pytest.approx(2.0)), dtype
+        back = pio.read_scan(out)
+        assert back.meta["unit"] is None and back.spacing == pytest.approx(expected)
+    out = tmp_path / "cli.tif"
+    assert main(["denoise", str(src), "-o", str(out), "--num-iter", "1", "--quiet"]) == 0
+    assert _tiff_units(out) == (1, None, pytest.approx(2.0))
+    assert pio.read_scan(out).spacing == pytest.approx(expected)
+
+
+def test_tiff_units_stated_are_kept(tmp_path):
+    """What the file states stays: microns as microns, a NIfTI's millimetres as mm, no input as mm (the API)."""
+    tifffile = pytest.importorskip("tifffile")
+    nib = pytest.importorskip("nibabel")
+    import pdediff.io as pio
+
+    tifffile.imwrite(tmp_path / "cm.tif", np.zeros((8, 8), np.uint16), resolution=(5.0, 5.0),
+                     resolutionunit="CENTIMETER")
+    scan = pio.read_scan(tmp_path / "cm.tif")
+    assert scan.spacing == pytest.approx((2.0, 2.0))  # millimetres
+    pio.write_scan(tmp_path / "o.tif", scan.data, like=scan, spacing=scan.spacing)
+    assert _tiff_units(tmp_path / "o.tif")[1] == "mm"
+    assert pio.read_scan(tmp_path / "o.tif").spacing == pytest.approx((2.0, 2.0))
+    nib.save(nib.Nifti1Image(np.zeros((6, 7, 3), np.float32), np.diag([0.5, 0.5, 2.0, 1.0])), tmp_path / "v.nii")
+    vol = pio.read_scan(tmp_path / "v.nii")
+    pio.write_scan(tmp_path / "v.tif", vol.data, like=vol, spacing=vol.spacing)
+    assert _tiff_units(tmp_path / "v.tif")[1] == "mm"

@@ -8,7 +8,10 @@ TIFF spacing
     ImageJ hyperstacks for uint8/uint16/float32, as resolution tags in pixels
     per centimetre plus a JSON ``spacing`` otherwise, in the input TIFF's own
     ImageJ length unit when there is one (a stack in microns stays in
-    microns: ``meta["length_unit"]``), else in millimetres.
+    microns: ``meta["length_unit"]``), else in millimetres.  A spacing read
+    without a unit (a TIFF with ``ResolutionUnit`` NONE and no ImageJ unit,
+    or an image or array format that records none) is written back without
+    one (``ResolutionUnit`` NONE, no ImageJ unit): no unit is invented.
 """
 
 from __future__ import annotations
@@ -203,26 +206,39 @@ def write_tiff(p, data, like, spacing, ch):
         return
     name, per_mm = _length_unit(like)
     dy, dx = spacing[-2], spacing[-1]
+    if name is None:  # unitless: the numbers as read, ResolutionUnit NONE, no ImageJ unit
+        kwargs["resolutionunit"] = "NONE"
     dz = spacing[0] if spatial == 3 else None
     imagej = data.dtype in (np.uint8, np.uint16, np.float32) and (
         channels == 0 or (channels == 3 and data.dtype == np.uint8))
     if imagej:
         axes = ("ZYX" if spatial == 3 else "YX") + ("S" if channels else "")
-        meta = {"axes": axes, "unit": name}
+        meta = {"axes": axes} | ({"unit": name} if name is not None else {})
         if dz is not None:
             meta["spacing"] = dz * per_mm
         kwargs.pop("extrasamples", None)
         tifffile.imwrite(p, data, imagej=True, resolution=(1.0 / (dx * per_mm), 1.0 / (dy * per_mm)), metadata=meta,
                          **kwargs)
+    elif name is None:
+        meta = {"spacing": dz} if dz is not None else {}
+        tifffile.imwrite(p, data, resolution=(1.0 / dx, 1.0 / dy), metadata=meta, **kwargs)
     else:
         meta = {"spacing": dz * per_mm, "unit": name} if dz is not None else {}
         tifffile.imwrite(p, data, resolution=(10.0 / dx, 10.0 / dy), resolutionunit="CENTIMETER",
                          metadata=meta, **kwargs)
 
 
-def _length_unit(like) -> tuple[str, float]:
+#: Formats that record no length unit: a spacing that came with one of them (given by hand) has none either.
+_UNITLESS_FORMATS = ("npy", "npz", "png", "jpeg", "zarr")
+
+
+def _length_unit(like) -> tuple[str | None, float]:
     """The length unit to write spacing in, and its number per millimetre: the input TIFF's own ImageJ unit
-    (a stack in microns is written back in microns), else millimetres."""
+    (a stack in microns is written back in microns), none (``None``) where the input stated none (a unitless
+    TIFF, or a format without units), else millimetres (no input: the API's convention)."""
+    if like is not None and (like.format in _UNITLESS_FORMATS or (like.format == "tiff"
+                                                                 and like.meta.get("unit") is None)):
+        return None, 1.0
     unit = like.meta.get("length_unit") if like is not None and like.format == "tiff" else None
     mm = _UNITS_MM.get(str(unit).lower(), _UNITS_MM.get(str(unit))) if unit else None
     if not mm or mm == 1.0:
