@@ -202,3 +202,26 @@ def test_tiff_units_stated_are_kept(tmp_path):
     vol = pio.read_scan(tmp_path / "v.nii")
     pio.write_scan(tmp_path / "v.tif", vol.data, like=vol, spacing=vol.spacing)
     assert _tiff_units(tmp_path / "v.tif")[1] == "mm"
+
+
+# ----------------------------------------------------------------------------- progress of chunked writes
+@pytest.mark.parametrize("output", ["out.nii", "out.zarr"])
+def test_chunked_denoise_shows_progress_like_the_in_memory_path(tmp_path, capsys, monkeypatch, output):
+    """``denoise big.nii -o out.nii --chunks N`` showed no bar (dask's, on stdout, after 1 s only): every path
+    shows the same tqdm bars on stderr when it is a terminal, and none with --quiet."""
+    pytest.importorskip("dask")
+    nib = pytest.importorskip("nibabel")
+    src = tmp_path / "scan.nii"
+    nib.save(nib.Nifti1Image(np.random.default_rng(3).random((12, 10, 9)).astype(np.float32), np.eye(4)), src)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)  # tqdm draws on a terminal only (disable=None)
+    assert main(["denoise", str(src), "-o", str(tmp_path / "mem.nii"), "--num-iter", "2"]) == 0
+    mem = capsys.readouterr()
+    assert "Perona–Malik (explicit)" in mem.err  # the in-memory bar, for comparison
+    assert main(["denoise", str(src), "-o", str(tmp_path / output), "--num-iter", "2", "--chunks", "8"]) == 0
+    got = capsys.readouterr()
+    assert f"Perona–Malik -> {output}" in got.err and "kappa (auto)" in got.err, got.err
+    assert "Completed" not in got.out and "%" not in got.out, got.out  # the report stays clean on stdout
+    assert main(["denoise", str(src), "-o", str(tmp_path / ("q" + output)), "--num-iter", "2", "--chunks", "8",
+                 "--quiet"]) == 0
+    got = capsys.readouterr()
+    assert got.err == "" and got.out == ""

@@ -459,19 +459,24 @@ def open_chunked_job(args, *, verb: str) -> ChunkedJob:
     return ChunkedJob(src, dst, scan, data, ch, target, args.force)
 
 
-def write_chunked_job(job: ChunkedJob, out, spacing, *, progress: bool) -> None:
-    """Compute ``out`` chunk by chunk into OUTPUT (atomically), with a progress bar unless ``progress`` is off."""
+def chunk_progress(desc: str, progress: bool):
+    """A tqdm bar over the Dask tasks computed inside the ``with`` block, as the in-memory commands show theirs
+    (tqdm on stderr, only on a terminal, none with ``--quiet``); a no-op context when ``progress`` is off."""
     from contextlib import nullcontext
 
+    if not progress:
+        return nullcontext()
+    from tqdm.dask import TqdmCallback
+
+    return TqdmCallback(desc=desc, unit="task", leave=False, disable=None)
+
+
+def write_chunked_job(job: ChunkedJob, out, spacing, *, progress: bool, desc: str = "writing") -> None:
+    """Compute ``out`` chunk by chunk into OUTPUT (atomically), with a progress bar unless ``progress`` is off."""
     from ..io import ScanIOError, write_chunked
 
-    bar = nullcontext()
-    if progress:
-        from dask.diagnostics import ProgressBar
-
-        bar = ProgressBar(minimum=1.0)
     try:
-        with bar:
+        with chunk_progress(f"{desc} {job.dst.name}", progress):
             write_chunked(job.dst, out.astype(job.target), like=job.scan, spacing=spacing,
                           channel_axis=job.channel_axis, overwrite=job.force)
     except (ScanIOError, OSError) as exc:

@@ -11,6 +11,7 @@ from ._errors import CLIError, library_errors
 from ._images import (
     DTYPE_CHOICES,
     _kappa_arg,
+    chunk_progress,
     open_chunked_job,
     open_job,
     report_job,
@@ -169,15 +170,19 @@ def _run_chunked(args: argparse.Namespace) -> None:
     try:
         # kappa="auto" is computed here, in streaming passes over INPUT; the diffusion when OUTPUT is written
         with library_errors():  # including NaN/inf found in a chunk while computing
-            if args.method in TENSOR_METHODS:
-                out, info = _tensor(args, job.data, kappa, spacing, job.channel_axis)
-            else:
-                out, info = perona_malik(
-                    job.data, num_iter=args.num_iter, kappa=kappa, conductance=args.conductance or "exponential",
-                    dt=args.dt, sigma=args.sigma, method=args.method, spacing=spacing,
-                    channel_axis=job.channel_axis, return_info=True, max_steps=args.max_steps or None,
-                )
-            write_chunked_job(job, out, info.spacing, progress=not args.quiet)
+            # a bar for each pass over INPUT (kappa="auto" reads it before the diffusion), as in memory
+            with chunk_progress("kappa (auto)" if args.kappa == "auto" else "reading", not args.quiet):
+                if args.method in TENSOR_METHODS:
+                    out, info = _tensor(args, job.data, kappa, spacing, job.channel_axis)
+                else:
+                    out, info = perona_malik(
+                        job.data, num_iter=args.num_iter, kappa=kappa,
+                        conductance=args.conductance or "exponential", dt=args.dt, sigma=args.sigma,
+                        method=args.method, spacing=spacing, channel_axis=job.channel_axis, return_info=True,
+                        max_steps=args.max_steps or None,
+                    )
+            title = _TITLES.get(args.method, "Perona–Malik")
+            write_chunked_job(job, out, info.spacing, progress=not args.quiet, desc=f"{title} ->")
     except MemoryError:
         raise CLIError(f"{job.src}: out of memory while denoising in chunks of {args.chunks}; use smaller --chunks") \
             from None
