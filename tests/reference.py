@@ -212,7 +212,11 @@ def pm_explicit_step(u, dt, kappa, conductance, spacing, v=None):
 
 
 def medpy_iteration(img, niter, kappa, gamma, option):
-    """MedPy's ``anisotropic_diffusion`` loop (options 1, 2; float arithmetic as given), unit spacing."""
+    """MedPy's ``anisotropic_diffusion`` loop (options 1, 2, 3; float arithmetic as given), unit spacing.
+
+    Transcribed from medpy/filter/smoothing.py: option 3 (Tukey's biweight) compares the difference with
+    ``kappa_s = kappa * 2**0.5``, not with ``kappa``.
+    """
     out = np.array(img, dtype=img.dtype, copy=True)
     for _ in range(niter):
         deltas = [np.zeros_like(out) for _ in range(out.ndim)]
@@ -221,8 +225,11 @@ def medpy_iteration(img, niter, kappa, gamma, option):
             deltas[i][tuple(sl)] = np.diff(out, axis=i)
         if option == 1:
             mats = [np.exp(-((d / kappa) ** 2)) * d for d in deltas]
-        else:
+        elif option == 2:
             mats = [1.0 / (1.0 + (d / kappa) ** 2) * d for d in deltas]
+        else:
+            kappa_s = kappa * (2**0.5)
+            mats = [np.where(np.abs(d) <= kappa_s, 0.5 * ((1.0 - (d / kappa_s) ** 2) ** 2), 0) * d for d in deltas]
         for i in range(out.ndim):
             sl = [slice(1, None) if j == i else slice(None) for j in range(out.ndim)]
             mats[i][tuple(sl)] = np.diff(mats[i], axis=i)

@@ -70,6 +70,24 @@ def test_unit_spacing_reproduces_classic_medpy_iteration(option, cond, ndim, rng
     np.testing.assert_allclose(ours, theirs, rtol=0, atol=5e-4)
 
 
+@pytest.mark.parametrize("ndim", [2, 3])
+def test_medpy_tukey_is_pdediff_tukey_at_sqrt2_kappa(ndim, rng):
+    """The docs' relation: MedPy's option 3 at ``kappa`` is ``conductance="tukey"`` at ``sqrt(2) * kappa`` (MedPy
+    compares with ``kappa_s = kappa * 2**0.5``); at the same kappa the two differ by grey levels, not rounding."""
+    img = rng.random(SHAPES[ndim]) * 100
+    medpy_ref = ref.medpy_iteration(img, 4, 20.0, 0.1, 3)
+    ours = pdediff.perona_malik(img, num_iter=4, kappa=20.0 * np.sqrt(2), conductance="tukey", sigma=0.0, dt=0.1)
+    np.testing.assert_allclose(ours, medpy_ref, rtol=1e-12, atol=1e-10)
+    same_kappa = pdediff.perona_malik(img, num_iter=4, kappa=20.0, conductance="tukey", sigma=0.0, dt=0.1)
+    assert np.max(np.abs(same_kappa - medpy_ref)) > 0.5  # the factor is real: the relation above is not vacuous
+    medpy = pytest.importorskip("medpy.filter.smoothing")
+    img32 = img.astype(np.float32)
+    theirs = medpy.anisotropic_diffusion(img32, niter=4, kappa=20, gamma=0.1, option=3)
+    ours32 = pdediff.perona_malik(img32, num_iter=4, kappa=float(20 * np.sqrt(2)), conductance="tukey", sigma=0.0,
+                                  dt=0.1)
+    np.testing.assert_allclose(ours32, theirs, rtol=0, atol=5e-4)
+
+
 @pytest.mark.parametrize("ndim", [1, 2, 3])
 @pytest.mark.parametrize("boundary_dtype", [np.float32, np.float64])
 def test_infinite_kappa_is_the_explicit_heat_step(ndim, boundary_dtype, rng):

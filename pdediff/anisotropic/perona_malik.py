@@ -157,7 +157,10 @@ def perona_malik(
     Explicit scheme, per face between cells ``i`` and ``j`` along axis ``a``:
     ``d = (u_j - u_i) / h_a``, flux ``g(|d|) d / h_a``, ``u_i += dt * sum``.
     With unit spacing and ``sigma=0`` this is the classic iteration of Perona
-    and Malik (and of MedPy's ``anisotropic_diffusion`` with ``gamma=dt``).
+    and Malik (and of MedPy's ``anisotropic_diffusion`` with ``gamma=dt``:
+    options 1 and 2 are ``"exponential"`` and ``"rational"`` at the same
+    ``kappa``; option 3 scales its kappa by sqrt(2), so it is ``"tukey"`` with
+    ``kappa = sqrt(2) * MedPy's kappa``).
     AOS: ``u' = (1/m) sum_a (I - m dt A_a(u))^{-1} u`` with one batched
     tridiagonal solve per axis.
 
