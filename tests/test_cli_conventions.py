@@ -96,12 +96,12 @@ def test_inpaint_refuses_a_seed_for_a_deterministic_method(files, tmp_path, caps
 # ----------------------------------------------------------------------------- sample: --data, --trajectory
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """A DDPM run (white-noise prior) and an IHDM run (prior built from the data), one training step each."""
+    """DDPM (white-noise prior), IHDM and cold-heat runs (priors built from the data), one training step each."""
     pytest.importorskip("torch")
     d = tmp_path_factory.mktemp("runs")
     data = d / "data.npy"
     np.save(data, np.random.default_rng(1).random((20, 8, 8)))
-    for name in ("ddpm", "ihdm"):
+    for name in ("ddpm", "ihdm", "cold-heat"):
         assert main(["train", "--process", name, "--data", str(data), "--steps", "1", "--out", str(d / name),
                      "--base", "8", "--mults", "1", "--batch-size", "4", "--config", '{"num_train_timesteps": 5}',
                      "--quiet", "--device", "cpu", "--threads", "1"]) == 0
@@ -225,3 +225,22 @@ def test_chunked_denoise_shows_progress_like_the_in_memory_path(tmp_path, capsys
                  "--quiet"]) == 0
     got = capsys.readouterr()
     assert got.err == "" and got.out == ""
+
+
+def test_restyle_refuses_a_seed_where_restyling_draws_no_noise(runs, tmp_path, capsys):
+    """Cold diffusion without training noise degrades and restores deterministically: a --seed given was ignored
+    silently.  IHDM (noise 0.01) takes it, and different seeds give different results."""
+    img = tmp_path / "x.npy"
+    np.save(img, (np.random.default_rng(4).random((8, 8)) * 0.8 + 0.1).astype(np.float32))
+
+    def restyle(run, out, *extra):
+        return main(["restyle", str(img), "--run", str(runs / run), "-o", str(tmp_path / out), "--strength", "0.6",
+                     "--num-inference-steps", "2", "--quiet", "--device", "cpu", "--threads", "1", *extra])
+
+    assert restyle("cold-heat", "c.npy", "--seed", "1") == 2
+    line = _error_line(capsys, "restyle")
+    assert "--seed" in line and "deterministic" in line and "training_noise 0" in line, line
+    assert not (tmp_path / "c.npy").exists()
+    assert restyle("cold-heat", "c.npy") == 0
+    assert restyle("ihdm", "i1.npy", "--seed", "1") == 0 and restyle("ihdm", "i2.npy", "--seed", "2") == 0
+    assert not np.array_equal(np.load(tmp_path / "i1.npy"), np.load(tmp_path / "i2.npy"))

@@ -23,6 +23,17 @@ from ._learned import (
 )
 
 
+#: The noise settings of the processes that have them (IHDM: both; cold diffusion: training_noise); the
+#: noise-prediction processes (DDPM, blurring, edge-preserving) always draw noise.
+_NOISE_SETTINGS = ("training_noise", "sampling_noise")
+
+
+def _deterministic_restyle(process) -> bool:
+    """Whether restyling with ``process`` draws no random number: every noise setting it has is 0."""
+    noise = [float(getattr(process, a)) for a in _NOISE_SETTINGS if hasattr(process, a)]
+    return bool(noise) and all(v == 0 for v in noise)
+
+
 def register(subparsers) -> None:
     """Add ``restyle`` to ``subparsers`` (an ``add_subparsers`` object)."""
     r = subparsers.add_parser(
@@ -42,7 +53,9 @@ def register(subparsers) -> None:
                    help="how far to degrade before reversing, in [0, 1] (default: %(default)s)")
     r.add_argument("-o", "--output", metavar="OUTPUT", required=True)
     add_steps_argument(r, "sampling steps of the full schedule (default: every trained timestep)")
-    r.add_argument("--seed", type=seed_arg, default=0, help="seed of the degradation and sampling noise (default: 0)")
+    r.add_argument("--seed", type=seed_arg, default=None,
+                   help="seed of the degradation and sampling noise, in [0, 2**63 - 1] (default: 0); refused for a "
+                   "run that restyles deterministically (cold diffusion without training noise)")
     r.add_argument("--preview", metavar="PREVIEW.png", default=None, help="also save an input/output figure")
     r.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
     r.add_argument("--threads", type=int, default=None, help=_THREADS_HELP)
@@ -133,6 +146,13 @@ def run(args: argparse.Namespace) -> None:
     _need_torch("restyle", args.threads)
     model = load_run(args)
     check_steps(args, model.process.num_train_timesteps)
+    if args.seed is not None and _deterministic_restyle(model.process):
+        noise = ", ".join(f"{a} 0" for a in _NOISE_SETTINGS if hasattr(model.process, a))
+        raise CLIError(f"--seed does not apply to {run_flag(args)} {run_dir}: its process "
+                       f"({model.config['process']['name']}, {noise}) degrades and restores deterministically, so "
+                       "every seed gives the same result; leave --seed out")
+    seed = 0 if args.seed is None else args.seed
+    seed_text = "deterministic" if _deterministic_restyle(model.process) else f"seed {seed}"
     notes: list[str] = []
     if batch:
         x = np.asarray(scan.data)
@@ -151,7 +171,7 @@ def run(args: argparse.Namespace) -> None:
 
     t0 = time.perf_counter()
     with library_errors():
-        y = model.restyle(x, args.strength, seed=args.seed, num_inference_steps=args.num_inference_steps)
+        y = model.restyle(x, args.strength, seed=seed, num_inference_steps=args.num_inference_steps)
     seconds = time.perf_counter() - t0
     from ..io import atomic_paths
 
@@ -169,7 +189,7 @@ def run(args: argparse.Namespace) -> None:
     if not args.quiet:
         c, h, w = model.image_shape
         print(f"restyled {src} -> {dst} with {run_dir} ({model.config['process']['name']}, strength "
-              f"{args.strength:g}, seed {args.seed}) in {seconds:.1f} s; {len(y)} image{'s' if len(y) != 1 else ''} "
+              f"{args.strength:g}, {seed_text}) in {seconds:.1f} s; {len(y)} image{'s' if len(y) != 1 else ''} "
               f"{c}x{h}x{w}")
         for note in notes:
             print(f"  note: {note}")
