@@ -602,7 +602,7 @@ def _save(obj: dict, path: str) -> None:
             torch.save(obj, f)
 
 
-def _load(path: str, map_location: Any, keys: Sequence[str]) -> dict:
+def _load(path: str, map_location: Any, keys: Sequence[str], *, kind: str = _KIND) -> dict:
     """``torch.load(weights_only=True)`` with pdediff's errors: a file holding code is refused, never run."""
     if not os.path.isfile(path):
         raise CheckpointError(f"{path} does not exist")
@@ -620,8 +620,8 @@ def _load(path: str, map_location: Any, keys: Sequence[str]) -> dict:
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError, AttributeError, KeyError) as exc:
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"{path} is corrupt or not a torch file ({msg})") from None
-    if not isinstance(state, dict) or state.get("kind") != _KIND or any(k not in state for k in keys):
-        raise CheckpointError(f"{path} is not a pdediff ReactionDiffusion file")
+    if not isinstance(state, dict) or state.get("kind") != kind or any(k not in state for k in keys):
+        raise CheckpointError(f"{path} is not a pdediff {kind.split('.')[-1]} file")
     return state
 
 
@@ -653,22 +653,27 @@ def _as_images(images: Any, ndim: int) -> list[torch.Tensor]:
 
 
 def _batch(images: list[torch.Tensor], B: int, p: int, levels: tuple[float, float], gen: torch.Generator,
-           ndim: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``B`` random patches (random image, corner, flips, rot90) and their noisy copies, drawn from ``gen``."""
+           ndim: int, *, with_sigma: bool = False) -> tuple[torch.Tensor, ...]:
+    """``B`` random patches (random image, corner, flips, rot90) and their noisy copies, drawn from ``gen``.
+
+    The last ``ndim`` axes of each image are spatial (a leading channel axis is kept); ``with_sigma`` also
+    returns each patch's noise standard deviation, shape ``(B, 1, ..., 1)``.
+    """
     clean = []
     for _ in range(B):
         im = images[int(torch.randint(len(images), (1,), generator=gen))]
-        corner = [int(torch.randint(n - p + 1, (1,), generator=gen)) for n in im.shape]
-        patch = im[tuple(slice(c, c + p) for c in corner)]
-        flips = [a for a in range(ndim) if int(torch.randint(2, (1,), generator=gen))]
+        lead = im.ndim - ndim
+        corner = [int(torch.randint(n - p + 1, (1,), generator=gen)) for n in im.shape[lead:]]
+        patch = im[(slice(None),) * lead + tuple(slice(c, c + p) for c in corner)]
+        flips = [lead + a for a in range(ndim) if int(torch.randint(2, (1,), generator=gen))]
         if flips:
             patch = patch.flip(flips)
-        patch = torch.rot90(patch, int(torch.randint(4, (1,), generator=gen)), (ndim - 2, ndim - 1))
+        patch = torch.rot90(patch, int(torch.randint(4, (1,), generator=gen)), (patch.ndim - 2, patch.ndim - 1))
         clean.append(patch)
     clean_t = torch.stack(clean)
-    sigma = levels[0] + (levels[1] - levels[0]) * torch.rand((B,) + (1,) * ndim, generator=gen)
+    sigma = levels[0] + (levels[1] - levels[0]) * torch.rand((B,) + (1,) * (clean_t.ndim - 1), generator=gen)
     noisy = clean_t + sigma * torch.randn(clean_t.shape, generator=gen)
-    return clean_t, noisy
+    return (clean_t, noisy, sigma) if with_sigma else (clean_t, noisy)
 
 
 def _schedule(step: int, steps: int, stages: int, greedy: float) -> int:
