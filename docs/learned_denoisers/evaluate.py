@@ -25,13 +25,13 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return float(10 * np.log10(1.0 / np.mean((np.asarray(a, np.float64) - b) ** 2)))
 
 
-def cases():
+def cases(seeds=SEEDS):
     from skimage import data
 
     for name in IMAGES:
         clean = getattr(data, name)().astype(np.float64) / 255.0
         for level in LEVELS:
-            for seed in SEEDS:
+            for seed in seeds:
                 rng = np.random.default_rng([seed, int(level * 1000)])
                 yield name, level, seed, clean, clean + level * rng.standard_normal(clean.shape)
 
@@ -41,6 +41,7 @@ def main() -> None:
     p.add_argument("--weights", default=None, help="folder holding tnrd.pt and cnn.pt (default: the shipped ones)")
     p.add_argument("--baselines-only", action="store_true")
     p.add_argument("--out", default="learned_eval.json")
+    p.add_argument("--seeds", type=int, default=len(SEEDS), help="noise seeds 0 .. N-1 (default 3)")
     args = p.parse_args()
     rows = json.load(open(args.out)) if os.path.exists(args.out) else {}
     import pdediff
@@ -65,7 +66,7 @@ def main() -> None:
             methods["bm3d"] = lambda x, lvl: bm3d.bm3d(x, sigma_psd=lvl)
         except ImportError:
             pass
-    for name, level, seed, clean, noisy in cases():
+    for name, level, seed, clean, noisy in cases(tuple(range(args.seeds))):
         for m, f in methods.items():
             key = f"{m}|{name}|{level}|{seed}"
             if key in rows and m not in ("tnrd", "cnn"):
