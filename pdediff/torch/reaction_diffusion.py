@@ -408,10 +408,10 @@ class ReactionDiffusion(torch.nn.Module):
         packed, start, inv_h, with_pm = table
         B, N, _ = s.shape
         n = packed.shape[1]
-        z = (s - start).mul_(inv_h).clamp_(0.0, n - 1.0)
-        i0 = z.floor().clamp_(max=n - 2.0)
-        z.sub_(i0)  # the fraction, in [0, 1]
-        pair = packed.unsqueeze(0).expand(B, N, n).gather(2, i0.long()).view(torch.float32)
+        z = torch.mul(s, inv_h).add_(-start * inv_h).clamp_(0.0, n - 1.0)
+        i0 = z.long()  # floor (z >= 0); the last cell's slope is 0, so i0 = n - 1 needs no clamp
+        z.frac_()  # the fraction, in [0, 1)
+        pair = packed.unsqueeze(0).expand(B, N, n).gather(2, i0).view(torch.float32)
         out = torch.addcmul(pair[..., 0::2], z, pair[..., 1::2]).view(B, N, -1)
         if not with_pm:
             cfg = self.config
