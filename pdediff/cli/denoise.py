@@ -117,7 +117,7 @@ def run(args: argparse.Namespace) -> None:
         raise CLIError(f"{flag} applies to --method {' or '.join(LEARNED_METHODS)} only; got --method {args.method}")
     if learned:
         if args.noise_level is not None and args.method != "cnn":
-            raise CLIError("--noise-level applies to --method cnn only (tnrd is trained for 0-25%% noise blind)")
+            raise CLIError("--noise-level applies to --method cnn only (tnrd was trained blind on 0-25 percent noise)")
         given = [f for f, v in (("--num-iter", args.num_iter), ("--conductance", args.conductance),
                                 ("--dt", args.dt), ("--sigma", args.sigma), ("--rho", args.rho),
                                 ("--alpha", args.alpha), ("--chunks", args.chunks)) if v is not None]

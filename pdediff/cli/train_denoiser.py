@@ -19,7 +19,7 @@ def register(subparsers) -> None:
         help="retrain a shipped learned denoiser (tnrd, cnn) from scratch with its recipe; resumes when rerun",
         description="Train the learned denoiser MODEL from scratch with the recipe that made the shipped weights "
         "(pdediff.torch.denoisers.RECIPES): random patches of scikit-image's bundled photographs (never the "
-        "study's test images), Gaussian noise of 0-25%% of the range, flips and rotations, seeded. --out holds "
+        "study's test images), Gaussian noise of 0-25 percent of the range, flips and rotations, seeded. --out holds "
         "checkpoint.pt (tensors only: loads without running code; rerunning resumes exactly), and at the end "
         "MODEL.pt (the model, the format of pdediff/torch/weights/MODEL.pt) and training.json. Needs the torch "
         "extra.",
