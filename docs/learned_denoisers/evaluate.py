@@ -40,6 +40,7 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--weights", default=None, help="folder holding tnrd.pt and cnn.pt (default: the shipped ones)")
     p.add_argument("--baselines-only", action="store_true")
+    p.add_argument("--models", default="tnrd,cnn", help="learned models to measure (default: tnrd,cnn)")
     p.add_argument("--out", default="learned_eval.json")
     p.add_argument("--seeds", type=int, default=len(SEEDS), help="noise seeds 0 .. N-1 (default 3)")
     args = p.parse_args()
@@ -54,7 +55,7 @@ def main() -> None:
 
         models = {n: (load_denoiser(n) if args.weights is None else
                       (ReactionDiffusion if n == "tnrd" else CNNDenoiser).load(os.path.join(args.weights, f"{n}.pt")))
-                  for n in ("tnrd", "cnn")}
+                  for n in args.models.split(",")}
         for n in models:
             methods[n] = (lambda x, lvl, n=n: denoise_learned(x, n, model=models[n]))
     else:
@@ -69,7 +70,7 @@ def main() -> None:
     for name, level, seed, clean, noisy in cases(tuple(range(args.seeds))):
         for m, f in methods.items():
             key = f"{m}|{name}|{level}|{seed}"
-            if key in rows and m not in ("tnrd", "cnn"):
+            if key in rows:
                 continue
             t = time.perf_counter()
             out = f(noisy, level)
@@ -80,7 +81,7 @@ def main() -> None:
     if not args.baselines_only:  # inference time at 512 x 512, best of 3 (2 torch threads)
         torch.set_num_threads(2)
         x = np.random.default_rng(0).random((512, 512))
-        for n in ("tnrd", "cnn"):
+        for n in models:
             denoise_learned(x, n, model=models[n])
             best = min(_timed(lambda: denoise_learned(x, n, model=models[n])) for _ in range(3))
             rows[f"time512|{n}"] = best
