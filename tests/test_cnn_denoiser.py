@@ -197,3 +197,25 @@ def test_bad_arguments(kwargs, param):
     assert err.value.param == "noise_levels"
     with pytest.raises(TypeError):
         train_cnn_denoiser(object(), _images())
+
+
+def test_stop_at_then_continue_equals_a_straight_run(tmp_path):
+    from pdediff.torch import ReactionDiffusion, train_reaction_diffusion
+
+    imgs = _images()
+    kw = dict(steps=6, batch_size=2, patch_size=10, lr=3e-3, seed=3, checkpoint_every=100)
+    straight = CNNDenoiser(1, 3, 4)
+    r1 = train_cnn_denoiser(straight, imgs, **kw)
+    part = CNNDenoiser(1, 3, 4)
+    r2 = train_cnn_denoiser(part, imgs, checkpoint_dir=tmp_path / "c", stop_at=4, **kw)
+    assert r2.step == 4  # stopped early, checkpoint written there
+    r2 = train_cnn_denoiser(CNNDenoiser(1, 3, 4), imgs, checkpoint_dir=tmp_path / "c", **kw)
+    assert r2.losses == r1.losses  # the lr drop at 0.8 * steps came at the same step
+    # TNRD: its greedy schedule follows ``steps`` too
+    kw = dict(steps=6, batch_size=2, patch_size=10, lr=3e-3, seed=3, greedy=0.5)
+    r1 = train_reaction_diffusion(ReactionDiffusion(2, 2, 2, 3, num_rbf=5), imgs, **kw)
+    train_reaction_diffusion(ReactionDiffusion(2, 2, 2, 3, num_rbf=5), imgs, checkpoint_dir=tmp_path / "t",
+                             stop_at=2, **kw)
+    r2 = train_reaction_diffusion(ReactionDiffusion(2, 2, 2, 3, num_rbf=5), imgs, checkpoint_dir=tmp_path / "t",
+                                  **kw)
+    assert r2.losses == r1.losses

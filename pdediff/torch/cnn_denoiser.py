@@ -208,6 +208,7 @@ def train_cnn_denoiser(
     checkpoint_dir: str | os.PathLike | None = None,
     checkpoint_every: int = 100,
     progress: bool = False,
+    stop_at: int | None = None,
 ) -> CNNDenoiserTraining:
     """Train a :class:`CNNDenoiser` on random noisy patches, given the true noise level.
 
@@ -234,6 +235,9 @@ def train_cnn_denoiser(
         Folder of ``checkpoint.pt`` (tensors and plain values only, written atomically every
         ``checkpoint_every`` steps and at the end); an existing one is resumed bit for bit (same settings).
     checkpoint_every : int
+    stop_at : int, optional
+        Stop after this step (a checkpoint is written there) although the schedule is ``steps`` long: a
+        later call with a larger ``stop_at`` (or none) continues the same run, bit for bit.
     progress : bool
         A tqdm progress bar.
 
@@ -310,11 +314,12 @@ def train_cnn_denoiser(
                    "losses": torch.tensor(result.losses, dtype=torch.float64), "step": int(result.step),
                    "settings": settings}, ckpt)
 
-    iterator = range(result.step, steps)
+    end = steps if stop_at is None else min(steps, _int(stop_at, "stop_at", 0))
+    iterator = range(result.step, end)
     if progress:
         from tqdm.auto import tqdm
 
-        iterator = tqdm(iterator, desc="train CNNDenoiser", initial=result.step, total=steps, disable=None)
+        iterator = tqdm(iterator, desc="train CNNDenoiser", initial=result.step, total=end, disable=None)
     model.train()
     decay_at = int(round(0.8 * steps))
     for step in iterator:

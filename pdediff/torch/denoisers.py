@@ -43,7 +43,7 @@ TRAINING_IMAGES = ("chelsea", "coffee", "rocket", "brick", "grass", "gravel", "c
 RECIPES: dict[str, dict[str, Any]] = {
     "tnrd": {"model": {"kappa": 0.1, "dt": 0.2, "stages": 5, "filters": 24, "filter_size": 5},
              "train": {"noise_levels": (0.0, 0.25), "steps": 1500, "batch_size": 8, "patch_size": 40, "lr": 2e-3,
-                       "greedy": 0.5, "seed": 0}},
+                       "greedy": 0.5, "seed": 0, "stop_at": 1000}},
     "cnn": {"model": {"channels": 1, "depth": 8, "width": 32, "seed": 0},
             "train": {"noise_levels": (0.0, 0.25), "steps": 600, "batch_size": 16, "patch_size": 40, "lr": 1e-3,
                       "seed": 0}},
@@ -81,7 +81,8 @@ def retrain_denoiser(name: str, out: str | os.PathLike, *, steps: int | None = N
         Run folder: ``checkpoint.pt`` (resumed when present, bit for bit) and, at the end, ``<name>.pt``
         (the model alone, as shipped) and ``training.json`` (settings, losses per 50 steps, wall time).
     steps : int, optional
-        Override the recipe's step count (default: the recipe's, which made the shipped weights).
+        Stop after this many steps (default: the recipe's ``stop_at``, else its ``steps``: what made the
+        shipped weights); the schedule (greedy stages, learning-rate drop) stays the recipe's.
     progress : bool
         A tqdm progress bar.
 
@@ -97,7 +98,7 @@ def retrain_denoiser(name: str, out: str | os.PathLike, *, steps: int | None = N
     recipe = RECIPES[name]
     kw = dict(recipe["train"])
     if steps is not None:
-        kw["steps"] = steps
+        kw["stop_at"] = steps
     images = training_images()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

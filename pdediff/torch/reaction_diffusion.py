@@ -698,6 +698,7 @@ def train_reaction_diffusion(
     checkpoint_dir: str | os.PathLike | None = None,
     checkpoint_every: int = 100,
     progress: bool = False,
+    stop_at: int | None = None,
 ) -> ReactionDiffusionTraining:
     """Train a :class:`ReactionDiffusion` model to denoise: greedy (stage by stage), then joint.
 
@@ -739,6 +740,9 @@ def train_reaction_diffusion(
         exists, training resumes from it bit for bit (the settings must match).
     checkpoint_every : int
         Steps between checkpoints.
+    stop_at : int, optional
+        Stop after this step (a checkpoint is written there) although the schedule is ``steps`` long: a
+        later call with a larger ``stop_at`` (or none) continues the same run, bit for bit.
     progress : bool
         Show a tqdm progress bar.
 
@@ -821,11 +825,12 @@ def train_reaction_diffusion(
                    "losses": torch.tensor(result.losses, dtype=torch.float64), "step": int(result.step),
                    "settings": settings}, ckpt)
 
-    iterator = range(result.step, steps)
+    end = steps if stop_at is None else min(steps, _int(stop_at, "stop_at", 0))
+    iterator = range(result.step, end)
     if progress:
         from tqdm.auto import tqdm
 
-        iterator = tqdm(iterator, desc="train ReactionDiffusion", initial=result.step, total=steps, disable=None)
+        iterator = tqdm(iterator, desc="train ReactionDiffusion", initial=result.step, total=end, disable=None)
     T = model.config["stages"]
     model.train()
     for step in iterator:
