@@ -315,7 +315,8 @@ def test_choices_come_from_the_catalogue():
 
     assert choices("train", "process") == catalogue.PROCESS_NAMES
     assert choices("inpaint", "method") == catalogue.INPAINT_METHODS
-    assert choices("denoise", "method") == catalogue.PM_METHODS + catalogue.TENSOR_KINDS
+    assert choices("denoise", "method") == catalogue.PM_METHODS + catalogue.TENSOR_KINDS + catalogue.LEARNED_DENOISERS
+    assert choices("train-denoiser", "model") == catalogue.LEARNED_DENOISERS
     assert choices("denoise", "conductance") == catalogue.CONDUCTANCES
     assert choices("inpaint", "conductance") == catalogue.CONDUCTANCES
     help_text = cmds["train"].format_help()

@@ -6,7 +6,7 @@ import argparse
 
 import numpy as np
 
-from ..catalogue import CONDUCTANCES, PM_METHODS, TENSOR_KINDS
+from ..catalogue import CONDUCTANCES, LEARNED_DENOISERS, PM_METHODS, TENSOR_KINDS
 from ._errors import CLIError, library_errors
 from ._images import (
     DTYPE_CHOICES,
@@ -23,7 +23,7 @@ LIBRARY_NAMES = {"image": "input", "max_steps=None": "--max-steps 0", "scheme": 
 #: ``--method`` values that run :func:`pdediff.tensor_diffusion` (the others Perona–Malik).
 TENSOR_METHODS = TENSOR_KINDS
 #: ``--method`` values that run a shipped learned model (:func:`pdediff.torch.denoisers.denoise_learned`).
-LEARNED_METHODS = ("tnrd", "cnn")
+LEARNED_METHODS = LEARNED_DENOISERS
 _TITLES = {"eed": "EED", "ced": "CED", "tnrd": "TNRD (learned)", "cnn": "CNN (learned)"}
 
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..catalogue import LEARNED_DENOISERS
 from ._common import _THREADS_HELP, _need_torch
 from ._errors import CLIError, library_errors
 
-#: The models (``pdediff.torch.denoisers.DENOISERS``, spelled here so that ``--help`` needs no torch).
-MODELS = ("tnrd", "cnn")
+#: The models (the catalogue's names, so that ``--help`` needs no torch).
+MODELS = LEARNED_DENOISERS
 
 
 def register(subparsers) -> None:

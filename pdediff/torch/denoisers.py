@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..catalogue import LEARNED_DENOISERS
 from ..errors import ParameterError
 from .cnn_denoiser import CNNDenoiser, estimate_noise_level, train_cnn_denoiser
 from .reaction_diffusion import ReactionDiffusion, train_reaction_diffusion
@@ -33,7 +34,7 @@ __all__ = ["DENOISERS", "TRAINING_IMAGES", "training_images", "retrain_denoiser"
            "denoise_learned"]
 
 #: The shipped models' names.
-DENOISERS = ("tnrd", "cnn")
+DENOISERS = LEARNED_DENOISERS
 #: scikit-image photographs the shipped models were trained on (grey).  Never the study's test images
 #: (``mri camera coins moon shepp_logan shapes``) nor ``astronaut``, and never matplotlib's or scikit-learn's
 #: sample images or the pydicom/nibabel files: those stay for evaluation.
