@@ -322,3 +322,24 @@ def test_inference_table_matches_the_exact_mixture(conductance, ndim, shape):
     # with gradients (training) the exact path runs
     y = model(x)
     assert y.requires_grad
+
+
+def test_compiled_table_lookup_matches_the_tensor_operations():
+    """pdediff.kernels.cpu.lookup (one fused pass) against the same lookup in tensor operations."""
+    model = ReactionDiffusion.from_perona_malik(0.1, 0.2, stages=1, filters=5, filter_size=3)
+    with torch.no_grad():
+        model.rbf_weights[0].copy_(0.05 * torch.randn(model.rbf_weights[0].shape,
+                                                      generator=torch.Generator().manual_seed(2)))
+    table = model._table(0, torch.device("cpu"))
+    gen = torch.Generator().manual_seed(4)
+    s = torch.cat([torch.randn(2, 5, 300, generator=gen) * 0.5,
+                   torch.tensor([-1e9, -3.0, 0.0, 3.0, 1e9]).view(1, 1, 5).expand(2, 5, 5)], dim=2).contiguous()
+    packed, start, inv_h, _ = table
+    ref = model._interpolate(s, packed, start, inv_h)
+    with torch.no_grad():
+        fast = model._influence_table(0, s, table)
+    torch.testing.assert_close(fast, ref, rtol=0, atol=1e-6)
+    assert not torch.equal(fast, torch.zeros_like(fast))
+    s[0, 0, 0] = float("nan")
+    with torch.no_grad():
+        assert torch.isnan(model._influence_table(0, s, table)[0, 0, 0])

@@ -59,6 +59,7 @@ from torch.nn import functional as F
 from ..catalogue import CONDUCTANCES
 from ..errors import CheckpointError, ParameterError
 from ..io import atomic_path
+from ..kernels.cpu.lookup import interpolate_rows
 
 __all__ = ["ReactionDiffusion", "train_reaction_diffusion", "plot_reaction_diffusion", "ReactionDiffusionTraining"]
 
@@ -408,16 +409,29 @@ class ReactionDiffusion(torch.nn.Module):
         packed, start, inv_h, with_pm = table
         B, N, _ = s.shape
         n = packed.shape[1]
-        z = torch.mul(s, inv_h).add_(-start * inv_h).clamp_(0.0, n - 1.0)
-        i0 = z.long()  # floor (z >= 0); the last cell's slope is 0, so i0 = n - 1 needs no clamp
-        z.frac_()  # the fraction, in [0, 1)
-        pair = packed.unsqueeze(0).expand(B, N, n).gather(2, i0).view(torch.float32)
-        out = torch.addcmul(pair[..., 0::2], z, pair[..., 1::2]).view(B, N, -1)
+        if s.device.type == "cpu":  # one fused compiled pass (pdediff.kernels.cpu.lookup)
+            pair = packed.view(torch.float32).view(N, n, 2)
+            out = torch.empty_like(s)
+            interpolate_rows(s.contiguous().numpy(), pair[..., 0].contiguous().numpy(),
+                             pair[..., 1].contiguous().numpy(), float(start), float(inv_h), out.numpy())
+        else:
+            out = self._interpolate(s, packed, start, inv_h)
         if not with_pm:
             cfg = self.config
             a = self.pm_weights[t].to(s.dtype).view(1, N, 1)
             out = out + a * s * _conductance(s * s * (1.0 / (cfg["kappa"] * cfg["kappa"])), cfg["conductance"])
         return out
+
+    @staticmethod
+    def _interpolate(s: torch.Tensor, packed: torch.Tensor, start: float, inv_h: float) -> torch.Tensor:
+        """The table lookup in tensor operations (any device): the reference of the compiled CPU kernel."""
+        B, N, _ = s.shape
+        n = packed.shape[1]
+        z = torch.mul(s, inv_h).add_(-start * inv_h).clamp_(0.0, n - 1.0)
+        i0 = z.long()  # floor (z >= 0); the last cell's slope is 0, so i0 = n - 1 needs no clamp
+        z.frac_()  # the fraction, in [0, 1)
+        pair = packed.unsqueeze(0).expand(B, N, n).gather(2, i0).view(torch.float32)
+        return torch.addcmul(pair[..., 0::2], z, pair[..., 1::2]).view(B, N, -1)
 
     def _pad(self, u: torch.Tensor) -> torch.Tensor:
         m = self.config["filter_size"]
