@@ -28,6 +28,7 @@ __all__ = [
     "PM_METHODS",
     "CONDUCTANCES",
     "TENSOR_KINDS",
+    "LEARNED_DENOISERS",
     "INPAINT_METHODS",
     "ProcessEntry",
     "PROCESSES",
@@ -53,6 +54,8 @@ PM_METHODS = ("explicit", "aos")
 CONDUCTANCES = ("exponential", "rational", "tukey")
 #: :func:`pdediff.tensor_diffusion` ``kind``: edge- or coherence-enhancing diffusion.
 TENSOR_KINDS = ("eed", "ced")
+#: The shipped learned denoisers (:func:`pdediff.torch.load_denoiser`, ``pdediff denoise --method``).
+LEARNED_DENOISERS = ("tnrd", "cnn")
 #: :func:`pdediff.inpaint` ``method``.
 INPAINT_METHODS = ("harmonic", "biharmonic", "perona_malik", "learned")
 

@@ -232,11 +232,11 @@ def test_a_new_library_template_cannot_make_the_cli_print_a_python_name(command,
     def fail(args):
         raise ParameterError(template, param=next(iter(dests)))
 
-    module = getattr(cli, command)
+    module = getattr(cli, command.replace("-", "_"))
     monkeypatch.setattr(module, "run", fail)
     argv = {"denoise": ["x.npy", "-o", "y.npy"], "inpaint": ["x.npy", "--mask", "m.npy", "-o", "y.npy"],
             "train": ["--out", "r"], "restyle": ["x.npy", "-o", "y.npy"], "sample": ["-o", "g.png"],
-            "study": ["denoise"]}.get(command, [])
+            "study": ["denoise"], "train-denoiser": ["cnn", "--out", "r"]}.get(command, [])
     assert main([command, *argv]) == 2
     line = _last_error_line(capsys, command)
     for dest, action in dests.items():
@@ -315,7 +315,8 @@ def test_choices_come_from_the_catalogue():
 
     assert choices("train", "process") == catalogue.PROCESS_NAMES
     assert choices("inpaint", "method") == catalogue.INPAINT_METHODS
-    assert choices("denoise", "method") == catalogue.PM_METHODS + catalogue.TENSOR_KINDS
+    assert choices("denoise", "method") == catalogue.PM_METHODS + catalogue.TENSOR_KINDS + catalogue.LEARNED_DENOISERS
+    assert choices("train-denoiser", "model") == catalogue.LEARNED_DENOISERS
     assert choices("denoise", "conductance") == catalogue.CONDUCTANCES
     assert choices("inpaint", "conductance") == catalogue.CONDUCTANCES
     help_text = cmds["train"].format_help()

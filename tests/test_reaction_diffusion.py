@@ -285,3 +285,61 @@ def test_influence_functions_are_the_gaussian_mixture_plus_the_pm_term(num_rbf):
     with torch.no_grad():
         phi = model.influence(0, s.view(1, 1, -1).expand(1, 3, -1).contiguous())[0]
     torch.testing.assert_close(phi, dense + pm, rtol=0, atol=1e-11)
+
+
+@pytest.mark.parametrize("conductance", ["exponential", "rational", "tukey"])
+@pytest.mark.parametrize("ndim,shape", [(2, (2, 23, 31)), (3, (9, 10, 11))])
+def test_inference_table_matches_the_exact_mixture(conductance, ndim, shape):
+    """float32 without gradients: phi by table, K/K^T by unfold/fold (2-D); the exact path within 1e-4."""
+    model = ReactionDiffusion.from_perona_malik(0.1, 0.2 if ndim == 2 else 0.15, conductance=conductance, stages=3,
+                                                ndim=ndim, filters=6, filter_size=4 if ndim == 2 else 3, seed=1)
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for t in range(3):
+            model.rbf_weights[t].copy_(0.02 * torch.randn(model.rbf_weights[t].shape, generator=gen))
+            model.reaction[t].fill_(0.1)
+    x = torch.rand(shape, generator=gen)
+    with torch.no_grad():
+        fast = model(x)
+        assert len(model._tables) == 3  # the table path ran
+        model.lookup = False
+        exact = model(x)
+        model.lookup = True
+        again = model(x)
+        model.rbf_weights[1].add_(0.01)  # new weights: the cached table is rebuilt
+        changed = model(x)
+
+    assert float((fast - exact).abs().max()) < 1e-4
+    assert float((fast - exact).abs().max()) > 0  # a different evaluation, not the same code
+    assert torch.equal(fast, again)
+    assert float((changed - fast).abs().max()) > 1e-4
+    # responses far outside the table: the Gaussians' tails are 0, the Perona–Malik term exact or negligible
+    s = torch.tensor([[-50.0, -3.0, 0.0, 0.05, 3.0, 50.0]]).expand(6, -1).unsqueeze(0).contiguous()
+    with torch.no_grad():
+        table = model._table(0, s.device)
+        torch.testing.assert_close(model._influence_table(0, s.clone(), table), model.influence(0, s),
+                                   rtol=0, atol=2e-6)
+    # with gradients (training) the exact path runs
+    y = model(x)
+    assert y.requires_grad
+
+
+def test_compiled_table_lookup_matches_the_tensor_operations():
+    """pdediff.kernels.cpu.lookup (one fused pass) against the same lookup in tensor operations."""
+    model = ReactionDiffusion.from_perona_malik(0.1, 0.2, stages=1, filters=5, filter_size=3)
+    with torch.no_grad():
+        model.rbf_weights[0].copy_(0.05 * torch.randn(model.rbf_weights[0].shape,
+                                                      generator=torch.Generator().manual_seed(2)))
+    table = model._table(0, torch.device("cpu"))
+    gen = torch.Generator().manual_seed(4)
+    s = torch.cat([torch.randn(2, 5, 300, generator=gen) * 0.5,
+                   torch.tensor([-1e9, -3.0, 0.0, 3.0, 1e9]).view(1, 1, 5).expand(2, 5, 5)], dim=2).contiguous()
+    packed, start, inv_h, _ = table
+    ref = model._interpolate(s, packed, start, inv_h)
+    with torch.no_grad():
+        fast = model._influence_table(0, s, table)
+    torch.testing.assert_close(fast, ref, rtol=0, atol=1e-6)
+    assert not torch.equal(fast, torch.zeros_like(fast))
+    s[0, 0, 0] = float("nan")
+    with torch.no_grad():
+        assert torch.isnan(model._influence_table(0, s, table)[0, 0, 0])

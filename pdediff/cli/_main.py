@@ -7,14 +7,14 @@ import signal
 import sys
 
 from ..errors import ParameterError
-from . import bench, demo, denoise, inpaint, restyle, sample, study, train
+from . import bench, demo, denoise, inpaint, restyle, sample, study, train, train_denoiser
 from ._common import _Parser, check_seed
 from ._errors import CLIError, render
 from ._signals import _install_signal_handlers, _interrupt_cause, _stopped
 
 #: The commands, in the order ``pdediff --help`` lists them; each module's ``register(subparsers)`` adds its
 #: parser with ``set_defaults(func=run)`` (and, where library names differ from its flags, ``library_names``).
-COMMANDS = (demo, denoise, inpaint, train, sample, restyle, study, bench)
+COMMANDS = (demo, denoise, inpaint, train, train_denoiser, sample, restyle, study, bench)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -6,7 +6,7 @@ import argparse
 
 import numpy as np
 
-from ..catalogue import CONDUCTANCES, PM_METHODS, TENSOR_KINDS
+from ..catalogue import CONDUCTANCES, LEARNED_DENOISERS, PM_METHODS, TENSOR_KINDS
 from ._errors import CLIError, library_errors
 from ._images import (
     DTYPE_CHOICES,
@@ -23,7 +23,9 @@ from ._images import (
 LIBRARY_NAMES = {"image": "input", "max_steps=None": "--max-steps 0", "scheme": "method", "kind": "method"}
 #: ``--method`` values that run :func:`pdediff.tensor_diffusion` (the others Perona–Malik).
 TENSOR_METHODS = TENSOR_KINDS
-_TITLES = {"eed": "EED", "ced": "CED"}
+#: ``--method`` values that run a shipped learned model (:func:`pdediff.torch.denoisers.denoise_learned`).
+LEARNED_METHODS = LEARNED_DENOISERS
+_TITLES = {"eed": "EED", "ced": "CED", "tnrd": "TNRD (learned)", "cnn": "CNN (learned)"}
 
 
 def register(subparsers) -> None:
@@ -32,9 +34,10 @@ def register(subparsers) -> None:
 
     n = subparsers.add_parser(
         "denoise",
-        help="edge-preserving (Perona–Malik, EED, CED) denoising of an image or volume",
-        description="Denoise INPUT with Perona–Malik diffusion, or Weickert's edge-enhancing (EED) or "
-        "coherence-enhancing (CED) tensor diffusion, and write OUTPUT. Formats: .npy .npz .png .jpg "
+        help="edge-preserving (Perona–Malik, EED, CED) or learned (TNRD, CNN) denoising of an image or volume",
+        description="Denoise INPUT with Perona–Malik diffusion, Weickert's edge-enhancing (EED) or "
+        "coherence-enhancing (CED) tensor diffusion, or a shipped learned model (tnrd: trainable "
+        "reaction-diffusion; cnn: a noise-level-conditional CNN; needs the torch extra), and write OUTPUT. Formats: .npy .npz .png .jpg "
         ".tif/.tiff (stacks as volumes) .nii/.nii.gz .mgz/.mgh, Analyze .hdr/.img (read), DICOM (.dcm file or a "
         "series folder). INPUT is never modified; every output is checked before computing and written "
         "atomically (all outputs or none); no conversion clips or wraps values silently.",
@@ -46,10 +49,20 @@ def register(subparsers) -> None:
     n.add_argument("--kappa", default="auto", help="edge threshold, or 'auto' (default); not used by CED")
     n.add_argument("--conductance", choices=CONDUCTANCES, default=None,
                    help="diffusivity across edges (default: exponential; EED: Weickert's, which only EED has)")
-    n.add_argument("--method", choices=PM_METHODS + TENSOR_METHODS, default="explicit",
+    n.add_argument("--method", choices=PM_METHODS + TENSOR_METHODS + LEARNED_METHODS, default="explicit",
                    help="Perona–Malik: explicit 2N-neighbour steps (default) or AOS (semi-implicit, large time "
                    "steps); tensor diffusion: eed (edge-enhancing: also smooths along edges) or ced "
-                   "(coherence-enhancing: smooths along line-like structures, closes gaps)")
+                   "(coherence-enhancing: smooths along line-like structures, closes gaps); learned: tnrd or cnn "
+                   "(grey models: colour channels one by one; 3-D scans slice by slice across the axis of the "
+                   "largest spacing; the image's range, from its 3x3 median filter, is mapped onto [0, 1]; "
+                   "the result is clipped to the input's range)")
+    n.add_argument("--noise-level", type=float, default=None,
+                   help="--method cnn: the noise's standard deviation in INPUT's units (default: estimated per "
+                   "slice and channel from the finest Haar details)")
+    n.add_argument("--threads", type=int, default=None,
+                   help="--method tnrd|cnn: torch CPU threads (default: 1 unless OMP_NUM_THREADS is set)")
+    n.add_argument("--weights", metavar="MODEL.pt", default=None,
+                   help="--method tnrd|cnn: a model written by pdediff train-denoiser instead of the shipped one")
     n.add_argument("--dt", type=float, default=None, help="time step (default: the explicit stability limit)")
     n.add_argument("--sigma", type=float, default=None,
                    help="pre-smoothing sigma, physical units (default: 0.8 voxel of the finest axis; EED/CED: 1)")
@@ -99,6 +112,24 @@ def run(args: argparse.Namespace) -> None:
         raise CLIError(f"{flag} applies to --method {' or '.join(TENSOR_METHODS)} only; got --method {args.method}")
     if args.method == "eed" and args.alpha is not None:
         raise CLIError("--alpha applies to --method ced only; EED's diffusivity across edges follows --kappa")
+    learned = args.method in LEARNED_METHODS
+    if not learned and (args.noise_level is not None or args.weights is not None or args.threads is not None):
+        flag = "--noise-level" if args.noise_level is not None else "--weights" if args.weights else "--threads"
+        raise CLIError(f"{flag} applies to --method {' or '.join(LEARNED_METHODS)} only; got --method {args.method}")
+    if learned:
+        if args.noise_level is not None and args.method != "cnn":
+            raise CLIError("--noise-level applies to --method cnn only (tnrd was trained blind on 0-25 percent noise)")
+        given = [f for f, v in (("--num-iter", args.num_iter), ("--conductance", args.conductance),
+                                ("--dt", args.dt), ("--sigma", args.sigma), ("--rho", args.rho),
+                                ("--alpha", args.alpha), ("--chunks", args.chunks)) if v is not None]
+        if args.kappa != "auto":
+            given.append("--kappa")
+        if given:
+            raise CLIError(f"{given[0]} does not apply to --method {args.method} (a trained model has no such "
+                           "setting)")
+        if args.noise_level is not None and not (np.isfinite(args.noise_level) and args.noise_level >= 0):
+            raise CLIError(f"--noise-level must be a finite non-negative number; got {args.noise_level}")
+        return _run_learned(args)
     if args.chunks is not None:
         return _run_chunked(args)
     # Perona–Malik obeys the maximum principle: an integer output type is checked against INPUT before computing
@@ -130,6 +161,57 @@ def run(args: argparse.Namespace) -> None:
     if not args.quiet:
         report_job(job, "denoised", result, info.spacing, rescaled, stored_out)
         _report_settings(args, info, tensor)
+        if job.preview is not None:
+            print(f"  preview: {job.preview}")
+
+
+def _run_learned(args: argparse.Namespace) -> None:
+    """``denoise --method tnrd|cnn``: a shipped (or ``--weights``) model, with every rule the other methods keep."""
+    from ._common import _need_torch
+
+    # the result is clipped to the input's range, so an integer output type is checked before computing
+    job = open_job(args, verb="denoising", max_principle=True)
+    data = job.data
+    n_bad = data.size - int(np.count_nonzero(np.isfinite(data))) if data.dtype.kind == "f" else 0
+    if n_bad:
+        raise CLIError(f"{job.src}: {n_bad} of {data.size} values are NaN or infinite; a learned denoiser needs "
+                       "finite values: replace them first (e.g. numpy.nan_to_num), pdediff does not guess missing "
+                       "data")
+    spatial = data.ndim - (job.channel_axis is not None)
+    if spatial not in (2, 3):
+        raise CLIError(f"{job.src}: --method {args.method} denoises 2-D images and 3-D scans; got {spatial}-D data")
+    spacing = args.spacing if args.spacing is not None else (job.scan.spacing or 1.0)
+    sp = tuple(float(v) for v in np.broadcast_to(np.asarray(spacing, dtype=float), (spatial,))) \
+        if np.ndim(spacing) == 0 or len(spacing) == spatial else None
+    if sp is None:
+        raise CLIError(f"--spacing needs 1 or {spatial} values for this {spatial}-D image; got {len(spacing)}")
+    if args.threads is not None and args.threads < 1:
+        raise CLIError(f"--threads must be a positive integer; got {args.threads}")
+    _need_torch("denoise", args.threads)
+    with library_errors(ImportError):
+        from ..torch.denoisers import denoise_learned, load_denoiser
+    with library_errors(OSError):  # CheckpointError: a missing, damaged or code-holding weights file
+        if args.weights is None:
+            model = load_denoiser(args.method)
+        else:
+            from ..torch import CNNDenoiser, ReactionDiffusion
+
+            model = (ReactionDiffusion if args.method == "tnrd" else CNNDenoiser).load(args.weights)
+    try:
+        with library_errors():
+            out = denoise_learned(job.colour, args.method, sigma=args.noise_level, channel_axis=job.channel_axis,
+                                  spacing=sp, model=model)
+    except MemoryError:
+        raise CLIError(f"{job.src}: out of memory while denoising {data.shape}; crop or downsample the scan first") \
+            from None
+    title = _TITLES[args.method]
+    result, rescaled, stored_out = write_job(job, out, sp, rescale=args.rescale, title=title)
+    if not args.quiet:
+        report_job(job, "denoised", result, sp, rescaled, stored_out)
+        axis = "" if spatial == 2 else f"; slice by slice across axis {int(np.argmax(sp))} (the largest spacing)"
+        level = "" if args.method != "cnn" else (
+            f"; noise level {args.noise_level:g}" if args.noise_level is not None else "; noise level estimated")
+        print(f"  method {args.method} ({args.weights or 'shipped weights'}){level}{axis}")
         if job.preview is not None:
             print(f"  preview: {job.preview}")
 

@@ -15,6 +15,11 @@ never imports torch; importing :mod:`pdediff.torch` does.
   :func:`plot_reaction_diffusion`: trainable nonlinear reaction–diffusion
   (Chen & Pock's TNRD), initialised from Perona–Malik
   (:mod:`pdediff.torch.reaction_diffusion`).
+* :class:`CNNDenoiser`, :func:`train_cnn_denoiser`, :func:`estimate_noise_level`:
+  a noise-level-conditional residual CNN (:mod:`pdediff.torch.cnn_denoiser`).
+* :func:`load_denoiser`, :func:`denoise_learned`, :func:`retrain_denoiser`: the
+  shipped ``"tnrd"`` and ``"cnn"`` weights, denoising arrays (grey, colour,
+  3-D slice-wise) and the recipes that made them (:mod:`pdediff.torch.denoisers`).
 * :func:`repaint`, :func:`restyle`: inpainting (RePaint) and style transfer
   (SDEdit) with a trained model, for every process (:mod:`pdediff.torch.restoration`).
 * :mod:`pdediff.torch.data`: digits, synthetic shapes, image patches, MNIST and
@@ -49,6 +54,8 @@ from .data import load_dataset
 from .runs import PROCESSES, Run, load_run, make_process, train_run
 from .restoration import repaint, restyle
 from .reaction_diffusion import ReactionDiffusion, plot_reaction_diffusion, train_reaction_diffusion
+from .cnn_denoiser import CNNDenoiser, estimate_noise_level, train_cnn_denoiser
+from .denoisers import denoise_learned, load_denoiser, retrain_denoiser
 from .training import sample, train
 from .unet import UNet
 
@@ -77,4 +84,10 @@ __all__ = [
     "ReactionDiffusion",
     "train_reaction_diffusion",
     "plot_reaction_diffusion",
+    "CNNDenoiser",
+    "train_cnn_denoiser",
+    "estimate_noise_level",
+    "load_denoiser",
+    "denoise_learned",
+    "retrain_denoiser",
 ]

@@ -59,6 +59,7 @@ from torch.nn import functional as F
 from ..catalogue import CONDUCTANCES
 from ..errors import CheckpointError, ParameterError
 from ..io import atomic_path
+from ..kernels.cpu.lookup import interpolate_rows
 
 __all__ = ["ReactionDiffusion", "train_reaction_diffusion", "plot_reaction_diffusion", "ReactionDiffusionTraining"]
 
@@ -107,6 +108,13 @@ def _symmetric_index(n: int, pad: int, device: torch.device) -> torch.Tensor:
 #: Gaussians farther than this many widths from a response are left out of the mixture (each would add at most
 #: ``exp(-0.5 * 7.5^2) < 7e-13`` of its weight): every response meets the ``2 * _RBF_REACH + 1`` nearest centres.
 _RBF_REACH = 7
+#: The inference table (float32, no gradients): grid cells per Gaussian width (and per ``kappa``); linear
+#: interpolation's error is at most ``h^2 / 8 max|phi''|``, about ``3e-5`` of a Gaussian's weight.
+_TABLE_CELLS = 64
+#: ... its half-width covers the Perona–Malik term to ``_PM_REACH kappa`` (``s exp(-s^2/kappa^2)`` is below
+#: ``1e-15 kappa`` beyond), and a table longer than ``_TABLE_MAX`` entries per filter is not built.
+_PM_REACH = 7
+_TABLE_MAX = 1 << 17
 
 
 class _RBFMixture(torch.autograd.Function):
@@ -255,6 +263,10 @@ class ReactionDiffusion(torch.nn.Module):
                                                    for _ in range(stages)])
         self.pm_weights = torch.nn.ParameterList([torch.nn.Parameter(torch.zeros(filters, dtype=dtype)) for _ in range(stages)])
         self.reaction = torch.nn.ParameterList([torch.nn.Parameter(torch.zeros((), dtype=dtype)) for _ in range(stages)])
+        #: Evaluate the influence functions by a lookup table in float32 without gradients (inference):
+        #: within ``1e-4`` of the exact evaluation on ``[0, 1]`` images; ``False`` always evaluates them exactly.
+        self.lookup = True
+        self._tables: dict = {}  # stage -> (parameter versions, table): rebuilt when the weights change
         self.register_buffer("centres", torch.linspace(-rbf_range, rbf_range, num_rbf, dtype=torch.float64),
                              persistent=False)
 
@@ -341,8 +353,85 @@ class ReactionDiffusion(torch.nn.Module):
         view = (1, n) + (1,) * (s.ndim - 2)
         a = self.pm_weights[t].to(s.dtype).view(view)
         out = a * s * _conductance(s * s * (1.0 / (cfg["kappa"] * cfg["kappa"])), cfg["conductance"])
-        gamma = (2 * cfg["rbf_range"] / (cfg["num_rbf"] - 1)) if cfg["num_rbf"] > 1 else cfg["rbf_range"]
-        return out + _RBFMixture.apply(s, self.rbf_weights[t].to(s.dtype), -cfg["rbf_range"], gamma)
+        return out + _RBFMixture.apply(s, self.rbf_weights[t].to(s.dtype), -cfg["rbf_range"], self._gamma())
+
+    def _gamma(self) -> float:
+        cfg = self.config
+        return (2 * cfg["rbf_range"] / (cfg["num_rbf"] - 1)) if cfg["num_rbf"] > 1 else cfg["rbf_range"]
+
+    def _table(self, t: int, device: torch.device) -> tuple[torch.Tensor, float, float, bool] | None:
+        """Stage ``t``'s influence functions tabulated for :meth:`_influence_table` (``None``: too fine a grid).
+
+        Returns ``(table, start, 1 / h, with_pm)``: ``table`` ``(N, n)``, each cell ``phi_k(start + i h)``
+        and the difference to the next cell as two float32 packed in one float64; ``with_pm`` says whether the Perona–Malik term is in it (exponential
+        and Tukey conductances, negligible beyond the grid) or must be added exactly (rational, whose
+        ``kappa^2 / s`` tail is not).
+        """
+        key = (t, str(device), self.rbf_weights[t]._version, self.pm_weights[t]._version,
+               self.rbf_weights[t].data_ptr(), self.pm_weights[t].data_ptr())
+        cached = self._tables.get(t)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        cfg = self.config
+        gamma, kappa = self._gamma(), cfg["kappa"]
+        with_pm = cfg["conductance"] != "rational"
+        half = cfg["rbf_range"] + (_RBF_REACH + 1) * gamma
+        h = gamma / _TABLE_CELLS
+        if with_pm:
+            half = max(half, _PM_REACH * kappa)
+            h = min(h, kappa / _TABLE_CELLS)
+        n = int(math.ceil(2 * half / h)) + 1
+        if n > _TABLE_MAX:
+            self._tables[t] = (key, None)
+            return None
+        grid = torch.linspace(-half, half, n, dtype=torch.float64, device=device)
+        N = self.filters[t].shape[0]
+        s = grid.view(1, 1, n).expand(1, N, n)
+        w = self.rbf_weights[t].detach().to(device, torch.float64)
+        phi = _RBFMixture.apply(s, w, -cfg["rbf_range"], gamma)[0]
+        if with_pm:
+            a = self.pm_weights[t].detach().to(device, torch.float64).view(N, 1)
+            phi = phi + a * s[0] * _conductance(s[0] * s[0] * (1.0 / (kappa * kappa)), cfg["conductance"])
+        v = phi.to(torch.float32)
+        slope = torch.zeros_like(v)
+        slope[:, :-1] = v[:, 1:] - v[:, :-1]
+        packed = torch.stack([v, slope], dim=2).contiguous().view(torch.float64).view(N, n)
+        table = (packed, -half, (n - 1) / (2 * half), with_pm)
+        self._tables[t] = (key, table)
+        return table
+
+    def _influence_table(self, t: int, s: torch.Tensor, table: tuple) -> torch.Tensor:
+        """``phi`` of responses ``s`` ``(B, N, L)`` by linear interpolation in the table of :meth:`_table`.
+
+        One gather per response: each table cell holds its value and the slope to the next, packed in
+        8 bytes (float32 inference, no gradients).
+        """
+        packed, start, inv_h, with_pm = table
+        B, N, _ = s.shape
+        n = packed.shape[1]
+        if s.device.type == "cpu":  # one fused compiled pass (pdediff.kernels.cpu.lookup)
+            pair = packed.view(torch.float32).view(N, n, 2)
+            out = torch.empty_like(s)
+            interpolate_rows(s.contiguous().numpy(), pair[..., 0].contiguous().numpy(),
+                             pair[..., 1].contiguous().numpy(), float(start), float(inv_h), out.numpy())
+        else:
+            out = self._interpolate(s, packed, start, inv_h)
+        if not with_pm:
+            cfg = self.config
+            a = self.pm_weights[t].to(s.dtype).view(1, N, 1)
+            out = out + a * s * _conductance(s * s * (1.0 / (cfg["kappa"] * cfg["kappa"])), cfg["conductance"])
+        return out
+
+    @staticmethod
+    def _interpolate(s: torch.Tensor, packed: torch.Tensor, start: float, inv_h: float) -> torch.Tensor:
+        """The table lookup in tensor operations (any device): the reference of the compiled CPU kernel."""
+        B, N, _ = s.shape
+        n = packed.shape[1]
+        z = torch.mul(s, inv_h).add_(-start * inv_h).clamp_(0.0, n - 1.0)
+        i0 = z.long()  # floor (z >= 0); the last cell's slope is 0, so i0 = n - 1 needs no clamp
+        z.frac_()  # the fraction, in [0, 1)
+        pair = packed.unsqueeze(0).expand(B, N, n).gather(2, i0).view(torch.float32)
+        return torch.addcmul(pair[..., 0::2], z, pair[..., 1::2]).view(B, N, -1)
 
     def _pad(self, u: torch.Tensor) -> torch.Tensor:
         m = self.config["filter_size"]
@@ -382,11 +471,29 @@ class ReactionDiffusion(torch.nn.Module):
         Tensor
             The next estimate, same shape and dtype.
         """
+        nd = self.config["ndim"]
         w = self._filters(t, u.dtype)
-        r = _CONV[self.config["ndim"]](self._pad(u), w)
-        back = _CONV_T[self.config["ndim"]](self.influence(t, r), w)
+        table = self._table(t, u.device) if self._fast(u) else None
+        if table is None:
+            r = _CONV[nd](self._pad(u), w)
+            back = _CONV_T[nd](self.influence(t, r), w)
+        elif nd == 2:  # inference in 2-D: K and K^T as matrix products with unfold/fold (single-channel
+            # convolutions are several times slower in oneDNN), phi from the table
+            m = self.config["filter_size"]
+            wm = w.reshape(w.shape[0], -1)
+            padded = self._pad(u)
+            r = wm @ F.unfold(padded, m)  # (B, N, cells)
+            back = F.fold(wm.t() @ self._influence_table(t, r, table), padded.shape[2:], m)
+        else:
+            r = _CONV[nd](self._pad(u), w)
+            shape = r.shape
+            back = _CONV_T[nd](self._influence_table(t, r.flatten(2), table).view(shape), w)
         diffusion = self._unpad(back, u.shape[2:])
         return u - diffusion - self.reaction[t].to(u.dtype) * (u - f)
+
+    def _fast(self, u: torch.Tensor) -> bool:
+        """Whether :meth:`stage` evaluates ``phi`` by table: float32 with gradients off and ``lookup`` on."""
+        return self.lookup and u.dtype == torch.float32 and not torch.is_grad_enabled()
 
     def forward(self, x: torch.Tensor, *, stages: int | None = None) -> torch.Tensor:
         """Denoise ``x``: run the stages with ``f = x`` and ``u_0 = x``.
@@ -509,7 +616,7 @@ def _save(obj: dict, path: str) -> None:
             torch.save(obj, f)
 
 
-def _load(path: str, map_location: Any, keys: Sequence[str]) -> dict:
+def _load(path: str, map_location: Any, keys: Sequence[str], *, kind: str = _KIND) -> dict:
     """``torch.load(weights_only=True)`` with pdediff's errors: a file holding code is refused, never run."""
     if not os.path.isfile(path):
         raise CheckpointError(f"{path} does not exist")
@@ -527,8 +634,8 @@ def _load(path: str, map_location: Any, keys: Sequence[str]) -> dict:
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError, AttributeError, KeyError) as exc:
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"{path} is corrupt or not a torch file ({msg})") from None
-    if not isinstance(state, dict) or state.get("kind") != _KIND or any(k not in state for k in keys):
-        raise CheckpointError(f"{path} is not a pdediff ReactionDiffusion file")
+    if not isinstance(state, dict) or state.get("kind") != kind or any(k not in state for k in keys):
+        raise CheckpointError(f"{path} is not a pdediff {kind.split('.')[-1]} file")
     return state
 
 
@@ -560,22 +667,27 @@ def _as_images(images: Any, ndim: int) -> list[torch.Tensor]:
 
 
 def _batch(images: list[torch.Tensor], B: int, p: int, levels: tuple[float, float], gen: torch.Generator,
-           ndim: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``B`` random patches (random image, corner, flips, rot90) and their noisy copies, drawn from ``gen``."""
+           ndim: int, *, with_sigma: bool = False) -> tuple[torch.Tensor, ...]:
+    """``B`` random patches (random image, corner, flips, rot90) and their noisy copies, drawn from ``gen``.
+
+    The last ``ndim`` axes of each image are spatial (a leading channel axis is kept); ``with_sigma`` also
+    returns each patch's noise standard deviation, shape ``(B, 1, ..., 1)``.
+    """
     clean = []
     for _ in range(B):
         im = images[int(torch.randint(len(images), (1,), generator=gen))]
-        corner = [int(torch.randint(n - p + 1, (1,), generator=gen)) for n in im.shape]
-        patch = im[tuple(slice(c, c + p) for c in corner)]
-        flips = [a for a in range(ndim) if int(torch.randint(2, (1,), generator=gen))]
+        lead = im.ndim - ndim
+        corner = [int(torch.randint(n - p + 1, (1,), generator=gen)) for n in im.shape[lead:]]
+        patch = im[(slice(None),) * lead + tuple(slice(c, c + p) for c in corner)]
+        flips = [lead + a for a in range(ndim) if int(torch.randint(2, (1,), generator=gen))]
         if flips:
             patch = patch.flip(flips)
-        patch = torch.rot90(patch, int(torch.randint(4, (1,), generator=gen)), (ndim - 2, ndim - 1))
+        patch = torch.rot90(patch, int(torch.randint(4, (1,), generator=gen)), (patch.ndim - 2, patch.ndim - 1))
         clean.append(patch)
     clean_t = torch.stack(clean)
-    sigma = levels[0] + (levels[1] - levels[0]) * torch.rand((B,) + (1,) * ndim, generator=gen)
+    sigma = levels[0] + (levels[1] - levels[0]) * torch.rand((B,) + (1,) * (clean_t.ndim - 1), generator=gen)
     noisy = clean_t + sigma * torch.randn(clean_t.shape, generator=gen)
-    return clean_t, noisy
+    return (clean_t, noisy, sigma) if with_sigma else (clean_t, noisy)
 
 
 def _schedule(step: int, steps: int, stages: int, greedy: float) -> int:
@@ -600,6 +712,7 @@ def train_reaction_diffusion(
     checkpoint_dir: str | os.PathLike | None = None,
     checkpoint_every: int = 100,
     progress: bool = False,
+    stop_at: int | None = None,
 ) -> ReactionDiffusionTraining:
     """Train a :class:`ReactionDiffusion` model to denoise: greedy (stage by stage), then joint.
 
@@ -641,6 +754,9 @@ def train_reaction_diffusion(
         exists, training resumes from it bit for bit (the settings must match).
     checkpoint_every : int
         Steps between checkpoints.
+    stop_at : int, optional
+        Stop after this step (a checkpoint is written there) although the schedule is ``steps`` long: a
+        later call with a larger ``stop_at`` (or none) continues the same run, bit for bit.
     progress : bool
         Show a tqdm progress bar.
 
@@ -723,11 +839,12 @@ def train_reaction_diffusion(
                    "losses": torch.tensor(result.losses, dtype=torch.float64), "step": int(result.step),
                    "settings": settings}, ckpt)
 
-    iterator = range(result.step, steps)
+    end = steps if stop_at is None else min(steps, _int(stop_at, "stop_at", 0))
+    iterator = range(result.step, end)
     if progress:
         from tqdm.auto import tqdm
 
-        iterator = tqdm(iterator, desc="train ReactionDiffusion", initial=result.step, total=steps, disable=None)
+        iterator = tqdm(iterator, desc="train ReactionDiffusion", initial=result.step, total=end, disable=None)
     T = model.config["stages"]
     model.train()
     for step in iterator:
