@@ -159,10 +159,10 @@ def test_cli_train_denoiser_resumes(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["train-denoiser", "cnn", "--out", str(out), "--steps", "2", "--quiet"]) == 0
     ck = torch.load(out / "checkpoint.pt", weights_only=True)
-    assert ck["step"] == 2 and (out / "cnn.pt").exists() and (out / "training.json").exists()
+    assert ck["step"] == 2 and (out / "cnn.npz").exists() and (out / "training.json").exists()
     assert main(["train-denoiser", "cnn", "--out", str(out), "--steps", "3"]) == 0
     assert "to step 3" in capsys.readouterr().out
-    model = CNNDenoiser.load(out / "cnn.pt")
+    model = CNNDenoiser.load(out / "cnn.npz")
     assert model.config == {"channels": 1, "depth": 8, "width": 32, "seed": 0}
     assert main(["train-denoiser", "cnn", "--out", str(out), "--steps", "0"]) == 2
 
@@ -198,7 +198,7 @@ def test_shipped_weights_load_offline_and_denoise(shipped):
     assert isinstance(shipped["tnrd"], ReactionDiffusion) and isinstance(shipped["cnn"], CNNDenoiser)
     assert {k: shipped["cnn"].config[k] for k in RECIPES["cnn"]["model"]} == RECIPES["cnn"]["model"]
     assert shipped["tnrd"].config["stages"] == RECIPES["tnrd"]["model"]["stages"]
-    assert sum(f.stat().st_size for f in _WEIGHTS.glob("*.pt")) < 5e6
+    assert sum(f.stat().st_size for f in _WEIGHTS.glob("*.npz")) < 5e6
     clean = data.camera()[200:296, 200:296] / 255.0  # held out: camera is a test image
     noisy = clean + 0.1 * np.random.default_rng(0).standard_normal(clean.shape)
 
@@ -208,3 +208,33 @@ def test_shipped_weights_load_offline_and_denoise(shipped):
     for name, model in shipped.items():
         out = denoise_learned(noisy, name, model=model)
         assert psnr(out) > psnr(noisy) + 5, name  # 20 dB noisy; both models reach 26+ on this crop
+
+
+def test_shipped_weights_hold_no_pickle_and_round_trip(tmp_path, tiny):
+    """The shipped files are plain .npy members (numpy refuses object arrays with allow_pickle=False), and a model
+    written as .npz reads back identical, config included; a foreign .npz is refused with CheckpointError."""
+    import zipfile
+
+    from pdediff.errors import CheckpointError
+    from pdediff.torch.denoisers import _WEIGHTS
+
+    files = sorted(_WEIGHTS.glob("*.npz"))
+    assert [f.stem for f in files] == ["cnn", "tnrd"] and not list(_WEIGHTS.glob("*.pt"))
+    for f in files:
+        names = zipfile.ZipFile(f).namelist()
+        assert names and all(n.endswith(".npy") for n in names), f
+        with np.load(f, allow_pickle=False) as z:
+            assert all(z[n].dtype != object for n in z.files)
+    for name, cls in (("tnrd", ReactionDiffusion), ("cnn", CNNDenoiser)):
+        model = tiny[name]
+        model.save(tmp_path / f"{name}.npz")
+        back = cls.load(tmp_path / f"{name}.npz")
+        a, b = model.state_dict(), back.state_dict()
+        assert back.config == model.config
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) and a[k].dtype == b[k].dtype for k in a)
+    np.savez(tmp_path / "foreign.npz", x=np.zeros(3))
+    with pytest.raises(CheckpointError, match="foreign.npz"):
+        CNNDenoiser.load(tmp_path / "foreign.npz")
+    (tmp_path / "cnn-as-tnrd.npz").write_bytes((tmp_path / "cnn.npz").read_bytes())
+    with pytest.raises(CheckpointError, match="not a pdediff"):
+        ReactionDiffusion.load(tmp_path / "cnn-as-tnrd.npz")

@@ -38,7 +38,7 @@ def cases(seeds=SEEDS):
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("--weights", default=None, help="folder holding tnrd.pt and cnn.pt (default: the shipped ones)")
+    p.add_argument("--weights", default=None, help="folder holding tnrd.npz and cnn.npz (default: the shipped ones)")
     p.add_argument("--baselines-only", action="store_true")
     p.add_argument("--models", default="tnrd,cnn", help="learned models to measure (default: tnrd,cnn)")
     p.add_argument("--out", default="learned_eval.json")
@@ -54,7 +54,7 @@ def main() -> None:
         from pdediff.torch import CNNDenoiser, ReactionDiffusion, denoise_learned, load_denoiser
 
         models = {n: (load_denoiser(n) if args.weights is None else
-                      (ReactionDiffusion if n == "tnrd" else CNNDenoiser).load(os.path.join(args.weights, f"{n}.pt")))
+                      (ReactionDiffusion if n == "tnrd" else CNNDenoiser).load(os.path.join(args.weights, f"{n}.npz")))
                   for n in args.models.split(",")}
         for n in models:
             methods[n] = (lambda x, lvl, n=n: denoise_learned(x, n, model=models[n]))

@@ -61,8 +61,9 @@ def register(subparsers) -> None:
                    "slice and channel from the finest Haar details)")
     n.add_argument("--threads", type=int, default=None,
                    help="--method tnrd|cnn: torch CPU threads (default: 1 unless OMP_NUM_THREADS is set)")
-    n.add_argument("--weights", metavar="MODEL.pt", default=None,
-                   help="--method tnrd|cnn: a model written by pdediff train-denoiser instead of the shipped one")
+    n.add_argument("--weights", metavar="MODEL.npz", default=None,
+                   help="--method tnrd|cnn: a model written by pdediff train-denoiser (MODEL.npz, or a .pt "
+                   "checkpoint, read without running code) instead of the shipped one")
     n.add_argument("--dt", type=float, default=None, help="time step (default: the explicit stability limit)")
     n.add_argument("--sigma", type=float, default=None,
                    help="pre-smoothing sigma, physical units (default: 0.8 voxel of the finest axis; EED/CED: 1)")

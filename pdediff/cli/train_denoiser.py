@@ -22,7 +22,7 @@ def register(subparsers) -> None:
         "(pdediff.torch.denoisers.RECIPES): random patches of scikit-image's bundled photographs (never the "
         "study's test images), Gaussian noise of 0-25 percent of the range, flips and rotations, seeded. --out holds "
         "checkpoint.pt (tensors only: loads without running code; rerunning resumes exactly), and at the end "
-        "MODEL.pt (the model, the format of pdediff/torch/weights/MODEL.pt) and training.json. Needs the torch "
+        "MODEL.npz (the model: JSON config and plain arrays, no pickle; the format of pdediff/torch/weights/MODEL.npz) and training.json. Needs the torch "
         "extra.",
     )
     t.add_argument("model", choices=MODELS, metavar="MODEL", help="tnrd (trainable reaction-diffusion) or cnn")

@@ -1,7 +1,8 @@
 """The shipped learned denoisers: training data, recipes, retraining, loading, and denoising arrays.
 
-Two models ship inside the package (``pdediff/torch/weights/<name>.pt``: a
-config and tensors only, read with ``torch.load(weights_only=True)``):
+Two models ship inside the package (``pdediff/torch/weights/<name>.npz``: a
+config (JSON) and plain arrays, read with ``numpy.load(allow_pickle=False)``:
+no pickle anywhere in the file):
 
 * ``"tnrd"``: :class:`~pdediff.torch.ReactionDiffusion`, 5 stages of 24
   filters 5 × 5, from Perona–Malik;
@@ -79,7 +80,7 @@ def retrain_denoiser(name: str, out: str | os.PathLike, *, steps: int | None = N
     ----------
     name : {"tnrd", "cnn"}
     out : path-like
-        Run folder: ``checkpoint.pt`` (resumed when present, bit for bit) and, at the end, ``<name>.pt``
+        Run folder: ``checkpoint.pt`` (resumed when present, bit for bit) and, at the end, ``<name>.npz``
         (the model alone, as shipped) and ``training.json`` (settings, losses per 50 steps, wall time).
     steps : int, optional
         Stop after this many steps (default: the recipe's ``stop_at``, else its ``steps``: what made the
@@ -112,7 +113,7 @@ def retrain_denoiser(name: str, out: str | os.PathLike, *, steps: int | None = N
         model = CNNDenoiser(**recipe["model"])
         res = train_cnn_denoiser(model, images, checkpoint_dir=out, checkpoint_every=25, progress=progress, **kw)
     wall = time.perf_counter() - t0
-    model.save(out / f"{name}.pt")
+    model.save(out / f"{name}.npz")
     losses = np.asarray(res.losses)
     record = {"name": name, "model": recipe["model"], "train": {k: list(v) if isinstance(v, tuple) else v
                                                               for k, v in kw.items()},
@@ -136,8 +137,8 @@ def load_denoiser(name: str) -> torch.nn.Module:
     Returns
     -------
     ReactionDiffusion or CNNDenoiser
-        Read from ``pdediff/torch/weights/<name>.pt`` with ``torch.load(weights_only=True)``: no network,
-        no pickled code.  Do not train the returned object in place (copy it first).
+        Read from ``pdediff/torch/weights/<name>.npz`` with ``numpy.load(allow_pickle=False)``: no
+        network, no pickle.  Do not train the returned object in place (copy it first).
 
     Raises
     ------
@@ -148,7 +149,7 @@ def load_denoiser(name: str) -> torch.nn.Module:
     """
     name = _name(name)
     if name not in _LOADED:
-        path = _WEIGHTS / f"{name}.pt"
+        path = _WEIGHTS / f"{name}.npz"
         model = ReactionDiffusion.load(path) if name == "tnrd" else CNNDenoiser.load(path)
         _LOADED[name] = model.eval()
     return _LOADED[name]

@@ -41,6 +41,7 @@ References
 
 from __future__ import annotations
 
+import json
 import math
 import numbers
 import os
@@ -611,15 +612,45 @@ def _from_state(state: dict, path: str) -> ReactionDiffusion:
 
 
 def _save(obj: dict, path: str) -> None:
+    """Write ``obj`` atomically: a ``.npz`` (a model: kind, config, tensors; no pickle at all) or a torch file."""
+    if path.endswith(".npz"):
+        if set(obj) != {"kind", "config", "model"}:
+            raise ValueError("only a model (kind, config, tensors) is written as .npz; checkpoints are torch files")
+        arrays = {"kind": np.frombuffer(obj["kind"].encode(), np.uint8),
+                  "config": np.frombuffer(json.dumps(obj["config"]).encode(), np.uint8)}
+        arrays.update({f"model/{k}": v.detach().cpu().numpy() for k, v in obj["model"].items()})
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as f:
+                np.savez(f, **arrays)
+        return
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
             torch.save(obj, f)
+
+
+def _load_npz(path: str, map_location: Any) -> dict:
+    """A model written as ``.npz`` by :func:`_save`, read with ``allow_pickle=False`` (plain arrays only)."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            kind = bytes(z["kind"]).decode()
+            config = json.loads(bytes(z["config"]).decode())
+            model = {k[len("model/"):]: torch.from_numpy(np.array(z[k])).to(map_location or "cpu")
+                     for k in z.files if k.startswith("model/")}
+    except (ValueError, KeyError, OSError, EOFError, UnicodeDecodeError, zipfile.BadZipFile) as exc:
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{path} is corrupt or not a pdediff model file ({msg})") from None
+    return {"kind": kind, "config": config, "model": model}
 
 
 def _load(path: str, map_location: Any, keys: Sequence[str], *, kind: str = _KIND) -> dict:
     """``torch.load(weights_only=True)`` with pdediff's errors: a file holding code is refused, never run."""
     if not os.path.isfile(path):
         raise CheckpointError(f"{path} does not exist")
+    if path.endswith(".npz"):
+        state = _load_npz(path, map_location)
+        if state["kind"] != kind or any(k not in state for k in keys):
+            raise CheckpointError(f"{path} is not a pdediff {kind.split('.')[-1]} file")
+        return state
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
