@@ -15,7 +15,7 @@ import numpy as np
 
 from .._backend import backend_for
 from .._operators import TridiagonalSystem, as_lines, constant_faces, face_diffusivities
-from .._overflow import overflow_scale, overflow_scale_for
+from .._overflow import overflow_scale
 from .._plan import HeatPlan, prepare_heat
 from ..heat.explicit import ExplicitHeatSolver
 from ..heat.implicit import ImplicitHeatSolver
@@ -188,14 +188,16 @@ def _implicit(u, D, n: int, dt: float, solver: ImplicitHeatSolver, chunks):
     from dask.array.utils import meta_from_array
 
     g = solver.grid
-    dt, form, growth = solver.form(dt)
+    scale_dt = dt
+    dt, form, _, _ = solver.form(dt)
     periodic = g.boundary == "periodic"
     common = {"diffusivity": solver.diffusivity if D is None else None, "bc": g.boundary}
     rs = [solver.theta * dt / h**2 for h in g.spacing]
-    # one power of two for the whole array (the intermediates cross chunks), from max|u| computed now (as
+    # one power of two for the whole array (the intermediates cross chunks: ImplicitHeatSolver.value_scale, down
+    # near the dtype's maximum, up for tiny values at huge dt), from max|u| computed now (as
     # kappa="auto" is): a lazy one would make every chunk of the graph wait, in memory, for the reduction
     hi, lo = dask.compute(u.max(), u.min())
-    scale = overflow_scale_for(max(float(hi), -float(lo)), u.dtype, growth)
+    scale = solver.value_scale(max(float(hi), -float(lo)), scale_dt)
     if scale != 1.0:
         u = u * u.dtype.type(scale)
     for _ in range(n):

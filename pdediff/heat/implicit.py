@@ -10,7 +10,8 @@ import numpy as np
 from .._backend import backend_for
 from .._validation import check_option, positive_step
 from ..kernels.formulas import TAU_MAX
-from ._base import _HeatSolverBase, overflow_scale
+from .._overflow import overflow_scale_for, underflow_scale_for
+from ._base import _HeatSolverBase
 from ._operators import TridiagonalSystem, as_lines, constant_faces, face_diffusivities
 from .explicit import ExplicitHeatSolver
 
@@ -111,23 +112,36 @@ class ImplicitHeatSolver(_HeatSolverBase):
         stiff = self.theta * self.diffusivity_max * max(1.0 / h**2 for h in self.grid.spacing)
         return min(dt, TAU_MAX / stiff) if math.isfinite(stiff) and stiff > 0 else dt
 
-    def form(self, dt: float) -> tuple[float, str, float]:
-        """How a step of ``dt`` runs: ``(dt used, form, growth)``.
+    def form(self, dt: float) -> tuple[float, str, float, float]:
+        """How a step of ``dt`` runs: ``(dt used, form, growth, coupling)``.
 
         ``dt used``: ``dt`` capped where ``theta dt D_max / h_min^2`` reaches ``2**100`` (the lines are then
         coupled completely; nothing changes to working precision).  ``form``: ``"douglas"`` for
         ``|dt L| <= COMBINED_ABOVE`` (:meth:`_douglas_steps`), ``"combined"`` above it in 1-D and for a
         constant diffusivity (:meth:`_combined_step`, the same scheme), ``"split"`` above it for a variable
         diffusivity in 2-D/3-D (:meth:`_split_step`).  ``growth``: a bound on how far the form's
-        intermediates exceed ``max|u|`` (for :func:`~pdediff._overflow.overflow_scale`).
+        intermediates exceed ``max|u|`` (for :func:`~pdediff._overflow.overflow_scale`).  ``coupling``: the
+        largest ``theta dt D / h^2`` of the line systems (for :func:`~pdediff._overflow.underflow_scale_for`).
         """
         dt = self._run_dt(dt)
         ndim = self.grid.ndim
         stiffness = 4.0 * dt * self.diffusivity_max * sum(self._explicit._ih2)  # |dt L| <= stiffness
+        coupling = self.theta * dt * self.diffusivity_max * max(self._explicit._ih2)
         if stiffness <= self.COMBINED_ABOVE:
-            return dt, "douglas", 4.0 * (1.0 + stiffness)
+            return dt, "douglas", 4.0 * (1.0 + stiffness), coupling
         # the combined form's sums of contractions; the split form's factors (2 S_a - I), each <= 3
-        return dt, ("combined" if ndim == 1 or not self.variable else "split"), 4.0 * 3.0**ndim
+        return dt, ("combined" if ndim == 1 or not self.variable else "split"), 4.0 * 3.0**ndim, coupling
+
+    def value_scale(self, amax: float, dt: float) -> float:
+        """The exact power of two a step of ``dt`` runs ``u`` scaled by, from ``amax = max|u|`` (1 almost always).
+
+        Down near the dtype's maximum (:func:`~pdediff._overflow.overflow_scale_for`, with the form's growth),
+        up where the line solves would reach subnormal numbers (tiny values at huge ``dt``:
+        :func:`~pdediff._overflow.underflow_scale_for`).  The Dask executor uses the same rule.
+        """
+        _, _, growth, coupling = self.form(dt)
+        scale = overflow_scale_for(amax, self.dtype, growth)
+        return scale if scale != 1.0 else underflow_scale_for(amax, self.dtype, coupling)
 
     def slow_mixed_mode(self, dt: float) -> tuple[float, float]:
         """``(scheme, heat flow)``: what one step of ``dt`` leaves of the slowest mode varying along every axis.
@@ -140,7 +154,7 @@ class ImplicitHeatSolver(_HeatSolverBase):
         ``tau_a`` grows (backward Euler in 2-D: ``(1 + tau_x tau_y) / ((1 + tau_x)(1 + tau_y))``); the split
         form keeps ``prod_a (1 - q_a)``.
         """
-        dt, form, _ = self.form(dt)
+        dt, form, _, _ = self.form(dt)
         D = float(np.min(self.diffusivity)) if self.variable else float(self.diffusivity)
         lams = [float(np.min(sym[sym > 0])) for n, sym in zip(self.grid.shape, self.grid.symbol("discrete"))
                 if n > 1 and np.any(sym > 0)]
@@ -176,16 +190,17 @@ class ImplicitHeatSolver(_HeatSolverBase):
         ``2**8`` of the dtype's maximum) are scaled by a power of two first and back
         after, which is exact: any finite ``u`` runs without overflow, and the
         result is bit for bit that of the unscaled computation wherever that does
-        not overflow.
+        not overflow.  Values so small that the line solves at a huge ``dt`` would
+        reach subnormal numbers are scaled up the same way (:meth:`value_scale`).
         """
         n, dt = self._step_args(u, n, dt)
         if n == 0:
             return u
-        dt, form, growth = self.form(dt)
+        scale = self.value_scale(max(float(u.max()), -float(u.min())), dt)
+        dt, form, growth, _ = self.form(dt)
         be = backend_for(u)
         systems = self.systems(dt, be)
         ndim = self.grid.ndim
-        scale = overflow_scale(u, growth)
         if scale != 1.0:
             u *= u.dtype.type(scale)
         # buffers: each sweep reads one and writes another (no aliasing: vectorises); the combined form needs
