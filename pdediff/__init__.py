@@ -22,13 +22,15 @@ StabilityError
     Raised for explicit time steps above the stability limit.
 StepLimitError
     Raised, before any work, when a call would take more than ``max_steps`` time steps.
+LargeStepWarning
+    Warned when an implicit 2-D/3-D step is so large that the ADI splitting hardly damps mixed modes.
 """
 
 from __future__ import annotations
 
 from . import analytic
 from .anisotropic import estimate_kappa, perona_malik, tensor_diffusion
-from .errors import ParameterError, StabilityError, StepLimitError
+from .errors import LargeStepWarning, ParameterError, StabilityError, StepLimitError
 from .grid import Grid
 from .heat import ExplicitHeatSolver, ImplicitHeatSolver, SpectralHeatSolver, solve_heat
 from .restoration import inpaint
@@ -61,5 +63,6 @@ __all__ = [
     "ParameterError",
     "StabilityError",
     "StepLimitError",
+    "LargeStepWarning",
     "__version__",
 ]

@@ -23,6 +23,7 @@ This module also holds what the plans and the executors share:
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -46,7 +47,7 @@ from ._validation import (
     positive_step,
     times_array,
 )
-from .errors import ParameterError, StabilityError
+from .errors import LargeStepWarning, ParameterError, StabilityError
 from .grid import Grid
 from .kernels.formulas import EXPONENTIAL, RATIONAL, TUKEY
 
@@ -261,9 +262,26 @@ def heat_plan(shape: tuple[int, ...], dtype: Any, t: Any, *, method: str, diffus
             + (" or {method='implicit'} (stable with any dt)" if method == "explicit" else " or a larger {dt}"),
         )
         steps = tuple(steps_for(float(iv), step_dt) if iv > 0 else (0, 0.0) for iv in intervals)
+        if method == "implicit":
+            _warn_large_adi_step(solver, max(dk for _, dk in steps))
     return HeatPlan(method=method, boundary=boundary, scheme=scheme, spectrum=spectrum, shape=tuple(shape),
                     dtype=np.dtype(dtype), times=tuple(float(x) for x in times), sequence=is_seq, solver=solver,
                     steps=steps)
+
+
+def _warn_large_adi_step(solver: Any, dt: float) -> None:
+    """:class:`~pdediff.errors.LargeStepWarning` when a 2-D/3-D implicit step of ``dt`` (above the default
+    ``4 dt_max``) keeps at least half of the slowest mixed mode while the heat flow would keep at most 1 %."""
+    if solver.grid.ndim < 2 or not dt > 4.0 * solver.dt_explicit_max * (1 + 1e-12):
+        return
+    keep, flow = solver.slow_mixed_mode(dt)
+    if keep >= 0.5 and flow <= 0.01:
+        warnings.warn(
+            f"dt={dt:.6g} is far above this grid's slowest time scale: one implicit (ADI) step keeps {keep:.0%} "
+            f"of the slowest mode that varies along several axes, where the heat flow keeps {flow:.1e} of it, so "
+            "the result is not the heat flow at t (the splitting hardly damps such modes at large steps); use "
+            "method='spectral' (exact in time, constant diffusivity) or smaller steps (dt=None takes "
+            f"{4.0 * solver.dt_explicit_max:.6g})", LargeStepWarning, stacklevel=5)
 
 
 def prepare_heat(prepare: Callable, u0: Any, t: Any, *, method: Any, diffusivity: Any, spacing: Any, boundary: Any,

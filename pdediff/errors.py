@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-__all__ = ["ParameterError", "StabilityError", "StepLimitError", "CheckpointError", "DatasetError", "RunError"]
+__all__ = ["ParameterError", "StabilityError", "StepLimitError", "LargeStepWarning", "CheckpointError", "DatasetError",
+           "RunError"]
 
 # ``{name}`` names a parameter, ``{name=value}`` a setting of it (e.g. ``{max_steps=None}``).
 _REF = re.compile(r"\{([A-Za-z_][A-Za-z0-9_.]*)(?:=([^{}]*))?\}")
@@ -83,6 +84,20 @@ class StepLimitError(ParameterError):
     cheaper alternative (the spectral or implicit heat solver, a larger time
     step, the AOS scheme).  Pass ``max_steps=None`` to run anyway.  Subclass of
     :class:`ValueError`.
+    """
+
+
+class LargeStepWarning(RuntimeWarning):
+    """An implicit 2-D/3-D time step so large that the split (ADI) scheme is far from the heat flow.
+
+    Issued by :func:`pdediff.solve_heat` with ``method="implicit"`` when even
+    the slowest mode that varies along two or more axes keeps at least half its
+    amplitude per step while the heat flow over that step would remove 99 % of
+    it (docs/theory_heat.rst, "Very large steps").  The result is finite and
+    stable, but not a shortcut to the steady state.  The message names ``dt``
+    and the remedies: ``method="spectral"`` (exact in time) or smaller steps
+    (``dt=None``).  Silence it with :func:`warnings.filterwarnings` where such
+    steps are meant.  Subclass of :class:`RuntimeWarning`.
     """
 
 

@@ -130,9 +130,14 @@ class _Smoothing:
 
 
 def _smooth_block(u, *, sigma_s, hs):
+    """The Catté smoothing of a chunk with its halo, on the chunk scaled by its power of two (as in memory,
+    where the whole image is smoothed scaled: exact, and no overflow near the type's maximum)."""
     be = backend_for(u)
-    u = block_copy(u)
-    return make_smoother(sigma_s, hs, u.shape, u.dtype, be)(u)
+    a, u = _scaled(u)
+    v = make_smoother(sigma_s, hs, u.shape, u.dtype, be)(u)
+    if a != 1.0:
+        v *= v.dtype.type(1.0 / a)
+    return v
 
 
 def _scaled(u, *more):

@@ -1,42 +1,21 @@
-"""What the three heat solvers share: grid, dtype, diffusivity and their validation."""
+"""What the three heat solvers share: grid, dtype, diffusivity and their validation.
+
+:func:`overflow_scale` (the exact power-of-two scaling near the dtype's maximum) lives in the shared
+layer :mod:`pdediff._overflow`, which the Dask executor uses too; it is re-exported here.
+"""
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
 
+from .._overflow import overflow_scale
 from .._validation import as_float_array, float_dtype_of, positive_scalar
 from ..errors import ParameterError
 from ..grid import Grid
 
-
-#: Intermediates are kept below the dtype's maximum divided by this margin (2**8).
-_HEADROOM = 256.0
-
-
-def overflow_scale(u: Any, growth: float) -> float:
-    """A power of two ``2**-k <= 1`` that keeps ``growth * max|u|`` at most ``max(dtype) / 256``; 1 when it already is.
-
-    The heat equation is linear and a multiplication by a power of two is exact (short of the subnormal
-    range), so a solver may run on ``u * scale`` and divide the result by ``scale``: bit for bit the same
-    wherever ``scale`` is 1, and without overflow for any finite ``u`` (``growth``: a bound on how far
-    the scheme's intermediates exceed ``max|u|``).  NaN or inf in ``u``, or ``u == 0``, give 1.
-    """
-    if u.size == 0:
-        return 1.0
-    amax = max(float(u.max()), -float(u.min()))
-    fmax = float(np.finfo(u.dtype).max)
-    if not math.isfinite(amax) or amax == 0.0:
-        return 1.0
-    # (limit / growth) / amax, never amax * growth: that product overflows a Python float near float64's maximum
-    ratio = fmax / _HEADROOM / growth / amax
-    if ratio >= 1.0:
-        return 1.0
-    e = math.frexp(ratio)[1] - 1  # 2**e <= limit / (amax growth) < 2**(e + 1)
-    lim = 120 if u.dtype == np.float32 else 1000  # 2**e must itself be a normal number of the type
-    return 2.0 ** max(e, -lim)
+__all__ = ["overflow_scale"]
 
 
 class _HeatSolverBase:

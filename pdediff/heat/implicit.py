@@ -10,7 +10,8 @@ import numpy as np
 from .._backend import backend_for
 from .._validation import check_option, positive_step
 from ..kernels.formulas import TAU_MAX
-from ._base import _HeatSolverBase, overflow_scale
+from .._overflow import overflow_scale_for, underflow_scale_for
+from ._base import _HeatSolverBase
 from ._operators import TridiagonalSystem, as_lines, constant_faces, face_diffusivities
 from .explicit import ExplicitHeatSolver
 
@@ -31,7 +32,9 @@ class ImplicitHeatSolver(_HeatSolverBase):
 
     which is the factored scheme ``prod_a (I - theta dt L_a) (u^{n+1} - u^n) = dt L u^n``.
     For large steps in 1-D and with constant diffusivity it is evaluated in an
-    equivalent form without ``dt L u`` (see :meth:`step`), accurate in float32 for any ``dt``.
+    equivalent form without ``dt L u`` (see :meth:`step`), accurate in float32 for any ``dt``;
+    with a variable diffusivity in 2-D/3-D large steps run split into 1-D steps per axis
+    (see :meth:`step`: the Douglas scheme is unstable there).
     In 1-D it *is* Crank–Nicolson / backward Euler, solved exactly by Thomas.
     In 2-D/3-D it differs from the unsplit scheme by the splitting term
     ``theta^2 dt^2 sum_{a<b} L_a L_b (u^{n+1} - u^n) + ...``, which is
@@ -109,6 +112,63 @@ class ImplicitHeatSolver(_HeatSolverBase):
         stiff = self.theta * self.diffusivity_max * max(1.0 / h**2 for h in self.grid.spacing)
         return min(dt, TAU_MAX / stiff) if math.isfinite(stiff) and stiff > 0 else dt
 
+    def form(self, dt: float) -> tuple[float, str, float, float]:
+        """How a step of ``dt`` runs: ``(dt used, form, growth, coupling)``.
+
+        ``dt used``: ``dt`` capped where ``theta dt D_max / h_min^2`` reaches ``2**100`` (the lines are then
+        coupled completely; nothing changes to working precision).  ``form``: ``"douglas"`` for
+        ``|dt L| <= COMBINED_ABOVE`` (:meth:`_douglas_steps`), ``"combined"`` above it in 1-D and for a
+        constant diffusivity (:meth:`_combined_step`, the same scheme), ``"split"`` above it for a variable
+        diffusivity in 2-D/3-D (:meth:`_split_step`).  ``growth``: a bound on how far the form's
+        intermediates exceed ``max|u|`` (for :func:`~pdediff._overflow.overflow_scale`).  ``coupling``: the
+        largest ``theta dt D / h^2`` of the line systems (for :func:`~pdediff._overflow.underflow_scale_for`).
+        """
+        dt = self._run_dt(dt)
+        ndim = self.grid.ndim
+        stiffness = 4.0 * dt * self.diffusivity_max * sum(self._explicit._ih2)  # |dt L| <= stiffness
+        coupling = self.theta * dt * self.diffusivity_max * max(self._explicit._ih2)
+        if stiffness <= self.COMBINED_ABOVE:
+            return dt, "douglas", 4.0 * (1.0 + stiffness), coupling
+        # the combined form's sums of contractions; the split form's factors (2 S_a - I), each <= 3
+        return dt, ("combined" if ndim == 1 or not self.variable else "split"), 4.0 * 3.0**ndim, coupling
+
+    def value_scale(self, amax: float, dt: float) -> float:
+        """The exact power of two a step of ``dt`` runs ``u`` scaled by, from ``amax = max|u|`` (1 almost always).
+
+        Down near the dtype's maximum (:func:`~pdediff._overflow.overflow_scale_for`, with the form's growth),
+        up where the line solves would reach subnormal numbers (tiny values at huge ``dt``:
+        :func:`~pdediff._overflow.underflow_scale_for`).  The Dask executor uses the same rule.
+        """
+        _, _, growth, coupling = self.form(dt)
+        scale = overflow_scale_for(amax, self.dtype, growth)
+        return scale if scale != 1.0 else underflow_scale_for(amax, self.dtype, coupling)
+
+    def slow_mixed_mode(self, dt: float) -> tuple[float, float]:
+        """``(scheme, heat flow)``: what one step of ``dt`` leaves of the slowest mode varying along every axis.
+
+        The mode takes each axis's smallest positive eigenvalue ``lambda_a`` of ``-L_a`` (axes of one cell
+        left out; 1.0, 1.0 in 1-D or with fewer than two such axes) with the smallest diffusivity, in the
+        form :meth:`form` picks; the heat flow leaves ``exp(-dt D sum_a lambda_a)`` of it.  With
+        ``tau_a = dt D lambda_a``, ``s_a = 1 / (1 + theta tau_a)`` and ``q_a = tau_a s_a``, the Douglas
+        (and combined) form keeps ``1 - sum_a q_a prod_{b != a} s_b``, which tends to 1 as every
+        ``tau_a`` grows (backward Euler in 2-D: ``(1 + tau_x tau_y) / ((1 + tau_x)(1 + tau_y))``); the split
+        form keeps ``prod_a (1 - q_a)``.
+        """
+        dt, form, _, _ = self.form(dt)
+        D = float(np.min(self.diffusivity)) if self.variable else float(self.diffusivity)
+        lams = [float(np.min(sym[sym > 0])) for n, sym in zip(self.grid.shape, self.grid.symbol("discrete"))
+                if n > 1 and np.any(sym > 0)]
+        if len(lams) < 2:
+            return 1.0, 1.0
+        taus = [dt * D * lam for lam in lams]
+        s = [1.0 / (1.0 + self.theta * t) for t in taus]
+        q = [1.0 / (1.0 / t + self.theta) for t in taus]  # t s, without overflow for any t
+        if form == "split":
+            keep = float(np.prod([1.0 - qa for qa in q]))
+        else:
+            keep = 1.0 - sum(q[a] * float(np.prod([s[b] for b in range(len(s)) if b != a])) for a in range(len(s)))
+        return abs(keep), math.exp(-sum(taus))
+
     def step(self, u: Any, n: int = 1, *, dt: float | None = None) -> Any:
         """Advance ``u`` **in place** by ``n`` steps of ``dt`` (default :attr:`dt`); return ``u``.
 
@@ -120,46 +180,77 @@ class ImplicitHeatSolver(_HeatSolverBase):
         ...)``, whose intermediates are all ``O(max|u|)`` (``S_a = (I - theta dt
         L_a)^{-1}``, factorised subtraction-free by ``tri_factor``) -- never ``dt L
         u``, whose rounding would swamp float32 from ``dt D / h^2 ~ 1e4`` on.  With
-        a variable diffusivity in 2-D/3-D the Douglas form runs at every ``dt`` (the
-        axis operators do not commute), and float32 then degrades once ``dt D /
-        h^2`` is large (use float64 there).  Values so large that the
+        a variable diffusivity in 2-D/3-D the axis operators do not commute: there
+        the Douglas form is itself unstable at large steps (in 3-D its amplification
+        exceeds 1 once ``D`` varies strongly) and needs ``dt L u``, so larger steps
+        run split, one 1-D step per axis (:meth:`_split_step`): stable for any
+        ``dt``, accurate in float32, and with backward Euler within the data's range.
+        Values so large that the
         intermediates could overflow (``max|u|`` times the scheme's growth within
         ``2**8`` of the dtype's maximum) are scaled by a power of two first and back
         after, which is exact: any finite ``u`` runs without overflow, and the
         result is bit for bit that of the unscaled computation wherever that does
-        not overflow.
+        not overflow.  Values so small that the line solves at a huge ``dt`` would
+        reach subnormal numbers are scaled up the same way (:meth:`value_scale`).
         """
         n, dt = self._step_args(u, n, dt)
         if n == 0:
             return u
-        dt = self._run_dt(dt)
+        scale = self.value_scale(max(float(u.max()), -float(u.min())), dt)
+        dt, form, growth, _ = self.form(dt)
         be = backend_for(u)
         systems = self.systems(dt, be)
         ndim = self.grid.ndim
-        stiffness = 4.0 * dt * self.diffusivity_max * sum(self._explicit._ih2)  # |dt L| <= stiffness
-        combined = (ndim == 1 or not self.variable) and stiffness > self.COMBINED_ABOVE
-        # how far intermediates may exceed max|u|: the combined form's sums of contractions, or dt L u
-        growth = 4.0 * 3.0**ndim if combined else 4.0 * (1.0 + stiffness)
-        scale = overflow_scale(u, growth)
         if scale != 1.0:
             u *= u.dtype.type(scale)
         # buffers: each sweep reads one and writes another (no aliasing: vectorises); the combined form needs
         # X (1-D), W and a scratch (2-D fused), X, W and a scratch (2-D), X, E, W and a scratch (3-D)
         fused2 = ndim == 2 and getattr(be, "heat_adi_combined", None) is not None
-        need = (1 if ndim == 1 else 2 if fused2 else ndim + 1) if combined else 2
+        need = {"douglas": 2, "split": 1, "combined": 1 if ndim == 1 else 2 if fused2 else ndim + 1}[form]
         work = self._work
         if work is None or (work and type(work[0]) is not type(u)):
             work = self._work = []
         while len(work) < need:
             work.append(be.xp.empty_like(u))
-        if combined:
+        if form == "combined":
             for _ in range(n):
                 self._combined_step(u, systems, be, work)
+        elif form == "split":
+            for _ in range(n):
+                self._split_step(u, systems, be, work)
         else:
             self._douglas_steps(u, n, dt, systems, be, work)
         if scale != 1.0:
             u *= u.dtype.type(1.0 / scale)
         return u
+
+    def _axis_step(self, u: Any, X: Any, axis: int, system: TridiagonalSystem, be) -> None:
+        """One 1-D theta step along ``axis`` in place: ``u = (1 - 1/theta) u + (1/theta) S_axis u`` (``X`` scratch).
+
+        For theta = 1/2 that is ``2 S u - u`` (an exact doubling, one rounding), for theta = 1 ``S u``.
+        """
+        be.tri_solve(as_lines(u, axis), as_lines(X, axis), as_lines(u, axis), system)  # X = S u
+        if self.theta == 1.0:
+            u[...] = X
+        else:
+            inv_theta = 1.0 / self.theta
+            X *= u.dtype.type(inv_theta)
+            u *= u.dtype.type(1.0 - inv_theta)
+            u += X
+
+    def _split_step(self, u: Any, systems: list[TridiagonalSystem], be, work) -> None:
+        """One step as a product of 1-D steps, ``u <- (1 - 1/theta) u + (1/theta) S_a u`` per axis (last first).
+
+        For a variable diffusivity in 2-D/3-D at ``|dt L| >`` :attr:`COMBINED_ABOVE`: locally one-dimensional
+        splitting.  Each factor is the 1-D scheme along one axis -- ``(2 S_a - I)`` (Crank–Nicolson, a symmetric
+        matrix with eigenvalues in ``(-1, 1]``) or ``S_a`` (backward Euler, non-negative with row sums <= 1) --
+        so the step is stable in the 2-norm for any ``dt`` and any diffusivity (backward Euler also keeps the
+        data's range), where the Douglas form's amplification exceeds 1 in 3-D; every intermediate is
+        ``O(max|u|)``.  Consistent (first order; for commuting operators in 2-D with Crank–Nicolson it *is*
+        the Douglas/Peaceman–Rachford step).
+        """
+        for a in range(self.grid.ndim - 1, -1, -1):
+            self._axis_step(u, work[0], a, systems[a], be)
 
     def _combined_step(self, u: Any, systems: list[TridiagonalSystem], be, work) -> None:
         """One step as combinations of line solves, for commuting axis operators (1-D, constant diffusivity).
@@ -188,15 +279,10 @@ class ImplicitHeatSolver(_HeatSolverBase):
             fused(u, W, X, systems[last], inv_theta, False)
             self._middle_axes_and_last(u, systems, be, X, E, W, Y)
             return
-        be.tri_solve(as_lines(u, last), as_lines(X, last), as_lines(u, last), systems[last])  # X = S u
         if ndim == 1:
-            if self.theta == 1.0:
-                u[...] = X
-            else:  # u = (1 - 1/theta) u + X / theta: for theta = 1/2, 2 X - u (exact doubling, one rounding)
-                X *= u.dtype.type(inv_theta)
-                u *= u.dtype.type(1.0 - inv_theta)
-                u += X
+            self._axis_step(u, X, 0, systems[0], be)
             return
+        be.tri_solve(as_lines(u, last), as_lines(X, last), as_lines(u, last), systems[last])  # X = S u
         W[...] = X  # W = E + X with E = X - u: 2 X - u
         W += X
         W -= u
@@ -220,13 +306,11 @@ class ImplicitHeatSolver(_HeatSolverBase):
         be.tri_solve(as_lines(W, 0), as_lines(Y, 0), as_lines(u, 0), systems[0], inv_theta, True)
 
     def _douglas_steps(self, u: Any, n: int, dt: float, systems: list[TridiagonalSystem], be, work) -> None:
-        """``n`` Douglas steps ``w = dt L u``, ``w = S_a w`` per axis, ``u += w`` (small steps, or a variable
-        diffusivity in 2-D/3-D, whose axis operators do not commute).
+        """``n`` Douglas steps ``w = dt L u``, ``w = S_a w`` per axis, ``u += w`` (``|dt L| <=``
+        :attr:`COMBINED_ABOVE`).
 
         The rounding error of ``dt L u`` is relative to ``dt max|u| / h^2``: below
-        :attr:`COMBINED_ABOVE` that is smaller than the combined form's few ulp of
-        ``max|u|``; a variable diffusivity keeps this form at every ``dt``, so
-        float32 then degrades once ``dt D / h^2`` is large (use float64 there).
+        :attr:`COMBINED_ABOVE` that is smaller than the combined form's few ulp of ``max|u|``.
         """
         ndim = self.grid.ndim
         fused = getattr(be, "heat_adi_first", None) if ndim > 1 and not self.variable else None

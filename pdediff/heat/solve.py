@@ -65,10 +65,14 @@ def solve_heat(
         the spectral method.
     scheme : {"crank-nicolson", "backward-euler"}
         Time discretisation of the implicit method.  In 2-D/3-D it is split
-        (Douglas ADI): stable for any ``dt``, but a step with ``dt`` far above
-        the grid's time scales damps modes that vary along two axes hardly at
-        all (docs/theory_heat.rst); for large times prefer several moderate
-        steps (``dt=None``) or ``method="spectral"``.
+        (Douglas ADI; with an array ``diffusivity`` and ``|dt L| > 64``, one
+        1-D step per axis, because the Douglas scheme is unstable there):
+        stable for any ``dt``, and float32 equals float64 to float32 precision
+        at any ``dt``, but a step with ``dt`` far above the grid's time scales
+        damps modes that vary along two axes hardly at all
+        (docs/theory_heat.rst), which :class:`~pdediff.LargeStepWarning`
+        reports; for large times prefer several moderate steps (``dt=None``)
+        or ``method="spectral"``.
     spectrum : {"continuous", "discrete"}
         Eigenvalues used by the spectral method: of the continuous Laplacian
         (default, spectrally accurate) or of the 3/5/7-point stencil (the exact
@@ -103,6 +107,14 @@ def solve_heat(
         message states the limit).
     StepLimitError
         The explicit or implicit method would need more than ``max_steps`` steps.
+
+    Warns
+    -----
+    LargeStepWarning
+        ``method="implicit"`` in 2-D/3-D with a step so large that the ADI
+        splitting keeps at least half of the slowest mixed mode where the heat
+        flow would keep at most 1 % (the message names ``dt`` and suggests
+        ``method="spectral"`` or smaller steps).
 
     Notes
     -----
