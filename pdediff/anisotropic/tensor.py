@@ -445,18 +445,20 @@ class _Setup:
     dt: float
 
 
-def _smoothed(u: np.ndarray, sigma: float, h: tuple[float, ...], boundary: str) -> np.ndarray:
+def _smoothed(u: np.ndarray, sigma: float, h: tuple[float, ...], boundary: str,
+              out: np.ndarray | None = None) -> np.ndarray:
     """``u`` (C, *spatial) smoothed per channel by a Gaussian of std ``sigma`` (physical units) with the
-    boundary's mode; ``u`` itself (not a copy) for ``sigma = 0``."""
+    boundary's mode; ``u`` itself (not a copy) for ``sigma = 0``.  ``out``: a buffer of ``u``'s shape and
+    dtype that the Neumann path writes into (reused across steps: no fresh pages per step)."""
     if sigma == 0:
         return u
     pix = tuple(sigma / x for x in h)
     if boundary == "neumann":  # the compiled, threaded equal of SciPy's mode="reflect"
-        return backend_for(u).gaussian_filter(u, pix)
+        return backend_for(u).gaussian_filter(u, pix, out=out)
     return np.stack([gaussian_filter(u[c], pix, mode=_MODES[boundary], cval=0.0) for c in range(u.shape[0])])
 
 
-def _tensor_input(u: np.ndarray, s: _Setup) -> tuple[np.ndarray, float]:
+def _tensor_input(u: np.ndarray, s: _Setup, out: np.ndarray | None = None) -> tuple[np.ndarray, float]:
     """The kernels' tensor input ``f`` for the ``(C, *spatial)`` array ``u`` and the ``kinv2`` to use with it.
 
     EED from the gradient: the smoothed image itself (``D`` depends on the grey scale only through
@@ -464,7 +466,7 @@ def _tensor_input(u: np.ndarray, s: _Setup) -> tuple[np.ndarray, float]:
     of the smoothed image mapped to grey values.
     """
     h = s.spacing
-    v = _smoothed(u, s.sigma, h, s.boundary)
+    v = _smoothed(u, s.sigma, h, s.boundary, out)
     if s.mode == K.EED_GRAD:
         return v, s.kinv2 * s.gs * s.gs
     v = v * v.dtype.type(s.gs)  # a new array: never the caller's u
@@ -509,7 +511,7 @@ class _Links2:
         """``max(-A_xx)`` of the links (before any step: the step is then taken once, with its sub-steps)."""
         K.long2(u, self.LJ, self.LW, self.LO, self.nlong, self.R, self._bc, 0.0, u, self.ldiag, False, True,
                 self.nchunks)
-        return float(K.diag_max2(self.S, self.ldiag, self._bc))
+        return float(K.diag_max2(self.S, self.ldiag, self._bc, -1.0))
 
     def step_diag(self, u: np.ndarray, dt: float, out: np.ndarray) -> float:
         """``out = u + dt A u`` and ``max(-A_xx)`` in the same passes (``out`` to be used only if
@@ -517,7 +519,8 @@ class _Links2:
         K.gather2(u, self.S, self._bc, dt, out, self.rowdiag)
         K.long2(u, self.LJ, self.LW, self.LO, self.nlong, self.R, self._bc, dt, out, self.ldiag, True, True,
                 self.nchunks)
-        return float(K.diag_max2(self.S, self.ldiag, self._bc))
+        short_max = float(self.rowdiag.max()) if self.rowdiag.size else 0.0  # short links: from the gather
+        return float(K.diag_max2(self.S, self.ldiag, self._bc, short_max))
 
     def step(self, u: np.ndarray, dt: float, out: np.ndarray, first_sub: bool = False) -> None:
         """``out = u + dt A u`` (``u`` and ``out`` distinct)."""
@@ -595,10 +598,11 @@ def _advance(u: np.ndarray, n_iter: int, s: _Setup) -> tuple[np.ndarray, int, in
     """
     L = _links_for(u, s)
     nxt = np.empty_like(u)
+    vbuf = np.empty_like(u) if s.boundary == "neumann" and s.sigma > 0 and n_iter > 1 else None
     substeps = max_offset = 0
     single = True  # the last step needed no sub-steps: take the next one with its diagonal, in one go
     for _ in range(n_iter):
-        f, kin = _tensor_input(u, s)
+        f, kin = _tensor_input(u, s, vbuf)
         max_offset = max(max_offset, L.build(f, s, kin))
         if single:
             m = _substeps(s.dt, L.step_diag(u, s.dt, nxt))
