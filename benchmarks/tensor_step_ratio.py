@@ -2,7 +2,11 @@
 
 Usage::
 
-    nice -n 19 python benchmarks/tensor_step_ratio.py [--size 2048] [--repeats 7] [--steps 5]
+    nice -n 19 python benchmarks/tensor_step_ratio.py [--size 2048] [--repeats 7] [--steps 5] [--kappa-factor F]
+
+Run it also with ``NUMBA_NUM_THREADS=1``: on a shared, oversubscribed machine the threaded kernels
+spin-wait for descheduled threads (Perona–Malik's driver then picks its serial build, the tensor
+kernels do not), so the single-thread ratio is the one that compares the work.
 
 The image is ``skimage.data.camera()`` resized to ``size²`` (grey values 0..255) with Gaussian noise
 of standard deviation 25.5 (10 %), float32.  Both filters run with their defaults (``kappa="auto"``,
@@ -43,12 +47,17 @@ def main(argv=None) -> dict:
     ap.add_argument("--size", type=int, default=2048)
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--kappa-factor", type=float, default=None,
+                    help="EED kappa as this multiple of its automatic value (default: kappa='auto')")
     args = ap.parse_args(argv)
     x = _image(args.size)
     k = args.steps
+    kappa = "auto"
+    if args.kappa_factor is not None:
+        kappa = args.kappa_factor * pdediff.tensor_diffusion(x, num_iter=0, return_info=True)[1].kappa
     runs = {
         "pm": lambda n: pdediff.perona_malik(x, num_iter=n),
-        "eed": lambda n: pdediff.tensor_diffusion(x, kind="eed", num_iter=n),
+        "eed": lambda n: pdediff.tensor_diffusion(x, kind="eed", num_iter=n, kappa=kappa),
     }
     for f in runs.values():  # compile and warm up
         f(1)
@@ -68,7 +77,7 @@ def main(argv=None) -> dict:
         print(f"{what:>5}: PM {np.median(d['pm']) * 1e3:8.1f} ms   EED {np.median(d['eed']) * 1e3:8.1f} ms   "
               f"EED/PM median {out[what][0]:.2f}  (range {out[what][1]:.2f}..{out[what][2]:.2f}, "
               f"{args.repeats} repeats)")
-    _, info = pdediff.tensor_diffusion(x, num_iter=1, return_info=True)
+    _, info = pdediff.tensor_diffusion(x, num_iter=1, kappa=kappa, return_info=True)
     print(f"EED kappa {info.kappa:.3g}, sigma {info.sigma:g}, max offset {info.max_offset}, "
           f"substeps {info.substeps}")
     return out
