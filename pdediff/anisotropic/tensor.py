@@ -568,10 +568,9 @@ class _Links2:
         """``max(-A_xx)`` of the links (before any step: the step is then taken once, with its sub-steps)."""
         K.long2(u, self.LJ, self.LW, self.LO, self.nlong, self.R, self._bc, 0.0, u, self.ldiag, False, True,
                 self.nchunks)
-        # Short links alone never need sub-steps: sum_k rho_k <= trace(D_idx) <= sum_a 1/h_a^2 for every
-        # cell (eigenvalues of D <= 1, |e_k| >= 1), so their -A_xx <= 2 sum_a 1/h_a^2 = 1/dt_max.  Only the
-        # cells that long links touch are visited.
-        return float(K.diag_max2(self.S, self.ldiag, self._bc, 0.0))
+        # every cell: the short links alone can exceed 1/dt_max (a cell receives the links of different
+        # neighbours), so there is no bound that would let the pass skip cells without long links
+        return float(K.diag_max2(self.S, self.ldiag, self._bc, -1.0))
 
     def step_diag(self, u: np.ndarray, dt: float, out: np.ndarray) -> float:
         """``out = u + dt A u`` and ``max(-A_xx)`` in the same passes (``out`` to be used only if

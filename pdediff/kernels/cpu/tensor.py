@@ -883,7 +883,8 @@ def stencil2(f, mode, cond, kinv2, gmin, alpha, cstar, h0, h1, bc, S, LJ, LW, LO
                 if fast and 0 < j < n1 - 1 and not (math.isfinite(d00) and math.isfinite(d01)
                                                     and math.isfinite(d11)):
                     # a non-finite gradient: the scalar tensor (D = I where |grad|^2 is NaN)
-                    D00, D01, D11 = _tensor2(mode, f, i, j, n0, n1, h0, h1, bc, cond, kinv2, gmin, alpha, cstar)
+                    D00, D01, D11 = _tensor2(mode, f, i, j, n0, n1, h0, h1, bc, cond, kinv2, gmin, alpha,
+                                             cstar)
                     d00, d01, d11 = D00 * ih00, D01 * ih01, D11 * ih11
                     ab = abs(d01)
                     if ab <= d00 and ab <= d11:
