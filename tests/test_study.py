@@ -87,9 +87,12 @@ def test_denoising_sanity(quick):
         if method == "heat":
             # the oracle is the best heat blur there is
             assert by[(image, level, "heat_oracle")]["psnr"] >= r["psnr"] - 0.05
-        if level >= 0.2 and method in ("heat_oracle", "pm_explicit", "pm_aos", "tv", "bm3d", "nl_means"):
+        if level >= 0.2 and method in ("heat_oracle", "pm_explicit", "pm_aos", "eed", "eed_tuned", "tv",
+                                       "bm3d", "nl_means"):
             assert r["psnr"] > noisy + 3, (image, method, r["psnr"], noisy)
     assert {r["dim"] for r in rows} == {2, 3}
+    for method in ("eed", "eed_tuned"):  # tensor diffusion has rows, in 2-D and 3-D
+        assert {r["dim"] for r in rows if r["method"] == method} == {2, 3}
     assert not {r["method"] for r in rows if r["dim"] == 3} & {"bm3d", "bilateral", "ddpm", "cold_pm"}
 
 

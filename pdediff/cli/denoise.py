@@ -45,7 +45,8 @@ def register(subparsers) -> None:
     n.add_argument("input", metavar="INPUT")
     n.add_argument("-o", "--output", metavar="OUTPUT", required=True)
     n.add_argument("--num-iter", type=int, default=None,
-                   help="time steps (default: 15 explicit steps; CED: 50)")
+                   help="time steps (default: 15 explicit steps; EED: 60 x the estimated noise fraction of the "
+                        "grey range, e.g. 6 at 10 %%; CED: 50)")
     n.add_argument("--kappa", default="auto", help="edge threshold, or 'auto' (default); not used by CED")
     n.add_argument("--conductance", choices=CONDUCTANCES, default=None,
                    help="diffusivity across edges (default: exponential; EED: Weickert's, which only EED has)")

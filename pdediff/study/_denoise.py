@@ -1,8 +1,8 @@
 """The denoising study: one step, no sampling — classical and learned denoisers on the same noisy images.
 
 Every method sees only the noisy image.  Parameters that have no accepted
-default (heat time, Perona–Malik's ``kappa`` and time, TV weight, bilateral
-widths, the cold model's level) are tuned on *training* images, once per
+default (heat time, Perona–Malik's ``kappa`` and time, EED's ``kappa``, ``sigma``
+and time, TV weight, bilateral widths, the cold model's level) are tuned on *training* images, once per
 noise level, and chosen at test time by the noise level *estimated* from the
 noisy image (:func:`skimage.restoration.estimate_sigma`); methods with their
 own theory (wavelet BayesShrink, non-local means, BM3D, the DDPM model's
@@ -37,6 +37,8 @@ METHODS = {
     "pm_explicit": ("Perona–Malik defaults (explicit)", (2, 3)),
     "pm_aos": ("Perona–Malik defaults (AOS)", (2, 3)),
     "pm_tuned": ("Perona–Malik tuned on training images (AOS)", (2, 3)),
+    "eed": ("EED defaults (tensor diffusion)", (2, 3)),
+    "eed_tuned": ("EED tuned on training images", (2, 3)),
     "tv": ("TV (Chambolle)", (2, 3)),
     "bilateral": ("bilateral", (2,)),
     "wavelet": ("wavelet (BayesShrink)", (2, 3)),
@@ -140,6 +142,17 @@ def _pm(y: np.ndarray, kappa_factor: float, time_: float) -> np.ndarray:
                         dt=float(time_) / n)
 
 
+def _eed(y: np.ndarray, kappa_factor: float, sigma: float, steps: float) -> np.ndarray:
+    """Edge-enhancing diffusion: ``steps`` explicit steps, Gaussian scale ``sigma`` (pixels) and
+    ``kappa_factor`` times the automatic ``kappa`` (the one :func:`~pdediff.tensor_diffusion` picks for that
+    ``sigma``)."""
+    from .. import tensor_diffusion
+
+    _, info = tensor_diffusion(y, kind="eed", sigma=sigma, num_iter=0, return_info=True)
+    return tensor_diffusion(y, kind="eed", sigma=sigma, kappa=max(kappa_factor * info.kappa, 1e-12),
+                            num_iter=int(steps))
+
+
 def _tv(y, weight):
     from skimage.restoration import denoise_tv_chambolle
 
@@ -178,6 +191,7 @@ def _bm3d(y, sigma_hat):
 GRIDS: dict[str, list[tuple]] = {
     "heat": [(t,) for t in np.geomspace(0.05, 30.0, 18).tolist()],
     "pm_tuned": [(a, T) for a in (0.5, 0.75, 1.0, 1.5, 2.0) for T in (1.0, 2.0, 4.0, 8.0, 16.0, 32.0)],
+    "eed_tuned": [(a, s, n) for a in (1.0, 2.0, 3.0) for s in (1.0, 2.0) for n in (5, 10, 20, 40)],
     "tv": [(w,) for w in np.geomspace(0.005, 0.5, 12).tolist()],
     "bilateral": [(c, s) for c in (0.5, 1.0, 2.0, 4.0) for s in (1.0, 2.0)],
     "cold_pm": [(k,) for k in (0, 1, 2, 4, 8, 16)],
@@ -196,6 +210,10 @@ def _apply(method: str, y: np.ndarray, sigma_hat: float, params: tuple, models: 
         from .. import perona_malik
 
         return perona_malik(y, method="aos" if method == "pm_aos" else "explicit")
+    if method == "eed":
+        from .. import tensor_diffusion
+
+        return tensor_diffusion(y, kind="eed")
     if method == "wavelet":
         return _wavelet(y, sigma_hat)
     if method == "nl_means":
@@ -208,6 +226,8 @@ def _apply(method: str, y: np.ndarray, sigma_hat: float, params: tuple, models: 
         return _heat(y, params[0])
     if method == "pm_tuned":
         return _pm(y, params[0], params[1])
+    if method == "eed_tuned":
+        return _eed(y, *params)
     if method == "tv":
         return _tv(y, params[0])
     if method == "bilateral":
@@ -502,7 +522,8 @@ def _settings_key(settings: DenoiseSettings) -> dict:
 
 
 #: Column titles of the crops figure (the table labels are too long for a narrow column).
-_SHORT = {"heat": "heat", "pm_explicit": "PM defaults", "pm_tuned": "PM tuned", "tv": "TV", "nl_means": "NL-means",
+_SHORT = {"heat": "heat", "pm_explicit": "PM defaults", "pm_tuned": "PM tuned", "eed": "EED", "eed_tuned": "EED tuned",
+          "tv": "TV", "nl_means": "NL-means",
           "wavelet": "wavelet", "bm3d": "BM3D", "noisy": "noisy"}
 
 

@@ -40,6 +40,7 @@ import numpy as np
 from numba import njit, prange
 
 from ..formulas import DIRICHLET, NEUMANN, PERIODIC
+from ._common import exp_neg
 
 __all__ = ["EED_GRAD", "EED", "CED", "WEICKERT", "EXPONENTIAL", "RATIONAL", "MAX_REDUCTION_STEPS",
            "conductance", "eigen_sym2", "eigen_sym3", "projector3", "selling2", "selling3", "structure2",
@@ -784,6 +785,47 @@ def _short_dir(a, b):
     return 2 if b > 0 else 3
 
 
+@njit(cache=True, inline="always", error_model="numpy")
+def _eed_tensor(g0, g1, s, gg, ih00, ih01, ih11):
+    """The index-unit EED tensor of gradient ``(g0, g1)``, ``s = |g|^2``, diffusivity ``gg`` across."""
+    t = (gg - 1.0) / (s if s > 0.0 else 1.0)  # s = 0: gg = 1, t = 0 (D = I)
+    return (1.0 + t * g0 * g0) * ih00, (t * g0 * g1) * ih01, (1.0 + t * g1 * g1) * ih11
+
+
+@njit(cache=True, error_model="numpy")
+def _eed_row(f, i, j0, j1, c0, c1, ih00, ih01, ih11, cond, kinv2, gmin, T0, T1, T2):
+    """Index-unit EED tensors ``(T0, T1, T2)[j]`` of interior cells ``(i, j0 <= j < j1)`` from the gradient of
+    the smoothed image ``f`` (1, n0, n1): :func:`_tensor2`'s ``EED_GRAD`` branch without branches
+    (:func:`conductance` with :func:`exp_neg`, within a few ulp; ``exp_neg(inf) = 0``: ``g(0) = 1``),
+    one loop per conductance, so each vectorises (written out: through a helper taking the code,
+    LLVM did not vectorise them, 4x slower).  A non-finite gradient gives a non-finite tensor (the
+    caller's scalar path redoes it).
+    """
+    if cond == WEICKERT:
+        for j in range(j0, j1):
+            g0 = (np.float64(f[0, i + 1, j]) - np.float64(f[0, i - 1, j])) * c0
+            g1 = (np.float64(f[0, i, j + 1]) - np.float64(f[0, i, j - 1])) * c1
+            s = g0 * g0 + g1 * g1
+            x = s * kinv2
+            x2 = x * x
+            gg = max(1.0 - exp_neg(3.31488 / (x2 * x2)), gmin)
+            T0[j], T1[j], T2[j] = _eed_tensor(g0, g1, s, gg, ih00, ih01, ih11)
+    elif cond == EXPONENTIAL:
+        for j in range(j0, j1):
+            g0 = (np.float64(f[0, i + 1, j]) - np.float64(f[0, i - 1, j])) * c0
+            g1 = (np.float64(f[0, i, j + 1]) - np.float64(f[0, i, j - 1])) * c1
+            s = g0 * g0 + g1 * g1
+            gg = max(exp_neg(s * kinv2), gmin)
+            T0[j], T1[j], T2[j] = _eed_tensor(g0, g1, s, gg, ih00, ih01, ih11)
+    else:
+        for j in range(j0, j1):
+            g0 = (np.float64(f[0, i + 1, j]) - np.float64(f[0, i - 1, j])) * c0
+            g1 = (np.float64(f[0, i, j + 1]) - np.float64(f[0, i, j - 1])) * c1
+            s = g0 * g0 + g1 * g1
+            gg = max(1.0 / (1.0 + s * kinv2), gmin)
+            T0[j], T1[j], T2[j] = _eed_tensor(g0, g1, s, gg, ih00, ih01, ih11)
+
+
 @njit(cache=True, parallel=True, error_model="numpy")
 def stencil2(f, mode, cond, kinv2, gmin, alpha, cstar, h0, h1, bc, S, LJ, LW, LO, nlong, reach, span):
     """The Selling links of every cell of a 2-D grid, split into dense short links and listed long ones.
@@ -794,53 +836,90 @@ def stencil2(f, mode, cond, kinv2, gmin, alpha, cstar, h0, h1, bc, S, LJ, LW, LO
     ``3 n1`` per row); ``reach[i]`` the largest ``|offset_0|`` of those.  ``span[i]`` receives the
     largest ``|offset|_inf`` of a positive link in row
     ``i``.  Returns the number of cells whose reduction failed (their links are dropped).
+
+    Per row, three loops: the index-unit tensors (vectorised for EED from the gradient in the
+    interior, :func:`_eed_row`), the closed-form short links of every cell (vectorised), then a scan
+    that redoes the cells that are not diagonally dominant (or not finite) by the Lagrange–Gauss
+    reduction.
     """
     n0, n1 = S.shape[1], S.shape[2]
     ih0, ih1 = 1.0 / h0, 1.0 / h1
+    ih00, ih01, ih11 = ih0 * ih0, ih0 * ih1, ih1 * ih1
+    c0, c1 = 0.5 / h0, 0.5 / h1
     bad = np.zeros(n0, np.int64)
-    for i_ in prange(n0):
-        i = np.int64(i_)  # a signed index: i +- 1 stays an integer
-        smax = 0
-        rmax = 0
-        nl = 0
-        for j in range(n1):
-            D00, D01, D11 = _tensor2(mode, f, i, j, n0, n1, h0, h1, bc, cond, kinv2, gmin, alpha, cstar)
-            d00, d01, d11 = D00 * ih0 * ih0, D01 * ih0 * ih1, D11 * ih1 * ih1
-            ab = abs(d01)
-            if ab <= d00 and ab <= d11:  # diagonally dominant: the closed form (finite by the test)
-                s0, s1, s2, s3 = d00 - ab, d11 - ab, max(d01, 0.0), max(-d01, 0.0)
-                S[0, i, j], S[1, i, j], S[2, i, j], S[3, i, j] = s0, s1, s2, s3
-                if s0 > 0.0 or s1 > 0.0 or s2 > 0.0 or s3 > 0.0:
-                    smax = max(smax, 1)
-                continue
-            S[0, i, j] = S[1, i, j] = S[2, i, j] = S[3, i, j] = 0.0
-            if not (math.isfinite(d00) and math.isfinite(d01) and math.isfinite(d11)):
-                continue
-            steps, w0, w1, w2, a0, b0, a1, b1, a2, b2 = selling2_gauss(d00, d01, d11)
-            big = max(max(abs(a0), abs(b0)), max(max(abs(a1), abs(b1)), max(abs(a2), abs(b2))))
-            if steps < 0 or big > _OFFSET_MAX:
-                bad[i] += 1
-                continue
-            for p in range(3):
-                w = w0 if p == 0 else (w1 if p == 1 else w2)
-                a = a0 if p == 0 else (a1 if p == 1 else a2)
-                b = b0 if p == 0 else (b1 if p == 1 else b2)
-                if not w > 0.0:
+    nch = min(n0, 64)
+    for t_ in prange(nch):
+        T0 = np.empty(n1)
+        T1 = np.empty(n1)
+        T2 = np.empty(n1)
+        for i_ in range(t_ * n0 // nch, (t_ + 1) * n0 // nch):
+            i = np.int64(i_)  # a signed index: i +- 1 stays an integer
+            fast = mode == EED_GRAD and 0 < i < n0 - 1 and n1 >= 3
+            if fast:
+                _eed_row(f, i, 1, n1 - 1, c0, c1, ih00, ih01, ih11, cond, kinv2, gmin, T0, T1, T2)
+            for j in range(n1):
+                if fast and 0 < j < n1 - 1:
                     continue
-                r = max(abs(a), abs(b))
-                smax = max(smax, r)
-                if r <= 1:
-                    S[_short_dir(a, b), i, j] += w
-                else:
-                    LJ[i, nl] = j
-                    LW[i, nl] = w
-                    LO[i, nl, 0] = a
-                    LO[i, nl, 1] = b
-                    nl += 1
-                    rmax = max(rmax, abs(a))
-        nlong[i] = nl
-        reach[i] = rmax
-        span[i] = smax
+                D00, D01, D11 = _tensor2(mode, f, i, j, n0, n1, h0, h1, bc, cond, kinv2, gmin, alpha, cstar)
+                T0[j], T1[j], T2[j] = D00 * ih00, D01 * ih01, D11 * ih11
+            for j in range(n1):  # the closed form (wrong for the cells the scan below redoes)
+                d00, d01, d11 = T0[j], T1[j], T2[j]
+                ab = abs(d01)
+                S[0, i, j] = d00 - ab
+                S[1, i, j] = d11 - ab
+                S[2, i, j] = max(d01, 0.0)
+                S[3, i, j] = max(-d01, 0.0)
+            smax = 0
+            rmax = 0
+            nl = 0
+            for j in range(n1):
+                d00, d01, d11 = T0[j], T1[j], T2[j]
+                ab = abs(d01)
+                if ab <= d00 and ab <= d11:  # diagonally dominant: the closed form (finite by the test)
+                    if smax == 0 and (d00 > ab or d11 > ab or ab > 0.0):
+                        smax = 1
+                    continue
+                S[0, i, j] = S[1, i, j] = S[2, i, j] = S[3, i, j] = 0.0
+                if fast and 0 < j < n1 - 1 and not (math.isfinite(d00) and math.isfinite(d01)
+                                                    and math.isfinite(d11)):
+                    # a non-finite gradient: the scalar tensor (D = I where |grad|^2 is NaN)
+                    D00, D01, D11 = _tensor2(mode, f, i, j, n0, n1, h0, h1, bc, cond, kinv2, gmin, alpha,
+                                             cstar)
+                    d00, d01, d11 = D00 * ih00, D01 * ih01, D11 * ih11
+                    ab = abs(d01)
+                    if ab <= d00 and ab <= d11:
+                        S[0, i, j], S[1, i, j] = d00 - ab, d11 - ab
+                        S[2, i, j], S[3, i, j] = max(d01, 0.0), max(-d01, 0.0)
+                        if d00 > ab or d11 > ab or ab > 0.0:
+                            smax = max(smax, 1)
+                        continue
+                if not (math.isfinite(d00) and math.isfinite(d01) and math.isfinite(d11)):
+                    continue
+                steps, w0, w1, w2, a0, b0, a1, b1, a2, b2 = selling2_gauss(d00, d01, d11)
+                big = max(max(abs(a0), abs(b0)), max(max(abs(a1), abs(b1)), max(abs(a2), abs(b2))))
+                if steps < 0 or big > _OFFSET_MAX:
+                    bad[i] += 1
+                    continue
+                for p in range(3):
+                    w = w0 if p == 0 else (w1 if p == 1 else w2)
+                    a = a0 if p == 0 else (a1 if p == 1 else a2)
+                    b = b0 if p == 0 else (b1 if p == 1 else b2)
+                    if not w > 0.0:
+                        continue
+                    r = max(abs(a), abs(b))
+                    smax = max(smax, r)
+                    if r <= 1:
+                        S[_short_dir(a, b), i, j] += w
+                    else:
+                        LJ[i, nl] = j
+                        LW[i, nl] = w
+                        LO[i, nl, 0] = a
+                        LO[i, nl, 1] = b
+                        nl += 1
+                        rmax = max(rmax, abs(a))
+            nlong[i] = nl
+            reach[i] = rmax
+            span[i] = smax
     return bad.sum()
 
 
@@ -884,6 +963,41 @@ def _edge_cell2(u, S, i, j, n0, n1, bc, dt, out):
     return dg
 
 
+@njit(cache=True, inline="always", error_model="numpy")
+def _gather_row1(u, S, i, n1, dt, out, dg):
+    """:func:`gather2` for the interior cells of row ``i`` of a one-channel grid; returns their largest
+    ``-A_xx``.  The same sums in the same order as the channel loop of :func:`gather2`.
+
+    The diagonal goes to the row buffer ``dg`` and its maximum is taken in a second loop: a ``max``
+    reduction inside the stencil loop keeps LLVM from vectorising it (5x slower, measured).
+    """
+    for j in range(1, n1 - 1):
+        s0 = np.float64(S[0, i, j])
+        s1 = np.float64(S[1, i, j])
+        s2 = np.float64(S[2, i, j])
+        s3 = np.float64(S[3, i, j])
+        cn = 0.5 * (s0 + np.float64(S[0, i - 1, j]))
+        cs = 0.5 * (s0 + np.float64(S[0, i + 1, j]))
+        cw = 0.5 * (s1 + np.float64(S[1, i, j - 1]))
+        ce = 0.5 * (s1 + np.float64(S[1, i, j + 1]))
+        cnw = 0.5 * (s2 + np.float64(S[2, i - 1, j - 1]))
+        cse = 0.5 * (s2 + np.float64(S[2, i + 1, j + 1]))
+        cne = 0.5 * (s3 + np.float64(S[3, i - 1, j + 1]))
+        csw = 0.5 * (s3 + np.float64(S[3, i + 1, j - 1]))
+        dg[j] = ((cn + cs) + (cw + ce)) + ((cnw + cse) + (cne + csw))
+        ux = np.float64(u[0, i, j])
+        a = (cn * (np.float64(u[0, i - 1, j]) - ux) + cs * (np.float64(u[0, i + 1, j]) - ux)
+             + cw * (np.float64(u[0, i, j - 1]) - ux) + ce * (np.float64(u[0, i, j + 1]) - ux)
+             + cnw * (np.float64(u[0, i - 1, j - 1]) - ux)
+             + cse * (np.float64(u[0, i + 1, j + 1]) - ux)
+             + cne * (np.float64(u[0, i - 1, j + 1]) - ux) + csw * (np.float64(u[0, i + 1, j - 1]) - ux))
+        out[0, i, j] = ux + dt * a
+    m = 0.0
+    for j in range(1, n1 - 1):
+        m = max(m, dg[j])
+    return m
+
+
 @njit(cache=True, parallel=True, error_model="numpy")
 def gather2(u, S, bc, dt, out, rowdiag):
     """``out = u + dt A u`` for the short links ``S`` of :func:`stencil2`; ``rowdiag[i]``: the largest
@@ -894,39 +1008,49 @@ def gather2(u, S, bc, dt, out, rowdiag):
     ``u`` and ``out`` (C, n0, n1) must not overlap.
     """
     C, n0, n1 = u.shape
-    for i_ in prange(n0):
-        i = np.int64(i_)
-        if i == 0 or i == n0 - 1 or n1 < 3:
-            m = 0.0
-            for j in range(n1):
-                m = max(m, _edge_cell2(u, S, i, j, n0, n1, bc, dt, out))
-            rowdiag[i] = m
-            continue
-        m = max(_edge_cell2(u, S, i, 0, n0, n1, bc, dt, out),
-                _edge_cell2(u, S, i, n1 - 1, n0, n1, bc, dt, out))
-        for j in range(1, n1 - 1):
-            s0 = np.float64(S[0, i, j])
-            s1 = np.float64(S[1, i, j])
-            s2 = np.float64(S[2, i, j])
-            s3 = np.float64(S[3, i, j])
-            cn = 0.5 * (s0 + np.float64(S[0, i - 1, j]))
-            cs = 0.5 * (s0 + np.float64(S[0, i + 1, j]))
-            cw = 0.5 * (s1 + np.float64(S[1, i, j - 1]))
-            ce = 0.5 * (s1 + np.float64(S[1, i, j + 1]))
-            cnw = 0.5 * (s2 + np.float64(S[2, i - 1, j - 1]))
-            cse = 0.5 * (s2 + np.float64(S[2, i + 1, j + 1]))
-            cne = 0.5 * (s3 + np.float64(S[3, i - 1, j + 1]))
-            csw = 0.5 * (s3 + np.float64(S[3, i + 1, j - 1]))
-            m = max(m, ((cn + cs) + (cw + ce)) + ((cnw + cse) + (cne + csw)))
-            for c in range(C):
-                ux = np.float64(u[c, i, j])
-                a = (cn * (np.float64(u[c, i - 1, j]) - ux) + cs * (np.float64(u[c, i + 1, j]) - ux)
-                     + cw * (np.float64(u[c, i, j - 1]) - ux) + ce * (np.float64(u[c, i, j + 1]) - ux)
-                     + cnw * (np.float64(u[c, i - 1, j - 1]) - ux)
-                     + cse * (np.float64(u[c, i + 1, j + 1]) - ux)
-                     + cne * (np.float64(u[c, i - 1, j + 1]) - ux) + csw * (np.float64(u[c, i + 1, j - 1]) - ux))
-                out[c, i, j] = ux + dt * a
-        rowdiag[i] = m
+    nch = min(n0, 64)  # chunks of rows: one row buffer each
+    for t_ in prange(nch):
+        dg = np.empty(n1)
+        for i_ in range(t_ * n0 // nch, (t_ + 1) * n0 // nch):
+            rowdiag[i_] = _gather_row(u, S, np.int64(i_), n0, n1, bc, dt, out, dg)
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _gather_row(u, S, i, n0, n1, bc, dt, out, dg):
+    """:func:`gather2` for row ``i``; returns its largest ``-A_xx`` (short links)."""
+    C = u.shape[0]
+    if i == 0 or i == n0 - 1 or n1 < 3:
+        m = 0.0
+        for j in range(n1):
+            m = max(m, _edge_cell2(u, S, i, j, n0, n1, bc, dt, out))
+        return m
+    m = max(_edge_cell2(u, S, i, 0, n0, n1, bc, dt, out),
+            _edge_cell2(u, S, i, n1 - 1, n0, n1, bc, dt, out))
+    if C == 1:  # grey: no channel loop inside, so the loop over the row vectorises
+        return max(m, _gather_row1(u, S, i, n1, dt, out, dg))
+    for j in range(1, n1 - 1):
+        s0 = np.float64(S[0, i, j])
+        s1 = np.float64(S[1, i, j])
+        s2 = np.float64(S[2, i, j])
+        s3 = np.float64(S[3, i, j])
+        cn = 0.5 * (s0 + np.float64(S[0, i - 1, j]))
+        cs = 0.5 * (s0 + np.float64(S[0, i + 1, j]))
+        cw = 0.5 * (s1 + np.float64(S[1, i, j - 1]))
+        ce = 0.5 * (s1 + np.float64(S[1, i, j + 1]))
+        cnw = 0.5 * (s2 + np.float64(S[2, i - 1, j - 1]))
+        cse = 0.5 * (s2 + np.float64(S[2, i + 1, j + 1]))
+        cne = 0.5 * (s3 + np.float64(S[3, i - 1, j + 1]))
+        csw = 0.5 * (s3 + np.float64(S[3, i + 1, j - 1]))
+        m = max(m, ((cn + cs) + (cw + ce)) + ((cnw + cse) + (cne + csw)))
+        for c in range(C):
+            ux = np.float64(u[c, i, j])
+            a = (cn * (np.float64(u[c, i - 1, j]) - ux) + cs * (np.float64(u[c, i + 1, j]) - ux)
+                 + cw * (np.float64(u[c, i, j - 1]) - ux) + ce * (np.float64(u[c, i, j + 1]) - ux)
+                 + cnw * (np.float64(u[c, i - 1, j - 1]) - ux)
+                 + cse * (np.float64(u[c, i + 1, j + 1]) - ux)
+                 + cne * (np.float64(u[c, i - 1, j + 1]) - ux) + csw * (np.float64(u[c, i + 1, j - 1]) - ux))
+            out[c, i, j] = ux + dt * a
+    return m
 
 
 @njit(cache=True, inline="always")
@@ -1011,21 +1135,30 @@ def long2(u, LJ, LW, LO, nlong, R, bc, dt, out, ldiag, with_flux, with_diag, nch
 
 
 @njit(cache=True, parallel=True, error_model="numpy")
-def diag_max2(S, ldiag, bc):
+def diag_max2(S, ldiag, bc, short_max):
     """The largest ``-A_xx``: short links (``S``) plus long ones (``ldiag``, from :func:`long2`), resetting
-    ``ldiag`` to 0."""
+    ``ldiag`` to 0.
+
+    ``short_max >= 0`` is the largest ``-A_xx`` of the short links alone over all cells (as
+    :func:`gather2` returns it per row): then only the cells that long links touch (``ldiag != 0``)
+    are visited, since ``max(short_max, max over those of short + long)`` is the maximum.
+    ``short_max < 0``: every cell is visited.
+    """
     n0, n1 = ldiag.shape
     best = np.zeros(n0)
+    full = short_max < 0.0
     for i_ in prange(n0):
         i = np.int64(i_)
         m = 0.0
         for j in range(n1):
             x = ldiag[i, j]
-            m = max(m, _short_diag2(S, i, j, n0, n1, bc) + x)
             if x != 0.0:
+                m = max(m, _short_diag2(S, i, j, n0, n1, bc) + x)
                 ldiag[i, j] = 0.0
+            elif full:
+                m = max(m, _short_diag2(S, i, j, n0, n1, bc))
         best[i] = m
-    return best.max() if n0 else 0.0
+    return max(best.max(), short_max) if n0 else 0.0
 
 
 @njit(cache=True, parallel=True, error_model="numpy")
