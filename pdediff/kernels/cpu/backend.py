@@ -15,7 +15,7 @@ import scipy.fft
 import scipy.ndimage
 
 from ..formulas import TAU_MAX
-from . import adi, aos, blocked, gaussian, kappa, perona_malik, spectral, stencil, tridiag  # noqa: F401 - registers kernels
+from . import adi, aos, blocked, gaussian, inplace, kappa, perona_malik, spectral, stencil, tridiag  # noqa: F401 - registers kernels
 from ._common import cache_share, kernel, kernel_builds, kernel_code, row_view, use_parallel
 
 __all__ = ["CPUBackend", "CPU", "blocking_pays"]
@@ -104,6 +104,19 @@ class CPUBackend:
             kernel("heat", u.ndim, "const", u.size, _tag(u))(u, out, t(dt), t(beta), *coefs, *bcs)
         else:
             kernel("heat", u.ndim, "var", u.size, _tag(u))(u, out, *faces, t(dt), t(beta), *coefs, *bcs)
+
+    def heat_step_inplace(self, u, dt, ih2, bcs, beta=1.0):
+        """One constant-coefficient explicit step written into ``u`` itself (C-contiguous, 1-D to 3-D) in one
+        memory pass, bit for bit :meth:`heat_step` into another array (a rolling line buffer, :mod:`.inplace`)."""
+        t = u.dtype.type
+        if u.ndim == 1:  # (1, n) through the 2-D kernel, as heat_step
+            u, ih2, bcs = u.reshape(1, -1), (0.0, ih2[0]), (0, bcs[0])
+        k = kernel("heat_inplace", u.ndim, "const", u.size, _tag(u))
+        # a few blocks per thread (rows in 2-D, planes in 3-D); each saves the two neighbours of its ends
+        nblocks = min(u.shape[0], 4 * numba.get_num_threads()) if k.parallel else 1
+        saved = np.empty((nblocks, 2) + u.shape[1:], dtype=u.dtype)
+        k(u, saved, nblocks, t(dt), t(beta), *(t(c) for c in ih2), *bcs)
+        return u
 
     # -- several explicit steps per memory pass (optional: solvers use them when a backend has them) --
     def heat_steps(self, u, buf, n, dt, ih2, bcs, beta=1.0):
