@@ -125,15 +125,14 @@ class ExplicitHeatSolver(_HeatSolverBase):
         buf = self._buf
         if buf is None or type(buf) is not type(u):
             buf = self._buf = be.xp.empty_like(u)
-        # One step of an odd count in place where the backend can (a rolling line buffer: one memory pass,
-        # no copy of the result back into u), bit for bit the step into buf.
-        inplace = getattr(be, "heat_step_inplace", None) if self._faces is None and n % 2 == 1 else None
         coefs = tuple(dt * self.diffusivity * c for c in self._ih2) if self._faces is None else None
+        # A single step in place where the backend can (a rolling line buffer: one memory pass, no copy of
+        # the result back into u), bit for bit the step into buf; the backend's heat_steps does the same for
+        # the odd step of an odd count it does not block.
+        inplace = getattr(be, "heat_step_inplace", None) if self._faces is None and n == 1 else None
         if inplace is not None:
             inplace(u, 1.0, coefs, self._bcs)
-            n -= 1
-            if n == 0:
-                return u
+            return u
         # Several steps per memory pass (temporal blocking) where the backend offers it: the same
         # operations in the same order, so the result equals n single steps bit for bit.
         multi = getattr(be, "heat_steps", None) if self._faces is None and n > 1 else None

@@ -123,8 +123,12 @@ class CPUBackend:
         """``n`` constant-coefficient explicit steps, temporally blocked where that pays on this machine
         (:func:`blocking_pays`: the working set exceeds the threads' share of the last-level cache; single
         steps below, where they already stream from cache and the halos only cost): tiles of rows in 1-D/2-D, the wavefront in 3-D (1.5-2.2x
-        at 4096² and 256³, :mod:`.blocked`); returns ``u`` or ``buf``, whichever holds the result."""
+        at 4096² and 256³, :mod:`.blocked`); returns ``u`` or ``buf``, whichever holds the result (single steps:
+        always ``u``, an odd count taking one step in place, :meth:`heat_step_inplace`)."""
         if not blocking_pays(u):
+            if n % 2 == 1 and u.flags.c_contiguous:  # the odd step in place: the result ends in u, not buf
+                self.heat_step_inplace(u, dt, ih2, bcs, beta)
+                n -= 1
             for _ in range(n):
                 self.heat_step(u, buf, dt, ih2, bcs, beta)
                 u, buf = buf, u
