@@ -339,10 +339,11 @@ def test_last_level_cache_from_sysfs(tmp_path, monkeypatch):
 
 
 def test_blocking_decision_follows_the_cache_share(monkeypatch):
-    """Blocked exactly when u and its scratch array exceed the threads' share of the last-level cache."""
+    """Blocked exactly when u and its scratch array exceed half the threads' share of the last-level cache."""
     u = np.zeros((64, 64), np.float32)  # 16 KiB: working set 32 KiB
     monkeypatch.setattr(_common, "_LLC", (64 << 10, 4))  # 64 KiB shared by 4 CPUs
-    assert not backend_mod.blocking_pays(u, 4)  # all 64 KiB
-    assert not backend_mod.blocking_pays(u, 2)  # 32 KiB: the working set fits exactly
+    assert not backend_mod.blocking_pays(u, 4)  # all 64 KiB: half of it holds the working set exactly
+    assert not backend_mod.blocking_pays(u, 8)  # no more than the whole cache for more threads than CPUs
+    assert backend_mod.blocking_pays(u, 2)  # 32 KiB
     assert backend_mod.blocking_pays(u, 1)  # 16 KiB
-    assert backend_mod.blocking_pays(u.astype(np.float64), 2)
+    assert backend_mod.blocking_pays(u.astype(np.float64), 4)

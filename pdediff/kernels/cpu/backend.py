@@ -39,16 +39,20 @@ def blocking_pays(u, nthreads: int | None = None) -> bool:
     """Whether several explicit steps of ``u`` should run temporally blocked (:mod:`.blocked`) on this machine.
 
     Blocking saves memory passes, so it pays only once the working set -- ``u`` and the scratch array of
-    the same size -- no longer fits the share of the last-level cache that the threads running the steps
-    can count on (:func:`._common.cache_share`: the cache read from sysfs at run time, or
-    :data:`._common.LLC_FALLBACK_BYTES`); below that the single steps already stream from cache and the
-    halos only cost (0.69x measured at 1024² float32 with a 32 MiB L3; on a 300 MiB L3 a 4096² float32
-    field stays in cache, where blocking lost 2x at 2 steps).  ``nthreads``: the threads the steps run on
-    (default: Numba's, or 1 where the array is too small for the threaded build).
+    the same size -- no longer stays in the share of the last-level cache that the threads running the
+    steps can count on (:func:`._common.cache_share`: the cache read from sysfs at run time, or
+    :data:`._common.LLC_FALLBACK_BYTES`), taken as half that share (the cache also holds code, the tiles'
+    buffers and other processes' data; its associativity and replacement evict before it is full); below
+    that the single steps already stream from cache and the halos only cost.  Measured on a 2-core AMD
+    EPYC with a 32 MiB L3 (2 threads, float32, blocked / single steps per step, medians of 4, shared
+    machine): 2048² (a 32 MiB working set) 0.49 at 16 steps, 4096² 0.91 / 0.48 / 0.50 at 2 / 8 / 16
+    steps, 256³ 0.88 / 0.53 / 0.58 / 0.56 at 2 / 4 / 8 / 16; on a 300 MiB L3 a 4096² float32 field stays in
+    cache, where blocking lost 2x at 2 steps.  ``nthreads``: the threads the steps run on (default:
+    Numba's, or 1 where the array is too small for the threaded build).
     """
     if nthreads is None:
         nthreads = numba.get_num_threads() if use_parallel(u.size) else 1
-    return 2 * u.nbytes > cache_share(nthreads)
+    return 2 * u.nbytes > cache_share(nthreads) // 2
 
 
 class CPUBackend:
