@@ -101,8 +101,11 @@ class ExplicitHeatSolver(_HeatSolverBase):
         """Advance ``u`` **in place** by ``n`` steps of ``dt`` (default :attr:`dt`); return ``u``.
 
         With constant diffusivity on a backend that offers ``heat_steps`` (the CPU), ``n > 1`` steps run
-        temporally blocked -- several steps per pass over memory, bit for bit the same result as ``n``
-        single steps (:mod:`pdediff.kernels.cpu.blocked`).  Any finite ``u`` runs without overflow: values
+        temporally blocked where that pays on the machine (the field and its scratch array larger than
+        the threads' share of the last-level cache, read at run time) -- several steps per pass over
+        memory, bit for bit the same result as ``n`` single steps (:mod:`pdediff.kernels.cpu.blocked`);
+        ``n = 1``, and the odd step of an odd count run unblocked, is written into ``u`` in one pass
+        (``heat_step_inplace``, :mod:`pdediff.kernels.cpu.inplace`), bit for bit the step into a copy.  Any finite ``u`` runs without overflow: values
         near the dtype's maximum are scaled by a power of two and back (exact; where no scaling is needed
         the computation is the unscaled one, bit for bit).
         """
