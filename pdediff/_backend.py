@@ -25,6 +25,11 @@ over memory:
   ih, kinv2, code)``: ``n`` explicit steps with several steps per memory pass
   (temporal blocking), returning whichever of ``u``/``buf`` holds the result,
   bit for bit equal to ``n`` single steps;
+* ``heat_step_inplace(u, dt, ih2, bcs, beta)``: one constant-coefficient
+  explicit step written into ``u`` itself in one memory pass, bit for bit
+  ``heat_step`` into another array;
+* ``abs_max(u)``: ``max|u|`` (NaN if ``u`` holds one) in one pass, for the
+  power-of-two overflow scaling of the front doors;
 * ``heat_adi_combined(u, w, x, coef, inv_theta, update_u)``: the first sweep of
   a combined-form ADI step for constant coefficients (2-D/3-D): ``X = (I - r
   L_last)^{-1} u``, ``w = 2 X - u`` and ``u -= inv_theta X`` (``update_u``) or

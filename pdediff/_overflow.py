@@ -3,7 +3,8 @@
 The heat equation is linear and a multiplication by a power of two is exact (short of the subnormal
 range), so a solver may run on ``u * scale`` and divide the result by ``scale``: bit for bit the same
 wherever ``scale`` is 1, and without overflow for any finite ``u``.  Used by the in-memory solvers
-(:mod:`pdediff.heat`) and by the Dask executor (per chunk, or from a lazy reduction).  NumPy only.
+(:mod:`pdediff.heat`) and by the Dask executor (per chunk, or from a lazy reduction).  NumPy or CuPy arrays; the
+CPU backend's ``abs_max`` finds ``max|u|`` in one fused pass.
 """
 
 from __future__ import annotations
@@ -44,7 +45,11 @@ def overflow_scale(u: Any, growth: float) -> float:
     """
     if u.size == 0:
         return 1.0
-    return overflow_scale_for(max(float(u.max()), -float(u.min())), u.dtype, growth)
+    from ._backend import backend_for  # the backend registry (lazy: this module sits below it)
+
+    abs_max = getattr(backend_for(u), "abs_max", None)  # one fused pass where the backend has it (the CPU)
+    amax = abs_max(u) if abs_max is not None else max(float(u.max()), -float(u.min()))
+    return overflow_scale_for(amax, u.dtype, growth)
 
 
 def underflow_scale_for(amax: float, dtype, coupling: float) -> float:

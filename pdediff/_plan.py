@@ -113,15 +113,16 @@ def scale_for(amax: float, dtype) -> float:
     return 2.0 ** min(max(e, -lim), lim)
 
 
-def intensity_scale(u: Any, xp: Any) -> float:
+def intensity_scale(u: Any, xp: Any, amax: float | None = None) -> float:
     """A power of two ``a`` with ``max|a u| in [0.5, 1)`` (1 for zero or all-non-finite data).
 
-    ``u``: a NumPy or CuPy array (``xp`` its module).  Two reductions, no
-    temporaries.  With NaN/inf present (``check_finite=False``) the finite
-    values set the scale.
+    ``u``: a NumPy or CuPy array (``xp`` its module).  ``amax``: ``max|u|`` where the caller has it (a
+    backend's fused one-pass scan); otherwise two reductions, no temporaries.  With NaN/inf present
+    (``check_finite=False``) the finite values set the scale.
     """
-    hi, lo = float(u.max()), float(u.min())
-    amax = max(abs(hi), abs(lo))
+    if amax is None:
+        hi, lo = float(u.max()), float(u.min())
+        amax = max(abs(hi), abs(lo))
     if not math.isfinite(amax):
         finite = u[xp.isfinite(u)]
         amax = float(xp.abs(finite).max()) if finite.size else 0.0

@@ -199,3 +199,33 @@ def test_float64_near_its_maximum_is_finite(method, sign):
     assert np.isfinite(r).all()
     tol = 1e-9 * 1e308
     assert u.min() - tol <= r.min() and r.max() <= u.max() + tol
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_backend_abs_max_equals_numpy(dtype):
+    """CPUBackend.abs_max (one fused integer-max pass, the overflow scaling's scan) equals max(|max u|, |min u|)
+    exactly, with the threaded and the serial build; NaN wins over inf, inf over every finite value; -0 is 0."""
+    from pdediff.kernels.cpu._common import kernel_builds
+    from pdediff.kernels.cpu.backend import CPU
+
+    rng = np.random.default_rng(3)
+    fmax = float(np.finfo(dtype).max)
+    for u in (rng.standard_normal(10007).astype(dtype) * dtype(1e3),  # a size no block count divides
+              -np.abs(rng.standard_normal((70, 90))).astype(dtype),  # the largest magnitude negative
+              np.array([-0.0, 0.0], dtype), np.array([fmax, -fmax, 1.0], dtype),
+              rng.standard_normal((5, 6, 7)).astype(dtype)[:, ::2]):  # not contiguous: NumPy's path
+        assert CPU.abs_max(u) == max(float(u.max()), -float(u.min()))
+    u = rng.standard_normal(5000).astype(dtype)
+    u[17] = -np.inf
+    assert CPU.abs_max(u) == np.inf
+    u[4000] = np.nan
+    assert np.isnan(CPU.abs_max(u))
+    assert CPU.abs_max(np.zeros(0, dtype)) == 0.0
+    ut = np.uint32 if dtype == np.float32 else np.uint64
+    bits = (rng.standard_normal(9999).astype(dtype) * dtype(7)).view(ut)
+    mask = ut(np.iinfo(ut).max >> 1)
+    k = kernel_builds("abs_max_bits", 0, "")
+    expect = (bits & mask).max()
+    for nblocks in (1, 3, 8):
+        assert k.serial(bits, mask, nblocks) == expect
+        assert k.parallel(bits, mask, nblocks) == expect

@@ -7,6 +7,7 @@ np.roll references of tests/reference.py.
 """
 
 import itertools
+import os
 
 import numpy as np
 import pytest
@@ -281,12 +282,12 @@ def test_halo_smaller_than_depth_is_detected(boundary, monkeypatch, rng):
 
 
 def test_backend_blocks_large_arrays_bitwise(monkeypatch, rng):
-    """CPUBackend.heat_steps / pm_steps above BLOCKING_MIN_BYTES (lowered here): 3-D heat through the wavefront,
+    """CPUBackend.heat_steps / pm_steps where blocking pays (a cache share of 0 here): 3-D heat through the wavefront,
     3-D Perona–Malik through single steps, both bit for bit n single steps."""
     requested = []
     real = blocked.kernel
     monkeypatch.setattr(blocked, "kernel", lambda op, *a: requested.append(op) or real(op, *a))
-    monkeypatch.setattr(backend_mod, "BLOCKING_MIN_BYTES", 0)
+    monkeypatch.setattr(backend_mod, "cache_share", lambda nthreads: 0)
     u0 = rng.standard_normal((9, 10, 11)).astype(np.float32)
     coefs = (0.1, 0.12, 0.14)
     got = CPU.heat_steps(u0.copy(), np.empty_like(u0), 13, 1.0, coefs, (0, 1, 2))
@@ -318,3 +319,31 @@ def test_default_3d_and_beta_is_kept(rng):
     single = _plain_pm(v0, 4, 0.1, (1.0, 1.0, 1.0), 1.0, 0)
     np.testing.assert_array_equal(blocked.pm_steps(v0.copy(), np.empty_like(v0), 4, 0.1, (1.0, 1.0, 1.0), 1.0, 0),
                                   single)
+
+
+def test_last_level_cache_from_sysfs(tmp_path, monkeypatch):
+    """The blocking decision's cache size: the highest data/unified level of a sysfs tree, its CPUs counted
+    from shared_cpu_list; the instruction cache ignored; the fallback where there is no tree; the override."""
+    monkeypatch.delenv("PDEDIFF_LLC_BYTES", raising=False)
+    entries = {"index0": ("1", "Data", "32K", "0"), "index1": ("1", "Instruction", "64M", "0"),
+               "index2": ("2", "Unified", "1024K", "0"), "index3": ("3", "Unified", "300M", "0-3,8-11")}
+    for name, (level, typ, size, cpus) in entries.items():
+        d = tmp_path / name
+        d.mkdir()
+        for key, val in zip(("level", "type", "size", "shared_cpu_list"), (level, typ, size, cpus)):
+            (d / key).write_text(val + "\n")
+    assert _common.last_level_cache(str(tmp_path)) == (300 << 20, 8)
+    assert _common.last_level_cache(str(tmp_path / "missing")) == (_common.LLC_FALLBACK_BYTES, os.cpu_count() or 1)
+    monkeypatch.setenv("PDEDIFF_LLC_BYTES", "2M")
+    assert _common.last_level_cache(str(tmp_path)) == (2 << 20, 8)
+
+
+def test_blocking_decision_follows_the_cache_share(monkeypatch):
+    """Blocked exactly when u and its scratch array exceed half the threads' share of the last-level cache."""
+    u = np.zeros((64, 64), np.float32)  # 16 KiB: working set 32 KiB
+    monkeypatch.setattr(_common, "_LLC", (64 << 10, 4))  # 64 KiB shared by 4 CPUs
+    assert not backend_mod.blocking_pays(u, 4)  # all 64 KiB: half of it holds the working set exactly
+    assert not backend_mod.blocking_pays(u, 8)  # no more than the whole cache for more threads than CPUs
+    assert backend_mod.blocking_pays(u, 2)  # 32 KiB
+    assert backend_mod.blocking_pays(u, 1)  # 16 KiB
+    assert backend_mod.blocking_pays(u.astype(np.float64), 4)

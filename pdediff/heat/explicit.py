@@ -101,8 +101,11 @@ class ExplicitHeatSolver(_HeatSolverBase):
         """Advance ``u`` **in place** by ``n`` steps of ``dt`` (default :attr:`dt`); return ``u``.
 
         With constant diffusivity on a backend that offers ``heat_steps`` (the CPU), ``n > 1`` steps run
-        temporally blocked -- several steps per pass over memory, bit for bit the same result as ``n``
-        single steps (:mod:`pdediff.kernels.cpu.blocked`).  Any finite ``u`` runs without overflow: values
+        temporally blocked where that pays on the machine (the field and its scratch array larger than
+        the threads' share of the last-level cache, read at run time) -- several steps per pass over
+        memory, bit for bit the same result as ``n`` single steps (:mod:`pdediff.kernels.cpu.blocked`);
+        ``n = 1``, and the odd step of an odd count run unblocked, is written into ``u`` in one pass
+        (``heat_step_inplace``, :mod:`pdediff.kernels.cpu.inplace`), bit for bit the step into a copy.  Any finite ``u`` runs without overflow: values
         near the dtype's maximum are scaled by a power of two and back (exact; where no scaling is needed
         the computation is the unscaled one, bit for bit).
         """
@@ -125,11 +128,18 @@ class ExplicitHeatSolver(_HeatSolverBase):
         buf = self._buf
         if buf is None or type(buf) is not type(u):
             buf = self._buf = be.xp.empty_like(u)
+        coefs = tuple(dt * self.diffusivity * c for c in self._ih2) if self._faces is None else None
+        # A single step in place where the backend can (a rolling line buffer: one memory pass, no copy of
+        # the result back into u), bit for bit the step into buf; the backend's heat_steps does the same for
+        # the odd step of an odd count it does not block.
+        inplace = getattr(be, "heat_step_inplace", None) if self._faces is None and n == 1 else None
+        if inplace is not None:
+            inplace(u, 1.0, coefs, self._bcs)
+            return u
         # Several steps per memory pass (temporal blocking) where the backend offers it: the same
         # operations in the same order, so the result equals n single steps bit for bit.
         multi = getattr(be, "heat_steps", None) if self._faces is None and n > 1 else None
         if multi is not None:
-            coefs = tuple(dt * self.diffusivity * c for c in self._ih2)
             a = multi(u, buf, n, 1.0, coefs, self._bcs)
         else:
             a, b = u, buf

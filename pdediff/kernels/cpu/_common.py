@@ -32,7 +32,7 @@ from numba.extending import intrinsic
 
 from ..formulas import EXPONENTIAL, EXPONENTIAL32, compile_formulas
 
-__all__ = ["F", "exp_neg", "exp_neg32", "register_kernel", "kernel", "kernel_builds", "use_parallel",
+__all__ = ["cache_share", "last_level_cache", "LLC_FALLBACK_BYTES", "F", "exp_neg", "exp_neg32", "register_kernel", "kernel", "kernel_builds", "use_parallel",
            "PARALLEL_MIN_CELLS", "ThreadPolicy", "set_threading", "threading_policy", "kernel_code", "row_view"]
 
 #: Arrays with fewer cells than this run on one thread.  Measured on the 2-core
@@ -46,6 +46,87 @@ PARALLEL_MIN_CELLS = 1 << 12
 def use_parallel(size: int) -> bool:
     """Whether an array of ``size`` cells is large enough for the threaded build (and threads exist)."""
     return size >= PARALLEL_MIN_CELLS and numba.config.NUMBA_NUM_THREADS > 1 and _POLICY.mode != "serial"
+
+
+# ------------------------------------------------------------------ cache sizes
+
+#: The last-level cache assumed where the operating system does not report one (no Linux sysfs):
+#: 32 MiB shared by every CPU -- the L3 of a current server socket slice (AMD EPYC CCD, Intel Xeon
+#: per ~16 cores).  ``PDEDIFF_LLC_BYTES`` overrides the size measured or assumed.
+LLC_FALLBACK_BYTES = 32 << 20
+
+_LLC: tuple[int, int] | None = None
+
+
+def _parse_size(text: str) -> int:
+    """``"32768K"``, ``"2M"``, ``"512"`` (bytes) as bytes."""
+    text = text.strip().upper()
+    mult = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(text[-1:], 1)
+    return int(text.rstrip("KMG") or 0) * mult
+
+
+def _cpu_count_of(cpu_list: str) -> int:
+    """The number of CPUs in a sysfs list such as ``"0-3,8-11"``."""
+    count = 0
+    for part in cpu_list.strip().split(","):
+        if part:
+            lo, _, hi = part.partition("-")
+            count += int(hi or lo) - int(lo) + 1
+    return max(count, 1)
+
+
+def last_level_cache(root: str = "/sys/devices/system/cpu/cpu0/cache") -> tuple[int, int]:
+    """``(bytes, cpus sharing it)`` of the last-level data (or unified) cache of CPU 0, read once per process.
+
+    From Linux sysfs (``index*/level``, ``type``, ``size``, ``shared_cpu_list``); elsewhere, or when
+    unreadable, :data:`LLC_FALLBACK_BYTES` shared by ``os.cpu_count()`` CPUs.  The environment variable
+    ``PDEDIFF_LLC_BYTES`` replaces the size (e.g. on a machine whose sysfs reports no cache).
+    """
+    global _LLC
+    if _LLC is not None and root == "/sys/devices/system/cpu/cpu0/cache":
+        return _LLC
+    best: tuple[int, int, int] | None = None  # (level, bytes, sharing)
+    try:
+        for entry in sorted(os.listdir(root)):
+            if not entry.startswith("index"):
+                continue
+            d = os.path.join(root, entry)
+
+            def read(name, d=d):
+                with open(os.path.join(d, name)) as f:
+                    return f.read().strip()
+
+            if read("type") == "Instruction":
+                continue
+            level, size = int(read("level")), _parse_size(read("size"))
+            try:
+                sharing = _cpu_count_of(read("shared_cpu_list"))
+            except OSError:
+                sharing = 1
+            if size > 0 and (best is None or level > best[0]):
+                best = (level, size, sharing)
+    except (OSError, ValueError):
+        best = None
+    if best is None:
+        llc = (LLC_FALLBACK_BYTES, os.cpu_count() or 1)
+    else:
+        llc = (best[1], best[2])
+    env = os.environ.get("PDEDIFF_LLC_BYTES", "").strip()
+    if env:
+        try:
+            llc = (_parse_size(env), llc[1])
+        except ValueError:
+            pass
+    if root == "/sys/devices/system/cpu/cpu0/cache":
+        _LLC = llc
+    return llc
+
+
+def cache_share(nthreads: int) -> int:
+    """Bytes of last-level cache that ``nthreads`` threads of this process can count on: their share of the
+    cache (``size * nthreads / sharing``, at most all of it), by :func:`last_level_cache`."""
+    size, sharing = last_level_cache()
+    return int(size * min(1.0, max(1, nthreads) / sharing))
 
 
 # ------------------------------------------------------------------ threading policy

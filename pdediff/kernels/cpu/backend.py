@@ -15,10 +15,10 @@ import scipy.fft
 import scipy.ndimage
 
 from ..formulas import TAU_MAX
-from . import adi, aos, blocked, gaussian, kappa, perona_malik, spectral, stencil, tridiag  # noqa: F401 - registers kernels
-from ._common import kernel, kernel_builds, kernel_code, row_view, use_parallel
+from . import adi, aos, blocked, gaussian, inplace, kappa, perona_malik, spectral, stencil, tridiag  # noqa: F401 - registers kernels
+from ._common import cache_share, kernel, kernel_builds, kernel_code, row_view, use_parallel
 
-__all__ = ["CPUBackend", "CPU"]
+__all__ = ["CPUBackend", "CPU", "blocking_pays"]
 
 
 def _tag(x, shape=None) -> str:
@@ -35,9 +35,24 @@ def _lines(shape: tuple[int, ...], axis: int) -> tuple[int, int, int]:
     return pre, shape[axis], post
 
 
-#: Arrays below this size take single explicit steps even when several are asked for: temporal blocking
-#: pays only once the field no longer fits the last-level cache (32 MiB L3 on the development machine).
-BLOCKING_MIN_BYTES = 64 << 20
+def blocking_pays(u, nthreads: int | None = None) -> bool:
+    """Whether several explicit steps of ``u`` should run temporally blocked (:mod:`.blocked`) on this machine.
+
+    Blocking saves memory passes, so it pays only once the working set -- ``u`` and the scratch array of
+    the same size -- no longer stays in the share of the last-level cache that the threads running the
+    steps can count on (:func:`._common.cache_share`: the cache read from sysfs at run time, or
+    :data:`._common.LLC_FALLBACK_BYTES`), taken as half that share (the cache also holds code, the tiles'
+    buffers and other processes' data; its associativity and replacement evict before it is full); below
+    that the single steps already stream from cache and the halos only cost.  Measured on a 2-core AMD
+    EPYC with a 32 MiB L3 (2 threads, float32, blocked / single steps per step, medians of 4, shared
+    machine): 2048² (a 32 MiB working set) 0.49 at 16 steps, 4096² 0.91 / 0.48 / 0.50 at 2 / 8 / 16
+    steps, 256³ 0.88 / 0.53 / 0.58 / 0.56 at 2 / 4 / 8 / 16; on a 300 MiB L3 a 4096² float32 field stays in
+    cache, where blocking lost 2x at 2 steps.  ``nthreads``: the threads the steps run on (default:
+    Numba's, or 1 where the array is too small for the threaded build).
+    """
+    if nthreads is None:
+        nthreads = numba.get_num_threads() if use_parallel(u.size) else 1
+    return 2 * u.nbytes > cache_share(nthreads) // 2
 
 
 class CPUBackend:
@@ -50,6 +65,24 @@ class CPUBackend:
 
     def asarray(self, x):
         return np.asarray(x)
+
+    def abs_max(self, u) -> float:
+        """``max|u|`` of a float32/float64 array in one fused pass (NaN if ``u`` holds a NaN; 0 when empty).
+
+        The magnitude bits of every element are compared as unsigned integers (:func:`.stencil.abs_max_bits`),
+        which orders them as their magnitudes (inf above every finite value, NaN above inf) and vectorises;
+        ``max(u.max(), -u.min())`` costs two slower passes.  Other dtypes and non-contiguous arrays: NumPy.
+        """
+        if u.size == 0:
+            return 0.0
+        if u.dtype not in (np.float32, np.float64) or not u.flags.c_contiguous:
+            return float(np.nanmax(np.abs(u))) if not np.isnan(u).any() else float("nan")
+        ut = np.uint32 if u.dtype == np.float32 else np.uint64
+        bits = u.reshape(-1).view(ut)
+        k = kernel("abs_max_bits", 0, "", u.size, _tag(u))
+        nblocks = min(u.size // 4096 + 1, 4 * numba.get_num_threads()) if k.parallel else 1
+        m = k(bits, ut(np.iinfo(ut).max >> 1), nblocks)
+        return float(np.array(m, dtype=ut).view(u.dtype))
 
     # -- explicit heat step --------------------------------------------------------
     def heat_step(self, u, out, dt, ih2, bcs, beta=1.0, faces=None):
@@ -76,13 +109,30 @@ class CPUBackend:
         else:
             kernel("heat", u.ndim, "var", u.size, _tag(u))(u, out, *faces, t(dt), t(beta), *coefs, *bcs)
 
+    def heat_step_inplace(self, u, dt, ih2, bcs, beta=1.0):
+        """One constant-coefficient explicit step written into ``u`` itself (C-contiguous, 1-D to 3-D) in one
+        memory pass, bit for bit :meth:`heat_step` into another array (a rolling line buffer, :mod:`.inplace`)."""
+        t = u.dtype.type
+        if u.ndim == 1:  # (1, n) through the 2-D kernel, as heat_step
+            u, ih2, bcs = u.reshape(1, -1), (0.0, ih2[0]), (0, bcs[0])
+        k = kernel("heat_inplace", u.ndim, "const", u.size, _tag(u))
+        # a few blocks per thread (rows in 2-D, planes in 3-D); each saves the two neighbours of its ends
+        nblocks = min(u.shape[0], 4 * numba.get_num_threads()) if k.parallel else 1
+        saved = np.empty((nblocks, 2) + u.shape[1:], dtype=u.dtype)
+        k(u, saved, nblocks, t(dt), t(beta), *(t(c) for c in ih2), *bcs)
+        return u
+
     # -- several explicit steps per memory pass (optional: solvers use them when a backend has them) --
     def heat_steps(self, u, buf, n, dt, ih2, bcs, beta=1.0):
-        """``n`` constant-coefficient explicit steps, temporally blocked for arrays larger than the last-level
-        cache (single steps below: there they already stream from cache, and the halos only cost; measured
-        0.69x at 1024² float32 with a 32 MiB L3): tiles of rows in 1-D/2-D, the wavefront in 3-D (1.5-2.2x
-        at 4096² and 256³, :mod:`.blocked`); returns ``u`` or ``buf``, whichever holds the result."""
-        if u.nbytes < BLOCKING_MIN_BYTES:
+        """``n`` constant-coefficient explicit steps, temporally blocked where that pays on this machine
+        (:func:`blocking_pays`: the working set exceeds the threads' share of the last-level cache; single
+        steps below, where they already stream from cache and the halos only cost): tiles of rows in 1-D/2-D, the wavefront in 3-D (1.5-2.2x
+        at 4096² and 256³, :mod:`.blocked`); returns ``u`` or ``buf``, whichever holds the result (single steps:
+        always ``u``, an odd count taking one step in place, :meth:`heat_step_inplace`)."""
+        if not blocking_pays(u):
+            if n % 2 == 1 and u.flags.c_contiguous:  # the odd step in place: the result ends in u, not buf
+                self.heat_step_inplace(u, dt, ih2, bcs, beta)
+                n -= 1
             for _ in range(n):
                 self.heat_step(u, buf, dt, ih2, bcs, beta)
                 u, buf = buf, u
@@ -91,9 +141,9 @@ class CPUBackend:
 
     def pm_steps(self, u, buf, n, dt, ih, kinv2, code):
         """``n`` explicit Perona–Malik steps, conductance from ``u`` (Catté sigma = 0), temporally blocked for
-        2-D arrays larger than the last-level cache (as :meth:`heat_steps`; 3-D takes single steps: the step
+        2-D arrays where :func:`blocking_pays` (as :meth:`heat_steps`; 3-D takes single steps: the step
         is compute-bound, see :mod:`.blocked`)."""
-        if u.nbytes < BLOCKING_MIN_BYTES:
+        if not blocking_pays(u):
             for _ in range(n):
                 self.pm_step(u, u, buf, dt, ih, kinv2, code)
                 u, buf = buf, u

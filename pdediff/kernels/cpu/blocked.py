@@ -368,6 +368,18 @@ def heat3_wave(u, out, ktile, itile, depth, nworkers, dtd, beta, c0, c1, c2, bc0
 # --------------------------------------------------------------------------- Perona–Malik (sigma = 0)
 
 
+@njit(cache=True)
+def _copy_rows(dst, d0, src, s0, rows):
+    """``dst[:, d0 : d0 + rows] = src[:, s0 : s0 + rows]`` for ``(C, R, n)`` arrays, a contiguous row at a time
+    (a plain loop: Numba's generic slice assignment was measured slower than the rows' compute in cache)."""
+    n = dst.shape[2]
+    for c in range(dst.shape[0]):
+        for r in range(rows):
+            o, i = dst[c, d0 + r], src[c, s0 + r]
+            for j in range(n):
+                o[j] = i[j]
+
+
 @njit(cache=True, error_model="numpy")
 def _pm_tile(u, out, t0, t1, units, step, is3d, depth, dt, ihz, ihy, ihx, kinv2, code, one, half, bufs):
     """``depth`` steps of the units (rows in 2-D, planes of ``step`` rows in 3-D) ``t0..t1`` of ``(C, R, n)``.
@@ -385,14 +397,14 @@ def _pm_tile(u, out, t0, t1, units, step, is3d, depth, dt, ihz, ihy, ihx, kinv2,
     else:
         A = np.empty((C, L * step, n), dtype=u.dtype)
         B = np.empty((C, L * step, n), dtype=u.dtype)
-    A[:, :, :] = u[:, a * step : (a + L) * step, :]
+    _copy_rows(A, 0, u, a * step, L * step)
     nplane = step if is3d else L  # 3-D: rows per plane; 2-D: the buffer is one plane of L rows
     for k in range(1, depth + 1):
         lo = max(0, t0 - a - (depth - k))
         hi = min(L, t1 - a + (depth - k))
         _pm_rows(A, A, B, lo * step, hi * step, nplane, dt, ihz, ihy, ihx, kinv2, code, one, half)
         A, B = B, A
-    out[:, t0 * step : t1 * step, :] = A[:, (t0 - a) * step : (t1 - a) * step, :]
+    _copy_rows(out, t0 * step, A, (t0 - a) * step, (t1 - t0) * step)
 
 
 @register_kernel("pm_blocked", 0, "", error_model="numpy")

@@ -19,6 +19,7 @@ the array's dtype so float32 stays float32.
 
 from __future__ import annotations
 
+import numpy as np
 from numba import njit, prange
 
 from ._common import F, register_kernel
@@ -158,3 +159,25 @@ def heat3_var(u, out, f0, f1, f2, dt, beta, c0, c1, c2, bc0, bc1, bc2):
     n0, n1 = u.shape[0], u.shape[1]
     for ki in prange(n0 * n1):
         _row3_var(u, out, ki // n1, ki % n1, f0, f1, f2, dt, beta, c0, c1, c2, bc0, bc1, bc2)
+
+
+# --------------------------------------------------------------------------- magnitude scan
+
+
+@register_kernel("abs_max_bits", 0)
+def abs_max_bits(bits, mask, nblocks):
+    """The largest ``bits & mask`` of a flat unsigned-integer view ``bits`` of a float array (``mask``
+    clears the sign bit), in one pass: for IEEE floats the order of the magnitude bits is the order of
+    the magnitudes, with +inf above every finite value and NaN above +inf.  An integer maximum vectorises
+    without NaN handling (``max(u), min(u)`` are two passes, each slower)."""
+    n = bits.shape[0]
+    part = np.zeros(nblocks, dtype=bits.dtype)
+    for b in prange(nblocks):
+        lo = b * n // nblocks
+        hi = (b + 1) * n // nblocks
+        seg = bits[lo:hi]  # indexed from 0: no negative-index fix-up, so the loop vectorises
+        m = mask ^ mask  # 0 of the mask's type
+        for j in range(seg.shape[0]):
+            m = max(m, seg[j] & mask)
+        part[b] = m
+    return part.max()
