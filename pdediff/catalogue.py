@@ -117,8 +117,10 @@ def process_class(name: str) -> type:
 
 #: ``beta_schedule`` of :class:`~pdediff.torch.GaussianDiffusion` and
 #: :class:`~pdediff.torch.BlurringDiffusion`: ``"linear"`` (Ho et al.), ``"scaled_linear"``
-#: (linear in :math:`\sqrt\beta`, as diffusers') and ``"cosine"`` (Nichol & Dhariwal).
-BETA_SCHEDULES = ("linear", "scaled_linear", "cosine")
+#: (linear in :math:`\sqrt\beta`, as diffusers'), ``"cosine"`` (Nichol & Dhariwal, :math:`\beta \le 0.999`)
+#: and ``"cosine_logsnr"`` (the cosine schedule with its log signal-to-noise ratio confined to
+#: :math:`[-10, 10]`, as Hoogeboom & Salimans' blurring diffusion: blurring's default).
+BETA_SCHEDULES = ("linear", "scaled_linear", "cosine", "cosine_logsnr")
 #: diffusers' names for pdediff's schedules, accepted and stored under pdediff's name.
 BETA_SCHEDULE_ALIASES: Mapping[str, str] = MappingProxyType({"squaredcos_cap_v2": "cosine"})
 

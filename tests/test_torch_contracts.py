@@ -105,7 +105,7 @@ def test_processes_come_from_the_catalogue():
     (lambda: HeatDissipation(num_train_timesteps=10, sampling_noise=float("inf")), "sampling_noise"),
     (lambda: ColdDiffusion(num_train_timesteps=10, kappa=0.0), "kappa"),
     (lambda: ColdDiffusion(num_train_timesteps=10, iters_per_level=0), "iters_per_level"),
-    (lambda: ColdDiffusion(num_train_timesteps=10, prior_components=0), "prior_components"),
+    (lambda: ColdDiffusion(num_train_timesteps=10, sampling_noise=-1.0), "sampling_noise"),
     (lambda: ColdDiffusion(num_train_timesteps=10, prior_noise=-1.0), "prior_noise"),
     (lambda: ColdDiffusion(num_train_timesteps=10, training_noise=-1.0), "training_noise"),
     (lambda: ColdDiffusion(num_train_timesteps=10, sigma_blur_max=0.0), "sigma_blur_max"),

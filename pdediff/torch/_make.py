@@ -77,7 +77,8 @@ def default_process_config(name: str, image_size: Any, num_train_timesteps: int 
       to ``0.02`` at ``K = 1000``; ``5e-4`` to ``0.1`` at 200), so that the
       last level is pure noise for any ``K``;
     * ``ihdm``: 50 timesteps, ``sigma_blur_min = 0.5``, ``sigma_blur_max = 0.75 L``;
-    * ``blurring``: 200 timesteps, ``sigma_blur_max = 0.75 L``, cosine schedule;
+    * ``blurring``: 200 timesteps, ``sigma_blur_max = 0.75 L``, the paper's cosine schedule with
+      log-SNR in ``[-10, 10]`` (``"cosine_logsnr"``);
     * ``cold-heat``: 50 timesteps, the IHDM blur schedule;
     * ``cold-pm``: 50 timesteps, ``kappa = 1.0`` (half the [-1, 1] data
       range: strong edges survive the first levels, the last level is nearly
@@ -108,7 +109,7 @@ def default_process_config(name: str, image_size: Any, num_train_timesteps: int 
                 "sampling_noise": None}
     if name == "blurring":
         K = 200 if num_train_timesteps is None else int(num_train_timesteps)
-        return {"num_train_timesteps": K, "sigma_blur_max": smax, "min_scale": 0.001, "beta_schedule": "cosine"}
+        return {"num_train_timesteps": K, "sigma_blur_max": smax, "min_scale": 0.001, "beta_schedule": "cosine_logsnr"}
     if name == "cold-heat":
         K = 50 if num_train_timesteps is None else int(num_train_timesteps)
         return {"num_train_timesteps": K, "operator": "heat", "sigma_blur_min": 0.5, "sigma_blur_max": smax}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import torch
 
 from ...errors import ParameterError
@@ -27,28 +26,6 @@ from ._base import (
 __all__ = ["ColdDiffusion"]
 
 OPERATORS = ("heat", "perona_malik")
-
-#: Seed of the prior's Gaussian-mixture fit (k-means initialisation): fits are reproducible.
-PRIOR_SEED = 0
-
-
-def fit_prior_mixture(x: np.ndarray, n_components: int, *, seed: int = PRIOR_SEED) -> dict[str, np.ndarray]:
-    """Diagonal Gaussian mixture fitted by :class:`sklearn.mixture.GaussianMixture` (seeded).
-
-    ``x`` is ``(n, d)``; at most ``n`` components.  Returns what sampling needs,
-    as float64 arrays: ``weights`` ``(k,)``, ``means`` ``(k, d)``, ``variances`` ``(k, d)``.
-    """
-    try:
-        from sklearn.mixture import GaussianMixture
-    except ImportError:  # pragma: no cover - scikit-learn comes with the torch extra
-        raise ImportError('ColdDiffusion.fit needs scikit-learn: pip install "pdediff[torch]"') from None
-    x = np.asarray(x, dtype=np.float64)
-    k = max(1, min(int(n_components), x.shape[0]))
-    gm = GaussianMixture(n_components=k, covariance_type="diag", random_state=seed).fit(x)
-    return {"weights": np.array(gm.weights_, dtype=np.float64),
-            "means": np.array(gm.means_, dtype=np.float64),
-            "variances": np.array(gm.covariances_, dtype=np.float64)}
-
 
 #: Spacing of the stacking axis in :func:`_pm_batch`: its inverse square (1e-200) vanishes next to the image
 #: axes' 1 (exactly 0 in float32), so no flux and no gradient couples two stacked images.
@@ -77,12 +54,17 @@ class ColdDiffusion(ForwardProcess):
     ``0 .. K-1`` and :math:`D(x_0, -1) = x_0`.  The model predicts :math:`x_0`;
     sampling is Bansal et al.'s Algorithm 2,
     :math:`x_{s} = x_t - D(\hat x_0, t) + D(\hat x_0, s)` with ``s`` the next
-    scheduled timestep (``-1`` after the last).  The prior is fitted to the
-    fully degraded training data: a diagonal Gaussian mixture
-    (:class:`sklearn.mixture.GaussianMixture`, ``prior_components``
-    components, seeded) over per-image channel means (the fully blurred images
-    are nearly constant), plus optional symmetry-breaking noise of standard
-    deviation ``prior_noise`` (also added in training when ``training_noise > 0``).
+    scheduled timestep (``-1`` after the last), plus ``sampling_noise``
+    Gaussian noise after every step but the last (noise-added cold sampling;
+    0: Algorithm 2 as published).  The prior is the fully degraded training
+    data itself: a draw is :math:`D(x_0, K-1)` of a random training image plus
+    Gaussian noise of standard deviation ``prior_noise`` (a Gaussian kernel
+    density estimate of the distribution the sampler starts from, as IHDM's
+    prior).  Perona–Malik keeps edges, so its fully degraded images need not
+    be constant, and a prior over constant images (per-image channel means,
+    Bansal et al.'s mixture for blur, this class's prior before) does not
+    match them: ``tests/test_process_priors.py`` checks every process's prior
+    against its fully degraded data with a kernel two-sample test.
 
     Parameters
     ----------
@@ -96,13 +78,12 @@ class ColdDiffusion(ForwardProcess):
         Perona–Malik iterations per timestep (``operator="perona_malik"``).
     kappa : float
         Perona–Malik edge threshold.
-    prior_components : int
-        Mixture components of the prior.
-    prior_noise, training_noise : float
-        Standard deviations of the noise added to the prior and to training samples.
+    prior_noise, training_noise, sampling_noise : float
+        Standard deviations of the noise added to the prior, to training
+        samples, and after every sampling step but the last.
 
     Every number is checked: ``0 < sigma_blur_min <= sigma_blur_max``,
-    ``iters_per_level >= 1``, ``kappa > 0``, ``prior_components >= 1``, noise
+    ``iters_per_level >= 1``, ``kappa > 0``, noise
     ``>= 0``.
 
     Raises
@@ -115,29 +96,29 @@ class ColdDiffusion(ForwardProcess):
 
     def __init__(self, num_train_timesteps: int = 50, operator: str = "heat", sigma_blur_min: float = 0.5,
                  sigma_blur_max: float = 20.0, iters_per_level: int = 2, kappa: float = 0.1,
-                 prior_components: int = 4, prior_noise: float = 0.002, training_noise: float = 0.0) -> None:
+                 prior_noise: float = 0.002, training_noise: float = 0.0, sampling_noise: float = 0.0) -> None:
         if operator not in OPERATORS:
             raise ParameterError(f"{{operator}} must be 'heat' or 'perona_malik'; got {operator!r}", param="operator")
         K = train_timesteps(num_train_timesteps)
         _log_sigmas(sigma_blur_min, sigma_blur_max, 1)  # checks both
         check_integer(iters_per_level, "iters_per_level", 1)
         check_real(kappa, "kappa", lo=0.0, lo_open=True)
-        check_integer(prior_components, "prior_components", 1)
+        check_real(sampling_noise, "sampling_noise", lo=0.0)
         check_real(prior_noise, "prior_noise", lo=0.0)
         check_real(training_noise, "training_noise", lo=0.0)
         self.operator = operator
         self.sigma_blur_min, self.sigma_blur_max = float(sigma_blur_min), float(sigma_blur_max)
         self.iters_per_level = int(iters_per_level)
         self.kappa = float(kappa)
-        self.prior_components = int(prior_components)
         self.prior_noise, self.training_noise = float(prior_noise), float(training_noise)
+        self.sampling_noise = float(sampling_noise)
         #: diffusion time of every timestep ``0 .. K-1`` (``operator="heat"``)
         self.blur_times = _log_sigmas(self.sigma_blur_min, self.sigma_blur_max, K) ** 2 / 2
-        #: the fitted prior (:meth:`fit`): ``weights`` (k,), ``means`` and ``variances`` (k, C), float64
-        self.prior_mixture: dict[str, np.ndarray] | None = None
+        #: the fully degraded training images ``D(data, K-1)`` (:meth:`fit`)
+        self.prior_top: torch.Tensor | None = None
         super().__init__(num_train_timesteps=K, operator=operator, sigma_blur_min=sigma_blur_min,
                          sigma_blur_max=sigma_blur_max, iters_per_level=iters_per_level, kappa=kappa,
-                         prior_components=prior_components, prior_noise=prior_noise, training_noise=training_noise)
+                         prior_noise=prior_noise, training_noise=training_noise, sampling_noise=sampling_noise)
 
     def degrade(self, x0: torch.Tensor, timesteps: Any) -> torch.Tensor:
         """``D(x0, t)`` per sample, ``timesteps`` in ``-1 .. K-1`` (``-1``: clean)."""
@@ -199,42 +180,38 @@ class ColdDiffusion(ForwardProcess):
         return x0
 
     def fit(self, data: torch.Tensor) -> ColdDiffusion:
-        """Fit the prior: a diagonal Gaussian mixture over per-image channel means of ``D(data, K-1)``.
+        """Degrade the training images to timestep ``K-1`` once: the prior draws from :attr:`prior_top`.
 
-        :func:`fit_prior_mixture` (scikit-learn's ``GaussianMixture``, seeded);
-        the result is kept in :attr:`prior_mixture`.  Deterministic, so a
-        resumed training run refits the same prior.
+        Deterministic, so a resumed training run refits the same prior.
         """
         super().fit(data)
-        top = self.degrade(data, torch.full((data.shape[0],), self.t_max))
-        means = top.mean(dim=(-1, -2)).double().cpu().numpy()  # (N, C)
-        self.prior_mixture = fit_prior_mixture(means, self.prior_components)
+        self.prior_top = self.degrade(data, torch.full((data.shape[0],), self.t_max))
         return self
 
     def sample_prior(self, n_or_data: Any, generator: torch.Generator | None = None) -> torch.Tensor:
-        """``n`` constant images drawn from the fitted mixture (``D(data, K-1)`` for a batch), plus noise."""
+        """Fully degraded training images drawn with replacement (``D(data, K-1)`` for a batch), plus
+        ``prior_noise`` noise."""
         if isinstance(n_or_data, torch.Tensor):
-            like = n_or_data
-            top = self.degrade(like, torch.full((like.shape[0],), self.t_max))
+            _check_sample(n_or_data, "data")
+            top = self.degrade(n_or_data, torch.full((n_or_data.shape[0],), self.t_max))
         else:
-            if self.prior_mixture is None or self.prior_data is None:
+            if self.prior_top is None:
                 raise RuntimeError("call fit(data) first, or pass a batch of data to sample_prior")
-            n = int(n_or_data)
-            like = self.prior_data[:1].expand(n, -1, -1, -1)
-            g = self.prior_mixture
-            comp = torch.multinomial(torch.from_numpy(g["weights"]), n, replacement=True, generator=generator)
-            mu = torch.from_numpy(g["means"])[comp]
-            sd = torch.from_numpy(g["variances"])[comp].sqrt()
-            m = mu + sd * torch.randn(mu.shape, generator=generator, dtype=torch.float64)
-            top = m.to(like.dtype)[:, :, None, None].expand(like.shape).to(like.device).clone()
+            idx = torch.randint(0, self.prior_top.shape[0], (int(n_or_data),), generator=generator)
+            top = self.prior_top[idx]
         return top + self.prior_noise * _randn(top.shape, top, generator)
 
     def step(self, model_output: torch.Tensor, timestep: Any, sample: torch.Tensor,
              generator: torch.Generator | None = None) -> StepOutput:
-        """Algorithm 2: ``x_t - D(x0_hat, t) + D(x0_hat, s)``, ``s`` the next scheduled timestep or clean."""
+        """Algorithm 2: ``x_t - D(x0_hat, t) + D(x0_hat, s)``, ``s`` the next scheduled timestep or clean.
+
+        Plus ``sampling_noise`` Gaussian noise unless ``s`` is clean (the last step adds none).
+        """
         t = int(timestep)
         prev = self.previous_timestep(t)
         n = sample.shape[0]
         x0 = model_output
         out = sample - self.degrade(x0, torch.full((n,), t)) + self.degrade(x0, torch.full((n,), prev))
+        if self.sampling_noise > 0 and prev > CLEAN:
+            out = out + self.sampling_noise * _randn(sample.shape, sample, generator)
         return StepOutput(out, x0)

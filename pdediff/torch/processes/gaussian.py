@@ -41,11 +41,41 @@ def _betas(schedule: str, K: int, beta_start: float, beta_end: float) -> np.ndar
         return np.linspace(beta_start, beta_end, K, dtype=np.float64)
     if schedule == "scaled_linear":  # diffusers' "scaled_linear": linear in sqrt(beta)
         return np.linspace(beta_start**0.5, beta_end**0.5, K, dtype=np.float64) ** 2
+    if schedule == "cosine_logsnr":
+        return _betas_from_abar(_abar_cosine_logsnr(K))
     # cosine: Nichol & Dhariwal 2021, as diffusers' "squaredcos_cap_v2"
     def abar(t):
         return math.cos((t + 0.008) / 1.008 * math.pi / 2) ** 2
 
     return np.array([min(1 - abar((i + 1) / K) / abar(i / K), 0.999) for i in range(K)])
+
+
+#: Range of the log signal-to-noise ratio of the ``"cosine_logsnr"`` schedule (Hoogeboom & Salimans' defaults).
+LOGSNR_RANGE = (-10.0, 10.0)
+
+
+def _abar_cosine_logsnr(K: int) -> np.ndarray:
+    r"""Hoogeboom & Salimans' truncated cosine schedule: :math:`\bar\alpha` of timesteps ``0 .. K-1``.
+
+    With :math:`s = (t+1)/K`, :math:`\log\mathrm{SNR}(s) = -2\log\tan(\phi_{\min} s + \phi_0)`,
+    :math:`\phi_0 = \arctan e^{-\ell_{\max}/2}`, :math:`\phi_{\min} = \arctan e^{-\ell_{\min}/2} - \phi_0`,
+    so the log-SNR runs from (just below) :math:`\ell_{\max} = 10` to :math:`\ell_{\min} = -10` at the last
+    timestep, and :math:`\bar\alpha = \mathrm{sigmoid}(\log\mathrm{SNR})`.  Nichol & Dhariwal's cosine
+    instead ends at :math:`\beta = 0.999` (:math:`\log\mathrm{SNR} \approx -16.6` at ``K = 200``), where the
+    first reverse step multiplies any error of the predicted noise by
+    :math:`\sqrt{\bar\alpha_{K-2}/\bar\alpha_{K-1}} \approx 32`.
+    """
+    lo, hi = LOGSNR_RANGE
+    s = (np.arange(K, dtype=np.float64) + 1) / K
+    phi0 = math.atan(math.exp(-0.5 * hi))
+    phi = math.atan(math.exp(-0.5 * lo)) - phi0
+    logsnr = -2.0 * np.log(np.tan(phi * s + phi0))
+    return 1.0 / (1.0 + np.exp(-logsnr))
+
+
+def _betas_from_abar(abar: np.ndarray) -> np.ndarray:
+    """``beta_t = 1 - abar_t / abar_{t-1}`` (``abar_{-1} = 1``)."""
+    return 1.0 - abar / np.concatenate([[1.0], abar[:-1]])
 
 
 def _check_betas(beta_start: Any, beta_end: Any) -> None:
@@ -101,11 +131,13 @@ class GaussianDiffusion(_NoisePrediction):
     num_train_timesteps : int
         ``K``; timesteps are ``0 .. K-1``; at most
         :data:`~pdediff.torch.processes._base.MAX_TRAIN_TIMESTEPS`.
-    beta_schedule : {"linear", "scaled_linear", "cosine"}
+    beta_schedule : {"linear", "scaled_linear", "cosine", "cosine_logsnr"}
         Linear from ``beta_start`` to ``beta_end`` (Ho et al.), linear in
-        :math:`\sqrt\beta` (diffusers' ``"scaled_linear"``), or the cosine
+        :math:`\sqrt\beta` (diffusers' ``"scaled_linear"``), the cosine
         schedule of Nichol & Dhariwal (2021), also accepted under diffusers'
-        name ``"squaredcos_cap_v2"`` (stored as ``"cosine"``).
+        name ``"squaredcos_cap_v2"`` (stored as ``"cosine"``), or the cosine
+        schedule with its log-SNR confined to ``[-10, 10]`` (Hoogeboom &
+        Salimans; :func:`_abar_cosine_logsnr`).
     beta_start, beta_end : float
         First and last beta of the linear schedules, ``0 < beta_start <=
         beta_end < 1`` (the cosine schedule does not use them).
