@@ -68,3 +68,16 @@ def test_perona_malik_prior_keeps_the_edges_a_constant_prior_loses():
     assert _mmd_p_value(prior, top) > 0.01
     flat = top.mean((-1, -2), keepdim=True).expand_as(top)
     assert _mmd_p_value(flat, top) < 0.01
+
+
+def test_runs_saved_with_the_retired_mixture_prior_key_still_load():
+    """run.json files written before the prior changed carry ``prior_components``: they load with a
+    DeprecationWarning naming the key (the trained model does not depend on it); other unknown keys are refused."""
+    from pdediff.errors import ParameterError
+    from pdediff.torch import make_process
+
+    with pytest.warns(DeprecationWarning, match="prior_components"):
+        p = make_process("cold-pm", image_size=8, config={"num_train_timesteps": 4, "prior_components": 4})
+    assert p.num_train_timesteps == 4 and not hasattr(p, "prior_components")
+    with pytest.raises(ParameterError, match="prior_componentz"):
+        make_process("cold-pm", image_size=8, config={"prior_componentz": 4})

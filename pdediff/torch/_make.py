@@ -7,6 +7,7 @@ import json
 import math
 import os
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,13 @@ def _read_config(config: Any) -> dict:
         return out
     raise ParameterError(f"{{config}} must be a dict or the path of a JSON file; got {type(config).__name__}",
                          param="config")
+
+
+#: Constructor keys earlier versions wrote into run.json that are ignored (with a DeprecationWarning) on load.
+_RETIRED: dict[str, dict[str, str]] = {
+    "ColdDiffusion": {"prior_components": "the prior is now the fully degraded training images plus prior_noise, "
+                                          "not a mixture over constant images (sampling only; the model is unchanged)"},
+}
 
 
 def _unknown_process(name: Any) -> ParameterError:
@@ -180,6 +188,12 @@ def make_process(name: str, *, image_size: int | tuple[int, int], config: dict |
         raise ParameterError(f"{{config}} is for {cls_name!r}, but {{process}} {name!r} is a {klass.__name__}",
                              param="config")
     allowed = [p for p in inspect.signature(klass.__init__).parameters if p != "self"]
+    for key, why in _RETIRED.get(klass.__name__, {}).items():
+        if key in cfg and key not in allowed:
+            # runs saved by earlier versions keep loading: the trained model does not depend on the key
+            warnings.warn(f"config key {key!r} of {klass.__name__} is no longer used and was ignored: {why}",
+                          DeprecationWarning, stacklevel=2)
+            del cfg[key]
     unknown = sorted(set(cfg) - set(allowed))
     if unknown:
         raise ParameterError(f"{{config}}: unknown key{'s' if len(unknown) > 1 else ''} "
