@@ -1,5 +1,7 @@
 """Denoising arrays and files with the learned models: ``denoise_learned`` and ``pdediff denoise --method tnrd|cnn``."""
 
+import os
+
 import numpy as np
 import pytest
 
@@ -145,6 +147,9 @@ def test_cli_nifti_3d_keeps_spacing_and_dtype(tiny, tmp_path, rng):
     (["--method", "explicit", "--weights", "m.pt"], "--weights"),
     (["--method", "cnn", "--noise-level", "-1"], "--noise-level"),
     (["--method", "cnn", "--weights", "missing.pt"], "missing.pt"),
+    (["--method", "cnn", "--weights", "missing.pt"], "--weights"),
+    (["--method", "tnrd", "--max-steps", "3"], "--max-steps"),
+    (["--method", "tnrd", "--threads", str((os.cpu_count() or 1) + 1)], "--threads"),
 ])
 def test_cli_errors_name_the_flag(tmp_path, rng, capsys, extra, flag):
     np.save(tmp_path / "in.npy", rng.random((16, 16)).astype(np.float32))
@@ -152,6 +157,19 @@ def test_cli_errors_name_the_flag(tmp_path, rng, capsys, extra, flag):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err and err[-1].startswith("pdediff denoise: error:") and flag in err[-1], err
+    assert not (tmp_path / "out.npy").exists()
+
+
+@pytest.mark.parametrize("content", [b"hello\n", b""])
+def test_cli_weights_not_an_archive(tmp_path, rng, capsys, content):
+    """A text (or empty) --weights file: one line naming the flag, never numpy's advice to unpickle it."""
+    np.save(tmp_path / "in.npy", rng.random((16, 16)).astype(np.float32))
+    (tmp_path / "m.npz").write_bytes(content)
+    argv = ["denoise", str(tmp_path / "in.npy"), "-o", str(tmp_path / "out.npy"), "--quiet", "--method", "tnrd",
+            "--weights", str(tmp_path / "m.npz")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--weights" in err[0] and "pickle" not in err[0], err
     assert not (tmp_path / "out.npy").exists()
 
 

@@ -60,7 +60,8 @@ def register(subparsers) -> None:
                    help="--method cnn: the noise's standard deviation in INPUT's units (default: estimated per "
                    "slice and channel from the finest Haar details)")
     n.add_argument("--threads", type=int, default=None,
-                   help="--method tnrd|cnn: torch CPU threads (default: 1 unless OMP_NUM_THREADS is set)")
+                   help="--method tnrd|cnn: torch CPU threads (default: 1 unless OMP_NUM_THREADS is set; at most "
+                   "the CPU count)")
     n.add_argument("--weights", metavar="MODEL.npz", default=None,
                    help="--method tnrd|cnn: a model written by pdediff train-denoiser (MODEL.npz, or a .pt "
                    "checkpoint, read without running code) instead of the shipped one")
@@ -125,6 +126,10 @@ def run(args: argparse.Namespace) -> None:
                                 ("--alpha", args.alpha), ("--chunks", args.chunks)) if v is not None]
         if args.kappa != "auto":
             given.append("--kappa")
+        from .._validation import DEFAULT_MAX_STEPS
+
+        if args.max_steps != DEFAULT_MAX_STEPS:  # a trained model's work is fixed by its stages and layers
+            given.append("--max-steps")
         if given:
             raise CLIError(f"{given[0]} does not apply to --method {args.method} (a trained model has no such "
                            "setting)")
@@ -197,7 +202,12 @@ def _run_learned(args: argparse.Namespace) -> None:
         else:
             from ..torch import CNNDenoiser, ReactionDiffusion
 
-            model = (ReactionDiffusion if args.method == "tnrd" else CNNDenoiser).load(args.weights)
+            from ..errors import CheckpointError
+
+            try:
+                model = (ReactionDiffusion if args.method == "tnrd" else CNNDenoiser).load(args.weights)
+            except CheckpointError as exc:  # name the flag: the message alone names only the file
+                raise CLIError(f"--weights: {exc}") from None
     try:
         with library_errors():
             out = denoise_learned(job.colour, args.method, sigma=args.noise_level, channel_axis=job.channel_axis,
