@@ -179,7 +179,10 @@ def test_cli_train_denoiser_resumes(tmp_path, capsys):
     ck = torch.load(out / "checkpoint.pt", weights_only=True)
     assert ck["step"] == 2 and (out / "cnn.npz").exists() and (out / "training.json").exists()
     assert main(["train-denoiser", "cnn", "--out", str(out), "--steps", "3"]) == 0
-    assert "to step 3" in capsys.readouterr().out
+    report = capsys.readouterr().out
+    assert "to step 3" in report
+    weights = report.split("--weights ")[-1].strip()  # the command the report suggests names the file written
+    assert weights == str(out / "cnn.npz") and "cnn.pt" not in report, report
     model = CNNDenoiser.load(out / "cnn.npz")
     assert model.config == {"channels": 1, "depth": 8, "width": 32, "seed": 0}
     assert main(["train-denoiser", "cnn", "--out", str(out), "--steps", "0"]) == 2
