@@ -99,6 +99,27 @@ def test_bad_input(tiny):
     assert flat.dtype == np.float32 and np.all(flat == 7)
 
 
+def test_sparse_image_is_denoised_not_returned(tiny):
+    """Dots on a zero ground: the 3 x 3 median range is [0, 0]; the image's own range is used, not a silent no-op."""
+    x = np.zeros((32, 32))
+    x[::7, ::5] = 1.0
+    for method in ("tnrd", "cnn"):
+        out = denoise_learned(x, method, model=tiny[method], sigma=0.1 if method == "cnn" else None)
+        assert not np.array_equal(out, x) and out.min() >= 0 and out.max() <= 1, method
+
+
+def test_cnn_thin_planes_need_the_level(tiny, tmp_path, capsys):
+    with pytest.raises(ParameterError) as err:
+        denoise_learned(np.random.default_rng(0).random((1, 40)), "cnn", model=tiny["cnn"])
+    assert err.value.param == "sigma"
+    assert denoise_learned(np.random.default_rng(0).random((1, 40)), "cnn", model=tiny["cnn"], sigma=0.1).shape \
+        == (1, 40)
+    np.save(tmp_path / "in.npy", np.random.default_rng(0).random((1, 40)).astype(np.float32))
+    assert main(["denoise", str(tmp_path / "in.npy"), "-o", str(tmp_path / "out.npy"), "--method", "cnn"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--noise-level" in err[0] and "--sigma" not in err[0], err
+
+
 def test_training_images_are_not_test_images():
     from pdediff.study._denoise import TEST_IMAGES
 

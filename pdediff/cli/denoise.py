@@ -208,10 +208,17 @@ def _run_learned(args: argparse.Namespace) -> None:
                 model = (ReactionDiffusion if args.method == "tnrd" else CNNDenoiser).load(args.weights)
             except CheckpointError as exc:  # name the flag: the message alone names only the file
                 raise CLIError(f"--weights: {exc}") from None
+    from ..errors import ParameterError
+
     try:
         with library_errors():
-            out = denoise_learned(job.colour, args.method, sigma=args.noise_level, channel_axis=job.channel_axis,
-                                  spacing=sp, model=model)
+            try:
+                out = denoise_learned(job.colour, args.method, sigma=args.noise_level, channel_axis=job.channel_axis,
+                                      spacing=sp, model=model)
+            except ParameterError as exc:
+                if exc.param != "sigma":  # this command's --sigma is Perona-Malik's; the model's is --noise-level
+                    raise
+                raise CLIError(f"{job.src}: --noise-level {str(exc).split(' ', 1)[1]}") from None
     except MemoryError:
         raise CLIError(f"{job.src}: out of memory while denoising {data.shape}; crop or downsample the scan first") \
             from None
