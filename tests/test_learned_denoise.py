@@ -120,6 +120,21 @@ def test_cnn_thin_planes_need_the_level(tiny, tmp_path, capsys):
     assert len(err) == 1 and "--noise-level" in err[0] and "--sigma" not in err[0], err
 
 
+@pytest.mark.parametrize("steps, param", [(0, "steps"), (-5, "steps"), (1.5, "steps"), (True, "steps"),
+                                          (1, "out")])
+def test_retrain_denoiser_bad_arguments(tmp_path, steps, param):
+    """Refused by this function's own names before anything is written (steps=0 wrote an untrained model)."""
+    from pdediff.torch import retrain_denoiser
+
+    out = tmp_path / ("file" if param == "out" else "run")
+    if param == "out":
+        out.write_text("x")
+    with pytest.raises(ParameterError) as err:
+        retrain_denoiser("tnrd", out, steps=steps)
+    assert err.value.param == param
+    assert param == "out" or not out.exists()
+
+
 def test_training_images_are_not_test_images():
     from pdediff.study._denoise import TEST_IMAGES
 

@@ -100,9 +100,14 @@ def retrain_denoiser(name: str, out: str | os.PathLike, *, steps: int | None = N
     recipe = RECIPES[name]
     kw = dict(recipe["train"])
     if steps is not None:
-        kw["stop_at"] = steps
-    images = training_images()
+        # checked here, by this function's names: steps=0 went on as stop_at=0 and wrote an untrained model
+        if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
+            raise ParameterError(f"{{steps}} must be a positive integer; got {steps!r}", param="steps")
+        kw["stop_at"] = int(steps)
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ParameterError(f"{{out}} must be a folder; {str(out)!r} exists and is a file", param="out")
+    images = training_images()
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     if name == "tnrd":
