@@ -1,5 +1,7 @@
 """Denoising arrays and files with the learned models: ``denoise_learned`` and ``pdediff denoise --method tnrd|cnn``."""
 
+import os
+
 import numpy as np
 import pytest
 
@@ -97,6 +99,42 @@ def test_bad_input(tiny):
     assert flat.dtype == np.float32 and np.all(flat == 7)
 
 
+def test_sparse_image_is_denoised_not_returned(tiny):
+    """Dots on a zero ground: the 3 x 3 median range is [0, 0]; the image's own range is used, not a silent no-op."""
+    x = np.zeros((32, 32))
+    x[::7, ::5] = 1.0
+    for method in ("tnrd", "cnn"):
+        out = denoise_learned(x, method, model=tiny[method], sigma=0.1 if method == "cnn" else None)
+        assert not np.array_equal(out, x) and out.min() >= 0 and out.max() <= 1, method
+
+
+def test_cnn_thin_planes_need_the_level(tiny, tmp_path, capsys):
+    with pytest.raises(ParameterError) as err:
+        denoise_learned(np.random.default_rng(0).random((1, 40)), "cnn", model=tiny["cnn"])
+    assert err.value.param == "sigma"
+    assert denoise_learned(np.random.default_rng(0).random((1, 40)), "cnn", model=tiny["cnn"], sigma=0.1).shape \
+        == (1, 40)
+    np.save(tmp_path / "in.npy", np.random.default_rng(0).random((1, 40)).astype(np.float32))
+    assert main(["denoise", str(tmp_path / "in.npy"), "-o", str(tmp_path / "out.npy"), "--method", "cnn"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--noise-level" in err[0] and "--sigma" not in err[0], err
+
+
+@pytest.mark.parametrize("steps, param", [(0, "steps"), (-5, "steps"), (1.5, "steps"), (True, "steps"),
+                                          (1, "out")])
+def test_retrain_denoiser_bad_arguments(tmp_path, steps, param):
+    """Refused by this function's own names before anything is written (steps=0 wrote an untrained model)."""
+    from pdediff.torch import retrain_denoiser
+
+    out = tmp_path / ("file" if param == "out" else "run")
+    if param == "out":
+        out.write_text("x")
+    with pytest.raises(ParameterError) as err:
+        retrain_denoiser("tnrd", out, steps=steps)
+    assert err.value.param == param
+    assert param == "out" or not out.exists()
+
+
 def test_training_images_are_not_test_images():
     from pdediff.study._denoise import TEST_IMAGES
 
@@ -145,6 +183,9 @@ def test_cli_nifti_3d_keeps_spacing_and_dtype(tiny, tmp_path, rng):
     (["--method", "explicit", "--weights", "m.pt"], "--weights"),
     (["--method", "cnn", "--noise-level", "-1"], "--noise-level"),
     (["--method", "cnn", "--weights", "missing.pt"], "missing.pt"),
+    (["--method", "cnn", "--weights", "missing.pt"], "--weights"),
+    (["--method", "tnrd", "--max-steps", "3"], "--max-steps"),
+    (["--method", "tnrd", "--threads", str((os.cpu_count() or 1) + 1)], "--threads"),
 ])
 def test_cli_errors_name_the_flag(tmp_path, rng, capsys, extra, flag):
     np.save(tmp_path / "in.npy", rng.random((16, 16)).astype(np.float32))
@@ -155,13 +196,29 @@ def test_cli_errors_name_the_flag(tmp_path, rng, capsys, extra, flag):
     assert not (tmp_path / "out.npy").exists()
 
 
+@pytest.mark.parametrize("content", [b"hello\n", b""])
+def test_cli_weights_not_an_archive(tmp_path, rng, capsys, content):
+    """A text (or empty) --weights file: one line naming the flag, never numpy's advice to unpickle it."""
+    np.save(tmp_path / "in.npy", rng.random((16, 16)).astype(np.float32))
+    (tmp_path / "m.npz").write_bytes(content)
+    argv = ["denoise", str(tmp_path / "in.npy"), "-o", str(tmp_path / "out.npy"), "--quiet", "--method", "tnrd",
+            "--weights", str(tmp_path / "m.npz")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--weights" in err[0] and "pickle" not in err[0], err
+    assert not (tmp_path / "out.npy").exists()
+
+
 def test_cli_train_denoiser_resumes(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["train-denoiser", "cnn", "--out", str(out), "--steps", "2", "--quiet"]) == 0
     ck = torch.load(out / "checkpoint.pt", weights_only=True)
     assert ck["step"] == 2 and (out / "cnn.npz").exists() and (out / "training.json").exists()
     assert main(["train-denoiser", "cnn", "--out", str(out), "--steps", "3"]) == 0
-    assert "to step 3" in capsys.readouterr().out
+    report = capsys.readouterr().out
+    assert "to step 3" in report
+    weights = report.split("--weights ")[-1].strip()  # the command the report suggests names the file written
+    assert weights == str(out / "cnn.npz") and "cnn.pt" not in report, report
     model = CNNDenoiser.load(out / "cnn.npz")
     assert model.config == {"channels": 1, "depth": 8, "width": 32, "seed": 0}
     assert main(["train-denoiser", "cnn", "--out", str(out), "--steps", "0"]) == 2

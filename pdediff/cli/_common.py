@@ -20,7 +20,7 @@ _TORCH_EXTRA = 'needs PyTorch, which is not installed: pip install "pdediff[torc
 
 _THREADS_HELP = ("torch CPU threads (default: 1 unless OMP_NUM_THREADS is set: these small models gain little from "
                  "more, and torch threads waiting on a busy core (other work, or the Numba operators of cold-pm) "
-                 "made training steps 4-13x slower on a 2-core machine)")
+                 "made training steps 4-13x slower on a 2-core machine); at most the CPU count")
 
 
 #: The seeds every command takes: torch's generators take a signed 64-bit seed, and NumPy's any non-negative one.
@@ -79,6 +79,9 @@ def _thread_count(threads: int | None) -> int:
     if threads is not None:
         if threads < 1:
             raise CLIError(f"--threads must be a positive integer; got {threads}")
+        cpus = os.cpu_count() or 1
+        if threads > cpus:  # oversubscribed OpenMP pools spin: --threads 10000 took 157 s for a 0.5 s job
+            raise CLIError(f"--threads must be at most this machine's CPU count, {cpus}; got {threads}")
         return threads
     try:
         return max(1, int(os.environ.get("OMP_NUM_THREADS", "1").split(",")[0]))

@@ -61,7 +61,8 @@ def register(subparsers) -> None:
                    help="--method cnn: the noise's standard deviation in INPUT's units (default: estimated per "
                    "slice and channel from the finest Haar details)")
     n.add_argument("--threads", type=int, default=None,
-                   help="--method tnrd|cnn: torch CPU threads (default: 1 unless OMP_NUM_THREADS is set)")
+                   help="--method tnrd|cnn: torch CPU threads (default: 1 unless OMP_NUM_THREADS is set; at most "
+                   "the CPU count)")
     n.add_argument("--weights", metavar="MODEL.npz", default=None,
                    help="--method tnrd|cnn: a model written by pdediff train-denoiser (MODEL.npz, or a .pt "
                    "checkpoint, read without running code) instead of the shipped one")
@@ -126,6 +127,10 @@ def run(args: argparse.Namespace) -> None:
                                 ("--alpha", args.alpha), ("--chunks", args.chunks)) if v is not None]
         if args.kappa != "auto":
             given.append("--kappa")
+        from .._validation import DEFAULT_MAX_STEPS
+
+        if args.max_steps != DEFAULT_MAX_STEPS:  # a trained model's work is fixed by its stages and layers
+            given.append("--max-steps")
         if given:
             raise CLIError(f"{given[0]} does not apply to --method {args.method} (a trained model has no such "
                            "setting)")
@@ -198,11 +203,23 @@ def _run_learned(args: argparse.Namespace) -> None:
         else:
             from ..torch import CNNDenoiser, ReactionDiffusion
 
-            model = (ReactionDiffusion if args.method == "tnrd" else CNNDenoiser).load(args.weights)
+            from ..errors import CheckpointError
+
+            try:
+                model = (ReactionDiffusion if args.method == "tnrd" else CNNDenoiser).load(args.weights)
+            except CheckpointError as exc:  # name the flag: the message alone names only the file
+                raise CLIError(f"--weights: {exc}") from None
+    from ..errors import ParameterError
+
     try:
         with library_errors():
-            out = denoise_learned(job.colour, args.method, sigma=args.noise_level, channel_axis=job.channel_axis,
-                                  spacing=sp, model=model)
+            try:
+                out = denoise_learned(job.colour, args.method, sigma=args.noise_level, channel_axis=job.channel_axis,
+                                      spacing=sp, model=model)
+            except ParameterError as exc:
+                if exc.param != "sigma":  # this command's --sigma is Perona-Malik's; the model's is --noise-level
+                    raise
+                raise CLIError(f"{job.src}: --noise-level {str(exc).split(' ', 1)[1]}") from None
     except MemoryError:
         raise CLIError(f"{job.src}: out of memory while denoising {data.shape}; crop or downsample the scan first") \
             from None

@@ -52,5 +52,5 @@ def run(args: argparse.Namespace) -> None:
         losses = record["loss_per_50_steps"]
         print(f"trained {args.model} to step {record['step']} ({record['wall_seconds_this_call']:.1f} s this run, "
               f"{record['threads']} thread(s)); loss {losses[-1]:.4g} (mean of the last 50 steps)")
-        print(f"  run folder: {out} ({args.model}.pt, checkpoint.pt, training.json); use it with: "
-              f"pdediff denoise IN -o OUT --method {args.model} --weights {out / (args.model + '.pt')}")
+        print(f"  run folder: {out} ({args.model}.npz, checkpoint.pt, training.json); use it with: "
+              f"pdediff denoise IN -o OUT --method {args.model} --weights {out / (args.model + '.npz')}")

@@ -100,9 +100,14 @@ def retrain_denoiser(name: str, out: str | os.PathLike, *, steps: int | None = N
     recipe = RECIPES[name]
     kw = dict(recipe["train"])
     if steps is not None:
-        kw["stop_at"] = steps
-    images = training_images()
+        # checked here, by this function's names: steps=0 went on as stop_at=0 and wrote an untrained model
+        if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
+            raise ParameterError(f"{{steps}} must be a positive integer; got {steps!r}", param="steps")
+        kw["stop_at"] = int(steps)
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ParameterError(f"{{out}} must be a folder; {str(out)!r} exists and is a file", param="out")
+    images = training_images()
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     if name == "tnrd":
@@ -187,7 +192,8 @@ def denoise_learned(
         channel by :func:`~pdediff.torch.estimate_noise_level`).
     data_range : (float, float), optional
         The clean image's range, mapped onto ``[0, 1]`` (the models' training units); default: the min and
-        max of the image's 3-per-axis median filter (the noise's extremes left out).
+        max of the image's 3-per-axis median filter (the noise's extremes left out; the image's own min and
+        max where that filter is flat).
     channel_axis : int, optional
         Colour axis: each channel is denoised on its own (the shipped models are grey).
     spacing : float or sequence of float, optional
@@ -236,8 +242,10 @@ def denoise_learned(
         if not (np.isfinite(lo) and np.isfinite(hi) and hi > lo):
             raise ParameterError(f"{{data_range}} must be (low, high) with low < high; got {data_range!r}",
                                  param="data_range")
+    if data_range is None and hi <= lo:  # e.g. sparse bright dots on a dark ground: the median filter flattens
+        lo, hi = float(xf.min()), float(xf.max())  # them all, which returned the image untouched, unreported
     scale = hi - lo
-    if scale <= 0:  # a constant image (after the median filter): nothing to denoise
+    if scale <= 0:  # a constant image: nothing to denoise
         return np.asarray(image).astype(out_dtype)
     if sigma is not None and method == "cnn":
         if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not np.isfinite(sigma) or sigma < 0:
@@ -254,6 +262,9 @@ def denoise_learned(
     if nd == 3:
         u = np.moveaxis(u, 1 + slice_axis, 1)
     planes = u.reshape((-1,) + u.shape[-2:]).astype(np.float32)
+    if method == "cnn" and sigma is None and min(planes.shape[1:]) < 2:
+        raise ParameterError(f"{{sigma}} must be given for planes thinner than 2 cells (the noise level is estimated "
+                             f"from 2 x 2 blocks); got planes of {planes.shape[1]} x {planes.shape[2]}", param="sigma")
     out = np.empty_like(planes)
     batch = max(1, int(batch))
     with torch.inference_mode():

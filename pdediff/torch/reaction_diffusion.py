@@ -638,6 +638,8 @@ def _load_npz(path: str, map_location: Any) -> dict:
                      for k in z.files if k.startswith("model/")}
     except (ValueError, KeyError, OSError, EOFError, UnicodeDecodeError, zipfile.BadZipFile) as exc:
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "pickled" in msg:  # numpy's advice to load it unsafely is not for a weights file
+            msg = "not a .npz archive of plain arrays"
         raise CheckpointError(f"{path} is corrupt or not a pdediff model file ({msg})") from None
     return {"kind": kind, "config": config, "model": model}
 
