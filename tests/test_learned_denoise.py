@@ -295,3 +295,22 @@ def test_shipped_weights_hold_no_pickle_and_round_trip(tmp_path, tiny):
     (tmp_path / "cnn-as-tnrd.npz").write_bytes((tmp_path / "cnn.npz").read_bytes())
     with pytest.raises(CheckpointError, match="not a pdediff"):
         ReactionDiffusion.load(tmp_path / "cnn-as-tnrd.npz")
+
+
+def test_slice_axis_breaks_ties_by_the_fewest_cells_and_noise_level_above_range_refused(tiny):
+    """Equal spacings: the planes are the largest (a (12, 12, 2) volume gives two 12 x 12 planes, not 12 of 12 x 2);
+    the largest spacing still wins when unequal; a noise level above the image's range is refused."""
+    from pdediff.torch.denoisers import slice_axis
+
+    assert slice_axis((1.0, 1.0, 1.0), (12, 12, 2)) == 2
+    assert slice_axis((1.0, 1.0, 1.0), (5, 12, 12)) == 0
+    assert slice_axis((1.0, 3.0, 1.0), (12, 12, 2)) == 1
+    assert slice_axis((2.0, 1.0, 2.0), (12, 12, 4)) == 2
+    vol = np.random.default_rng(0).random((12, 12, 2))
+    model = tiny["tnrd"]
+    got = denoise_learned(vol, "tnrd", model=model)
+    lo, hi = denoise_learned.__globals__["_robust_range"](vol)  # the volume's range, as the 3-D call maps it
+    want = np.stack([denoise_learned(vol[..., k], "tnrd", model=model, data_range=(lo, hi)) for k in range(2)], -1)
+    np.testing.assert_allclose(got, want, atol=1e-6)
+    with pytest.raises(ParameterError, match="sigma"):
+        denoise_learned(vol[..., 0], "cnn", model=tiny["cnn"], sigma=5.0)

@@ -196,7 +196,7 @@ def _run_learned(args: argparse.Namespace) -> None:
         raise CLIError(f"--threads must be a positive integer; got {args.threads}")
     _need_torch("denoise", args.threads)
     with library_errors(ImportError):
-        from ..torch.denoisers import denoise_learned, load_denoiser
+        from ..torch.denoisers import denoise_learned, load_denoiser, slice_axis
     with library_errors(OSError):  # CheckpointError: a missing, damaged or code-holding weights file
         if args.weights is None:
             model = load_denoiser(args.method)
@@ -227,7 +227,14 @@ def _run_learned(args: argparse.Namespace) -> None:
     result, rescaled, stored_out = write_job(job, out, sp, rescale=args.rescale, title=title)
     if not args.quiet:
         report_job(job, "denoised", result, sp, rescaled, stored_out)
-        axis = "" if spatial == 2 else f"; slice by slice across axis {int(np.argmax(sp))} (the largest spacing)"
+        if spatial == 2:
+            axis = "" if len(set(sp)) == 1 else "; pixels taken as square (the models are isotropic)"
+        else:
+            spatial_shape = data.shape if job.channel_axis is None else \
+                tuple(n for i, n in enumerate(data.shape) if i != job.channel_axis % data.ndim)
+            a = slice_axis(sp, spatial_shape)
+            axis = f"; slice by slice across axis {a} " + (
+                "(the largest spacing)" if sp.count(max(sp)) == 1 else "(equal spacings: the axis with fewest cells)")
         level = "" if args.method != "cnn" else (
             f"; noise level {args.noise_level:g}" if args.noise_level is not None else "; noise level estimated")
         print(f"  method {args.method} ({args.weights or 'shipped weights'}){level}{axis}")

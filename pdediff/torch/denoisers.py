@@ -160,6 +160,13 @@ def load_denoiser(name: str) -> torch.nn.Module:
     return _LOADED[name]
 
 
+def slice_axis(spacing: tuple[float, ...], shape: tuple[int, ...]) -> int:
+    """The axis a 3-D scan is cut across: the largest spacing; among equal ones, the axis with the fewest cells
+    (so a (64, 64, 2) volume gives two 64 x 64 planes, not 64 planes of 64 x 2)."""
+    top = max(spacing)
+    return min((i for i in range(3) if spacing[i] == top), key=lambda i: (shape[i], i))
+
+
 def _robust_range(x: np.ndarray) -> tuple[float, float]:
     """The image's range with the noise's outliers left out: min and max of its 3-per-axis median filter."""
     from scipy.ndimage import median_filter
@@ -198,7 +205,8 @@ def denoise_learned(
         Colour axis: each channel is denoised on its own (the shipped models are grey).
     spacing : float or sequence of float, optional
         Voxel size per spatial axis.  3-D scans are denoised slice by slice: the slices are the planes
-        across the axis of the **largest** spacing (the finest-sampled planes; axis 0 when isotropic).
+        across the axis of the **largest** spacing (the finest-sampled planes; among equal spacings, the axis
+        with the fewest cells, so the planes are the largest).
     model : ReactionDiffusion or CNNDenoiser, optional
         Use this model instead of the shipped one.
     batch : int
@@ -250,17 +258,20 @@ def denoise_learned(
     if sigma is not None and method == "cnn":
         if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not np.isfinite(sigma) or sigma < 0:
             raise ParameterError(f"{{sigma}} must be a finite non-negative number; got {sigma!r}", param="sigma")
-    slice_axis = 0
+        if sigma > scale:  # the models were trained on 0-25 % of the range; above 100 % the image is all noise
+            raise ParameterError(f"{{sigma}} must be at most the image's range ({scale:.6g}, the models were trained "
+                                 f"on levels of 0-25 % of it); got {sigma!r}", param="sigma")
+    cut = 0
     if nd == 3:
         sp = (1.0,) * 3 if spacing is None else (
             (float(spacing),) * 3 if np.isscalar(spacing) else tuple(float(v) for v in spacing))
         if len(sp) != 3:
             raise ParameterError(f"{{spacing}} must have 3 values for a 3-D image; got {spacing!r}", param="spacing")
-        slice_axis = int(np.argmax(sp))
+        cut = slice_axis(sp, xf.shape[1:])
     # (channels, [slices,] H, W) -> a stack of 2-D planes
     u = (xf - lo) / scale
     if nd == 3:
-        u = np.moveaxis(u, 1 + slice_axis, 1)
+        u = np.moveaxis(u, 1 + cut, 1)
     planes = u.reshape((-1,) + u.shape[-2:]).astype(np.float32)
     if method == "cnn" and sigma is None and min(planes.shape[1:]) < 2:
         raise ParameterError(f"{{sigma}} must be given for planes thinner than 2 cells (the noise level is estimated "
@@ -278,7 +289,7 @@ def denoise_learned(
                 out[i:i + batch] = model(t, s)[:, 0].numpy()
     res = out.reshape(u.shape).astype(np.float64) * scale + lo
     if nd == 3:
-        res = np.moveaxis(res, 1, 1 + slice_axis)
+        res = np.moveaxis(res, 1, 1 + cut)
     res = np.clip(res, min(lo, float(xf.min())), max(hi, float(xf.max())))
     res = np.moveaxis(res, 0, channel_axis) if channel_axis is not None else res[0]
     return res.astype(out_dtype)
