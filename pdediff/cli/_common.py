@@ -10,7 +10,15 @@ from ._errors import CLIError
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse with one-line errors: ``pdediff denoise: error: ...`` and exit status 2, no usage block."""
+    """argparse with one-line errors: ``pdediff denoise: error: ...`` and exit status 2, no usage block.
+
+    Flags are never abbreviated: argparse's prefix matching read ``pdediff inpaint --dt 1e300`` (a flag
+    inpaint lacks) as ``--dtype 1e300`` and blamed ``--dtype``; an unknown flag is reported as typed.
+    """
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message.splitlines()[0]} (see {self.prog} --help)\n")

@@ -1,0 +1,36 @@
+"""Fresh-eyes findings on the command line (issue 20 follow-up): flags are never abbreviated, and a short
+write on a full disk is reported as such."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pdediff.cli import main
+from pdediff.cli._errors import write_failure
+
+
+def test_a_flag_the_command_lacks_is_not_read_as_a_longer_one(tmp_path, capsys):
+    # inpaint has no --dt: argparse's prefix matching took it for --dtype and blamed '--dtype' for '1e300'.
+    img = tmp_path / "a.npy"
+    np.save(img, np.zeros((8, 8), np.float32))
+    np.save(tmp_path / "m.npy", np.zeros((8, 8), bool))
+    with pytest.raises(SystemExit) as e:
+        main(["inpaint", str(img), "--mask", str(tmp_path / "m.npy"), "-o", str(tmp_path / "o.npy"), "--dt", "1e300"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "unrecognized arguments: --dt 1e300" in err
+    assert "--dtype" not in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o.npy").exists()
+    # A full flag still works; an abbreviation of one is refused rather than guessed.
+    with pytest.raises(SystemExit):
+        main(["denoise", str(img), "-o", str(tmp_path / "d.npy"), "--num-it", "2"])
+    assert "unrecognized arguments: --num-it" in capsys.readouterr().err
+
+
+def test_a_short_write_names_the_full_disk():
+    # NumPy's tofile (TIFF pixel data) reports a full disk as OSError('N requested and M written'), no errno.
+    msg = str(write_failure(OSError("221184 requested and 153508 written")))
+    assert msg == ("cannot write: short write (221184 bytes requested, 153508 written): "
+                   "no space left on the device, or it failed")
+    assert str(write_failure(OSError(28, "No space left on device"))) == "cannot write: [Errno 28] No space left on device"
