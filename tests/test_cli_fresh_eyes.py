@@ -34,3 +34,16 @@ def test_a_short_write_names_the_full_disk():
     assert msg == ("cannot write: short write (221184 bytes requested, 153508 written): "
                    "no space left on the device, or it failed")
     assert str(write_failure(OSError(28, "No space left on device"))) == "cannot write: [Errno 28] No space left on device"
+
+
+@pytest.mark.parametrize("out", [".", "..", "/"])
+@pytest.mark.parametrize("force", [False, True])
+def test_an_output_naming_no_file_is_refused_as_such(tmp_path, capsys, monkeypatch, out, force):
+    # '-o .' answered "OUTPUT . exists; pass --force to overwrite it", and with --force a different refusal.
+    monkeypatch.chdir(tmp_path)
+    np.save(tmp_path / "a.npy", np.zeros((8, 8), np.float32))
+    before = sorted(p.name for p in tmp_path.iterdir())
+    assert main(["denoise", "a.npy", "-o", out, "--quiet"] + (["--force"] if force else [])) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"pdediff denoise: error: OUTPUT {out} names no file ('.', '..' or a root); give a file name such as out.nii"
+    assert sorted(p.name for p in tmp_path.iterdir()) == before

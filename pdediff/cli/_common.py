@@ -62,6 +62,8 @@ def _same_file(a: Path, b: Path) -> bool:
 
 def _check_destination(path: Path, src: Path, force: bool, what: str, *, directory: bool = False) -> None:
     """Refuse, before any work, a destination that is the input, exists without --force, or has no folder."""
+    if path.name in ("", ".."):  # '.', '..', a root: checked first, or the message would ask for --force
+        raise CLIError(f"{what} {path} names no file ('.', '..' or a root); give a file name such as out.nii")
     if _same_file(src, path) or (src.is_dir() and path.resolve().is_relative_to(src.resolve())):
         raise CLIError(f"{what} {path} is the INPUT (or inside it); pdediff never overwrites its input")
     if os.path.lexists(path) and not force:
