@@ -47,3 +47,21 @@ def test_an_output_naming_no_file_is_refused_as_such(tmp_path, capsys, monkeypat
     err = capsys.readouterr().err.strip()
     assert err == f"pdediff denoise: error: OUTPUT {out} names no file ('.', '..' or a root); give a file name such as out.nii"
     assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_a_float64_biharmonic_overflow_gives_advice_that_applies(recwarn):
+    # At float64's maximum the biharmonic overshoot leaves the type: the message said "pass the image as
+    # float64" to a float64 image (and NumPy's overflow RuntimeWarning leaked first).
+    import pdediff
+
+    u = np.zeros((16, 16))
+    u[:, :8] = 1.7e308
+    u[::2, :8] = -1.7e308
+    m = np.zeros((16, 16), bool)
+    m[4:12, 5:11] = True
+    with pytest.raises(ValueError, match=r"beyond float64's range .*; scale the image down first, or use "
+                                         r"method='harmonic'") as e:
+        pdediff.inpaint(u, m, method="biharmonic")
+    assert "pass the image as float64" not in str(e.value)
+    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
+    assert np.isfinite(pdediff.inpaint(u, m, method="harmonic")).all()
