@@ -176,8 +176,11 @@ def max_steps_value(max_steps: Any) -> float:
     """``max_steps`` as a number: a positive integer, or ``None`` for no limit (returned as inf)."""
     if max_steps is None:
         return math.inf
-    if isinstance(max_steps, (bool, np.bool_)) or not isinstance(max_steps, numbers.Integral) or max_steps < 1:
+    if isinstance(max_steps, (bool, np.bool_)) or not isinstance(max_steps, numbers.Integral):
         raise TypeError(f"max_steps must be a positive integer or None (no limit); got {max_steps!r}")
+    if max_steps < 1:  # an integer of the wrong value (0 is the command line's "no limit", not the API's)
+        raise ParameterError(f"{{max_steps}} must be a positive integer, or {{max_steps=None}} for no limit; "
+                             f"got {max_steps!r}", param="max_steps")
     return float(max_steps)
 
 

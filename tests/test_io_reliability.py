@@ -410,3 +410,18 @@ def test_tiff_in_microns_is_written_back_in_microns(tmp_path):
     pio.write_scan(tmp_path / "mm.tif", scan.data, spacing=scan.spacing)  # no TIFF like: millimetres
     with tifffile.TiffFile(tmp_path / "mm.tif") as tf:
         assert tf.imagej_metadata["unit"] == "mm"
+
+
+@pytest.mark.parametrize("axes", ["CYX", "TYX", "TZYX"])
+def test_imagej_channels_or_time_points_are_refused_not_smoothed_across(tmp_path, axes):
+    # An ImageJ hyperstack with channels or frames was read as a 3-D volume of spacing 1 and smoothed
+    # across its channels/time points without a word; volumes (ZYX) and plain multi-page TIFFs still read.
+    tifffile = pytest.importorskip("tifffile")
+    shape = {"CYX": (3, 8, 8), "TYX": (4, 8, 8), "TZYX": (2, 3, 8, 8)}[axes]
+    tifffile.imwrite(tmp_path / "h.tif", np.zeros(shape, np.uint16), imagej=True, metadata={"axes": axes})
+    with pytest.raises(pio.ScanIOError, match=rf"TIFF axes '{axes}' hold .*(channels \(C\)|time points \(T\))"):
+        pio.read_scan(tmp_path / "h.tif")
+    tifffile.imwrite(tmp_path / "z.tif", np.zeros((3, 8, 8), np.uint16), imagej=True, metadata={"axes": "ZYX"})
+    tifffile.imwrite(tmp_path / "pages.tif", np.zeros((5, 8, 8), np.uint16), photometric="minisblack")
+    assert pio.read_scan(tmp_path / "z.tif").data.shape == (3, 8, 8)
+    assert pio.read_scan(tmp_path / "pages.tif").data.shape == (5, 8, 8)

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 import pdediff
 from pdediff import StepLimitError
+from pdediff.errors import ParameterError
 
 CONDUCTANCES = ("exponential", "rational", "tukey")
 METHODS = ("explicit", "aos")
@@ -159,12 +160,22 @@ def test_too_many_heat_steps_fail_fast_with_the_alternative():
     pdediff.solve_heat(u, 1e12, max_steps=1)
 
 
-@pytest.mark.parametrize("bad", [0, -1, 1.5, True, "10"])
+@pytest.mark.parametrize("bad", [1.5, True, "10"])
 def test_max_steps_is_validated(bad):
     with pytest.raises(TypeError, match="max_steps must be a positive integer or None"):
         pdediff.solve_heat(np.zeros(4), 1.0, max_steps=bad)
     with pytest.raises(TypeError, match="max_steps"):
         pdediff.perona_malik(np.zeros((4, 4)), max_steps=bad)
+
+
+@pytest.mark.parametrize("bad", [0, -1, np.int64(0)])
+def test_max_steps_value_is_a_parameter_error(bad):
+    # An integer of the wrong value is a ValueError naming max_steps (it was a TypeError: the type was right).
+    for call in (lambda: pdediff.solve_heat(np.zeros(4), 1.0, method="explicit", max_steps=bad),
+                 lambda: pdediff.perona_malik(np.zeros((4, 4)), max_steps=bad)):
+        with pytest.raises(ParameterError, match=r"max_steps must be a positive integer, or max_steps=None") as e:
+            call()
+        assert e.value.param == "max_steps"
 
 
 def test_perona_malik_step_limit(rng):

@@ -10,7 +10,15 @@ from ._errors import CLIError
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse with one-line errors: ``pdediff denoise: error: ...`` and exit status 2, no usage block."""
+    """argparse with one-line errors: ``pdediff denoise: error: ...`` and exit status 2, no usage block.
+
+    Flags are never abbreviated: argparse's prefix matching read ``pdediff inpaint --dt 1e300`` (a flag
+    inpaint lacks) as ``--dtype 1e300`` and blamed ``--dtype``; an unknown flag is reported as typed.
+    """
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message.splitlines()[0]} (see {self.prog} --help)\n")
@@ -54,6 +62,8 @@ def _same_file(a: Path, b: Path) -> bool:
 
 def _check_destination(path: Path, src: Path, force: bool, what: str, *, directory: bool = False) -> None:
     """Refuse, before any work, a destination that is the input, exists without --force, or has no folder."""
+    if path.name in ("", ".."):  # '.', '..', a root: checked first, or the message would ask for --force
+        raise CLIError(f"{what} {path} names no file ('.', '..' or a root); give a file name such as out.nii")
     if _same_file(src, path) or (src.is_dir() and path.resolve().is_relative_to(src.resolve())):
         raise CLIError(f"{what} {path} is the INPUT (or inside it); pdediff never overwrites its input")
     if os.path.lexists(path) and not force:

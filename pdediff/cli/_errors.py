@@ -9,6 +9,7 @@ rewritten by substring and a reworded library message still prints flags.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -161,4 +162,12 @@ def write_failure(exc: BaseException) -> CLIError:
     if isinstance(exc, DestinationExistsError) and exc.path is not None:
         how = " (another run wrote it while this one was writing)" if exc.raced else ""
         return CLIError(f"cannot write: {exc.path} exists{how}; nothing was replaced; pass --force to replace it")
+    short = _SHORT_WRITE.fullmatch(str(exc).strip()) if isinstance(exc, OSError) and exc.errno is None else None
+    if short:  # NumPy's tofile (TIFF pixel data) on a full disk: no errno, only the byte counts
+        return CLIError(f"cannot write: short write ({short[1]} bytes requested, {short[2]} written): "
+                        "no space left on the device, or it failed")
     return CLIError(f"cannot write: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
+
+
+#: ``OSError("221184 requested and 153508 written")``: how numpy.ndarray.tofile reports a short write.
+_SHORT_WRITE = re.compile(r"(\d+) requested and (\d+) written")

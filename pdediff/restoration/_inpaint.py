@@ -389,11 +389,14 @@ def _linear_fill(kind, u, m, h, solver, tol, max_iter):
     a = intensity_scale(u, np)
     U = u.reshape(u.shape[0], -1).T.astype(np.float64) * a
     x, lin = solve_linear(kind, U, m, h, solver=solver, tol=tol, max_iter=max_iter)
-    fill = x.T / a
+    with np.errstate(over="ignore"):  # an overflow is refused just below, with advice
+        fill = x.T / a
     top = float(np.finfo(u.dtype).max)
     if not np.all(np.abs(fill) <= top):  # a biharmonic fill overshoots the known values: it may leave the dtype
+        advice = ("pass the image as float64" if u.dtype != np.float64 else  # float64 has no wider type
+                  "scale the image down first, or use method='harmonic' (it stays within the known values)")
         raise ValueError(f"the {kind} fill reaches {float(np.abs(fill).max()):.4g}, beyond {u.dtype}'s range "
-                         f"(max {top:.4g}); pass the image as float64 (the known values span "
+                         f"(max {top:.4g}); {advice} (the known values span "
                          f"{float(u.min()):.4g}..{float(u.max()):.4g})")
     u.reshape(u.shape[0], -1)[:, np.flatnonzero(m)] = fill.astype(u.dtype)  # masked pixels only
     return u, lin

@@ -154,6 +154,10 @@ def _tiff_spacing(tf, page, spatial: int, tf_unit: list) -> tuple[tuple[float, .
     return None, unit
 
 
+#: TIFF axes (tifffile's letters) that are not space: read as a volume, they would be smoothed across.
+_NOT_SPATIAL = {"C": "channels (C)", "T": "time points (T)"}
+
+
 def read_tiff(p: Path) -> Scan:
     tifffile = _require("tifffile")
     with _quiet(), _BoundedReader(p) as f, tifffile.TiffFile(f) as tf:
@@ -166,8 +170,14 @@ def read_tiff(p: Path) -> Scan:
         if int(page.compression) == 1:
             check_holds(p, claimed, p.stat().st_size)
         check_memory(p, claimed)
-        data = series.asarray()
         axes = series.axes
+        other = [a for a in axes if a in _NOT_SPATIAL]
+        if other:  # ImageJ hyperstacks: smoothing across channels or time points would mix them silently
+            raise ScanIOError(
+                f"{p}: TIFF axes {axes!r} hold {', '.join(_NOT_SPATIAL[a] for a in other)} (shape "
+                f"{tuple(series.shape)}); pdediff reads 2-D/3-D images (axes YX or ZYX, colour samples S): "
+                "save each channel or time point as its own file, or pass an array with --channel-axis")
+        data = series.asarray()
         extrasamples = tuple(int(e) for e in (page.extrasamples or ()))
         spatial = len(axes) - ("S" in axes)
         file_unit: list = [None]
