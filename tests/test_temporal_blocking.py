@@ -336,6 +336,10 @@ def test_last_level_cache_from_sysfs(tmp_path, monkeypatch):
     assert _common.last_level_cache(str(tmp_path / "missing")) == (_common.LLC_FALLBACK_BYTES, os.cpu_count() or 1)
     monkeypatch.setenv("PDEDIFF_LLC_BYTES", "2M")
     assert _common.last_level_cache(str(tmp_path)) == (2 << 20, 8)
+    for bad in ("lots", "0", "-4M"):  # never silently ignored
+        monkeypatch.setenv("PDEDIFF_LLC_BYTES", bad)
+        with pytest.warns(RuntimeWarning, match="PDEDIFF_LLC_BYTES"):
+            assert _common.last_level_cache(str(tmp_path)) == (300 << 20, 8)
 
 
 def test_blocking_decision_follows_the_cache_share(monkeypatch):

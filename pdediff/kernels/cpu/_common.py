@@ -20,6 +20,7 @@ import math
 import os
 import time
 import types
+import warnings
 from collections.abc import Callable
 
 import numba
@@ -32,8 +33,8 @@ from numba.extending import intrinsic
 
 from ..formulas import EXPONENTIAL, EXPONENTIAL32, compile_formulas
 
-__all__ = ["cache_share", "last_level_cache", "LLC_FALLBACK_BYTES", "F", "exp_neg", "exp_neg32", "register_kernel", "kernel", "kernel_builds", "use_parallel",
-           "PARALLEL_MIN_CELLS", "ThreadPolicy", "set_threading", "threading_policy", "kernel_code", "row_view"]
+__all__ = ["cache_share", "last_level_cache", "LLC_FALLBACK_BYTES", "F", "exp_neg", "exp_neg32", "register_kernel",
+           "kernel", "kernel_builds", "use_parallel", "PARALLEL_MIN_CELLS", "ThreadPolicy", "set_threading", "threading_policy", "kernel_code", "row_view"]
 
 #: Arrays with fewer cells than this run on one thread.  Measured on the 2-core
 #: development machine (explicit heat step, float32): serial 4 us vs parallel 6 us
@@ -114,9 +115,13 @@ def last_level_cache(root: str = "/sys/devices/system/cpu/cpu0/cache") -> tuple[
     env = os.environ.get("PDEDIFF_LLC_BYTES", "").strip()
     if env:
         try:
-            llc = (_parse_size(env), llc[1])
+            size = _parse_size(env)
+            if size <= 0:
+                raise ValueError
+            llc = (size, llc[1])
         except ValueError:
-            pass
+            warnings.warn(f"PDEDIFF_LLC_BYTES={env!r} is not a positive size (bytes, or with K/M/G: '32M'); "
+                          f"ignored, using {llc[0]} bytes", RuntimeWarning, stacklevel=2)
     if root == "/sys/devices/system/cpu/cpu0/cache":
         _LLC = llc
     return llc
