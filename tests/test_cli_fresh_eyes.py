@@ -65,3 +65,15 @@ def test_a_float64_biharmonic_overflow_gives_advice_that_applies(recwarn):
     assert "pass the image as float64" not in str(e.value)
     assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
     assert np.isfinite(pdediff.inpaint(u, m, method="harmonic")).all()
+
+
+def test_report_names_the_spacing_unit(tmp_path, capsys):
+    """An ImageJ stack in microns is reported in the unit pdediff reads it in (mm), not as a bare number."""
+    tifffile = pytest.importorskip("tifffile")
+    from pdediff.cli import main
+
+    src = tmp_path / "um.tif"
+    tifffile.imwrite(src, (np.arange(4 * 16 * 16) % 997).reshape(4, 16, 16).astype("uint16"), imagej=True,
+                     resolution=(2.0, 2.0), metadata={"unit": "micron", "spacing": 2.0, "axes": "ZYX"})
+    assert main(["denoise", str(src), "-o", str(tmp_path / "out.tif"), "--num-iter", "1"]) == 0
+    assert "spacing 0.002 x 0.0005 x 0.0005 mm" in capsys.readouterr().out

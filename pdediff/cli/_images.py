@@ -364,6 +364,9 @@ def report_job(job: ImageJob, verb: str, result: np.ndarray, spacing, rescaled: 
                stored_out: np.dtype | None) -> None:
     """The first lines of the report every image command prints."""
     sp = " x ".join(f"{h:g}" for h in spacing)
+    unit = job.scan.meta.get("unit") if job.scan.spacing is not None else None
+    if isinstance(unit, str) and unit and tuple(map(float, job.scan.spacing)) == tuple(map(float, spacing)):
+        sp += f" {unit}"  # the file's spacing, in the unit it was read in (millimetres where it states one)
     print(f"{verb} {job.src} -> {job.dst}")
     for note in ([job.note] if job.note else []) + list(job.scan.notes):
         print(f"  note: {note}")
