@@ -32,12 +32,11 @@ import torch
 from torch.nn import functional as F
 
 from ..errors import CheckpointError, ParameterError
-from .reaction_diffusion import _as_images, _batch, _int, _load, _positive, _save
+from .reaction_diffusion import _as_images, _batch, _Checkpoint, _int, _load, _positive, _save
 
 __all__ = ["CNNDenoiser", "train_cnn_denoiser", "estimate_noise_level", "CNNDenoiserTraining"]
 
 _KIND = "pdediff.CNNDenoiser"
-_CKPT_KEYS = ("kind", "config", "model", "optimizer", "generator", "losses", "step", "settings")
 #: ``median(|N(0, 1)|)``: the MAD of a standard normal.
 _MAD = 0.6744897501960817
 
@@ -281,38 +280,7 @@ def train_cnn_denoiser(
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     gen = torch.Generator().manual_seed(seed)
     result = CNNDenoiserTraining()
-    ckpt = None
-    if checkpoint_dir is not None:
-        os.makedirs(checkpoint_dir, exist_ok=True)
-        ckpt = os.path.join(os.fspath(checkpoint_dir), "checkpoint.pt")
-        if os.path.exists(ckpt):
-            state = _load(ckpt, "cpu", _CKPT_KEYS, kind=_KIND)
-            if not isinstance(state["settings"], dict) or not isinstance(state["config"], dict):
-                raise CheckpointError(f"{ckpt} is not a pdediff CNNDenoiser training checkpoint")
-            changed = {k: (state["settings"].get(k), v) for k, v in settings.items()
-                       if k != "steps" and state["settings"].get(k) != v}
-            if state["config"] != model.config:
-                changed["model"] = (state["config"], model.config)
-            if changed:
-                name = next(iter(changed))
-                raise CheckpointError(f"{ckpt} was written with other settings ("
-                                      + "; ".join(f"{k}: {a!r} then, {b!r} now" for k, (a, b) in changed.items())
-                                      + f"); use another checkpoint_dir (first: {name})")
-            try:
-                model.load_state_dict(state["model"])
-                opt.load_state_dict(state["optimizer"])
-                gen.set_state(state["generator"])
-            except (RuntimeError, ValueError, KeyError, TypeError) as exc:
-                raise CheckpointError(f"{ckpt} does not fit this model: {str(exc).splitlines()[0]}") from None
-            result.losses = [float(v) for v in state["losses"].tolist()]
-            result.step = int(state["step"])
-
-    def save() -> None:
-        if ckpt is not None:
-            _save({"kind": _KIND, "config": dict(model.config), "model": model.state_dict(),
-                   "optimizer": opt.state_dict(), "generator": gen.get_state(),
-                   "losses": torch.tensor(result.losses, dtype=torch.float64), "step": int(result.step),
-                   "settings": settings}, ckpt)
+    save = _Checkpoint(checkpoint_dir, _KIND, "CNNDenoiser", model, opt, gen, settings, result).save
 
     end = steps if stop_at is None else min(steps, _int(stop_at, "stop_at", 0))
     iterator = range(result.step, end)

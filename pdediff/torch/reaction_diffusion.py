@@ -671,6 +671,48 @@ def _load(path: str, map_location: Any, keys: Sequence[str], *, kind: str = _KIN
         raise CheckpointError(f"{path} is not a pdediff {kind.split('.')[-1]} file")
     return state
 
+class _Checkpoint:
+    """A training run's ``checkpoint.pt`` in ``checkpoint_dir`` (none when that is ``None``): resumed when present
+    (refused when written with other settings or another model config), rewritten by :meth:`save`; shared by
+    :func:`train_reaction_diffusion` and the CNN denoiser's trainer."""
+
+    def __init__(self, checkpoint_dir, kind: str, label: str, model, opt, gen, settings: dict, result) -> None:
+        self.kind, self.model, self.opt, self.gen, self.settings, self.result = kind, model, opt, gen, settings, result
+        self.path = None
+        if checkpoint_dir is None:
+            return
+        os.makedirs(checkpoint_dir, exist_ok=True)
+        ckpt = self.path = os.path.join(os.fspath(checkpoint_dir), "checkpoint.pt")
+        if not os.path.exists(ckpt):
+            return
+        state = _load(ckpt, "cpu", _CKPT_KEYS, kind=kind)
+        if not isinstance(state["settings"], dict) or not isinstance(state["config"], dict):
+            raise CheckpointError(f"{ckpt} is not a pdediff {label} training checkpoint")
+        changed = {k: (state["settings"].get(k), v) for k, v in settings.items()
+                   if k != "steps" and state["settings"].get(k) != v}
+        if state["config"] != model.config:
+            changed["model"] = (state["config"], model.config)
+        if changed:
+            name = next(iter(changed))
+            raise CheckpointError(f"{ckpt} was written with other settings ("
+                                  + "; ".join(f"{k}: {a!r} then, {b!r} now" for k, (a, b) in changed.items())
+                                  + f"); use another checkpoint_dir (first: {name})")
+        try:
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+            gen.set_state(state["generator"])
+        except (RuntimeError, ValueError, KeyError, TypeError) as exc:
+            raise CheckpointError(f"{ckpt} does not fit this model: {str(exc).splitlines()[0]}") from None
+        result.losses = [float(v) for v in state["losses"].tolist()]
+        result.step = int(state["step"])
+
+    def save(self) -> None:
+        if self.path is not None:
+            _save({"kind": self.kind, "config": dict(self.model.config), "model": self.model.state_dict(),
+                   "optimizer": self.opt.state_dict(), "generator": self.gen.get_state(),
+                   "losses": torch.tensor(self.result.losses, dtype=torch.float64), "step": int(self.result.step),
+                   "settings": self.settings}, self.path)
+
 
 # ---------------------------------------------------------------------- training
 @dataclass
@@ -839,38 +881,7 @@ def train_reaction_diffusion(
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     gen = torch.Generator().manual_seed(seed)
     result = ReactionDiffusionTraining()
-    ckpt = None
-    if checkpoint_dir is not None:
-        os.makedirs(checkpoint_dir, exist_ok=True)
-        ckpt = os.path.join(os.fspath(checkpoint_dir), "checkpoint.pt")
-        if os.path.exists(ckpt):
-            state = _load(ckpt, "cpu", _CKPT_KEYS)
-            if not isinstance(state["settings"], dict) or not isinstance(state["config"], dict):
-                raise CheckpointError(f"{ckpt} is not a pdediff ReactionDiffusion training checkpoint")
-            changed = {k: (state["settings"].get(k), v) for k, v in settings.items()
-                       if k != "steps" and state["settings"].get(k) != v}
-            if state["config"] != model.config:
-                changed["model"] = (state["config"], model.config)
-            if changed:
-                name = next(iter(changed))
-                raise CheckpointError(f"{ckpt} was written with other settings ("
-                                      + "; ".join(f"{k}: {a!r} then, {b!r} now" for k, (a, b) in changed.items())
-                                      + f"); use another checkpoint_dir (first: {name})")
-            try:
-                model.load_state_dict(state["model"])
-                opt.load_state_dict(state["optimizer"])
-                gen.set_state(state["generator"])
-            except (RuntimeError, ValueError, KeyError, TypeError) as exc:
-                raise CheckpointError(f"{ckpt} does not fit this model: {str(exc).splitlines()[0]}") from None
-            result.losses = [float(v) for v in state["losses"].tolist()]
-            result.step = int(state["step"])
-
-    def save() -> None:
-        if ckpt is not None:
-            _save({"kind": _KIND, "config": dict(model.config), "model": model.state_dict(),
-                   "optimizer": opt.state_dict(), "generator": gen.get_state(),
-                   "losses": torch.tensor(result.losses, dtype=torch.float64), "step": int(result.step),
-                   "settings": settings}, ckpt)
+    save = _Checkpoint(checkpoint_dir, _KIND, "ReactionDiffusion", model, opt, gen, settings, result).save
 
     end = steps if stop_at is None else min(steps, _int(stop_at, "stop_at", 0))
     iterator = range(result.step, end)
