@@ -390,6 +390,26 @@ def test_an_output_that_is_a_symlink_writes_its_target(tmp_path, capsys):
     assert link.is_symlink() and np.load(real).shape == (8, 9)
 
 
+def test_a_dangling_symlink_output_needs_force_and_creates_its_target(tmp_path, capsys):
+    """A link whose target is missing is an existing OUTPUT name: refused without --force with a line saying
+    where it points; with --force the target is created and the link stays; a target folder that does not exist
+    is named as such."""
+    np.save(tmp_path / "in.npy", np.ones((8, 9), np.float32))
+    link = tmp_path / "link.npy"
+    link.symlink_to("made.npy")
+    assert main(["denoise", str(tmp_path / "in.npy"), "-o", str(link), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "symbolic link to made.npy, which does not exist" in err and "--force" in err
+    assert not (tmp_path / "made.npy").exists()
+    assert main(["denoise", str(tmp_path / "in.npy"), "-o", str(link), "--force", "--quiet"]) == 0
+    assert link.is_symlink() and np.load(tmp_path / "made.npy").shape == (8, 9)
+    nowhere = tmp_path / "nowhere.npy"
+    nowhere.symlink_to(tmp_path / "missing" / "x.npy")
+    assert main(["denoise", str(tmp_path / "in.npy"), "-o", str(nowhere), "--force", "--quiet"]) == 2
+    assert "missing (the folder of the file the link points to) does not exist" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.npy", "link.npy", "made.npy", "nowhere.npy"]
+
+
 # ----------------------------------------------------------------------------- TIFF units
 def test_tiff_in_microns_is_written_back_in_microns(tmp_path):
     tifffile = pytest.importorskip("tifffile")

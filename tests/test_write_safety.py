@@ -184,6 +184,58 @@ def test_interrupt_prints_one_line_even_when_finalisers_fail(tmp_path, sig):
     assert proc.stderr.count("\n") == 1 and "removed" in proc.stderr, proc.stderr
 
 
+_INTERRUPT_DURING_IMPORT = r"""
+import signal, sys
+signal.signal(signal.SIGINT, signal.default_int_handler)
+
+class Interrupting:  # a Ctrl-C that lands while the command modules (NumPy, the kernels) are being imported
+    def find_spec(self, name, path=None, target=None):
+        if name == "pdediff.cli._main":
+            raise KeyboardInterrupt
+        return None
+
+from pdediff.cli import main  # what the console script runs: must not import anything heavy
+assert "numpy" not in sys.modules and "numba" not in sys.modules, sorted(m for m in sys.modules if "num" in m)
+sys.meta_path.insert(0, Interrupting())
+sys.exit(main(["denoise", "in.npy", "-o", "out.npy"]))
+"""
+
+
+def test_interrupt_while_the_package_loads_is_one_line(tmp_path):
+    """Ctrl-C in the first second of ``pdediff ...`` (NumPy, Numba and the kernels loading) printed Python's
+    KeyboardInterrupt traceback: the console script now imports nothing heavy before ``main`` catches it."""
+    proc = subprocess.run([sys.executable, "-c", _INTERRUPT_DURING_IMPORT], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 130, proc.stderr
+    assert proc.stderr == "pdediff denoise: interrupted while starting; nothing was written\n", proc.stderr
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("delay", [0.15, 0.3, 0.6, 1.0])
+def test_ctrl_c_at_any_moment_of_the_start_is_one_line(tmp_path, delay):
+    """A real SIGINT at several moments of a real start (imports, parsing, reading, compiling or loading kernels):
+    never a traceback, status 130 (or death by the signal itself before Python installed its handler)."""
+    import numpy as np
+
+    np.save(tmp_path / "in.npy", np.random.default_rng(0).random((64, 64)))
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "pdediff", "denoise", "in.npy", "-o", "out.npy"], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        proc.communicate(timeout=delay)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert "Traceback" not in err and "Exception ignored" not in err, err
+    if proc.returncode == 0:  # finished before the signal: a complete output
+        assert np.load(tmp_path / "out.npy").shape == (64, 64)
+    else:
+        assert proc.returncode in (130, -signal.SIGINT), err
+        assert err.count("\n") <= 1, err
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["in.npy"]  # no output, no hidden temporary
+
+
 def test_interrupt_wrapped_by_a_c_extension_is_still_one_line(monkeypatch, capsys):
     """A SIGTERM that lands inside a C extension's initialisation (CI saw matplotlib's ft2font) comes back as
     "ImportError: initialization failed" caused by the CLI's own exception: still one line, exit 143."""

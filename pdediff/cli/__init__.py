@@ -10,13 +10,54 @@ error, library parameter errors spelled as flags, deprecated aliases), ``_signal
 interrupts remove partial outputs.
 """
 
-from . import bench, demo, denoise, inpaint, restyle, sample, study, train  # noqa: F401  (the command modules)
-from ._common import _need_torch, _Parser  # noqa: F401  (re-exported for tests and tools)
-from ._errors import CLIError
-from ._images import INT_DTYPES  # noqa: F401
-from ._learned import FIGURE_SUFFIXES  # noqa: F401
-from ._main import COMMANDS, build_parser, main
-from ._main import build_parser as _build_parser  # noqa: F401  (older name)
-from ._signals import _install_signal_handlers, _Terminated  # noqa: F401
+from __future__ import annotations
+
+import sys
+
+# Re-exports (for tests and tools), loaded on first access so that the console script's
+# ``from pdediff.cli import main`` imports nothing heavy before :func:`main` can catch a Ctrl-C.
+_LAZY = {
+    "CLIError": "._errors",
+    "INT_DTYPES": "._images",
+    "FIGURE_SUFFIXES": "._learned",
+    "COMMANDS": "._main",
+    "build_parser": "._main",
+    "_need_torch": "._common",
+    "_Parser": "._common",
+    "_install_signal_handlers": "._signals",
+    "_Terminated": "._signals",
+}
+_COMMAND_MODULES = ("bench", "demo", "denoise", "inpaint", "restyle", "sample", "study", "train", "train_denoiser")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``pdediff`` with ``argv`` (default ``sys.argv[1:]``); returns the exit status.
+
+    See :func:`pdediff.cli._main.main`.  The command modules, NumPy and the kernels are imported here, so
+    that a Ctrl-C while they load ends with one line and status 130, as it does everywhere else.
+    """
+    try:
+        from ._main import main as _run
+
+        # ``_run`` reports interrupts from the moment its command starts; one here arrived while the parser
+        # was built or the arguments parsed
+        return _run(argv)
+    except KeyboardInterrupt:
+        command = next((a for a in (sys.argv[1:] if argv is None else argv) if not a.startswith("-")), None)
+        print(f"pdediff{' ' + command if command else ''}: interrupted while starting; nothing was written",
+              file=sys.stderr)
+        return 130
+
+
+def __getattr__(name: str):
+    import importlib
+
+    if name == "_build_parser":  # older name
+        return importlib.import_module("._main", __name__).build_parser
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    if name in _COMMAND_MODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = ["main", "build_parser", "COMMANDS", "CLIError"]

@@ -60,6 +60,16 @@ def _same_file(a: Path, b: Path) -> bool:
         return False
 
 
+def exists_error(what: str, path: Path) -> CLIError:
+    """The refusal of an existing OUTPUT without ``--force``, saying where a symbolic link points."""
+    if os.path.islink(path):
+        target = os.readlink(path)
+        state = "" if os.path.exists(path) else ", which does not exist"
+        return CLIError(f"{what} {path} is a symbolic link to {target}{state}; pass --force to write the file it "
+                        "points to (the link stays)")
+    return CLIError(f"{what} {path} exists; pass --force to overwrite it")
+
+
 def _check_destination(path: Path, src: Path, force: bool, what: str, *, directory: bool = False) -> None:
     """Refuse, before any work, a destination that is the input, exists without --force, or has no folder."""
     if path.name in ("", ".."):  # '.', '..', a root: checked first, or the message would ask for --force
@@ -67,7 +77,7 @@ def _check_destination(path: Path, src: Path, force: bool, what: str, *, directo
     if _same_file(src, path) or (src.is_dir() and path.resolve().is_relative_to(src.resolve())):
         raise CLIError(f"{what} {path} is the INPUT (or inside it); pdediff never overwrites its input")
     if os.path.lexists(path) and not force:
-        raise CLIError(f"{what} {path} exists; pass --force to overwrite it")
+        raise exists_error(what, path)
     if os.path.lexists(path) and path.is_dir() != directory:
         kind = "a folder" if path.is_dir() else "a file"
         raise CLIError(f"{what} {path} exists and is {kind}; choose another name")
@@ -79,7 +89,8 @@ def _check_destination(path: Path, src: Path, force: bool, what: str, *, directo
             raise CLIError(f"{what} {path} is a folder that is not a DICOM series ({why}); choose another name")
     parent = path.resolve().parent
     if not parent.is_dir():
-        raise CLIError(f"{what} {path}: folder {parent} does not exist")
+        link = " (the folder of the file the link points to)" if os.path.islink(path) else ""
+        raise CLIError(f"{what} {path}: folder {parent}{link} does not exist")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise CLIError(f"{what} {path}: folder {parent} is not writable")
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from ._common import _check_destination, _same_file
+from ._common import _check_destination, _same_file, exists_error
 from ._errors import CLIError, write_failure
 
 
@@ -426,7 +426,7 @@ def open_chunked_job(args, *, verb: str) -> ChunkedJob:
         if _same_file(src, dst) or src.resolve().is_relative_to(dst.resolve()):
             raise CLIError(f"OUTPUT {dst} is the INPUT (or holds it); pdediff never overwrites its input")
         if not args.force:
-            raise CLIError(f"OUTPUT {dst} exists; pass --force to overwrite it")
+            raise exists_error("OUTPUT", dst)
         if not os.access(dst.resolve().parent, os.W_OK | os.X_OK):
             raise CLIError(f"OUTPUT {dst}: folder {dst.resolve().parent} is not writable")
     else:

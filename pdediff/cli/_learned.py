@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._common import _same_file
+from ._common import _same_file, exists_error
 from ._errors import CLIError, DeprecatedAlias, library_errors, note_given, warn_deprecated
 
 #: Image formats ``pdediff sample`` writes its grid of samples in (by matplotlib).
@@ -123,7 +123,7 @@ def _check_sample_output(path: Path, run_dir: Path, files: list[Path], folders: 
     if os.path.lexists(path) and path.is_dir():
         raise CLIError(f"{what} {path} exists and is a folder; choose a file name")
     if os.path.lexists(path) and not force:
-        raise CLIError(f"{what} {path} exists; pass --force to overwrite it")
+        raise exists_error(what, path)
     parent = path.resolve().parent
     if not parent.is_dir():
         raise CLIError(f"{what} {path}: folder {parent} does not exist")
