@@ -21,10 +21,13 @@ Optional methods, used by the solvers when a backend has them (the CPU backend
 does; others need not), each a fusion of required methods that saves passes
 over memory:
 
-* ``heat_steps(u, buf, n, dt, ih2, bcs, beta)`` and ``pm_steps(u, buf, n, dt,
-  ih, kinv2, code)``: ``n`` explicit steps with several steps per memory pass
-  (temporal blocking), returning whichever of ``u``/``buf`` holds the result,
-  bit for bit equal to ``n`` single steps;
+* ``heat_steps(u, buf, n, dt, ih2, bcs, beta, *, amax_limit=None)`` and
+  ``pm_steps(u, buf, n, dt, ih, kinv2, code)``: ``n`` explicit steps with
+  several steps per memory pass (temporal blocking), returning whichever of
+  ``u``/``buf`` holds the result, bit for bit equal to ``n`` single steps;
+  with ``amax_limit``, ``heat_steps`` also makes the overflow check (``None``,
+  ``u`` untouched, where ``max|u|`` is finite and above the limit), fused into
+  its first step where it can;
 * ``heat_step_inplace(u, dt, ih2, bcs, beta)``: one constant-coefficient
   explicit step written into ``u`` itself in one memory pass, bit for bit
   ``heat_step`` into another array;

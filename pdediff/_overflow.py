@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["overflow_scale", "overflow_scale_for", "underflow_scale_for"]
+__all__ = ["overflow_limit", "overflow_scale", "overflow_scale_for", "underflow_scale_for"]
 
 #: :func:`overflow_scale` keeps intermediates below the dtype's maximum divided by this margin (2**8).
 _HEADROOM = 256.0
@@ -32,6 +32,11 @@ def overflow_scale_for(amax: float, dtype, growth: float) -> float:
     e = math.frexp(ratio)[1] - 1  # 2**e <= limit / (amax growth) < 2**(e + 1)
     lim = 120 if np.dtype(dtype) == np.float32 else 1000  # 2**e must itself be a normal number of the type
     return 2.0 ** max(e, -lim)
+
+
+def overflow_limit(dtype, growth: float) -> float:
+    """The largest finite ``max|u|`` for which :func:`overflow_scale_for` gives 1 (no scaling)."""
+    return float(np.finfo(dtype).max) / _HEADROOM / growth
 
 
 def overflow_scale(u: Any, growth: float) -> float:

@@ -88,3 +88,64 @@ def test_solver_odd_step_counts_in_place(boundary, n, rng, monkeypatch):
     assert solver.step(u, n) is u
     np.testing.assert_array_equal(u, a)
     assert len(calls) == n % 2
+
+
+# ----------------------------------------------------------------------------- the overflow check fused into a step
+@pytest.mark.parametrize("build", ["serial", "parallel"])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("ndim", [1, 2, 3])
+@pytest.mark.parametrize("boundary", BOUNDARIES)
+def test_step_that_scans_its_input_equals_the_step_and_abs_max(boundary, ndim, dtype, build, rng, monkeypatch):
+    """heat_step_amax: the step bit for bit, and max|u| exactly as abs_max (a magnitude in any cell, NaN)."""
+    monkeypatch.setattr(_common, "_POLICY", _common.ThreadPolicy(build))
+    shape = SHAPES[ndim]
+    coefs = tuple(0.9 / (2 * ndim) * c for c in (1.0, 0.7, 1.3)[:ndim])
+    bcs = (BC_CODE[boundary],) * ndim
+    for where in [None, 0, -1, len(np.zeros(shape).ravel()) // 2]:
+        u = rng.standard_normal(shape).astype(dtype)
+        if where is not None:
+            u.reshape(-1)[where] = -7e3  # the largest magnitude, negative, at an edge or inside
+        expect, got = np.empty_like(u), np.empty_like(u)
+        CPU.heat_step(u, expect, 1.0, coefs, bcs)
+        amax = CPU.heat_step_amax(u, got, 1.0, coefs, bcs)
+        np.testing.assert_array_equal(got, expect)
+        assert amax == float(np.abs(u).max()) == CPU.abs_max(u)
+    u.reshape(-1)[1] = np.nan
+    assert np.isnan(CPU.heat_step_amax(u, got, 1.0, coefs, bcs))
+
+
+@pytest.mark.parametrize("blocked", [False, True])
+@pytest.mark.parametrize("n", [2, 3, 4, 5])
+def test_checked_steps_equal_single_steps_or_leave_u_untouched(n, blocked, rng, monkeypatch):
+    """heat_steps(amax_limit=...): below the limit the n steps bit for bit (even and odd n, the check fused into
+    the first step or, blocked, a scan of its own); above it None and u exactly as it was."""
+    if blocked:
+        monkeypatch.setattr(_common, "_LLC", (16 << 10, 1))  # a 16 KiB cache: 48² float32 (9 KiB, twice) does not fit
+    u0 = rng.standard_normal((48, 48)).astype(np.float32)
+    coefs, bcs = (0.2, 0.2), (BC_CODE["neumann"],) * 2
+    from pdediff.kernels.cpu import backend as backend_mod
+
+    assert backend_mod.blocking_pays(u0) == blocked
+    expect, b = u0.copy(), np.empty_like(u0)
+    for _ in range(n):
+        CPU.heat_step(expect, b, 1.0, coefs, bcs)
+        expect, b = b, expect
+    u, buf = u0.copy(), np.empty_like(u0)
+    res = CPU.heat_steps(u, buf, n, 1.0, coefs, bcs, amax_limit=10.0)
+    np.testing.assert_array_equal(res, expect)
+    if not blocked:
+        assert res is u  # the result ends in u: no copy back
+    u, buf = u0.copy(), np.empty_like(u0)
+    assert CPU.heat_steps(u, buf, n, 1.0, coefs, bcs, amax_limit=1.0) is None
+    np.testing.assert_array_equal(u, u0)
+
+
+def test_solver_scales_when_the_fused_check_refuses(rng):
+    """ExplicitHeatSolver.step(u, n >= 2) on values near float32's maximum: finite and equal to the float64 steps
+    (the fused check hands over to the power-of-two scaling); ordinary values bit for bit the single steps."""
+    u = np.where(rng.random((24, 20)) > 0.5, 3e38, -3e38).astype(np.float32)
+    s32, s64 = ExplicitHeatSolver(u.shape, np.float32), ExplicitHeatSolver(u.shape, np.float64)
+    got = s32.step(u.copy(), 4)
+    ref = s64.step(u.astype(np.float64), 4)
+    assert np.isfinite(got).all()
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e33)

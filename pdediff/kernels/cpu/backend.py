@@ -9,6 +9,8 @@ threading policy (:func:`._common.kernel`, :class:`._common.ThreadPolicy`).
 
 from __future__ import annotations
 
+import math
+
 import numba
 import numpy as np
 import scipy.fft
@@ -122,15 +124,57 @@ class CPUBackend:
         k(u, saved, nblocks, t(dt), t(beta), *(t(c) for c in ih2), *bcs)
         return u
 
+    def heat_step_amax(self, u, out, dt, ih2, bcs, beta=1.0) -> float:
+        """:meth:`heat_step` (constant coefficients, C-contiguous float32/float64 ``u`` and ``out``, 1-D to 3-D)
+        that also returns ``max|u|``, scanned row by row (plane by plane) while each is in cache: the solvers'
+        overflow check without a pass of its own (NaN if ``u`` holds a NaN, as :meth:`abs_max`)."""
+        t = u.dtype.type
+        if u.ndim == 1:  # (1, n) through the 2-D kernel, as heat_step
+            u, out, ih2, bcs = u.reshape(1, -1), out.reshape(1, -1), (0.0, ih2[0]), (0, bcs[0])
+        ut = np.uint32 if u.dtype == np.float32 else np.uint64
+        mask = ut(np.iinfo(ut).max >> 1)
+        coefs = tuple(t(c) for c in ih2)
+        part = np.empty(u.shape[0], dtype=ut)
+        k = kernel("heat_amax", u.ndim, "const", u.size, _tag(u))
+        if u.ndim == 3:
+            flat = (u.shape[0], u.shape[1] * u.shape[2])
+            uf = u.reshape(flat)
+            k(u, out, uf, out.reshape(flat), uf.view(ut), part, mask, t(dt), t(beta), *coefs, *bcs)
+        else:
+            k(u, out, u.view(ut), part, mask, t(dt), t(beta), *coefs, *bcs)
+        return float(np.array(part.max(), dtype=ut).view(u.dtype))
+
     # -- several explicit steps per memory pass (optional: solvers use them when a backend has them) --
-    def heat_steps(self, u, buf, n, dt, ih2, bcs, beta=1.0):
+    def heat_steps(self, u, buf, n, dt, ih2, bcs, beta=1.0, *, amax_limit: float | None = None):
         """``n`` constant-coefficient explicit steps, temporally blocked where that pays on this machine
         (:func:`blocking_pays`: the working set exceeds the threads' share of the last-level cache; single
-        steps below, where they already stream from cache and the halos only cost): tiles of rows in 1-D/2-D, the wavefront in 3-D (1.5-2.2x
-        at 4096² and 256³, :mod:`.blocked`); returns ``u`` or ``buf``, whichever holds the result (single steps:
-        always ``u``, an odd count taking one step in place, :meth:`heat_step_inplace`)."""
+        steps below, where they already stream from cache and the halos only cost): tiles of rows in 1-D/2-D, the
+        wavefront in 3-D (1.5-2.2x at 4096² and 256³, :mod:`.blocked`); returns ``u`` or ``buf``, whichever holds
+        the result (single steps: always ``u``, an odd count taking one step in place, :meth:`heat_step_inplace`).
+
+        ``amax_limit``: the solvers' overflow check.  When ``max|u|`` is finite and above it, nothing is computed,
+        ``u`` is left as it was and ``None`` is returned (the caller scales and calls again).  Single steps scan
+        ``u`` within their first step (:meth:`heat_step_amax`), taken out of place so that ``u`` is intact until
+        the check has passed; the blocked path scans first (:meth:`abs_max`).
+        """
+        fused = (amax_limit is not None and n >= 2 and u.dtype in (np.float32, np.float64)
+                 and u.flags.c_contiguous and buf.flags.c_contiguous)
+        if amax_limit is not None and not (fused and not blocking_pays(u)):
+            amax = self.abs_max(u)
+            if math.isfinite(amax) and amax > amax_limit:
+                return None
         if not blocking_pays(u):
-            if n % 2 == 1 and u.flags.c_contiguous:  # the odd step in place: the result ends in u, not buf
+            if fused:
+                amax = self.heat_step_amax(u, buf, dt, ih2, bcs, beta)
+                if math.isfinite(amax) and amax > amax_limit:
+                    return None  # buf holds a discarded step; u is untouched
+                # the result must end in u: an even number of steps out of place in all
+                if n % 2 == 1:
+                    self.heat_step_inplace(buf, dt, ih2, bcs, beta)
+                    n -= 1
+                u, buf = buf, u
+                n -= 1
+            elif n % 2 == 1 and u.flags.c_contiguous:  # the odd step in place: the result ends in u, not buf
                 self.heat_step_inplace(u, dt, ih2, bcs, beta)
                 n -= 1
             for _ in range(n):
