@@ -88,12 +88,23 @@ def test_denoising_sanity(quick):
             # the oracle is the best heat blur there is
             assert by[(image, level, "heat_oracle")]["psnr"] >= r["psnr"] - 0.05
         if level >= 0.2 and method in ("heat_oracle", "pm_explicit", "pm_aos", "eed", "eed_tuned", "tv",
-                                       "bm3d", "nl_means"):
+                                       "bm3d", "nl_means", "tnrd", "cnn"):
             assert r["psnr"] > noisy + 3, (image, method, r["psnr"], noisy)
     assert {r["dim"] for r in rows} == {2, 3}
-    for method in ("eed", "eed_tuned"):  # tensor diffusion has rows, in 2-D and 3-D
+    for method in ("eed", "eed_tuned", "tnrd", "cnn"):  # tensor diffusion and the shipped models, 2-D and 3-D
         assert {r["dim"] for r in rows if r["method"] == method} == {2, 3}
     assert not {r["method"] for r in rows if r["dim"] == 3} & {"bm3d", "bilateral", "ddpm", "cold_pm"}
+
+
+def test_default_study_compares_the_shipped_learned_denoisers():
+    """The learned rows of the default study are the shipped models (tens of minutes of training, model cards);
+    the minutes-long models the study trains itself run only where asked for (and in the quick pipeline test)."""
+    from pdediff.study._denoise import DenoiseSettings
+
+    default = DenoiseSettings().methods
+    assert {"tnrd", "cnn", "bm3d", "nl_means", "eed"} <= set(default)
+    assert not {"ddpm", "cold_pm"} & set(default)
+    assert {"ddpm", "cold_pm", "tnrd", "cnn"} <= set(DenoiseSettings.quick().methods)
 
 
 def test_rerun_resumes_from_the_cache(quick, tmp_path):

@@ -44,9 +44,18 @@ METHODS = {
     "wavelet": ("wavelet (BayesShrink)", (2, 3)),
     "nl_means": ("non-local means", (2, 3)),
     "bm3d": ("BM3D", (2,)),
+    "tnrd": ("learned: trainable reaction–diffusion (shipped weights)", (2, 3)),
+    "cnn": ("learned: noise-conditional CNN (shipped weights)", (2, 3)),
     "ddpm": ("learned: DDPM x̂₀ at the matching timestep", (2,)),
     "cold_pm": ("learned: cold diffusion over Perona–Malik", (2,)),
 }
+#: Learned denoisers the study trains itself (``steps`` steps on ``patch``-sized crops, minutes): not in the default
+#: study, since the shipped models (``tnrd``, ``cnn``; tens of minutes of training, model cards in
+#: docs/learned_denoisers.rst) are the learned side worth comparing; kept for :meth:`DenoiseSettings.quick` and
+#: for studies that ask for them.
+TRAINED_HERE = ("ddpm", "cold_pm")
+#: The default study's methods.
+DEFAULT_METHODS = tuple(m for m in METHODS if m not in TRAINED_HERE)
 
 
 @dataclass(frozen=True)
@@ -62,12 +71,13 @@ class DenoiseSettings:
     lr: float = 1e-3
     images: tuple = TEST_IMAGES
     levels: tuple = LEVELS
-    methods: tuple = tuple(METHODS)
+    methods: tuple = DEFAULT_METHODS
 
     @classmethod
     def quick(cls) -> DenoiseSettings:
+        """Tiny settings: the whole pipeline in about a minute, the models trained here included."""
         return cls(size=48, size3d=16, train_images=1, patch=16, patches=128, base=8, batch_size=16, steps=20,
-                   images=("camera", "shapes"), levels=(0.05, 0.2))
+                   images=("camera", "shapes"), levels=(0.05, 0.2), methods=tuple(METHODS))
 
 
 # ----------------------------------------------------------------------------- images
@@ -220,6 +230,12 @@ def _apply(method: str, y: np.ndarray, sigma_hat: float, params: tuple, models: 
         return _nl_means(y, sigma_hat)
     if method == "bm3d":
         return _bm3d(y, sigma_hat)
+    if method in ("tnrd", "cnn"):
+        from ..torch import denoise_learned
+
+        # the clean images span [0, 1] (the range every method's PSNR is taken on); the CNN gets the noise
+        # estimate BM3D and NL-means get
+        return denoise_learned(y, method, sigma=sigma_hat if method == "cnn" else None, data_range=(0.0, 1.0))
     if method == "ddpm":
         return models["ddpm"].denoise(y, sigma_hat)
     if method == "heat":
@@ -430,11 +446,11 @@ def run_denoise(settings: DenoiseSettings, *, seeds: int, out: str | None, progr
         if "bm3d" in methods:
             methods.remove("bm3d")
             notes.append("BM3D skipped: the optional package `bm3d` is not installed (pip install \"pdediff[study]\").")
-    learned = [m for m in ("ddpm", "cold_pm") if m in methods]
+    learned = [m for m in TRAINED_HERE if m in methods]
     try:
         import torch  # noqa: F401
     except ImportError:
-        for m in learned:
+        for m in learned + [m for m in ("tnrd", "cnn") if m in methods]:
             methods.remove(m)
         notes.append("Learned denoisers skipped: PyTorch is not installed (pip install \"pdediff[torch]\").")
         learned = []
@@ -523,13 +539,14 @@ def _settings_key(settings: DenoiseSettings) -> dict:
 
 #: Column titles of the crops figure (the table labels are too long for a narrow column).
 _SHORT = {"heat": "heat", "pm_explicit": "PM defaults", "pm_tuned": "PM tuned", "eed": "EED", "eed_tuned": "EED tuned",
-          "tv": "TV", "nl_means": "NL-means",
+          "tv": "TV", "nl_means": "NL-means", "tnrd": "TNRD", "cnn": "CNN",
           "wavelet": "wavelet", "bm3d": "BM3D", "noisy": "noisy"}
 
 
 def crops_figure(settings: DenoiseSettings, rows: list[dict], path: str, *, seed: int = 0,
                  models: dict | None = None) -> None:
-    """Figure: a crop of one test image at each noise level, through the methods that run without training."""
+    """Figure: a crop of one test image at each noise level, through the methods that run without training here
+    (the shipped learned denoisers included where PyTorch is installed)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -540,13 +557,14 @@ def crops_figure(settings: DenoiseSettings, rows: list[dict], path: str, *, seed
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     name = settings.images[0]
     clean = load_image(name, settings.size)
-    methods = ["noisy", "heat", "pm_explicit", "pm_tuned", "tv", "wavelet", "nl_means"]
-    try:
-        import bm3d  # noqa: F401
-
-        methods.append("bm3d")
-    except ImportError:
-        pass
+    methods = ["noisy", "heat", "pm_explicit", "pm_tuned", "eed", "tv", "wavelet", "nl_means"]
+    for m, module in (("bm3d", "bm3d"), ("tnrd", "torch"), ("cnn", "torch")):
+        try:
+            __import__(module)
+        except ImportError:
+            continue
+        if m in settings.methods:
+            methods.append(m)
     tuned = {}
     for r in rows:
         if r["image"] == name and r["seed"] == seed and "params" in r:
