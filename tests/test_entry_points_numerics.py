@@ -92,14 +92,17 @@ def test_dask_heat_near_the_float32_maximum(method, dt, value):
     kw = {"method": method} if dt is None else {"method": method, "dt": dt, "scheme": "backward-euler"}
     t = 3.0 if dt is None else dt
     want = pdediff.solve_heat(u.astype(np.float64), t, **kw)
-    with np.errstate(over="ignore"):
-        got = _heat(u, t, "dask", **kw)
-    # finite wherever the result itself is a float32 (ADI has no maximum principle: at +-3e38 a large step's
-    # overshoot need not fit, and is then +-inf, in memory as well)
+    # ADI has no maximum principle: at +-3e38 a large step's overshoot need not fit a float32; that is an
+    # OverflowError (in memory as well), never an inf
     fits = np.abs(want) <= F32_MAX
     assert fits.all() if value < 1e37 else fits.any()
-    assert np.all(np.isfinite(got[fits]))
-    np.testing.assert_allclose(got[fits], want[fits], rtol=0, atol=1e-5 * value)
+    if not fits.all():
+        with pytest.raises(OverflowError, match="float32's range"):
+            _heat(u, t, "dask", **kw)
+        return
+    got = _heat(u, t, "dask", **kw)
+    assert np.all(np.isfinite(got))
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 * value)
 
 
 @pytest.mark.parametrize("method", ["explicit", "spectral"])
@@ -274,3 +277,23 @@ def test_cli_denoise(tmp_path, seed, shape, dt, method, magnitude):
     assert main(argv) == 0
     got = np.load(out)
     _check_pm(got, u, pdediff.perona_malik(u.astype(np.float64), **kw))
+
+
+# ----------------------------------------------------------------------------- ADI's overshoot at the type's maximum
+@pytest.mark.parametrize("kind", ["numpy", "dask"])
+def test_adi_overshoot_past_the_maximum_is_an_overflow_error_not_inf(kind):
+    """Backward-Euler ADI overshoots random +-1 data to 1.77 (no maximum principle): on float32 data at +-3e38 the
+    exact result is not representable.  It was returned with inf in it and only NumPy's RuntimeWarning; now an
+    OverflowError names the cause and the ways out.  Data with room for the overshoot run as before, exactly."""
+    rng = np.random.default_rng(0)
+    x = np.where(rng.random((48, 48)) > 0.5, 3e38, -3e38).astype(np.float32)
+    u = x if kind == "numpy" else pytest.importorskip("dask.array").from_array(x, chunks=24)
+    with pytest.raises(OverflowError, match="float32's range.*float64 data, or method='spectral'"):
+        r = pdediff.solve_heat(u, 20, method="implicit", dt=10, scheme="backward-euler")
+        if kind == "dask":
+            r.compute()
+    small = x / np.float32(4)  # room for the overshoot: finite, and the unit-scale result times 7.5e37
+    got = pdediff.solve_heat(small, 20, method="implicit", dt=10, scheme="backward-euler")
+    unit = pdediff.solve_heat(np.sign(x).astype(np.float64), 20, method="implicit", dt=10, scheme="backward-euler")
+    assert np.isfinite(got).all() and np.abs(got).max() > 1.5 * np.abs(small).max()
+    np.testing.assert_allclose(got / 7.5e37, unit, rtol=1e-5, atol=1e-5)

@@ -15,7 +15,7 @@ import numpy as np
 
 from .._backend import backend_for
 from .._operators import TridiagonalSystem, as_lines, constant_faces, face_diffusivities
-from .._overflow import overflow_scale
+from .._overflow import check_unscaled, overflow_scale
 from .._plan import HeatPlan, prepare_heat
 from ..heat.explicit import ExplicitHeatSolver
 from ..heat.implicit import ImplicitHeatSolver
@@ -234,7 +234,15 @@ def _implicit(u, D, n: int, dt: float, solver: ImplicitHeatSolver, chunks):
             inv = u.dtype.type(1.0 / solver.theta)
             x = z[0] if solver.theta == 1.0 else z[0] * inv
             u = (u.rechunk(t.chunks) - x) + (t if solver.theta == 1.0 else t * inv)
-    return u * u.dtype.type(1.0 / scale) if scale != 1.0 else u
+    if scale == 1.0:
+        return u
+    return u.map_blocks(_unscale_block, dtype=u.dtype, meta=u._meta, scale=scale)
+
+
+def _unscale_block(block, *, scale: float):
+    """A chunk of the scaled result divided by ``scale``; OverflowError where that leaves the dtype's range."""
+    check_unscaled(block, scale, "implicit (ADI) heat step's")
+    return block * block.dtype.type(1.0 / scale)
 
 
 # ----------------------------------------------------------------------------- spectral
