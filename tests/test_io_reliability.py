@@ -445,3 +445,22 @@ def test_imagej_channels_or_time_points_are_refused_not_smoothed_across(tmp_path
     tifffile.imwrite(tmp_path / "pages.tif", np.zeros((5, 8, 8), np.uint16), photometric="minisblack")
     assert pio.read_scan(tmp_path / "z.tif").data.shape == (3, 8, 8)
     assert pio.read_scan(tmp_path / "pages.tif").data.shape == (5, 8, 8)
+
+
+# ----------------------------------------------------------------------------- values beyond float32
+def test_values_beyond_float32_are_written_as_float64_or_refused(tmp_path, capsys):
+    """An int16 NIfTI with scl_slope 1e38 (values ~1e41) was written all +inf as float32 with NumPy's overflow
+    warning on stderr: --dtype auto now writes float64, an explicit --dtype float32 is refused before computing."""
+    nib = pytest.importorskip("nibabel")
+    d = (np.random.default_rng(0).random((12, 12, 4)) * 1000).astype(np.int16)
+    img = nib.Nifti1Image(d, np.eye(4))
+    img.header.set_slope_inter(1e38, 0)
+    nib.save(img, tmp_path / "big.nii")
+    assert main(["denoise", str(tmp_path / "big.nii"), "-o", str(tmp_path / "o.nii"), "--quiet"]) == 0
+    out = np.asarray(nib.load(tmp_path / "o.nii").dataobj)
+    assert out.dtype == np.float64 and np.isfinite(out).all() and 1e39 < out.max() <= 1e41
+    assert "overflow" not in capsys.readouterr().err
+    assert main(["denoise", str(tmp_path / "big.nii"), "-o", str(tmp_path / "o32.npy"), "--dtype", "float32"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "beyond float32's range" in err and "--dtype float64" in err
+    assert not (tmp_path / "o32.npy").exists() and leftovers(tmp_path) == []

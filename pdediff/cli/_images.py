@@ -3,6 +3,7 @@ range checks that never clip, working memory, the before/after preview."""
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,6 +94,22 @@ def _plan_dtype(args, stored: np.dtype, dst: Path, fmt: str, shape, channel_axis
             hint = "; choose --dtype uint8 or uint16 (add --rescale if the values do not fit)"
         raise CLIError(f"{msg}{hint}")
     return target
+
+
+def _float_range(data: np.ndarray, target: np.dtype, requested: str, src: Path) -> np.dtype:
+    """A float output type that holds the input's values: float32 becomes float64 under ``--dtype auto`` when the
+    values (e.g. an int16 NIfTI with ``scl_slope`` 1e38) exceed float32's range; a type asked for is refused.
+    (A cast would make them inf: no conversion clips or overflows silently.)"""
+    if target.kind != "f" or data.size == 0:
+        return target
+    amax = max(abs(float(np.nanmax(data))), abs(float(np.nanmin(data))))
+    fmax = float(np.finfo(target).max)
+    if not (math.isfinite(amax) and amax > fmax):
+        return target
+    if requested == "auto" and target.itemsize < 8:
+        return np.dtype(np.float64)
+    raise CLIError(f"{src}: values reach {amax:.4g}, beyond {target}'s range (largest {fmax:.4g}); "
+                   "choose --dtype float64")
 
 
 def _check_range_fits(data: np.ndarray, target: np.dtype, rescale: bool) -> None:
@@ -272,6 +289,7 @@ def open_job(args, *, verb: str, max_principle: bool) -> ImageJob:
         raise CLIError(f"{src}: expected a 1-D, 2-D or 3-D image (plus colour channels); got shape {data.shape}")
     _check_working_memory(data, src, verb)
     target = _plan_dtype(args, stored, dst, out_fmt, data.shape, ch)
+    target = _float_range(data, target, args.dtype, src)
     # NIfTI and DICOM keep integer types lossless through a slope/intercept chosen by the writer
     scaled_store = target.kind in "iu" and not args.rescale and get_format(out_fmt).scaled
     if not scaled_store and max_principle:
@@ -312,6 +330,10 @@ def write_job(job: ImageJob, out: np.ndarray, spacing, *, rescale: bool, title: 
         result, rescaled = _integer_result(out, job.target, rescale, strict_hint=strict_hint)
         rescaled = rescaled or clipped
     else:
+        big = max(abs(float(out.max())), abs(float(out.min()))) if out.size else 0.0
+        if big > float(np.finfo(job.target).max):  # a method without a maximum principle overshot the type
+            raise CLIError(f"the result's values reach {big:.4g}, beyond {job.target}'s range; nothing was "
+                           "written; choose --dtype float64")
         result = out.astype(job.target, copy=False)
     outputs, dirs = [job.dst], [job.dst_is_dir]
     if job.preview is not None:
