@@ -50,9 +50,11 @@ DEFAULT_NUM_ITER = {"eed": 15, "ced": 50}
 #: images (astronaut, chelsea, coffee; 192²), where the best times were 4–8 steps at 10 % and 11–15 at
 #: 20 % (docs/tensor_diffusion.rst); a fixed time cannot follow the noise.
 EED_STEPS_PER_NOISE = 60.0
-#: Above this ``max|u|`` the in-memory path runs on ``u`` scaled by a power of two (differences and the grey
-#: range of values near float64's maximum overflow); below it nothing is scaled, so results are unchanged.
-_BIG = 2.0**500
+#: Above this ``max|u|`` (per dtype) the in-memory path runs on ``u`` scaled by a power of two: differences and the
+#: grey range of values near float64's maximum overflow, and in float32 the structure tensor's squared gradients
+#: overflow from about 1e19 (at 1e36 EED differed from the unscaled result by 24 grey levels of 255).  Below it
+#: nothing is scaled, so results are unchanged.
+_BIG = {np.dtype(np.float64): 2.0**500, np.dtype(np.float32): 2.0**40}
 
 #: Default noise scale ``sigma`` and CED integration scale ``rho``, in cells of the finest axis.
 DEFAULT_SIGMA = 1.0
@@ -300,7 +302,7 @@ def tensor_diffusion(
     big = 1.0
     if not lazy and u.size:
         amax = float(np.nanmax(np.abs(u))) if np.isfinite(u).any() else 0.0
-        if math.isfinite(amax) and amax > _BIG:
+        if math.isfinite(amax) and amax > _BIG.get(u.dtype, 2.0**40):
             big = intensity_scale(u, np)
             u *= u.dtype.type(big)
     with _named("spacing"):
