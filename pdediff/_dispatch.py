@@ -134,6 +134,9 @@ def executor_for(x: Any, name: str) -> Executor:
     accepts or refuses it, naming ``name``); any other type is a
     :class:`TypeError` listing the supported kinds of arrays.
     """
+    from ._validation import refuse_foreign_array
+
+    refuse_foreign_array(x, name)  # a torch tensor or a masked array: converting would drop something
     try:
         return EXECUTORS.dispatch(type(x))
     except LookupError:

@@ -25,6 +25,7 @@ __all__ = [
     "BOUNDARIES", "DEFAULT_MAX_STEPS", "check_option", "float_dtype_of", "as_float_array", "positive_per_axis",
     "nonnegative_scalar", "positive_scalar", "times_array", "positive_step", "max_steps_value",
     "check_step_count", "nonnegative_int", "positive_int", "positive_or_auto", "channel_axis_value",
+    "refuse_foreign_array",
 ]
 
 #: Default cap on the number of time steps one call may take (``max_steps``).  At the
@@ -61,6 +62,23 @@ def float_dtype_of(dtype: np.dtype, name: str) -> np.dtype:
     raise TypeError(f"{name} must be float16, float32 or float64 (or an integer image); got dtype {dtype}")
 
 
+def refuse_foreign_array(x: Any, name: str) -> None:
+    """Refuse, naming ``name``, arrays that NumPy would convert by dropping something the caller meant.
+
+    A torch tensor (its gradient, device and dtype would be lost, bfloat16 cannot convert at all, and an
+    ndarray would come back): the torch operators of :mod:`pdediff.torch` take it.  A NumPy masked array
+    (its mask would be ignored): fill it, or give the mask to :func:`pdediff.inpaint`.
+    """
+    lib = type(x).__module__.split(".")[0]
+    if lib == "torch":
+        raise TypeError(f"{name} is a torch.Tensor: use pdediff.torch's operators (heat_blur, perona_malik, "
+                        "tensor_diffusion: differentiable, on the tensor's device and dtype), or pass "
+                        f"{name}.detach().cpu().numpy() for a NumPy result")
+    if isinstance(x, np.ma.MaskedArray):
+        raise TypeError(f"{name} is a masked array, whose mask pdediff would ignore: pass {name}.filled(value) "
+                        "(or .data), or fill the masked pixels with pdediff.inpaint(image, mask)")
+
+
 def as_float_array(
     x: Any,
     name: str,
@@ -77,6 +95,7 @@ def as_float_array(
     if xp is np:
         if isinstance(x, (bool, numbers.Number)) or x is None:
             raise TypeError(f"{name} must be an array with {_ndims(ndim)} dimensions; got {type(x).__name__}")
+        refuse_foreign_array(x, name)
         x = np.asarray(x)
     if x.dtype == object:
         raise TypeError(f"{name} must be a real float32/float64 (or integer) array; got dtype object")

@@ -297,3 +297,40 @@ def test_adi_overshoot_past_the_maximum_is_an_overflow_error_not_inf(kind):
     unit = pdediff.solve_heat(np.sign(x).astype(np.float64), 20, method="implicit", dt=10, scheme="backward-euler")
     assert np.isfinite(got).all() and np.abs(got).max() > 1.5 * np.abs(small).max()
     np.testing.assert_allclose(got / 7.5e37, unit, rtol=1e-5, atol=1e-5)
+
+
+# ----------------------------------------------------------------------------- arrays NumPy would convert lossily
+def test_torch_tensors_and_masked_arrays_are_refused_by_the_numpy_front_doors():
+    """A torch tensor reached NumPy's conversion (bfloat16: torch's "unsupported ScalarType"; requires_grad:
+    "Can't call numpy()"; otherwise an ndarray came back and the gradient was gone) and a masked array's mask
+    was ignored: each front door now names the argument and the way to go."""
+    torch = pytest.importorskip("torch")
+    x = torch.rand(12, 12)
+    masked = np.ma.masked_array(np.ones((12, 12)), mask=np.eye(12, dtype=bool))
+    calls = {"perona_malik": lambda a: pdediff.perona_malik(a), "solve_heat": lambda a: pdediff.solve_heat(a, 1.0),
+             "tensor_diffusion": lambda a: pdediff.tensor_diffusion(a),
+             "inpaint": lambda a: pdediff.inpaint(a, np.eye(12, dtype=bool))}
+    for name, call in calls.items():
+        for a in (x, x.clone().requires_grad_(), x.to(torch.bfloat16)):
+            with pytest.raises(TypeError, match=r"is a torch\.Tensor: use pdediff\.torch's operators"):
+                call(a)
+        with pytest.raises(TypeError, match=r"masked array, whose mask pdediff would ignore"):
+            call(masked)
+    with pytest.raises(TypeError, match="mask is a torch.Tensor"):
+        pdediff.inpaint(np.ones((12, 12)), torch.zeros(12, 12, dtype=torch.bool))
+
+
+def test_torch_heat_blur_refuses_nan_and_takes_any_time():
+    torch = pytest.importorskip("torch")
+    from pdediff.torch import heat_blur
+
+    x = torch.rand(1, 1, 8, 8, dtype=torch.float64)
+    bad = x.clone()
+    bad[0, 0, 2, 3] = float("nan")
+    with pytest.raises(ValueError, match="x must be finite"):
+        heat_blur(bad, 1.0)
+    assert torch.isnan(heat_blur(bad, 1.0, check_finite=False)).all()  # what the check prevents
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        flat = heat_blur(x, 1e308)  # leaked "overflow encountered in multiply"
+    torch.testing.assert_close(flat, torch.full_like(x, float(x.mean())), rtol=0, atol=1e-12)

@@ -13,7 +13,7 @@ import numpy as np
 from .. import catalogue
 from .._arrays import is_cupy_array
 from .._plan import DEFAULT_PM_INPAINT_NUM_ITER, DEFAULT_SIGMA, InpaintPlan, inpaint_plan, intensity_scale
-from .._validation import as_float_array, check_option
+from .._validation import as_float_array, check_option, refuse_foreign_array
 from ..errors import ParameterError
 from ..grid import Grid
 from ._linear import LinearSolveInfo, harmonic_cg_inplace, solve_linear
@@ -270,6 +270,8 @@ def inpaint(
                         num_iter=num_iter, kappa=kappa, conductance=conductance, sigma=sigma, dt=dt, model=model,
                         jump_length=jump_length, jump_n_sample=jump_n_sample,
                         num_inference_steps=num_inference_steps)
+    refuse_foreign_array(image, "image")
+    refuse_foreign_array(mask, "mask")
     in_dtype = np.asarray(image).dtype if not isinstance(image, np.ndarray) else image.dtype
     ch = plan.channel_axis
     if method == "learned":

@@ -214,6 +214,7 @@ def heat_blur(
     spacing: float | Any = 1.0,
     spatial_dims: int = 2,
     spectrum: str = "continuous",
+    check_finite: bool = True,
 ) -> torch.Tensor:
     r"""Heat flow :math:`F(t)x = e^{t D \Delta} x` over the last ``spatial_dims`` axes of a tensor.
 
@@ -250,6 +251,9 @@ def heat_blur(
         ``sigma = sqrt(2 D t)`` (in ``spacing``'s units) under half-sample
         reflection; ``"discrete"``: the exact solution of the
         5-point-stencil semi-discrete system.
+    check_finite : bool
+        Refuse ``x`` holding NaN or inf (``ValueError``; one such value spreads over every output value of
+        the spectral blur).  ``False`` skips the check (one reduction over ``x``, a device sync on GPU).
 
     Returns
     -------
@@ -271,12 +275,15 @@ def heat_blur(
     _check_tensor(x, spatial_dims)
     boundary = check_option("boundary", boundary, BOUNDARIES)
     spectrum = check_option("spectrum", spectrum, SPECTRA)
+    if check_finite and not bool(torch.isfinite(x).all()):  # one NaN spreads over the whole transform
+        raise ValueError("x must be finite (no NaN or inf): a single one spreads over every value of the spectral "
+                         "blur; pass check_finite=False to skip this check")
     batch = tuple(x.shape[: x.ndim - spatial_dims])
     times = _batch_times(t, batch)
     shape = tuple(x.shape[x.ndim - spatial_dims :])
     if x.dtype in _HALF:  # differentiable casts around the float32 computation
         return heat_blur(x.float(), t, boundary=boundary, diffusivity=diffusivity, spacing=spacing,
-                         spatial_dims=spatial_dims, spectrum=spectrum).to(x.dtype)
+                         spatial_dims=spatial_dims, spectrum=spectrum, check_finite=False).to(x.dtype)
     solver = spectral_solver(shape, x.dtype, boundary=boundary, diffusivity=float(diffusivity),
                              spacing=spacing, spectrum=spectrum)
     t_grad = t if isinstance(t, torch.Tensor) and t.requires_grad else None
