@@ -201,6 +201,31 @@ sys.exit(main(["denoise", "in.npy", "-o", "out.npy"]))
 """
 
 
+_TERM_DURING_IMPORT = r"""
+import os, signal, sys
+
+class Terminating:  # a SIGTERM/SIGHUP that lands while the command modules are being imported
+    def find_spec(self, name, path=None, target=None):
+        if name == "pdediff.cli._main":
+            os.kill(os.getpid(), getattr(signal, sys.argv[1]))
+        return None
+
+from pdediff.cli import main
+sys.meta_path.insert(0, Terminating())
+sys.exit(main(["denoise", "in.npy", "-o", "out.npy"]))
+"""
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGHUP"])
+def test_termination_while_the_package_loads_is_one_line(tmp_path, sig):
+    """SIGTERM/SIGHUP in the first 0.3 s killed the process silently (status -15/-1): the stop handlers are now
+    installed before anything heavy loads."""
+    proc = subprocess.run([sys.executable, "-c", _TERM_DURING_IMPORT, sig], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 128 + getattr(signal, sig), proc.stderr
+    assert proc.stderr == f"pdediff denoise: stopped by {sig} while starting; nothing was written\n"
+
+
 def test_interrupt_while_the_package_loads_is_one_line(tmp_path):
     """Ctrl-C in the first second of ``pdediff ...`` (NumPy, Numba and the kernels loading) printed Python's
     KeyboardInterrupt traceback: the console script now imports nothing heavy before ``main`` catches it."""

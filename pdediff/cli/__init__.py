@@ -33,20 +33,34 @@ _COMMAND_MODULES = ("bench", "demo", "denoise", "inpaint", "restyle", "sample", 
 def main(argv: list[str] | None = None) -> int:
     """Run ``pdediff`` with ``argv`` (default ``sys.argv[1:]``); returns the exit status.
 
-    See :func:`pdediff.cli._main.main`.  The command modules, NumPy and the kernels are imported here, so
-    that a Ctrl-C while they load ends with one line and status 130, as it does everywhere else.
+    See :func:`pdediff.cli._main.main`.  The command modules, NumPy and the kernels are imported here, with the
+    stop handlers already installed, so that a Ctrl-C, SIGTERM or SIGHUP while they load ends with one line
+    and status 128 + the signal, as it does everywhere else.
     """
+    import signal
+
+    from ._signals import _install_signal_handlers, _interrupt_cause, _Terminated
+
+    previous = _install_signal_handlers()
     try:
         from ._main import main as _run
 
-        # ``_run`` reports interrupts from the moment its command starts; one here arrived while the parser
-        # was built or the arguments parsed
+        # ``_run`` reports stops from the moment its command starts; one here arrived while the modules
+        # loaded, the parser was built or the arguments parsed
         return _run(argv)
-    except KeyboardInterrupt:
+    except BaseException as exc:
+        cause = _interrupt_cause(exc)
+        if cause is None:
+            raise
         command = next((a for a in (sys.argv[1:] if argv is None else argv) if not a.startswith("-")), None)
-        print(f"pdediff{' ' + command if command else ''}: interrupted while starting; nothing was written",
+        what = "interrupted" if isinstance(cause, KeyboardInterrupt) else \
+            f"stopped by {signal.Signals(cause.signum).name}"
+        print(f"pdediff{' ' + command if command else ''}: {what} while starting; nothing was written",
               file=sys.stderr)
-        return 130
+        return 130 if isinstance(cause, KeyboardInterrupt) else 128 + cause.signum
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def __getattr__(name: str):
