@@ -59,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 130 if isinstance(cause, KeyboardInterrupt) else 128 + cause.signum
     finally:
+        if signal.SIGALRM in previous:  # a stop deferred during compilation must not fire after we return
+            signal.setitimer(signal.ITIMER_REAL, 0)
         for signum, handler in previous.items():
             signal.signal(signum, handler)
 

@@ -51,6 +51,8 @@ def _install_signal_handlers() -> dict:
 
     if threading.current_thread() is not threading.main_thread():
         return {}
+    if getattr(signal.getsignal(signal.SIGTERM), "_pdediff_stop", False):
+        return {}  # already installed (``pdediff.cli.main`` around ``_main.main``): one set of handlers, one queue
 
     pending: list[int] = []
 
@@ -76,6 +78,8 @@ def _install_signal_handlers() -> dict:
 
     def raise_terminated(signum, frame):
         stop(signum)
+
+    raise_terminated._pdediff_stop = True
 
     def raise_interrupt(signum, frame):
         stop(signum)
