@@ -137,7 +137,7 @@ def time_steps(dt_max: float, dt: object, num_iter: object, max_steps: object,
     return dt_, n
 
 
-def cg_iteration_cap(dt: float, dmax: float, rtol: float = CG_RTOL) -> int:
+def cg_iteration_cap(dt: float, dmax: float, rtol: float | None = None) -> int:
     """Iterations allowed to one CG solve of ``(I - dt A) x = b`` with ``max(-A_xx) = dmax``.
 
     Gershgorin bounds the spectrum of ``M = I - dt A`` and of the Jacobi-scaled ``P^-1 M`` by ``[1, 1 +
@@ -145,22 +145,25 @@ def cg_iteration_cap(dt: float, dmax: float, rtol: float = CG_RTOL) -> int:
     dmax`` either way.  PCG reduces the ``M``-norm error by ``2 ((sqrt(kappa) - 1) / (sqrt(kappa) + 1))^k
     <= 2 exp(-2k / sqrt(kappa))``; the residual from ``x0 = b`` starts at most ``(kappa - 1) ||b||`` and
     gains at most ``sqrt(kappa)`` in the norm change, so ``k = sqrt(kappa) / 2 ln(2 kappa^1.5 / rtol)``
-    iterations suffice in exact arithmetic.  The cap is twice that plus 20 (rounding).
+    iterations suffice in exact arithmetic.  The cap is twice that plus 20 (rounding).  ``rtol``:
+    :data:`CG_RTOL` by default.
     """
+    rtol = CG_RTOL if rtol is None else rtol
     kappa = 1.0 + 2.0 * dt * max(dmax, 0.0)
     k = math.sqrt(kappa) / 2.0 * math.log(2.0 * kappa**1.5 / rtol)
     return int(2 * math.ceil(k) + 20)
 
 
 def solve(M: sp.csr_matrix, b: np.ndarray, *, conserve: bool, maxiter: int,
-          rtol: float = CG_RTOL) -> tuple[np.ndarray, int]:
+          rtol: float | None = None) -> tuple[np.ndarray, int]:
     """``x`` with ``||b - M x||_2 <= rtol ||b||_2`` by Jacobi-preconditioned CG from ``x0 = b`` (float64).
 
     ``conserve``: ``M`` has unit column sums (Neumann, periodic), so the exact solution has the mass of
     ``b``; the iterate is shifted by the constant that restores it (an orthogonal projection of the
-    error: it only shrinks ``||x - x*||_2``).  Returns ``(x, iterations)``.  Raises
+    error: it only shrinks ``||x - x*||_2``).  ``rtol``: :data:`CG_RTOL` by default.  Returns ``(x, iterations)``.  Raises
     :class:`~pdediff.ParameterError` naming ``dt`` if ``maxiter`` iterations do not reach ``rtol``.
     """
+    rtol = CG_RTOL if rtol is None else rtol
     b = np.asarray(b, dtype=np.float64)
     inv = 1.0 / M.diagonal()
     P = LinearOperator(M.shape, matvec=lambda r: inv * np.ravel(r), dtype=np.float64)
