@@ -66,7 +66,7 @@ def test_matrix_is_the_explicit_scatter(ndim, boundary, rng):
         np.testing.assert_allclose(rowsum, 0.0, atol=1e-12)
 
 
-# ----------------------------------------------------------------------------- backward Euler of the heat equation
+# ------------------------------------------------------------------- backward Euler of the heat equation
 
 
 def _laplacian_1d(n, h, boundary):
@@ -145,8 +145,8 @@ def test_maximum_minimum_principle_at_large_steps(seed, ndim, kind, boundary, fa
 def test_explicit_scheme_at_the_same_step_would_violate_it(rng):
     """The test above can fail: ``u + dt A u`` with the same matrix at 10x the limit overshoots."""
     u = rng.random((16, 16)) ** 3
-    setup = T._Setup(mode=K.EED_GRAD, cond=K.WEICKERT, kinv2=1.0 / (0.05 * 255) ** 2, gs=255.0, alpha=0.01, C=1.0,
-                     sigma=1.0, rho=0.0, spacing=(1.0, 1.0), boundary="neumann", kind="eed", dt=2.5)
+    setup = T._Setup(mode=K.EED_GRAD, cond=K.WEICKERT, kinv2=1.0 / (0.05 * 255) ** 2, gs=255.0, alpha=0.01,
+                     C=1.0, sigma=1.0, rho=0.0, spacing=(1.0, 1.0), boundary="neumann", kind="eed", dt=2.5)
     W, O, _ = T._selling_links(u[None].copy(), setup)
     A = SI.stencil_matrix(W, O, T.BC_CODE["neumann"])
     exp = u.ravel() + 2.5 * (A @ u.ravel())

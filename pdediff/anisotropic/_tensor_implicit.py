@@ -32,8 +32,8 @@ from .._validation import check_step_count, nonnegative_int, positive_step
 from ..errors import ParameterError
 from ..kernels.formulas import DIRICHLET, PERIODIC
 
-__all__ = ["METHODS", "DT_FACTOR", "CG_RTOL", "stencil_matrix", "time_steps", "cg_iteration_cap", "solve",
-           "advance"]
+__all__ = ["METHODS", "DT_FACTOR", "CG_RTOL", "stencil_matrix", "step_matrix", "time_steps",
+           "cg_iteration_cap", "solve", "advance"]
 
 #: ``method`` of :func:`pdediff.tensor_diffusion`.
 METHODS = ("explicit", "semi-implicit")
@@ -45,8 +45,62 @@ DT_FACTOR = 5.0
 CG_RTOL = 1e-6
 
 
+def _off_diagonal(W: np.ndarray, O: np.ndarray, bc: int) -> tuple[sp.csr_matrix, np.ndarray]:
+    """The off-diagonal part of ``A`` (CSR, float64) and the Dirichlet links' extra ``-A_xx`` per cell (flat).
+
+    Per link slot ``k`` and sign ``s`` one vectorised pass over all cells: the partner ``y = x + s e_k``
+    (flat index by strides; per-axis coordinates only to find the links that leave the grid), then the
+    links of positive weight that land on a cell add ``rho_k(x) / 2`` at ``(x, y)`` and ``(y, x)``.
+    """
+    shape = W.shape[:-1]
+    nd = len(shape)
+    n = int(np.prod(shape))
+    itype = np.int32 if n < 2**31 - 1 else np.int64
+    nk = W.shape[-1]
+    w_all = W.reshape(n, nk)
+    o_all = O.reshape(n, nk, nd)
+    coords = [c.reshape(n).astype(itype) for c in np.indices(shape, sparse=False)]
+    strides = [int(np.prod(shape[a + 1:])) for a in range(nd)]
+    x_all = np.arange(n, dtype=itype)
+    rows, cols, vals = [], [], []
+    extra = np.zeros(n)
+    for k in range(nk):
+        w = w_all[:, k].astype(np.float64)
+        live = w > 0.0  # False for NaN too
+        if not live.any():
+            continue
+        half = 0.5 * w
+        o = [o_all[:, k, a].astype(itype) for a in range(nd)]
+        for s in (1, -1):
+            inside = live.copy()
+            y = np.zeros(n, dtype=itype)
+            for a in range(nd):
+                ya = coords[a] + s * o[a]
+                ok = (ya >= 0) & (ya < shape[a])
+                if bc == PERIODIC:
+                    ya %= shape[a]
+                else:
+                    inside &= ok
+                y += ya * itype(strides[a])
+            if bc == DIRICHLET:
+                leaving = live & ~inside
+                extra[leaving] += w[leaving]  # the full weight: to a zero ghost
+            if bc == PERIODIC:
+                inside &= y != x_all  # a link wrapped onto its own cell carries no flux
+            x, yi, h = x_all[inside], y[inside], half[inside]
+            rows += [x, yi]
+            cols += [yi, x]
+            vals += [h, h]
+    if rows:
+        off = sp.coo_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+                            shape=(n, n)).tocsr()  # duplicates summed
+    else:
+        off = sp.csr_matrix((n, n))
+    return off, extra
+
+
 def stencil_matrix(W: np.ndarray, O: np.ndarray, bc: int) -> sp.csr_matrix:
-    """The matrix ``A`` (float64 CSR, ``N x N`` with ``N`` the number of cells) of the explicit step ``u + dt A u``.
+    """The matrix ``A`` (float64 CSR, ``N x N``, ``N`` cells) of the explicit step ``u + dt A u``.
 
     Parameters
     ----------
@@ -69,42 +123,17 @@ def stencil_matrix(W: np.ndarray, O: np.ndarray, bc: int) -> sp.csr_matrix:
         diagonal, zero row sums (Dirichlet: ``-rho_k`` more on the diagonal per link leaving the grid).
         Rows in C order of the spatial axes.
     """
-    shape = W.shape[:-1]
-    nd = len(shape)
-    n = int(np.prod(shape))
-    w_all = W.reshape(n, -1)
-    o_all = O.reshape(n, w_all.shape[1], nd).astype(np.int64)
-    coords = np.indices(shape).reshape(nd, n)
-    dims = np.array(shape, dtype=np.int64)[:, None]
-    rows, cols, vals = [], [], []
-    diag = np.zeros(n)
-    for k in range(w_all.shape[1]):
-        w = w_all[:, k].astype(np.float64)
-        live = np.flatnonzero(w > 0.0)  # False for NaN too
-        if live.size == 0:
-            continue
-        half = 0.5 * w[live]
-        for s in (1, -1):
-            y = coords[:, live] + s * o_all[live, k, :].T
-            inside = np.all((y >= 0) & (y < dims), axis=0)
-            if bc == PERIODIC:
-                y %= dims
-                inside[:] = True
-            elif bc == DIRICHLET:
-                diag -= np.bincount(live[~inside], weights=2.0 * half[~inside], minlength=n)
-            x = live[inside]
-            yf = np.ravel_multi_index(tuple(y[:, inside]), shape)
-            h = half[inside]
-            rows += [x, yf]
-            cols += [yf, x]
-            vals += [h, h]
-            diag -= np.bincount(x, weights=h, minlength=n) + np.bincount(yf, weights=h, minlength=n)
-    ar = np.arange(n)
-    rows.append(ar)
-    cols.append(ar)
-    vals.append(diag)
-    A = sp.coo_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n))
-    return A.tocsr()  # duplicates summed
+    off, extra = _off_diagonal(W, O, bc)
+    d = np.asarray(off.sum(axis=1)).ravel() + extra
+    return (off - sp.diags(d, format="csr")).tocsr()
+
+
+def step_matrix(W: np.ndarray, O: np.ndarray, bc: int, dt: float) -> tuple[sp.csr_matrix, float]:
+    """``M = I - dt A`` (float64 CSR) of the links, and ``max(-A_xx)`` (see :func:`stencil_matrix`)."""
+    off, extra = _off_diagonal(W, O, bc)
+    d = np.asarray(off.sum(axis=1)).ravel() + extra
+    M = (off * (-dt) + sp.diags(1.0 + dt * d, format="csr")).tocsr()
+    return M, float(d.max()) if d.size else 0.0
 
 
 def time_steps(dt_max: float, dt: object, num_iter: object, max_steps: object,
@@ -160,7 +189,8 @@ def solve(M: sp.csr_matrix, b: np.ndarray, *, conserve: bool, maxiter: int,
 
     ``conserve``: ``M`` has unit column sums (Neumann, periodic), so the exact solution has the mass of
     ``b``; the iterate is shifted by the constant that restores it (an orthogonal projection of the
-    error: it only shrinks ``||x - x*||_2``).  ``rtol``: :data:`CG_RTOL` by default.  Returns ``(x, iterations)``.  Raises
+    error: it only shrinks ``||x - x*||_2``).  ``rtol``: :data:`CG_RTOL` by default.  Returns ``(x,
+    iterations)``.  Raises
     :class:`~pdediff.ParameterError` naming ``dt`` if ``maxiter`` iterations do not reach ``rtol``.
     """
     rtol = CG_RTOL if rtol is None else rtol
@@ -203,12 +233,8 @@ def advance(u: np.ndarray, n_iter: int, dt: float, bc: int,
     for _ in range(n_iter):
         W, O, span = links(u)
         max_offset = max(max_offset, span)
-        A = stencil_matrix(W, O, bc)
-        d = -A.diagonal()
-        maxiter = cg_iteration_cap(dt, float(d.max()) if d.size else 0.0)
-        M = A * (-dt)
-        M.setdiag(1.0 + dt * d)
-        M = M.tocsr()
+        M, dmax = step_matrix(W, O, bc, dt)
+        maxiter = cg_iteration_cap(dt, dmax)
         nxt = np.empty_like(u)
         for c in range(u.shape[0]):
             x, k = solve(M, u[c].reshape(-1), conserve=bc != DIRICHLET, maxiter=maxiter)
