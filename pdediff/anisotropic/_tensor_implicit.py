@@ -173,10 +173,10 @@ def cg_iteration_cap(dt: float, dmax: float, rtol: float | None = None) -> int:
     Gershgorin bounds the spectrum of ``M = I - dt A`` and of the Jacobi-scaled ``P^-1 M`` by ``[1, 1 +
     2 dt dmax]`` and ``[1 - q, 1 + q]`` (``q = dt dmax / (1 + dt dmax)``): condition ``kappa <= 1 + 2 dt
     dmax`` either way.  PCG reduces the ``M``-norm error by ``2 ((sqrt(kappa) - 1) / (sqrt(kappa) + 1))^k
-    <= 2 exp(-2k / sqrt(kappa))``; the residual from ``x0 = b`` starts at most ``(kappa - 1) ||b||`` and
-    gains at most ``sqrt(kappa)`` in the norm change, so ``k = sqrt(kappa) / 2 ln(2 kappa^1.5 / rtol)``
-    iterations suffice in exact arithmetic.  The cap is twice that plus 20 (rounding).  ``rtol``:
-    :data:`CG_RTOL` by default.
+    <= 2 exp(-2k / sqrt(kappa))``; the residual from ``x0 = b`` is at most ``(kappa - 1) ||b||_2`` and
+    its 2-norm shrinks at least as the ``M``-norm error up to a factor ``sqrt(kappa)``, so ``k =
+    sqrt(kappa) / 2 ln(2 kappa^1.5 / rtol)`` iterations suffice in exact arithmetic.  The cap is twice
+    that plus 20 (rounding).  ``rtol``: :data:`CG_RTOL` by default.
     """
     rtol = CG_RTOL if rtol is None else rtol
     kappa = 1.0 + 2.0 * dt * max(dmax, 0.0)
@@ -191,8 +191,8 @@ def solve(M: sp.csr_matrix, b: np.ndarray, *, conserve: bool, maxiter: int,
     ``conserve``: ``M`` has unit column sums (Neumann, periodic), so the exact solution has the mass of
     ``b``; the iterate is shifted by the constant that restores it (an orthogonal projection of the
     error: it only shrinks ``||x - x*||_2``).  ``rtol``: :data:`CG_RTOL` by default.  Returns ``(x,
-    iterations)``.  Raises
-    :class:`~pdediff.ParameterError` naming ``dt`` if ``maxiter`` iterations do not reach ``rtol``.
+    iterations)``.  Raises :class:`~pdediff.ParameterError` naming ``dt`` if ``maxiter`` iterations do
+    not reach ``rtol``.
     """
     rtol = CG_RTOL if rtol is None else rtol
     b = np.asarray(b, dtype=np.float64)

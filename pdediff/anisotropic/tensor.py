@@ -161,7 +161,7 @@ def tensor_diffusion(
         eigenvalue (the direction of line-like structures: vessels, fibres),
         ``alpha`` in the other two directions.
     num_iter : int, optional
-        Number of explicit steps.  Default: the diffusion time of
+        Number of steps.  Default: the diffusion time of
         ``n * dt_max``, i.e. ``n`` steps at the stability limit (more for a
         smaller ``dt``), with ``n = 50`` for CED and, for EED, ``n = 60 nu / R``
         (at least 1), where ``nu / R`` is the noise level as a fraction of the
@@ -240,11 +240,13 @@ def tensor_diffusion(
     TypeError
         bool/complex/object input, non-numeric parameters, a CuPy array.
     ParameterError
-        Unknown ``kind``/``conductance``/``boundary``, wrong dimensionality,
-        non-finite input, negative ``sigma``/``rho``, ``alpha`` outside
-        ``(0, 1]``, non-positive ``C``/``kappa``/``dt``/``spacing``.
+        Unknown ``kind``/``conductance``/``boundary``/``method``, wrong
+        dimensionality, non-finite input, negative ``sigma``/``rho``,
+        ``alpha`` outside ``(0, 1]``, non-positive
+        ``C``/``kappa``/``dt``/``spacing``; ``method="semi-implicit"`` with a
+        Dask array, or a solve that does not converge (names ``dt``).
     StabilityError
-        ``dt`` above the stability limit.
+        ``dt`` above the stability limit (explicit method).
     StepLimitError
         More than ``max_steps`` steps.
 
