@@ -29,6 +29,7 @@ from .._arrays import is_dask_array
 from ..errors import ParameterError, StabilityError
 from ..grid import BC_CODE, Grid
 from ..kernels.cpu import tensor as K
+from . import _tensor_implicit as _SI
 from .kappa import estimate_kappa
 
 __all__ = ["tensor_diffusion", "TensorDiffusionResult", "KINDS", "TENSOR_CONDUCTANCES"]
@@ -77,7 +78,9 @@ class TensorDiffusionResult:
     ``kappa`` is ``None`` for CED.  ``substeps`` counts the extra sub-steps taken where a step's
     actual diagonal ``max(-A_xx)`` exceeded ``1 / dt`` (0 in practice; they keep the maximum–minimum
     principle exact for any tensor field).  ``max_offset`` is the longest stencil offset (cells).
-    Both are -1 for a Dask array (not known before the lazy result is computed).
+    Both are -1 for a Dask array (not known before the lazy result is computed).  ``method`` is
+    ``"explicit"`` or ``"semi-implicit"``; ``cg_iterations`` the conjugate-gradient iterations of a
+    semi-implicit run, summed over steps and channels (0 for explicit).
     """
 
     kind: str
@@ -93,6 +96,8 @@ class TensorDiffusionResult:
     boundary: str
     substeps: int
     max_offset: int
+    method: str = "explicit"
+    cg_iterations: int = 0
 
 
 @contextmanager
@@ -116,6 +121,7 @@ def tensor_diffusion(
     kind: Literal["eed", "ced"] = "eed",
     num_iter: int | None = None,
     dt: float | None = None,
+    method: Literal["explicit", "semi-implicit"] = "explicit",
     kappa: float | Literal["auto"] = "auto",
     sigma: float | None = None,
     rho: float | None = None,
@@ -157,7 +163,7 @@ def tensor_diffusion(
         eigenvalue (the direction of line-like structures: vessels, fibres),
         ``alpha`` in the other two directions.
     num_iter : int, optional
-        Number of explicit steps.  Default: the diffusion time of
+        Number of steps.  Default: the diffusion time of
         ``n * dt_max``, i.e. ``n`` steps at the stability limit (more for a
         smaller ``dt``), with ``n = 50`` for CED and, for EED, ``n = 60 nu / R``
         (at least 1), where ``nu / R`` is the noise level as a fraction of the
@@ -167,7 +173,16 @@ def tensor_diffusion(
     dt : float, optional
         Time step, at most ``dt_max = 1 / (2 sum_a 1/h_a^2)`` (0.25 in 2-D,
         1/6 in 3-D for unit spacing), the default; larger raises
-        :class:`~pdediff.StabilityError`.
+        :class:`~pdediff.StabilityError`.  ``method="semi-implicit"``: any
+        finite ``dt > 0``; default the explicit default's diffusion time ``T``
+        in ``ceil(T / (5 dt_max))`` equal steps (at most 5 ``dt_max``).
+    method : {"explicit", "semi-implicit"}
+        ``"explicit"``: ``u <- u + dt A u``.  ``"semi-implicit"``: ``(I - dt
+        A(u^k)) u^{k+1} = u^k`` with the same stencil ``A`` (the tensor of
+        the current ``u``), solved by Jacobi-preconditioned conjugate
+        gradients to ``1e-6`` of ``|u^k|`` (float64): unconditionally stable,
+        keeps the maximum-minimum principle and the mean for every ``dt``
+        (``I - dt A`` is an M-matrix).  NumPy arrays only.
     kappa : float or "auto"
         EED contrast parameter (intensity units per physical length): the
         gradient magnitude where ``g`` switches off.  ``"auto"``:
@@ -227,11 +242,13 @@ def tensor_diffusion(
     TypeError
         bool/complex/object input, non-numeric parameters, a CuPy array.
     ParameterError
-        Unknown ``kind``/``conductance``/``boundary``, wrong dimensionality,
-        non-finite input, negative ``sigma``/``rho``, ``alpha`` outside
-        ``(0, 1]``, non-positive ``C``/``kappa``/``dt``/``spacing``.
+        Unknown ``kind``/``conductance``/``boundary``/``method``, wrong
+        dimensionality, non-finite input, negative ``sigma``/``rho``,
+        ``alpha`` outside ``(0, 1]``, non-positive
+        ``C``/``kappa``/``dt``/``spacing``; ``method="semi-implicit"`` with a
+        Dask array, or a solve that does not converge (names ``dt``).
     StabilityError
-        ``dt`` above the stability limit.
+        ``dt`` above the stability limit (explicit method).
     StepLimitError
         More than ``max_steps`` steps.
 
@@ -282,10 +299,15 @@ def tensor_diffusion(
     kind = _option("kind", kind, KINDS)
     cond = _option("conductance", conductance, TENSOR_CONDUCTANCES)
     boundary = _option("boundary", boundary, tuple(BC_CODE))
+    method = _option("method", method, _SI.METHODS)
 
     with _named("channel_axis"):
         ch = channel_axis_value(channel_axis, np.ndim(image))
     ndims = (2, 3) if ch is None else (3, 4)
+    if lazy and method == "semi-implicit":
+        raise ParameterError("{method='semi-implicit'} solves one linear system over the whole grid per step "
+                             "and runs on NumPy arrays; compute the Dask array first or use "
+                             "{method='explicit'}", param="method")
     if lazy:  # the Dask executor, from the dispatch registry: checks dtype/shape now, finiteness per chunk
         executor = executor_for(image, "image")
         with _named("image"):
@@ -331,7 +353,11 @@ def tensor_diffusion(
     if kind == "eed" and num_iter is None and u.size:  # the time follows the noise: EED_STEPS_PER_NOISE
         v = executor.tensor_smoothed(u, sigma_, h, boundary) if lazy else _smoothed(u, sigma_, h, boundary)
         steps_default = max(1.0, EED_STEPS_PER_NOISE * _noise_fraction(u, v, lazy))
-    dt_, n_iter = _time_steps(grid, kind, dt, num_iter, max_steps, steps_default)
+    if method == "explicit":
+        dt_, n_iter = _time_steps(grid, kind, dt, num_iter, max_steps, steps_default)
+    else:
+        with _named("max_steps"):
+            dt_, n_iter = _SI.time_steps(grid.explicit_dt_limit(), dt, num_iter, max_steps, steps_default)
 
     # -- grey-value scale of the structure tensor: the range max - min becomes 255 ----------------
     if lazy:
@@ -360,13 +386,19 @@ def tensor_diffusion(
 
     setup = _Setup(mode=mode, cond=_COND[cond], kinv2=kinv2, gs=gs, alpha=alpha_, C=C_, sigma=sigma_,
                    rho=rho_, spacing=h, boundary=boundary, kind=kind, dt=dt_)
+    cg_iterations = 0
     if lazy:
         u = executor.tensor_diffusion(u, setup, n_iter)
         substeps = max_offset = -1  # not known before the lazy result is computed
         out = u[0] if ch is None else _dask_moveaxis(u, 0, ch)
         out = out.rechunk(image.chunks) if out.chunks != image.chunks else out
     else:
-        u, substeps, max_offset = _advance(u, n_iter, setup)
+        if method == "explicit":
+            u, substeps, max_offset = _advance(u, n_iter, setup)
+        else:
+            u, cg_iterations, max_offset = _SI.advance(u, n_iter, dt_, BC_CODE[boundary],
+                                                       lambda v: _selling_links(v, setup))
+            substeps = 0
         if big != 1.0:
             u /= u.dtype.type(big)
             kappa_ = None if kappa_ is None else kappa_ / big
@@ -376,7 +408,8 @@ def tensor_diffusion(
         return out
     info = TensorDiffusionResult(kind=kind, kappa=kappa_, dt=dt_, num_iter=n_iter, sigma=sigma_, rho=rho_,
                                  alpha=alpha_, C=C_, conductance=cond, spacing=h, boundary=boundary,
-                                 substeps=substeps, max_offset=max_offset)
+                                 substeps=substeps, max_offset=max_offset, method=method,
+                                 cg_iterations=cg_iterations)
     return out, info
 
 
@@ -678,6 +711,31 @@ def _advance(u: np.ndarray, n_iter: int, s: _Setup) -> tuple[np.ndarray, int, in
         substeps += m - 1
         single = m == 1
     return u, substeps, max_offset
+
+
+# ----------------------------------------------------------------------------- semi-implicit steps
+#
+# The semi-implicit solver (pdediff.anisotropic._tensor_implicit) assembles the matrix of the step from
+# the stored Selling links of the tensor of the current u, which this function produces with the
+# compiled kernels of the explicit path.
+
+
+def _selling_links(u: np.ndarray, s: _Setup) -> tuple[np.ndarray, np.ndarray, int]:
+    """The Selling links of the tensor of ``u`` (C, *spatial): weights ``(*spatial, K)`` in ``u``'s dtype,
+    int16 offsets ``(*spatial, K, ndim)`` (:func:`K.links2` / :func:`K.links3`), and the longest offset."""
+    spatial = u.shape[1:]
+    nd = len(spatial)
+    nk = 3 if nd == 2 else 6
+    W = np.empty(spatial + (nk,), dtype=u.dtype)
+    O = np.empty(spatial + (nk, nd), dtype=np.int16)
+    reach = np.empty(spatial[0], dtype=np.int64)
+    span = np.empty(spatial[0], dtype=np.int64)
+    f, kin = _tensor_input(u, s)
+    bad = (K.links2 if nd == 2 else K.links3)(f, s.mode, s.cond, kin, EED_MIN_DIFFUSIVITY, s.alpha, s.C,
+                                             *s.spacing, BC_CODE[s.boundary], W, O, reach, span)
+    if bad:
+        raise _too_anisotropic(int(bad), s.kind)
+    return W, O, int(span.max()) if span.size else 0
 
 
 def _dask_moveaxis(x: Any, src: int, dst: int = 0) -> Any:
