@@ -83,3 +83,22 @@ def test_chunks_run_eed_through_dask(tmp_path, rng):
                  "--method", "eed", "--num-iter", "2", "--quiet"]) == 0
     got = np.asarray(zarr.open(str(tmp_path / "out.zarr"), mode="r"))
     np.testing.assert_allclose(got, pdediff.tensor_diffusion(img, num_iter=2), rtol=0, atol=1e-6)
+
+
+def test_semi_implicit_flag_runs_the_library_scheme(tmp_path, rng, capsys):
+    """``--semi-implicit``: the library's semi-implicit EED/CED (any --dt), reported; refused where it cannot apply."""
+    img = (100 + 50 * (np.mgrid[:24, :28][1] > 14) + 10 * rng.standard_normal((24, 28))).astype(np.float32)
+    np.save(tmp_path / "in.npy", img)
+    args = ["denoise", str(tmp_path / "in.npy"), "-o", str(tmp_path / "out.npy"), "--method", "ced",
+            "--semi-implicit", "--dt", "2", "--num-iter", "2"]
+    assert main(args) == 0
+    assert "semi-implicit" in capsys.readouterr().out
+    expect = pdediff.tensor_diffusion(img, kind="ced", method="semi-implicit", dt=2.0, num_iter=2)
+    np.testing.assert_array_equal(np.load(tmp_path / "out.npy"), expect)
+    assert img.min() <= expect.min() and expect.max() <= img.max()  # the maximum principle at 8x the limit
+    for extra, says in ((["--method", "explicit"], "applies to --method eed or ced only"),
+                        (["--method", "eed", "--chunks", "16"], "not with --chunks")):
+        base = ["denoise", str(tmp_path / "in.npy"), "-o", str(tmp_path / "x.npy"), "--semi-implicit"]
+        assert main(base + extra) == 2
+        assert says in _error_line(capsys)
+    assert not (tmp_path / "x.npy").exists()
