@@ -250,14 +250,14 @@ def open_job(args, *, verb: str, max_principle: bool) -> ImageJob:
     except ValueError as exc:
         raise CLIError(str(exc)) from None
     dst_is_dir = is_directory_format(args.output, out_fmt)
-    _check_destination(dst, src, args.force, "OUTPUT", directory=dst_is_dir)
+    _check_destination(dst, src, args.force, "OUTPUT", directory=dst_is_dir, fmt=out_fmt)
     pv = Path(args.preview) if args.preview is not None else None
     if pv is not None:
         if pv.suffix.lower() != ".png":
             raise CLIError(f"--preview must be a .png file; got {pv.name}")
         if _same_file(dst, pv):
             raise CLIError("--preview must differ from OUTPUT")
-        _check_destination(pv, src, args.force, "PREVIEW")
+        _check_destination(pv, src, args.force, "PREVIEW", fmt="png")
     try:
         scan = read_scan(src)
     except (ScanIOError, ValueError) as exc:
@@ -332,12 +332,21 @@ def write_job(job: ImageJob, out: np.ndarray, spacing, *, rescale: bool, title: 
 
 
 def _nifti_scaling(path: Path) -> tuple[float, float] | None:
-    """The ``scl_slope``/``scl_inter`` a NIfTI file applies (read from its header only), or None if unscaled."""
+    """The ``scl_slope``/``scl_inter`` a NIfTI file applies (read from its header only), or None if unscaled.
+
+    The header is parsed from the opened file: ``nib.load`` rewrites a mixed-case suffix (``x.Nii.Gz``).
+    """
+    import gzip
+
     try:
         import nibabel as nib
 
-        proxy = nib.load(str(path)).dataobj
-        slope, inter = float(proxy.slope), float(proxy.inter)
+        with (gzip.open(path, "rb") if path.name.lower().endswith(".gz") else open(path, "rb")) as f:
+            head = f.read(540)
+        two = 540 in {int.from_bytes(head[:4], order, signed=True) for order in ("little", "big")}
+        hdr = (nib.Nifti2Header if two else nib.Nifti1Header)(head[:540 if two else 348], check=False)
+        slope, inter = hdr.get_slope_inter()
+        slope, inter = float(1.0 if slope is None else slope), float(0.0 if inter is None else inter)
     except Exception:  # noqa: BLE001 - a report line, never a failure
         return None
     return None if (slope, inter) == (1.0, 0.0) else (slope, inter)
@@ -430,9 +439,7 @@ def open_chunked_job(args, *, verb: str) -> ChunkedJob:
         if not os.access(dst.resolve().parent, os.W_OK | os.X_OK):
             raise CLIError(f"OUTPUT {dst}: folder {dst.resolve().parent} is not writable")
     else:
-        _check_destination(dst, src, args.force, "OUTPUT", directory=is_directory_format(dst))
-        if dst.is_dir() and not is_zarr_store(dst):
-            raise CLIError(f"OUTPUT {dst} is a folder that is not a Zarr store; choose another name")
+        _check_destination(dst, src, args.force, "OUTPUT", directory=is_directory_format(dst), fmt=out_fmt)
     try:
         data, scan = open_chunked(src, args.chunks)
     except (ScanIOError, ValueError) as exc:

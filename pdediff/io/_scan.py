@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from ._atomic import DestinationExistsError, atomic_path, follow_link
+from ._atomic import DestinationExistsError, atomic_path, follow_link, special_file_error, special_kind
 from ._base import Scan, ScanIOError, _native, _one_line
 from ._format import Format, WriteRequest, get_format, registered_formats, suffix_table
 
@@ -94,11 +94,12 @@ def is_directory_format(path: str | os.PathLike, format: str | None = None) -> b
 
 
 def replace_problem(path: str | os.PathLike, format: str | None = None) -> str | None:
-    """Why the existing folder ``path`` may not be replaced by a ``format`` output (``None`` if it may).
+    """Why the existing ``path`` may not be replaced by a ``format`` output (``None`` if it may).
 
     pdediff replaces a folder only with its own kind: a DICOM series only a folder holding nothing but
-    DICOM files, a Zarr store only a Zarr store.  ``None`` also when ``path`` is not an existing folder
-    or the format writes files.
+    DICOM files, a Zarr store only a Zarr store (or an empty folder).  Nothing that is neither a regular
+    file nor a folder (a FIFO, a device, a socket; a symbolic link is followed) is ever replaced.
+    ``None`` also when nothing is at ``path``, or it is a file and the format writes files.
 
     Examples
     --------
@@ -110,6 +111,9 @@ def replace_problem(path: str | os.PathLike, format: str | None = None) -> str |
     "it holds 'thesis.txt', which is not a DICOM file"
     """
     f = _format(path, format)
+    what = special_kind(path)
+    if what is not None:
+        return f"it is {what}, not a regular file"
     p = follow_link(path)
     if f.replace_problem is None or not p.is_dir() or not f.is_directory(os.fspath(path)):
         return None
@@ -364,6 +368,9 @@ def write_scan(
         disk included); nothing is left behind.
     """
     f = _format(path, format)
+    what = special_kind(path)
+    if what is not None:  # before anything: a rename would replace the pipe or device by a file
+        raise special_file_error(path, what)
     data = _native(np.asarray(data))
     check_writable(path, data.shape, data.dtype, channel_axis, stored_dtype=stored_dtype, format=f.name)
     if not overwrite and os.path.lexists(path):

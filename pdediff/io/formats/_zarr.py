@@ -121,7 +121,11 @@ def _check_zarr(r: WriteRequest) -> None:
 
 
 def _replace_problem(folder: Path) -> str | None:
-    return None if is_zarr_store(folder) else "it is not a Zarr store"
+    """A Zarr store, or an empty folder (nothing to lose: also the temporary folder a writer gives), may be
+    replaced by a store; any other folder not."""
+    if is_zarr_store(folder) or not any(folder.iterdir()):
+        return None
+    return "it is not a Zarr store"
 
 
 FORMATS = (
