@@ -20,6 +20,11 @@ INT_DTYPES = ("uint8", "uint16", "int16")
 DTYPE_CHOICES = ("auto", "input", "float32", "float64") + INT_DTYPES
 
 
+def pixel_type(dtype) -> str:
+    """A pixel type as the refusals name it: ``bool (1-bit)`` for masks (a 1-bit TIFF, a bool array)."""
+    return "bool (1-bit)" if np.dtype(dtype) == np.bool_ else str(dtype)
+
+
 def _kappa_arg(text: str) -> float | str:
     """``--kappa``: "auto" or a number (range checks are the API's)."""
     if text == "auto":
@@ -264,7 +269,7 @@ def open_job(args, *, verb: str, max_principle: bool) -> ImageJob:
         raise CLIError(str(exc)) from None
     data = scan.data
     if data.dtype == np.bool_ or data.dtype.kind not in "iuf":
-        raise CLIError(f"{src}: unsupported pixel type {data.dtype}; expected integer or float pixels")
+        raise CLIError(f"{src}: unsupported pixel type {pixel_type(data.dtype)}; expected integer or float pixels")
     stored = np.dtype(scan.stored_dtype if scan.stored_dtype is not None else data.dtype)
     ch, note = _channel_axis(args.channel_axis, scan, src)
     spatial = data.ndim - (ch is not None)
@@ -445,7 +450,7 @@ def open_chunked_job(args, *, verb: str) -> ChunkedJob:
     except (ScanIOError, ValueError) as exc:
         raise CLIError(str(exc)) from None
     if data.dtype == np.bool_ or data.dtype.kind not in "iuf":
-        raise CLIError(f"{src}: unsupported pixel type {data.dtype}; expected integer or float pixels")
+        raise CLIError(f"{src}: unsupported pixel type {pixel_type(data.dtype)}; expected integer or float pixels")
     if args.channel_axis == "auto":
         ch = scan.channel_axis
     elif args.channel_axis == "none":

@@ -158,6 +158,32 @@ def _tiff_spacing(tf, page, spatial: int, tf_unit: list) -> tuple[tuple[float, .
 _NOT_SPATIAL = {"C": "channels (C)", "T": "time points (T)"}
 
 
+def _check_image_count(p: Path, tf, series) -> None:
+    """Refuse a stack holding fewer pixels than its ImageJ ``images=`` or tifffile's JSON ``shape`` says
+    (tifffile, finding pages missing, falls back to the first page alone: a truncated 24-slice stack was
+    read as one slice)."""
+    found = int(np.prod(series.shape, dtype=np.int64))
+    page = series.keyframe
+    if tf.is_imagej and tf.imagej_metadata:
+        try:
+            images = int(tf.imagej_metadata.get("images", 1))
+        except (TypeError, ValueError):
+            images = 1
+        per_image = int(page.imagelength) * int(page.imagewidth) * int(page.samplesperpixel)
+        if images * per_image > found:
+            raise ScanIOError(f"{p}: the ImageJ metadata says {images} images but {found // max(per_image, 1)} "
+                              "could be read: truncated or corrupt")
+    if tf.is_shaped and tf.shaped_metadata:
+        try:
+            claimed = int(np.prod([int(n) for n in tf.shaped_metadata[0].get("shape", ())], dtype=np.int64))
+        except (TypeError, ValueError):
+            return
+        if claimed > found:
+            shape = tuple(tf.shaped_metadata[0]["shape"])
+            raise ScanIOError(f"{p}: the TIFF description says shape {shape} but only {tuple(series.shape)} "
+                              "could be read: truncated or corrupt")
+
+
 def read_tiff(p: Path) -> Scan:
     tifffile = _require("tifffile")
     with _quiet(), _BoundedReader(p) as f, tifffile.TiffFile(f) as tf:
@@ -166,9 +192,16 @@ def read_tiff(p: Path) -> Scan:
         series = tf.series[0]
         page = series.keyframe
         dtype = np.dtype(series.dtype)
-        claimed = nbytes_of(series.shape, dtype.itemsize)
+        bits = int(getattr(page, "bitspersample", 8 * dtype.itemsize) or 8 * dtype.itemsize)
+        shape = tuple(int(n) for n in series.shape)
+        _check_image_count(p, tf, series)
         if int(page.compression) == 1:
-            check_holds(p, claimed, p.stat().st_size)
+            # packed rows for fewer than 8 bits per sample (1-bit masks: 8 pixels a byte), else the items
+            row = -(-page.imagewidth * page.samplesperpixel * bits // 8) if bits < 8 else None
+            stored = (nbytes_of(shape, dtype.itemsize) if row is None else
+                      nbytes_of(shape, 1) // max(1, page.imagewidth * page.samplesperpixel) * row)
+            check_holds(p, stored, p.stat().st_size)
+        claimed = nbytes_of(shape, dtype.itemsize)
         check_memory(p, claimed)
         axes = series.axes
         other = [a for a in axes if a in _NOT_SPATIAL]
