@@ -19,7 +19,7 @@ import numpy as np
 from ._atomic import DestinationExistsError, atomic_path, follow_link, special_file_error, special_kind
 from ._base import Scan, ScanIOError, _one_line
 from ._format import get_format, registered_formats
-from ._scan import check_writable, format_of, replace_problem
+from ._scan import _check_scan_fields, check_writable, format_of, replace_problem
 
 __all__ = ["open_chunked", "write_chunked"]
 
@@ -77,6 +77,7 @@ def open_chunked(path: str | os.PathLike, chunks: int | tuple[int, ...] | None =
     except Exception as exc:
         raise ScanIOError(f"{p}: cannot read as {f.name} ({_one_line(exc)})") from exc
     scan.format = f.name
+    _check_scan_fields(p, scan, f)
     if scan.stored_dtype is None:
         scan.stored_dtype = np.dtype(data.dtype).newbyteorder("=")
     if data.size == 0:

@@ -255,11 +255,33 @@ def read_scan(path: str | os.PathLike) -> Scan:
     except Exception as exc:  # libraries raise many types on corrupt input: report one line
         raise ScanIOError(f"{p}: cannot read as {fmt} ({_one_line(exc)})") from exc
     scan.format = fmt
+    _check_scan_fields(p, scan, f)
     stored = np.dtype(scan.stored_dtype if scan.stored_dtype is not None else scan.data.dtype)
     scan.stored_dtype = stored.newbyteorder("=") if stored.byteorder not in ("=", "|") else stored
     if scan.data.size == 0:
         raise ScanIOError(f"{p}: contains an empty array of shape {scan.data.shape}")
     return scan
+
+
+def _check_scan_fields(p: Path, scan: Scan, f: Format) -> None:
+    """What a file says about its own layout, checked as the flags that say the same are.
+
+    A ``channel_axis`` out of range for the array refuses the file (:class:`ScanIOError` naming it).  A voxel
+    spacing that is not positive and finite (``pixdim`` 0, a NaN in an ``.npz``'s ``spacing``, an ImageJ
+    ``spacing=0``) is ignored, as a DICOM series without one: ``scan.spacing`` becomes ``None`` and a note,
+    naming the file and its field, says so (the command line prints it and assumes spacing 1).
+    """
+    ndim = len(scan.data.shape)
+    ch = scan.channel_axis
+    if ch is not None and not -ndim <= ch < ndim:
+        raise ScanIOError(f"{p}: its channel_axis {ch} is out of range for its image of shape "
+                          f"{tuple(scan.data.shape)} (allowed: {-ndim}..{ndim - 1})")
+    sp = scan.spacing
+    if sp is not None and not all(np.isfinite(v) and v > 0 for v in sp):
+        values = ", ".join(f"{v:g}" for v in sp)
+        scan.spacing = None
+        scan.notes.append(f"{p.name}: the voxel spacing ({values}) from its {f.spacing_field} is not positive and "
+                          "finite: ignored, so the spacing is unknown (not set; the command line assumes 1)")
 
 
 # ---------------------------------------------------------------------------- write

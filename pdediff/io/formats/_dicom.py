@@ -784,6 +784,7 @@ def _check_dicom(r: WriteRequest) -> None:
 
 FORMATS = (
     Format("dicom", "DICOM", (".dcm",), read=read_dicom, write=write_dicom, check=_check_dicom, scaled=True,
+           spacing_field="PixelSpacing and slice spacing",
            directory=is_series_path, replace_problem=is_replaceable_series, sniff=lambda p: _sniff(p) == "dicom",
            folders=True),
 )

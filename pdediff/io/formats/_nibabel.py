@@ -409,9 +409,12 @@ def _check_analyze(r: WriteRequest) -> None:
 
 FORMATS = (
     Format("nifti", "NIfTI", (".nii", ".nii.gz"), read=lambda p: read_nibabel(p, "nifti"), write=write_nifti,
+           spacing_field="header field pixdim (voxel sizes)",
            check=lambda r: _check_volume("nifti", r), scaled=True, open_chunked=open_nifti_chunked,
            write_chunked=write_nifti_chunked),
     Format("mgh", "MGH/MGZ", (".mgz", ".mgh"), read=lambda p: read_nibabel(p, "mgh"), write=write_mgh,
+           spacing_field="header voxel sizes",
            check=lambda r: _check_volume("mgh", r)),
-    Format("analyze", "Analyze", (".hdr", ".img"), read=lambda p: read_nibabel(p, "analyze"), check=_check_analyze),
+    Format("analyze", "Analyze", (".hdr", ".img"), read=lambda p: read_nibabel(p, "analyze"), check=_check_analyze,
+           spacing_field="header field pixdim (voxel sizes)"),
 )

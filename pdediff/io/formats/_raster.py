@@ -150,7 +150,8 @@ def _tiff_spacing(tf, page, spatial: int, tf_unit: list) -> tuple[tuple[float, .
     if spatial == 2:
         return (dy, dx), unit
     if spatial == 3:
-        return ((dz if dz is not None and dz > 0 else factor), dy, dx), unit
+        # a stated but invalid spacing (0, -2, NaN) stays: read_scan ignores the spacing with a note naming it
+        return ((dz if dz is not None else factor), dy, dx), unit
     return None, unit
 
 
@@ -328,5 +329,6 @@ FORMATS = (
     Format("jpeg", "JPEG", (".jpg", ".jpeg"), read=lambda p: read_image(p, "jpeg"),
            write=lambda p, d, like, sp, ch: write_image(p, d, like, sp, ch, fmt="jpeg"),
            check=lambda r: _check_image("jpeg", r)),
-    Format("tiff", "TIFF", (".tif", ".tiff"), read=read_tiff, write=write_tiff, check=_check_tiff),
+    Format("tiff", "TIFF", (".tif", ".tiff"), read=read_tiff, write=write_tiff, check=_check_tiff,
+           spacing_field="ImageJ/JSON 'spacing' or resolution tags"),
 )

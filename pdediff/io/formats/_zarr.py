@@ -130,5 +130,6 @@ def _replace_problem(folder: Path) -> str | None:
 
 FORMATS = (
     Format("zarr", "Zarr", (".zarr",), read=read_zarr, write=write_zarr, check=_check_zarr, directory=True,
+           spacing_field="attribute 'spacing'",
            replace_problem=_replace_problem, open_chunked=open_zarr_chunked, write_chunked=write_zarr_chunked),
 )
