@@ -92,10 +92,13 @@ def _plan_dtype(args, stored: np.dtype, dst: Path, fmt: str, shape, channel_axis
     msg = problem(target)
     if msg is not None:
         hint = ""
+        # the integer types this OUTPUT can hold, never the one just refused (JPEG: uint8 only)
+        fits = [t for t in INT_DTYPES if np.dtype(t) != target and problem(t) is None]
         if integers_only and target.kind == "f":
-            hint = "; this format stores integers: --rescale (onto uint8), or --dtype uint8/uint16 with --rescale"
-        elif integers_only:
-            hint = "; choose --dtype uint8 or uint16 (add --rescale if the values do not fit)"
+            hint = (f"; this format stores integers: --rescale (onto uint8), or --dtype {'/'.join(fits)} with "
+                    "--rescale")
+        elif integers_only and fits:
+            hint = f"; choose --dtype {' or '.join(fits)} (add --rescale if the values do not fit)"
         raise CLIError(f"{msg}{hint}")
     return target
 
@@ -380,7 +383,9 @@ def report_job(job: ImageJob, verb: str, result: np.ndarray, spacing, rescaled: 
     sp = " x ".join(f"{h:g}" for h in spacing)
     unit = job.scan.meta.get("unit") if job.scan.spacing is not None else None
     if isinstance(unit, str) and unit and tuple(map(float, job.scan.spacing)) == tuple(map(float, spacing)):
-        sp += f" {unit}"  # the file's spacing, in the unit it was read in (millimetres where it states one)
+        # the file's spacing, in the unit it was read in (millimetres where it states one); NIfTI's
+        # xyzt_units 0 reads as "unknown"
+        sp += " (unit unknown)" if unit == "unknown" else f" {unit}"
     print(f"{verb} {job.src} -> {job.dst}")
     for note in ([job.note] if job.note else []) + list(job.scan.notes):
         print(f"  note: {note}")
