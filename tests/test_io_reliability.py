@@ -625,7 +625,7 @@ def test_cli_wording(tmp_path, capsys):
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith("pdediff denoise: error: unrecognized arguments: --dtyp uint8")
-    assert "did you mean --dtype?" in err and "see pdediff denoise --help" in err
+    assert "see pdediff denoise --help" in err and len(err.strip().splitlines()) == 1
     folder = tmp_path / "f"
     folder.mkdir()
     (folder / "a.txt").write_text("hello")

@@ -34,20 +34,6 @@ def _command_parser(parser: argparse.ArgumentParser, command: str) -> argparse.A
     return sub.choices[command]
 
 
-def _unrecognized(parser: argparse.ArgumentParser, command: str, extra: list[str]) -> str:
-    """argparse's "unrecognized arguments" message, with the flags an abbreviated one may have meant
-    (flags are never abbreviated: ``--dtyp`` is not ``--dtype``)."""
-    options = [o for a in _command_parser(parser, command)._actions for o in a.option_strings if o.startswith("--")]
-    hints = []
-    for word in extra:
-        flag = word.split("=", 1)[0]
-        if flag.startswith("--") and flag not in options:
-            meant = sorted(o for o in options if o.startswith(flag))
-            if meant:
-                hints.append(f"{flag} is not a flag (flags are never abbreviated): did you mean {' or '.join(meant)}?")
-    return f"unrecognized arguments: {' '.join(extra)}" + ("; " + "; ".join(hints) if hints else "")
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run ``pdediff`` with ``argv`` (default ``sys.argv[1:]``); returns the exit status.
 
@@ -58,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra:  # argparse blames the top-level parser ("pdediff: error"); the command's flags are meant
-        _command_parser(parser, args.command).error(_unrecognized(parser, args.command, extra))
+        _command_parser(parser, args.command).error(f"unrecognized arguments: {' '.join(extra)}")
     previous = _install_signal_handlers()
     try:
         check_seed(args)  # every command's --seed, for every method, before any work
