@@ -528,9 +528,10 @@ def test_zarr_output_without_chunks(tmp_path, capsys):
     other.mkdir()
     (other / "thesis.txt").write_text("keep me")
     capsys.readouterr()
-    assert main([*args, "-o", str(other), "--force"]) == 2
-    cap = capsys.readouterr()
-    assert f"OUTPUT {other} is a folder that is not a Zarr store" in cap.err and "denoised" not in cap.out
+    for force in (["--force"], []):  # without --force too: the refusal does not suggest it
+        assert main([*args, "-o", str(other), *force]) == 2
+        cap = capsys.readouterr()
+        assert f"OUTPUT {other} is a folder that is not a Zarr store" in cap.err and "denoised" not in cap.out
     assert (other / "thesis.txt").read_text() == "keep me"
     assert leftovers(tmp_path) == []
 
@@ -555,6 +556,13 @@ def test_truncated_tiff_stacks_are_refused(tmp_path, axes):
     (tmp_path / "mt.tif").write_bytes((tmp_path / "m.tif").read_bytes()[:500])
     with pytest.raises(pio.ScanIOError, match=r"says shape \(5, 33, 35\) but only \(33, 35\).*truncated"):
         pio.read_scan(tmp_path / "mt.tif")
+    with tifffile.TiffWriter(tmp_path / "pages.tif") as tw:  # plain pages, no metadata: the broken chain tells
+        for plane in v:
+            tw.write(plane, contiguous=False, metadata=None)
+    np.testing.assert_array_equal(pio.read_scan(tmp_path / "pages.tif").data, v)
+    (tmp_path / "pt.tif").write_bytes((tmp_path / "pages.tif").read_bytes()[:100000])
+    with pytest.raises(pio.ScanIOError, match=r"invalid page offset \d+ \(the file holds 100000 bytes\): truncated"):
+        pio.read_scan(tmp_path / "pt.tif")
 
 
 def test_one_bit_tiff_is_read_as_bool_and_refused_as_a_pixel_type(tmp_path, capsys):

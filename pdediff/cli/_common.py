@@ -86,8 +86,7 @@ def _check_destination(path: Path, src: Path, force: bool, what: str, *, directo
         why = replace_problem(path, fmt) if fmt is not None else "it is not a regular file"
         raise CLIError(f"{what} {path}{link}: {why}; pdediff writes regular files only and never replaces it: "
                        "choose another name")
-    if os.path.lexists(path) and not force:
-        raise exists_error(what, path)
+    # what --force could not replace anyway is refused first, without suggesting it
     if os.path.lexists(path) and path.is_dir() != directory:
         kind = "a folder" if path.is_dir() else "a file"
         raise CLIError(f"{what} {path} exists and is {kind}; choose another name")
@@ -97,6 +96,8 @@ def _check_destination(path: Path, src: Path, force: bool, what: str, *, directo
             detail = "" if fmt == "zarr" else f" ({why})"
             label = "a Zarr store" if fmt == "zarr" else "a DICOM series"
             raise CLIError(f"{what} {path} is a folder that is not {label}{detail}; choose another name")
+    if os.path.lexists(path) and not force:
+        raise exists_error(what, path)
     parent = path.resolve().parent
     if not parent.is_dir():
         link = " (the folder of the file the link points to)" if os.path.islink(path) else ""

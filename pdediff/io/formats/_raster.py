@@ -16,7 +16,9 @@ TIFF spacing
 
 from __future__ import annotations
 
+import logging
 import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -185,17 +187,49 @@ def _check_image_count(p: Path, tf, series) -> None:
                               "could be read: truncated or corrupt")
 
 
+class _Broken(logging.Handler):
+    """Collects tifffile's reports of a page chain that points past the end of the file."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if "invalid page offset" in message:
+            self.messages.append(message.split("> ", 1)[-1])
+
+
+@contextmanager
+def _broken_chain():
+    """Inside :func:`_quiet`: tifffile, meeting a page offset past the end of the file, logs it and stops,
+    so a truncated stack reads as its first pages; its message is collected here instead of dropped."""
+    log = logging.getLogger("tifffile")
+    handler, level, propagate = _Broken(), log.level, log.propagate
+    log.setLevel(logging.WARNING)
+    log.propagate = False
+    log.addHandler(handler)
+    try:
+        yield handler.messages
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(level)
+        log.propagate = propagate
+
+
 def read_tiff(p: Path) -> Scan:
     tifffile = _require("tifffile")
-    with _quiet(), _BoundedReader(p) as f, tifffile.TiffFile(f) as tf:
+    with _quiet(), _broken_chain() as broken, _BoundedReader(p) as f, tifffile.TiffFile(f) as tf:
         if not tf.series:
             raise ScanIOError(f"{p}: cannot read as tiff (no image found: corrupt?)")
         series = tf.series[0]
         page = series.keyframe
+        _check_image_count(p, tf, series)
+        if broken:  # pages of a plain multi-page TIFF missing: nothing else says how many there were
+            raise ScanIOError(f"{p}: {broken[0]} (the file holds {p.stat().st_size} bytes): truncated or corrupt")
         dtype = np.dtype(series.dtype)
         bits = int(getattr(page, "bitspersample", 8 * dtype.itemsize) or 8 * dtype.itemsize)
         shape = tuple(int(n) for n in series.shape)
-        _check_image_count(p, tf, series)
         if int(page.compression) == 1:
             # packed rows for fewer than 8 bits per sample (1-bit masks: 8 pixels a byte), else the items
             row = -(-page.imagewidth * page.samplesperpixel * bits // 8) if bits < 8 else None
