@@ -464,3 +464,197 @@ def test_values_beyond_float32_are_written_as_float64_or_refused(tmp_path, capsy
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "beyond float32's range" in err and "--dtype float64" in err
     assert not (tmp_path / "o32.npy").exists() and leftovers(tmp_path) == []
+
+
+# ----------------------------------------------------------------------------- fresh-eyes I/O defects
+def _coins(tmp_path):
+    img = (np.random.default_rng(3).random((24, 24)) * 200 + 20).astype(np.uint8)
+    np.save(tmp_path / "coins.npy", img)
+    return img
+
+
+@pytest.mark.parametrize("name", ["a.Nii.Gz", "q.Nii.gz", "b.NII.GZ", "c.nii.GZ", "r.nii.Gz", "s.Nii", "m.Mgz",
+                                  "t.Tif", "u.TIFF", "v.tif", "n.NPY", "o.Npz", "p.PNG", "w.png"])
+def test_suffix_case_never_changes_what_is_written(tmp_path, name):
+    # nibabel rewrote "x.Nii.Gz" as "x.nii.Gz": the output was 0 bytes, the data in a hidden leftover
+    img = _coins(tmp_path)
+    pio.write_scan(tmp_path / name, img)
+    np.testing.assert_array_equal(pio.read_scan(tmp_path / name).data, img)
+    assert sorted(os.listdir(tmp_path)) == sorted(["coins.npy", name])
+
+
+def test_cli_mixed_case_outputs_hold_the_result(tmp_path, capsys):
+    _coins(tmp_path)
+    mask = np.zeros((24, 24), bool)
+    mask[8:12, 8:12] = True
+    np.save(tmp_path / "mask.npy", mask)
+    # each mixed-case name holds exactly what the lower-case name of its format holds
+    names = {"a.Nii.Gz": "ref.nii.gz", "q.Nii.gz": "ref.nii.gz", "b.NII.GZ": "ref.nii.gz", "r.nii.Gz": "ref.nii.gz",
+             "t.TIFF": "ref.tif", "u.Tif": "ref.tif", "n.NPY": "ref.npy", "p.PNG": "ref.png"}
+    for name in [*names, *set(names.values())]:
+        assert main(["denoise", str(tmp_path / "coins.npy"), "-o", str(tmp_path / name), "--dtype", "uint8"]) == 0
+    for name in ("ip.Nii.Gz", "ip.nii.gz"):
+        assert main(["inpaint", str(tmp_path / "coins.npy"), "--mask", str(tmp_path / "mask.npy"), "-o",
+                     str(tmp_path / name)]) == 0
+    names["ip.Nii.Gz"] = "ip.nii.gz"
+    for name, ref in names.items():
+        np.testing.assert_array_equal(pio.read_scan(tmp_path / name).data, pio.read_scan(tmp_path / ref).data)
+    assert pio.read_scan(tmp_path / "n.NPY").data.dtype == np.uint8
+    assert leftovers(tmp_path) == []
+
+
+def _fifo(tmp_path, name):
+    p = tmp_path / name
+    os.mkfifo(p)  # never a real device: writing through a link to /dev/full once replaced it
+    return p
+
+
+def test_output_that_is_a_fifo_is_never_replaced(tmp_path, capsys):
+    import stat
+
+    _coins(tmp_path)
+    fifo = _fifo(tmp_path, "f.npy")
+    (tmp_path / "l.npy").symlink_to(fifo)
+    for out in ("f.npy", "l.npy"):
+        assert main(["denoise", str(tmp_path / "coins.npy"), "-o", str(tmp_path / out), "--force"]) == 2
+        cap = capsys.readouterr()
+        assert "pdediff denoise: error: OUTPUT" in cap.err and "FIFO (named pipe)" in cap.err
+        assert len(cap.err.strip().splitlines()) == 1 and "denoised" not in cap.out  # refused before computing
+    assert main(["denoise", str(tmp_path / "coins.npy"), "-o", str(tmp_path / "x.npy"), "--preview",
+                 str(_fifo(tmp_path, "pv.png")), "--force"]) == 2
+    assert "PREVIEW" in capsys.readouterr().err
+    for out in ("f.npy", "l.npy"):
+        with pytest.raises(pio.ScanIOError, match="is a FIFO .named pipe., not a regular file"):
+            pio.write_scan(tmp_path / out, np.zeros(3))
+    with pytest.raises(pio.ScanIOError, match="FIFO"), pio.atomic_path(tmp_path / "l.npy") as tmp:
+        tmp.write_bytes(b"x")
+    assert stat.S_ISFIFO(os.stat(tmp_path / "f.npy").st_mode) and os.path.islink(tmp_path / "l.npy")
+    assert pio.replace_problem(tmp_path / "f.npy", "npy") == "it is a FIFO (named pipe), not a regular file"
+    assert leftovers(tmp_path) == []
+    assert not (tmp_path / "x.npy").exists()
+
+
+def test_zarr_output_without_chunks(tmp_path, capsys):
+    pytest.importorskip("zarr")
+    vol = np.random.default_rng(4).random((6, 10, 12)).astype(np.float32)
+    np.save(tmp_path / "vol.npy", vol)
+    args = ["denoise", str(tmp_path / "vol.npy"), "--num-iter", "2"]
+    assert main([*args, "-o", str(tmp_path / "fresh.zarr")]) == 0
+    assert main([*args, "-o", str(tmp_path / "ref.npy")]) == 0
+    np.testing.assert_array_equal(pio.read_scan(tmp_path / "fresh.zarr").data, np.load(tmp_path / "ref.npy"))
+    assert main([*args, "-o", str(tmp_path / "fresh.zarr"), "--force"]) == 0  # a previous store is replaced
+    other = tmp_path / "other.zarr"
+    other.mkdir()
+    (other / "thesis.txt").write_text("keep me")
+    capsys.readouterr()
+    for force in (["--force"], []):  # without --force too: the refusal does not suggest it
+        assert main([*args, "-o", str(other), *force]) == 2
+        cap = capsys.readouterr()
+        assert f"OUTPUT {other} is a folder that is not a Zarr store" in cap.err and "denoised" not in cap.out
+    assert (other / "thesis.txt").read_text() == "keep me"
+    assert leftovers(tmp_path) == []
+
+
+def _imagej_stack(path, **metadata):
+    tifffile = pytest.importorskip("tifffile")
+    v = (np.random.default_rng(5).random((24, 64, 64)) * 1000).astype(np.uint16)
+    tifffile.imwrite(path, v, imagej=True, metadata={"axes": "ZYX", **metadata})
+    return v
+
+
+@pytest.mark.parametrize("axes", [{"axes": "ZYX"}, {}])
+def test_truncated_tiff_stacks_are_refused(tmp_path, axes):
+    tifffile = pytest.importorskip("tifffile")
+    v = (np.random.default_rng(5).random((24, 64, 64)) * 1000).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "st.tif", v, imagej=True, metadata=axes)
+    (tmp_path / "tr.tif").write_bytes((tmp_path / "st.tif").read_bytes()[:100000])
+    with pytest.raises(pio.ScanIOError, match="ImageJ metadata says 24 images but 1 could be read: truncated"):
+        pio.read_scan(tmp_path / "tr.tif")
+    mask = np.random.default_rng(6).random((5, 33, 35)) > 0.5  # tifffile's JSON shape, 1-bit pages
+    tifffile.imwrite(tmp_path / "m.tif", mask)
+    (tmp_path / "mt.tif").write_bytes((tmp_path / "m.tif").read_bytes()[:500])
+    with pytest.raises(pio.ScanIOError, match=r"says shape \(5, 33, 35\) but only \(33, 35\).*truncated"):
+        pio.read_scan(tmp_path / "mt.tif")
+    with tifffile.TiffWriter(tmp_path / "pages.tif") as tw:  # plain pages, no metadata: the broken chain tells
+        for plane in v:
+            tw.write(plane, contiguous=False, metadata=None)
+    np.testing.assert_array_equal(pio.read_scan(tmp_path / "pages.tif").data, v)
+    (tmp_path / "pt.tif").write_bytes((tmp_path / "pages.tif").read_bytes()[:100000])
+    with pytest.raises(pio.ScanIOError, match=r"invalid page offset \d+ \(the file holds 100000 bytes\): truncated"):
+        pio.read_scan(tmp_path / "pt.tif")
+
+
+def test_one_bit_tiff_is_read_as_bool_and_refused_as_a_pixel_type(tmp_path, capsys):
+    tifffile = pytest.importorskip("tifffile")
+    v = (np.random.default_rng(5).random((24, 64, 64)) * 1000).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "b.tif", v > 500)
+    got = pio.read_scan(tmp_path / "b.tif").data
+    assert got.dtype == np.bool_
+    np.testing.assert_array_equal(got, v > 500)
+    np.save(tmp_path / "b.npy", v > 500)
+    for name in ("b.tif", "b.npy"):
+        assert main(["denoise", str(tmp_path / name), "-o", str(tmp_path / "o.npy")]) == 2
+        assert f"{name}: unsupported pixel type bool (1-bit); expected integer or float" in capsys.readouterr().err
+
+
+def test_invalid_spacing_in_a_file_is_ignored_naming_the_file_and_field(tmp_path, capsys):
+    nib = pytest.importorskip("nibabel")
+    img = np.random.default_rng(7).random((16, 16)).astype(np.float32)
+    np.savez(tmp_path / "sp.npz", image=img, spacing=np.array([-1.0, np.nan]))
+    scan = pio.read_scan(tmp_path / "sp.npz")
+    assert scan.spacing is None and "sp.npz" in scan.notes[0] and "array 'spacing'" in scan.notes[0]
+    nimg = nib.Nifti1Image(img, np.eye(4))
+    nimg.header["pixdim"][1:3] = [np.nan, 2.0]
+    nib.save(nimg, tmp_path / "pd.nii")
+    scan = pio.read_scan(tmp_path / "pd.nii")
+    assert scan.spacing is None and "pd.nii" in scan.notes[0] and "pixdim" in scan.notes[0]
+    for z in (0.0, -2.0, float("nan")):
+        _imagej_stack(tmp_path / "ij.tif", spacing=z, unit="um")
+        scan = pio.read_scan(tmp_path / "ij.tif")
+        assert scan.spacing is None and "ij.tif" in scan.notes[0] and "'spacing'" in scan.notes[0], z
+    _imagej_stack(tmp_path / "ok.tif", spacing=2.0, unit="um")
+    assert pio.read_scan(tmp_path / "ok.tif").spacing[0] == pytest.approx(2e-3)
+    for name in ("sp.npz", "pd.nii"):
+        assert main(["denoise", str(tmp_path / name), "-o", str(tmp_path / f"{name}.npy"), "--num-iter", "1"]) == 0
+        cap = capsys.readouterr()
+        assert f"note: {name}: the voxel spacing" in cap.out and "spacing 1 x 1" in cap.out
+        assert "--spacing" not in cap.out + cap.err
+
+
+def test_npz_layout_fields_are_checked(tmp_path, capsys):
+    img = np.random.default_rng(8).random((64, 64))
+    np.savez(tmp_path / "ch.npz", image=img, channel_axis=np.array(99))
+    with pytest.raises(pio.ScanIOError, match=r"channel_axis 99 is out of range for its image of shape \(64, 64\)"):
+        pio.read_scan(tmp_path / "ch.npz")
+    np.savez(tmp_path / "ab.npz", a=img, b=img)
+    with pytest.raises(pio.ScanIOError, match=r"several arrays \(a, b\) and none is named 'image'"):
+        pio.read_scan(tmp_path / "ab.npz")
+    np.savez(tmp_path / "one.npz", a=img, spacing=np.array([1.0, 2.0]))  # one array: still read
+    assert pio.read_scan(tmp_path / "one.npz").spacing == (1.0, 2.0)
+    assert main(["denoise", str(tmp_path / "ch.npz"), "-o", str(tmp_path / "o.npy")]) == 2
+    assert "channel_axis 99 is out of range" in capsys.readouterr().err
+
+
+def test_cli_wording(tmp_path, capsys):
+    nib = pytest.importorskip("nibabel")
+    img = (np.random.default_rng(9).random((16, 16)) * 200).astype(np.uint8)
+    pio.write_scan(tmp_path / "x.png", img)
+    assert main(["denoise", str(tmp_path / "x.png"), "-o", str(tmp_path / "o.jpg"), "--dtype", "uint16"]) == 2
+    err = capsys.readouterr().err
+    assert "choose --dtype uint8 (add --rescale" in err and "or uint16" not in err
+    vol = np.random.default_rng(9).random((4, 8, 8)).astype(np.float32)
+    nimg = nib.Nifti1Image(vol, np.diag([1.0, 1.0, 2.0, 1.0]))  # no xyzt_units: "unknown"
+    nib.save(nimg, tmp_path / "u.nii")
+    assert main(["denoise", str(tmp_path / "u.nii"), "-o", str(tmp_path / "u.npy"), "--num-iter", "1"]) == 0
+    assert "spacing 1 x 1 x 2 (unit unknown)" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exc:
+        main(["denoise", str(tmp_path / "u.nii"), "-o", str(tmp_path / "v.npy"), "--dtyp", "uint8"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("pdediff denoise: error: unrecognized arguments: --dtyp uint8")
+    assert "see pdediff denoise --help" in err and len(err.strip().splitlines()) == 1
+    folder = tmp_path / "f"
+    folder.mkdir()
+    (folder / "a.txt").write_text("hello")
+    with pytest.raises(pio.ScanIOError, match=r"no DICOM images among its 1 file$"):
+        pio.read_scan(folder)

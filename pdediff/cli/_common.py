@@ -70,23 +70,34 @@ def exists_error(what: str, path: Path) -> CLIError:
     return CLIError(f"{what} {path} exists; pass --force to overwrite it")
 
 
-def _check_destination(path: Path, src: Path, force: bool, what: str, *, directory: bool = False) -> None:
-    """Refuse, before any work, a destination that is the input, exists without --force, or has no folder."""
+def _check_destination(path: Path, src: Path, force: bool, what: str, *, directory: bool = False,
+                       fmt: str | None = None) -> None:
+    """Refuse, before any work, a destination that is the input, exists without --force, is not a regular
+    file (a FIFO or device, a link to one: never replaced), is a folder of another kind (``fmt``: the
+    output's format; a folder is replaced only by its own kind), or has no folder."""
+    from ..io import replace_problem
+
     if path.name in ("", ".."):  # '.', '..', a root: checked first, or the message would ask for --force
         raise CLIError(f"{what} {path} names no file ('.', '..' or a root); give a file name such as out.nii")
     if _same_file(src, path) or (src.is_dir() and path.resolve().is_relative_to(src.resolve())):
         raise CLIError(f"{what} {path} is the INPUT (or inside it); pdediff never overwrites its input")
-    if os.path.lexists(path) and not force:
-        raise exists_error(what, path)
+    if os.path.exists(path) and not (path.is_file() or path.is_dir()):  # a FIFO, device or socket (or a link to one)
+        link = f" (a symbolic link to {os.path.realpath(path)})" if os.path.islink(path) else ""
+        why = replace_problem(path, fmt) if fmt is not None else "it is not a regular file"
+        raise CLIError(f"{what} {path}{link}: {why}; pdediff writes regular files only and never replaces it: "
+                       "choose another name")
+    # what --force could not replace anyway is refused first, without suggesting it
     if os.path.lexists(path) and path.is_dir() != directory:
         kind = "a folder" if path.is_dir() else "a file"
         raise CLIError(f"{what} {path} exists and is {kind}; choose another name")
-    if directory and path.is_dir() and not path.name.lower().endswith(".zarr"):  # write_scan guards Zarr stores
-        from ..io import replace_problem
-
-        why = replace_problem(path, "dicom")
-        if why is not None:  # --force replaces a previous series, never a folder of other files
-            raise CLIError(f"{what} {path} is a folder that is not a DICOM series ({why}); choose another name")
+    if directory and path.is_dir():  # --force replaces a previous series or store, never a folder of other files
+        why = replace_problem(path, fmt or "dicom")
+        if why is not None:
+            detail = "" if fmt == "zarr" else f" ({why})"
+            label = "a Zarr store" if fmt == "zarr" else "a DICOM series"
+            raise CLIError(f"{what} {path} is a folder that is not {label}{detail}; choose another name")
+    if os.path.lexists(path) and not force:
+        raise exists_error(what, path)
     parent = path.resolve().parent
     if not parent.is_dir():
         link = " (the folder of the file the link points to)" if os.path.islink(path) else ""

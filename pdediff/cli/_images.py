@@ -21,6 +21,11 @@ INT_DTYPES = ("uint8", "uint16", "int16")
 DTYPE_CHOICES = ("auto", "input", "float32", "float64") + INT_DTYPES
 
 
+def pixel_type(dtype) -> str:
+    """A pixel type as the refusals name it: ``bool (1-bit)`` for masks (a 1-bit TIFF, a bool array)."""
+    return "bool (1-bit)" if np.dtype(dtype) == np.bool_ else str(dtype)
+
+
 def _kappa_arg(text: str) -> float | str:
     """``--kappa``: "auto" or a number (range checks are the API's)."""
     if text == "auto":
@@ -88,10 +93,13 @@ def _plan_dtype(args, stored: np.dtype, dst: Path, fmt: str, shape, channel_axis
     msg = problem(target)
     if msg is not None:
         hint = ""
+        # the integer types this OUTPUT can hold, never the one just refused (JPEG: uint8 only)
+        fits = [t for t in INT_DTYPES if np.dtype(t) != target and problem(t) is None]
         if integers_only and target.kind == "f":
-            hint = "; this format stores integers: --rescale (onto uint8), or --dtype uint8/uint16 with --rescale"
-        elif integers_only:
-            hint = "; choose --dtype uint8 or uint16 (add --rescale if the values do not fit)"
+            hint = (f"; this format stores integers: --rescale (onto uint8), or --dtype {'/'.join(fits)} with "
+                    "--rescale")
+        elif integers_only and fits:
+            hint = f"; choose --dtype {' or '.join(fits)} (add --rescale if the values do not fit)"
         raise CLIError(f"{msg}{hint}")
     return target
 
@@ -267,21 +275,21 @@ def open_job(args, *, verb: str, max_principle: bool) -> ImageJob:
     except ValueError as exc:
         raise CLIError(str(exc)) from None
     dst_is_dir = is_directory_format(args.output, out_fmt)
-    _check_destination(dst, src, args.force, "OUTPUT", directory=dst_is_dir)
+    _check_destination(dst, src, args.force, "OUTPUT", directory=dst_is_dir, fmt=out_fmt)
     pv = Path(args.preview) if args.preview is not None else None
     if pv is not None:
         if pv.suffix.lower() != ".png":
             raise CLIError(f"--preview must be a .png file; got {pv.name}")
         if _same_file(dst, pv):
             raise CLIError("--preview must differ from OUTPUT")
-        _check_destination(pv, src, args.force, "PREVIEW")
+        _check_destination(pv, src, args.force, "PREVIEW", fmt="png")
     try:
         scan = read_scan(src)
     except (ScanIOError, ValueError) as exc:
         raise CLIError(str(exc)) from None
     data = scan.data
     if data.dtype == np.bool_ or data.dtype.kind not in "iuf":
-        raise CLIError(f"{src}: unsupported pixel type {data.dtype}; expected integer or float pixels")
+        raise CLIError(f"{src}: unsupported pixel type {pixel_type(data.dtype)}; expected integer or float pixels")
     stored = np.dtype(scan.stored_dtype if scan.stored_dtype is not None else data.dtype)
     ch, note = _channel_axis(args.channel_axis, scan, src)
     spatial = data.ndim - (ch is not None)
@@ -354,12 +362,21 @@ def write_job(job: ImageJob, out: np.ndarray, spacing, *, rescale: bool, title: 
 
 
 def _nifti_scaling(path: Path) -> tuple[float, float] | None:
-    """The ``scl_slope``/``scl_inter`` a NIfTI file applies (read from its header only), or None if unscaled."""
+    """The ``scl_slope``/``scl_inter`` a NIfTI file applies (read from its header only), or None if unscaled.
+
+    The header is parsed from the opened file: ``nib.load`` rewrites a mixed-case suffix (``x.Nii.Gz``).
+    """
+    import gzip
+
     try:
         import nibabel as nib
 
-        proxy = nib.load(str(path)).dataobj
-        slope, inter = float(proxy.slope), float(proxy.inter)
+        with (gzip.open(path, "rb") if path.name.lower().endswith(".gz") else open(path, "rb")) as f:
+            head = f.read(540)
+        two = 540 in {int.from_bytes(head[:4], order, signed=True) for order in ("little", "big")}
+        hdr = (nib.Nifti2Header if two else nib.Nifti1Header)(head[:540 if two else 348], check=False)
+        slope, inter = hdr.get_slope_inter()
+        slope, inter = float(1.0 if slope is None else slope), float(0.0 if inter is None else inter)
     except Exception:  # noqa: BLE001 - a report line, never a failure
         return None
     return None if (slope, inter) == (1.0, 0.0) else (slope, inter)
@@ -388,7 +405,9 @@ def report_job(job: ImageJob, verb: str, result: np.ndarray, spacing, rescaled: 
     sp = " x ".join(f"{h:g}" for h in spacing)
     unit = job.scan.meta.get("unit") if job.scan.spacing is not None else None
     if isinstance(unit, str) and unit and tuple(map(float, job.scan.spacing)) == tuple(map(float, spacing)):
-        sp += f" {unit}"  # the file's spacing, in the unit it was read in (millimetres where it states one)
+        # the file's spacing, in the unit it was read in (millimetres where it states one); NIfTI's
+        # xyzt_units 0 reads as "unknown"
+        sp += " (unit unknown)" if unit == "unknown" else f" {unit}"
     print(f"{verb} {job.src} -> {job.dst}")
     for note in ([job.note] if job.note else []) + list(job.scan.notes):
         print(f"  note: {note}")
@@ -452,15 +471,13 @@ def open_chunked_job(args, *, verb: str) -> ChunkedJob:
         if not os.access(dst.resolve().parent, os.W_OK | os.X_OK):
             raise CLIError(f"OUTPUT {dst}: folder {dst.resolve().parent} is not writable")
     else:
-        _check_destination(dst, src, args.force, "OUTPUT", directory=is_directory_format(dst))
-        if dst.is_dir() and not is_zarr_store(dst):
-            raise CLIError(f"OUTPUT {dst} is a folder that is not a Zarr store; choose another name")
+        _check_destination(dst, src, args.force, "OUTPUT", directory=is_directory_format(dst), fmt=out_fmt)
     try:
         data, scan = open_chunked(src, args.chunks)
     except (ScanIOError, ValueError) as exc:
         raise CLIError(str(exc)) from None
     if data.dtype == np.bool_ or data.dtype.kind not in "iuf":
-        raise CLIError(f"{src}: unsupported pixel type {data.dtype}; expected integer or float pixels")
+        raise CLIError(f"{src}: unsupported pixel type {pixel_type(data.dtype)}; expected integer or float pixels")
     if args.channel_axis == "auto":
         ch = scan.channel_axis
     elif args.channel_axis == "none":

@@ -42,7 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     SIGTERM, SIGHUP) removes partial outputs and returns 128 + the signal.
     """
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # argparse blames the top-level parser ("pdediff: error"); the command's flags are meant
+        _command_parser(parser, args.command).error(f"unrecognized arguments: {' '.join(extra)}")
     previous = _install_signal_handlers()
     try:
         check_seed(args)  # every command's --seed, for every method, before any work

@@ -309,5 +309,7 @@ def _run_chunked(args: argparse.Namespace) -> None:
     if not args.quiet:
         sp = " x ".join(f"{h:g}" for h in info.spacing)
         print(f"denoised {job.src} -> {job.dst} (in chunks of {args.chunks})")
+        for note in job.scan.notes:
+            print(f"  note: {note}")
         print(f"  shape {job.data.shape} {job.data.dtype} -> {job.target}; spacing {sp}")
         _report_settings(args, info, args.method in TENSOR_METHODS)

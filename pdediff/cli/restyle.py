@@ -9,6 +9,7 @@ import numpy as np
 
 from ._common import _THREADS_HELP, _need_torch, _same_file, _thread_count, seed_arg
 from ._errors import CLIError, library_errors, write_failure
+from ._images import pixel_type
 from ._learned import (
     LEARNED_NAMES,
     _check_run_folder,
@@ -84,7 +85,7 @@ def _image_to_model(data: np.ndarray, channel_axis: int | None, shape: tuple[int
             raise CLIError(f"{src}: float images must lie in [0, 1] (the run's data scale); got "
                            f"{x.min():.6g}..{x.max():.6g}")
     else:
-        raise CLIError(f"{src}: unsupported pixel type {x.dtype}; expected integer or float pixels")
+        raise CLIError(f"{src}: unsupported pixel type {pixel_type(x.dtype)}; expected integer or float pixels")
     x = np.moveaxis(x, channel_axis, -1) if channel_axis is not None else x[..., None]
     if x.ndim != 3:
         raise CLIError(f"{src}: expected a 2-D image (plus colour channels); got shape {data.shape}")

@@ -49,7 +49,7 @@ array over a ``.npy`` file (memory map), an uncompressed ``.nii`` (nibabel's arr
 ``.zarr`` store, reading nothing but headers; :func:`write_chunked` computes a Dask array chunk by
 chunk into a ``.zarr`` store or a ``.nii`` file, atomically (docs/scaling.rst).
 
-Choosing the format.  The destination's suffix names the format (the longest known suffix wins).
+Choosing the format.  The destination's suffix names the format (in any case; the longest known suffix wins).
 A path without a known suffix is a DICOM series folder only when it is an existing folder, ends
 in ``/``, or ``format="dicom"`` is passed; otherwise it is refused (``ValueError``), as is an
 empty path, ``.`` or ``..``.  A ``.dcm`` path is one 2-D DICOM image.  DICOM → NIfTI writes
@@ -59,7 +59,8 @@ Replacing.  The writers replace an existing destination by default (``overwrite=
 ``overwrite=False`` (the command line without ``--force``) they refuse an existing one and commit
 without replacing anything, so of two processes writing one path the second fails with
 :class:`DestinationExistsError` and leaves nothing behind.  A folder is replaced only by its own
-kind (a DICOM series folder by a series, a Zarr store by a store; :func:`replace_problem`).  A
+kind (a DICOM series folder by a series, a Zarr store by a store; :func:`replace_problem`), and
+nothing that is neither a file nor a folder (a FIFO, a device: :class:`ScanIOError`) ever is.  A
 destination that is a symbolic link is *followed*: its target is replaced atomically and the
 link stays.
 

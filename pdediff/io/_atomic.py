@@ -4,8 +4,14 @@ Every file pdediff writes (scans, figures, checkpoints) is first written to a
 hidden temporary file beside its destination and renamed over it only once
 complete, so an interrupted or failed write never leaves a partial file:
 
-* the temporary names keep the destination's suffix (``.png``, ``.nii.gz``),
-  so writers that infer the format from the name work;
+* the temporary names keep the destination's suffix in lower case (``.png``,
+  ``.nii.gz`` for ``a.PNG``, ``a.Nii.Gz``), so writers that infer the format
+  from the name work (nibabel and NumPy match suffixes case-sensitively: given
+  ``x.Nii.Gz`` nibabel wrote ``x.nii.Gz`` and left ``x.Nii.Gz`` empty);
+* an existing destination (or a link's target) that is neither a regular
+  file nor, for folder outputs, a folder (a FIFO, a socket, a device) is
+  refused with :class:`~pdediff.io.ScanIOError`: a rename would replace the
+  device or pipe itself by a regular file;
 * a new file gets the mode the process umask gives (``0644`` under ``022``),
   like any file ``open()`` creates; a replaced file keeps its mode;
 * :func:`atomic_paths` writes several outputs (e.g. a result and its preview)
@@ -40,7 +46,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from ._base import DestinationExistsError
+from ._base import DestinationExistsError, ScanIOError
 
 __all__ = ["atomic_path", "atomic_paths", "follow_link"]
 
@@ -76,7 +82,35 @@ def _umask() -> int:
 
 
 def _temp_suffix(p: Path) -> str:
-    return "".join(p.suffixes[-2:]) if p.name.lower().endswith(".nii.gz") else p.suffix
+    """The suffix a temporary beside ``p`` ends in: ``p``'s own (``.nii.gz`` for the double one), in lower case."""
+    name = p.name.lower()
+    return ".nii.gz" if name.endswith(".nii.gz") else Path(name).suffix
+
+
+def special_kind(path: str | os.PathLike) -> str | None:
+    """What the existing ``path`` (a link followed) is when it is neither a regular file nor a folder:
+    ``"a FIFO (named pipe)"``, ``"a character device"``, ...; ``None`` otherwise (also when nothing is
+    there, or a link dangles).  Such a destination is never replaced: renaming a file over it would
+    destroy the pipe or device node."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return None
+    for test, what in ((stat.S_ISFIFO, "a FIFO (named pipe)"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return what
+    return "not a regular file"
+
+
+def special_file_error(path: str | os.PathLike, what: str) -> ScanIOError:
+    """The refusal of a destination that :func:`special_kind` describes as ``what``."""
+    link = f" (a symbolic link to {os.path.realpath(path)})" if os.path.islink(path) else ""
+    return ScanIOError(f"{path}{link} is {what}, not a regular file; pdediff writes regular files only and will "
+                       "not replace it: choose another name")
 
 
 def follow_link(path: str | os.PathLike) -> Path:
@@ -172,6 +206,10 @@ def atomic_paths(paths: Sequence[str | os.PathLike], *, directories: Sequence[bo
     dirs = list(directories) if directories is not None else [False] * len(ps)
     if len(dirs) != len(ps):
         raise ValueError("directories must have one entry per path")
+    for given in paths:
+        what = special_kind(given)
+        if what is not None:
+            raise special_file_error(given, what)
     if not overwrite:
         for p in ps:
             if os.path.lexists(p):

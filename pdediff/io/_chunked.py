@@ -16,10 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from ._atomic import DestinationExistsError, atomic_path, follow_link
+from ._atomic import DestinationExistsError, atomic_path, follow_link, special_file_error, special_kind
 from ._base import Scan, ScanIOError, _one_line
 from ._format import get_format, registered_formats
-from ._scan import check_writable, format_of, replace_problem
+from ._scan import _check_scan_fields, check_writable, format_of, replace_problem
 
 __all__ = ["open_chunked", "write_chunked"]
 
@@ -77,6 +77,7 @@ def open_chunked(path: str | os.PathLike, chunks: int | tuple[int, ...] | None =
     except Exception as exc:
         raise ScanIOError(f"{p}: cannot read as {f.name} ({_one_line(exc)})") from exc
     scan.format = f.name
+    _check_scan_fields(p, scan, f)
     if scan.stored_dtype is None:
         scan.stored_dtype = np.dtype(data.dtype).newbyteorder("=")
     if data.size == 0:
@@ -128,6 +129,9 @@ def write_chunked(path: str | os.PathLike, data, *, like: Scan | None = None, sp
     dest = Path(path)
     if f.write_chunked is None:
         raise ValueError(f"{dest.name}: chunked output is written as {_names('write_chunked')}; got {f.name}")
+    what = special_kind(path)
+    if what is not None:  # before computing: a rename would replace the pipe or device by a file
+        raise special_file_error(path, what)
     dtype = np.dtype(data.dtype)
     check_writable(path, data.shape, dtype, channel_axis, format=f.name)
     if spacing is None and like is not None and like.spacing is not None:

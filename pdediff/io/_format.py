@@ -92,6 +92,9 @@ class Format:
         Any dtype kind and any channel axis (NumPy's own files).
     directory : bool or callable
         Whether writing makes a folder; a callable decides from the destination path (``str``).
+    spacing_field : str
+        Where a file of this format keeps its voxel spacing (named when the spacing it holds is not
+        positive and finite, e.g. ``"pixdim"``; ``read_scan`` then ignores it with a note).
     replace_problem : callable, optional
         ``replace_problem(folder) -> str | None``: why an existing folder may not be replaced by this
         (directory) format's output, ``None`` when it may.
@@ -117,6 +120,7 @@ class Format:
     any_array: bool = False
     directory: bool | Callable[[str], bool] = False
     replace_problem: Callable[[Path], str | None] | None = None
+    spacing_field: str = "spacing"
     sniff: Callable[[Path], bool] | None = None
     folders: bool = False
     open_chunked: Callable[..., tuple[Any, Scan]] | None = None

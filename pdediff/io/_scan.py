@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from ._atomic import DestinationExistsError, atomic_path, follow_link
+from ._atomic import DestinationExistsError, atomic_path, follow_link, special_file_error, special_kind
 from ._base import Scan, ScanIOError, _native, _one_line
 from ._format import Format, WriteRequest, get_format, registered_formats, suffix_table
 
@@ -94,11 +94,12 @@ def is_directory_format(path: str | os.PathLike, format: str | None = None) -> b
 
 
 def replace_problem(path: str | os.PathLike, format: str | None = None) -> str | None:
-    """Why the existing folder ``path`` may not be replaced by a ``format`` output (``None`` if it may).
+    """Why the existing ``path`` may not be replaced by a ``format`` output (``None`` if it may).
 
     pdediff replaces a folder only with its own kind: a DICOM series only a folder holding nothing but
-    DICOM files, a Zarr store only a Zarr store.  ``None`` also when ``path`` is not an existing folder
-    or the format writes files.
+    DICOM files, a Zarr store only a Zarr store (or an empty folder).  Nothing that is neither a regular
+    file nor a folder (a FIFO, a device, a socket; a symbolic link is followed) is ever replaced.
+    ``None`` also when nothing is at ``path``, or it is a file and the format writes files.
 
     Examples
     --------
@@ -110,6 +111,9 @@ def replace_problem(path: str | os.PathLike, format: str | None = None) -> str |
     "it holds 'thesis.txt', which is not a DICOM file"
     """
     f = _format(path, format)
+    what = special_kind(path)
+    if what is not None:
+        return f"it is {what}, not a regular file"
     p = follow_link(path)
     if f.replace_problem is None or not p.is_dir() or not f.is_directory(os.fspath(path)):
         return None
@@ -251,11 +255,33 @@ def read_scan(path: str | os.PathLike) -> Scan:
     except Exception as exc:  # libraries raise many types on corrupt input: report one line
         raise ScanIOError(f"{p}: cannot read as {fmt} ({_one_line(exc)})") from exc
     scan.format = fmt
+    _check_scan_fields(p, scan, f)
     stored = np.dtype(scan.stored_dtype if scan.stored_dtype is not None else scan.data.dtype)
     scan.stored_dtype = stored.newbyteorder("=") if stored.byteorder not in ("=", "|") else stored
     if scan.data.size == 0:
         raise ScanIOError(f"{p}: contains an empty array of shape {scan.data.shape}")
     return scan
+
+
+def _check_scan_fields(p: Path, scan: Scan, f: Format) -> None:
+    """What a file says about its own layout, checked as the flags that say the same are.
+
+    A ``channel_axis`` out of range for the array refuses the file (:class:`ScanIOError` naming it).  A voxel
+    spacing that is not positive and finite (``pixdim`` 0, a NaN in an ``.npz``'s ``spacing``, an ImageJ
+    ``spacing=0``) is ignored, as a DICOM series without one: ``scan.spacing`` becomes ``None`` and a note,
+    naming the file and its field, says so (the command line prints it and assumes spacing 1).
+    """
+    ndim = len(scan.data.shape)
+    ch = scan.channel_axis
+    if ch is not None and not -ndim <= ch < ndim:
+        raise ScanIOError(f"{p}: its channel_axis {ch} is out of range for its image of shape "
+                          f"{tuple(scan.data.shape)} (allowed: {-ndim}..{ndim - 1})")
+    sp = scan.spacing
+    if sp is not None and not all(np.isfinite(v) and v > 0 for v in sp):
+        values = ", ".join(f"{v:g}" for v in sp)
+        scan.spacing = None
+        scan.notes.append(f"{p.name}: the voxel spacing ({values}) from its {f.spacing_field} is not positive and "
+                          "finite: ignored, so the spacing is unknown (not set; the command line assumes 1)")
 
 
 # ---------------------------------------------------------------------------- write
@@ -364,6 +390,9 @@ def write_scan(
         disk included); nothing is left behind.
     """
     f = _format(path, format)
+    what = special_kind(path)
+    if what is not None:  # before anything: a rename would replace the pipe or device by a file
+        raise special_file_error(path, what)
     data = _native(np.asarray(data))
     check_writable(path, data.shape, data.dtype, channel_axis, stored_dtype=stored_dtype, format=f.name)
     if not overwrite and os.path.lexists(path):

@@ -297,6 +297,10 @@ def _order(where: Path, frames: list[_Frame], thickness: float | None):
     return order, dz, step, iop
 
 
+def _files(n: int) -> str:
+    return f"{n} file{'' if n == 1 else 's'}"
+
+
 def _check_series(where: Path, sets: list, labels: list[str]) -> None:
     """Refuse a folder that mixes series, image sizes or pixel types, saying which."""
     checks = [
@@ -310,8 +314,8 @@ def _check_series(where: Path, sets: list, labels: list[str]) -> None:
         if len(counts) > 1:
             (a, na), (b, nb) = counts.most_common(2)
             odd = labels[[key(d) for d in sets].index(b)]
-            raise ScanIOError(f"{where}: folder mixes {len(counts)} {what}: {a} ({na} files) and {b} ({nb} "
-                              f"file{'s' if nb > 1 else ''}, e.g. {odd}); {advice}")
+            raise ScanIOError(f"{where}: folder mixes {len(counts)} {what}: {a} ({_files(na)}) and {b} "
+                              f"({_files(nb)}, e.g. {odd}); {advice}")
 
 
 def _pixel_claims(p: Path, ds) -> tuple[int, int, int, int, int]:
@@ -532,7 +536,7 @@ def _read_folder(folder: Path) -> Scan:
         labels.append(e.name)
         files.append(e)
     if not sets:
-        raise ScanIOError(f"{folder}: no DICOM images among its {len(entries)} files")
+        raise ScanIOError(f"{folder}: no DICOM images among its {_files(len(entries))}")
     multi = [lab for lab, d in zip(labels, sets) if int(d.get("NumberOfFrames", 1) or 1) > 1]
     if multi and len(sets) > 1:
         raise ScanIOError(f"{folder}: holds {len(sets)} images, {len(multi)} of them multi-frame (e.g. "
@@ -784,6 +788,7 @@ def _check_dicom(r: WriteRequest) -> None:
 
 FORMATS = (
     Format("dicom", "DICOM", (".dcm",), read=read_dicom, write=write_dicom, check=_check_dicom, scaled=True,
+           spacing_field="PixelSpacing and slice spacing",
            directory=is_series_path, replace_problem=is_replaceable_series, sniff=lambda p: _sniff(p) == "dicom",
            folders=True),
 )

@@ -126,12 +126,28 @@ def _preflight(p: Path, fmt: str, memory: bool = True) -> Path:
     return hdr_path
 
 
+def _load(path: Path, fmt: str, mmap: bool):
+    """``nib.load`` for exactly ``path``: a single-file NIfTI/MGH image is opened through a file map naming the
+    file as it is (``nib.load`` looked for ``x.nii.Gz`` when given ``x.Nii.Gz``); Analyze pairs by name."""
+    nib = _require("nibabel")
+    if fmt == "analyze":
+        return nib.load(str(path), mmap=mmap)
+    if fmt == "mgh":
+        from nibabel.freesurfer.mghformat import MGHImage as klass
+    else:
+        with _open(path) as f:
+            head = f.read(4)
+        two = 540 in {int.from_bytes(head, order, signed=True) for order in ("little", "big")}
+        klass = nib.Nifti2Image if two else nib.Nifti1Image
+    return klass.from_file_map({"image": nib.FileHolder(filename=str(path))}, mmap=mmap)
+
+
 def read_nibabel(p: Path, fmt: str) -> Scan:
     """Read a NIfTI, Analyze or MGH file; scaling (``scl_slope``/``scl_inter``) applied, recorded on the Scan."""
     nib = _require("nibabel")
     with _quiet():
         path = _preflight(p, fmt)
-        img = nib.load(str(path), mmap=False)
+        img = _load(path, fmt, mmap=False)
         data = np.asarray(img.dataobj)
     if fmt == "mgh":  # MGH always stores 3 dims (+ frames): a 2-D image comes back as (x, y, 1)
         while data.ndim > 2 and data.shape[-1] == 1:
@@ -191,6 +207,22 @@ def _spacing_affine(spacing, ndim: int) -> np.ndarray:
     return np.diag([float(s) for s in sp[:3]] + [1.0] * (3 - min(len(sp), 3)) + [1.0])
 
 
+def _save(img, p) -> None:
+    """Save the single-file image ``img`` at exactly ``p``, gzip-compressed when its suffix says so (any case).
+
+    ``nib.save`` rewrites a suffix that is neither all upper- nor all lower-case (``x.Nii.Gz`` became
+    ``x.nii.Gz``), so the file opened here is handed to nibabel instead of the name.
+    """
+    nib = _require("nibabel")
+    file_map = img.make_file_map()
+    if set(file_map) != {"image"}:
+        raise ValueError(f"{p}: {type(img).__name__} is not a single-file image")
+    opener = gzip.GzipFile(p, "wb", compresslevel=1) if _compressed(Path(p)) else open(p, "wb")
+    with opener as f:
+        file_map["image"] = nib.FileHolder(filename=str(p), fileobj=f)
+        img.to_file_map(file_map)
+
+
 def write_nifti(p, data, like, spacing, ch, *, stored_dtype=None):
     """NIfTI-1 (NIfTI-2 if ``like`` was); ``stored_dtype`` (e.g. int16) makes nibabel pick slope/intercept."""
     nib = _require("nibabel")
@@ -213,7 +245,7 @@ def write_nifti(p, data, like, spacing, ch, *, stored_dtype=None):
         code = "scanner" if like is not None and like.format == "dicom" else "aligned"
         img.set_sform(affine, code=code)
         img.set_qform(affine, code=code)
-    nib.save(img, str(p))
+    _save(img, p)
 
 
 def write_mgh(p, data, like, spacing, ch, *, stored_dtype=None):
@@ -227,7 +259,7 @@ def write_mgh(p, data, like, spacing, ch, *, stored_dtype=None):
     header = like.meta["header"].copy() if like is not None and like.format == "mgh" else None
     img = MGHImage(data, affine, header=header)
     img.set_data_dtype(data.dtype)
-    nib.save(img, str(p))
+    _save(img, p)
 
 
 # ----------------------------------------------------------------------------- lazy reading, streaming writes
@@ -254,7 +286,7 @@ def open_nifti_chunked(p: Path, chunks):
     with _quiet():
         _preflight(p, "nifti", memory=False)
     with _quiet():
-        img = nib.load(str(p), mmap=True)
+        img = _load(p, "nifti", mmap=True)
     proxy = img.dataobj
     shape = tuple(proxy.shape)
     while len(shape) > 3 and shape[-1] == 1:
@@ -377,9 +409,12 @@ def _check_analyze(r: WriteRequest) -> None:
 
 FORMATS = (
     Format("nifti", "NIfTI", (".nii", ".nii.gz"), read=lambda p: read_nibabel(p, "nifti"), write=write_nifti,
+           spacing_field="header field pixdim (voxel sizes)",
            check=lambda r: _check_volume("nifti", r), scaled=True, open_chunked=open_nifti_chunked,
            write_chunked=write_nifti_chunked),
     Format("mgh", "MGH/MGZ", (".mgz", ".mgh"), read=lambda p: read_nibabel(p, "mgh"), write=write_mgh,
+           spacing_field="header voxel sizes",
            check=lambda r: _check_volume("mgh", r)),
-    Format("analyze", "Analyze", (".hdr", ".img"), read=lambda p: read_nibabel(p, "analyze"), check=_check_analyze),
+    Format("analyze", "Analyze", (".hdr", ".img"), read=lambda p: read_nibabel(p, "analyze"), check=_check_analyze,
+           spacing_field="header field pixdim (voxel sizes)"),
 )

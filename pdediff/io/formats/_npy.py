@@ -53,6 +53,10 @@ def read_npz(p: Path) -> Scan:
         candidates = [k for k in keys if k not in ("spacing", "channel_axis", "alpha")]
         if "image" not in keys and not candidates:
             raise ScanIOError(f"{p}: the .npz archive holds no image array (only {', '.join(keys)})")
+        if "image" not in keys and len(candidates) > 1:
+            raise ScanIOError(f"{p}: the .npz archive holds several arrays ({', '.join(candidates)}) and none is "
+                              "named 'image': pdediff reads the array 'image', or the only array besides "
+                              "'spacing', 'channel_axis' and 'alpha'; save the scan as image=...")
         key = "image" if "image" in keys else candidates[0]
         arrays = {}
         for name in [key] + [k for k in ("spacing", "channel_axis", "alpha") if k in keys]:
@@ -129,5 +133,6 @@ def open_npy_chunked(p: Path, chunks):
 FORMATS = (
     Format("npy", "NumPy .npy", (".npy",), read=read_npy, write=write_npy, any_array=True,
            open_chunked=open_npy_chunked),
-    Format("npz", "NumPy .npz", (".npz",), read=read_npz, write=write_npz, any_array=True),
+    Format("npz", "NumPy .npz", (".npz",), read=read_npz, write=write_npz, any_array=True,
+           spacing_field="array 'spacing'"),
 )

@@ -16,7 +16,9 @@ TIFF spacing
 
 from __future__ import annotations
 
+import logging
 import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -150,7 +152,8 @@ def _tiff_spacing(tf, page, spatial: int, tf_unit: list) -> tuple[tuple[float, .
     if spatial == 2:
         return (dy, dx), unit
     if spatial == 3:
-        return ((dz if dz is not None and dz > 0 else factor), dy, dx), unit
+        # a stated but invalid spacing (0, -2, NaN) stays: read_scan ignores the spacing with a note naming it
+        return ((dz if dz is not None else factor), dy, dx), unit
     return None, unit
 
 
@@ -158,17 +161,82 @@ def _tiff_spacing(tf, page, spatial: int, tf_unit: list) -> tuple[tuple[float, .
 _NOT_SPATIAL = {"C": "channels (C)", "T": "time points (T)"}
 
 
+def _check_image_count(p: Path, tf, series) -> None:
+    """Refuse a stack holding fewer pixels than its ImageJ ``images=`` or tifffile's JSON ``shape`` says
+    (tifffile, finding pages missing, falls back to the first page alone: a truncated 24-slice stack was
+    read as one slice)."""
+    found = int(np.prod(series.shape, dtype=np.int64))
+    page = series.keyframe
+    if tf.is_imagej and tf.imagej_metadata:
+        try:
+            images = int(tf.imagej_metadata.get("images", 1))
+        except (TypeError, ValueError):
+            images = 1
+        per_image = int(page.imagelength) * int(page.imagewidth) * int(page.samplesperpixel)
+        if images * per_image > found:
+            raise ScanIOError(f"{p}: the ImageJ metadata says {images} images but {found // max(per_image, 1)} "
+                              "could be read: truncated or corrupt")
+    if tf.is_shaped and tf.shaped_metadata:
+        try:
+            claimed = int(np.prod([int(n) for n in tf.shaped_metadata[0].get("shape", ())], dtype=np.int64))
+        except (TypeError, ValueError):
+            return
+        if claimed > found:
+            shape = tuple(tf.shaped_metadata[0]["shape"])
+            raise ScanIOError(f"{p}: the TIFF description says shape {shape} but only {tuple(series.shape)} "
+                              "could be read: truncated or corrupt")
+
+
+class _Broken(logging.Handler):
+    """Collects tifffile's reports of a page chain that points past the end of the file."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if "invalid page offset" in message:
+            self.messages.append(message.split("> ", 1)[-1])
+
+
+@contextmanager
+def _broken_chain():
+    """Inside :func:`_quiet`: tifffile, meeting a page offset past the end of the file, logs it and stops,
+    so a truncated stack reads as its first pages; its message is collected here instead of dropped."""
+    log = logging.getLogger("tifffile")
+    handler, level, propagate = _Broken(), log.level, log.propagate
+    log.setLevel(logging.WARNING)
+    log.propagate = False
+    log.addHandler(handler)
+    try:
+        yield handler.messages
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(level)
+        log.propagate = propagate
+
+
 def read_tiff(p: Path) -> Scan:
     tifffile = _require("tifffile")
-    with _quiet(), _BoundedReader(p) as f, tifffile.TiffFile(f) as tf:
+    with _quiet(), _broken_chain() as broken, _BoundedReader(p) as f, tifffile.TiffFile(f) as tf:
         if not tf.series:
             raise ScanIOError(f"{p}: cannot read as tiff (no image found: corrupt?)")
         series = tf.series[0]
         page = series.keyframe
+        _check_image_count(p, tf, series)
+        if broken:  # pages of a plain multi-page TIFF missing: nothing else says how many there were
+            raise ScanIOError(f"{p}: {broken[0]} (the file holds {p.stat().st_size} bytes): truncated or corrupt")
         dtype = np.dtype(series.dtype)
-        claimed = nbytes_of(series.shape, dtype.itemsize)
+        bits = int(getattr(page, "bitspersample", 8 * dtype.itemsize) or 8 * dtype.itemsize)
+        shape = tuple(int(n) for n in series.shape)
         if int(page.compression) == 1:
-            check_holds(p, claimed, p.stat().st_size)
+            # packed rows for fewer than 8 bits per sample (1-bit masks: 8 pixels a byte), else the items
+            row = -(-page.imagewidth * page.samplesperpixel * bits // 8) if bits < 8 else None
+            stored = (nbytes_of(shape, dtype.itemsize) if row is None else
+                      nbytes_of(shape, 1) // max(1, page.imagewidth * page.samplesperpixel) * row)
+            check_holds(p, stored, p.stat().st_size)
+        claimed = nbytes_of(shape, dtype.itemsize)
         check_memory(p, claimed)
         axes = series.axes
         other = [a for a in axes if a in _NOT_SPATIAL]
@@ -295,5 +363,6 @@ FORMATS = (
     Format("jpeg", "JPEG", (".jpg", ".jpeg"), read=lambda p: read_image(p, "jpeg"),
            write=lambda p, d, like, sp, ch: write_image(p, d, like, sp, ch, fmt="jpeg"),
            check=lambda r: _check_image("jpeg", r)),
-    Format("tiff", "TIFF", (".tif", ".tiff"), read=read_tiff, write=write_tiff, check=_check_tiff),
+    Format("tiff", "TIFF", (".tif", ".tiff"), read=read_tiff, write=write_tiff, check=_check_tiff,
+           spacing_field="ImageJ/JSON 'spacing' or resolution tags"),
 )

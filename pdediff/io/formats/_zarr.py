@@ -121,10 +121,15 @@ def _check_zarr(r: WriteRequest) -> None:
 
 
 def _replace_problem(folder: Path) -> str | None:
-    return None if is_zarr_store(folder) else "it is not a Zarr store"
+    """A Zarr store, or an empty folder (nothing to lose: also the temporary folder a writer gives), may be
+    replaced by a store; any other folder not."""
+    if is_zarr_store(folder) or not any(folder.iterdir()):
+        return None
+    return "it is not a Zarr store"
 
 
 FORMATS = (
     Format("zarr", "Zarr", (".zarr",), read=read_zarr, write=write_zarr, check=_check_zarr, directory=True,
+           spacing_field="attribute 'spacing'",
            replace_problem=_replace_problem, open_chunked=open_zarr_chunked, write_chunked=write_zarr_chunked),
 )
