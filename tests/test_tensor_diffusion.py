@@ -118,8 +118,9 @@ def test_isotropic_tensor_is_the_explicit_heat_step(ndim, dtype, boundary, rng):
     u0 = rng.random(SHAPES[ndim]).astype(dtype)
     h = SPACING[ndim]
     tol = 2e-6 if dtype == np.float32 else 1e-13
+    dt_max = 1.0 / (2.0 * sum(1.0 / x**2 for x in h))  # the heat solver's default step (EED's is 0.8 of it)
     for kw in ({"kind": "eed", "kappa": np.inf}, {"kind": "ced", "alpha": 1.0}):
-        out = pdediff.tensor_diffusion(u0, num_iter=3, spacing=h, boundary=boundary, **kw)
+        out = pdediff.tensor_diffusion(u0, num_iter=3, dt=dt_max, spacing=h, boundary=boundary, **kw)
         assert out.dtype == dtype
         if boundary == "dirichlet":
             expect = _heat_zero_ghost(u0.astype(np.float64), h, 3)
@@ -268,11 +269,29 @@ def test_eed_default_time_follows_the_noise(level):
                     mode="reflect")
     nu = np.median(np.abs(r)) / (0.6745 * 6.0)
     lo, hi = np.percentile(gaussian_filter(y, 1.0, mode="reflect"), [0.5, 99.5])
-    expect = max(1, int(round(60.0 * nu / (hi - lo))))
+    # the diffusion time 60 nu / R * dt_max, in steps of EED's default dt = 0.8 dt_max
+    expect = max(1, int(round(max(1.0, 60.0 * nu / (hi - lo)) / 0.8)))
     _, info = pdediff.tensor_diffusion(y, return_info=True)
-    assert info.num_iter == expect
+    assert info.num_iter == expect and info.dt == 0.8 * 0.25
     assert abs(nu - level) < 0.15 * level  # the estimate reads the noise
-    assert 0.6 * 60 * level <= info.num_iter <= 1.2 * 60 * level
+    assert 0.6 * 60 * level / 0.8 <= info.num_iter <= 1.2 * 60 * level / 0.8
+
+
+def test_eed_default_dt_takes_every_step_in_one_sub_step():
+    """At dt_max, EED on a noisy image has cells with -A_xx > 1 / dt_max (their neighbours' links add to
+    their diagonal), so every step ran as two sub-steps; the default dt = 0.8 dt_max lies below the
+    largest -A_xx of any 8-neighbourhood stencil (2 sum 1/h^2 + 1/(h_0 h_1)), so steps are single, and
+    the result still keeps the maximum-minimum principle and the mean."""
+    rng = np.random.default_rng(5)
+    clean = np.zeros((80, 80))
+    clean[20:60, 15:65] = 1.0
+    y = clean + 0.2 * rng.standard_normal(clean.shape)
+    _, at_max = pdediff.tensor_diffusion(y, num_iter=4, dt=0.25, kappa=0.2, return_info=True)
+    assert at_max.substeps >= 1
+    out, info = pdediff.tensor_diffusion(y, num_iter=4, kappa=0.2, return_info=True)
+    assert info.dt == 0.2 and info.substeps == 0
+    assert y.min() <= out.min() and out.max() <= y.max()
+    assert abs(out.mean() - y.mean()) < 1e-12
 
 
 def test_integers_promote_and_input_is_untouched(rng):
@@ -280,7 +299,7 @@ def test_integers_promote_and_input_is_untouched(rng):
     keep = u0.copy()
     out, info = pdediff.tensor_diffusion(u0, return_info=True)
     assert out.dtype == np.float64 and np.array_equal(u0, keep)
-    assert info.kind == "eed" and info.kappa > 0 and info.num_iter >= 1 and info.dt == 0.25
+    assert info.kind == "eed" and info.kappa > 0 and info.num_iter >= 1 and info.dt == 0.2
 
 
 # ----------------------------------------------------------------------------- quality (measured)

@@ -45,7 +45,7 @@ from ._common import exp_neg
 __all__ = ["EED_GRAD", "EED", "CED", "WEICKERT", "EXPONENTIAL", "RATIONAL", "MAX_REDUCTION_STEPS",
            "conductance", "eigen_sym2", "eigen_sym3", "projector3", "selling2", "selling3", "structure2",
            "structure3", "links2", "links3", "apply2", "apply3", "finish", "NEUMANN", "DIRICHLET", "PERIODIC",
-           "selling2_gauss", "stencil2", "gather2", "long2", "diag_max2", "diag2", "selling_offsets2"]
+           "selling2_gauss", "stencil2", "gather2", "long2", "diag2", "selling_offsets2"]
 
 #: Tensor modes: EED from the gradient of a grey image (rank-1 structure tensor, no eigen-decomposition),
 #: EED from a structure tensor, CED from a structure tensor.
@@ -965,11 +965,9 @@ def _edge_cell2(u, S, i, j, n0, n1, bc, dt, out):
 
 @njit(cache=True, inline="always", error_model="numpy")
 def _gather_row1(u, S, i, n1, dt, out, dg):
-    """:func:`gather2` for the interior cells of row ``i`` of a one-channel grid; returns their largest
-    ``-A_xx``.  The same sums in the same order as the channel loop of :func:`gather2`.
-
-    The diagonal goes to the row buffer ``dg`` and its maximum is taken in a second loop: a ``max``
-    reduction inside the stencil loop keeps LLVM from vectorising it (5x slower, measured).
+    """:func:`gather2` for the interior cells of row ``i`` of a one-channel grid, their ``-A_xx`` (short
+    links) into ``dg[1:n1-1]``.  The same sums in the same order as the channel loop of :func:`gather2`;
+    no ``max`` reduction inside the loop (it keeps LLVM from vectorising it: 5x slower, measured).
     """
     for j in range(1, n1 - 1):
         s0 = np.float64(S[0, i, j])
@@ -992,42 +990,40 @@ def _gather_row1(u, S, i, n1, dt, out, dg):
              + cse * (np.float64(u[0, i + 1, j + 1]) - ux)
              + cne * (np.float64(u[0, i - 1, j + 1]) - ux) + csw * (np.float64(u[0, i + 1, j - 1]) - ux))
         out[0, i, j] = ux + dt * a
-    m = 0.0
-    for j in range(1, n1 - 1):
-        m = max(m, dg[j])
-    return m
 
 
 @njit(cache=True, parallel=True, error_model="numpy")
-def gather2(u, S, bc, dt, out, rowdiag):
-    """``out = u + dt A u`` for the short links ``S`` of :func:`stencil2`; ``rowdiag[i]``: the largest
-    ``-A_xx`` (short links) of row ``i``.
+def gather2(u, S, bc, dt, out, dg, with_diag):
+    """``out = u + dt A u`` for the short links ``S`` of :func:`stencil2`; with ``with_diag`` also
+    ``dg = -A_xx`` of the short links per cell (``dg`` (n0, n1) float64; :func:`long2` then adds the long
+    links' share, so ``dg.max()`` is the step's ``max(-A_xx)``).
 
     Each cell sums its own links and those its neighbours send to it, ``(S_d(x) + S_d(y)) / 2
     (u(y) - u(x))`` for ``y = x +- d``; interior cells without branches (the loop vectorises).
     ``u`` and ``out`` (C, n0, n1) must not overlap.
     """
     C, n0, n1 = u.shape
-    nch = min(n0, 64)  # chunks of rows: one row buffer each
+    nch = min(n0, 64)  # chunks of rows: one scratch row each (the diagonal when it is not kept)
     for t_ in prange(nch):
-        dg = np.empty(n1)
+        scratch = np.empty(n1)
         for i_ in range(t_ * n0 // nch, (t_ + 1) * n0 // nch):
-            rowdiag[i_] = _gather_row(u, S, np.int64(i_), n0, n1, bc, dt, out, dg)
+            d = dg[i_] if with_diag else scratch
+            _gather_row(u, S, np.int64(i_), n0, n1, bc, dt, out, d)
 
 
 @njit(cache=True, inline="always", error_model="numpy")
 def _gather_row(u, S, i, n0, n1, bc, dt, out, dg):
-    """:func:`gather2` for row ``i``; returns its largest ``-A_xx`` (short links)."""
+    """:func:`gather2` for row ``i``; its ``-A_xx`` (short links) into the row ``dg``."""
     C = u.shape[0]
     if i == 0 or i == n0 - 1 or n1 < 3:
-        m = 0.0
         for j in range(n1):
-            m = max(m, _edge_cell2(u, S, i, j, n0, n1, bc, dt, out))
-        return m
-    m = max(_edge_cell2(u, S, i, 0, n0, n1, bc, dt, out),
-            _edge_cell2(u, S, i, n1 - 1, n0, n1, bc, dt, out))
+            dg[j] = _edge_cell2(u, S, i, j, n0, n1, bc, dt, out)
+        return
+    dg[0] = _edge_cell2(u, S, i, 0, n0, n1, bc, dt, out)
+    dg[n1 - 1] = _edge_cell2(u, S, i, n1 - 1, n0, n1, bc, dt, out)
     if C == 1:  # grey: no channel loop inside, so the loop over the row vectorises
-        return max(m, _gather_row1(u, S, i, n1, dt, out, dg))
+        _gather_row1(u, S, i, n1, dt, out, dg)
+        return
     for j in range(1, n1 - 1):
         s0 = np.float64(S[0, i, j])
         s1 = np.float64(S[1, i, j])
@@ -1041,7 +1037,7 @@ def _gather_row(u, S, i, n0, n1, bc, dt, out, dg):
         cse = 0.5 * (s2 + np.float64(S[2, i + 1, j + 1]))
         cne = 0.5 * (s3 + np.float64(S[3, i - 1, j + 1]))
         csw = 0.5 * (s3 + np.float64(S[3, i + 1, j - 1]))
-        m = max(m, ((cn + cs) + (cw + ce)) + ((cnw + cse) + (cne + csw)))
+        dg[j] = ((cn + cs) + (cw + ce)) + ((cnw + cse) + (cne + csw))
         for c in range(C):
             ux = np.float64(u[c, i, j])
             a = (cn * (np.float64(u[c, i - 1, j]) - ux) + cs * (np.float64(u[c, i + 1, j]) - ux)
@@ -1050,7 +1046,6 @@ def _gather_row(u, S, i, n0, n1, bc, dt, out, dg):
                  + cse * (np.float64(u[c, i + 1, j + 1]) - ux)
                  + cne * (np.float64(u[c, i - 1, j + 1]) - ux) + csw * (np.float64(u[c, i + 1, j - 1]) - ux))
             out[c, i, j] = ux + dt * a
-    return m
 
 
 @njit(cache=True, inline="always")
@@ -1088,6 +1083,23 @@ def long2(u, LJ, LW, LO, nlong, R, bc, dt, out, ldiag, with_flux, with_diag, nch
                 w = np.float64(LW[i, m])
                 half = 0.5 * w
                 oi, oj = np.int64(LO[i, m, 0]), np.int64(LO[i, m, 1])
+                ia, ib, ja, jb = i - oi, i + oi, j - oj, j + oj
+                if (C == 1 and r0 <= min(ia, ib) and max(ia, ib) < r1 and 0 <= min(ja, jb)
+                        and max(ja, jb) < n1):
+                    # a grey image, both ends inside the grid and the chunk (nearly every link): the
+                    # two fluxes without the boundary and halo cases or a channel loop
+                    if with_flux:
+                        ux = np.float64(u[0, i, j])
+                        fa = dt * half * (np.float64(u[0, ia, ja]) - ux)
+                        fb = dt * half * (np.float64(u[0, ib, jb]) - ux)
+                        out[0, i, j] += fa + fb
+                        out[0, ia, ja] -= fa
+                        out[0, ib, jb] -= fb
+                    if with_diag:
+                        ldiag[i, j] += w
+                        ldiag[ia, ja] += half
+                        ldiag[ib, jb] += half
+                    continue
                 for s in (-1, 1):
                     yi, yj = i + s * oi, j + s * oj
                     yiw, yjw = yi, yj
@@ -1132,33 +1144,6 @@ def long2(u, LJ, LW, LO, nlong, R, bc, dt, out, ldiag, with_flux, with_diag, nch
                         out[c, yi, j] += halo[t, c, q, j]
                 if with_diag:
                     ldiag[yi, j] += hdiag[t, q, j]
-
-
-@njit(cache=True, parallel=True, error_model="numpy")
-def diag_max2(S, ldiag, bc, short_max):
-    """The largest ``-A_xx``: short links (``S``) plus long ones (``ldiag``, from :func:`long2`), resetting
-    ``ldiag`` to 0.
-
-    ``short_max >= 0`` is the largest ``-A_xx`` of the short links alone over all cells (as
-    :func:`gather2` returns it per row): then only the cells that long links touch (``ldiag != 0``)
-    are visited, since ``max(short_max, max over those of short + long)`` is the maximum.
-    ``short_max < 0``: every cell is visited.
-    """
-    n0, n1 = ldiag.shape
-    best = np.zeros(n0)
-    full = short_max < 0.0
-    for i_ in prange(n0):
-        i = np.int64(i_)
-        m = 0.0
-        for j in range(n1):
-            x = ldiag[i, j]
-            if x != 0.0:
-                m = max(m, _short_diag2(S, i, j, n0, n1, bc) + x)
-                ldiag[i, j] = 0.0
-            elif full:
-                m = max(m, _short_diag2(S, i, j, n0, n1, bc))
-        best[i] = m
-    return max(best.max(), short_max) if n0 else 0.0
 
 
 @njit(cache=True, parallel=True, error_model="numpy")
