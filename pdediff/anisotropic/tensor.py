@@ -9,6 +9,7 @@ symmetric flux scatter.  Theory, stencil and stability: docs/tensor_diffusion.rs
 
 from __future__ import annotations
 
+import functools
 import math
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -545,6 +546,12 @@ def _substeps(dt: float, dmax: float) -> int:
     return max(1, math.ceil(dt * dmax / (1.0 + 1e-9)))
 
 
+@functools.lru_cache(maxsize=1)
+def _selling_table() -> np.ndarray:
+    """The superbases :func:`K.stencil2` starts Selling's flips from (built once, 256 KiB)."""
+    return K.selling_table2(K.SELLING_TABLE_SIZE)
+
+
 class _Links2:
     """The 2-D stencil of one step: dense short links and listed long ones (:func:`K.stencil2`), applied by
     gathering per cell (:func:`K.gather2`, :func:`K.long2`)."""
@@ -567,7 +574,8 @@ class _Links2:
     def build(self, f: np.ndarray, s: _Setup, kin: float) -> int:
         """The links of tensor input ``f``; returns the longest offset (cells)."""
         bad = K.stencil2(f, s.mode, s.cond, kin, EED_MIN_DIFFUSIVITY, s.alpha, s.C, *s.spacing,
-                         self._bc, self.S, self.LJ, self.LW, self.LO, self.nlong, self.reach, self.span)
+                         self._bc, self.S, self.LJ, self.LW, self.LO, self.nlong, self.reach, self.span,
+                         _selling_table())
         if bad:
             raise _too_anisotropic(int(bad), s.kind)
         self.R = int(self.reach.max())

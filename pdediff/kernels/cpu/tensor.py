@@ -45,7 +45,7 @@ from ._common import exp_neg
 __all__ = ["EED_GRAD", "EED", "CED", "WEICKERT", "EXPONENTIAL", "RATIONAL", "MAX_REDUCTION_STEPS",
            "conductance", "eigen_sym2", "eigen_sym3", "projector3", "selling2", "selling3", "structure2",
            "structure3", "links2", "links3", "apply2", "apply3", "finish", "NEUMANN", "DIRICHLET", "PERIODIC",
-           "selling2_gauss", "stencil2", "gather2", "long2", "diag2", "selling_offsets2"]
+           "selling2_gauss", "selling_table2", "SELLING_TABLE_SIZE", "stencil2", "gather2", "long2", "diag2", "selling_offsets2"]
 
 #: Tensor modes: EED from the gradient of a grey image (rank-1 structure tensor, no eigen-decomposition),
 #: EED from a structure tensor, CED from a structure tensor.
@@ -280,6 +280,80 @@ def selling2_gauss(d00, d01, d11):
         steps += 1
         if steps >= MAX_REDUCTION_STEPS:
             return -1, 0.0, 0.0, 0.0, 0, 0, 0, 0, 0, 0
+    X0, Y0, X1, Y1 = np.int64(x0), np.int64(y0), np.int64(x1), np.int64(y1)
+    X2, Y2 = np.int64(x2), np.int64(y2)
+    return steps, -q01, -q02, -q12, -Y2, X2, -Y1, X1, -Y0, X0
+
+
+#: Side of :func:`selling_table2`'s grid over the anisotropy disk.
+SELLING_TABLE_SIZE = 256
+
+
+@njit(cache=True, error_model="numpy")
+def selling_table2(n):
+    """Obtuse superbases of the 2x2 SPD matrices on an ``n x n`` grid over the anisotropy disk, ``(n, n, 4)`` int8.
+
+    Selling's superbase of ``D`` depends on ``D`` only up to a positive factor, i.e. on
+    ``(a, b) = ((d00 - d11), 2 d01) / (d00 + d11)``, a point of the unit disk.  Entry ``[p, q]`` holds
+    ``(x0, y0, x1, y1)`` (``b2 = -b0 - b1``) of the matrix at the centre of cell ``(p, q)`` of the grid on
+    ``[-1, 1]^2`` (points outside the disk pulled in to radius 0.995), from :func:`selling2_gauss`; a
+    matrix in the same cell has that superbase or one a few of Selling's flips away
+    (:func:`_selling2_table`).
+    """
+    tab = np.zeros((n, n, 4), np.int8)
+    for p in range(n):
+        for q in range(n):
+            a = -1.0 + (p + 0.5) * 2.0 / n
+            b = -1.0 + (q + 0.5) * 2.0 / n
+            r = math.sqrt(a * a + b * b)
+            if r > 0.995:
+                a, b = a * 0.995 / r, b * 0.995 / r
+            steps, w0, w1, w2, a0, b0, a1, b1, a2, b2 = selling2_gauss(1.0 + a, b, 1.0 - a)
+            big = max(max(abs(a0), abs(b0)), max(max(abs(a1), abs(b1)), max(abs(a2), abs(b2))))
+            if steps < 0 or big > 127:
+                tab[p, q, 0], tab[p, q, 3] = 1, 1  # the canonical superbase: the flips start from there
+                continue
+            # offsets are the perpendiculars (-y, x) of the third vector: o01 = b2^perp, o02 = b1^perp, o12 = b0^perp
+            tab[p, q, 0], tab[p, q, 1] = b2, -a2
+            tab[p, q, 2], tab[p, q, 3] = b1, -a1
+    return tab
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _selling2_table(d00, d01, d11, tab):
+    """:func:`selling2_gauss` started from the superbase :func:`selling_table2` holds for ``D``'s cell of the
+    anisotropy disk: Selling's flips from there (none for most matrices, a few near a cell's region
+    borders), :func:`selling2_gauss` if they do not finish within 16 (or ``tr D <= 0``).  The obtuse
+    superbase is unique up to sign where all weights are positive, so the result is the same.
+    """
+    tr = d00 + d11
+    if not tr > 0.0:
+        return selling2_gauss(d00, d01, d11)
+    n = tab.shape[0]
+    ia = min(max(np.int64((d00 - d11) / tr * (0.5 * n) + 0.5 * n), 0), n - 1)
+    ib = min(max(np.int64(2.0 * d01 / tr * (0.5 * n) + 0.5 * n), 0), n - 1)
+    x0, y0 = np.float64(tab[ia, ib, 0]), np.float64(tab[ia, ib, 1])
+    x1, y1 = np.float64(tab[ia, ib, 2]), np.float64(tab[ia, ib, 3])
+    x2, y2 = -x0 - x1, -y0 - y1
+    steps = 0
+    while True:
+        q01 = _q2(d00, d01, d11, x0, y0, x1, y1)
+        q02 = _q2(d00, d01, d11, x0, y0, x2, y2)
+        q12 = _q2(d00, d01, d11, x1, y1, x2, y2)
+        if q01 > 0.0:
+            x2, y2 = x0 - x1, y0 - y1
+            x0, y0 = -x0, -y0
+        elif q02 > 0.0:
+            x1, y1 = x0 - x2, y0 - y2
+            x0, y0 = -x0, -y0
+        elif q12 > 0.0:
+            x0, y0 = x1 - x2, y1 - y2
+            x1, y1 = -x1, -y1
+        else:
+            break
+        steps += 1
+        if steps >= 16:
+            return selling2_gauss(d00, d01, d11)
     X0, Y0, X1, Y1 = np.int64(x0), np.int64(y0), np.int64(x1), np.int64(y1)
     X2, Y2 = np.int64(x2), np.int64(y2)
     return steps, -q01, -q02, -q12, -Y2, X2, -Y1, X1, -Y0, X0
@@ -827,7 +901,7 @@ def _eed_row(f, i, j0, j1, c0, c1, ih00, ih01, ih11, cond, kinv2, gmin, T0, T1, 
 
 
 @njit(cache=True, parallel=True, error_model="numpy")
-def stencil2(f, mode, cond, kinv2, gmin, alpha, cstar, h0, h1, bc, S, LJ, LW, LO, nlong, reach, span):
+def stencil2(f, mode, cond, kinv2, gmin, alpha, cstar, h0, h1, bc, S, LJ, LW, LO, nlong, reach, span, tab):
     """The Selling links of every cell of a 2-D grid, split into dense short links and listed long ones.
 
     ``f`` as in :func:`links2`.  Writes ``S`` (4, n0, n1): the weights of the links ``+-(1, 0)``,
@@ -895,7 +969,7 @@ def stencil2(f, mode, cond, kinv2, gmin, alpha, cstar, h0, h1, bc, S, LJ, LW, LO
                         continue
                 if not (math.isfinite(d00) and math.isfinite(d01) and math.isfinite(d11)):
                     continue
-                steps, w0, w1, w2, a0, b0, a1, b1, a2, b2 = selling2_gauss(d00, d01, d11)
+                steps, w0, w1, w2, a0, b0, a1, b1, a2, b2 = _selling2_table(d00, d01, d11, tab)
                 big = max(max(abs(a0), abs(b0)), max(max(abs(a1), abs(b1)), max(abs(a2), abs(b2))))
                 if steps < 0 or big > _OFFSET_MAX:
                     bad[i] += 1
