@@ -42,6 +42,37 @@ def test_selling2_reconstructs_spd_matrices(cond, rng):
         np.testing.assert_allclose(rec, d, rtol=0, atol=1e-12 * np.abs(d).max() * np.sqrt(cond))
 
 
+@pytest.mark.parametrize("cond", [1.0, 10.0, 100.0, 1e3, 1e5])
+def test_table_started_selling2_is_the_same_decomposition(cond, rng):
+    """stencil2's reduction (Selling's flips from the superbase that selling_table2 holds for the matrix's
+    cell of the anisotropy disk) reconstructs D with non-negative weights and gives the links of the
+    Lagrange-Gauss reduction (the obtuse superbase is unique up to sign where all weights are positive)."""
+    tab = K.selling_table2(K.SELLING_TABLE_SIZE)
+    assert tab.shape == (K.SELLING_TABLE_SIZE, K.SELLING_TABLE_SIZE, 4)
+    flips = []
+    for _ in range(300):
+        d = _random_spd(rng, 2, cond) * rng.uniform(0.01, 100.0)
+        steps, w0, w1, w2, *o = K._selling2_table(d[0, 0], d[0, 1], d[1, 1], tab)
+        w, offs = np.array([w0, w1, w2]), np.array(o).reshape(3, 2)
+        assert steps >= 0 and (w >= 0).all()
+        flips.append(steps)
+        rec = sum(wk * np.outer(e, e) for wk, e in zip(w, offs))
+        np.testing.assert_allclose(rec, d, rtol=0, atol=1e-12 * np.abs(d).max() * np.sqrt(cond))
+        ref = K.selling2_gauss(d[0, 0], d[0, 1], d[1, 1])
+        rw, roffs = np.array(ref[1:4]), np.array(ref[4:]).reshape(3, 2)
+        tol = 1e-9 * np.abs(d).max()
+
+        def links(ws, os_):
+            return {tuple(e if (e[0], e[1]) > (0, 0) else -e): x for x, e in zip(ws, os_) if x > tol}
+
+        got, want = links(w, offs), links(rw, roffs)
+        assert got.keys() == want.keys()
+        for key in got:
+            assert abs(got[key] - want[key]) <= 1e-12 * np.abs(d).max() * np.sqrt(cond)
+    if cond <= 100.0:  # EED's range: the table is fine enough that most matrices need no flip
+        assert np.mean(np.array(flips) == 0) > 0.5
+
+
 @pytest.mark.parametrize("cond", [1.0, 10.0, 1e3, 1e5])
 def test_selling3_reconstructs_spd_matrices(cond, rng):
     w = np.empty(6)
