@@ -10,7 +10,8 @@ kernels do not), so the single-thread ratio is the one that compares the work.
 
 The image is ``skimage.data.camera()`` resized to ``size²`` (grey values 0..255) with Gaussian noise
 of standard deviation 25.5 (10 %), float32.  Both filters run with their defaults (``kappa="auto"``,
-their own pre-smoothing, dt at the stability limit).  Per repeat, interleaved: a 1-step call and a
+their own pre-smoothing, their default dt: Perona–Malik's stability limit, EED's 0.8 of it, so
+that an EED step is one sub-step).  Per repeat, interleaved: a 1-step call and a
 ``1 + steps``-step call of each filter; the *call* time is the 1-step call (setup included: the
 ``kappa`` estimate, buffers), the *step* time ``(t(1 + steps) - t(1)) / steps`` (the marginal cost of
 a step).  The machine is shared, so only ratios taken within one repeat mean anything: printed are

@@ -42,6 +42,37 @@ def test_selling2_reconstructs_spd_matrices(cond, rng):
         np.testing.assert_allclose(rec, d, rtol=0, atol=1e-12 * np.abs(d).max() * np.sqrt(cond))
 
 
+@pytest.mark.parametrize("cond", [1.0, 10.0, 100.0, 1e3, 1e5])
+def test_table_started_selling2_is_the_same_decomposition(cond, rng):
+    """stencil2's reduction (Selling's flips from the superbase that selling_table2 holds for the matrix's
+    cell of the anisotropy disk) reconstructs D with non-negative weights and gives the links of the
+    Lagrange-Gauss reduction (the obtuse superbase is unique up to sign where all weights are positive)."""
+    tab = K.selling_table2(K.SELLING_TABLE_SIZE)
+    assert tab.shape == (K.SELLING_TABLE_SIZE, K.SELLING_TABLE_SIZE, 4)
+    flips = []
+    for _ in range(300):
+        d = _random_spd(rng, 2, cond) * rng.uniform(0.01, 100.0)
+        steps, w0, w1, w2, *o = K._selling2_table(d[0, 0], d[0, 1], d[1, 1], tab)
+        w, offs = np.array([w0, w1, w2]), np.array(o).reshape(3, 2)
+        assert steps >= 0 and (w >= 0).all()
+        flips.append(steps)
+        rec = sum(wk * np.outer(e, e) for wk, e in zip(w, offs))
+        np.testing.assert_allclose(rec, d, rtol=0, atol=1e-12 * np.abs(d).max() * np.sqrt(cond))
+        ref = K.selling2_gauss(d[0, 0], d[0, 1], d[1, 1])
+        rw, roffs = np.array(ref[1:4]), np.array(ref[4:]).reshape(3, 2)
+        tol = 1e-9 * np.abs(d).max()
+
+        def links(ws, os_):
+            return {tuple(e if (e[0], e[1]) > (0, 0) else -e): x for x, e in zip(ws, os_) if x > tol}
+
+        got, want = links(w, offs), links(rw, roffs)
+        assert got.keys() == want.keys()
+        for key in got:
+            assert abs(got[key] - want[key]) <= 1e-12 * np.abs(d).max() * np.sqrt(cond)
+    if cond <= 100.0:  # EED's range: the table is fine enough that most matrices need no flip
+        assert np.mean(np.array(flips) == 0) > 0.5
+
+
 @pytest.mark.parametrize("cond", [1.0, 10.0, 1e3, 1e5])
 def test_selling3_reconstructs_spd_matrices(cond, rng):
     w = np.empty(6)
@@ -118,8 +149,9 @@ def test_isotropic_tensor_is_the_explicit_heat_step(ndim, dtype, boundary, rng):
     u0 = rng.random(SHAPES[ndim]).astype(dtype)
     h = SPACING[ndim]
     tol = 2e-6 if dtype == np.float32 else 1e-13
+    dt_max = 1.0 / (2.0 * sum(1.0 / x**2 for x in h))  # the heat solver's default step (EED's is 0.8 of it)
     for kw in ({"kind": "eed", "kappa": np.inf}, {"kind": "ced", "alpha": 1.0}):
-        out = pdediff.tensor_diffusion(u0, num_iter=3, spacing=h, boundary=boundary, **kw)
+        out = pdediff.tensor_diffusion(u0, num_iter=3, dt=dt_max, spacing=h, boundary=boundary, **kw)
         assert out.dtype == dtype
         if boundary == "dirichlet":
             expect = _heat_zero_ghost(u0.astype(np.float64), h, 3)
@@ -268,11 +300,29 @@ def test_eed_default_time_follows_the_noise(level):
                     mode="reflect")
     nu = np.median(np.abs(r)) / (0.6745 * 6.0)
     lo, hi = np.percentile(gaussian_filter(y, 1.0, mode="reflect"), [0.5, 99.5])
-    expect = max(1, int(round(60.0 * nu / (hi - lo))))
+    # the diffusion time 60 nu / R * dt_max, in steps of EED's default dt = 0.8 dt_max
+    expect = max(1, int(round(max(1.0, 60.0 * nu / (hi - lo)) / 0.8)))
     _, info = pdediff.tensor_diffusion(y, return_info=True)
-    assert info.num_iter == expect
+    assert info.num_iter == expect and info.dt == 0.8 * 0.25
     assert abs(nu - level) < 0.15 * level  # the estimate reads the noise
-    assert 0.6 * 60 * level <= info.num_iter <= 1.2 * 60 * level
+    assert 0.6 * 60 * level / 0.8 <= info.num_iter <= 1.2 * 60 * level / 0.8
+
+
+def test_eed_default_dt_takes_every_step_in_one_sub_step():
+    """At dt_max, EED on a noisy image has cells with -A_xx > 1 / dt_max (their neighbours' links add to
+    their diagonal), so every step ran as two sub-steps; the default dt = 0.8 dt_max lies below the
+    largest -A_xx of any 8-neighbourhood stencil (2 sum 1/h^2 + 1/(h_0 h_1)), so steps are single, and
+    the result still keeps the maximum-minimum principle and the mean."""
+    rng = np.random.default_rng(5)
+    clean = np.zeros((80, 80))
+    clean[20:60, 15:65] = 1.0
+    y = clean + 0.2 * rng.standard_normal(clean.shape)
+    _, at_max = pdediff.tensor_diffusion(y, num_iter=4, dt=0.25, kappa=0.2, return_info=True)
+    assert at_max.substeps >= 1
+    out, info = pdediff.tensor_diffusion(y, num_iter=4, kappa=0.2, return_info=True)
+    assert info.dt == 0.2 and info.substeps == 0
+    assert y.min() <= out.min() and out.max() <= y.max()
+    assert abs(out.mean() - y.mean()) < 1e-12
 
 
 def test_integers_promote_and_input_is_untouched(rng):
@@ -280,7 +330,7 @@ def test_integers_promote_and_input_is_untouched(rng):
     keep = u0.copy()
     out, info = pdediff.tensor_diffusion(u0, return_info=True)
     assert out.dtype == np.float64 and np.array_equal(u0, keep)
-    assert info.kind == "eed" and info.kappa > 0 and info.num_iter >= 1 and info.dt == 0.25
+    assert info.kind == "eed" and info.kappa > 0 and info.num_iter >= 1 and info.dt == 0.2
 
 
 # ----------------------------------------------------------------------------- quality (measured)

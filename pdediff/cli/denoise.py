@@ -45,8 +45,9 @@ def register(subparsers) -> None:
     n.add_argument("input", metavar="INPUT")
     n.add_argument("-o", "--output", metavar="OUTPUT", required=True)
     n.add_argument("--num-iter", type=int, default=None,
-                   help="time steps (default: 15 explicit steps; EED: 60 x the estimated noise fraction of the "
-                        "grey range, e.g. 6 at 10 %%; CED: 50)")
+                   help="time steps (default: 15 explicit steps; EED: the time of 60 x the estimated noise "
+                        "fraction of the grey range steps at the stability limit, in steps of 0.8 of it, e.g. 8 "
+                        "at 10 %%; CED: 50)")
     n.add_argument("--kappa", default="auto", help="edge threshold, or 'auto' (default); not used by CED")
     n.add_argument("--conductance", choices=CONDUCTANCES, default=None,
                    help="diffusivity across edges (default: exponential; EED: Weickert's, which only EED has)")
@@ -66,7 +67,7 @@ def register(subparsers) -> None:
     n.add_argument("--weights", metavar="MODEL.npz", default=None,
                    help="--method tnrd|cnn: a model written by pdediff train-denoiser (MODEL.npz, or a .pt "
                    "checkpoint, read without running code) instead of the shipped one")
-    n.add_argument("--dt", type=float, default=None, help="time step (default: the explicit stability limit)")
+    n.add_argument("--dt", type=float, default=None, help="time step (default: the explicit stability limit; EED: 0.8 of it)")
     n.add_argument("--sigma", type=float, default=None,
                    help="pre-smoothing sigma, physical units (default: 0.8 voxel of the finest axis; EED/CED: 1)")
     n.add_argument("--rho", type=float, default=None,

@@ -21,12 +21,17 @@ One explicit step of ``u_t = div(D grad u)`` runs in three compiled passes
    ``dt <= 1 / max(-A_xx)`` (the diagonal is accumulated on request).
 
 In 2-D the step runs on :func:`stencil2` (the links split into four dense planes of
-8-neighbourhood links, closed form for diagonally dominant tensors, and per-row lists of longer
-links), :func:`diag_max2` (the actual ``max(-A_xx)`` before the step, so sub-steps never waste a
-step), :func:`gather2` (``u + dt A u`` gathered per cell: each cell sums its own links and those its
-neighbours send it) and :func:`long2` (the long links, scattered); 3-D uses the passes 2-3 above.
+8-neighbourhood links, closed form for diagonally dominant tensors, Selling's flips from a table of
+superbases (:func:`selling_table2`) for the others, and per-row lists of longer links),
+:func:`gather2` (``u + dt A u`` gathered per cell: each cell sums its own links and those its
+neighbours send it, and writes its short links' ``-A_xx`` to a plane) and :func:`long2` (the long
+links, scattered, their share of ``-A_xx`` added to that plane, whose maximum decides whether the
+step stands or is redone in sub-steps); 3-D uses the passes 2-3 above.
 
-Accumulation is in float64 whatever the data type.  The scatter runs in
+Accumulation is in float64 whatever the data type.  In the 2-D gather (the hot loop) this costs
+little: the pass is bound by memory traffic (four weight planes, ``u``, ``out`` and the diagonal
+plane), and a float32-arithmetic version measured 48 vs 51 ms at 2048² (one thread), so the float64
+sums stay.  The scatter runs in
 parallel over chunks of the outermost axis; a chunk's fluxes into cells of
 other chunks go to a private halo buffer that is added afterwards, so no two
 threads write the same cell.
@@ -45,7 +50,7 @@ from ._common import exp_neg
 __all__ = ["EED_GRAD", "EED", "CED", "WEICKERT", "EXPONENTIAL", "RATIONAL", "MAX_REDUCTION_STEPS",
            "conductance", "eigen_sym2", "eigen_sym3", "projector3", "selling2", "selling3", "structure2",
            "structure3", "links2", "links3", "apply2", "apply3", "finish", "NEUMANN", "DIRICHLET", "PERIODIC",
-           "selling2_gauss", "stencil2", "gather2", "long2", "diag_max2", "diag2", "selling_offsets2"]
+           "selling2_gauss", "selling_table2", "SELLING_TABLE_SIZE", "stencil2", "gather2", "long2", "diag2", "selling_offsets2"]
 
 #: Tensor modes: EED from the gradient of a grey image (rank-1 structure tensor, no eigen-decomposition),
 #: EED from a structure tensor, CED from a structure tensor.
@@ -280,6 +285,80 @@ def selling2_gauss(d00, d01, d11):
         steps += 1
         if steps >= MAX_REDUCTION_STEPS:
             return -1, 0.0, 0.0, 0.0, 0, 0, 0, 0, 0, 0
+    X0, Y0, X1, Y1 = np.int64(x0), np.int64(y0), np.int64(x1), np.int64(y1)
+    X2, Y2 = np.int64(x2), np.int64(y2)
+    return steps, -q01, -q02, -q12, -Y2, X2, -Y1, X1, -Y0, X0
+
+
+#: Side of :func:`selling_table2`'s grid over the anisotropy disk.
+SELLING_TABLE_SIZE = 256
+
+
+@njit(cache=True, error_model="numpy")
+def selling_table2(n):
+    """Obtuse superbases of the 2x2 SPD matrices on an ``n x n`` grid over the anisotropy disk, ``(n, n, 4)`` int8.
+
+    Selling's superbase of ``D`` depends on ``D`` only up to a positive factor, i.e. on
+    ``(a, b) = ((d00 - d11), 2 d01) / (d00 + d11)``, a point of the unit disk.  Entry ``[p, q]`` holds
+    ``(x0, y0, x1, y1)`` (``b2 = -b0 - b1``) of the matrix at the centre of cell ``(p, q)`` of the grid on
+    ``[-1, 1]^2`` (points outside the disk pulled in to radius 0.995), from :func:`selling2_gauss`; a
+    matrix in the same cell has that superbase or one a few of Selling's flips away
+    (:func:`_selling2_table`).
+    """
+    tab = np.zeros((n, n, 4), np.int8)
+    for p in range(n):
+        for q in range(n):
+            a = -1.0 + (p + 0.5) * 2.0 / n
+            b = -1.0 + (q + 0.5) * 2.0 / n
+            r = math.sqrt(a * a + b * b)
+            if r > 0.995:
+                a, b = a * 0.995 / r, b * 0.995 / r
+            steps, w0, w1, w2, a0, b0, a1, b1, a2, b2 = selling2_gauss(1.0 + a, b, 1.0 - a)
+            big = max(max(abs(a0), abs(b0)), max(max(abs(a1), abs(b1)), max(abs(a2), abs(b2))))
+            if steps < 0 or big > 127:
+                tab[p, q, 0], tab[p, q, 3] = 1, 1  # the canonical superbase: the flips start from there
+                continue
+            # offsets are the perpendiculars (-y, x) of the third vector: o01 = b2^perp, o02 = b1^perp, o12 = b0^perp
+            tab[p, q, 0], tab[p, q, 1] = b2, -a2
+            tab[p, q, 2], tab[p, q, 3] = b1, -a1
+    return tab
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _selling2_table(d00, d01, d11, tab):
+    """:func:`selling2_gauss` started from the superbase :func:`selling_table2` holds for ``D``'s cell of the
+    anisotropy disk: Selling's flips from there (none for most matrices, a few near a cell's region
+    borders), :func:`selling2_gauss` if they do not finish within 16 (or ``tr D <= 0``).  The obtuse
+    superbase is unique up to sign where all weights are positive, so the result is the same.
+    """
+    tr = d00 + d11
+    if not tr > 0.0:
+        return selling2_gauss(d00, d01, d11)
+    n = tab.shape[0]
+    ia = min(max(np.int64((d00 - d11) / tr * (0.5 * n) + 0.5 * n), 0), n - 1)
+    ib = min(max(np.int64(2.0 * d01 / tr * (0.5 * n) + 0.5 * n), 0), n - 1)
+    x0, y0 = np.float64(tab[ia, ib, 0]), np.float64(tab[ia, ib, 1])
+    x1, y1 = np.float64(tab[ia, ib, 2]), np.float64(tab[ia, ib, 3])
+    x2, y2 = -x0 - x1, -y0 - y1
+    steps = 0
+    while True:
+        q01 = _q2(d00, d01, d11, x0, y0, x1, y1)
+        q02 = _q2(d00, d01, d11, x0, y0, x2, y2)
+        q12 = _q2(d00, d01, d11, x1, y1, x2, y2)
+        if q01 > 0.0:
+            x2, y2 = x0 - x1, y0 - y1
+            x0, y0 = -x0, -y0
+        elif q02 > 0.0:
+            x1, y1 = x0 - x2, y0 - y2
+            x0, y0 = -x0, -y0
+        elif q12 > 0.0:
+            x0, y0 = x1 - x2, y1 - y2
+            x1, y1 = -x1, -y1
+        else:
+            break
+        steps += 1
+        if steps >= 16:
+            return selling2_gauss(d00, d01, d11)
     X0, Y0, X1, Y1 = np.int64(x0), np.int64(y0), np.int64(x1), np.int64(y1)
     X2, Y2 = np.int64(x2), np.int64(y2)
     return steps, -q01, -q02, -q12, -Y2, X2, -Y1, X1, -Y0, X0
@@ -827,7 +906,7 @@ def _eed_row(f, i, j0, j1, c0, c1, ih00, ih01, ih11, cond, kinv2, gmin, T0, T1, 
 
 
 @njit(cache=True, parallel=True, error_model="numpy")
-def stencil2(f, mode, cond, kinv2, gmin, alpha, cstar, h0, h1, bc, S, LJ, LW, LO, nlong, reach, span):
+def stencil2(f, mode, cond, kinv2, gmin, alpha, cstar, h0, h1, bc, S, LJ, LW, LO, nlong, reach, span, tab):
     """The Selling links of every cell of a 2-D grid, split into dense short links and listed long ones.
 
     ``f`` as in :func:`links2`.  Writes ``S`` (4, n0, n1): the weights of the links ``+-(1, 0)``,
@@ -895,7 +974,7 @@ def stencil2(f, mode, cond, kinv2, gmin, alpha, cstar, h0, h1, bc, S, LJ, LW, LO
                         continue
                 if not (math.isfinite(d00) and math.isfinite(d01) and math.isfinite(d11)):
                     continue
-                steps, w0, w1, w2, a0, b0, a1, b1, a2, b2 = selling2_gauss(d00, d01, d11)
+                steps, w0, w1, w2, a0, b0, a1, b1, a2, b2 = _selling2_table(d00, d01, d11, tab)
                 big = max(max(abs(a0), abs(b0)), max(max(abs(a1), abs(b1)), max(abs(a2), abs(b2))))
                 if steps < 0 or big > _OFFSET_MAX:
                     bad[i] += 1
@@ -965,11 +1044,9 @@ def _edge_cell2(u, S, i, j, n0, n1, bc, dt, out):
 
 @njit(cache=True, inline="always", error_model="numpy")
 def _gather_row1(u, S, i, n1, dt, out, dg):
-    """:func:`gather2` for the interior cells of row ``i`` of a one-channel grid; returns their largest
-    ``-A_xx``.  The same sums in the same order as the channel loop of :func:`gather2`.
-
-    The diagonal goes to the row buffer ``dg`` and its maximum is taken in a second loop: a ``max``
-    reduction inside the stencil loop keeps LLVM from vectorising it (5x slower, measured).
+    """:func:`gather2` for the interior cells of row ``i`` of a one-channel grid, their ``-A_xx`` (short
+    links) into ``dg[1:n1-1]``.  The same sums in the same order as the channel loop of :func:`gather2`;
+    no ``max`` reduction inside the loop (it keeps LLVM from vectorising it: 5x slower, measured).
     """
     for j in range(1, n1 - 1):
         s0 = np.float64(S[0, i, j])
@@ -992,42 +1069,40 @@ def _gather_row1(u, S, i, n1, dt, out, dg):
              + cse * (np.float64(u[0, i + 1, j + 1]) - ux)
              + cne * (np.float64(u[0, i - 1, j + 1]) - ux) + csw * (np.float64(u[0, i + 1, j - 1]) - ux))
         out[0, i, j] = ux + dt * a
-    m = 0.0
-    for j in range(1, n1 - 1):
-        m = max(m, dg[j])
-    return m
 
 
 @njit(cache=True, parallel=True, error_model="numpy")
-def gather2(u, S, bc, dt, out, rowdiag):
-    """``out = u + dt A u`` for the short links ``S`` of :func:`stencil2`; ``rowdiag[i]``: the largest
-    ``-A_xx`` (short links) of row ``i``.
+def gather2(u, S, bc, dt, out, dg, with_diag):
+    """``out = u + dt A u`` for the short links ``S`` of :func:`stencil2`; with ``with_diag`` also
+    ``dg = -A_xx`` of the short links per cell (``dg`` (n0, n1) float64; :func:`long2` then adds the long
+    links' share, so ``dg.max()`` is the step's ``max(-A_xx)``).
 
     Each cell sums its own links and those its neighbours send to it, ``(S_d(x) + S_d(y)) / 2
     (u(y) - u(x))`` for ``y = x +- d``; interior cells without branches (the loop vectorises).
     ``u`` and ``out`` (C, n0, n1) must not overlap.
     """
     C, n0, n1 = u.shape
-    nch = min(n0, 64)  # chunks of rows: one row buffer each
+    nch = min(n0, 64)  # chunks of rows: one scratch row each (the diagonal when it is not kept)
     for t_ in prange(nch):
-        dg = np.empty(n1)
+        scratch = np.empty(n1)
         for i_ in range(t_ * n0 // nch, (t_ + 1) * n0 // nch):
-            rowdiag[i_] = _gather_row(u, S, np.int64(i_), n0, n1, bc, dt, out, dg)
+            d = dg[i_] if with_diag else scratch
+            _gather_row(u, S, np.int64(i_), n0, n1, bc, dt, out, d)
 
 
 @njit(cache=True, inline="always", error_model="numpy")
 def _gather_row(u, S, i, n0, n1, bc, dt, out, dg):
-    """:func:`gather2` for row ``i``; returns its largest ``-A_xx`` (short links)."""
+    """:func:`gather2` for row ``i``; its ``-A_xx`` (short links) into the row ``dg``."""
     C = u.shape[0]
     if i == 0 or i == n0 - 1 or n1 < 3:
-        m = 0.0
         for j in range(n1):
-            m = max(m, _edge_cell2(u, S, i, j, n0, n1, bc, dt, out))
-        return m
-    m = max(_edge_cell2(u, S, i, 0, n0, n1, bc, dt, out),
-            _edge_cell2(u, S, i, n1 - 1, n0, n1, bc, dt, out))
+            dg[j] = _edge_cell2(u, S, i, j, n0, n1, bc, dt, out)
+        return
+    dg[0] = _edge_cell2(u, S, i, 0, n0, n1, bc, dt, out)
+    dg[n1 - 1] = _edge_cell2(u, S, i, n1 - 1, n0, n1, bc, dt, out)
     if C == 1:  # grey: no channel loop inside, so the loop over the row vectorises
-        return max(m, _gather_row1(u, S, i, n1, dt, out, dg))
+        _gather_row1(u, S, i, n1, dt, out, dg)
+        return
     for j in range(1, n1 - 1):
         s0 = np.float64(S[0, i, j])
         s1 = np.float64(S[1, i, j])
@@ -1041,7 +1116,7 @@ def _gather_row(u, S, i, n0, n1, bc, dt, out, dg):
         cse = 0.5 * (s2 + np.float64(S[2, i + 1, j + 1]))
         cne = 0.5 * (s3 + np.float64(S[3, i - 1, j + 1]))
         csw = 0.5 * (s3 + np.float64(S[3, i + 1, j - 1]))
-        m = max(m, ((cn + cs) + (cw + ce)) + ((cnw + cse) + (cne + csw)))
+        dg[j] = ((cn + cs) + (cw + ce)) + ((cnw + cse) + (cne + csw))
         for c in range(C):
             ux = np.float64(u[c, i, j])
             a = (cn * (np.float64(u[c, i - 1, j]) - ux) + cs * (np.float64(u[c, i + 1, j]) - ux)
@@ -1050,7 +1125,6 @@ def _gather_row(u, S, i, n0, n1, bc, dt, out, dg):
                  + cse * (np.float64(u[c, i + 1, j + 1]) - ux)
                  + cne * (np.float64(u[c, i - 1, j + 1]) - ux) + csw * (np.float64(u[c, i + 1, j - 1]) - ux))
             out[c, i, j] = ux + dt * a
-    return m
 
 
 @njit(cache=True, inline="always")
@@ -1088,6 +1162,23 @@ def long2(u, LJ, LW, LO, nlong, R, bc, dt, out, ldiag, with_flux, with_diag, nch
                 w = np.float64(LW[i, m])
                 half = 0.5 * w
                 oi, oj = np.int64(LO[i, m, 0]), np.int64(LO[i, m, 1])
+                ia, ib, ja, jb = i - oi, i + oi, j - oj, j + oj
+                if (C == 1 and r0 <= min(ia, ib) and max(ia, ib) < r1 and 0 <= min(ja, jb)
+                        and max(ja, jb) < n1):
+                    # a grey image, both ends inside the grid and the chunk (nearly every link): the
+                    # two fluxes without the boundary and halo cases or a channel loop
+                    if with_flux:
+                        ux = np.float64(u[0, i, j])
+                        fa = dt * half * (np.float64(u[0, ia, ja]) - ux)
+                        fb = dt * half * (np.float64(u[0, ib, jb]) - ux)
+                        out[0, i, j] += fa + fb
+                        out[0, ia, ja] -= fa
+                        out[0, ib, jb] -= fb
+                    if with_diag:
+                        ldiag[i, j] += w
+                        ldiag[ia, ja] += half
+                        ldiag[ib, jb] += half
+                    continue
                 for s in (-1, 1):
                     yi, yj = i + s * oi, j + s * oj
                     yiw, yjw = yi, yj
@@ -1132,33 +1223,6 @@ def long2(u, LJ, LW, LO, nlong, R, bc, dt, out, ldiag, with_flux, with_diag, nch
                         out[c, yi, j] += halo[t, c, q, j]
                 if with_diag:
                     ldiag[yi, j] += hdiag[t, q, j]
-
-
-@njit(cache=True, parallel=True, error_model="numpy")
-def diag_max2(S, ldiag, bc, short_max):
-    """The largest ``-A_xx``: short links (``S``) plus long ones (``ldiag``, from :func:`long2`), resetting
-    ``ldiag`` to 0.
-
-    ``short_max >= 0`` is the largest ``-A_xx`` of the short links alone over all cells (as
-    :func:`gather2` returns it per row): then only the cells that long links touch (``ldiag != 0``)
-    are visited, since ``max(short_max, max over those of short + long)`` is the maximum.
-    ``short_max < 0``: every cell is visited.
-    """
-    n0, n1 = ldiag.shape
-    best = np.zeros(n0)
-    full = short_max < 0.0
-    for i_ in prange(n0):
-        i = np.int64(i_)
-        m = 0.0
-        for j in range(n1):
-            x = ldiag[i, j]
-            if x != 0.0:
-                m = max(m, _short_diag2(S, i, j, n0, n1, bc) + x)
-                ldiag[i, j] = 0.0
-            elif full:
-                m = max(m, _short_diag2(S, i, j, n0, n1, bc))
-        best[i] = m
-    return max(best.max(), short_max) if n0 else 0.0
 
 
 @njit(cache=True, parallel=True, error_model="numpy")
