@@ -15,11 +15,12 @@ def register(subparsers) -> None:
     st = subparsers.add_parser(
         "study",
         help="classical versus learned diffusion: the denoising and generation studies, with results",
-        description="Run the denoising study (heat, Perona-Malik, TV, bilateral, wavelet, NL-means, BM3D and "
-        "learned denoisers on held-out images at 2-20% noise) and/or the generation study (DDPM, IHDM, "
-        "blurring and cold diffusion with one network and budget, offline metrics next to the real-vs-real "
+        description="Run the denoising study (heat, Perona-Malik, EED, TV, bilateral, wavelet, NL-means, BM3D and "
+        "the shipped learned denoisers TNRD and CNN on held-out images at 2-20% noise) and/or the generation "
+        "study (DDPM, IHDM, blurring, cold and edge-preserving diffusion with one network and budget, offline "
+        "metrics next to the real-vs-real "
         "floor). Writes results.json, results.md and figures into --out; finished arms are cached there, so "
-        "an interrupted study resumes. The full study takes about 50 minutes on 2 CPU cores; --quick about "
+        "an interrupted study resumes. The full study takes about 55 minutes on 2 CPU cores; --quick about "
         "a minute (a smoke test whose numbers are not results). Needs the study extra.",
     )
     st.add_argument("kind", choices=("denoise", "generate", "all"), help="which study")
@@ -27,8 +28,9 @@ def register(subparsers) -> None:
     st.add_argument("--seeds", type=int, default=None,
                     help="independent repetitions (default: 3; 1 with --quick)")
     st.add_argument("--steps", type=int, default=None,
-                    help="training steps of every learned model (default: 1500 for generation, 500 for the "
-                    "learned denoisers; 60 and 20 with --quick)")
+                    help="training steps of every model the study trains (default: 1500 for generation; the "
+                    "denoisers DDPM x0 and cold-PM, 500, run with --quick only: 60 and 20 there; the shipped "
+                    "TNRD and CNN are not retrained)")
     st.add_argument("--data", default=None, action="append",
                     help="generation data: digits, shapes, a folder of images or a .npy; repeat for several "
                     "(default: digits)")
