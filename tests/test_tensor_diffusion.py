@@ -439,3 +439,42 @@ def test_float32_near_its_maximum_is_exactly_equivariant(kind):
             got = pdediff.tensor_diffusion(b * np.float32(2.0**k), kind=kind, num_iter=4)
         assert got.dtype == np.float32 and np.isfinite(got).all()
         np.testing.assert_array_equal(got / np.float32(2.0**k), ref)
+
+
+@pytest.mark.parametrize("dtype,k", [(np.float64, -990), (np.float32, -130), (np.float32, -100)])
+@pytest.mark.parametrize("kind", ["eed", "ced"])
+def test_tiny_values_are_exactly_equivariant(kind, dtype, k):
+    """Found by a fresh-eyes test: float64 data of 1e-300 raised OverflowError (the grey-range factor squared)
+    and CED on float32 data of 1e-37 was 57 % off (that factor overflowed float32): tiny data run scaled up by a
+    power of two, so 2**k times the image gives 2**k times the result exactly (2**-130: subnormal float32)."""
+    import warnings
+
+    from skimage import data
+
+    b = data.moon()[:40, :40].astype(dtype)
+    kw = {"num_iter": 4}
+    ref = pdediff.tensor_diffusion(b, kind=kind, **kw)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = pdediff.tensor_diffusion(b * dtype(2.0**k) if k > -126 else (b * 2.0**k).astype(dtype), kind=kind,
+                                       **kw)
+    if k > -126:
+        np.testing.assert_array_equal(got / dtype(2.0**k), ref)
+    else:  # subnormal float32 input keeps fewer bits: equal to what those bits allow
+        np.testing.assert_allclose(got.astype(np.float64) / 2.0**k, ref, rtol=0, atol=2e-3 * 255)
+
+
+@pytest.mark.parametrize("kappa", [1e-300, 1e-30, 1e30, 1e300])
+def test_extreme_kappa_is_the_limit_not_an_exception(kappa):
+    """kappa = 1e-300 raised ZeroDivisionError and 1e300 OverflowError: a tiny kappa stops all diffusion across
+    edges (every non-zero gradient), a huge one is the heat equation."""
+    import warnings
+
+    rng = np.random.default_rng(0)
+    u = np.round(rng.random((24, 24)) * 4) * 50.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = pdediff.tensor_diffusion(u, kind="eed", kappa=kappa, num_iter=3)
+    limit = pdediff.tensor_diffusion(u, kind="eed", kappa=1e-20 if kappa < 1 else 1e20, num_iter=3)
+    assert np.isfinite(got).all() and u.min() <= got.min() and got.max() <= u.max()
+    np.testing.assert_allclose(got, limit, rtol=0, atol=1e-9)

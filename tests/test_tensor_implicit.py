@@ -250,3 +250,21 @@ def test_non_finite_input_and_dask_are_refused(rng):
     with pytest.raises(ParameterError) as err:
         _semi(da.from_array(rng.random((8, 8)), chunks=4), num_iter=1)
     assert err.value.param == "method"
+
+
+@pytest.mark.parametrize("dt", [1e20, 1e200, 1e300])
+def test_huge_steps_are_refused_before_solving(dt, rng):
+    """dt = 1e300 overflowed (kappa**1.5) with a traceback, 1e200 flooded overflow warnings and ran for minutes,
+    1e20 took 18k CG iterations: the work is bounded and said before it starts, naming dt and what fits."""
+    import warnings
+
+    u = rng.random((16, 16))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ParameterError, match=r"dt=.*conjugate-gradient iterations.*use dt <= ") as err:
+            pdediff.tensor_diffusion(u, kind="eed", method="semi-implicit", dt=dt, num_iter=1)
+    assert err.value.param == "dt"
+    ok = float(str(err.value).split("use dt <= ")[1].split(" ")[0])
+    assert SI.cg_iteration_cap(ok, 4.0) <= SI.MAX_CG_ITERATIONS
+    out = pdediff.tensor_diffusion(u, kind="eed", method="semi-implicit", dt=ok / 100, num_iter=1)
+    assert u.min() - 1e-6 <= out.min() and out.max() <= u.max() + 1e-6

@@ -44,6 +44,9 @@ DT_FACTOR = 5.0
 #: Conjugate gradients stop when ``||u^k - M x||_2 <= CG_RTOL ||u^k||_2`` (per channel, float64).  Since
 #: ``||M^-1||_inf <= 1`` the pointwise error is then at most ``CG_RTOL ||u^k||_2``.
 CG_RTOL = 1e-6
+#: Largest CG iteration cap (:func:`cg_iteration_cap`) a step may need; a larger ``dt`` is refused before solving
+#: (about ``dt max(-A_xx) <= 1e7``; the cap is a worst-case bound, real solves take far fewer iterations).
+MAX_CG_ITERATIONS = 100_000
 
 
 def _off_diagonal(W: np.ndarray, O: np.ndarray, bc: int) -> tuple[sp.csr_matrix, np.ndarray]:
@@ -180,8 +183,20 @@ def cg_iteration_cap(dt: float, dmax: float, rtol: float | None = None) -> int:
     """
     rtol = CG_RTOL if rtol is None else rtol
     kappa = 1.0 + 2.0 * dt * max(dmax, 0.0)
-    k = math.sqrt(kappa) / 2.0 * math.log(2.0 * kappa**1.5 / rtol)
-    return int(2 * math.ceil(k) + 20)
+    if not math.isfinite(kappa):
+        return 2**62
+    # in logarithms: kappa**1.5 overflows a float from dt dmax ~ 1e205 on
+    k = math.sqrt(kappa) / 2.0 * (math.log(2.0) + 1.5 * math.log(kappa) - math.log(rtol))
+    return int(min(2 * math.ceil(k) + 20, 2**62))
+
+
+def _largest_dt(dmax: float, limit: int) -> float:
+    """The largest ``dt`` whose :func:`cg_iteration_cap` is at most ``limit`` (bisection in log dt)."""
+    lo, hi = -300.0, 300.0
+    for _ in range(200):
+        mid = (lo + hi) / 2.0
+        lo, hi = (mid, hi) if cg_iteration_cap(10.0**mid, dmax) <= limit else (lo, mid)
+    return 10.0**lo
 
 
 def solve(M: sp.csr_matrix, b: np.ndarray, *, conserve: bool, maxiter: int,
@@ -251,6 +266,12 @@ def advance(u: np.ndarray, n_iter: int, dt: float, bc: int,
         max_offset = max(max_offset, span)
         M, dmax = step_matrix(W, O, bc, dt)
         maxiter = cg_iteration_cap(dt, dmax)
+        if maxiter > MAX_CG_ITERATIONS:  # bounded work, said before it starts (and no overflowing dot products)
+            raise ParameterError(
+                f"{{dt={dt:.6g}}} would need up to {maxiter:.3g} conjugate-gradient iterations per solve (the "
+                f"matrix's condition number reaches {1 + 2 * dt * dmax:.3g}; at most {MAX_CG_ITERATIONS} are "
+                f"allowed); use dt <= {_largest_dt(dmax, MAX_CG_ITERATIONS):.3g} (several steps for a longer "
+                "time)", param="dt")
         nxt = np.empty_like(u)
         for c in range(u.shape[0]):
             x, k = solve(M, u[c].reshape(-1), conserve=bc != DIRICHLET, maxiter=maxiter)
