@@ -50,3 +50,26 @@ def test_bad_parameters_name_them():
         tensor_diffusion(x, dt=1.0)
     with pytest.raises(TypeError):
         tensor_diffusion(np.zeros((1, 1, 4, 4)))
+
+
+def test_torch_operator_near_the_type_limits_is_exactly_equivariant():
+    """pdediff.torch.tensor_diffusion(rand * 3e38) raised "cannot convert float NaN to integer" (the structure tensor
+    overflowed float32): images near the type's maximum or its smallest normal number run scaled by a power of two,
+    each on its own, so a batch mixing scales gives each image its own exact result."""
+    import warnings
+
+    from skimage import data
+
+    from pdediff.torch import tensor_diffusion as ttd
+
+    b = torch.from_numpy(data.moon()[:24, :24].astype(np.float32))[None, None]
+    ref = ttd(b, num_iter=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = ttd(torch.cat([b, b * 2.0**120, b * 2.0**-120]), num_iter=3)
+    torch.testing.assert_close(got[0], ref[0], rtol=0, atol=0)
+    torch.testing.assert_close(got[1] / 2.0**120, ref[0], rtol=0, atol=0)
+    torch.testing.assert_close(got[2] / 2.0**-120, ref[0], rtol=0, atol=0)
+    assert torch.isfinite(ttd(torch.rand(1, 1, 12, 12) * 3e38, num_iter=2)).all()
+    for kappa in (1e-30, 1e30):  # the limits, not inf/NaN
+        assert torch.isfinite(ttd(b, kappa=kappa, num_iter=2)).all()

@@ -114,6 +114,11 @@ def tensor_diffusion(
         n_iter = int(num_iter)
 
     N = x.shape[0]
+    # Values near the type's maximum or its smallest normal number run scaled by an exact power of two per image
+    # (as the NumPy function does: the grey-range factor and squared gradients overflow there; 3e38 gave NaN)
+    sc = _power_of_two_scales(x)
+    if sc is not None:
+        x = x * sc
     span = (x.detach().flatten(1).amax(1) - x.detach().flatten(1).amin(1))
     lo, hi = x.flatten(1).amin(1), x.flatten(1).amax(1)
     gs = torch.where(span > 0, GREY_RANGE / torch.where(span > 0, hi - lo, torch.ones_like(hi)),
@@ -129,13 +134,35 @@ def tensor_diffusion(
         else:
             if not (isinstance(kappa, (int, float)) and kappa > 0):
                 raise ParameterError(f"{{kappa}} must be positive or 'auto'; got {kappa!r}", param="kappa")
-            kappa_t = torch.full((N, 1, 1), float(kappa), dtype=x.dtype, device=x.device)
-        kinv2 = 1.0 / (kappa_t * gs) ** 2 if math.isfinite(float(kappa_t.max())) else torch.zeros_like(gs)
+            kappa_t = torch.full((N, 1, 1), float(kappa), dtype=torch.float64, device=x.device)
+            if sc is not None:
+                kappa_t = kappa_t * sc.view(N, 1, 1).double()
+        # per image, clamped: an infinite kappa is the heat equation, a tiny one (its square 0) the largest value
+        k2 = (kappa_t.double() * gs.double()) ** 2
+        kinv2 = torch.where(torch.isinf(k2), torch.zeros_like(k2),
+                            1.0 / k2.clamp(min=1.0 / torch.finfo(x.dtype).max)).to(x.dtype)
     grad_mode = kind == "eed" and rho_ == 0 and x.shape[1] == 1
     u = x
     for _ in range(n_iter):
         u = _step(u, kind, grad_mode, cond, kinv2, gs, sigma_, rho_, alpha, C, h, boundary, dt_)
-    return u
+    return u if sc is None else u / sc
+
+
+def _power_of_two_scales(x: torch.Tensor) -> torch.Tensor | None:
+    """Per image, the power of two that brings ``max|x|`` into [0.5, 1) where it lies beyond the thresholds of
+    :func:`pdediff.tensor_diffusion` (``_BIG``/``_SMALL`` per dtype), else 1; ``None`` when no image needs one."""
+    from .._plan import scale_for
+    from ..anisotropic.tensor import _BIG, _SMALL
+
+    if x.dtype not in (torch.float32, torch.float64) or x.numel() == 0:
+        return None
+    dt = np.dtype(np.float32 if x.dtype == torch.float32 else np.float64)
+    amax = x.detach().abs().flatten(1).amax(1).double().cpu().numpy()
+    scales = [scale_for(float(a), dt) if math.isfinite(a) and (a > _BIG[dt] or 0.0 < a < _SMALL[dt]) else 1.0
+              for a in amax]
+    if all(v == 1.0 for v in scales):
+        return None
+    return torch.tensor(scales, dtype=x.dtype, device=x.device).view(-1, 1, 1, 1)
 
 
 def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> str:
