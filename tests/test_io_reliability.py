@@ -658,3 +658,24 @@ def test_cli_wording(tmp_path, capsys):
     (folder / "a.txt").write_text("hello")
     with pytest.raises(pio.ScanIOError, match=r"no DICOM images among its 1 file$"):
         pio.read_scan(folder)
+
+
+# ----------------------------------------------------------------------------- fresh-eyes round 2
+def test_a_fifo_input_or_mask_is_refused_before_opening(tmp_path, capsys):
+    fifo = _fifo(tmp_path, "fifo.npy")
+    with pytest.raises(pio.ScanIOError, match=r"fifo.npy is a FIFO \(named pipe\), not a regular file"):
+        pio.read_scan(fifo)
+    pytest.importorskip("dask")
+    with pytest.raises(pio.ScanIOError, match="is a FIFO"):
+        pio.open_chunked(fifo)
+    assert main(["denoise", str(fifo), "-o", str(tmp_path / "x.npy")]) == 2
+    err = capsys.readouterr().err
+    assert "is a FIFO (named pipe), not a regular file" in err and len(err.strip().splitlines()) == 1
+    img = (np.random.default_rng(1).random((16, 16)) * 200).astype(np.uint8)
+    pio.write_scan(tmp_path / "cam.png", img)
+    mask = _fifo(tmp_path, "fifo.png")
+    assert main(["inpaint", str(tmp_path / "cam.png"), "--mask", str(mask), "-o", str(tmp_path / "o.png")]) == 2
+    assert "fifo.png is a FIFO" in capsys.readouterr().err
+    os.symlink(fifo, tmp_path / "link.npy")
+    with pytest.raises(pio.ScanIOError, match=r"link.npy \(a symbolic link to .*fifo.npy\) is a FIFO"):
+        pio.read_scan(tmp_path / "link.npy")

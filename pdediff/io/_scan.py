@@ -238,6 +238,7 @@ def read_scan(path: str | os.PathLike) -> Scan:
     fmt = f.name
     if not p.exists():
         raise ScanIOError(f"{p}: no such file or folder" if f.folders else f"{p}: no such file")
+    check_readable_kind(p, f)
     if p.is_file() and p.stat().st_size == 0:
         raise ScanIOError(f"{p}: file is empty")
     if f.read is None:
@@ -261,6 +262,20 @@ def read_scan(path: str | os.PathLike) -> Scan:
     if scan.data.size == 0:
         raise ScanIOError(f"{p}: contains an empty array of shape {scan.data.shape}")
     return scan
+
+
+def check_readable_kind(p: Path, f: Format) -> None:
+    """Refuse an input that is neither a regular file nor (for folder formats) a folder, before opening it.
+
+    Opening a FIFO (named pipe) blocks until a writer appears, so a pipe given as an image would hang the
+    reader forever; character devices and sockets never hold an image either.  Raises :class:`ScanIOError`.
+    """
+    what = special_kind(p)
+    if what is not None:
+        allowed = "regular files or folders" if f.folders else "regular files"
+        link = f" (a symbolic link to {os.path.realpath(p)})" if os.path.islink(p) else ""
+        raise ScanIOError(f"{p}{link} is {what}, not a regular file; pdediff reads {f.label} from {allowed} only "
+                          "(copy the data to a file first)")
 
 
 def _check_scan_fields(p: Path, scan: Scan, f: Format) -> None:
