@@ -679,3 +679,31 @@ def test_a_fifo_input_or_mask_is_refused_before_opening(tmp_path, capsys):
     os.symlink(fifo, tmp_path / "link.npy")
     with pytest.raises(pio.ScanIOError, match=r"link.npy \(a symbolic link to .*fifo.npy\) is a FIFO"):
         pio.read_scan(tmp_path / "link.npy")
+
+
+@pytest.mark.parametrize("slope", [1e38, -1e38])
+def test_integer_nifti_output_of_values_beyond_float32_is_refused_before_computing(tmp_path, capsys, slope):
+    nib = pytest.importorskip("nibabel")
+    a = (np.random.default_rng(2).random((16, 16)) * 100 + 1).astype(np.int16)
+    img = nib.Nifti1Image(a, np.eye(4))
+    img.header.set_slope_inter(slope, 0)
+    nib.save(img, tmp_path / "big.nii")
+    for dtype in ("input", "int16"):
+        assert main(["denoise", str(tmp_path / "big.nii"), "-o", str(tmp_path / "o.nii"), "--dtype", dtype]) == 2
+        err = capsys.readouterr().err
+        assert "NIfTI cannot store them as int16" in err and "--rescale or choose --dtype float64" in err
+        assert len(err.strip().splitlines()) == 1 and not (tmp_path / "o.nii").exists()
+    # the library's writer: one ScanIOError, never nibabel's ScalingError
+    with pytest.raises(pio.ScanIOError, match="cannot be stored as int16 NIfTI"):
+        pio.write_scan(tmp_path / "w.nii", a * slope, stored_dtype=np.int16)
+    assert main(["denoise", str(tmp_path / "big.nii"), "-o", str(tmp_path / "o.nii"), "--num-iter", "1"]) == 0
+    assert pio.read_scan(tmp_path / "o.nii").data.dtype == np.float64
+
+
+def test_nii_gz_header_records_no_temporary_name(tmp_path):
+    pytest.importorskip("nibabel")
+    pio.write_scan(tmp_path / "a.Nii.Gz", np.ones((4, 4), np.float32))
+    head = (tmp_path / "a.Nii.Gz").read_bytes()
+    assert head[:2] == b"\x1f\x8b" and not head[3] & 0x08  # FNAME flag clear: no (temporary) name stored
+    assert b"tmp" not in head[:200]
+    assert pio.read_scan(tmp_path / "a.Nii.Gz").data.shape == (4, 4)

@@ -135,6 +135,20 @@ def _check_range_fits(data: np.ndarray, target: np.dtype, rescale: bool) -> None
                        "pass --rescale or choose a wider or float --dtype")
 
 
+def _check_float32_scaling(data: np.ndarray, target: np.dtype) -> None:
+    """Refuse, before computing, an integer NIfTI output whose values no finite ``scl_slope``/``scl_inter``
+    can reach: the header stores them as float32, so values beyond float32's range (an int16 input with
+    ``scl_slope`` 1e38) cannot be written as integers at all."""
+    if data.size == 0:
+        return
+    amax = max(abs(float(np.nanmax(data))), abs(float(np.nanmin(data))))
+    fmax = float(np.finfo(np.float32).max)
+    if math.isfinite(amax) and amax > fmax:
+        raise CLIError(f"INPUT values reach {amax:.4g}, beyond float32's range ({fmax:.4g}): NIfTI cannot store "
+                       f"them as {target} (its scl_slope/scl_inter are float32 and would be infinite); pass "
+                       "--rescale or choose --dtype float64")
+
+
 #: Arrays of the input's size (in the computing float type) that denoising holds at its peak: the
 #: float copy, its smoothed copy, the step buffer, the result and its cast for writing, and slack.
 WORKING_ARRAYS = 6
@@ -302,6 +316,8 @@ def open_job(args, *, verb: str, max_principle: bool) -> ImageJob:
     scaled_store = target.kind in "iu" and not args.rescale and get_format(out_fmt).scaled
     if not scaled_store and max_principle:
         _check_range_fits(data, target, args.rescale)
+    if scaled_store and out_fmt == "nifti":
+        _check_float32_scaling(data, target)
     alpha = bool(scan.alpha and ch is not None and data.shape[ch] in (2, 4))
     return ImageJob(src, dst, out_fmt, dst_is_dir, pv, scan, data, stored, ch, note, alpha, target, scaled_store,
                     args.force)
