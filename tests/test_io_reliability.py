@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -707,3 +708,45 @@ def test_nii_gz_header_records_no_temporary_name(tmp_path):
     assert head[:2] == b"\x1f\x8b" and not head[3] & 0x08  # FNAME flag clear: no (temporary) name stored
     assert b"tmp" not in head[:200]
     assert pio.read_scan(tmp_path / "a.Nii.Gz").data.shape == (4, 4)
+
+
+def _ct_small(tmp_path, name, **tags):
+    pydicom = pytest.importorskip("pydicom")
+    from pydicom.data import get_testdata_file
+
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    for k, v in tags.items():
+        setattr(ds, k, v)
+    ds.save_as(tmp_path / name)
+    return tmp_path / name
+
+
+def test_dicom_rescale_slope_beyond_float32_is_read_as_float64_and_invalid_slopes_refused(tmp_path, capsys):
+    ref = pio.read_scan(_ct_small(tmp_path, "ref.dcm"))
+    big = pio.read_scan(_ct_small(tmp_path, "big.dcm", RescaleSlope=1e38))
+    assert big.data.dtype == np.float64 and np.isfinite(big.data).all()
+    raw = (ref.data.astype(np.float64) + 1024)  # CT_small: slope 1, intercept -1024
+    np.testing.assert_allclose(big.data, raw * 1e38 - 1024, rtol=1e-12)
+    assert pio.read_scan(_ct_small(tmp_path, "small.dcm", RescaleSlope=2)).data.dtype == np.float32
+    assert main(["denoise", str(tmp_path / "big.dcm"), "-o", str(tmp_path / "o.npy"), "--num-iter", "1"]) == 0
+    assert np.isfinite(np.load(tmp_path / "o.npy")).all()
+    capsys.readouterr()
+    for name, value in (("nan.dcm", "NaN"), ("zero.dcm", 0), ("inf.dcm", "inf")):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # pydicom warns that NaN/inf are no valid DS, and writes them
+            _ct_small(tmp_path, name, RescaleSlope=value)
+    for name in ("nan.dcm", "zero.dcm", "inf.dcm"):
+        with pytest.raises(pio.ScanIOError, match=rf"{name}: its RescaleSlope \(.*\) is not a finite non-zero"):
+            pio.read_scan(tmp_path / name)
+    assert main(["denoise", str(tmp_path / "zero.dcm"), "-o", str(tmp_path / "z.npy")]) == 2
+    assert "zero.dcm: its RescaleSlope (0" in capsys.readouterr().err
+
+
+def test_dicom_zero_pixel_spacing_is_unknown_with_a_note_and_writes_nifti(tmp_path, capsys):
+    pytest.importorskip("nibabel")
+    scan = pio.read_scan(_ct_small(tmp_path, "ps0.dcm", PixelSpacing=[0, 0]))
+    assert scan.spacing is None and "ps0.dcm" in scan.notes[-1] and "PixelSpacing" in scan.notes[-1]
+    assert scan.meta["affine"] is None
+    assert main(["denoise", str(tmp_path / "ps0.dcm"), "-o", str(tmp_path / "x.nii"), "--num-iter", "1"]) == 0
+    assert "note: ps0.dcm: the voxel spacing (0, 0)" in capsys.readouterr().out
+    assert pio.read_scan(tmp_path / "x.nii").data.shape == (128, 128)
