@@ -750,3 +750,43 @@ def test_dicom_zero_pixel_spacing_is_unknown_with_a_note_and_writes_nifti(tmp_pa
     assert main(["denoise", str(tmp_path / "ps0.dcm"), "-o", str(tmp_path / "x.nii"), "--num-iter", "1"]) == 0
     assert "note: ps0.dcm: the voxel spacing (0, 0)" in capsys.readouterr().out
     assert pio.read_scan(tmp_path / "x.nii").data.shape == (128, 128)
+
+
+def test_npz_spacing_of_the_wrong_length_is_the_file_s_not_the_flag_s(tmp_path, capsys):
+    img = np.random.default_rng(3).random((16, 16))
+    for k, sp in enumerate(([1.0, 2.0, 3.0], np.ones((2, 2)))):
+        np.savez(tmp_path / f"s{k}.npz", image=img, spacing=np.asarray(sp))
+        scan = pio.read_scan(tmp_path / f"s{k}.npz")
+        assert scan.spacing is None and f"s{k}.npz" in scan.notes[0] and "array 'spacing'" in scan.notes[0]
+        assert "for 2 spatial axes" in scan.notes[0]
+        assert main(["denoise", str(tmp_path / f"s{k}.npz"), "-o", str(tmp_path / "o.npy"), "--num-iter", "1",
+                     "--force"]) == 0
+        cap = capsys.readouterr()
+        assert f"note: s{k}.npz: the voxel spacing" in cap.out and "--spacing" not in cap.out + cap.err
+
+
+@pytest.mark.parametrize("value, match", [
+    (-1, r"channel_axis -1 on a 2-D image of shape \(16, 16\) is ambiguous"),
+    (2.5, r"channel_axis \(2.5, float64\) is not an integer scalar"),
+    ([0, 2], r"channel_axis \(\[0, 2\], int64\) is not an integer scalar"),
+    ("x", r"channel_axis \('x', <U1\) is not an integer scalar"),
+    (np.nan, r"channel_axis \(nan, float64\) is not an integer scalar"),
+    (True, r"channel_axis \(True, bool\) is not an integer scalar"),
+])
+def test_npz_channel_axis_must_be_an_integer_naming_an_axis(tmp_path, capsys, value, match):
+    np.savez(tmp_path / "c.npz", image=np.random.default_rng(4).random((16, 16)), channel_axis=np.asarray(value))
+    with pytest.raises(pio.ScanIOError, match="c.npz: its " + match):
+        pio.read_scan(tmp_path / "c.npz")
+    assert main(["denoise", str(tmp_path / "c.npz"), "-o", str(tmp_path / "o.npy")]) == 2
+    err = capsys.readouterr().err
+    assert "c.npz: its channel_axis" in err and len(err.strip().splitlines()) == 1
+
+
+def test_npz_channel_axis_accepted_where_it_is_clear(tmp_path):
+    rng = np.random.default_rng(5)
+    np.savez(tmp_path / "a.npz", image=rng.random((16, 3)), channel_axis=np.asarray(-1))  # 1-D RGB signal
+    assert pio.read_scan(tmp_path / "a.npz").channel_axis == -1
+    np.savez(tmp_path / "b.npz", image=rng.random((16, 16)), channel_axis=np.asarray(1, np.uint8))
+    assert pio.read_scan(tmp_path / "b.npz").channel_axis == 1
+    pio.write_scan(tmp_path / "c.npz", rng.random((8, 8, 3)), channel_axis=-1)
+    assert pio.read_scan(tmp_path / "c.npz").channel_axis == -1

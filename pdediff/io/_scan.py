@@ -283,7 +283,8 @@ def _check_scan_fields(p: Path, scan: Scan, f: Format) -> None:
 
     A ``channel_axis`` out of range for the array refuses the file (:class:`ScanIOError` naming it).  A voxel
     spacing that is not positive and finite (``pixdim`` 0, a NaN in an ``.npz``'s ``spacing``, an ImageJ
-    ``spacing=0``) is ignored, as a DICOM series without one: ``scan.spacing`` becomes ``None`` and a note,
+    ``spacing=0``), or with more or fewer values than the image has spatial axes, is ignored, as a DICOM
+    series without one: ``scan.spacing`` becomes ``None`` and a note,
     naming the file and its field, says so (the command line prints it and assumes spacing 1).
     """
     ndim = len(scan.data.shape)
@@ -292,11 +293,20 @@ def _check_scan_fields(p: Path, scan: Scan, f: Format) -> None:
         raise ScanIOError(f"{p}: its channel_axis {ch} is out of range for its image of shape "
                           f"{tuple(scan.data.shape)} (allowed: {-ndim}..{ndim - 1})")
     sp = scan.spacing
+    spatial = ndim - (ch is not None)
     if sp is not None and not all(np.isfinite(v) and v > 0 for v in sp):
         values = ", ".join(f"{v:g}" for v in sp)
         scan.spacing = None
         scan.notes.append(f"{p.name}: the voxel spacing ({values}) from its {f.spacing_field} is not positive and "
                           "finite: ignored, so the spacing is unknown (not set; the command line assumes 1)")
+    elif sp is not None and len(sp) != spatial:
+        values = ", ".join(f"{v:g}" for v in sp)
+        scan.spacing = None
+        n_values = f"{len(sp)} value{'s' if len(sp) != 1 else ''}"
+        axes = f"{spatial} spatial ax{'es' if spatial != 1 else 'is'}"
+        scan.notes.append(f"{p.name}: the voxel spacing ({values}) from its {f.spacing_field} has {n_values} for "
+                          f"{axes} (shape {tuple(scan.data.shape)}): ignored, so the spacing is unknown (not set; "
+                          "the command line assumes 1)")
 
 
 # ---------------------------------------------------------------------------- write
