@@ -790,3 +790,43 @@ def test_npz_channel_axis_accepted_where_it_is_clear(tmp_path):
     assert pio.read_scan(tmp_path / "b.npz").channel_axis == 1
     pio.write_scan(tmp_path / "c.npz", rng.random((8, 8, 3)), channel_axis=-1)
     assert pio.read_scan(tmp_path / "c.npz").channel_axis == -1
+
+
+def test_tiff_pages_of_different_shapes_are_refused(tmp_path):
+    tifffile = pytest.importorskip("tifffile")
+    with tifffile.TiffWriter(tmp_path / "m.tif") as w:
+        w.write(np.zeros((16, 16), np.uint8))
+        w.write(np.zeros((8, 8), np.uint8))
+    with pytest.raises(pio.ScanIOError, match=r"m.tif: holds 2 images of different shapes \(\(16, 16\), \(8, 8\)\)"):
+        pio.read_scan(tmp_path / "m.tif")
+    with tifffile.TiffWriter(tmp_path / "s.tif") as w:  # equal plain pages: one stack, as before
+        for _ in range(3):
+            w.write(np.zeros((8, 8), np.uint8), metadata=None)
+    assert pio.read_scan(tmp_path / "s.tif").data.shape == (3, 8, 8)
+    with tifffile.TiffWriter(tmp_path / "d.tif") as w:  # each page described as its own image
+        for _ in range(2):
+            w.write(np.zeros((8, 8), np.uint8), contiguous=False)
+    with pytest.raises(pio.ScanIOError, match=r"d.tif: holds 2 separate images \(\(8, 8\), \(8, 8\)\)"):
+        pio.read_scan(tmp_path / "d.tif")
+
+
+def test_ome_tiff_physical_sizes_are_read_in_mm(tmp_path):
+    tifffile = pytest.importorskip("tifffile")
+    meta = {"axes": "ZYX", "PhysicalSizeX": 0.5, "PhysicalSizeXUnit": "\u00b5m", "PhysicalSizeY": 0.25,
+            "PhysicalSizeZ": 2.0, "PhysicalSizeZUnit": "nm"}  # Y without a unit: OME's default, µm
+    tifffile.imwrite(tmp_path / "o.ome.tif", np.zeros((4, 16, 16), np.uint16), ome=True, metadata=meta)
+    assert pio.read_scan(tmp_path / "o.ome.tif").spacing == pytest.approx((2e-6, 2.5e-4, 5e-4), rel=1e-12)
+    meta2 = {"axes": "YX", "PhysicalSizeX": 3.0, "PhysicalSizeXUnit": "mm", "PhysicalSizeY": 1.5,
+             "PhysicalSizeYUnit": "mm"}
+    tifffile.imwrite(tmp_path / "t.ome.tif", np.zeros((16, 16), np.uint16), ome=True, metadata=meta2)
+    assert pio.read_scan(tmp_path / "t.ome.tif").spacing == pytest.approx((1.5, 3.0))
+
+
+def test_tiff_zero_resolution_is_noted(tmp_path, capsys):
+    tifffile = pytest.importorskip("tifffile")
+    tifffile.imwrite(tmp_path / "r0.tif", np.random.default_rng(6).random((16, 16)).astype(np.float32),
+                     resolution=(0, 1))
+    scan = pio.read_scan(tmp_path / "r0.tif")
+    assert scan.spacing is None and "r0.tif" in scan.notes[0] and "XResolution" in scan.notes[0]
+    assert main(["denoise", str(tmp_path / "r0.tif"), "-o", str(tmp_path / "o.npy"), "--num-iter", "1"]) == 0
+    assert "note: r0.tif: the voxel spacing" in capsys.readouterr().out
