@@ -859,3 +859,24 @@ def test_cli_huge_sigma_or_rho_is_no_numpy_message(tmp_path, capsys):
         cap = capsys.readouterr()
         assert rc == 0, cap.err
         assert "Maximum allowed size" not in cap.err and np.isfinite(np.load(tmp_path / "o.npy")).all()
+
+
+def test_wording_round_2(tmp_path, capsys):
+    import pdediff
+
+    src = _ct_small(tmp_path, "ct.dcm")
+    assert main(["denoise", str(src), "-o", str(tmp_path / "x.dcm"), "--rescale", "--num-iter", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "-> -32768..32767 (int16)" in out
+    back = pio.read_scan(tmp_path / "x.dcm")
+    assert back.stored_dtype == np.int16 and back.data.min() == -32768 and back.data.max() == 32767
+    img = (np.random.default_rng(12).random((16, 16)) * 200).astype(np.uint8)
+    pio.write_scan(tmp_path / "cam.png", img)
+    pio.write_scan(tmp_path / "m.png", (img > 150).astype(np.uint8))
+    base = ["inpaint", str(tmp_path / "cam.png"), "--mask", str(tmp_path / "m.png"), "-o", str(tmp_path / "o.png")]
+    assert main(base + ["--seed", "1"]) == 2
+    assert "--seed does not apply to --method" in capsys.readouterr().err
+    assert main(base + ["--seed", "1", "--threads", "1"]) == 2
+    assert "--threads, --seed do not apply to --method" in capsys.readouterr().err
+    with pytest.raises(pdediff.ParameterError, match=r"spacing must be a positive number; got \[1, 2\]"):
+        pdediff.perona_malik(np.ones(8), spacing=[1, 2])

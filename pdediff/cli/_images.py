@@ -80,6 +80,8 @@ def _plan_dtype(args, stored: np.dtype, dst: Path, fmt: str, shape, channel_axis
                     "range onto uint8; --dtype uint16 --rescale for 16 bits), or write .tif/.npy/.nii to keep floats"
                 )
             target = np.dtype(np.uint8) if stored.kind == "f" or args.rescale else native
+        elif args.rescale and fmt == "dicom":  # DICOM stores integers: the input's own, else int16
+            target = native if native.kind in "iu" else np.dtype(np.int16)
         elif stored.kind == "f":
             target = native if native.itemsize >= 4 else np.dtype(np.float32)
         else:
