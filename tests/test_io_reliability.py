@@ -677,6 +677,9 @@ def test_a_fifo_input_or_mask_is_refused_before_opening(tmp_path, capsys):
     mask = _fifo(tmp_path, "fifo.png")
     assert main(["inpaint", str(tmp_path / "cam.png"), "--mask", str(mask), "-o", str(tmp_path / "o.png")]) == 2
     assert "fifo.png is a FIFO" in capsys.readouterr().err
+    (tmp_path / "d.npy").mkdir()
+    with pytest.raises(pio.ScanIOError, match=r"d.npy is a folder, not a NumPy .npy file"):
+        pio.read_scan(tmp_path / "d.npy")
     os.symlink(fifo, tmp_path / "link.npy")
     with pytest.raises(pio.ScanIOError, match=r"link.npy \(a symbolic link to .*fifo.npy\) is a FIFO"):
         pio.read_scan(tmp_path / "link.npy")

@@ -276,6 +276,8 @@ def check_readable_kind(p: Path, f: Format) -> None:
         link = f" (a symbolic link to {os.path.realpath(p)})" if os.path.islink(p) else ""
         raise ScanIOError(f"{p}{link} is {what}, not a regular file; pdediff reads {f.label} from {allowed} only "
                           "(copy the data to a file first)")
+    if not f.folders and p.is_dir():
+        raise ScanIOError(f"{p} is a folder, not a {f.label} file")
 
 
 def _check_scan_fields(p: Path, scan: Scan, f: Format) -> None:
