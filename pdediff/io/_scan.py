@@ -272,11 +272,11 @@ def check_readable_kind(p: Path, f: Format) -> None:
     """
     what = special_kind(p)
     if what is not None:
-        allowed = "regular files or folders" if f.folders else "regular files"
+        allowed = "regular files or folders" if f.folders or f.directory else "regular files"
         link = f" (a symbolic link to {os.path.realpath(p)})" if os.path.islink(p) else ""
         raise ScanIOError(f"{p}{link} is {what}, not a regular file; pdediff reads {f.label} from {allowed} only "
                           "(copy the data to a file first)")
-    if not f.folders and p.is_dir():
+    if not (f.folders or f.directory) and p.is_dir():  # Zarr stores and DICOM series are folders
         raise ScanIOError(f"{p} is a folder, not a {f.label} file")
 
 
