@@ -125,8 +125,8 @@ def positive_per_axis(value: Any, name: str, ndim: int) -> tuple[float, ...]:
     """A positive finite scalar or one value per axis, returned as a tuple."""
     arr = np.atleast_1d(np.asarray(value, dtype=object))
     if arr.ndim != 1 or arr.size not in (1, ndim):
-        raise ParameterError(f"{{{name}}} must be a positive number or {ndim} positive numbers (one per axis); "
-                             f"got {value!r}", param=name)
+        per_axis = "" if ndim == 1 else f" or {ndim} positive numbers (one per axis)"
+        raise ParameterError(f"{{{name}}} must be a positive number{per_axis}; got {value!r}", param=name)
     out = []
     for v in arr:
         if isinstance(v, (bool, np.bool_)) or not isinstance(v, (numbers.Real, np.floating, np.integer)):

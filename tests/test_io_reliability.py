@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -658,3 +659,227 @@ def test_cli_wording(tmp_path, capsys):
     (folder / "a.txt").write_text("hello")
     with pytest.raises(pio.ScanIOError, match=r"no DICOM images among its 1 file$"):
         pio.read_scan(folder)
+
+
+# ----------------------------------------------------------------------------- fresh-eyes round 2
+def test_a_fifo_input_or_mask_is_refused_before_opening(tmp_path, capsys):
+    fifo = _fifo(tmp_path, "fifo.npy")
+    with pytest.raises(pio.ScanIOError, match=r"fifo.npy is a FIFO \(named pipe\), not a regular file"):
+        pio.read_scan(fifo)
+    pytest.importorskip("dask")
+    with pytest.raises(pio.ScanIOError, match="is a FIFO"):
+        pio.open_chunked(fifo)
+    assert main(["denoise", str(fifo), "-o", str(tmp_path / "x.npy")]) == 2
+    err = capsys.readouterr().err
+    assert "is a FIFO (named pipe), not a regular file" in err and len(err.strip().splitlines()) == 1
+    img = (np.random.default_rng(1).random((16, 16)) * 200).astype(np.uint8)
+    pio.write_scan(tmp_path / "cam.png", img)
+    mask = _fifo(tmp_path, "fifo.png")
+    assert main(["inpaint", str(tmp_path / "cam.png"), "--mask", str(mask), "-o", str(tmp_path / "o.png")]) == 2
+    assert "fifo.png is a FIFO" in capsys.readouterr().err
+    (tmp_path / "d.npy").mkdir()
+    with pytest.raises(pio.ScanIOError, match=r"d.npy is a folder, not a NumPy .npy file"):
+        pio.read_scan(tmp_path / "d.npy")
+    os.symlink(fifo, tmp_path / "link.npy")
+    with pytest.raises(pio.ScanIOError, match=r"link.npy \(a symbolic link to .*fifo.npy\) is a FIFO"):
+        pio.read_scan(tmp_path / "link.npy")
+
+
+@pytest.mark.parametrize("slope", [1e38, -1e38])
+def test_integer_nifti_output_of_values_beyond_float32_is_refused_before_computing(tmp_path, capsys, slope):
+    nib = pytest.importorskip("nibabel")
+    a = (np.random.default_rng(2).random((16, 16)) * 100 + 1).astype(np.int16)
+    img = nib.Nifti1Image(a, np.eye(4))
+    img.header.set_slope_inter(slope, 0)
+    nib.save(img, tmp_path / "big.nii")
+    for dtype in ("input", "int16"):
+        assert main(["denoise", str(tmp_path / "big.nii"), "-o", str(tmp_path / "o.nii"), "--dtype", dtype]) == 2
+        err = capsys.readouterr().err
+        assert "NIfTI cannot store them as int16" in err and "--rescale or choose --dtype float64" in err
+        assert len(err.strip().splitlines()) == 1 and not (tmp_path / "o.nii").exists()
+    # the library's writer: one ScanIOError, never nibabel's ScalingError
+    with pytest.raises(pio.ScanIOError, match="cannot be stored as int16 NIfTI"):
+        pio.write_scan(tmp_path / "w.nii", a * slope, stored_dtype=np.int16)
+    assert main(["denoise", str(tmp_path / "big.nii"), "-o", str(tmp_path / "o.nii"), "--num-iter", "1"]) == 0
+    assert pio.read_scan(tmp_path / "o.nii").data.dtype == np.float64
+
+
+def test_nii_gz_header_records_no_temporary_name(tmp_path):
+    pytest.importorskip("nibabel")
+    pio.write_scan(tmp_path / "a.Nii.Gz", np.ones((4, 4), np.float32))
+    head = (tmp_path / "a.Nii.Gz").read_bytes()
+    assert head[:2] == b"\x1f\x8b" and not head[3] & 0x08  # FNAME flag clear: no (temporary) name stored
+    assert b"tmp" not in head[:200]
+    assert pio.read_scan(tmp_path / "a.Nii.Gz").data.shape == (4, 4)
+
+
+def _ct_small(tmp_path, name, **tags):
+    pydicom = pytest.importorskip("pydicom")
+    from pydicom.data import get_testdata_file
+
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    for k, v in tags.items():
+        setattr(ds, k, v)
+    ds.save_as(tmp_path / name)
+    return tmp_path / name
+
+
+def test_dicom_rescale_slope_beyond_float32_is_read_as_float64_and_invalid_slopes_refused(tmp_path, capsys):
+    ref = pio.read_scan(_ct_small(tmp_path, "ref.dcm"))
+    big = pio.read_scan(_ct_small(tmp_path, "big.dcm", RescaleSlope=1e38))
+    assert big.data.dtype == np.float64 and np.isfinite(big.data).all()
+    raw = (ref.data.astype(np.float64) + 1024)  # CT_small: slope 1, intercept -1024
+    np.testing.assert_allclose(big.data, raw * 1e38 - 1024, rtol=1e-12)
+    assert pio.read_scan(_ct_small(tmp_path, "small.dcm", RescaleSlope=2)).data.dtype == np.float32
+    assert main(["denoise", str(tmp_path / "big.dcm"), "-o", str(tmp_path / "o.npy"), "--num-iter", "1"]) == 0
+    assert np.isfinite(np.load(tmp_path / "o.npy")).all()
+    capsys.readouterr()
+    for name, value in (("nan.dcm", "NaN"), ("zero.dcm", 0), ("inf.dcm", "inf")):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # pydicom warns that NaN/inf are no valid DS, and writes them
+            _ct_small(tmp_path, name, RescaleSlope=value)
+    for name in ("nan.dcm", "zero.dcm", "inf.dcm"):
+        with pytest.raises(pio.ScanIOError, match=rf"{name}: its RescaleSlope \(.*\) is not a finite non-zero"):
+            pio.read_scan(tmp_path / name)
+    assert main(["denoise", str(tmp_path / "zero.dcm"), "-o", str(tmp_path / "z.npy")]) == 2
+    assert "zero.dcm: its RescaleSlope (0" in capsys.readouterr().err
+
+
+def test_dicom_zero_pixel_spacing_is_unknown_with_a_note_and_writes_nifti(tmp_path, capsys):
+    pytest.importorskip("nibabel")
+    scan = pio.read_scan(_ct_small(tmp_path, "ps0.dcm", PixelSpacing=[0, 0]))
+    assert scan.spacing is None and "ps0.dcm" in scan.notes[-1] and "PixelSpacing" in scan.notes[-1]
+    assert scan.meta["affine"] is None
+    assert main(["denoise", str(tmp_path / "ps0.dcm"), "-o", str(tmp_path / "x.nii"), "--num-iter", "1"]) == 0
+    assert "note: ps0.dcm: the voxel spacing (0, 0)" in capsys.readouterr().out
+    assert pio.read_scan(tmp_path / "x.nii").data.shape == (128, 128)
+
+
+def test_npz_spacing_of_the_wrong_length_is_the_file_s_not_the_flag_s(tmp_path, capsys):
+    img = np.random.default_rng(3).random((16, 16))
+    for k, sp in enumerate(([1.0, 2.0, 3.0], np.ones((2, 2)))):
+        np.savez(tmp_path / f"s{k}.npz", image=img, spacing=np.asarray(sp))
+        scan = pio.read_scan(tmp_path / f"s{k}.npz")
+        assert scan.spacing is None and f"s{k}.npz" in scan.notes[0] and "array 'spacing'" in scan.notes[0]
+        assert "for 2 spatial axes" in scan.notes[0]
+        assert main(["denoise", str(tmp_path / f"s{k}.npz"), "-o", str(tmp_path / "o.npy"), "--num-iter", "1",
+                     "--force"]) == 0
+        cap = capsys.readouterr()
+        assert f"note: s{k}.npz: the voxel spacing" in cap.out and "--spacing" not in cap.out + cap.err
+
+
+@pytest.mark.parametrize("value, match", [
+    (-1, r"channel_axis -1 on a 2-D image of shape \(16, 16\) is ambiguous"),
+    (2.5, r"channel_axis \(2.5, float64\) is not an integer scalar"),
+    ([0, 2], r"channel_axis \(\[0, 2\], int64\) is not an integer scalar"),
+    ("x", r"channel_axis \('x', <U1\) is not an integer scalar"),
+    (np.nan, r"channel_axis \(nan, float64\) is not an integer scalar"),
+    (True, r"channel_axis \(True, bool\) is not an integer scalar"),
+])
+def test_npz_channel_axis_must_be_an_integer_naming_an_axis(tmp_path, capsys, value, match):
+    np.savez(tmp_path / "c.npz", image=np.random.default_rng(4).random((16, 16)), channel_axis=np.asarray(value))
+    with pytest.raises(pio.ScanIOError, match="c.npz: its " + match):
+        pio.read_scan(tmp_path / "c.npz")
+    assert main(["denoise", str(tmp_path / "c.npz"), "-o", str(tmp_path / "o.npy")]) == 2
+    err = capsys.readouterr().err
+    assert "c.npz: its channel_axis" in err and len(err.strip().splitlines()) == 1
+
+
+def test_npz_channel_axis_accepted_where_it_is_clear(tmp_path):
+    rng = np.random.default_rng(5)
+    np.savez(tmp_path / "a.npz", image=rng.random((16, 3)), channel_axis=np.asarray(-1))  # 1-D RGB signal
+    assert pio.read_scan(tmp_path / "a.npz").channel_axis == -1
+    np.savez(tmp_path / "b.npz", image=rng.random((16, 16)), channel_axis=np.asarray(1, np.uint8))
+    assert pio.read_scan(tmp_path / "b.npz").channel_axis == 1
+    pio.write_scan(tmp_path / "c.npz", rng.random((8, 8, 3)), channel_axis=-1)
+    assert pio.read_scan(tmp_path / "c.npz").channel_axis == -1
+
+
+def test_tiff_pages_of_different_shapes_are_refused(tmp_path):
+    tifffile = pytest.importorskip("tifffile")
+    with tifffile.TiffWriter(tmp_path / "m.tif") as w:
+        w.write(np.zeros((16, 16), np.uint8))
+        w.write(np.zeros((8, 8), np.uint8))
+    with pytest.raises(pio.ScanIOError, match=r"m.tif: holds 2 images of different shapes \(\(16, 16\), \(8, 8\)\)"):
+        pio.read_scan(tmp_path / "m.tif")
+    with tifffile.TiffWriter(tmp_path / "s.tif") as w:  # equal plain pages: one stack, as before
+        for _ in range(3):
+            w.write(np.zeros((8, 8), np.uint8), metadata=None)
+    assert pio.read_scan(tmp_path / "s.tif").data.shape == (3, 8, 8)
+    with tifffile.TiffWriter(tmp_path / "d.tif") as w:  # each page described as its own image
+        for _ in range(2):
+            w.write(np.zeros((8, 8), np.uint8), contiguous=False)
+    with pytest.raises(pio.ScanIOError, match=r"d.tif: holds 2 separate images \(\(8, 8\), \(8, 8\)\)"):
+        pio.read_scan(tmp_path / "d.tif")
+
+
+def test_ome_tiff_physical_sizes_are_read_in_mm(tmp_path):
+    tifffile = pytest.importorskip("tifffile")
+    meta = {"axes": "ZYX", "PhysicalSizeX": 0.5, "PhysicalSizeXUnit": "\u00b5m", "PhysicalSizeY": 0.25,
+            "PhysicalSizeZ": 2.0, "PhysicalSizeZUnit": "nm"}  # Y without a unit: OME's default, µm
+    tifffile.imwrite(tmp_path / "o.ome.tif", np.zeros((4, 16, 16), np.uint16), ome=True, metadata=meta)
+    assert pio.read_scan(tmp_path / "o.ome.tif").spacing == pytest.approx((2e-6, 2.5e-4, 5e-4), rel=1e-12)
+    meta2 = {"axes": "YX", "PhysicalSizeX": 3.0, "PhysicalSizeXUnit": "mm", "PhysicalSizeY": 1.5,
+             "PhysicalSizeYUnit": "mm"}
+    tifffile.imwrite(tmp_path / "t.ome.tif", np.zeros((16, 16), np.uint16), ome=True, metadata=meta2)
+    assert pio.read_scan(tmp_path / "t.ome.tif").spacing == pytest.approx((1.5, 3.0))
+
+
+def test_tiff_zero_resolution_is_noted(tmp_path, capsys):
+    tifffile = pytest.importorskip("tifffile")
+    tifffile.imwrite(tmp_path / "r0.tif", np.random.default_rng(6).random((16, 16)).astype(np.float32),
+                     resolution=(0, 1))
+    scan = pio.read_scan(tmp_path / "r0.tif")
+    assert scan.spacing is None and "r0.tif" in scan.notes[0] and "XResolution" in scan.notes[0]
+    assert main(["denoise", str(tmp_path / "r0.tif"), "-o", str(tmp_path / "o.npy"), "--num-iter", "1"]) == 0
+    assert "note: r0.tif: the voxel spacing" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("boundary", ["neumann", "periodic", "dirichlet"])
+def test_tensor_diffusion_with_a_huge_sigma_or_rho_is_the_fully_smoothed_result(boundary):
+    import pdediff
+
+    a = np.random.default_rng(10).random((24, 24))
+    for name, kind in (("sigma", "eed"), ("rho", "ced")):
+        # a fixed kappa: "auto" would be estimated from the (vanishing) gradient of the smoothed image
+        kw = dict(boundary=boundary, num_iter=2, kind=kind, kappa=0.1)
+        huge = pdediff.tensor_diffusion(a, **kw, **{name: 1e300})
+        # 90 cells (below the spectral switch at 4 x 24): the sampled kernel path, already at its limit
+        ref = pdediff.tensor_diffusion(a, **kw, **{name: 90.0})
+        unsmoothed = pdediff.tensor_diffusion(a, **kw, **{name: 0.0})
+        assert np.isfinite(huge).all()
+        # the smoothed field is flat to rounding in both: its near-degenerate tensor directions differ by ~1e-5
+        tol = 1e-4 if boundary != "dirichlet" else 0.05  # zero padding vs Dirichlet heat: both tend to 0
+        np.testing.assert_allclose(huge, ref, atol=tol)
+        assert np.max(np.abs(huge - unsmoothed)) > 0.1  # the check can tell a smoothed field from none
+
+
+def test_cli_huge_sigma_or_rho_is_no_numpy_message(tmp_path, capsys):
+    np.save(tmp_path / "a.npy", np.random.default_rng(11).random((24, 24)))
+    for flag in ("--sigma", "--rho"):
+        rc = main(["denoise", str(tmp_path / "a.npy"), "-o", str(tmp_path / "o.npy"), "--method", "ced",
+                   flag, "1e300", "--num-iter", "2", "--force"])
+        cap = capsys.readouterr()
+        assert rc == 0, cap.err
+        assert "Maximum allowed size" not in cap.err and np.isfinite(np.load(tmp_path / "o.npy")).all()
+
+
+def test_wording_round_2(tmp_path, capsys):
+    import pdediff
+
+    src = _ct_small(tmp_path, "ct.dcm")
+    assert main(["denoise", str(src), "-o", str(tmp_path / "x.dcm"), "--rescale", "--num-iter", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "-> -32768..32767 (int16)" in out
+    back = pio.read_scan(tmp_path / "x.dcm")
+    assert back.stored_dtype == np.int16 and back.data.min() == -32768 and back.data.max() == 32767
+    img = (np.random.default_rng(12).random((16, 16)) * 200).astype(np.uint8)
+    pio.write_scan(tmp_path / "cam.png", img)
+    pio.write_scan(tmp_path / "m.png", (img > 150).astype(np.uint8))
+    base = ["inpaint", str(tmp_path / "cam.png"), "--mask", str(tmp_path / "m.png"), "-o", str(tmp_path / "o.png")]
+    assert main(base + ["--seed", "1"]) == 2
+    assert "--seed does not apply to --method" in capsys.readouterr().err
+    assert main(base + ["--seed", "1", "--threads", "1"]) == 2
+    assert "--threads, --seed do not apply to --method" in capsys.readouterr().err
+    with pytest.raises(pdediff.ParameterError, match=r"spacing must be a positive number; got \[1, 2\]"):
+        pdediff.perona_malik(np.ones(8), spacing=[1, 2])

@@ -525,6 +525,8 @@ def _structure_tensor(v: np.ndarray, h: tuple[float, ...], rho: float, boundary:
     (K.structure2 if ndim == 2 else K.structure3)(v, *h, BC_CODE[boundary], f)
     if rho > 0:
         pix = tuple(rho / x for x in h)
+        if _beyond_kernels(pix, f.shape[1:]):
+            return _heat_smoothed(f, rho, h, boundary)
         for c in range(f.shape[0]):
             f[c] = gaussian_filter(f[c], pix, mode=_MODES[boundary], cval=0.0)
     return f
@@ -558,6 +560,22 @@ class _Setup:
     dt: float
 
 
+def _beyond_kernels(pix: tuple[float, ...], shape: tuple[int, ...]) -> bool:
+    """Whether a Gaussian of ``pix`` cells per axis reaches far beyond the grid (std over 4 times its longest
+    axis): a sampled kernel would be huge (``sigma`` 1e300 cannot even be allocated) and pointless."""
+    return max(pix) > 4.0 * max(shape)
+
+
+def _heat_smoothed(u: np.ndarray, sigma: float, h: tuple[float, ...], boundary: str) -> np.ndarray:
+    """``(C, *spatial)`` ``u`` smoothed by the exact Gaussian of std ``sigma`` written as heat flow for
+    ``t = sigma^2 / 2`` on the grid's boundary (spectral, any ``sigma``: beyond the grid's extent every
+    non-constant mode has decayed, so a huge ``sigma`` gives the mean, or 0 under Dirichlet)."""
+    from ..heat import SpectralHeatSolver
+
+    solver = SpectralHeatSolver(u.shape[1:], u.dtype, spacing=h, boundary=boundary)
+    return solver.evolve(u, min(sigma / 2.0 * sigma, 1e300))
+
+
 def _smoothed(u: np.ndarray, sigma: float, h: tuple[float, ...], boundary: str,
               out: np.ndarray | None = None) -> np.ndarray:
     """``u`` (C, *spatial) smoothed per channel by a Gaussian of std ``sigma`` (physical units) with the
@@ -566,6 +584,8 @@ def _smoothed(u: np.ndarray, sigma: float, h: tuple[float, ...], boundary: str,
     if sigma == 0:
         return u
     pix = tuple(sigma / x for x in h)
+    if _beyond_kernels(pix, u.shape[1:]):
+        return _heat_smoothed(u, sigma, h, boundary)
     if boundary == "neumann":  # the compiled, threaded equal of SciPy's mode="reflect"
         return backend_for(u).gaussian_filter(u, pix, out=out)
     return np.stack([gaussian_filter(u[c], pix, mode=_MODES[boundary], cval=0.0) for c in range(u.shape[0])])

@@ -80,6 +80,8 @@ def _plan_dtype(args, stored: np.dtype, dst: Path, fmt: str, shape, channel_axis
                     "range onto uint8; --dtype uint16 --rescale for 16 bits), or write .tif/.npy/.nii to keep floats"
                 )
             target = np.dtype(np.uint8) if stored.kind == "f" or args.rescale else native
+        elif args.rescale and fmt == "dicom":  # DICOM stores integers: the input's own, else int16
+            target = native if native.kind in "iu" else np.dtype(np.int16)
         elif stored.kind == "f":
             target = native if native.itemsize >= 4 else np.dtype(np.float32)
         else:
@@ -133,6 +135,20 @@ def _check_range_fits(data: np.ndarray, target: np.dtype, rescale: bool) -> None
     if lo < info.min or hi > info.max:
         raise CLIError(f"INPUT spans {lo:.6g}..{hi:.6g}, outside {target}'s range {info.min}..{info.max}; "
                        "pass --rescale or choose a wider or float --dtype")
+
+
+def _check_float32_scaling(data: np.ndarray, target: np.dtype) -> None:
+    """Refuse, before computing, an integer NIfTI output whose values no finite ``scl_slope``/``scl_inter``
+    can reach: the header stores them as float32, so values beyond float32's range (an int16 input with
+    ``scl_slope`` 1e38) cannot be written as integers at all."""
+    if data.size == 0:
+        return
+    amax = max(abs(float(np.nanmax(data))), abs(float(np.nanmin(data))))
+    fmax = float(np.finfo(np.float32).max)
+    if math.isfinite(amax) and amax > fmax:
+        raise CLIError(f"INPUT values reach {amax:.4g}, beyond float32's range ({fmax:.4g}): NIfTI cannot store "
+                       f"them as {target} (its scl_slope/scl_inter are float32 and would be infinite); pass "
+                       "--rescale or choose --dtype float64")
 
 
 #: Arrays of the input's size (in the computing float type) that denoising holds at its peak: the
@@ -302,6 +318,8 @@ def open_job(args, *, verb: str, max_principle: bool) -> ImageJob:
     scaled_store = target.kind in "iu" and not args.rescale and get_format(out_fmt).scaled
     if not scaled_store and max_principle:
         _check_range_fits(data, target, args.rescale)
+    if scaled_store and out_fmt == "nifti":
+        _check_float32_scaling(data, target)
     alpha = bool(scan.alpha and ch is not None and data.shape[ch] in (2, 4))
     return ImageJob(src, dst, out_fmt, dst_is_dir, pv, scan, data, stored, ch, note, alpha, target, scaled_store,
                     args.force)

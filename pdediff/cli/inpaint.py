@@ -167,7 +167,8 @@ def _check_options(args: argparse.Namespace) -> None:
     for opts, ok in ((pm_only, args.method == "perona_malik"), (learned_only, learned)):
         given = [k for k, v in opts.items() if v]
         if given and not ok:
-            raise CLIError(f"{', '.join(given)} do(es) not apply to --method {args.method}")
+            raise CLIError(f"{', '.join(given)} {'does' if len(given) == 1 else 'do'} not apply to --method "
+                           f"{args.method}")
     if args.num_iter is not None and args.method != "perona_malik":
         raise CLIError(f"--num-iter applies to --method perona_malik (got --method {args.method})")
     if args.num_iter is not None and args.num_iter < 1:

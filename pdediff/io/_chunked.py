@@ -19,7 +19,7 @@ import numpy as np
 from ._atomic import DestinationExistsError, atomic_path, follow_link, special_file_error, special_kind
 from ._base import Scan, ScanIOError, _one_line
 from ._format import get_format, registered_formats
-from ._scan import _check_scan_fields, check_writable, format_of, replace_problem
+from ._scan import _check_scan_fields, check_readable_kind, check_writable, format_of, replace_problem
 
 __all__ = ["open_chunked", "write_chunked"]
 
@@ -68,6 +68,7 @@ def open_chunked(path: str | os.PathLike, chunks: int | tuple[int, ...] | None =
                           "file (convert it, or process it in memory without --chunks)")
     if not p.exists():
         raise ScanIOError(f"{p}: no such file")
+    check_readable_kind(p, f)
     if isinstance(chunks, int):
         chunks = (chunks,) * 8
     try:

@@ -238,6 +238,7 @@ def read_scan(path: str | os.PathLike) -> Scan:
     fmt = f.name
     if not p.exists():
         raise ScanIOError(f"{p}: no such file or folder" if f.folders else f"{p}: no such file")
+    check_readable_kind(p, f)
     if p.is_file() and p.stat().st_size == 0:
         raise ScanIOError(f"{p}: file is empty")
     if f.read is None:
@@ -263,12 +264,29 @@ def read_scan(path: str | os.PathLike) -> Scan:
     return scan
 
 
+def check_readable_kind(p: Path, f: Format) -> None:
+    """Refuse an input that is neither a regular file nor (for folder formats) a folder, before opening it.
+
+    Opening a FIFO (named pipe) blocks until a writer appears, so a pipe given as an image would hang the
+    reader forever; character devices and sockets never hold an image either.  Raises :class:`ScanIOError`.
+    """
+    what = special_kind(p)
+    if what is not None:
+        allowed = "regular files or folders" if f.folders or f.directory else "regular files"
+        link = f" (a symbolic link to {os.path.realpath(p)})" if os.path.islink(p) else ""
+        raise ScanIOError(f"{p}{link} is {what}, not a regular file; pdediff reads {f.label} from {allowed} only "
+                          "(copy the data to a file first)")
+    if not (f.folders or f.directory) and p.is_dir():  # Zarr stores and DICOM series are folders
+        raise ScanIOError(f"{p} is a folder, not a {f.label} file")
+
+
 def _check_scan_fields(p: Path, scan: Scan, f: Format) -> None:
     """What a file says about its own layout, checked as the flags that say the same are.
 
     A ``channel_axis`` out of range for the array refuses the file (:class:`ScanIOError` naming it).  A voxel
     spacing that is not positive and finite (``pixdim`` 0, a NaN in an ``.npz``'s ``spacing``, an ImageJ
-    ``spacing=0``) is ignored, as a DICOM series without one: ``scan.spacing`` becomes ``None`` and a note,
+    ``spacing=0``), or with more or fewer values than the image has spatial axes, is ignored, as a DICOM
+    series without one: ``scan.spacing`` becomes ``None`` and a note,
     naming the file and its field, says so (the command line prints it and assumes spacing 1).
     """
     ndim = len(scan.data.shape)
@@ -277,11 +295,20 @@ def _check_scan_fields(p: Path, scan: Scan, f: Format) -> None:
         raise ScanIOError(f"{p}: its channel_axis {ch} is out of range for its image of shape "
                           f"{tuple(scan.data.shape)} (allowed: {-ndim}..{ndim - 1})")
     sp = scan.spacing
+    spatial = ndim - (ch is not None)
     if sp is not None and not all(np.isfinite(v) and v > 0 for v in sp):
         values = ", ".join(f"{v:g}" for v in sp)
         scan.spacing = None
         scan.notes.append(f"{p.name}: the voxel spacing ({values}) from its {f.spacing_field} is not positive and "
                           "finite: ignored, so the spacing is unknown (not set; the command line assumes 1)")
+    elif sp is not None and len(sp) != spatial:
+        values = ", ".join(f"{v:g}" for v in sp)
+        scan.spacing = None
+        n_values = f"{len(sp)} value{'s' if len(sp) != 1 else ''}"
+        axes = f"{spatial} spatial ax{'es' if spatial != 1 else 'is'}"
+        scan.notes.append(f"{p.name}: the voxel spacing ({values}) from its {f.spacing_field} has {n_values} for "
+                          f"{axes} (shape {tuple(scan.data.shape)}): ignored, so the spacing is unknown (not set; "
+                          "the command line assumes 1)")
 
 
 # ---------------------------------------------------------------------------- write

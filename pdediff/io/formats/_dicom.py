@@ -194,11 +194,25 @@ class _Frame:
         self.pixel_spacing, self.slope, self.inter, self.number = pixel_spacing, slope, inter, number
 
 
-def _rescale(item) -> tuple[float, float]:
-    slope = _floats(item.get("RescaleSlope"), 1) if item is not None else None
-    inter = _floats(item.get("RescaleIntercept"), 1) if item is not None else None
-    s = slope[0] if slope else 1.0
-    return (s if s != 0 else 1.0), (inter[0] if inter else 0.0)
+def _rescale(item, label: str) -> tuple[float, float]:
+    """``RescaleSlope``/``RescaleIntercept`` (1 and 0 when absent).
+
+    A slope that is present but 0, NaN, infinite or not a number (or such an intercept) is refused with
+    :class:`ScanIOError` naming ``label`` and the tag: reading it as 1 would silently change every value.
+    """
+    out = []
+    for tag, default in (("RescaleSlope", 1.0), ("RescaleIntercept", 0.0)):
+        value = item.get(tag) if item is not None else None
+        if value is None or value == "":
+            out.append(default)
+            continue
+        v = _floats(value, 1)
+        if v is None or (tag == "RescaleSlope" and v[0] == 0):
+            kind = "finite non-zero" if tag == "RescaleSlope" else "finite"
+            raise ScanIOError(f"{label}: its {tag} ({value}) is not a {kind} number: its values cannot be read "
+                              "(fix or remove the tag)")
+        out.append(v[0])
+    return out[0], out[1]
 
 
 def _frames_of(ds, ds_index: int, label: str) -> list[_Frame]:
@@ -210,7 +224,7 @@ def _frames_of(ds, ds_index: int, label: str) -> list[_Frame]:
     number = ds.get("InstanceNumber")
     number = int(number) if number not in (None, "") else None
     if n == 1 and "PerFrameFunctionalGroupsSequence" not in ds:
-        slope, inter = _rescale(ds)
+        slope, inter = _rescale(ds, label)
         return [_Frame(label, ds_index, 0, ipp, iop, ps, slope, inter, number)]
     frames = []
     offsets = _floats(ds.get("GridFrameOffsetVector"))
@@ -234,7 +248,7 @@ def _frames_of(ds, ds_index: int, label: str) -> list[_Frame]:
             f_iop = _floats(ori.get("ImageOrientationPatient"), 6)
         if pm is not None:
             f_ps = _floats(pm.get("PixelSpacing"), 2) or f_ps
-        slope, inter = _rescale(pv if pv is not None else ds)
+        slope, inter = _rescale(pv if pv is not None else ds, f"{label} frame {k + 1}")
         frames.append(_Frame(f"{label} frame {k + 1}", ds_index, k, f_ipp, f_iop, f_ps, slope, inter, k))
     return frames
 
@@ -392,21 +406,30 @@ def _read_sets(where: Path, sets: list, labels: list[str], files: list[Path]) ->
     _, rows, cols, samples, _ = _pixel_claims(files[0], ds0)
     colour = samples > 1 or str(ds0.get("PhotometricInterpretation", "")).upper() == "PALETTE COLOR"
     thick, thick_tag = None, None
+    notes: list[str] = []
+    bad_thick = []
     for tag in ("SpacingBetweenSlices", "SliceThickness"):
-        value = _floats(ds0.get(tag), 1)
+        raw = ds0.get(tag)
+        value = _floats(raw, 1)
         if value and value[0] > 0:
             thick, thick_tag = value[0], tag
             break
+        if raw not in (None, ""):
+            bad_thick.append(f"{tag} {raw}")
+    # PixelSpacing 0 or negative: no geometry from it (an affine with a zero column cannot be written); the
+    # spacing goes to the central check (read_scan), which ignores it with a note naming the field
+    ps_raw = frames[0].pixel_spacing
+    bad_ps = ps_raw is not None and not all(v > 0 for v in ps_raw)
     order, dz, step, iop = _order(where, frames, thick)
-    notes = []
     if len(frames) > 1 and all(f.ipp is None or f.iop is None for f in frames):
         how = "in file order" if len(sets) == 1 else "by InstanceNumber"
         what = "the slices have no ImagePositionPatient/ImageOrientationPatient"
         if dz is not None:
             notes.append(f"{what}: ordered {how}, slice spacing {dz:g} mm from {thick_tag}")
         else:
-            notes.append(f"{what}: ordered {how}; no SpacingBetweenSlices or SliceThickness either, so the voxel "
-                         "spacing is unknown (not set)")
+            bad = f" ({', '.join(bad_thick)}: not positive and finite, ignored)" if bad_thick else ""
+            notes.append(f"{what}: ordered {how}; no valid SpacingBetweenSlices or SliceThickness either{bad}, so "
+                         "the voxel spacing is unknown (not set)")
     spacings = {tuple(np.round(f.pixel_spacing, 6)) for f in frames if f.pixel_spacing is not None}
     if len(spacings) > 1:
         raise ScanIOError(f"{where}: mixes pixel spacings {sorted(spacings)[:2]}; put one series per folder")
@@ -414,6 +437,12 @@ def _read_sets(where: Path, sets: list, labels: list[str], files: list[Path]) ->
     stored = np.result_type(*[_stored_dtype_of(d) for d in sets])
     scaled = not colour and any(f.slope != 1 or f.inter != 0 for f in frames)
     out_dtype = np.dtype(np.float32 if stored.itemsize <= 2 else np.float64) if scaled else None
+    if scaled and out_dtype.itemsize < 8 and stored.kind in "iu":
+        # float64 where the rescaled values may exceed float32 (RescaleSlope 1e38 would make them inf)
+        info = np.iinfo(stored)
+        reach = max(abs(f.slope) * max(abs(int(info.min)), int(info.max)) + abs(f.inter) for f in frames)
+        if reach > float(np.finfo(np.float32).max):
+            out_dtype = np.dtype(np.float64)
     n = len(frames)
     shape = (n, rows, cols) + ((3,) if colour else ())
     # the output, plus one file's raw bytes and decoded frames at a time
@@ -447,7 +476,7 @@ def _read_sets(where: Path, sets: list, labels: list[str], files: list[Path]) ->
     sorted_frames = [frames[i] for i in order]
     affine = None
     positions = None
-    if iop is not None and ps is not None:
+    if iop is not None and ps is not None and not bad_ps:
         row, col = iop[:3], iop[3:]
         dy, dx = ps
         lps = np.eye(4)

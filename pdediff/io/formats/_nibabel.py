@@ -8,6 +8,7 @@ constant memory) and against the memory available.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 from pathlib import Path
 
@@ -217,10 +218,13 @@ def _save(img, p) -> None:
     file_map = img.make_file_map()
     if set(file_map) != {"image"}:
         raise ValueError(f"{p}: {type(img).__name__} is not a single-file image")
-    opener = gzip.GzipFile(p, "wb", compresslevel=1) if _compressed(Path(p)) else open(p, "wb")
-    with opener as f:
-        file_map["image"] = nib.FileHolder(filename=str(p), fileobj=f)
-        img.to_file_map(file_map)
+    with open(p, "wb") as raw:
+        # no file name in the gzip header: ``p`` is a temporary name (the final one is given only on rename)
+        opener = gzip.GzipFile(filename="", mode="wb", compresslevel=1, fileobj=raw) if _compressed(Path(p)) \
+            else contextlib.nullcontext(raw)
+        with opener as f:
+            file_map["image"] = nib.FileHolder(filename=str(p), fileobj=f)
+            img.to_file_map(file_map)
 
 
 def write_nifti(p, data, like, spacing, ch, *, stored_dtype=None):
@@ -245,7 +249,14 @@ def write_nifti(p, data, like, spacing, ch, *, stored_dtype=None):
         code = "scanner" if like is not None and like.format == "dicom" else "aligned"
         img.set_sform(affine, code=code)
         img.set_qform(affine, code=code)
-    _save(img, p)
+    from nibabel.arraywriters import ScalingError
+
+    try:
+        _save(img, p)
+    except ScalingError:
+        big = max(abs(float(np.nanmax(data))), abs(float(np.nanmin(data)))) if data.size else 0.0
+        raise ScanIOError(f"values reaching {big:.4g} cannot be stored as {target} NIfTI (its float32 "
+                          "scl_slope/scl_inter would not be finite): rescale them or store float64") from None
 
 
 def write_mgh(p, data, like, spacing, ch, *, stored_dtype=None):

@@ -68,10 +68,43 @@ def read_npz(p: Path) -> Scan:
             with zf.open(info) as f:
                 arrays[name] = np.lib.format.read_array(f, allow_pickle=False)
     data = arrays[key]
-    spacing = tuple(float(s) for s in np.ravel(arrays["spacing"])) if "spacing" in arrays else None
-    ch = int(arrays["channel_axis"]) if "channel_axis" in arrays else None
+    spacing = None
+    if "spacing" in arrays:
+        sp = arrays["spacing"]
+        if sp.dtype.kind not in "biuf":
+            raise ScanIOError(f"{p}: its array 'spacing' holds {sp.dtype} values; expected numbers (one per "
+                              "spatial axis)")
+        # the central check ignores a spacing whose length is not the number of spatial axes (a (2, 2) array
+        # gives 4 values), with a note naming the file and the field
+        spacing = tuple(float(s) for s in np.ravel(sp))
+    ch = _channel_axis(p, arrays["channel_axis"], data.shape) if "channel_axis" in arrays else None
     alpha = bool(arrays["alpha"]) if "alpha" in arrays else False
     return Scan(data, spacing=spacing, channel_axis=ch, alpha=alpha, meta={"key": key})
+
+
+def _channel_axis(p: Path, value: np.ndarray, shape: tuple[int, ...]) -> int:
+    """An ``.npz``'s ``channel_axis``: an integer scalar naming an axis of ``shape`` that leaves 1 to 3 spatial
+    axes; a negative one on a 2-D image is taken only when the last axis has 3 or 4 values (RGB/RGBA): a 2-D
+    grey image with ``channel_axis=-1`` would become a 1-D signal of many channels.  Anything else is refused
+    with :class:`ScanIOError` naming the file and the field."""
+    ndim = len(shape)
+    where = f"{p}: its channel_axis"
+    if value.ndim != 0 or value.dtype.kind not in "iu":
+        shown = value.tolist() if value.size <= 4 else f"an array of shape {value.shape}"
+        raise ScanIOError(f"{where} ({shown!r}, {value.dtype}) is not an integer scalar; expected one axis "
+                          f"number in {-ndim}..{ndim - 1}")
+    ch = int(value)
+    if not -ndim <= ch < ndim:
+        raise ScanIOError(f"{where} {ch} is out of range for its image of shape {tuple(shape)} "
+                          f"(allowed: {-ndim}..{ndim - 1})")
+    if not 1 <= ndim - 1 <= 3:
+        raise ScanIOError(f"{where} {ch} leaves {ndim - 1} spatial axes of its image of shape {tuple(shape)}; "
+                          "expected 1 to 3")
+    if ch < 0 and ndim == 2 and shape[-1] not in (3, 4):
+        raise ScanIOError(f"{where} {ch} on a 2-D image of shape {tuple(shape)} is ambiguous (a 1-D signal with "
+                          f"{shape[ch]} channels, or a grey image?); save channel_axis={ch % ndim} for the former, "
+                          "or no channel_axis for a grey image")
+    return ch
 
 
 class _Stream:

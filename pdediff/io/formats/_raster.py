@@ -106,17 +106,55 @@ def write_image(p, data, like, spacing, ch, *, fmt: str | None = None):
 
 # ----------------------------------------------------------------------------- TIFF
 def _resolution(tag) -> float | None:
+    """Pixels per unit from a resolution tag; ``None`` without the tag, NaN when it is 0, negative or
+    malformed (the spacing then goes to read_scan's check, which ignores it with a note naming the field)."""
+    if tag is None:
+        return None
     try:
         num, den = tag.value
         value = float(num) / float(den)
     except (TypeError, ValueError, ZeroDivisionError, AttributeError):
+        return float("nan")
+    return value if np.isfinite(value) and value > 0 else float("nan")
+
+
+def _ome_spacing(tf, spatial: int, tf_unit: list) -> tuple[float, ...] | None:
+    """OME-TIFF ``Pixels`` ``PhysicalSizeZ/Y/X`` (with ``PhysicalSize*Unit``, µm when absent) in mm for the
+    first image; ``None`` if the file is not OME or states no size for an axis pdediff reads."""
+    if not getattr(tf, "is_ome", False) or not tf.ome_metadata or spatial not in (2, 3):
         return None
-    return value if np.isfinite(value) and value > 0 else None
+    import xml.etree.ElementTree as ET
+
+    try:
+        root = ET.fromstring(tf.ome_metadata)
+    except ET.ParseError:
+        return None
+    pixels = next((e for e in root.iter() if e.tag.rsplit("}", 1)[-1] == "Pixels"), None)
+    if pixels is None:
+        return None
+    out, units = [], set()
+    for axis in "ZYX"[3 - spatial:]:
+        size = pixels.get(f"PhysicalSize{axis}")
+        unit = pixels.get(f"PhysicalSize{axis}Unit", "\u00b5m")
+        scale = _UNITS_MM.get(unit, _UNITS_MM.get(unit.lower()))
+        if size is None or scale is None:
+            return None
+        try:
+            out.append(float(size) * scale)
+        except ValueError:
+            out.append(float("nan"))  # read_scan ignores it with a note naming the field
+        units.add(unit)
+    if len(units) == 1:
+        tf_unit[0] = units.pop()  # written back in the file's own unit
+    return tuple(out)
 
 
 def _tiff_spacing(tf, page, spatial: int, tf_unit: list) -> tuple[tuple[float, ...] | None, str | None]:
     """Voxel spacing and its unit ("mm", or the file's unit if unknown) from resolution tags/ImageJ/JSON;
     ``tf_unit[0]`` is set to the ImageJ length unit the file states (e.g. ``"micron"``), if pdediff knows it."""
+    ome = _ome_spacing(tf, spatial, tf_unit)
+    if ome is not None:
+        return ome, "mm"
     ij = tf.imagej_metadata if tf.is_imagej else None
     shaped = tf.shaped_metadata[0] if tf.is_shaped and tf.shaped_metadata else None
     tags = page.tags
@@ -148,7 +186,7 @@ def _tiff_spacing(tf, page, spatial: int, tf_unit: list) -> tuple[tuple[float, .
         return None, None
     if ru == 1 and not ij_unit and xres == 1 and yres == 1 and dz is None:
         return None, None  # tifffile's default tags: no spacing recorded
-    dy, dx = factor / yres, factor / xres
+    dy, dx = (factor / r if r > 0 else float("nan") for r in (yres, xres))
     if spatial == 2:
         return (dy, dx), unit
     if spatial == 3:
@@ -224,6 +262,15 @@ def read_tiff(p: Path) -> Scan:
             raise ScanIOError(f"{p}: cannot read as tiff (no image found: corrupt?)")
         series = tf.series[0]
         page = series.keyframe
+        others = [s for s in tf.series[1:] if not getattr(s.keyframe, "is_reduced", False)]
+        if others:  # pages of different shapes (or separately described images): tifffile makes each a
+            # series, and reading the first silently dropped the rest
+            shapes = [tuple(int(n) for n in s.shape) for s in [series, *others]]
+            what = "images of different shapes" if len(set(shapes)) > 1 else "separate images"
+            more = f" and {len(shapes) - 4} more" if len(shapes) > 4 else ""
+            raise ScanIOError(f"{p}: holds {len(shapes)} {what} ({', '.join(map(str, shapes[:4]))}{more}); "
+                              "pdediff reads one image or one stack of equal pages: save each image as its own "
+                              "file")
         _check_image_count(p, tf, series)
         if broken:  # pages of a plain multi-page TIFF missing: nothing else says how many there were
             raise ScanIOError(f"{p}: {broken[0]} (the file holds {p.stat().st_size} bytes): truncated or corrupt")
@@ -364,5 +411,5 @@ FORMATS = (
            write=lambda p, d, like, sp, ch: write_image(p, d, like, sp, ch, fmt="jpeg"),
            check=lambda r: _check_image("jpeg", r)),
     Format("tiff", "TIFF", (".tif", ".tiff"), read=read_tiff, write=write_tiff, check=_check_tiff,
-           spacing_field="ImageJ/JSON 'spacing' or resolution tags"),
+           spacing_field="ImageJ/JSON 'spacing', OME PhysicalSize or XResolution/YResolution tags"),
 )
