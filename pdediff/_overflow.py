@@ -62,8 +62,8 @@ def check_unscaled(u: Any, scale: float, scheme: str) -> None:
 
     A scheme without a maximum principle (ADI's Douglas form, Crank–Nicolson) can overshoot its input (backward
     Euler ADI, 20 steps of ``dt = 10`` on random +-1 data in 2-D: up to 1.77 in float64 as in float32): on
-    values that close to the dtype's maximum the *exact* result of the scheme is not representable.  Clipping it would be silent, an ``inf`` would be worse: an :class:`OverflowError` names the
-    cause and the ways out.  Only called where ``scale < 1`` (values near the maximum), so it costs nothing
+    values that close to the dtype's maximum the *exact* result of the scheme is not representable.  Clipping
+    it would be silent, an ``inf`` would be worse: an :class:`OverflowError` names the cause and the ways out.  Only called where ``scale < 1`` (values near the maximum), so it costs nothing
     otherwise.  ``u``: the scaled result (NumPy or CuPy).
     """
     if scale >= 1.0 or u.size == 0:

@@ -56,11 +56,11 @@ EED_STEPS_PER_NOISE = 60.0
 #: grey range of values near float64's maximum overflow, and in float32 the structure tensor's squared gradients
 #: overflow from about 1e19 (at 1e36 EED differed from the unscaled result by 24 grey levels of 255).  Below it
 #: nothing is scaled, so results are unchanged.
-_BIG = {np.dtype(np.float64): 2.0**500, np.dtype(np.float32): 2.0**40}
+SCALED_ABOVE = {np.dtype(np.float64): 2.0**500, np.dtype(np.float32): 2.0**40}
 #: Below this ``max|u|`` (per dtype) ``u`` runs scaled *up* by a power of two: the grey-range factor
 #: ``255 / (max - min)`` and the squared gradients of values near the smallest normal number overflow or
 #: underflow (float64 data of 1e-300 raised OverflowError; CED on float32 data of 1e-37 was 57 % off).
-_SMALL = {np.dtype(np.float64): 2.0**-500, np.dtype(np.float32): 2.0**-40}
+SCALED_BELOW = {np.dtype(np.float64): 2.0**-500, np.dtype(np.float32): 2.0**-40}
 
 #: EED's default time step as a fraction of the stability limit ``dt_max``: ``0.8 dt_max``, 0.2 in 2-D for unit
 #: spacing.  A cell's ``-A_xx`` is its own weights (at most ``trace = sum_a 1/h_a^2``) plus half the weights its
@@ -344,7 +344,8 @@ def tensor_diffusion(
     big = 1.0
     if not lazy and u.size:
         amax = float(np.nanmax(np.abs(u))) if np.isfinite(u).any() else 0.0
-        if math.isfinite(amax) and (amax > _BIG.get(u.dtype, 2.0**40) or 0.0 < amax < _SMALL.get(u.dtype, 2.0**-40)):
+        above, below = SCALED_ABOVE.get(u.dtype, 2.0**40), SCALED_BELOW.get(u.dtype, 2.0**-40)
+        if math.isfinite(amax) and (amax > above or 0.0 < amax < below):
             big = intensity_scale(u, np)
             u *= u.dtype.type(big)
     with _named("spacing"):

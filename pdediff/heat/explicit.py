@@ -106,9 +106,11 @@ class ExplicitHeatSolver(_HeatSolverBase):
         the threads' share of the last-level cache, read at run time) -- several steps per pass over
         memory, bit for bit the same result as ``n`` single steps (:mod:`pdediff.kernels.cpu.blocked`);
         ``n = 1``, and the odd step of an odd count run unblocked, is written into ``u`` in one pass
-        (``heat_step_inplace``, :mod:`pdediff.kernels.cpu.inplace`), bit for bit the step into a copy.  Any finite ``u`` runs without overflow: values
-        near the dtype's maximum are scaled by a power of two and back (exact; where no scaling is needed
-        the computation is the unscaled one, bit for bit).
+        (``heat_step_inplace``, :mod:`pdediff.kernels.cpu.inplace`), bit for bit the step into a copy.
+        Any finite ``u`` runs without overflow: values near the dtype's maximum are scaled by a power of
+        two and back (exact; where no scaling is needed the computation is the unscaled one, bit for bit).
+        With ``n >= 2`` the check that decides it is made by the first step itself, taken out of place
+        (:meth:`~pdediff.kernels.cpu.backend.CPUBackend.heat_step_amax`): no pass of its own.
         """
         n, dt = self._step_args(u, n, dt)
         if n == 0:

@@ -185,15 +185,16 @@ class ImplicitHeatSolver(_HeatSolverBase):
         exceeds 1 once ``D`` varies strongly) and needs ``dt L u``, so larger steps
         run split, one 1-D step per axis (:meth:`_split_step`): stable for any
         ``dt``, accurate in float32, and with backward Euler within the data's range.
-        Values so large that the
-        intermediates could overflow (``max|u|`` times the scheme's growth within
-        ``2**8`` of the dtype's maximum) are scaled by a power of two first and back
-        after, which is exact: any finite ``u`` runs without overflow, and the
-        result is bit for bit that of the unscaled computation wherever that does
-        not overflow.  Where the scheme's own overshoot (it has no maximum principle: 1.77x the input's
-        maximum for 20 backward-Euler steps of ``dt = 10`` on random +-1 data) takes the exact result beyond the
-        dtype's maximum, :class:`OverflowError` is raised (``u`` is then left
-        scaled by a power of two) rather than an ``inf`` or a clipped value returned.  Values so small that the line solves at a huge ``dt`` would
+        Values so large that the intermediates could overflow (``max|u|`` times the
+        scheme's growth within ``2**8`` of the dtype's maximum) are scaled by a power
+        of two first and back after, which is exact: any finite ``u`` runs without
+        overflow, and the result is bit for bit that of the unscaled computation
+        wherever that does not overflow.  Where the scheme's own overshoot (it has no
+        maximum principle: 1.77x the input's maximum for 20 backward-Euler steps of
+        ``dt = 10`` on random +-1 data) takes the exact result beyond the dtype's
+        maximum, :class:`OverflowError` is raised (``u`` is then left scaled by a
+        power of two) rather than an ``inf`` or a clipped value returned.  Values so
+        small that the line solves at a huge ``dt`` would
         reach subnormal numbers are scaled up the same way (:meth:`value_scale`).
         """
         n, dt = self._step_args(u, n, dt)

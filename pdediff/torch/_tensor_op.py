@@ -150,16 +150,17 @@ def tensor_diffusion(
 
 def _power_of_two_scales(x: torch.Tensor) -> torch.Tensor | None:
     """Per image, the power of two that brings ``max|x|`` into [0.5, 1) where it lies beyond the thresholds of
-    :func:`pdediff.tensor_diffusion` (``_BIG``/``_SMALL`` per dtype), else 1; ``None`` when no image needs one."""
+    :func:`pdediff.tensor_diffusion` (``SCALED_ABOVE``/``SCALED_BELOW`` per dtype), else 1; ``None`` when no image
+    needs one."""
     from .._plan import scale_for
-    from ..anisotropic.tensor import _BIG, _SMALL
+    from ..anisotropic.tensor import SCALED_ABOVE, SCALED_BELOW
 
     if x.dtype not in (torch.float32, torch.float64) or x.numel() == 0:
         return None
     dt = np.dtype(np.float32 if x.dtype == torch.float32 else np.float64)
     amax = x.detach().abs().flatten(1).amax(1).double().cpu().numpy()
-    scales = [scale_for(float(a), dt) if math.isfinite(a) and (a > _BIG[dt] or 0.0 < a < _SMALL[dt]) else 1.0
-              for a in amax]
+    above, below = SCALED_ABOVE[dt], SCALED_BELOW[dt]
+    scales = [scale_for(float(a), dt) if math.isfinite(a) and (a > above or 0.0 < a < below) else 1.0 for a in amax]
     if all(v == 1.0 for v in scales):
         return None
     return torch.tensor(scales, dtype=x.dtype, device=x.device).view(-1, 1, 1, 1)

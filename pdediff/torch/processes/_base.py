@@ -105,7 +105,8 @@ def heat_levels(x0: torch.Tensor, blur_times: np.ndarray, timesteps: Any) -> tor
     """
     k = _as_timesteps(timesteps, x0.shape[0], CLEAN, len(blur_times) - 1)
     times = np.concatenate([[0.0], np.asarray(blur_times, dtype=np.float64)])[k.cpu().numpy() + 1]
-    return heat_blur(x0, torch.from_numpy(times), check_finite=False)  # per training batch: a check would cost a pass (and a GPU sync)
+    # per training batch: a finiteness check would cost a pass (and a GPU sync)
+    return heat_blur(x0, torch.from_numpy(times), check_finite=False)
 
 
 def _transition_levels(process: ForwardProcess, sample: Any, timestep: Any, next_timestep: Any) -> tuple[int, int]:
