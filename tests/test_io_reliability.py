@@ -883,3 +883,17 @@ def test_wording_round_2(tmp_path, capsys):
     assert "--threads, --seed do not apply to --method" in capsys.readouterr().err
     with pytest.raises(pdediff.ParameterError, match=r"spacing must be a positive number; got \[1, 2\]"):
         pdediff.perona_malik(np.ones(8), spacing=[1, 2])
+
+
+# ----------------------------------------------------------------------------- fresh-eyes round 3
+def test_an_empty_input_or_mask_path_names_no_file(tmp_path, capsys, monkeypatch):
+    """``pdediff denoise "" -o out`` read the current folder (Path("") is "."): inside a DICOM series folder it
+    "denoised ." silently; ``--mask ""`` likewise."""
+    monkeypatch.chdir(tmp_path)
+    np.save(tmp_path / "in.npy", np.ones((8, 8)))
+    for args in (["denoise", "", "-o", "out.npy"], ["denoise", "", "-o", "out.nii", "--chunks", "4"],
+                 ["inpaint", "in.npy", "--mask", "", "-o", "out.npy"]):
+        assert main(args) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "'' names no file (an empty path)" in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.npy"]

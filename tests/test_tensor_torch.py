@@ -73,3 +73,34 @@ def test_torch_operator_near_the_type_limits_is_exactly_equivariant():
     assert torch.isfinite(ttd(torch.rand(1, 1, 12, 12) * 3e38, num_iter=2)).all()
     for kappa in (1e-30, 1e30):  # the limits, not inf/NaN
         assert torch.isfinite(ttd(b, kappa=kappa, num_iter=2)).all()
+
+
+def test_torch_operator_refuses_non_finite_input_and_computes_half_in_float32():
+    """One NaN, or an all-inf input, raised "cannot convert float NaN to integer"; finite float16 data near its
+    maximum (60000) overflowed to the same message: refused by name, and half precision runs in float32."""
+    from pdediff import ParameterError
+    from pdediff.torch import tensor_diffusion as ttd
+
+    x = torch.rand(1, 1, 16, 16)
+    for bad in (x.clone().index_put_((torch.tensor([0]), torch.tensor([0]), torch.tensor([3]), torch.tensor([4])),
+                                     torch.tensor(float("nan"))), torch.full_like(x, float("inf"))):
+        with pytest.raises(ParameterError, match="x must be finite"):
+            ttd(bad, num_iter=1)
+    half = ((x - 0.5) * 60000).half()
+    out = ttd(half, num_iter=2)
+    assert out.dtype == torch.float16 and torch.isfinite(out).all()
+    torch.testing.assert_close(out, ttd(half.float(), num_iter=2).half(), rtol=0, atol=0)
+
+
+def test_noise_level_estimate_refuses_non_finite_and_takes_large_values():
+    from pdediff import ParameterError
+    from pdediff.torch import estimate_noise_level
+
+    x = torch.rand(2, 1, 16, 16)
+    bad = x.clone()
+    bad[1, 0, 2, 2] = float("nan")
+    with pytest.raises(ParameterError, match="x must be finite"):
+        estimate_noise_level(bad)
+    big = estimate_noise_level(x * 1e38)  # differences of +-3e38-sized values overflowed float32: inf
+    assert torch.isfinite(big).all() and big.dtype == torch.float32
+    torch.testing.assert_close(big / 1e38, estimate_noise_level(x.double()).float(), rtol=1e-5, atol=0)

@@ -285,6 +285,8 @@ def open_job(args, *, verb: str, max_principle: bool) -> ImageJob:
     """
     from ..io import ScanIOError, format_of, get_format, is_directory_format, read_scan
 
+    if not args.input:  # Path("") is ".": the current folder would be read as INPUT
+        raise CLIError("INPUT '' names no file (an empty path)")
     src, dst = Path(args.input), Path(args.output)
     try:
         out_fmt = format_of(args.output)  # the text: a trailing '/' names a DICOM series folder
@@ -463,6 +465,8 @@ def open_chunked_job(args, *, verb: str) -> ChunkedJob:
         require_dask()
     except ImportError as exc:
         raise CLIError(str(exc)) from None
+    if not args.input:  # Path("") is ".": the current folder would be read as INPUT
+        raise CLIError("INPUT '' names no file (an empty path)")
     src, dst = Path(args.input), Path(args.output)
     if args.chunks < 8:
         raise CLIError(f"--chunks must be an integer of at least 8 (voxels per chunk edge); got {args.chunks}")

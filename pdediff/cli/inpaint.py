@@ -186,6 +186,8 @@ def run(args: argparse.Namespace) -> None:
         _check_run_folder(Path(args.run), run_flag(args))
         _thread_count(args.threads)
     job = open_job(args, verb="inpainting", max_principle=args.method in _MAX_PRINCIPLE)
+    if not args.mask:  # Path("") is ".": the current folder would be read as the mask
+        raise CLIError("--mask '' names no file (an empty path)")
     mask_path = Path(args.mask)
     if _same_file(job.dst, mask_path) or (job.preview is not None and _same_file(job.preview, mask_path)):
         raise CLIError(f"OUTPUT/PREVIEW {mask_path} is the MASK; pdediff never overwrites its input")

@@ -122,6 +122,8 @@ def run(args: argparse.Namespace) -> None:
         raise CLIError(f"--strength must lie in [0, 1] (0: unchanged, 1: the prior); got {args.strength:g}")
     check_steps(args)
     _thread_count(args.threads)
+    if not args.input:  # Path("") is ".": the current folder would be read as INPUT
+        raise CLIError("INPUT '' names no file (an empty path)")
     src, dst = Path(args.input), Path(args.output)
     try:
         out_fmt = format_of(dst)

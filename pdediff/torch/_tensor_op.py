@@ -86,6 +86,12 @@ def tensor_diffusion(
         raise TypeError(f"x must be a floating-point torch.Tensor; got {type(x).__name__}")
     if x.ndim != 4:
         raise ParameterError(f"{{x}} must have shape (N, C, H, W); got {tuple(x.shape)}", param="x")
+    if not bool(torch.isfinite(x).all()):  # one NaN spreads through the smoothing and the tensors
+        raise ParameterError("{x} must be finite (no NaN or inf)", param="x")
+    if x.dtype in (torch.float16, torch.bfloat16):  # computed in float32 (half overflows at 65504), cast back
+        return tensor_diffusion(x.float(), kind=kind, num_iter=num_iter, dt=dt, kappa=kappa, sigma=sigma, rho=rho,
+                                alpha=alpha, C=C, conductance=conductance, spacing=spacing,
+                                boundary=boundary).to(x.dtype)
     kind = _choice("kind", kind, TENSOR_KINDS)
     cond = _choice("conductance", conductance, TENSOR_CONDUCTANCES)
     boundary = _choice("boundary", boundary, _BOUNDARIES)

@@ -63,9 +63,12 @@ def estimate_noise_level(x: torch.Tensor) -> torch.Tensor:
     H, W = (x.shape[2] // 2) * 2, (x.shape[3] // 2) * 2
     if H < 2 or W < 2:
         raise ParameterError(f"{{x}} must be at least 2 x 2; got {tuple(x.shape[2:])}", param="x")
-    v = x[:, :, :H, :W]
+    if not bool(torch.isfinite(x).all()):  # the median of NaN differences is NaN: refuse instead of returning it
+        raise ParameterError("{x} must be finite (no NaN or inf) to estimate its noise level", param="x")
+    # in float64: the differences of values near float32's maximum overflow (3e38 gave inf)
+    v = x[:, :, :H, :W].double() if x.dtype != torch.float64 else x[:, :, :H, :W]
     d = 0.5 * (v[:, :, 0::2, 0::2] - v[:, :, 0::2, 1::2] - v[:, :, 1::2, 0::2] + v[:, :, 1::2, 1::2])
-    return d.abs().flatten(1).median(dim=1).values / _MAD
+    return (d.abs().flatten(1).median(dim=1).values / _MAD).to(x.dtype)
 
 
 class CNNDenoiser(torch.nn.Module):
