@@ -500,8 +500,10 @@ def open_chunked_job(args, *, verb: str) -> ChunkedJob:
         raise CLIError(str(exc)) from None
     if data.dtype == np.bool_ or data.dtype.kind not in "iuf":
         raise CLIError(f"{src}: unsupported pixel type {pixel_type(data.dtype)}; expected integer or float pixels")
-    if args.channel_axis == "auto":
-        ch = scan.channel_axis
+    if args.channel_axis == "auto":  # the same rule as in memory: an (H, W, 3|4) array is a colour image
+        ch, note = _channel_axis("auto", scan, src)
+        if note is not None:
+            scan.notes = [*scan.notes, note]
     elif args.channel_axis == "none":
         ch = None
     else:
