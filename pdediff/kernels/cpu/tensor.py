@@ -199,19 +199,14 @@ def _q2(d00, d01, d11, x0, x1, y0, y1):
     return x0 * (d00 * y0 + d01 * y1) + x1 * (d01 * y0 + d11 * y1)
 
 
-@njit(cache=True, error_model="numpy")
-def selling2(d00, d01, d11):
-    """Selling decomposition of a 2x2 SPD matrix ``D`` (index units): ``D = sum_k w_k o_k o_k^T``.
+@njit(cache=True, inline="always", error_model="numpy")
+def _flips2(d00, d01, d11, x0, y0, x1, y1, x2, y2, steps, cap):
+    """Selling's flips of the superbase ``(b0, b1, b2)`` until it is obtuse for ``D`` (see :func:`selling2`).
 
-    The superbase ``(b0, b1, b2)``, ``b0 + b1 + b2 = 0``, starts at ``((1,0), (0,1), (-1,-1))``; while a
-    pair has ``<b_i, D b_j> > 0`` it becomes ``(-b_i, b_j, b_i - b_j)`` (the third vector replaced),
-    which lowers ``sum |b|_D^2`` by ``4 <b_i, D b_j>``.  Then ``w_ij = -<b_i, D b_j> >= 0`` and
-    ``o_ij = b_k^perp``.  Returns ``(steps, w0, w1, w2, o0x, o0y, o1x, o1y, o2x, o2y)`` for the pairs
-    (0,1), (0,2), (1,2); ``steps = -1`` if :data:`MAX_REDUCTION_STEPS` was reached.
+    Counts on from ``steps``; returns ``(steps, q01, q02, q12, x0, y0, x1, y1, x2, y2)`` with the last
+    ``q_ij = <b_i, D b_j>``, ``steps = -1`` once ``cap`` is reached (then the ``q`` of the state before the
+    last flip).  Inlined: the one loop of :func:`selling2`, :func:`selling2_gauss` and :func:`_selling2_table`.
     """
-    # the superbase in float64 (small integers, exact): no int -> float conversions in the loop
-    x0, y0, x1, y1, x2, y2 = 1.0, 0.0, 0.0, 1.0, -1.0, -1.0
-    steps = 0
     while True:
         q01 = _q2(d00, d01, d11, x0, y0, x1, y1)
         q02 = _q2(d00, d01, d11, x0, y0, x2, y2)
@@ -228,13 +223,35 @@ def selling2(d00, d01, d11):
         else:
             break
         steps += 1
-        if steps >= MAX_REDUCTION_STEPS:
+        if steps >= cap:
             steps = -1
             break
-    w0, w1, w2 = -q01, -q02, -q12
+    return steps, q01, q02, q12, x0, y0, x1, y1, x2, y2
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _decomposition2(steps, q01, q02, q12, x0, y0, x1, y1, x2, y2):
+    """``(steps, w0, w1, w2, o0x, o0y, o1x, o1y, o2x, o2y)``: weights ``-q_ij`` and offsets ``b_k^perp``."""
     X0, Y0, X1, Y1 = np.int64(x0), np.int64(y0), np.int64(x1), np.int64(y1)
     X2, Y2 = np.int64(x2), np.int64(y2)
-    return steps, w0, w1, w2, -Y2, X2, -Y1, X1, -Y0, X0
+    return steps, -q01, -q02, -q12, -Y2, X2, -Y1, X1, -Y0, X0
+
+
+@njit(cache=True, error_model="numpy")
+def selling2(d00, d01, d11):
+    """Selling decomposition of a 2x2 SPD matrix ``D`` (index units): ``D = sum_k w_k o_k o_k^T``.
+
+    The superbase ``(b0, b1, b2)``, ``b0 + b1 + b2 = 0``, starts at ``((1,0), (0,1), (-1,-1))``; while a
+    pair has ``<b_i, D b_j> > 0`` it becomes ``(-b_i, b_j, b_i - b_j)`` (the third vector replaced),
+    which lowers ``sum |b|_D^2`` by ``4 <b_i, D b_j>``.  Then ``w_ij = -<b_i, D b_j> >= 0`` and
+    ``o_ij = b_k^perp``.  Returns ``(steps, w0, w1, w2, o0x, o0y, o1x, o1y, o2x, o2y)`` for the pairs
+    (0,1), (0,2), (1,2); ``steps = -1`` if :data:`MAX_REDUCTION_STEPS` was reached.
+    """
+    # the superbase in float64 (small integers, exact): no int -> float conversions in the loop
+    x0, y0, x1, y1, x2, y2 = 1.0, 0.0, 0.0, 1.0, -1.0, -1.0
+    steps, q01, q02, q12, x0, y0, x1, y1, x2, y2 = _flips2(d00, d01, d11, x0, y0, x1, y1, x2, y2, 0,
+                                                           MAX_REDUCTION_STEPS)
+    return _decomposition2(steps, q01, q02, q12, x0, y0, x1, y1, x2, y2)
 
 
 @njit(cache=True, error_model="numpy")
@@ -267,27 +284,12 @@ def selling2_gauss(d00, d01, d11):
     if _q2(d00, d01, d11, x0, y0, x1, y1) > 0.0:
         x1, y1 = -x1, -y1
     x2, y2 = -x0 - x1, -y0 - y1
-    while True:  # rounding near ties: finish with Selling's flips
-        q01 = _q2(d00, d01, d11, x0, y0, x1, y1)
-        q02 = _q2(d00, d01, d11, x0, y0, x2, y2)
-        q12 = _q2(d00, d01, d11, x1, y1, x2, y2)
-        if q01 > 0.0:
-            x2, y2 = x0 - x1, y0 - y1
-            x0, y0 = -x0, -y0
-        elif q02 > 0.0:
-            x1, y1 = x0 - x2, y0 - y2
-            x0, y0 = -x0, -y0
-        elif q12 > 0.0:
-            x0, y0 = x1 - x2, y1 - y2
-            x1, y1 = -x1, -y1
-        else:
-            break
-        steps += 1
-        if steps >= MAX_REDUCTION_STEPS:
-            return -1, 0.0, 0.0, 0.0, 0, 0, 0, 0, 0, 0
-    X0, Y0, X1, Y1 = np.int64(x0), np.int64(y0), np.int64(x1), np.int64(y1)
-    X2, Y2 = np.int64(x2), np.int64(y2)
-    return steps, -q01, -q02, -q12, -Y2, X2, -Y1, X1, -Y0, X0
+    # rounding near ties: finish with Selling's flips
+    steps, q01, q02, q12, x0, y0, x1, y1, x2, y2 = _flips2(d00, d01, d11, x0, y0, x1, y1, x2, y2, steps,
+                                                           MAX_REDUCTION_STEPS)
+    if steps < 0:
+        return -1, 0.0, 0.0, 0.0, 0, 0, 0, 0, 0, 0
+    return _decomposition2(steps, q01, q02, q12, x0, y0, x1, y1, x2, y2)
 
 
 #: Side of :func:`selling_table2`'s grid over the anisotropy disk.
@@ -340,28 +342,10 @@ def _selling2_table(d00, d01, d11, tab):
     x0, y0 = np.float64(tab[ia, ib, 0]), np.float64(tab[ia, ib, 1])
     x1, y1 = np.float64(tab[ia, ib, 2]), np.float64(tab[ia, ib, 3])
     x2, y2 = -x0 - x1, -y0 - y1
-    steps = 0
-    while True:
-        q01 = _q2(d00, d01, d11, x0, y0, x1, y1)
-        q02 = _q2(d00, d01, d11, x0, y0, x2, y2)
-        q12 = _q2(d00, d01, d11, x1, y1, x2, y2)
-        if q01 > 0.0:
-            x2, y2 = x0 - x1, y0 - y1
-            x0, y0 = -x0, -y0
-        elif q02 > 0.0:
-            x1, y1 = x0 - x2, y0 - y2
-            x0, y0 = -x0, -y0
-        elif q12 > 0.0:
-            x0, y0 = x1 - x2, y1 - y2
-            x1, y1 = -x1, -y1
-        else:
-            break
-        steps += 1
-        if steps >= 16:
-            return selling2_gauss(d00, d01, d11)
-    X0, Y0, X1, Y1 = np.int64(x0), np.int64(y0), np.int64(x1), np.int64(y1)
-    X2, Y2 = np.int64(x2), np.int64(y2)
-    return steps, -q01, -q02, -q12, -Y2, X2, -Y1, X1, -Y0, X0
+    steps, q01, q02, q12, x0, y0, x1, y1, x2, y2 = _flips2(d00, d01, d11, x0, y0, x1, y1, x2, y2, 0, 16)
+    if steps < 0:
+        return selling2_gauss(d00, d01, d11)
+    return _decomposition2(steps, q01, q02, q12, x0, y0, x1, y1, x2, y2)
 
 
 @njit(cache=True, inline="always", error_model="numpy")
