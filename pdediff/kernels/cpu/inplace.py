@@ -26,6 +26,7 @@ from numba import njit, prange
 
 from ._common import F, register_kernel
 from .blocked import _row2, _row3
+from .stencil import plane_interior3
 
 __all__ = ["heat2_inplace", "heat3_inplace"]
 
@@ -85,17 +86,8 @@ def _plane3(P, Pm, Pp, rm, rp, O, dtd, beta, c0, c1, c2, bc1, bc2):
     n1, n2 = P.shape
     m = (n1 - 2) * n2
     if m > 0 and n2 > 2:
-        pf, pmf, ppf, of = P.reshape(-1), Pm.reshape(-1), Pp.reshape(-1), O.reshape(-1)
-        lo = n2
-        ctr, lft, rgt = pf[lo : lo + m], pf[lo - 1 : lo - 1 + m], pf[lo + 1 : lo + 1 + m]
-        zdn, zup = pmf[lo : lo + m], ppf[lo : lo + m]
-        dn, up, o = pf[lo - n2 : lo - n2 + m], pf[lo + n2 : lo + n2 + m], of[lo : lo + m]
-        for j in range(m):
-            c = ctr[j]
-            s = (c0 * F.second_difference(c, F.ghost(zdn[j], rm), F.ghost(zup[j], rp))
-                 + c1 * F.second_difference(c, dn[j], up[j])
-                 + c2 * F.second_difference(c, lft[j], rgt[j]))
-            o[j] = beta * c + dtd * s
+        plane_interior3(P.reshape(-1), Pm.reshape(-1), Pp.reshape(-1), O.reshape(-1), n2, m, rm, rp, dtd, beta, c0,
+                        c1, c2)
         for i in range(1, n1 - 1):  # the row ends (the flat loop took their x neighbours from adjacent rows)
             for j in (0, n2 - 1):
                 jm, tm = F.neighbour(j, n2, bc2, -1)

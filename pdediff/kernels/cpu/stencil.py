@@ -106,6 +106,25 @@ def _row3_var(u, out, k, i, f0, f1, f2, dt, beta, c0, c1, c2, bc0, bc1, bc2):
         out[k, i, j] = beta * c + dt * s
 
 
+@njit(cache=True, inline="always")
+def plane_interior3(P, Pm, Pp, O, n2, m, rm, rp, dtd, beta, c0, c1, c2):
+    """The interior rows of a 3-D plane in one flat loop: ``P``, its neighbour planes ``Pm``, ``Pp`` (ghost
+    signs ``rm``, ``rp``) and the output ``O`` as flat contiguous ``(n1 n2,)`` views, ``m = (n1 - 2) n2`` cells
+    from row 1 on.  The row ends are visited too, with x neighbours from the adjacent rows: callers recompute
+    them.  Shared by :func:`_plane3_const` and the in-place step (:mod:`.inplace`); inlined, so the loop over
+    views indexed from 0 vectorises."""
+    lo = n2  # first cell of row 1
+    ctr, lft, rgt = P[lo : lo + m], P[lo - 1 : lo - 1 + m], P[lo + 1 : lo + 1 + m]
+    zdn, zup = Pm[lo : lo + m], Pp[lo : lo + m]
+    dn, up, o = P[lo - n2 : lo - n2 + m], P[lo + n2 : lo + n2 + m], O[lo : lo + m]
+    for j in range(m):
+        c = ctr[j]
+        s = (c0 * F.second_difference(c, F.ghost(zdn[j], rm), F.ghost(zup[j], rp))
+             + c1 * F.second_difference(c, dn[j], up[j])
+             + c2 * F.second_difference(c, lft[j], rgt[j]))
+        o[j] = beta * c + dtd * s
+
+
 @njit(cache=True)
 def _plane3_const(u, out, uf, of, k, dtd, beta, c0, c1, c2, bc0, bc1, bc2):
     """Plane ``k`` of the 3-D step: the cells of the interior rows in one loop over the plane, then the
@@ -123,16 +142,7 @@ def _plane3_const(u, out, uf, of, k, dtd, beta, c0, c1, c2, bc0, bc1, bc2):
     kp, rp = F.neighbour(k, n0, bc0, 1)
     m = (n1 - 2) * n2
     if m > 0 and n2 > 2:
-        lo = n2  # first cell of row 1
-        ctr, lft, rgt = uf[k, lo : lo + m], uf[k, lo - 1 : lo - 1 + m], uf[k, lo + 1 : lo + 1 + m]
-        zdn, zup = uf[km, lo : lo + m], uf[kp, lo : lo + m]
-        dn, up, o = uf[k, lo - n2 : lo - n2 + m], uf[k, lo + n2 : lo + n2 + m], of[k, lo : lo + m]
-        for j in range(m):
-            c = ctr[j]
-            s = (c0 * F.second_difference(c, F.ghost(zdn[j], rm), F.ghost(zup[j], rp))
-                 + c1 * F.second_difference(c, dn[j], up[j])
-                 + c2 * F.second_difference(c, lft[j], rgt[j]))
-            o[j] = beta * c + dtd * s
+        plane_interior3(uf[k], uf[km], uf[kp], of[k], n2, m, rm, rp, dtd, beta, c0, c1, c2)
         for i in range(1, n1 - 1):  # the row ends
             for j in (0, n2 - 1):
                 c, zm, zp, vm, vp, wm, wp = F.around3(u, k, i, j, bc0, bc1, bc2)
