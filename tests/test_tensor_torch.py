@@ -104,3 +104,63 @@ def test_noise_level_estimate_refuses_non_finite_and_takes_large_values():
     big = estimate_noise_level(x * 1e38)  # differences of +-3e38-sized values overflowed float32: inf
     assert torch.isfinite(big).all() and big.dtype == torch.float32
     torch.testing.assert_close(big / 1e38, estimate_noise_level(x.double()).float(), rtol=1e-5, atol=0)
+
+
+# ----------------------------------------------------------------------------- 3-D volumes (N, C, D, H, W)
+
+
+@pytest.mark.parametrize("kw, atol", [
+    ({"kind": "eed", "kappa": 0.1, "sigma": 0.0}, 1e-12),
+    ({"kind": "eed", "kappa": 0.2, "sigma": 1.0, "boundary": "periodic", "spacing": (1.0, 0.8, 1.2)}, 1e-12),
+    ({"kind": "eed", "rho": 1.0, "kappa": 0.1}, 1e-12),
+    # alpha 0.01 across two axes: links up to several cells long, their weights differences of near-equal terms
+    ({"kind": "ced", "rho": 1.5, "alpha": 0.01, "boundary": "dirichlet"}, 1e-10),
+    ({"kind": "ced"}, 1e-12),
+])
+def test_volumes_equal_numpy(kw, atol, rng):
+    """The 3-D operator (trigonometric eigenvalues, cross-product projectors, Selling's 3-D superbase) against
+    the NumPy function's compiled kernels, image by image, several channels sharing one tensor."""
+    x = rng.random((2, 2 if kw.get("rho") else 1, 7, 8, 9))
+    got = tensor_diffusion(torch.from_numpy(x), num_iter=3, **kw).numpy()
+    for n in range(x.shape[0]):
+        ref = pdediff.tensor_diffusion(x[n], num_iter=3, channel_axis=0, **kw)
+        np.testing.assert_allclose(got[n], ref, rtol=0, atol=atol)
+
+
+def test_volume_float32_kappa_auto_and_range(rng):
+    x = rng.random((1, 1, 8, 8, 8)).astype(np.float32)
+    got = tensor_diffusion(torch.from_numpy(x), num_iter=2)
+    assert got.dtype == torch.float32 and got.shape == x.shape
+    np.testing.assert_allclose(got[0, 0].numpy(), pdediff.tensor_diffusion(x[0, 0], num_iter=2), rtol=0, atol=1e-5)
+    ced = tensor_diffusion(torch.from_numpy(x), kind="ced", num_iter=3)
+    assert x.min() <= float(ced.min()) and float(ced.max()) <= x.max()  # the stencil is non-negative
+
+
+@pytest.mark.parametrize("kw", [
+    {"kind": "eed", "kappa": 0.3, "sigma": 0.7},
+    {"kind": "ced", "rho": 1.0, "alpha": 0.05, "sigma": 0.5},
+    {"kind": "eed", "rho": 0.8, "kappa": 0.3, "sigma": 0.5},
+])
+def test_volume_gradcheck(kw, rng):
+    x = torch.tensor(rng.random((1, 1, 3, 4, 5)), dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t: tensor_diffusion(t, num_iter=2, **kw), (x,), eps=1e-6, atol=1e-6,
+                                    fast_mode=True)
+
+
+@pytest.mark.parametrize("kind", ["eed", "ced"])
+def test_volume_gradient_is_finite_where_eigenvalues_meet(kind):
+    """A step edge: constant halves (all eigenvalues 0, the projector's average I/3) and the edge (a double
+    eigenvalue); the derivatives of the closed forms are infinite there and taken as zero, never NaN."""
+    x = torch.zeros(1, 1, 6, 6, 6, dtype=torch.float64)
+    x[..., 3:] = 1.0
+    x.requires_grad_(True)
+    out = tensor_diffusion(x, kind=kind, num_iter=2, rho=1.0)
+    (g,) = torch.autograd.grad(out.square().sum(), x)
+    assert torch.isfinite(g).all() and g.abs().sum() > 0
+
+
+def test_volume_bad_shapes_and_spacing_name_them():
+    with pytest.raises(pdediff.ParameterError, match="x must have shape"):
+        tensor_diffusion(torch.zeros(1, 1, 2, 4, 4, 4))
+    with pytest.raises(pdediff.ParameterError, match="spacing"):
+        tensor_diffusion(torch.zeros(1, 1, 4, 4, 4), spacing=(1.0, 1.0))

@@ -1262,3 +1262,39 @@ def selling_offsets2(d, offs):
             offs[n, i, j, 1, 0], offs[n, i, j, 1, 1] = a1, b1
             offs[n, i, j, 2, 0], offs[n, i, j, 2, 1] = a2, b2
     return bad.sum()
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def selling_bases3(d, bases):
+    """Selling superbases of the index-unit 3-D tensors ``d`` (6, N, D, H, W) into ``bases`` (N, D, H, W, 4, 3).
+
+    The superbase :func:`selling3` ends with (its links: pairs ``(i, j)`` in the order (0,1), (0,2), (0,3),
+    (1,2), (1,3), (2,3), offset ``b_k x b_l`` of the two others); a non-finite tensor gets a zero superbase.
+    Returns the number of failed reductions plus the number of offsets beyond the int16 range that
+    :func:`links3` refuses, so that a caller refuses exactly what :func:`links3` refuses.
+    """
+    N, D, H, W = d.shape[1], d.shape[2], d.shape[3], d.shape[4]
+    bad = np.zeros(N * D, np.int64)
+    for r in prange(N * D):
+        n, k = r // D, r % D
+        dd = np.empty(6)
+        w = np.empty(6)
+        o = np.empty((6, 3), np.int64)
+        b = np.empty((4, 3), np.int64)
+        for i in range(H):
+            for j in range(W):
+                ok = True
+                for q in range(6):
+                    dd[q] = d[q, n, k, i, j]
+                    if not math.isfinite(dd[q]):
+                        ok = False
+                if ok and selling3(dd, w, o, b) < 0:
+                    bad[r] += 1
+                    ok = False
+                for p in range(6):
+                    if ok and max(abs(o[p, 0]), max(abs(o[p, 1]), abs(o[p, 2]))) > _OFFSET_MAX:
+                        bad[r] += 1
+                for m in range(4):
+                    for a in range(3):
+                        bases[n, k, i, j, m, a] = b[m, a] if ok else 0
+    return bad.sum()
