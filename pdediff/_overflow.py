@@ -9,6 +9,7 @@ CPU backend's ``abs_max`` finds ``max|u|`` in one fused pass.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -36,6 +37,12 @@ def overflow_scale_for(amax: float, dtype, growth: float) -> float:
 
 def overflow_limit(dtype, growth: float) -> float:
     """The largest finite ``max|u|`` for which :func:`overflow_scale_for` gives 1 (no scaling)."""
+    return _overflow_limit(np.dtype(dtype), float(growth))
+
+
+@functools.lru_cache(maxsize=64)
+def _overflow_limit(dtype: np.dtype, growth: float) -> float:
+    # cached: np.finfo costs microseconds, and the explicit heat step asks once per call
     return float(np.finfo(dtype).max) / _HEADROOM / growth
 
 

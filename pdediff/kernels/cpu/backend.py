@@ -9,6 +9,7 @@ threading policy (:func:`._common.kernel`, :class:`._common.ThreadPolicy`).
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numba
@@ -27,7 +28,17 @@ def _tag(x, shape=None) -> str:
     """What the threading policy keys its timing estimates on besides kernel and size class: the dtype
     and the geometry (calls of equal size but other shapes -- an ADI step's axis 0 and axis 1 lines,
     float32 and float64 -- cost differently, and one estimate for both made the policy switch at random)."""
-    return f"{x.dtype.char}{tuple(x.shape) if shape is None else tuple(shape)}"
+    return _tag_of(x.dtype.char, tuple(x.shape) if shape is None else tuple(shape))
+
+
+@functools.lru_cache(maxsize=256)
+def _tag_of(char: str, shape: tuple[int, ...]) -> str:
+    return f"{char}{shape}"  # cached: formatting the tuple cost ~1 us per kernel call
+
+
+#: Per float dtype: the unsigned integer type of its bits and the mask that clears the sign bit (|x| as bits).
+_ABS_BITS = {np.dtype(np.float32): (np.uint32, np.uint32(0x7FFFFFFF)),
+             np.dtype(np.float64): (np.uint64, np.uint64(0x7FFFFFFFFFFFFFFF))}
 
 
 def _lines(shape: tuple[int, ...], axis: int) -> tuple[int, int, int]:
@@ -131,8 +142,7 @@ class CPUBackend:
         t = u.dtype.type
         if u.ndim == 1:  # (1, n) through the 2-D kernel, as heat_step
             u, out, ih2, bcs = u.reshape(1, -1), out.reshape(1, -1), (0.0, ih2[0]), (0, bcs[0])
-        ut = np.uint32 if u.dtype == np.float32 else np.uint64
-        mask = ut(np.iinfo(ut).max >> 1)
+        ut, mask = _ABS_BITS[u.dtype]
         coefs = tuple(t(c) for c in ih2)
         part = np.empty(u.shape[0], dtype=ut)
         k = kernel("heat_amax", u.ndim, "const", u.size, _tag(u))
@@ -142,7 +152,7 @@ class CPUBackend:
             k(u, out, uf, out.reshape(flat), uf.view(ut), part, mask, t(dt), t(beta), *coefs, *bcs)
         else:
             k(u, out, u.view(ut), part, mask, t(dt), t(beta), *coefs, *bcs)
-        return float(np.array(part.max(), dtype=ut).view(u.dtype))
+        return float(part.max().view(u.dtype))
 
     # -- several explicit steps per memory pass (optional: solvers use them when a backend has them) --
     def heat_steps(self, u, buf, n, dt, ih2, bcs, beta=1.0, *, amax_limit: float | None = None):
