@@ -164,3 +164,11 @@ def test_volume_bad_shapes_and_spacing_name_them():
         tensor_diffusion(torch.zeros(1, 1, 2, 4, 4, 4))
     with pytest.raises(pdediff.ParameterError, match="spacing"):
         tensor_diffusion(torch.zeros(1, 1, 4, 4, 4), spacing=(1.0, 1.0))
+
+
+@pytest.mark.parametrize("shape", [(0, 1, 5, 5), (1, 0, 5, 5), (1, 1, 0, 5), (1, 0, 3, 3, 3), (1, 1, 3, 0, 3)])
+def test_empty_tensors_return_empty(shape):
+    """An empty channel or spatial axis raised IndexError from amax; now an empty result, as torch's operators."""
+    x = torch.rand(shape, dtype=torch.float64)
+    out = tensor_diffusion(x, kind="ced", num_iter=2)
+    assert out.shape == x.shape and out is not x

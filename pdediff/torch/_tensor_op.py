@@ -140,6 +140,8 @@ def tensor_diffusion(
     else:
         n_iter = int(num_iter)
 
+    if x.numel() == 0:  # no image, channel or cell: nothing diffuses (as torch's own operators on empty tensors)
+        return x.clone()
     N = x.shape[0]
     # Values near the type's maximum or its smallest normal number run scaled by an exact power of two per image
     # (as the NumPy function does: the grey-range factor and squared gradients overflow there; 3e38 gave NaN)
