@@ -573,3 +573,37 @@ def test_extreme_spacing_scaled_exactly_or_refused():
         with pytest.raises(pdediff.ParameterError, match=r"spacing.*too anisotropic.*at most") as exc:
             inpaint(img, m, method=method, spacing=(1e-50, 1e50), solver=solver)
         assert exc.value.param == "spacing"
+
+
+@pytest.mark.parametrize("method", ["harmonic", "biharmonic", "perona_malik"])
+def test_seed_and_tolerance_not_silently_ignored(method):
+    """seed only seeds the learned sampler (it was accepted and ignored by the classical methods); a
+    tolerance of 1 or more is met by x = 0 (tol=10 filled the hole with zeros): both refused by name."""
+    img = np.linspace(0.0, 1.0, 20 * 24).reshape(20, 24) + 1.0
+    m = np.zeros(img.shape, bool)
+    m[6:12, 8:14] = True
+    with pytest.raises(pdediff.ParameterError, match=r"seed does not apply to method=") as exc:
+        inpaint(img, m, method=method, seed=3)
+    assert exc.value.param == "seed"
+    for tol in (1.0, 10.0):
+        with pytest.raises(pdediff.ParameterError, match=r"tol must lie in \(0, 1\)") as exc:
+            inpaint(img, m, method=method, tol=tol)
+        assert exc.value.param == "tol"
+    out = inpaint(img, m, method=method, tol=0.5)
+    assert out[m].min() > 0.5  # a real fill of values near 1..2, not zeros
+
+
+def test_spacing_refused_for_learned():
+    class Run:
+        image_shape = (1, 8, 8)
+
+        def repaint(self, x, m, seed=0, progress=False, num_inference_steps=None):
+            return x
+
+    img = np.full((8, 8), 0.5)
+    m = np.zeros(img.shape, bool)
+    m[2:4, 2:4] = True
+    with pytest.raises(pdediff.ParameterError, match=r"spacing does not apply to method='learned'") as exc:
+        inpaint(img, m, method="learned", model=Run(), spacing=(2.0, 1.0))
+    assert exc.value.param == "spacing"
+    assert inpaint(img, m, method="learned", model=Run(), spacing=1.0).shape == img.shape

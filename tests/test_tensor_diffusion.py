@@ -478,3 +478,23 @@ def test_extreme_kappa_is_the_limit_not_an_exception(kappa):
     limit = pdediff.tensor_diffusion(u, kind="eed", kappa=1e-20 if kappa < 1 else 1e20, num_iter=3)
     assert np.isfinite(got).all() and u.min() <= got.min() and got.max() <= u.max()
     np.testing.assert_allclose(got, limit, rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("kind, kw", [("eed", {"alpha": 0.1}), ("eed", {"C": 2.0}), ("ced", {"kappa": 0.3}),
+                                      ("ced", {"conductance": "rational"})])
+def test_options_of_the_other_kind_refused(kind, kw):
+    """EED has no alpha/C, CED no kappa/conductance: they were silently ignored (issue 20)."""
+    img = np.random.default_rng(0).random((12, 12))
+    (name, value), = kw.items()
+    with pytest.raises(pdediff.ParameterError, match=rf"{name} does not apply to kind='{kind}'") as exc:
+        pdediff.tensor_diffusion(img, kind=kind, num_iter=1, **kw)
+    assert exc.value.param == name
+    torch_td = pytest.importorskip("pdediff.torch").tensor_diffusion
+    torch = pytest.importorskip("torch")
+    with pytest.raises(pdediff.ParameterError, match=rf"{name} does not apply") as exc:
+        torch_td(torch.from_numpy(img)[None, None], kind=kind, num_iter=1, **kw)
+    assert exc.value.param == name
+    # each kind's own options still apply and change the result
+    base = pdediff.tensor_diffusion(img, kind=kind, num_iter=2)
+    own = {"eed": {"kappa": 0.01, "conductance": "rational"}, "ced": {"alpha": 0.5, "C": 1e-6}}[kind]
+    assert not np.array_equal(pdediff.tensor_diffusion(img, kind=kind, num_iter=2, **own), base)
