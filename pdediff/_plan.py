@@ -240,6 +240,18 @@ def heat_plan(shape: tuple[int, ...], dtype: Any, t: Any, *, method: str, diffus
     times, is_seq = times_array(t)
     if dt is not None:
         positive_step(dt)
+    # an option of another method is refused, not ignored (dt with the default spectral method did nothing)
+    for name, given, users, why in (
+            ("dt", dt is not None and method == "spectral", "'explicit', 'implicit'",
+             "the spectral method is exact in time: it takes no time steps"),
+            ("scheme", scheme != "crank-nicolson" and method != "implicit", "'implicit'",
+             "only the implicit method has a time discretisation to choose"),
+            ("spectrum", spectrum != "continuous" and method != "spectral", "'spectral'",
+             "only the spectral method uses eigenvalues")):
+        if given:
+            value = {"dt": dt, "scheme": scheme, "spectrum": spectrum}[name]
+            raise ParameterError(f"{{{name}}} does not apply to {{method={method!r}}} (only to {users}: {why}); "
+                                 f"got {{{name}={value!r}}}", param=name)
     max_steps_value(max_steps)  # validate even where the method ignores it
     if is_dask_array(diffusivity):
         raise TypeError("diffusivity must be a number or a NumPy array of u0's shape (a Dask diffusivity is not "

@@ -125,3 +125,18 @@ def test_spacing_ratio_beyond_float64_refused_by_name(call):
         call(a, (1e-100, 1e100))
     assert exc.value.param == "spacing"
     call(a, (1e-50, 1e49))  # a ratio of 1e99 runs
+
+
+@pytest.mark.parametrize("kw, name", [
+    ({"method": "spectral", "dt": 0.1}, "dt"),  # the default method: dt did nothing
+    ({"method": "spectral", "scheme": "backward-euler"}, "scheme"),
+    ({"method": "explicit", "scheme": "backward-euler"}, "scheme"),
+    ({"method": "implicit", "spectrum": "discrete"}, "spectrum"),
+])
+def test_solve_heat_refuses_options_of_other_methods(kw, name):
+    """solve_heat accepted and ignored dt/scheme/spectrum for methods that do not use them (issue 20)."""
+    with pytest.raises(pdediff.ParameterError, match=rf"{name} does not apply to method=") as exc:
+        pdediff.solve_heat(U, 1.0, **kw)
+    assert exc.value.param == name
+    own = {"dt": "explicit", "scheme": "implicit", "spectrum": "spectral"}[name]
+    pdediff.solve_heat(U, 1.0, **{**kw, "method": own, **({"dt": 0.1} if name == "dt" else {})})
