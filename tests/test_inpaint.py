@@ -558,6 +558,20 @@ def test_biharmonic_anisotropic_matches_spsolve_or_refuses():
         inpaint(img, m, method="biharmonic", spacing=(1.0, 100.0), solver="direct")
 
 
+@pytest.mark.parametrize("h", [(1.0, 100.0), (100.0, 1.0)])
+def test_biharmonic_cg_anisotropic_reaches_spsolve(h):
+    """CG stopped at the residual tol=1e-8 whatever the spacing; anisotropy raises the condition number by
+    about (h_max/h_min)^2, and the fill stopped 1.3e-6 of the range off spsolve (4e-4 grey levels here,
+    0.34 on a 115² hole of the 128² image): the tolerance is now tightened by that factor (2e-10)."""
+    img = _camera(8)
+    m = np.zeros(img.shape, bool)
+    m[3:60, 3:60] = True
+    ref = reference_fill(img, m, h, "biharmonic")
+    out, info = inpaint(img, m, method="biharmonic", spacing=h, solver="cg", return_info=True)
+    assert info.solver == "cg" and info.residual <= 1e-8 / 100.0**2
+    assert np.abs(out - ref).max() <= 1e-8 * np.ptp(ref)
+
+
 def test_extreme_spacing_scaled_exactly_or_refused():
     """Spacing enters as 1/h^2 per axis: the linear fills run on spacing in units of a power of two near
     the finest one (exact), so 2^-160 no longer overflows the biharmonic products (NaN residual blamed on
