@@ -45,6 +45,7 @@ from ._validation import (
     positive_or_auto,
     positive_scalar,
     positive_step,
+    step_phrase,
     times_array,
 )
 from .errors import LargeStepWarning, ParameterError, StabilityError
@@ -239,6 +240,18 @@ def heat_plan(shape: tuple[int, ...], dtype: Any, t: Any, *, method: str, diffus
     times, is_seq = times_array(t)
     if dt is not None:
         positive_step(dt)
+    # an option of another method is refused, not ignored (dt with the default spectral method did nothing)
+    for name, given, users, why in (
+            ("dt", dt is not None and method == "spectral", "'explicit', 'implicit'",
+             "the spectral method is exact in time: it takes no time steps"),
+            ("scheme", scheme != "crank-nicolson" and method != "implicit", "'implicit'",
+             "only the implicit method has a time discretisation to choose"),
+            ("spectrum", spectrum != "continuous" and method != "spectral", "'spectral'",
+             "only the spectral method uses eigenvalues")):
+        if given:
+            value = {"dt": dt, "scheme": scheme, "spectrum": spectrum}[name]
+            raise ParameterError(f"{{{name}}} does not apply to {{method={method!r}}} (only to {users}: {why}); "
+                                 f"got {{{name}={value!r}}}", param=name)
     max_steps_value(max_steps)  # validate even where the method ignores it
     if is_dask_array(diffusivity):
         raise TypeError("diffusivity must be a number or a NumPy array of u0's shape (a Dask diffusivity is not "
@@ -257,8 +270,9 @@ def heat_plan(shape: tuple[int, ...], dtype: Any, t: Any, *, method: str, diffus
         step_dt = solver.dt
         intervals = np.diff(times, prepend=0.0)
         total = sum(step_count(iv, step_dt) for iv in intervals if iv > 0)
+        rule = "the stability limit" if method == "explicit" else "the implicit solver's default"
         check_step_count(
-            total, max_steps, f"{{method={method!r}}} up to {{t={times[-1]:.6g}}} with {{dt={step_dt:.6g}}}",
+            total, max_steps, f"{{method={method!r}}} up to {{t={times[-1]:.6g}}} with {step_phrase(dt, step_dt, rule)}",
             "use {method='spectral'} (exact in one transform pair, constant diffusivity)"
             + (" or {method='implicit'} (stable with any dt)" if method == "explicit" else " or a larger {dt}"),
         )
@@ -375,10 +389,16 @@ def pm_time_steps(grid: Grid, dt: Any, num_iter: Any, method: str, max_steps: An
                 param="dt",
             )
     if num_iter is None:
-        n_est = DEFAULT_NUM_ITER * dt_max / dt_
-        check_step_count(n_est, max_steps, f"the default diffusion time 15 * dt_max with {{dt={dt_:.6g}}}",
-                         "use a larger {dt} (or {dt=None}), or pass {num_iter}")
-        return dt_, max(1, int(round(n_est)))
+        n = max(1, int(round(DEFAULT_NUM_ITER * dt_max / dt_)))  # the steps that would run
+        if dt is None:
+            step = step_phrase(dt, dt_, "the stability limit" if method == "explicit" else
+                               f"{AOS_DT_FACTOR:g} x the explicit stability limit")
+            advice = ("pass {num_iter} (a shorter diffusion time)" if method == "explicit" else
+                      "pass a larger {dt} (AOS is stable with any) or {num_iter}")
+        else:
+            step, advice = step_phrase(dt, dt_, ""), "use a larger {dt} (or {dt=None}), or pass {num_iter}"
+        check_step_count(n, max_steps, f"the default diffusion time 15 * dt_max with {step}", advice)
+        return dt_, n
     n = nonnegative_int(num_iter, "num_iter")
     check_step_count(n, max_steps, f"{{num_iter={n}}}",
                      "fewer, longer steps reach the same diffusion time with {method='aos'}")
@@ -437,11 +457,11 @@ DEFAULT_TOL = 1e-8
 
 _OPTION_DEFAULTS = {"tol": None, "max_iter": None, "solver": "auto", "num_iter": None, "kappa": "auto",
                     "conductance": "exponential", "sigma": None, "dt": None, "model": None, "jump_length": None,
-                    "jump_n_sample": None, "num_inference_steps": None}
+                    "jump_n_sample": None, "num_inference_steps": None, "seed": None}
 _LINEAR_OPTIONS = {"tol", "max_iter", "solver"}
 _APPLIES = {"harmonic": _LINEAR_OPTIONS, "biharmonic": _LINEAR_OPTIONS,
             "perona_malik": _LINEAR_OPTIONS | {"num_iter", "kappa", "conductance", "sigma", "dt"},
-            "learned": {"num_inference_steps", "model", "jump_length", "jump_n_sample"}}
+            "learned": {"num_inference_steps", "model", "jump_length", "jump_n_sample", "seed"}}
 
 
 @dataclass(frozen=True)
@@ -513,12 +533,12 @@ def _refuse_foreign_options(method: str, given: dict) -> None:
 
 def inpaint_plan(method: str, ndim: int, *, channel_axis: Any, tol: Any, max_iter: Any, solver: Any,
                  num_iter: Any, kappa: Any, conductance: Any, sigma: Any, dt: Any, model: Any,
-                 jump_length: Any, jump_n_sample: Any, num_inference_steps: Any) -> InpaintPlan:
+                 jump_length: Any, jump_n_sample: Any, num_inference_steps: Any, seed: Any = None) -> InpaintPlan:
     """Check :func:`pdediff.inpaint`'s options for ``method`` (a checked name) and an image of ``ndim`` axes."""
     _refuse_foreign_options(method, dict(
         tol=tol, max_iter=max_iter, solver=solver, num_iter=num_iter, kappa=kappa, conductance=conductance,
         sigma=sigma, dt=dt, model=model, jump_length=jump_length, jump_n_sample=jump_n_sample,
-        num_inference_steps=num_inference_steps))
+        num_inference_steps=num_inference_steps, seed=seed))
     ch = channel_axis_value(channel_axis, ndim)
     if method == "learned":
         steps = None if num_inference_steps is None else nonnegative_int(num_inference_steps,
@@ -527,6 +547,9 @@ def inpaint_plan(method: str, ndim: int, *, channel_axis: Any, tol: Any, max_ite
                  (("jump_length", jump_length), ("jump_n_sample", jump_n_sample)) if value is not None}
         return InpaintPlan(method=method, channel_axis=ch, num_inference_steps=steps, jumps=MappingProxyType(jumps))
     tol_ = DEFAULT_TOL if tol is None else positive_scalar(tol, "tol")
+    if not tol_ < 1.0:  # |b - A x| / |b| = 1 at x = 0: a tolerance of 1 or more accepted a fill of zeros
+        raise ParameterError(f"{{tol}} must lie in (0, 1) (the relative residual |b - A x| / |b| to reach; 1 "
+                             f"or more is met by filling with 0); got {tol!r}", param="tol")
     max_iter_ = None if max_iter is None else nonnegative_int(max_iter, "max_iter")
     solver_ = check_option("solver", solver, LINEAR_SOLVERS)
     if method != "perona_malik":

@@ -217,6 +217,15 @@ def check_step_count(n: float, max_steps: Any, what: str, advice: str) -> None:
         )
 
 
+def step_phrase(dt: Any, dt_: float, default: str) -> str:
+    """How a step-limit message names the time step: ``{dt=...}`` when the caller passed ``dt``, else the
+    default's value and rule (``default``, e.g. ``"0.8 x the stability limit"``), with no ``{dt}`` (a
+    message naming ``--dt`` for a step the user did not give misleads)."""
+    if dt is not None:
+        return f"{{dt={dt_:.6g}}}"
+    return f"the default time step {dt_:.6g} ({default})"
+
+
 def nonnegative_int(value: Any, name: str) -> int:
     """A non-negative integer (bool and floats rejected)."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):

@@ -25,6 +25,10 @@ Boundary = Literal["neumann", "dirichlet", "periodic"]
 
 #: Cell widths pdediff accepts (any physical unit): squares and inverse squares stay within float64.
 SPACING_RANGE = (1e-100, 1e100)
+#: Largest ratio of cell widths across axes: solvers rescale lengths by a power of two near the finest
+#: width, and the coarsest width's square must stay within float64 then (spacing (1e-100, 1e100) made
+#: AOS Perona-Malik fail with a bare OverflowError).
+SPACING_RATIO_MAX = 1e100
 
 #: Integer codes of the boundaries, as the Numba kernels receive them.
 BC_CODE = {"neumann": 0, "dirichlet": 1, "periodic": 2}
@@ -41,7 +45,9 @@ class Grid:
     shape : tuple of int
         Number of cells per axis (1 to 3 axes).
     spacing : float or tuple of float
-        Cell width per axis in physical units (e.g. mm); a scalar applies to all axes.
+        Cell width per axis in physical units (e.g. mm); a scalar applies to all axes.  Each between
+        1e-100 and 1e100 (:data:`SPACING_RANGE`), the largest at most 1e100 times the smallest
+        (:data:`SPACING_RATIO_MAX`); otherwise :class:`~pdediff.ParameterError` naming ``spacing``.
     boundary : {"neumann", "dirichlet", "periodic"}
         Boundary condition on every outer face.
     """
@@ -60,6 +66,10 @@ class Grid:
             # beyond this, 1/h^2 or h^2 leave float64's range and no time step can be represented
             raise ParameterError(f"{{spacing}} must lie between {SPACING_RANGE[0]:g} and {SPACING_RANGE[1]:g} "
                                  f"(physical units per cell; rescale the units); got {spacing}", param="spacing")
+        if max(spacing) / min(spacing) > SPACING_RATIO_MAX:
+            raise ParameterError(f"{{spacing}}: the ratio of the largest to the smallest cell width must be at "
+                                 f"most {SPACING_RATIO_MAX:g} (their squares, in units of the finest, must stay "
+                                 f"within float64); got {spacing}", param="spacing")
         object.__setattr__(self, "spacing", spacing)
         object.__setattr__(self, "boundary", check_option("boundary", boundary, BOUNDARIES))
 

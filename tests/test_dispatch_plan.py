@@ -228,8 +228,15 @@ def test_limit_errors_are_parameter_errors():
     assert err.value.param == "dt" and {"dt", "method"} <= set(err.value.mentioned)
     with pytest.raises(StepLimitError) as err:
         pdediff.solve_heat(_X, 1e9, method="explicit")
-    assert err.value.param == "max_steps" and {"method", "t", "dt", "max_steps"} <= set(err.value.mentioned)
-    assert str(err.value).startswith("method='explicit' up to t=1e+09 with dt=0.25 needs")
+    # dt was the default: the message says so and names no dt the caller did not pass (issue 20)
+    assert err.value.param == "max_steps" and {"method", "t", "max_steps"} <= set(err.value.mentioned)
+    assert "dt" not in err.value.mentioned
+    assert str(err.value).startswith("method='explicit' up to t=1e+09 with the default time step 0.25 (the "
+                                     "stability limit) needs")
+    with pytest.raises(StepLimitError) as err:
+        pdediff.solve_heat(_X, 1e9, method="explicit", dt=0.2)
+    assert {"method", "t", "dt", "max_steps"} <= set(err.value.mentioned)
+    assert str(err.value).startswith("method='explicit' up to t=1e+09 with dt=0.2 needs")
 
 
 def test_type_errors_stay_type_errors():

@@ -534,3 +534,90 @@ def test_a_fill_beyond_float32_is_refused_not_inf(method):
         pdediff.inpaint(u, m, method=method)
     r = pdediff.inpaint(u.astype(np.float64), m, method=method)
     assert np.isfinite(r).all()
+
+
+# -- anisotropic and extreme spacing (issue 20) --------------------------------------------------------
+
+
+def _camera(step=8):
+    skimage_data = pytest.importorskip("skimage.data")
+    return skimage_data.camera()[::step, ::step].astype(np.float64)
+
+
+def test_biharmonic_anisotropic_matches_spsolve_or_refuses():
+    """Spacing (100, 1) fills as spsolve does; spacing (1, 100) with a mask spanning the fine axis is so
+    ill-conditioned that the residual (2e-10) said nothing of the error (0.7 grey levels off spsolve,
+    itself off): refused with the estimated error instead of returned as converged."""
+    img = _camera(4)
+    m = np.zeros(img.shape, bool)
+    m[:, 10:100] = True
+    out, info = inpaint(img, m, method="biharmonic", spacing=(100.0, 1.0), solver="direct", return_info=True)
+    ref = reference_fill(img, m, (100.0, 1.0), "biharmonic")
+    assert np.abs(out - ref).max() <= 1e-6 * np.ptp(ref)
+    with pytest.raises(RuntimeError, match=r"estimated relative error .* ill-conditioned .* spacing \(1.0, 100.0\)"):
+        inpaint(img, m, method="biharmonic", spacing=(1.0, 100.0), solver="direct")
+
+
+@pytest.mark.parametrize("h", [(1.0, 100.0), (100.0, 1.0)])
+def test_biharmonic_cg_anisotropic_reaches_spsolve(h):
+    """CG stopped at the residual tol=1e-8 whatever the spacing; anisotropy raises the condition number by
+    about (h_max/h_min)^2, and the fill stopped 1.3e-6 of the range off spsolve (4e-4 grey levels here,
+    0.34 on a 115² hole of the 128² image): the tolerance is now tightened by that factor (2e-10)."""
+    img = _camera(8)
+    m = np.zeros(img.shape, bool)
+    m[3:60, 3:60] = True
+    ref = reference_fill(img, m, h, "biharmonic")
+    out, info = inpaint(img, m, method="biharmonic", spacing=h, solver="cg", return_info=True)
+    assert info.solver == "cg" and info.residual <= 1e-8 / 100.0**2
+    assert np.abs(out - ref).max() <= 1e-8 * np.ptp(ref)
+
+
+def test_extreme_spacing_scaled_exactly_or_refused():
+    """Spacing enters as 1/h^2 per axis: the linear fills run on spacing in units of a power of two near
+    the finest one (exact), so 2^-160 no longer overflows the biharmonic products (NaN residual blamed on
+    max_iter/tol); ratios whose couplings fall below float64's resolution are refused naming spacing."""
+    img = _camera(8)
+    m = np.zeros(img.shape, bool)
+    m[20:40, 25:35] = True
+    for method in ("harmonic", "biharmonic"):
+        tiny = inpaint(img, m, method=method, spacing=(2.0**-160, 2.0**-158), solver="direct")
+        unit = inpaint(img, m, method=method, spacing=(1.0, 4.0), solver="direct")
+        np.testing.assert_array_equal(tiny, unit)
+    for method, solver in (("biharmonic", "direct"), ("harmonic", "cg"), ("perona_malik", "auto")):
+        with pytest.raises(pdediff.ParameterError, match=r"spacing.*too anisotropic.*at most") as exc:
+            inpaint(img, m, method=method, spacing=(1e-50, 1e50), solver=solver)
+        assert exc.value.param == "spacing"
+
+
+@pytest.mark.parametrize("method", ["harmonic", "biharmonic", "perona_malik"])
+def test_seed_and_tolerance_not_silently_ignored(method):
+    """seed only seeds the learned sampler (it was accepted and ignored by the classical methods); a
+    tolerance of 1 or more is met by x = 0 (tol=10 filled the hole with zeros): both refused by name."""
+    img = np.linspace(0.0, 1.0, 20 * 24).reshape(20, 24) + 1.0
+    m = np.zeros(img.shape, bool)
+    m[6:12, 8:14] = True
+    with pytest.raises(pdediff.ParameterError, match=r"seed does not apply to method=") as exc:
+        inpaint(img, m, method=method, seed=3)
+    assert exc.value.param == "seed"
+    for tol in (1.0, 10.0):
+        with pytest.raises(pdediff.ParameterError, match=r"tol must lie in \(0, 1\)") as exc:
+            inpaint(img, m, method=method, tol=tol)
+        assert exc.value.param == "tol"
+    out = inpaint(img, m, method=method, tol=0.5)
+    assert out[m].min() > 0.5  # a real fill of values near 1..2, not zeros
+
+
+def test_spacing_refused_for_learned():
+    class Run:
+        image_shape = (1, 8, 8)
+
+        def repaint(self, x, m, seed=0, progress=False, num_inference_steps=None):
+            return x
+
+    img = np.full((8, 8), 0.5)
+    m = np.zeros(img.shape, bool)
+    m[2:4, 2:4] = True
+    with pytest.raises(pdediff.ParameterError, match=r"spacing does not apply to method='learned'") as exc:
+        inpaint(img, m, method="learned", model=Run(), spacing=(2.0, 1.0))
+    assert exc.value.param == "spacing"
+    assert inpaint(img, m, method="learned", model=Run(), spacing=1.0).shape == img.shape

@@ -113,6 +113,13 @@ def test_inpaint_option_errors_are_one_line(picture, capsys):
     _one_error_line(capsys, "--num-iter")
     assert main(base + ["--method", "perona_malik", "--kappa", "abc"]) == 2
     _one_error_line(capsys, "--kappa")
+    # issue 20: the learned model has no physical pixel size (--spacing was passed as 1, silently)
+    assert main(base + ["--method", "learned", "--run", str(d), "--spacing", "2", "1"]) == 2
+    _one_error_line(capsys, "--spacing", "learned")
+    # spacing whose biharmonic couplings fall below float64's resolution: refused by name, not a NaN
+    # residual blamed on max_iter/tol
+    assert main(base + ["--method", "biharmonic", "--spacing", "1e-50", "1e50"]) == 2
+    _one_error_line(capsys, "--spacing", "too anisotropic")
     (d / "o.png").write_bytes(b"keep")
     assert main(base) == 2
     _one_error_line(capsys, "--force")

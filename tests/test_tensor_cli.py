@@ -53,6 +53,8 @@ def test_nifti_through_ced_keeps_spacing_and_dtype(tmp_path, rng):
     (["--method", "ced", "--num-iter", "30", "--max-steps", "10"], "--max-steps"),
     (["--method", "explicit", "--rho", "2"], "--rho"),
     (["--method", "eed", "--alpha", "0.1"], "--alpha"),
+    (["--method", "ced", "--kappa", "3"], "--kappa"),  # CED has no edge threshold: was silently ignored
+    (["--method", "ced", "--conductance", "rational"], "--conductance"),
 ])
 def test_errors_name_the_flag(tmp_path, rng, capsys, extra, flag):
     np.save(tmp_path / "in.npy", rng.random((16, 16)).astype(np.float32))
@@ -102,3 +104,22 @@ def test_semi_implicit_flag_runs_the_library_scheme(tmp_path, rng, capsys):
         assert main(base + extra) == 2
         assert says in _error_line(capsys)
     assert not (tmp_path / "x.npy").exists()
+
+
+@pytest.mark.parametrize("extra, says, not_said", [
+    (["--max-steps", "3"], "the default time step 0.25 (the stability limit)", "--dt"),
+    (["--method", "aos", "--max-steps", "3"], "the default time step 1 (4 x the explicit stability limit)",
+     "--dt 1 "),
+    (["--method", "eed", "--num-iter", "2", "--max-steps", "1"], "--num-iter 2", "--dt"),
+    (["--method", "ced", "--max-steps", "3"], "the default time step 0.25 (the stability limit)", "--dt 0"),
+    (["--dt", "0.1", "--max-steps", "3"], "with --dt 0.1 needs 38 time steps", "default time step"),
+])
+def test_step_limit_names_what_was_passed(tmp_path, rng, capsys, extra, says, not_said):
+    """A --max-steps refusal named '--dt 0.25' when the user gave no --dt (issue 20): the default step is
+    called the default, with its value and rule; a given --dt is named as given."""
+    np.save(tmp_path / "in.npy", rng.random((16, 16)).astype(np.float32))
+    argv = ["denoise", str(tmp_path / "in.npy"), "-o", str(tmp_path / "out.npy"), "--quiet", *extra]
+    assert main(argv) == 2
+    line = _error_line(capsys)
+    assert says in line and not_said not in line, line
+    assert "--max-steps" in line

@@ -182,8 +182,9 @@ def test_maximum_minimum_principle(seed, ndim, kind, boundary, spacing, sigma, r
     shape = (9, 11) if ndim == 2 else (5, 6, 7)
     u0 = scale * rng.random(shape) ** 3  # skewed, with strong gradients
     h = spacing[:ndim]
+    own = {"alpha": 0.01} if kind == "ced" else {}  # EED refuses CED's alpha
     out = pdediff.tensor_diffusion(u0, kind=kind, num_iter=3, spacing=h, boundary=boundary, sigma=sigma,
-                                   rho=rho, alpha=0.01)
+                                   rho=rho, **own)
     lo, hi = u0.min(), u0.max()
     if boundary == "dirichlet":
         lo, hi = min(lo, 0.0), max(hi, 0.0)
@@ -196,7 +197,8 @@ def test_step_edge_has_no_over_or_undershoot(kind):
     u0 = np.zeros((32, 32))
     u0[:, 16:] = 1.0
     u0[10:20, 12:16] = 1.0  # a notch: oblique tensors near its corners
-    out = pdediff.tensor_diffusion(u0, kind=kind, num_iter=30, sigma=1.0, rho=2.0, kappa=0.05)
+    own = {"kappa": 0.05} if kind == "eed" else {}  # CED refuses EED's kappa
+    out = pdediff.tensor_diffusion(u0, kind=kind, num_iter=30, sigma=1.0, rho=2.0, **own)
     assert out.min() >= 0.0 and out.max() <= 1.0
     assert np.abs(out - u0).max() > 0.05
 
@@ -413,8 +415,9 @@ def test_float64_near_its_maximum_is_finite_and_equivariant(kind):
     """Found by a fresh-eyes test: ±1e308 gave all NaN (differences and the grey range overflowed)."""
     rng = np.random.default_rng(3)
     u = rng.random((16, 16))
-    small = pdediff.tensor_diffusion(u, kind=kind, num_iter=2, kappa=0.3)
-    big = pdediff.tensor_diffusion(u * 2.0**1020, kind=kind, num_iter=2, kappa=0.3 * 2.0**1020)
+    k = (lambda s: {"kappa": 0.3 * s}) if kind == "eed" else (lambda s: {})  # CED refuses kappa
+    small = pdediff.tensor_diffusion(u, kind=kind, num_iter=2, **k(1.0))
+    big = pdediff.tensor_diffusion(u * 2.0**1020, kind=kind, num_iter=2, **k(2.0**1020))
     assert np.isfinite(big).all()
     np.testing.assert_allclose(big / 2.0**1020, small, rtol=1e-12, atol=1e-12)
     a = np.full((16, 16), 1e308)
@@ -478,3 +481,23 @@ def test_extreme_kappa_is_the_limit_not_an_exception(kappa):
     limit = pdediff.tensor_diffusion(u, kind="eed", kappa=1e-20 if kappa < 1 else 1e20, num_iter=3)
     assert np.isfinite(got).all() and u.min() <= got.min() and got.max() <= u.max()
     np.testing.assert_allclose(got, limit, rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("kind, kw", [("eed", {"alpha": 0.1}), ("eed", {"C": 2.0}), ("ced", {"kappa": 0.3}),
+                                      ("ced", {"conductance": "rational"})])
+def test_options_of_the_other_kind_refused(kind, kw):
+    """EED has no alpha/C, CED no kappa/conductance: they were silently ignored (issue 20)."""
+    img = np.random.default_rng(0).random((12, 12))
+    (name, value), = kw.items()
+    with pytest.raises(pdediff.ParameterError, match=rf"{name} does not apply to kind='{kind}'") as exc:
+        pdediff.tensor_diffusion(img, kind=kind, num_iter=1, **kw)
+    assert exc.value.param == name
+    torch_td = pytest.importorskip("pdediff.torch").tensor_diffusion
+    torch = pytest.importorskip("torch")
+    with pytest.raises(pdediff.ParameterError, match=rf"{name} does not apply") as exc:
+        torch_td(torch.from_numpy(img)[None, None], kind=kind, num_iter=1, **kw)
+    assert exc.value.param == name
+    # each kind's own options still apply and change the result
+    base = pdediff.tensor_diffusion(img, kind=kind, num_iter=2)
+    own = {"eed": {"kappa": 0.01, "conductance": "rational"}, "ced": {"alpha": 0.5, "C": 1e-6}}[kind]
+    assert not np.array_equal(pdediff.tensor_diffusion(img, kind=kind, num_iter=2, **own), base)

@@ -109,3 +109,34 @@ def test_step_refuses_a_read_only_array_in_one_line(solver):
     u.flags.writeable = False
     with pytest.raises(ValueError, match="read-only"):
         getattr(pdediff, solver)(u.shape).step(u, 1)
+
+
+@pytest.mark.parametrize("call", [
+    lambda a, sp: pdediff.perona_malik(a, num_iter=1, spacing=sp, method="aos"),
+    lambda a, sp: pdediff.perona_malik(a, num_iter=1, spacing=sp),
+    lambda a, sp: pdediff.solve_heat(a, t=1e-3, spacing=sp),
+    lambda a, sp: pdediff.tensor_diffusion(a, kind="eed", num_iter=1, spacing=sp),
+])
+def test_spacing_ratio_beyond_float64_refused_by_name(call):
+    """Spacing (1e-100, 1e100): each width in range, but the coarse width's square in units of the finest
+    (1e400) overflows: AOS Perona-Malik raised a bare OverflowError; every solver refuses it by name."""
+    a = np.random.default_rng(0).random((8, 9))
+    with pytest.raises(pdediff.ParameterError, match=r"spacing.*ratio.*at most 1e\+100") as exc:
+        call(a, (1e-100, 1e100))
+    assert exc.value.param == "spacing"
+    call(a, (1e-50, 1e49))  # a ratio of 1e99 runs
+
+
+@pytest.mark.parametrize("kw, name", [
+    ({"method": "spectral", "dt": 0.1}, "dt"),  # the default method: dt did nothing
+    ({"method": "spectral", "scheme": "backward-euler"}, "scheme"),
+    ({"method": "explicit", "scheme": "backward-euler"}, "scheme"),
+    ({"method": "implicit", "spectrum": "discrete"}, "spectrum"),
+])
+def test_solve_heat_refuses_options_of_other_methods(kw, name):
+    """solve_heat accepted and ignored dt/scheme/spectrum for methods that do not use them (issue 20)."""
+    with pytest.raises(pdediff.ParameterError, match=rf"{name} does not apply to method=") as exc:
+        pdediff.solve_heat(U, 1.0, **kw)
+    assert exc.value.param == name
+    own = {"dt": "explicit", "scheme": "implicit", "spectrum": "spectral"}[name]
+    pdediff.solve_heat(U, 1.0, **{**kw, "method": own, **({"dt": 0.1} if name == "dt" else {})})

@@ -160,11 +160,11 @@ def time_steps(dt_max: float, dt: object, num_iter: object, max_steps: object,
         dt_ = DT_FACTOR * dt_max
     else:
         dt_ = positive_step(dt)  # any finite dt > 0: ParameterError naming dt otherwise
-    if num_iter is None:
-        n_est = steps_default * dt_max / dt_
-        check_step_count(n_est, max_steps, f"the default diffusion time {steps_default:.4g} * dt_max with "
+    if num_iter is None:  # dt given here (no dt and no num_iter returned above)
+        n = max(1, int(round(steps_default * dt_max / dt_)))  # the steps that would run
+        check_step_count(n, max_steps, f"the default diffusion time {steps_default:.4g} * dt_max with "
                          f"{{dt={dt_:.6g}}}", "use a larger {dt} (or {dt=None}), or pass {num_iter}")
-        return dt_, max(1, int(round(n_est)))
+        return dt_, n
     n = nonnegative_int(num_iter, "num_iter")
     check_step_count(n, max_steps, f"{{num_iter={n}}}", "use fewer steps")
     return dt_, n

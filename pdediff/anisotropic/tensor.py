@@ -24,7 +24,7 @@ from .._dispatch import executor_for
 from .._plan import intensity_scale, inverse_square
 from .._validation import (DEFAULT_MAX_STEPS, as_float_array, channel_axis_value, check_step_count,
                            nonnegative_int, nonnegative_scalar, positive_or_auto, positive_scalar,
-                           positive_step)
+                           positive_step, step_phrase)
 from ..catalogue import TENSOR_KINDS
 from .._arrays import is_dask_array
 from ..errors import ParameterError, StabilityError
@@ -72,6 +72,9 @@ EED_DT_FACTOR = 0.8
 #: Default noise scale ``sigma`` and CED integration scale ``rho``, in cells of the finest axis.
 DEFAULT_SIGMA = 1.0
 DEFAULT_RHO_CED = 4.0
+#: CED defaults: the smallest diffusivity (across the flow) and the coherence threshold (grey values).
+DEFAULT_ALPHA = 0.001
+DEFAULT_C = 1.0
 #: ``kappa="auto"`` for EED: this multiple of :func:`pdediff.estimate_kappa`'s exponential estimate
 #: (measured on the camera image at 10 % noise, docs/tensor_diffusion.rst).
 EED_KAPPA_FACTOR = 1.0
@@ -137,8 +140,8 @@ def tensor_diffusion(
     kappa: float | Literal["auto"] = "auto",
     sigma: float | None = None,
     rho: float | None = None,
-    alpha: float = 0.001,
-    C: float = 1.0,
+    alpha: float | None = None,
+    C: float | None = None,
     conductance: Literal["weickert", "exponential", "rational"] = "weickert",
     spacing: float | Any = 1.0,
     boundary: Literal["neumann", "periodic", "dirichlet"] = "neumann",
@@ -203,7 +206,8 @@ def tensor_diffusion(
         EED contrast parameter (intensity units per physical length): the
         gradient magnitude where ``g`` switches off.  ``"auto"``:
         :func:`pdediff.estimate_kappa` on the smoothed input (robust MAD of the
-        gradient magnitudes), times ``EED_KAPPA_FACTOR``.  Ignored by CED.
+        gradient magnitudes), times ``EED_KAPPA_FACTOR``.  CED refuses a value
+        other than ``"auto"`` (it has no edge threshold).
     sigma : float, optional
         Noise scale: standard deviation (physical units) of the Gaussian
         applied to the image before its gradient.  Default 1 cell of the finest
@@ -212,10 +216,11 @@ def tensor_diffusion(
         Integration scale: standard deviation (physical units) of the Gaussian
         applied to the structure tensor's components.  Default 0 for EED (the
         gradient direction itself), 4 cells of the finest axis for CED.
-    alpha : float
-        CED: the smallest eigenvalue of ``D``, in ``(0, 1]`` (default 0.001).
-    C : float
-        CED coherence threshold, positive.  The structure tensor is computed on
+    alpha : float, optional
+        CED: the smallest eigenvalue of ``D``, in ``(0, 1]`` (default 0.001).  EED
+        refuses it (its diffusivity across edges follows ``kappa``).
+    C : float, optional
+        CED coherence threshold, positive (default 1).  EED refuses it.  The structure tensor is computed on
         the image mapped to grey values (its range ``max - min`` becomes 255,
         lengths in physical units), so ``C = 1`` is Weickert's value for 8-bit
         images whatever the input's scale: orientations whose coherence
@@ -224,7 +229,8 @@ def tensor_diffusion(
     conductance : {"weickert", "exponential", "rational"}
         EED diffusivity across edges as a function of ``x = mu_1 / kappa^2``:
         ``1 - exp(-3.31488 / x^4)`` (Weickert 1998), ``exp(-x)``, or
-        ``1 / (1 + x)``; floored at ``EED_MIN_DIFFUSIVITY = 0.01``.
+        ``1 / (1 + x)``; floored at ``EED_MIN_DIFFUSIVITY = 0.01``.  CED refuses a
+        value other than the default ``"weickert"``.
     spacing : float or sequence of float
         Voxel size per spatial axis (physical units).
     boundary : {"neumann", "periodic", "dirichlet"}
@@ -358,6 +364,9 @@ def tensor_diffusion(
     with _named("rho"):
         default_rho = DEFAULT_RHO_CED * min(h) if kind == "ced" else 0.0
         rho_ = default_rho if rho is None else nonnegative_scalar(rho, "rho")
+    check_kind_options(kind, alpha=alpha, C=C, kappa=kappa, conductance=cond)
+    alpha = DEFAULT_ALPHA if alpha is None else alpha
+    C = DEFAULT_C if C is None else C
     with _named("alpha"):
         alpha_ = positive_scalar(alpha, "alpha")
         if alpha_ > 1.0:
@@ -435,6 +444,23 @@ def tensor_diffusion(
     return out, info
 
 
+def check_kind_options(kind: str, *, alpha: Any, C: Any, kappa: Any, conductance: str) -> None:
+    """Refuse (:class:`~pdediff.ParameterError` naming it) an option of the other kind, instead of ignoring it:
+    EED has no ``alpha``/``C`` (``None`` = not given), CED no ``kappa`` (other than ``"auto"``) and no
+    ``conductance`` (other than the default ``"weickert"``; ``conductance`` already checked)."""
+    if kind == "eed":
+        foreign = (("alpha", alpha, alpha is not None), ("C", C, C is not None))
+        why = "EED's diffusivity across edges follows {kappa} and {conductance}"
+    else:
+        foreign = (("kappa", kappa, not (isinstance(kappa, str) and kappa.lower() == "auto")),
+                   ("conductance", conductance, conductance != "weickert"))
+        why = "CED's diffusivities follow {alpha} and {C}; it has no edge threshold"
+    for name, value, given in foreign:
+        if given:
+            raise ParameterError(f"{{{name}}} does not apply to {{kind={kind!r}}} ({why}); got "
+                                 f"{{{name}={value!r}}}", param=name)
+
+
 def _option(name: str, value: Any, allowed: tuple[str, ...]) -> str:
     if not isinstance(value, str):
         raise TypeError(f"{name} must be one of {', '.join(map(repr, allowed))}; got {value!r}")
@@ -451,26 +477,55 @@ def _noise_fraction(u: Any, v: Any, lazy: bool) -> float:
     separable mask ``[1, -2, 1]`` along every axis (blind to linear ramps; ``6^(N/2)`` its norm), over
     all channels.  ``R``: the 0.5–99.5 percentile range of ``v``, the image smoothed for the tensor
     (little affected by the noise).  On the study's training images (192², clean range 1) it reads
-    0.10–0.12 at 10 % noise and 0.18–0.23 at 20 %.  Dask arrays: the same, with Dask's approximate
-    percentiles.
+    0.10–0.12 at 10 % noise and 0.18–0.23 at 20 %.  The median and percentiles are exact order
+    statistics, linearly interpolated in float64 by :func:`_interpolated` from the same ranks on both
+    paths: ``numpy.partition`` in memory, an exact radix select over the chunks for Dask arrays (Dask's
+    own percentiles are approximate and moved the default EED step count with the chunk size).
 
     .. [I96] J. Immerkær, "Fast noise variance estimation", CVIU 64(2), 1996.
     """
     nd = u.ndim - 1
     norm = 0.6745 * 6.0 ** (nd / 2)
+    qs = (50.0, 0.5, 99.5)
     if lazy:
         import dask.array as da
 
         r = u.map_overlap(_second_differences, depth={0: 0, **{a: 1 for a in range(1, nd + 1)}},
                           boundary="reflect", dtype=u.dtype)
-        nu = float(np.ravel(da.percentile(da.absolute(r).ravel(), [50.0]).compute())[0]) / norm
-        lo, hi = (float(x) for x in np.ravel(da.percentile(v.ravel(), [0.5, 99.5]).compute()))
+        r = da.absolute(r)
+        (rank_r, w_r), (rank_v, w_v) = _ranks(int(r.size), qs[:1]), _ranks(int(v.size), qs[1:])
+        s_r, s_v = executor_for(u, "image").order_statistics([(r, rank_r), (v, rank_v)])
     else:
-        r = _second_differences(u)
-        nu = float(np.median(np.abs(r, out=r), overwrite_input=True)) / norm
-        lo, hi = (float(x) for x in np.percentile(v, [0.5, 99.5]))
+        r = np.abs(_second_differences(u)).ravel()
+        (rank_r, w_r), (rank_v, w_v) = _ranks(r.size, qs[:1]), _ranks(v.size, qs[1:])
+        s_r = [float(x) for x in np.partition(r, rank_r)[rank_r]]
+        s_v = [float(x) for x in np.partition(np.ravel(v), rank_v)[rank_v]]
+    (med,) = _interpolated(s_r, w_r)
+    lo, hi = _interpolated(s_v, w_v)
+    nu = med / norm
     frac = nu / (hi - lo) if hi > lo else 0.0
     return frac if math.isfinite(frac) else 0.0
+
+
+def _ranks(n: int, qs: tuple[float, ...]) -> tuple[list[int], list[float]]:
+    """The order-statistic ranks (two per percentile: below and above) and weights of the percentiles
+    ``qs`` of ``n`` values (the linear rule, numpy's default: position ``q/100 (n - 1)``)."""
+    ranks, weights = [], []
+    for q in qs:
+        pos = q / 100.0 * (n - 1)
+        k = min(int(math.floor(pos)), n - 1)
+        ranks += [k, min(k + 1, n - 1)]
+        weights.append(pos - k)
+    return ranks, weights
+
+
+def _interpolated(stats: list[float], weights: list[float]) -> list[float]:
+    """Percentiles from the pairs of order statistics :func:`_ranks` asked for (float64)."""
+    out = []
+    for i, t in enumerate(weights):
+        a, b = stats[2 * i], stats[2 * i + 1]
+        out.append(a + (b - a) * t if t else a)
+    return out
 
 
 def _second_differences(b: np.ndarray) -> np.ndarray:
@@ -502,10 +557,14 @@ def _time_steps(grid: Grid, kind: str, dt: Any, num_iter: Any, max_steps: Any,
             )
     with _named("max_steps"):
         if num_iter is None:
-            n_est = steps_default * dt_max / dt_
-            what = f"the default diffusion time {steps_default:.4g} * dt_max with {{dt={dt_:.6g}}}"
-            check_step_count(n_est, max_steps, what, "use a larger {dt} (or {dt=None}), or pass {num_iter}")
-            return dt_, max(1, int(round(n_est)))
+            n = max(1, int(round(steps_default * dt_max / dt_)))  # the steps that would run
+            step = step_phrase(dt, dt_, f"{EED_DT_FACTOR:g} x the stability limit" if kind == "eed" else
+                               "the stability limit")
+            what = f"the default diffusion time {steps_default:.4g} * dt_max with {step}"
+            advice = ("pass {num_iter} (a shorter diffusion time) or {method='semi-implicit'} (any dt)"
+                      if dt is None else "use a larger {dt} (or {dt=None}), or pass {num_iter}")
+            check_step_count(n, max_steps, what, advice)
+            return dt_, n
     with _named("num_iter"):
         n = nonnegative_int(num_iter, "num_iter")
     with _named("max_steps"):

@@ -20,7 +20,8 @@ from ._images import (
 )
 
 #: Library names that are not a flag's ``dest``, and settings spelled otherwise (see ``_errors.FlagSpelling``).
-LIBRARY_NAMES = {"image": "input", "max_steps=None": "--max-steps 0", "scheme": "method", "kind": "method"}
+LIBRARY_NAMES = {"image": "input", "max_steps=None": "--max-steps 0", "scheme": "method", "kind": "method",
+                 "method='semi-implicit'": "--semi-implicit"}
 #: ``--method`` values that run :func:`pdediff.tensor_diffusion` (the others Perona–Malik).
 TENSOR_METHODS = TENSOR_KINDS
 #: ``--method`` values that run a shipped learned model (:func:`pdediff.torch.denoisers.denoise_learned`).
@@ -48,9 +49,10 @@ def register(subparsers) -> None:
                    help="time steps (default: 15 explicit steps; EED: the time of 60 x the estimated noise "
                         "fraction of the grey range steps at the stability limit, in steps of 0.8 of it, e.g. 8 "
                         "at 10 %%; CED: 50)")
-    n.add_argument("--kappa", default="auto", help="edge threshold, or 'auto' (default); not used by CED")
+    n.add_argument("--kappa", default="auto", help="edge threshold, or 'auto' (default); CED refuses it")
     n.add_argument("--conductance", choices=CONDUCTANCES, default=None,
-                   help="diffusivity across edges (default: exponential; EED: Weickert's, which only EED has)")
+                   help="diffusivity across edges (default: exponential; EED: Weickert's, which only EED has); "
+                   "CED refuses it")
     n.add_argument("--method", choices=PM_METHODS + TENSOR_METHODS + LEARNED_METHODS, default="explicit",
                    help="Perona–Malik: explicit 2N-neighbour steps (default) or AOS (semi-implicit, large time "
                    "steps); tensor diffusion: eed (edge-enhancing: also smooths along edges) or ced "
@@ -120,6 +122,10 @@ def run(args: argparse.Namespace) -> None:
         raise CLIError(f"{flag} applies to --method {' or '.join(TENSOR_METHODS)} only; got --method {args.method}")
     if args.method == "eed" and args.alpha is not None:
         raise CLIError("--alpha applies to --method ced only; EED's diffusivity across edges follows --kappa")
+    if args.method == "ced" and (args.kappa != "auto" or args.conductance is not None):
+        flag = "--kappa" if args.kappa != "auto" else "--conductance"
+        raise CLIError(f"{flag} does not apply to --method ced (it has no edge threshold: its diffusivities follow "
+                       "--alpha and the structure's coherence); drop it, or use --method eed")
     if args.semi_implicit and not tensor:
         raise CLIError(f"--semi-implicit applies to --method {' or '.join(TENSOR_METHODS)} only; got --method "
                        f"{args.method}")

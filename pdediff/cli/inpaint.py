@@ -164,6 +164,8 @@ def _check_options(args: argparse.Namespace) -> None:
     learned_only = {"--jump-length": args.jump_length is not None, "--jump-n-sample": args.jump_n_sample is not None,
                     "--device": args.device is not None, "--threads": args.threads is not None,
                     "--num-inference-steps": args.num_inference_steps is not None, "--seed": args.seed is not None}
+    if learned and args.spacing is not None:  # the model fills square pixels of its training images
+        raise CLIError("--spacing does not apply to --method learned (the model has no physical pixel size)")
     for opts, ok in ((pm_only, args.method == "perona_malik"), (learned_only, learned)):
         given = [k for k, v in opts.items() if v]
         if given and not ok:

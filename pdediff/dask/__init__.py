@@ -17,7 +17,10 @@ periodic) and the results equal the in-memory ones:
 * spectral heat, implicit (ADI) heat and AOS Perona–Malik: one axis at a
   time, that axis rechunked whole;
 * ``kappa="auto"``: one global exact median/MAD (radix select over Dask
-  reductions), computed when :func:`pdediff.perona_malik` is called.
+  reductions), computed when :func:`pdediff.perona_malik` is called;
+* EED's default step count (:func:`pdediff.tensor_diffusion`): the noise
+  estimate's median and percentiles as exact order statistics
+  (:mod:`pdediff.dask._select`), so it equals the in-memory count.
 
 Needs the ``dask`` extra: ``pip install "pdediff[dask]"``.  See docs/scaling.rst.
 """

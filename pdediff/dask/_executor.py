@@ -43,6 +43,12 @@ class DaskExecutor:
 
         return estimate_kappa_dask(v, tuple(spacing), conductance)
 
+    def order_statistics(self, jobs: Any) -> list[list[float]]:
+        """Exact order statistics of Dask arrays (radix select in four streaming passes; computed now)."""
+        from ._select import order_statistics
+
+        return order_statistics(jobs)
+
     # -- tensor diffusion (pdediff.tensor_diffusion calls these for Dask arrays) --------------------
 
     def compute_range(self, u: Any) -> tuple[float, float]:

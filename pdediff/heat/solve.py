@@ -61,10 +61,11 @@ def solve_heat(
         Time step for the explicit and implicit methods.  ``None`` picks one:
         the stability limit ``1 / (2 D_max sum_a 1/h_a^2)`` for explicit, four
         times that for implicit.  Steps are shortened slightly, if needed, so a
-        whole number of them lands exactly on each requested time.  Ignored by
-        the spectral method.
+        whole number of them lands exactly on each requested time.  The
+        spectral method refuses it (it takes no time steps).
     scheme : {"crank-nicolson", "backward-euler"}
-        Time discretisation of the implicit method.  In 2-D/3-D it is split
+        Time discretisation of the implicit method (the other methods refuse a
+        value other than the default).  In 2-D/3-D it is split
         (Douglas ADI; with an array ``diffusivity`` and ``|dt L| > 64``, one
         1-D step per axis, because the Douglas scheme is unstable there):
         stable for any ``dt``, and float32 equals float64 to float32 precision
@@ -76,7 +77,8 @@ def solve_heat(
     spectrum : {"continuous", "discrete"}
         Eigenvalues used by the spectral method: of the continuous Laplacian
         (default, spectrally accurate) or of the 3/5/7-point stencil (the exact
-        solution of the semi-discrete system).
+        solution of the semi-discrete system).  The other methods refuse a value
+        other than the default.
     check_finite : bool
         Raise ``ValueError`` on NaN/inf input (default).  ``False`` skips the
         scan; NaN and inf then propagate to their neighbours (never a crash).

@@ -78,7 +78,7 @@ def inpaint(
     model: Any = None,
     jump_length: int | None = None,
     jump_n_sample: int | None = None,
-    seed: int = 0,
+    seed: int | None = None,
     progress: bool = False,
     return_info: bool = False,
     num_inference_steps: int | None = None,
@@ -129,7 +129,7 @@ def inpaint(
         Pixel size per spatial axis, in physical units (e.g. ``(3.0, 1.0, 1.0)`` mm).
     tol : float, optional
         Harmonic/biharmonic (and Perona–Malik's biharmonic start): relative
-        residual ``|b - A x| / |b|`` to reach (largest over channels), default 1e-8.
+        residual ``|b - A x| / |b|`` to reach (largest over channels), in ``(0, 1)``, default 1e-8.
     max_iter : int, optional
         Cap on the linear solver's work: refinement steps after the direct
         factorisation (default 10; one is almost never needed), or CG
@@ -144,7 +144,8 @@ def inpaint(
         writing the image in its own layout (no sparse matrix, no copy beyond
         the output); for biharmonic Jacobi-preconditioned on the sparse matrix
         (less memory on large 3-D holes, iterations grow with the square of
-        the hole's width).  ``"auto"``: harmonic always uses the compiled CG;
+        the hole's width; with anisotropic spacing it runs to ``tol / (h_max/h_min)^2``,
+        since anisotropy raises the condition number by about that factor).  ``"auto"``: harmonic always uses the compiled CG;
         biharmonic (and Perona–Malik's start) the direct solver in 1-D/2-D and
         for 3-D masks up to 60 000 pixels, CG above.  Measured on astronaut
         512² (3 channels, one thread, 2-core machine shared with other jobs)
@@ -176,8 +177,9 @@ def inpaint(
         noise schedule, ``jump_n_sample`` times per jump point), passed to the
         run's ``repaint``; ``None`` keeps the run's defaults (10 and 10).
         Positive integers; the sampling work grows with ``jump_n_sample``.
-    seed : int
-        Learned only: seed of the sampling noise (the classical methods are deterministic).
+    seed : int, optional
+        Learned only: seed of the sampling noise (default 0); the classical methods are
+        deterministic and refuse it.
     progress : bool
         Show a tqdm progress bar (Perona–Malik steps, learned sampling).
     return_info : bool
@@ -203,8 +205,10 @@ def inpaint(
         Unknown ``method``/``solver``/``conductance``; wrong dimensionality;
         ``mask`` of the wrong shape, with values other than 0/1, differing
         between channels, or covering the whole image; NaN/inf at known pixels;
-        non-positive ``spacing``/``tol``/``dt``/``kappa``; an option given to a
-        method it does not apply to; for ``"learned"``: no ``model``, an image
+        non-positive ``spacing``/``tol``/``dt``/``kappa``; ``tol`` of 1 or more;
+        ``spacing`` too anisotropic for the linear fills (see Notes); an option
+        given to a method it does not apply to (``seed`` and ``spacing`` other
+        than 1 to the classical and learned methods respectively); for ``"learned"``: no ``model``, an image
         size other than the run's, float values outside ``[0, 1]``.
     StepLimitError
         ``num_iter`` above 100 000.
@@ -220,6 +224,12 @@ def inpaint(
     of the known data; an iterative solve to within about the condition number times ``tol``).  Biharmonic: ``(L L u)_p = 0`` with the same Neumann
     Laplacian ``L``, solved as the normal equations ``Lm^T Lm x = -Lm^T L u0``;
     it equals scikit-image's system, built without a Python loop.
+    With anisotropic spacing the coarse axis' couplings are ``(h_min/h_max)^2`` (harmonic) or
+    its square (biharmonic) of the fine axis' ones: below float64's epsilon (``max/min`` above
+    6.7e7, respectively 8192) ``spacing`` is refused; the direct solver also estimates the fill's
+    error by one refinement correction and raises :class:`RuntimeError` above ``1e-6`` relative
+    (ill-conditioned systems, e.g. spacing ``(1, 100)`` with a hole spanning the fine axis, where
+    a small residual does not mean a small error).
     Perona–Malik: each AOS step solves, per axis, the tridiagonal lines of
     ``I - m dt A_a(u_sigma)`` whose known rows are identity rows; every line
     system is an M-matrix, so no step leaves the range of its start at any
@@ -269,7 +279,7 @@ def inpaint(
     plan = inpaint_plan(method, np.ndim(image), channel_axis=channel_axis, tol=tol, max_iter=max_iter, solver=solver,
                         num_iter=num_iter, kappa=kappa, conductance=conductance, sigma=sigma, dt=dt, model=model,
                         jump_length=jump_length, jump_n_sample=jump_n_sample,
-                        num_inference_steps=num_inference_steps)
+                        num_inference_steps=num_inference_steps, seed=seed)
     refuse_foreign_array(image, "image")
     refuse_foreign_array(mask, "mask")
     in_dtype = np.asarray(image).dtype if not isinstance(image, np.ndarray) else image.dtype
@@ -286,6 +296,10 @@ def inpaint(
     u = np.array(x[None] if ch is None else np.moveaxis(x, ch, 0), order="C")  # (C, *spatial), own copy
     grid = Grid(u.shape[1:], spacing)
     h = grid.spacing
+    if method == "learned" and any(x != 1.0 for x in h):  # the model works on its training grid of pixels
+        raise ParameterError(f"{{spacing}} does not apply to {{method='learned'}} (the model fills square pixels "
+                             f"of its training images; it has no physical spacing); got {spacing!r}",
+                             param="spacing")
     n_missing = int(np.count_nonzero(m))
     known = ~m
     if n_missing == m.size:
@@ -299,7 +313,7 @@ def inpaint(
     if n_missing == 0:
         out = u
     elif method == "learned":
-        out = _learned(u, m, in_dtype, model=model, plan=plan, seed=seed, progress=progress)
+        out = _learned(u, m, in_dtype, model=model, plan=plan, seed=0 if seed is None else seed, progress=progress)
         steps = plan.num_inference_steps
         info = InpaintResult(method=method, n_missing=n_missing, spacing=h, num_iter=steps,
                              num_inference_steps=steps)

@@ -27,9 +27,10 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
 from .._plan import LINEAR_SOLVERS
+from ..errors import ParameterError
 from ..kernels.cpu.inpaint import harmonic_pcg, harmonic_setup, harmonic_store
 
-__all__ = ["DIRECT_MAX_UNKNOWNS_3D", "SOLVERS", "SSOR_OMEGA", "harmonic_cg_inplace", "solve_linear"]
+__all__ = ["DIRECT_MAX_UNKNOWNS_3D", "SOLVERS", "SSOR_OMEGA", "check_anisotropy", "harmonic_cg_inplace", "solve_linear"]
 
 #: The linear solvers (:data:`pdediff._plan.LINEAR_SOLVERS`, where :func:`pdediff.inpaint` checks ``solver``).
 SOLVERS = LINEAR_SOLVERS
@@ -42,6 +43,12 @@ DIRECT_MAX_UNKNOWNS_3D = 60_000
 #: 512² (3 channels): crack mask 45 (Jacobi) / 17 (1.0) / 13 (1.5) / 16 (1.7) / 22 (1.85); block mask
 #: 263 / 93 / 55 / 42 / 32: 1.8 is the compromise between thin and wide holes.
 SSOR_OMEGA = 1.8
+#: Largest relative error of a direct solve's fill (estimated by one refinement correction) that is
+#: returned; above it the system is too ill-conditioned for float64 and :func:`solve_linear` raises.
+FORWARD_ERROR_MAX = 1e-6
+#: Below this ratio of the weakest to the strongest coupling (``(h_min/h_max)^2`` harmonic, ``^4``
+#: biharmonic) the weak couplings are lost to rounding against the strong ones (float64's epsilon).
+_TINY_COUPLING = float(np.finfo(np.float64).eps)
 
 
 @dataclass(frozen=True)
@@ -138,7 +145,13 @@ def _direct(A, b, tol, max_iter):
         r = b - A @ x
         rel = _relative(r, bn)
         if rel <= tol or it >= max_iter:
-            return x, it, rel
+            # the error of x, estimated by the next refinement correction (not applied: x stays as solved):
+            # a small residual does not bound the error of an ill-conditioned system (biharmonic with
+            # spacing (1, 100) and a mask spanning the fine axis: residual 2e-10, error 1.5 % of the range)
+            dx = lu.solve(r)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                err = float(np.max(np.abs(dx)) / np.max(np.abs(x))) if x.size and np.any(x) else 0.0
+            return x, it, rel, err
         x += lu.solve(r)
         it += 1
 
@@ -185,11 +198,39 @@ def _cg_cap(kind: str, shape: tuple[int, ...], max_iter: int | None) -> int:
     return int(20 * max(shape) * (1 if kind == "harmonic" else max(shape) / 4)) + 100
 
 
-def _not_converged(kind, tol, rel, cap, solver):
+def _not_converged(kind, tol, rel, cap, solver, h=None):
     what = "refinement steps" if solver == "direct" else "conjugate-gradient iterations"
+    if h is not None and max(h) > min(h) and solver == "cg" and math.isfinite(rel) and rel < 1:
+        return RuntimeError(
+            f"{kind} inpainting did not reach the relative residual {tol:.3g} (tol / (max/min spacing)^2 for "
+            f"spacing {tuple(h)}: anisotropy worsens the conditioning, so the residual must be smaller for the "
+            f"same accuracy; reached {rel:.3g}) within max_iter={cap} {what}; raise max_iter, or use "
+            "solver='direct'")
+    if h is not None and max(h) > min(h) and not (solver == "cg" and math.isfinite(rel) and rel < 1):
+        # a direct solve that does not refine, or a diverging one, is the system's conditioning, not the cap
+        return RuntimeError(
+            f"{kind} inpainting did not reach tol={tol:g} (relative residual {rel:.3g}) within max_iter={cap} "
+            f"{what}: the system is too ill-conditioned for float64 with this mask and spacing {tuple(h)} "
+            f"(max/min {max(h) / min(h):.3g}: the coarse axis' couplings are weak); raising max_iter will not "
+            "help: use a more isotropic spacing")
     return RuntimeError(
         f"{kind} inpainting did not reach tol={tol:g} (relative residual {rel:.3g}) within "
         f"max_iter={cap} {what}; raise max_iter or tol" + (", or use solver='direct'" if solver == "cg" else ""))
+
+
+def check_anisotropy(kind: str, h: tuple[float, ...]) -> None:
+    """Refuse (naming ``spacing``) a spacing whose coarsest axis' couplings are below float64's resolution
+    relative to the finest axis' ones: ``(h_min/h_max)^2`` (harmonic) or its square (biharmonic) below
+    the machine epsilon.  Such a system rounds to one without those couplings: a masked pixel reached
+    only along the coarse axis is then undetermined (filled with 0, or a singular matrix)."""
+    p = 2 if kind == "harmonic" else 4
+    if (min(h) / max(h)) ** p < _TINY_COUPLING:
+        top = _TINY_COUPLING ** (-1.0 / p)
+        raise ParameterError(
+            f"{{spacing}} {tuple(h)}: max/min {max(h) / min(h):.3g} is too anisotropic for {kind} inpainting; "
+            f"its couplings along the coarsest axis would be (min/max)^{p} = {(min(h) / max(h)) ** p:.3g} of the "
+            f"finest axis' ones, below float64's resolution {_TINY_COUPLING:.3g}; keep max(spacing)/min(spacing) "
+            f"at most {top:.4g} (or inpaint axis by axis)", param="spacing")
 
 
 def harmonic_cg_inplace(data: np.ndarray, mask: np.ndarray, h: tuple[float, ...], channel_axis: int | None, *,
@@ -197,6 +238,7 @@ def harmonic_cg_inplace(data: np.ndarray, mask: np.ndarray, h: tuple[float, ...]
     """Harmonic fill of ``data`` (float32/float64, C-contiguous, spatial axes in order with an optional
     channel axis anywhere) inside ``mask``, in place, by the compiled SSOR-preconditioned CG: no copy of
     the image, work O(n_missing) per iteration.  Values at masked pixels are never read."""
+    check_anisotropy("harmonic", h)
     item = data.itemsize
     spatial = [a for a in range(data.ndim) if a != channel_axis]
     estr = np.array([data.strides[a] // item for a in spatial], dtype=np.int64)
@@ -227,18 +269,39 @@ def solve_linear(kind: str, U: np.ndarray, mask: np.ndarray, h: tuple[float, ...
     Raises :class:`RuntimeError` when the residual is still above ``tol`` after ``max_iter``
     refinement steps (direct) or iterations (CG).
     """
-    A, b = (_harmonic_system if kind == "harmonic" else _biharmonic_system)(mask, h, U)
+    # Spacing in units of a power of two near the finest one: the weights 1/h^2 scale by a power of four,
+    # exactly, so A and b scale exactly and the solution is the same bit for bit, but no product of
+    # weights overflows (spacing (1e-50, 1e50) made the biharmonic residual NaN).
+    check_anisotropy(kind, h)
+    unit = 2.0 ** math.floor(math.log2(min(h)))
+    hs = tuple(x / unit for x in h)
+    A, b = (_harmonic_system if kind == "harmonic" else _biharmonic_system)(mask, hs, U)
     n = A.shape[0]
     if solver == "auto":
         solver = "direct" if mask.ndim < 3 or n <= DIRECT_MAX_UNKNOWNS_3D else "cg"
     if solver == "direct":
         cap = 10 if max_iter is None else max_iter
-        x, it, rel = _direct(A, b, tol, cap)
+        x, it, rel, err = _direct(A, b, tol, cap)
+        if rel <= tol and not err <= FORWARD_ERROR_MAX:  # also catches NaN
+            raise RuntimeError(
+                f"{kind} inpainting: the direct solve reached the residual tol={tol:g} (relative residual "
+                f"{rel:.3g}) but its estimated relative error is {err:.3g} (above {FORWARD_ERROR_MAX:g}): the "
+                f"system is too ill-conditioned for float64 with this mask and spacing {tuple(h)}"
+                + (" (max/min spacing " f"{max(h) / min(h):.3g}: the coarse axis' couplings are weak)"
+                   if max(h) > min(h) else "")
+                + "; use a more isotropic spacing, or a mask whose pixels have known neighbours along the "
+                "finest axis")
     else:
         cap = _cg_cap(kind, mask.shape, max_iter)
-        x, it, rel = _cg(A, b, tol, cap)
+        # The residual bounds the error through the condition number, which anisotropy raises by about
+        # (h_max/h_min)^2: the tolerance is tightened by that factor (spacing (1, 100), a 115² hole: at
+        # 1e-8 CG stopped 0.34 grey levels off spsolve, 8e-5 of the range; at 1e-12, 2e-6 as isotropic)
+        tol_cg = tol / (max(h) / min(h)) ** 2
+        x, it, rel = _cg(A, b, tol_cg, cap)
+        if not rel <= tol_cg:  # also catches NaN
+            raise _not_converged(kind, tol_cg, rel, cap, solver, h)
     if not rel <= tol:  # also catches NaN
-        raise _not_converged(kind, tol, rel, cap, solver)
+        raise _not_converged(kind, tol, rel, cap, solver, h)
     if not math.isfinite(rel):
         raise RuntimeError(f"{kind} inpainting produced non-finite values")
     return x, LinearSolveInfo(solver=solver, iterations=it, residual=rel)

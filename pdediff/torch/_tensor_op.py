@@ -17,8 +17,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..anisotropic.tensor import (DEFAULT_NUM_ITER, DEFAULT_RHO_CED, DEFAULT_SIGMA, EED_DT_FACTOR,
-                                  EED_KAPPA_FACTOR, EED_MIN_DIFFUSIVITY, GREY_RANGE, TENSOR_CONDUCTANCES)
+from ..anisotropic.tensor import (DEFAULT_ALPHA, DEFAULT_C, DEFAULT_NUM_ITER, DEFAULT_RHO_CED, DEFAULT_SIGMA,
+                                  EED_DT_FACTOR, EED_KAPPA_FACTOR, EED_MIN_DIFFUSIVITY, GREY_RANGE,
+                                  TENSOR_CONDUCTANCES, check_kind_options)
 from ..catalogue import TENSOR_KINDS
 from ..errors import ParameterError, StabilityError
 from ..kernels.cpu.gaussian import gaussian_weights
@@ -38,8 +39,8 @@ def tensor_diffusion(
     kappa: float | str = "auto",
     sigma: float | None = None,
     rho: float | None = None,
-    alpha: float = 0.001,
-    C: float = 1.0,
+    alpha: float | None = None,
+    C: float | None = None,
     conductance: str = "weickert",
     spacing: float | tuple[float, ...] = 1.0,
     boundary: str = "neumann",
@@ -60,7 +61,8 @@ def tensor_diffusion(
         ``lambda`` along the eigenvector of the smallest eigenvalue of ``J_rho``).
     kind, num_iter, dt, kappa, sigma, rho, alpha, C, conductance, spacing, boundary
         As in :func:`pdediff.tensor_diffusion` (``spacing``: one value or one per spatial axis,
-        ``(h_H, h_W)`` or ``(h_D, h_H, h_W)``).
+        ``(h_H, h_W)`` or ``(h_D, h_H, h_W)``); an option of the other kind (``alpha``/``C`` for
+        EED, ``kappa``/``conductance`` for CED) is refused.
         ``kappa="auto"`` is estimated per call from the detached input (no gradient through it).
         Default ``dt``: ``EED_DT_FACTOR * dt_max`` (0.8) for EED, ``dt_max`` for CED; default
         ``num_iter``: the diffusion time ``15 dt_max`` (EED) or ``50 dt_max`` (CED).
@@ -115,6 +117,9 @@ def tensor_diffusion(
     kind = _choice("kind", kind, TENSOR_KINDS)
     cond = _choice("conductance", conductance, TENSOR_CONDUCTANCES)
     boundary = _choice("boundary", boundary, _BOUNDARIES)
+    check_kind_options(kind, alpha=alpha, C=C, kappa=kappa, conductance=cond)  # the other kind's: refused
+    alpha = DEFAULT_ALPHA if alpha is None else alpha
+    C = DEFAULT_C if C is None else C
     nd = x.ndim - 2
     h = (float(spacing),) * nd if np.ndim(spacing) == 0 else tuple(float(v) for v in spacing)
     if len(h) != nd or not all(v > 0 and math.isfinite(v) for v in h):
