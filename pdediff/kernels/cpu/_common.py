@@ -136,7 +136,7 @@ def cache_share(nthreads: int) -> int:
 
 # ------------------------------------------------------------------ threading policy
 class ThreadPolicy:
-    """Adaptive choice between the serial and the threaded build of each kernel (issue 12, section 3).
+    """Adaptive choice between the serial and the threaded build of each kernel.
 
     Why: Numba's OpenMP layer spin-waits at its barriers.  On a quiet machine
     that is what makes short parallel regions fast, but when another process
