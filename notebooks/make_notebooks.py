@@ -98,9 +98,10 @@ for a, im, title in zip(ax, [img, heat, heat - blur], ["camera", f"heat flow, t=
 
 NB02 = [
     md("""
-# 02 · Denoising scans with Perona–Malik
+# 02 · Denoising scans with Perona–Malik and tensor diffusion
 
-Edge-preserving diffusion on an MRI slice, a 3-D volume with anisotropic voxels and a colour image.
+Edge-preserving diffusion on an MRI slice, a 3-D volume with anisotropic voxels and a colour image, then
+Weickert's edge- and coherence-enhancing (tensor) diffusion.
 Everything here runs on data that ships with matplotlib and scikit-image.
 """),
     code("""
@@ -160,12 +161,58 @@ for a, img, t in zip(ax, [noisy_rgb, out_rgb], ["noisy", "Perona-Malik (vector-v
     a.imshow(np.clip(img, 0, 1)); a.set_title(t); a.set_axis_off()
 """),
     md("""
+## Tensor diffusion: smoothing along edges (EED) and along flow (CED)
+
+Perona–Malik scales the flux by a scalar, so it stops at an edge but cannot smooth *along* it: noise
+on edges survives. Weickert's edge-enhancing diffusion (EED) uses a diffusion tensor instead, small
+across the edge and 1 along it; coherence-enhancing diffusion (CED) smooths along the dominant
+orientation and closes gaps in line-like patterns (fibres, vessels, fingerprints). Both keep the
+maximum–minimum principle (a non-negative stencil) and take the same `spacing`, boundaries and colour
+handling as Perona–Malik.
+"""),
+    code("""
+eed, einfo = pdediff.tensor_diffusion(noisy, kind="eed", return_info=True)  # steps from the noise level
+print(f"EED: {einfo.num_iter} steps, kappa = {einfo.kappa:.1f}")
+for name, img in [("Perona-Malik", pm), ("EED", eed)]:
+    print(f"{name:14s} PSNR {psnr(clean, img, data_range=r):6.2f} dB   SSIM {ssim(clean, img, data_range=r):.3f}")
+
+# an oriented pattern with gaps and noise: CED continues the stripes through the gaps
+y, x = np.mgrid[:128, :128] / 128 - 0.5
+stripes = 0.5 + 0.5 * np.sin(2 * np.pi * np.hypot(1.3 * x, y) * 128 / 7)
+broken = stripes.copy()
+rng = np.random.default_rng(1)
+for i, j in rng.integers(8, 112, (10, 2)):
+    broken[i:i + 8, j:j + 8] = 0.5
+noisy_s = broken + 0.3 * rng.standard_normal(broken.shape)
+ced = pdediff.tensor_diffusion(noisy_s, kind="ced")
+corr = lambda a: np.corrcoef(a.ravel(), stripes.ravel())[0, 1]
+print(f"correlation with the clean pattern: noisy {corr(noisy_s):.3f}, "
+      f"Perona-Malik {corr(pdediff.perona_malik(noisy_s)):.3f}, CED {corr(ced):.3f}")
+
+# 3-D with physical spacing, as for Perona-Malik
+eed3 = pdediff.tensor_diffusion(noisy3, kind="eed", spacing=spacing)
+print(f"3-D, spacing (3, 1, 1): EED PSNR {psnr(vol, eed3, data_range=1):6.2f} dB, "
+      f"Perona-Malik {psnr(vol, with_spacing, data_range=1):6.2f} dB")
+fig, ax = plt.subplots(1, 4, figsize=(16, 4))
+for a, img, t in zip(ax, [pm, eed, noisy_s, ced], ["Perona-Malik", "EED", "stripes with gaps", "CED"]):
+    a.imshow(img, cmap="gray"); a.set_title(t); a.set_axis_off()
+"""),
+    md("""
+Which to use: on the MRI slice at 5 % noise EED is close to Perona–Malik in PSNR and removes the noise
+that Perona–Malik leaves along edges; on piecewise-constant volumes like the phantom above Perona–Malik
+scores higher (it flattens regions, which is exactly that phantom); EED gains on textured photographs at
+higher noise (+1.3 dB mean at 20 % in the measurements of the tensor diffusion docs page). CED is for
+oriented patterns, where it beats both Perona–Malik and any Gaussian blur.
+"""),
+    md("""
 ## From the command line
 
-The same filter, safe on real files (never overwrites its input, atomic writes, one-line errors):
+The same filters, safe on real files (never overwrites its input, atomic writes, one-line errors):
 
 ```console
 $ pdediff denoise scan.nii.gz -o scan_pm.nii.gz --preview scan_pm.png
+$ pdediff denoise scan.nii.gz -o scan_eed.nii.gz --method eed
+$ pdediff denoise fingerprint.png -o ced.png --method ced
 ```
 """),
 ]
