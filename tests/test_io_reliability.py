@@ -909,3 +909,106 @@ def test_chunks_take_an_rgb_array_as_colour_as_in_memory(tmp_path, capsys):
     assert "as colour channels" in capsys.readouterr().out
     assert main(["denoise", str(tmp_path / "rgb.npy"), "-o", str(tmp_path / "m.npy"), "--quiet"]) == 0
     np.testing.assert_array_equal(pio.read_scan(tmp_path / "c.zarr").data, np.load(tmp_path / "m.npy"))
+
+
+# ----------------------------------------------------------------------------- fresh-eyes round 4 (Reliability III)
+def test_cmyk_jpeg_is_read_as_rgb_with_a_note(tmp_path, capsys):
+    """A CMYK JPEG (Pillow writes it Adobe-inverted) was read as RGBA: the inverted inks as colours, K as a 4th
+    channel that a PNG output took for alpha."""
+    from PIL import Image
+
+    Image.new("RGB", (32, 24), (200, 50, 10)).convert("CMYK").save(tmp_path / "c.jpg", quality=95)
+    scan = pio.read_scan(tmp_path / "c.jpg")
+    assert scan.data.shape == (24, 32, 3) and scan.channel_axis == -1 and not scan.alpha
+    assert np.abs(scan.data.astype(int) - [200, 50, 10]).max() <= 3
+    assert scan.notes == ["c.jpg: CMYK JPEG read as RGB (converted by Pillow); an output written from it holds "
+                          "RGB, not CMYK"]
+    assert main(["denoise", str(tmp_path / "c.jpg"), "-o", str(tmp_path / "o.png"), "--num-iter", "1"]) == 0
+    assert "note: c.jpg: CMYK JPEG read as RGB" in capsys.readouterr().out
+    back = pio.read_scan(tmp_path / "o.png")
+    assert back.data.shape == (24, 32, 3) and not back.alpha
+    assert np.abs(back.data.astype(int) - [200, 50, 10]).max() <= 3
+
+
+def test_palette_png_transparency_becomes_alpha(tmp_path):
+    """imageio expanded a palette PNG to RGB and dropped its transparency (tRNS): transparent pixels came out
+    opaque."""
+    from PIL import Image
+
+    idx = np.zeros((16, 24), np.uint8)
+    idx[:, 12:] = 1
+    im = Image.fromarray(idx, "P")
+    im.putpalette([255, 0, 0, 0, 255, 0] + [0] * 762)
+    im.save(tmp_path / "t.png", transparency=0)
+    scan = pio.read_scan(tmp_path / "t.png")
+    assert scan.data.shape == (16, 24, 4) and scan.alpha
+    np.testing.assert_array_equal(scan.data[0, 0], [255, 0, 0, 0])
+    np.testing.assert_array_equal(scan.data[0, 20], [0, 255, 0, 255])
+    assert "palette (P) PNG read as RGBA" in scan.notes[0]
+    im.save(tmp_path / "p.png")  # no transparency: RGB
+    scan = pio.read_scan(tmp_path / "p.png")
+    assert scan.data.shape == (16, 24, 3) and not scan.alpha and "read as RGB" in scan.notes[0]
+    Image.fromarray(idx * 200, "L").convert("LA").save(tmp_path / "la.png")
+    scan = pio.read_scan(tmp_path / "la.png")
+    assert scan.data.shape == (16, 24, 2) and scan.alpha and scan.notes == []
+
+
+@pytest.mark.parametrize("mode, what", [("CMYK", r"separated inks \(CMYK\)"), ("LAB", r"CIE L\*a\*b\*"),
+                                        ("P", "palette colour"), ("YCbCr", "YCbCr")])
+def test_tiffs_that_hold_no_grey_or_rgb_samples_are_refused_by_name(tmp_path, mode, what):
+    """tifffile hands over the stored samples: a CMYK, Lab, YCbCr or palette TIFF was smoothed and written back
+    as if its inks, Lab components or palette indices were RGB or grey levels."""
+    from PIL import Image
+
+    Image.new("RGB", (32, 24), (200, 50, 10)).convert(mode).save(tmp_path / "x.tif")
+    with pytest.raises(pio.ScanIOError, match=rf"x.tif: TIFF PhotometricInterpretation \d+ holds {what}.*convert it "
+                                              "to RGB or grey first"):
+        pio.read_scan(tmp_path / "x.tif")
+
+
+def test_miniswhite_tiff_is_written_back_miniswhite(tmp_path):
+    tifffile = pytest.importorskip("tifffile")
+    img = np.arange(24 * 32, dtype=np.uint16).reshape(24, 32)
+    tifffile.imwrite(tmp_path / "w.tif", img, photometric="miniswhite")
+    scan = pio.read_scan(tmp_path / "w.tif")
+    np.testing.assert_array_equal(scan.data, img)
+    pio.write_scan(tmp_path / "o.tif", scan.data, like=scan)
+    with tifffile.TiffFile(tmp_path / "o.tif") as tf:
+        assert int(tf.pages[0].photometric) == 0  # the values keep the look they had
+    pio.write_scan(tmp_path / "n.tif", scan.data)
+    with tifffile.TiffFile(tmp_path / "n.tif") as tf:
+        assert int(tf.pages[0].photometric) == 1
+
+
+def test_rtdose_is_read_and_written_with_dose_grid_scaling(tmp_path, capsys):
+    """An RT Dose written by pdediff kept DoseGridScaling (1e-6) and got a RescaleSlope: a viewer's dose (stored x
+    DoseGridScaling) reached 4295 instead of 1.13.  Reading ignored DoseGridScaling (stored counts, not Gy)."""
+    pydicom = pytest.importorskip("pydicom")
+    from pydicom.data import get_testdata_file
+
+    src = Path(get_testdata_file("rtdose.dcm"))
+    raw = pydicom.dcmread(src)
+    dose = raw.pixel_array * float(raw.DoseGridScaling)
+    scan = pio.read_scan(src)
+    np.testing.assert_allclose(scan.data, dose, rtol=1e-12)
+    assert scan.notes == ["RT Dose: doses = stored values x DoseGridScaling (1e-06), in RELATIVE"]
+    pio.write_scan(f"{tmp_path}/d/", scan.data * 0.9, like=scan)
+    files = sorted((tmp_path / "d").iterdir())
+    assert len(files) == 15
+    for k, f in enumerate(files):
+        ds = pydicom.dcmread(f)
+        assert ds.Modality == "RTDOSE" and "RescaleSlope" not in ds and "RescaleIntercept" not in ds
+        np.testing.assert_allclose(ds.pixel_array * float(ds.DoseGridScaling), 0.9 * dose[k], atol=1e-6)
+    # a result beyond the input's scaling gets its own, per slice
+    pio.write_scan(f"{tmp_path}/big/", scan.data * 1e4, like=scan)
+    for k, f in enumerate(sorted((tmp_path / "big").iterdir())):
+        ds = pydicom.dcmread(f)
+        np.testing.assert_allclose(ds.pixel_array * float(ds.DoseGridScaling), 1e4 * dose[k], rtol=1e-8)
+    with pytest.raises(pio.ScanIOError, match="an RT Dose stores doses >= 0"):
+        pio.write_scan(f"{tmp_path}/neg/", scan.data - 1.0, like=scan)
+    shutil.copy(src, tmp_path / "rtdose.dcm")
+    assert main(["denoise", str(tmp_path / "rtdose.dcm"), "-o", f"{tmp_path}/out/", "--num-iter", "1"]) == 0
+    cap = capsys.readouterr()
+    assert "RT Dose: DoseGridScaling per slice" in cap.out and "Warning" not in cap.err
+    back = pio.read_scan(tmp_path / "out")
+    assert abs(back.data.max() - dose.max()) < 0.05 * dose.max() and back.data.min() >= dose.min() - 1e-9

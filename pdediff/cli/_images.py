@@ -405,6 +405,8 @@ def _nifti_scaling(path: Path) -> tuple[float, float] | None:
 def _stored_scaling(job: ImageJob) -> str:
     """What a scaling writer stored: the slope/intercept of a NIfTI OUTPUT, and whether INPUT's was kept."""
     if job.out_fmt != "nifti":  # DICOM
+        if job.scan.format == "dicom" and "DoseGridScaling" in job.scan.meta["datasets"][0]:
+            return "RT Dose: DoseGridScaling per slice, INPUT's where the result fits it, else chosen by the writer"
         if job.scan.format == "dicom":
             return "slope/intercept per slice: INPUT's where the result fits it, else chosen by the writer"
         return "slope/intercept per slice chosen by the writer so that no value is clipped"

@@ -19,10 +19,13 @@ suffix                     library     notes
                                        ``channel_axis`` too
 ``.png``                   imageio     2-D, uint8/uint16 grey; uint8 grey+alpha, RGB, RGBA
                                        (``alpha`` set); 16-bit colour PNGs are refused on reading
-                                       (Pillow would reduce them to 8 bits)
-``.jpg``, ``.jpeg``        imageio     2-D, uint8 grey or RGB (lossy)
+                                       (Pillow would reduce them to 8 bits); palettes read as RGB
+                                       (RGBA with a transparent entry), with a note
+``.jpg``, ``.jpeg``        imageio     2-D, uint8 grey or RGB (lossy); CMYK read as RGB (Pillow's
+                                       conversion), with a note
 ``.tif``, ``.tiff``        tifffile    (u)int8-64, float16-64, complex; pages are a volume;
-                                       1-4 channels last (alpha from ExtraSamples); spacing from
+                                       1-4 channels last (alpha from ExtraSamples); CMYK, Lab,
+                                       undecoded YCbCr and palette TIFFs refused; spacing from
                                        X/YResolution and ImageJ ``spacing``, written back the same
                                        way (ImageJ hyperstack for uint8/uint16/float32)
 ``.nii``, ``.nii.gz``      nibabel     2-D/3-D grey; affine, header and voxel spacing kept;
@@ -35,7 +38,8 @@ suffix                     library     notes
 ``.dcm``, a folder         pydicom     one file (also multi-frame) or a folder holding one series,
                                        as ``(z, y, x)`` with spacing ``(dz, dy, dx)``: slices
                                        ordered along the slice normal, evenly spaced, rescale
-                                       applied; compressed files need a pydicom decoder plugin.
+                                       applied (an RT Dose's ``DoseGridScaling`` too, and kept on
+                                       writing); compressed files need a pydicom decoder plugin.
                                        Written as a new series (one file per slice, uncompressed,
                                        the input's integer type with a per-slice slope/intercept),
                                        or one ``.dcm`` for a 2-D image
