@@ -1012,3 +1012,33 @@ def test_rtdose_is_read_and_written_with_dose_grid_scaling(tmp_path, capsys):
     assert "RT Dose: DoseGridScaling per slice" in cap.out and "Warning" not in cap.err
     back = pio.read_scan(tmp_path / "out")
     assert abs(back.data.max() - dose.max()) < 0.05 * dose.max() and back.data.min() >= dose.min() - 1e-9
+
+
+def test_chunks_name_exactly_the_formats_they_read_and_write(tmp_path, capsys):
+    """``--chunks`` with .nii.gz: the refusal listed .nii.gz among the chunked formats (the registry's NIfTI
+    suffixes) and then refused it."""
+    nib = pytest.importorskip("nibabel")
+    pytest.importorskip("dask")
+    vol = np.random.default_rng(1).random((12, 12, 12)).astype(np.float32)
+    nib.save(nib.Nifti1Image(vol, np.eye(4)), tmp_path / "x.nii.gz")
+    nib.save(nib.Nifti1Image(vol, np.eye(4)), tmp_path / "x.nii")
+    what = ("with --chunks, INPUT is .npy, .zarr or uncompressed .nii and OUTPUT .zarr or uncompressed .nii (written "
+            "chunk by chunk); got ")
+    for src, dst, tail in [
+        ("x.nii.gz", "y.nii.gz", "INPUT x.nii.gz: decompress it (gunzip x.nii.gz) or drop --chunks"),
+        ("x.nii", "y.nii.gz", "OUTPUT y.nii.gz: write y.nii or y.zarr (gzip it afterwards), or drop --chunks"),
+        ("x.nii", "y.tif", "OUTPUT y.tif: write y.nii or y.zarr, or drop --chunks"),
+    ]:
+        assert main(["denoise", str(tmp_path / src), "-o", str(tmp_path / dst), "--chunks", "8"]) == 2
+        err = capsys.readouterr().err
+        assert err == f"pdediff denoise: error: {what}{tail}\n"
+    with pytest.raises(pio.ScanIOError) as exc:
+        pio.open_chunked(tmp_path / "x.nii.gz")
+    assert "(gunzip)" in str(exc.value)
+    pio.write_scan(tmp_path / "a.png", np.zeros((8, 8), np.uint8))
+    with pytest.raises(pio.ScanIOError, match=r"chunked reading supports .nii, .npy, .zarr \(uncompressed\); got a "
+                                              "PNG file"):
+        pio.open_chunked(tmp_path / "a.png")
+    with pytest.raises(ValueError, match=r"chunked output is written as .nii, .zarr \(uncompressed\); got a TIFF"):
+        pio.write_chunked(tmp_path / "o.tif", None)
+    assert ".nii.gz" not in (pio._chunked._names("open_chunked") + pio._chunked._names("write_chunked"))

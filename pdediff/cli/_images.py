@@ -476,9 +476,7 @@ def open_chunked_job(args, *, verb: str) -> ChunkedJob:
         out_fmt = format_of(dst)
     except ValueError as exc:
         raise CLIError(str(exc)) from None
-    if out_fmt not in ("zarr", "nifti") or dst.name.lower().endswith(".gz"):
-        raise CLIError(f"with --chunks, OUTPUT is written chunk by chunk as .zarr or uncompressed .nii; got "
-                       f"{dst.name}")
+    _check_chunked_formats(src, dst, out_fmt)
     if args.preview is not None:
         raise CLIError("--preview is not available with --chunks (it would need the whole result in memory)")
     if args.rescale or args.dtype in INT_DTYPES:
@@ -525,6 +523,33 @@ def open_chunked_job(args, *, verb: str) -> ChunkedJob:
         target = np.dtype(stored.newbyteorder("=")) if stored.kind == "f" and stored.itemsize >= 4 \
             else np.dtype(np.float32)
     return ChunkedJob(src, dst, scan, data, ch, target, args.force)
+
+
+#: What ``--chunks`` reads and writes (gzip streams have no random access: no ``.nii.gz`` either way).
+CHUNKED_FORMATS = ("with --chunks, INPUT is .npy, .zarr or uncompressed .nii and OUTPUT .zarr or uncompressed .nii "
+                   "(written chunk by chunk)")
+
+
+def _check_chunked_formats(src: Path, dst: Path, out_fmt: str) -> None:
+    """Refuse, naming what ``--chunks`` supports, an INPUT or OUTPUT it cannot read or write in chunks."""
+    from ..io import format_of
+
+    def gz(p: Path) -> bool:
+        return p.name.lower().endswith(".gz")
+
+    try:
+        in_fmt = format_of(src)
+    except ValueError:
+        in_fmt = None  # the reader names what is wrong (missing file, unknown suffix)
+    if in_fmt is not None and (in_fmt not in ("npy", "nifti", "zarr") or gz(src)):
+        hint = (f"decompress it (gunzip {src.name}) or drop --chunks" if gz(src) and in_fmt == "nifti"
+                else "convert it, or drop --chunks to process it in memory")
+        raise CLIError(f"{CHUNKED_FORMATS}; got INPUT {src.name}: {hint}")
+    if out_fmt not in ("zarr", "nifti") or gz(dst):
+        stem = dst.name[:-len(".nii.gz")] if dst.name.lower().endswith(".nii.gz") else dst.stem
+        hint = (f"write {stem}.nii or {stem}.zarr (gzip it afterwards), or drop --chunks" if gz(dst)
+                else f"write {stem}.nii or {stem}.zarr, or drop --chunks")
+        raise CLIError(f"{CHUNKED_FORMATS}; got OUTPUT {dst.name}: {hint}")
 
 
 def chunk_progress(desc: str, progress: bool):

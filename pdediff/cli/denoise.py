@@ -103,7 +103,7 @@ def register(subparsers) -> None:
     n.add_argument("--quiet", action="store_true", help="no progress bar and no parameter report")
     n.add_argument("--chunks", type=int, default=None, metavar="N",
                    help="larger than memory: process INPUT (.npy, uncompressed .nii, .zarr) in chunks of N voxels "
-                   "per axis with Dask, writing OUTPUT (.zarr or .nii) chunk by chunk; peak memory a few chunks per "
+                   "per axis with Dask, writing OUTPUT (.zarr or uncompressed .nii) chunk by chunk; peak memory a few chunks per "
                    "thread (needs pdediff[dask]; float output)")
     n.set_defaults(func=run, library_names=LIBRARY_NAMES)
 
