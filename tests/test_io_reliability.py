@@ -1042,3 +1042,33 @@ def test_chunks_name_exactly_the_formats_they_read_and_write(tmp_path, capsys):
     with pytest.raises(ValueError, match=r"chunked output is written as .nii, .zarr \(uncompressed\); got a TIFF"):
         pio.write_chunked(tmp_path / "o.tif", None)
     assert ".nii.gz" not in (pio._chunked._names("open_chunked") + pio._chunked._names("write_chunked"))
+
+
+def test_a_channel_axis_that_makes_a_2d_image_into_1d_signals_is_refused(tmp_path, capsys):
+    """``--channel-axis 0`` (or -1) on camera.png smoothed its 512 rows as 512 separate 1-D signals, silently."""
+    img = (np.random.default_rng(2).random((32, 40)) * 255).astype(np.uint8)
+    pio.write_scan(tmp_path / "cam.png", img)
+    np.save(tmp_path / "sig8.npy", np.random.default_rng(2).random((8, 40)))
+    np.save(tmp_path / "sig3.npy", np.random.default_rng(2).random((40, 3)))
+    tail = "use --channel-axis auto (the default) or none (for stacks of 1-D signals, the Python API's channel_axis)\n"
+    for ax, n, what in (("0", 32, "rows"), ("-1", 40, "columns"), ("1", 40, "columns")):
+        for extra in ([], ["--chunks", "8"]) if ax == "0" else ([],):
+            out = "o.zarr" if extra else "o.npy"
+            assert main(["denoise", str(tmp_path / "cam.png"), "-o", str(tmp_path / out), "--channel-axis", ax]) == 2
+            assert capsys.readouterr().err == (
+                f"pdediff denoise: error: --channel-axis {ax}: cam.png (shape (32, 40)) is a 2-D grey image; this "
+                f"axis would smooth its {n} {what} as {n} separate 1-D signals: {tail}")
+    assert main(["inpaint", str(tmp_path / "cam.png"), "--mask", str(tmp_path / "cam.png"), "-o",
+                 str(tmp_path / "i.npy"), "--channel-axis", "0"]) == 2
+    assert "cam.png (shape (32, 40)) is a 2-D grey image" in capsys.readouterr().err
+    assert main(["denoise", str(tmp_path / "sig8.npy"), "-o", str(tmp_path / "o.npy"), "--channel-axis", "0"]) == 2
+    assert ("sig8.npy (shape (8, 40)) is 2-D, and a 2-D INPUT's channel axis holds at most 4 colour/alpha values; "
+            "this axis would smooth its 8 rows") in capsys.readouterr().err
+    # three values per row: an RGB line, as the API takes it
+    assert main(["denoise", str(tmp_path / "sig3.npy"), "-o", str(tmp_path / "o.npy"), "--channel-axis", "-1",
+                 "--quiet", "--num-iter", "2"]) == 0
+    import pdediff
+
+    np.testing.assert_array_equal(np.load(tmp_path / "o.npy"),
+                                  pdediff.perona_malik(np.load(tmp_path / "sig3.npy"), channel_axis=-1, num_iter=2))
+    assert not (tmp_path / "o.zarr").exists() and not (tmp_path / "i.npy").exists()

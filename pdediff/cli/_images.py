@@ -48,6 +48,7 @@ def _channel_axis(arg: str, scan, src: Path) -> tuple[int | None, str | None]:
             raise CLIError(f"--channel-axis must be 'auto', 'none' or an integer axis; got {arg!r}") from None
         if not -data.ndim <= ax < data.ndim:
             raise CLIError(f"--channel-axis {ax} is out of range for INPUT of shape {data.shape}")
+        _check_2d_channel_axis(arg, ax, scan, src)
         return ax % data.ndim, None
     if scan.channel_axis is not None:
         return scan.channel_axis % data.ndim, None
@@ -56,6 +57,31 @@ def _channel_axis(arg: str, scan, src: Path) -> tuple[int | None, str | None]:
         return 2, (f"treating the last axis of {src.name} (shape {data.shape}) as colour channels; "
                    "pass --channel-axis none for a volume")
     return None, None
+
+
+#: Formats whose reader says whether an image has colour channels: a 2-D one read without is grey.
+_COLOUR_AWARE = ("png", "jpeg", "tiff", "dicom", "nifti", "mgh", "analyze")
+#: The most values a channel axis of a 2-D INPUT holds on the command line (grey+alpha, RGB, RGBA).
+MAX_CHANNELS_2D = 4
+
+
+def _check_2d_channel_axis(typed: str, ax: int, scan, src: Path) -> None:
+    """Refuse a ``--channel-axis`` that makes a 2-D INPUT's rows or columns "channels" of 1-D signals: an axis of
+    a grey image file, or one holding more than :data:`MAX_CHANNELS_2D` values.  (The Python API takes any
+    channel axis: a stack of 1-D signals is a legitimate array there.)"""
+    shape = tuple(scan.data.shape)
+    if len(shape) != 2:
+        return
+    ax = ax % 2
+    n = shape[ax]
+    lines = f"its {n} {'rows' if ax == 0 else 'columns'}"
+    grey = getattr(scan, "format", None) in _COLOUR_AWARE and getattr(scan, "channel_axis", None) is None
+    if grey or n > MAX_CHANNELS_2D:
+        what = "a 2-D grey image" if grey else (f"2-D, and a 2-D INPUT's channel axis holds at most {MAX_CHANNELS_2D} "
+                                                 "colour/alpha values")
+        raise CLIError(f"--channel-axis {typed}: {src.name} (shape {shape}) is {what}; this axis would smooth {lines} "
+                       f"as {n} separate 1-D signals: use --channel-axis auto (the default) or none (for stacks of 1-D "
+                       "signals, the Python API's channel_axis)")
 
 
 def _plan_dtype(args, stored: np.dtype, dst: Path, fmt: str, shape, channel_axis) -> np.dtype:
@@ -507,7 +533,8 @@ def open_chunked_job(args, *, verb: str) -> ChunkedJob:
     elif args.channel_axis == "none":
         ch = None
     else:
-        ch, _ = _channel_axis(args.channel_axis, type("S", (), {"data": data})(), src)
+        ch, _ = _channel_axis(args.channel_axis, type("S", (), {"data": data, "format": scan.format,
+                                                               "channel_axis": scan.channel_axis})(), src)
     if ch is not None and out_fmt == "nifti":
         raise CLIError(f"{dst.name}: NIfTI output holds grey scans only; write channels to .zarr")
     spatial = data.ndim - (ch is not None)

@@ -83,7 +83,8 @@ def register(subparsers) -> None:
                    help="voxel size per spatial axis (default: from the file, e.g. NIfTI/DICOM/TIFF, else 1)")
     n.add_argument("--channel-axis", default="auto", metavar="{auto,none,N}",
                    help="axis holding colour channels: 'auto' (default) takes it from the file (RGB/RGBA/grey+alpha "
-                   "images) or detects an (H, W, 3|4) array; 'none' treats every axis as spatial. An alpha "
+                   "images) or detects an (H, W, 3|4) array; 'none' treats every axis as spatial; N names the axis (on a "
+                   "2-D INPUT, one of at most 4 values, never an axis of a grey image file). An alpha "
                    "channel is never smoothed: it is copied to OUTPUT unchanged")
     n.add_argument("--dtype", choices=DTYPE_CHOICES, default="auto",
                    help="output pixel type. 'auto': the input's float type (float32 for integer scans) where "
