@@ -1072,3 +1072,43 @@ def test_a_channel_axis_that_makes_a_2d_image_into_1d_signals_is_refused(tmp_pat
     np.testing.assert_array_equal(np.load(tmp_path / "o.npy"),
                                   pdediff.perona_malik(np.load(tmp_path / "sig3.npy"), channel_axis=-1, num_iter=2))
     assert not (tmp_path / "o.zarr").exists() and not (tmp_path / "i.npy").exists()
+
+
+def test_an_ignored_invalid_spacing_is_never_copied_to_an_output(tmp_path, capsys):
+    """The reader ignored an invalid spacing with a note, but a DICOM output kept PixelSpacing 0 and a NIfTI one
+    pixdim NaN (copied headers), while an .npz recorded the 1 x 1 used without saying so.  One rule now: OUTPUT
+    records the spacing used (the writers' ``spacing``), never the invalid field, and the report says so."""
+    pydicom = pytest.importorskip("pydicom")
+    nib = pytest.importorskip("nibabel")
+    src = _ct_small(tmp_path, "ps0.dcm", PixelSpacing=[0, 0])
+    scan = pio.read_scan(src)
+    assert scan.spacing is None and scan.meta["ignored_spacing"] == (0.0, 0.0)
+    pio.write_scan(tmp_path / "a.dcm", scan.data, like=scan, spacing=(0.5, 0.25))
+    assert [float(v) for v in pydicom.dcmread(tmp_path / "a.dcm").PixelSpacing] == [0.5, 0.25]
+    pio.write_scan(tmp_path / "b.dcm", scan.data, like=scan)
+    assert [float(v) for v in pydicom.dcmread(tmp_path / "b.dcm").PixelSpacing] == [1.0, 1.0]
+    img = np.random.default_rng(4).random((16, 16)).astype(np.float32)
+    nimg = nib.Nifti1Image(img, np.eye(4))
+    nimg.header["pixdim"][1:3] = [np.nan, 2.0]
+    nib.save(nimg, tmp_path / "pd.nii")
+    nscan = pio.read_scan(tmp_path / "pd.nii")
+    pio.write_scan(tmp_path / "c.nii", nscan.data, like=nscan, spacing=(3.0, 2.0))
+    assert nib.load(tmp_path / "c.nii").header.get_zooms() == (3.0, 2.0)
+    pio.write_scan(tmp_path / "d.mgz", nscan.data, like=nscan)
+    assert all(np.isfinite(nib.load(tmp_path / "d.mgz").header.get_zooms()))
+    np.savez(tmp_path / "sp.npz", image=img, spacing=np.array([0.0, 1.0]))
+    cases = [("ps0.dcm", "o.dcm", "OUTPUT records spacing 1 x 1, the spacing used (INPUT's 0, 0 not copied)"),
+             ("pd.nii", "o.nii", "OUTPUT records spacing 1 x 1, the spacing used (INPUT's nan, 2 not copied)"),
+             ("sp.npz", "o.npz", "OUTPUT records spacing 1 x 1, the spacing used (INPUT's 0, 1 not copied)"),
+             ("sp.npz", "o.npy", "OUTPUT records no spacing (the result was computed with spacing 1 x 1; INPUT's 0, "
+                                 "1 not copied)")]
+    for name, out, note in cases:
+        assert main(["denoise", str(tmp_path / name), "-o", str(tmp_path / out), "--num-iter", "1"]) == 0
+        assert f"  note: {note}\n" in capsys.readouterr().out
+    assert [float(v) for v in pydicom.dcmread(tmp_path / "o.dcm").PixelSpacing] == [1.0, 1.0]
+    assert nib.load(tmp_path / "o.nii").header.get_zooms() == (1.0, 1.0)
+    np.testing.assert_array_equal(np.load(tmp_path / "o.npz")["spacing"], [1.0, 1.0])
+    assert main(["denoise", str(tmp_path / "sp.npz"), "-o", str(tmp_path / "v.npz"), "--num-iter", "1",
+                 "--spacing", "2", "3"]) == 0  # a spacing given: recorded
+    assert "note: OUTPUT records spacing 2 x 3, the spacing used (INPUT's 0, 1 not copied)" in capsys.readouterr().out
+    np.testing.assert_array_equal(np.load(tmp_path / "v.npz")["spacing"], [2.0, 3.0])

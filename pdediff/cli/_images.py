@@ -447,6 +447,23 @@ def _stored_scaling(job: ImageJob) -> str:
             f"scl_inter {old[1]:.6g} not kept")
 
 
+#: Output formats that record no voxel spacing.
+_NO_SPACING = ("npy", "png", "jpeg")
+
+
+def spacing_note(scan, out_fmt: str, spacing) -> str | None:
+    """What OUTPUT records when INPUT's spacing was ignored as invalid (``None`` otherwise): the spacing used,
+    never INPUT's invalid values."""
+    bad = scan.meta.get("ignored_spacing")
+    if bad is None:
+        return None
+    values = ", ".join(f"{v:g}" for v in bad)
+    used = " x ".join(f"{h:g}" for h in np.atleast_1d(spacing))
+    if out_fmt in _NO_SPACING:
+        return f"OUTPUT records no spacing (the result was computed with spacing {used}; INPUT's {values} not copied)"
+    return f"OUTPUT records spacing {used}, the spacing used (INPUT's {values} not copied)"
+
+
 def report_job(job: ImageJob, verb: str, result: np.ndarray, spacing, rescaled: str | None,
                stored_out: np.dtype | None) -> None:
     """The first lines of the report every image command prints."""
@@ -457,7 +474,8 @@ def report_job(job: ImageJob, verb: str, result: np.ndarray, spacing, rescaled: 
         # xyzt_units 0 reads as "unknown"
         sp += " (unit unknown)" if unit == "unknown" else f" {unit}"
     print(f"{verb} {job.src} -> {job.dst}")
-    for note in ([job.note] if job.note else []) + list(job.scan.notes):
+    extra = spacing_note(job.scan, job.out_fmt, spacing)
+    for note in ([job.note] if job.note else []) + list(job.scan.notes) + ([extra] if extra else []):
         print(f"  note: {note}")
     kind = result.dtype if stored_out is None else f"{stored_out} ({_stored_scaling(job)})"
     print(f"  shape {job.data.shape} {job.data.dtype} -> {kind}; spacing {sp}"
@@ -478,6 +496,7 @@ class ChunkedJob:
     channel_axis: int | None
     target: np.dtype
     force: bool = True  # replace an OUTPUT that exists (or appears while computing)
+    out_fmt: str = "zarr"
 
 
 def open_chunked_job(args, *, verb: str) -> ChunkedJob:
@@ -549,7 +568,7 @@ def open_chunked_job(args, *, verb: str) -> ChunkedJob:
     else:
         target = np.dtype(stored.newbyteorder("=")) if stored.kind == "f" and stored.itemsize >= 4 \
             else np.dtype(np.float32)
-    return ChunkedJob(src, dst, scan, data, ch, target, args.force)
+    return ChunkedJob(src, dst, scan, data, ch, target, args.force, out_fmt)
 
 
 #: What ``--chunks`` reads and writes (gzip streams have no random access: no ``.nii.gz`` either way).

@@ -15,6 +15,7 @@ from ._images import (
     open_chunked_job,
     open_job,
     report_job,
+    spacing_note,
     write_chunked_job,
     write_job,
 )
@@ -311,7 +312,8 @@ def _run_chunked(args: argparse.Namespace) -> None:
     if not args.quiet:
         sp = " x ".join(f"{h:g}" for h in info.spacing)
         print(f"denoised {job.src} -> {job.dst} (in chunks of {args.chunks})")
-        for note in job.scan.notes:
+        extra = spacing_note(job.scan, job.out_fmt, info.spacing)
+        for note in list(job.scan.notes) + ([extra] if extra else []):
             print(f"  note: {note}")
         print(f"  shape {job.data.shape} {job.data.dtype} -> {job.target}; spacing {sp}")
         _report_settings(args, info, args.method in TENSOR_METHODS)

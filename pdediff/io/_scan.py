@@ -286,8 +286,10 @@ def _check_scan_fields(p: Path, scan: Scan, f: Format) -> None:
     A ``channel_axis`` out of range for the array refuses the file (:class:`ScanIOError` naming it).  A voxel
     spacing that is not positive and finite (``pixdim`` 0, a NaN in an ``.npz``'s ``spacing``, an ImageJ
     ``spacing=0``), or with more or fewer values than the image has spatial axes, is ignored, as a DICOM
-    series without one: ``scan.spacing`` becomes ``None`` and a note,
-    naming the file and its field, says so (the command line prints it and assumes spacing 1).
+    series without one: ``scan.spacing`` becomes ``None``, ``scan.meta["ignored_spacing"]`` keeps the values,
+    and a note, naming the file and its field, says so (the command line prints it and assumes spacing 1).
+    The writers never copy such a field to an output: it records the spacing passed to them (the one used),
+    else none (1 where the format must hold one: NIfTI ``pixdim``, DICOM ``PixelSpacing``).
     """
     ndim = len(scan.data.shape)
     ch = scan.channel_axis
@@ -299,11 +301,13 @@ def _check_scan_fields(p: Path, scan: Scan, f: Format) -> None:
     if sp is not None and not all(np.isfinite(v) and v > 0 for v in sp):
         values = ", ".join(f"{v:g}" for v in sp)
         scan.spacing = None
+        scan.meta["ignored_spacing"] = tuple(float(v) for v in sp)
         scan.notes.append(f"{p.name}: the voxel spacing ({values}) from its {f.spacing_field} is not positive and "
                           "finite: ignored, so the spacing is unknown (not set; the command line assumes 1)")
     elif sp is not None and len(sp) != spatial:
         values = ", ".join(f"{v:g}" for v in sp)
         scan.spacing = None
+        scan.meta["ignored_spacing"] = tuple(float(v) for v in sp)
         n_values = f"{len(sp)} value{'s' if len(sp) != 1 else ''}"
         axes = f"{spatial} spatial ax{'es' if spatial != 1 else 'is'}"
         scan.notes.append(f"{p.name}: the voxel spacing ({values}) from its {f.spacing_field} has {n_values} for "

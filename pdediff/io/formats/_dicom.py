@@ -649,6 +649,23 @@ def _quantise(values: np.ndarray, dtype: np.dtype, slope0: float | None, inter0:
     return q.astype(dtype), slope, inter
 
 
+def _valid_spacing_tags(ds, spacing, ndim: int) -> None:
+    """Never copy an invalid spacing from the input's headers: a ``PixelSpacing`` (or ``ImagerPixelSpacing``)
+    that is not positive and finite (``read_scan`` ignored it with a note) becomes ``spacing``'s ``(dy, dx)``,
+    the one used, else 1; a slice spacing that is not (a 3-D series), its ``dz``."""
+    sp = [float(v) for v in spacing] if spacing is not None and len(spacing) == ndim else None
+    if sp is not None and not all(np.isfinite(v) and v > 0 for v in sp):
+        sp = None
+    for tag in ("PixelSpacing", "ImagerPixelSpacing"):
+        if tag in ds and not ((v := _floats(ds.get(tag), 2)) and all(x > 0 for x in v)):
+            setattr(ds, tag, [_ds(x) for x in (sp[-2:] if sp else (1.0, 1.0))])
+    if ndim == 3:
+        for tag in ("SpacingBetweenSlices", "SliceThickness"):
+            raw = ds.get(tag)
+            if raw not in (None, "") and not ((v := _floats(raw, 1)) and v[0] > 0):
+                setattr(ds, tag, _ds(sp[0] if sp else 1.0))
+
+
 def _quantise_dose(p: Path, values: np.ndarray, dtype: np.dtype, scaling0: float | None):
     """Stored integers and ``DoseGridScaling`` (intercept 0) for one RT Dose slice: the input's scaling if the
     doses fit it, else the largest dose on the type's largest value."""
@@ -831,6 +848,8 @@ def write_dicom(p, data, like, spacing, ch, *, stored_dtype=None):
                         ds.SpacingBetweenSlices = _ds(thick)
                 normal = np.cross(np.asarray(iop[:3], float), np.asarray(iop[3:], float))
                 ds.SliceLocation = _ds(float(np.asarray(positions[k], float) @ normal))
+        if geometry is None:
+            _valid_spacing_tags(ds, spacing, data.ndim)
         if dose:
             ds.DoseGridScaling = _ds(slope)
             for keyword in ("RescaleSlope", "RescaleIntercept", "RescaleType"):

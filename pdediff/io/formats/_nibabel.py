@@ -203,6 +203,16 @@ def to_index_order(data, like: Scan | None, spacing, target: str):
     return data, affine, spacing
 
 
+def _valid_zooms(img, spacing) -> None:
+    """Never copy an invalid voxel size: header zooms (``pixdim``) of ``like``'s header that are not positive and
+    finite (``read_scan`` ignored them with a note) become ``spacing``, the one used, else 1."""
+    zooms = img.header.get_zooms()
+    if all(np.isfinite(z) and z > 0 for z in zooms):
+        return
+    ok = spacing is not None and len(spacing) == len(zooms) and all(np.isfinite(v) and v > 0 for v in spacing)
+    img.header.set_zooms(tuple(float(v) for v in spacing) if ok else (1.0,) * len(zooms))
+
+
 def _spacing_affine(spacing, ndim: int) -> np.ndarray:
     sp = list(spacing) if spacing is not None else [1.0] * ndim
     return np.diag([float(s) for s in sp[:3]] + [1.0] * (3 - min(len(sp), 3)) + [1.0])
@@ -244,6 +254,7 @@ def write_nifti(p, data, like, spacing, ch, *, stored_dtype=None):
     img = klass(data, affine, header=header, dtype=target)
     if from_spacing and spacing is not None:
         img.header.set_zooms(tuple(float(s) for s in spacing))
+    _valid_zooms(img, spacing)
     if header is None and not from_spacing:  # geometry from DICOM (or MGH): patient coordinates in mm
         img.header.set_xyzt_units("mm")
         code = "scanner" if like is not None and like.format == "dicom" else "aligned"
@@ -269,6 +280,7 @@ def write_mgh(p, data, like, spacing, ch, *, stored_dtype=None):
         affine = _spacing_affine(spacing, data.ndim)
     header = like.meta["header"].copy() if like is not None and like.format == "mgh" else None
     img = MGHImage(data, affine, header=header)
+    _valid_zooms(img, spacing)
     img.set_data_dtype(data.dtype)
     _save(img, p)
 
@@ -350,6 +362,7 @@ def _nifti_memmap(p: Path, shape, dtype, like, spacing):
     img = nib.Nifti1Image(_Shape(shape, dtype), affine, header=header, dtype=dtype)
     if from_spacing and spacing is not None:
         img.header.set_zooms(tuple(float(s) for s in spacing))
+    _valid_zooms(img, spacing)
     hdr = img.header
     hdr.set_data_dtype(dtype)
     hdr.set_slope_inter(np.nan, np.nan)  # the values as they are: no scaling
