@@ -1112,3 +1112,70 @@ def test_an_ignored_invalid_spacing_is_never_copied_to_an_output(tmp_path, capsy
                  "--spacing", "2", "3"]) == 0  # a spacing given: recorded
     assert "note: OUTPUT records spacing 2 x 3, the spacing used (INPUT's 0, 1 not copied)" in capsys.readouterr().out
     np.testing.assert_array_equal(np.load(tmp_path / "v.npz")["spacing"], [2.0, 3.0])
+
+
+def test_report_numbers_have_no_exponent_percent_minus_zero_or_empty_range():
+    from pdediff.cli._images import number, percent, value_range
+
+    assert percent(255, 256) == "99.6 %" and percent(256, 256) == "100 %" and percent(0, 9) == "0 %"
+    assert percent(99999, 100000) == "99.9 %" and percent(1, 3) == "33.3 %" and percent(1, 256) == "0.39 %"
+    assert percent(1, 10**6) == "< 0.01 %"
+    assert number(-0.0) == "0" and number(-0.0, "g") == "0" and number(-1.5) == "-1.5"
+    assert value_range(0.0, -0.0) == "constant 0" and value_range(-0.0, 255.0) == "0..255"
+    with pytest.raises(ValueError, match=r"values are constant 300, outside uint8's range"):
+        pio.cast_like(np.full(4, 300.0), np.uint8)
+    with pytest.raises(ValueError, match=r"values span 0\.\.300, outside uint8's range"):
+        pio.cast_like(np.array([-0.2, 300.0]), np.uint8)
+
+
+def test_cli_wording_round_4(tmp_path, capsys):
+    """1e+02 %, rescaled 0..0, a file called a folder, a MASK named through another path, a chunked report
+    without its unit, and a NIfTI pair called Analyze."""
+    nib = pytest.importorskip("nibabel")
+    rng = np.random.default_rng(6)
+    np.save(tmp_path / "img.npy", rng.random((16, 16)))
+    m = np.ones((16, 16), bool)
+    m[0, 0] = False
+    np.save(tmp_path / "most.npy", m)
+    assert main(["inpaint", str(tmp_path / "img.npy"), "--mask", str(tmp_path / "most.npy"), "-o",
+                 str(tmp_path / "i.npy")]) == 0
+    assert "filled 255 pixels (99.6 %)" in capsys.readouterr().out
+    np.save(tmp_path / "zero.npy", np.zeros((16, 16)))
+    assert main(["denoise", str(tmp_path / "zero.npy"), "-o", str(tmp_path / "z.png"), "--rescale",
+                 "--num-iter", "1"]) == 0
+    assert "  rescaled constant 0 -> constant 0 (uint8)\n" in capsys.readouterr().out
+    pio.write_scan(tmp_path / "cam.png", (rng.random((16, 16)) * 255).astype(np.uint8))
+    assert main(["denoise", str(tmp_path / "img.npy"), "-o", str(tmp_path / "cam.png" / "o.npy")]) == 2
+    assert capsys.readouterr().err == (f"pdediff denoise: error: OUTPUT {tmp_path / 'cam.png' / 'o.npy'}: "
+                                       f"{tmp_path / 'cam.png'} is a file, not a folder\n")
+    with pytest.raises(pio.ScanIOError, match=r"cam.png is a file, not a folder$"):
+        pio.write_scan(tmp_path / "cam.png" / "x.npy", np.ones(3))
+    os.symlink("img.npy", tmp_path / "link.npy")
+    os.symlink("o.npy", tmp_path / "olink.npy")
+    assert main(["inpaint", str(tmp_path / "img.npy"), "--mask", str(tmp_path / "link.npy"), "-o",
+                 str(tmp_path / "o.npy")]) == 2
+    assert capsys.readouterr().err == (f"pdediff inpaint: error: --mask {tmp_path / 'link.npy'} is INPUT "
+                                       f"{tmp_path / 'img.npy'} ({tmp_path / 'link.npy'} is a symbolic link to "
+                                       "img.npy); give the mask as a separate file\n")
+    np.save(tmp_path / "o.npy", m)
+    assert main(["inpaint", str(tmp_path / "img.npy"), "--mask", str(tmp_path / "olink.npy"), "-o",
+                 str(tmp_path / "o.npy"), "--force"]) == 2
+    assert capsys.readouterr().err == (f"pdediff inpaint: error: OUTPUT {tmp_path / 'o.npy'} is the MASK "
+                                       f"{tmp_path / 'olink.npy'} ({tmp_path / 'olink.npy'} is a symbolic link to "
+                                       "o.npy); pdediff never overwrites its input\n")
+    vol = rng.random((12, 12, 12)).astype(np.float32)
+    nimg = nib.Nifti1Image(vol, np.diag([2.0, 2.0, 3.0, 1.0]))
+    nimg.header.set_xyzt_units("mm")
+    nib.save(nimg, tmp_path / "v.nii")
+    pytest.importorskip("dask")
+    assert main(["denoise", str(tmp_path / "v.nii"), "-o", str(tmp_path / "c.nii"), "--chunks", "8",
+                 "--num-iter", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "(in chunks of 8 voxels per axis)" in out and "spacing 2 x 2 x 3 mm\n" in out
+    nib.save(nib.Nifti1Pair(vol, np.eye(4)), tmp_path / "pair.hdr")
+    nib.save(nib.AnalyzeImage(vol, np.eye(4)), tmp_path / "ana.hdr")
+    assert pio.read_scan(tmp_path / "pair.hdr").meta["pair"] == "NIfTI-1 pair"
+    assert pio.read_scan(tmp_path / "ana.hdr").meta["pair"] == "Analyze 7.5"
+    assert main(["denoise", str(tmp_path / "pair.hdr"), "-o", str(tmp_path / "p.hdr")]) == 2
+    assert "p.hdr: writing .hdr/.img pairs (NIfTI or Analyze 7.5) is not supported; write .nii" in \
+        capsys.readouterr().err

@@ -26,6 +26,31 @@ def pixel_type(dtype) -> str:
     return "bool (1-bit)" if np.dtype(dtype) == np.bool_ else str(dtype)
 
 
+def number(value: float, spec: str = ".6g") -> str:
+    """``value`` formatted with ``spec``, never as ``-0``."""
+    return format(float(value) + 0.0, spec)  # -0.0 + 0.0 is 0.0
+
+
+def value_range(lo: float, hi: float, spec: str = ".6g") -> str:
+    """``lo..hi``, or ``constant v`` when they are equal (never ``0..0``)."""
+    return f"constant {number(lo, spec)}" if lo == hi else f"{number(lo, spec)}..{number(hi, spec)}"
+
+
+def percent(part: int, whole: int) -> str:
+    """``part`` of ``whole`` as a percentage for a report: ``100 %`` only when all, ``0 %`` only when none, no
+    exponent (``99.6 %``, never ``1e+02 %``; ``< 0.01 %`` below that)."""
+    if whole <= 0 or part <= 0:
+        return "0 %"
+    if part >= whole:
+        return "100 %"
+    v = 100.0 * part / whole
+    if v >= 99.95:  # not all: never rounded up to 100
+        return "99.9 %"
+    if v >= 1:
+        return f"{v:.1f} %"
+    return f"{v:.2f} %" if v >= 0.01 else "< 0.01 %"
+
+
 def _kappa_arg(text: str) -> float | str:
     """``--kappa``: "auto" or a number (range checks are the API's)."""
     if text == "auto":
@@ -159,7 +184,8 @@ def _check_range_fits(data: np.ndarray, target: np.dtype, rescale: bool) -> None
     info = np.iinfo(target)
     lo, hi = float(np.rint(data.min())), float(np.rint(data.max()))
     if lo < info.min or hi > info.max:
-        raise CLIError(f"INPUT spans {lo:.6g}..{hi:.6g}, outside {target}'s range {info.min}..{info.max}; "
+        what = f"is {value_range(lo, hi)}" if lo == hi else f"spans {value_range(lo, hi)}"
+        raise CLIError(f"INPUT {what}, outside {target}'s range {info.min}..{info.max}; "
                        "pass --rescale or choose a wider or float --dtype")
 
 
@@ -208,8 +234,8 @@ def _clip_filled(out: np.ndarray, target: np.dtype, clip: tuple[float, float]) -
     n = int(np.count_nonzero((r < lo) | (r > hi)))
     if not n:
         return out, None
-    return np.clip(out, lo, hi), (f"clipped {n} filled value(s) to the known pixels' range {lo:g}..{hi:g} "
-                                  "(--strict-range refuses instead)")
+    return np.clip(out, lo, hi), (f"clipped {n} filled value(s) to the known pixels' range "
+                                  f"{value_range(lo, hi, 'g')} (--strict-range refuses instead)")
 
 
 def _integer_result(out: np.ndarray, target: np.dtype, rescale: bool, *, strict_hint: bool = False
@@ -223,7 +249,9 @@ def _integer_result(out: np.ndarray, target: np.dtype, rescale: bool, *, strict_
         lo, hi = float(out.min()), float(out.max())
         scale = (info.max - info.min) / (hi - lo) if hi > lo else 0.0
         res = np.rint((out.astype(np.float64) - lo) * scale + info.min)
-        return res.astype(target), f"rescaled {lo:.6g}..{hi:.6g} -> {info.min}..{info.max} ({target})"
+        if hi == lo:  # nothing to stretch: the constant goes to the type's minimum
+            return res.astype(target), f"rescaled {value_range(lo, hi)} -> constant {info.min} ({target})"
+        return res.astype(target), f"rescaled {value_range(lo, hi)} -> {info.min}..{info.max} ({target})"
     from ..io import cast_like
 
     try:  # rounds, and refuses (never clips) what the type cannot hold
@@ -464,15 +492,21 @@ def spacing_note(scan, out_fmt: str, spacing) -> str | None:
     return f"OUTPUT records spacing {used}, the spacing used (INPUT's {values} not copied)"
 
 
+def spacing_text(scan, spacing) -> str:
+    """``2 x 2 x 3 mm``: the spacing used, with the unit the file states when it is the file's spacing (NIfTI's
+    ``xyzt_units`` 0 reads as ``(unit unknown)``); no unit for a spacing from elsewhere (1, ``--spacing``)."""
+    spacing = tuple(float(h) for h in np.atleast_1d(spacing))
+    sp = " x ".join(number(h, "g") for h in spacing)
+    unit = scan.meta.get("unit") if scan.spacing is not None else None
+    if isinstance(unit, str) and unit and tuple(map(float, scan.spacing)) == spacing:
+        sp += " (unit unknown)" if unit == "unknown" else f" {unit}"
+    return sp
+
+
 def report_job(job: ImageJob, verb: str, result: np.ndarray, spacing, rescaled: str | None,
                stored_out: np.dtype | None) -> None:
     """The first lines of the report every image command prints."""
-    sp = " x ".join(f"{h:g}" for h in spacing)
-    unit = job.scan.meta.get("unit") if job.scan.spacing is not None else None
-    if isinstance(unit, str) and unit and tuple(map(float, job.scan.spacing)) == tuple(map(float, spacing)):
-        # the file's spacing, in the unit it was read in (millimetres where it states one); NIfTI's
-        # xyzt_units 0 reads as "unknown"
-        sp += " (unit unknown)" if unit == "unknown" else f" {unit}"
+    sp = spacing_text(job.scan, spacing)
     print(f"{verb} {job.src} -> {job.dst}")
     extra = spacing_note(job.scan, job.out_fmt, spacing)
     for note in ([job.note] if job.note else []) + list(job.scan.notes) + ([extra] if extra else []):

@@ -16,6 +16,7 @@ from ._images import (
     open_job,
     report_job,
     spacing_note,
+    spacing_text,
     write_chunked_job,
     write_job,
 )
@@ -39,7 +40,7 @@ def register(subparsers) -> None:
         description="Denoise INPUT with Perona–Malik diffusion, Weickert's edge-enhancing (EED) or "
         "coherence-enhancing (CED) tensor diffusion, or a shipped learned model (tnrd: trainable "
         "reaction-diffusion; cnn: a noise-level-conditional CNN; needs the torch extra), and write OUTPUT. Formats: .npy .npz .png .jpg "
-        ".tif/.tiff (stacks as volumes) .nii/.nii.gz .mgz/.mgh, Analyze .hdr/.img (read), DICOM (.dcm file or a "
+        ".tif/.tiff (stacks as volumes) .nii/.nii.gz .mgz/.mgh, .hdr/.img pairs (NIfTI or Analyze 7.5; read), DICOM (.dcm file or a "
         "series folder). INPUT is never modified; every output is checked before computing and written "
         "atomically (all outputs or none); no conversion clips or wraps values silently.",
     )
@@ -310,8 +311,8 @@ def _run_chunked(args: argparse.Namespace) -> None:
         raise CLIError(f"{job.src}: out of memory while denoising in chunks of {args.chunks}; use smaller --chunks") \
             from None
     if not args.quiet:
-        sp = " x ".join(f"{h:g}" for h in info.spacing)
-        print(f"denoised {job.src} -> {job.dst} (in chunks of {args.chunks})")
+        sp = spacing_text(job.scan, info.spacing)
+        print(f"denoised {job.src} -> {job.dst} (in chunks of {args.chunks} voxels per axis)")
         extra = spacing_note(job.scan, job.out_fmt, info.spacing)
         for note in list(job.scan.notes) + ([extra] if extra else []):
             print(f"  note: {note}")

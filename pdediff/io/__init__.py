@@ -1,4 +1,4 @@
-"""Reading and writing scans: NumPy, PNG/JPEG, TIFF, NIfTI, MGH/MGZ, Analyze and DICOM.
+"""Reading and writing scans: NumPy, PNG/JPEG, TIFF, NIfTI, MGH/MGZ, NIfTI/Analyze pairs and DICOM.
 
 Every write is atomic: the data go to a temporary file (a hidden temporary
 folder for a DICOM series) beside the destination, which is renamed over the
@@ -34,7 +34,8 @@ suffix                     library     notes
                                        writing with ``stored_dtype=numpy.int16``
 ``.mgz``, ``.mgh``         nibabel     FreeSurfer MGH: 2-D/3-D grey, uint8/int16/int32/float32;
                                        affine and spacing kept
-``.hdr`` + ``.img``        nibabel     Analyze 7.5 / NIfTI pairs: read only (write ``.nii``)
+``.hdr`` + ``.img``        nibabel     NIfTI-1/2 pairs (magic ``ni1``) and Analyze 7.5: read only
+                                       (write ``.nii``); ``meta["pair"]`` says which
 ``.dcm``, a folder         pydicom     one file (also multi-frame) or a folder holding one series,
                                        as ``(z, y, x)`` with spacing ``(dz, dy, dx)``: slices
                                        ordered along the slice normal, evenly spaced, rescale

@@ -145,7 +145,8 @@ def write_chunked(path: str | os.PathLike, data, *, like: Scan | None = None, sp
         raise DestinationExistsError(f"{path} exists; pass overwrite=True to replace it")
     p = follow_link(path)
     if not p.parent.is_dir():
-        raise ScanIOError(f"{p}: folder {p.parent} does not exist")
+        what = "is a file, not a folder" if p.parent.exists() else "does not exist"
+        raise ScanIOError(f"{p}: {'' if p.parent.exists() else 'folder '}{p.parent} {what}")
     why = replace_problem(p, f.name) if os.path.lexists(p) else None
     if why is not None:
         raise ScanIOError(f"{p}: will not replace this folder: {why}")

@@ -353,7 +353,9 @@ def cast_like(data: np.ndarray, dtype: Any, *, clip: bool = False) -> np.ndarray
     if rounded.size and not np.isfinite(rounded).all():
         raise ValueError(f"cannot cast NaN or infinite values to {dtype}")
     if rounded.size and not clip and (rounded.min() < info.min or rounded.max() > info.max):
-        raise ValueError(f"values span {rounded.min():.6g}..{rounded.max():.6g}, outside {dtype}'s range "
+        lo, hi = float(rounded.min()) + 0.0, float(rounded.max()) + 0.0  # never "-0"
+        span = f"are constant {lo:.6g}" if lo == hi else f"span {lo:.6g}..{hi:.6g}"
+        raise ValueError(f"values {span}, outside {dtype}'s range "
                          f"{info.min}..{info.max}; pass clip=True to clip, or choose a wider dtype")
     return np.clip(rounded, info.min, info.max).astype(dtype)
 
@@ -430,7 +432,8 @@ def write_scan(
         raise DestinationExistsError(f"{path} exists; pass overwrite=True to replace it")
     p = follow_link(path)  # a symbolic link: its target is written (atomically), the link stays
     if not p.parent.is_dir():
-        raise ScanIOError(f"{p}: folder {p.parent} does not exist")
+        what = "is a file, not a folder" if p.parent.exists() else "does not exist"
+        raise ScanIOError(f"{p}: {'' if p.parent.exists() else 'folder '}{p.parent} {what}")
     directory = f.is_directory(os.fspath(path))
     why = replace_problem(p, f.name) if os.path.lexists(p) else None
     if why is not None:
