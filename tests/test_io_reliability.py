@@ -909,3 +909,273 @@ def test_chunks_take_an_rgb_array_as_colour_as_in_memory(tmp_path, capsys):
     assert "as colour channels" in capsys.readouterr().out
     assert main(["denoise", str(tmp_path / "rgb.npy"), "-o", str(tmp_path / "m.npy"), "--quiet"]) == 0
     np.testing.assert_array_equal(pio.read_scan(tmp_path / "c.zarr").data, np.load(tmp_path / "m.npy"))
+
+
+# ----------------------------------------------------------------------------- fresh-eyes round 4 (Reliability III)
+def test_cmyk_jpeg_is_read_as_rgb_with_a_note(tmp_path, capsys):
+    """A CMYK JPEG (Pillow writes it Adobe-inverted) was read as RGBA: the inverted inks as colours, K as a 4th
+    channel that a PNG output took for alpha."""
+    from PIL import Image
+
+    Image.new("RGB", (32, 24), (200, 50, 10)).convert("CMYK").save(tmp_path / "c.jpg", quality=95)
+    scan = pio.read_scan(tmp_path / "c.jpg")
+    assert scan.data.shape == (24, 32, 3) and scan.channel_axis == -1 and not scan.alpha
+    assert np.abs(scan.data.astype(int) - [200, 50, 10]).max() <= 3
+    assert scan.notes == ["c.jpg: CMYK JPEG read as RGB (converted by Pillow); an output written from it holds "
+                          "RGB, not CMYK"]
+    assert main(["denoise", str(tmp_path / "c.jpg"), "-o", str(tmp_path / "o.png"), "--num-iter", "1"]) == 0
+    assert "note: c.jpg: CMYK JPEG read as RGB" in capsys.readouterr().out
+    back = pio.read_scan(tmp_path / "o.png")
+    assert back.data.shape == (24, 32, 3) and not back.alpha
+    assert np.abs(back.data.astype(int) - [200, 50, 10]).max() <= 3
+
+
+def test_palette_png_transparency_becomes_alpha(tmp_path):
+    """imageio expanded a palette PNG to RGB and dropped its transparency (tRNS): transparent pixels came out
+    opaque."""
+    from PIL import Image
+
+    idx = np.zeros((16, 24), np.uint8)
+    idx[:, 12:] = 1
+    im = Image.fromarray(idx, "P")
+    im.putpalette([255, 0, 0, 0, 255, 0] + [0] * 762)
+    im.save(tmp_path / "t.png", transparency=0)
+    scan = pio.read_scan(tmp_path / "t.png")
+    assert scan.data.shape == (16, 24, 4) and scan.alpha
+    np.testing.assert_array_equal(scan.data[0, 0], [255, 0, 0, 0])
+    np.testing.assert_array_equal(scan.data[0, 20], [0, 255, 0, 255])
+    assert "palette (P) PNG read as RGBA" in scan.notes[0]
+    im.save(tmp_path / "p.png")  # no transparency: RGB
+    scan = pio.read_scan(tmp_path / "p.png")
+    assert scan.data.shape == (16, 24, 3) and not scan.alpha and "read as RGB" in scan.notes[0]
+    Image.fromarray(idx * 200, "L").convert("LA").save(tmp_path / "la.png")
+    scan = pio.read_scan(tmp_path / "la.png")
+    assert scan.data.shape == (16, 24, 2) and scan.alpha and scan.notes == []
+
+
+@pytest.mark.parametrize("mode, what", [("CMYK", r"separated inks \(CMYK\)"), ("LAB", r"CIE L\*a\*b\*"),
+                                        ("P", "palette colour"), ("YCbCr", "YCbCr")])
+def test_tiffs_that_hold_no_grey_or_rgb_samples_are_refused_by_name(tmp_path, mode, what):
+    """tifffile hands over the stored samples: a CMYK, Lab, YCbCr or palette TIFF was smoothed and written back
+    as if its inks, Lab components or palette indices were RGB or grey levels."""
+    from PIL import Image
+
+    Image.new("RGB", (32, 24), (200, 50, 10)).convert(mode).save(tmp_path / "x.tif")
+    with pytest.raises(pio.ScanIOError, match=rf"x.tif: TIFF PhotometricInterpretation \d+ holds {what}.*convert it "
+                                              "to RGB or grey first"):
+        pio.read_scan(tmp_path / "x.tif")
+
+
+def test_miniswhite_tiff_is_written_back_miniswhite(tmp_path):
+    tifffile = pytest.importorskip("tifffile")
+    img = np.arange(24 * 32, dtype=np.uint16).reshape(24, 32)
+    tifffile.imwrite(tmp_path / "w.tif", img, photometric="miniswhite")
+    scan = pio.read_scan(tmp_path / "w.tif")
+    np.testing.assert_array_equal(scan.data, img)
+    pio.write_scan(tmp_path / "o.tif", scan.data, like=scan)
+    with tifffile.TiffFile(tmp_path / "o.tif") as tf:
+        assert int(tf.pages[0].photometric) == 0  # the values keep the look they had
+    pio.write_scan(tmp_path / "n.tif", scan.data)
+    with tifffile.TiffFile(tmp_path / "n.tif") as tf:
+        assert int(tf.pages[0].photometric) == 1
+
+
+def test_rtdose_is_read_and_written_with_dose_grid_scaling(tmp_path, capsys):
+    """An RT Dose written by pdediff kept DoseGridScaling (1e-6) and got a RescaleSlope: a viewer's dose (stored x
+    DoseGridScaling) reached 4295 instead of 1.13.  Reading ignored DoseGridScaling (stored counts, not Gy)."""
+    pydicom = pytest.importorskip("pydicom")
+    from pydicom.data import get_testdata_file
+
+    src = Path(get_testdata_file("rtdose.dcm"))
+    raw = pydicom.dcmread(src)
+    dose = raw.pixel_array * float(raw.DoseGridScaling)
+    scan = pio.read_scan(src)
+    np.testing.assert_allclose(scan.data, dose, rtol=1e-12)
+    assert scan.notes == ["RT Dose: doses = stored values x DoseGridScaling (1e-06), in RELATIVE"]
+    pio.write_scan(f"{tmp_path}/d/", scan.data * 0.9, like=scan)
+    files = sorted((tmp_path / "d").iterdir())
+    assert len(files) == 15
+    for k, f in enumerate(files):
+        ds = pydicom.dcmread(f)
+        assert ds.Modality == "RTDOSE" and "RescaleSlope" not in ds and "RescaleIntercept" not in ds
+        np.testing.assert_allclose(ds.pixel_array * float(ds.DoseGridScaling), 0.9 * dose[k], atol=1e-6)
+    # a result beyond the input's scaling gets its own, per slice
+    pio.write_scan(f"{tmp_path}/big/", scan.data * 1e4, like=scan)
+    for k, f in enumerate(sorted((tmp_path / "big").iterdir())):
+        ds = pydicom.dcmread(f)
+        np.testing.assert_allclose(ds.pixel_array * float(ds.DoseGridScaling), 1e4 * dose[k], rtol=1e-8)
+    with pytest.raises(pio.ScanIOError, match="an RT Dose stores doses >= 0"):
+        pio.write_scan(f"{tmp_path}/neg/", scan.data - 1.0, like=scan)
+    shutil.copy(src, tmp_path / "rtdose.dcm")
+    assert main(["denoise", str(tmp_path / "rtdose.dcm"), "-o", f"{tmp_path}/out/", "--num-iter", "1"]) == 0
+    cap = capsys.readouterr()
+    assert "RT Dose: DoseGridScaling per slice" in cap.out and "Warning" not in cap.err
+    back = pio.read_scan(tmp_path / "out")
+    assert abs(back.data.max() - dose.max()) < 0.05 * dose.max() and back.data.min() >= dose.min() - 1e-9
+
+
+def test_chunks_name_exactly_the_formats_they_read_and_write(tmp_path, capsys):
+    """``--chunks`` with .nii.gz: the refusal listed .nii.gz among the chunked formats (the registry's NIfTI
+    suffixes) and then refused it."""
+    nib = pytest.importorskip("nibabel")
+    pytest.importorskip("dask")
+    vol = np.random.default_rng(1).random((12, 12, 12)).astype(np.float32)
+    nib.save(nib.Nifti1Image(vol, np.eye(4)), tmp_path / "x.nii.gz")
+    nib.save(nib.Nifti1Image(vol, np.eye(4)), tmp_path / "x.nii")
+    what = ("with --chunks, INPUT is .npy, .zarr or uncompressed .nii and OUTPUT .zarr or uncompressed .nii (written "
+            "chunk by chunk); got ")
+    for src, dst, tail in [
+        ("x.nii.gz", "y.nii.gz", "INPUT x.nii.gz: decompress it (gunzip x.nii.gz) or drop --chunks"),
+        ("x.nii", "y.nii.gz", "OUTPUT y.nii.gz: write y.nii or y.zarr (gzip it afterwards), or drop --chunks"),
+        ("x.nii", "y.tif", "OUTPUT y.tif: write y.nii or y.zarr, or drop --chunks"),
+    ]:
+        assert main(["denoise", str(tmp_path / src), "-o", str(tmp_path / dst), "--chunks", "8"]) == 2
+        err = capsys.readouterr().err
+        assert err == f"pdediff denoise: error: {what}{tail}\n"
+    with pytest.raises(pio.ScanIOError) as exc:
+        pio.open_chunked(tmp_path / "x.nii.gz")
+    assert "(gunzip)" in str(exc.value)
+    pio.write_scan(tmp_path / "a.png", np.zeros((8, 8), np.uint8))
+    with pytest.raises(pio.ScanIOError, match=r"chunked reading supports .nii, .npy, .zarr \(uncompressed\); got a "
+                                              "PNG file"):
+        pio.open_chunked(tmp_path / "a.png")
+    with pytest.raises(ValueError, match=r"chunked output is written as .nii, .zarr \(uncompressed\); got a TIFF"):
+        pio.write_chunked(tmp_path / "o.tif", None)
+    assert ".nii.gz" not in (pio._chunked._names("open_chunked") + pio._chunked._names("write_chunked"))
+
+
+def test_a_channel_axis_that_makes_a_2d_image_into_1d_signals_is_refused(tmp_path, capsys):
+    """``--channel-axis 0`` (or -1) on camera.png smoothed its 512 rows as 512 separate 1-D signals, silently."""
+    img = (np.random.default_rng(2).random((32, 40)) * 255).astype(np.uint8)
+    pio.write_scan(tmp_path / "cam.png", img)
+    np.save(tmp_path / "sig8.npy", np.random.default_rng(2).random((8, 40)))
+    np.save(tmp_path / "sig3.npy", np.random.default_rng(2).random((40, 3)))
+    tail = "use --channel-axis auto (the default) or none (for stacks of 1-D signals, the Python API's channel_axis)\n"
+    for ax, n, what in (("0", 32, "rows"), ("-1", 40, "columns"), ("1", 40, "columns")):
+        for extra in ([], ["--chunks", "8"]) if ax == "0" else ([],):
+            out = "o.zarr" if extra else "o.npy"
+            assert main(["denoise", str(tmp_path / "cam.png"), "-o", str(tmp_path / out), "--channel-axis", ax]) == 2
+            assert capsys.readouterr().err == (
+                f"pdediff denoise: error: --channel-axis {ax}: cam.png (shape (32, 40)) is a 2-D grey image; this "
+                f"axis would smooth its {n} {what} as {n} separate 1-D signals: {tail}")
+    assert main(["inpaint", str(tmp_path / "cam.png"), "--mask", str(tmp_path / "cam.png"), "-o",
+                 str(tmp_path / "i.npy"), "--channel-axis", "0"]) == 2
+    assert "cam.png (shape (32, 40)) is a 2-D grey image" in capsys.readouterr().err
+    assert main(["denoise", str(tmp_path / "sig8.npy"), "-o", str(tmp_path / "o.npy"), "--channel-axis", "0"]) == 2
+    assert ("sig8.npy (shape (8, 40)) is 2-D, and a 2-D INPUT's channel axis holds at most 4 colour/alpha values; "
+            "this axis would smooth its 8 rows") in capsys.readouterr().err
+    # three values per row: an RGB line, as the API takes it
+    assert main(["denoise", str(tmp_path / "sig3.npy"), "-o", str(tmp_path / "o.npy"), "--channel-axis", "-1",
+                 "--quiet", "--num-iter", "2"]) == 0
+    import pdediff
+
+    np.testing.assert_array_equal(np.load(tmp_path / "o.npy"),
+                                  pdediff.perona_malik(np.load(tmp_path / "sig3.npy"), channel_axis=-1, num_iter=2))
+    assert not (tmp_path / "o.zarr").exists() and not (tmp_path / "i.npy").exists()
+
+
+def test_an_ignored_invalid_spacing_is_never_copied_to_an_output(tmp_path, capsys):
+    """The reader ignored an invalid spacing with a note, but a DICOM output kept PixelSpacing 0 and a NIfTI one
+    pixdim NaN (copied headers), while an .npz recorded the 1 x 1 used without saying so.  One rule now: OUTPUT
+    records the spacing used (the writers' ``spacing``), never the invalid field, and the report says so."""
+    pydicom = pytest.importorskip("pydicom")
+    nib = pytest.importorskip("nibabel")
+    src = _ct_small(tmp_path, "ps0.dcm", PixelSpacing=[0, 0])
+    scan = pio.read_scan(src)
+    assert scan.spacing is None and scan.meta["ignored_spacing"] == (0.0, 0.0)
+    pio.write_scan(tmp_path / "a.dcm", scan.data, like=scan, spacing=(0.5, 0.25))
+    assert [float(v) for v in pydicom.dcmread(tmp_path / "a.dcm").PixelSpacing] == [0.5, 0.25]
+    pio.write_scan(tmp_path / "b.dcm", scan.data, like=scan)
+    assert [float(v) for v in pydicom.dcmread(tmp_path / "b.dcm").PixelSpacing] == [1.0, 1.0]
+    img = np.random.default_rng(4).random((16, 16)).astype(np.float32)
+    nimg = nib.Nifti1Image(img, np.eye(4))
+    nimg.header["pixdim"][1:3] = [np.nan, 2.0]
+    nib.save(nimg, tmp_path / "pd.nii")
+    nscan = pio.read_scan(tmp_path / "pd.nii")
+    pio.write_scan(tmp_path / "c.nii", nscan.data, like=nscan, spacing=(3.0, 2.0))
+    assert nib.load(tmp_path / "c.nii").header.get_zooms() == (3.0, 2.0)
+    pio.write_scan(tmp_path / "d.mgz", nscan.data, like=nscan)
+    assert all(np.isfinite(nib.load(tmp_path / "d.mgz").header.get_zooms()))
+    np.savez(tmp_path / "sp.npz", image=img, spacing=np.array([0.0, 1.0]))
+    cases = [("ps0.dcm", "o.dcm", "OUTPUT records spacing 1 x 1, the spacing used (INPUT's 0, 0 not copied)"),
+             ("pd.nii", "o.nii", "OUTPUT records spacing 1 x 1, the spacing used (INPUT's nan, 2 not copied)"),
+             ("sp.npz", "o.npz", "OUTPUT records spacing 1 x 1, the spacing used (INPUT's 0, 1 not copied)"),
+             ("sp.npz", "o.npy", "OUTPUT records no spacing (the result was computed with spacing 1 x 1; INPUT's 0, "
+                                 "1 not copied)")]
+    for name, out, note in cases:
+        assert main(["denoise", str(tmp_path / name), "-o", str(tmp_path / out), "--num-iter", "1"]) == 0
+        assert f"  note: {note}\n" in capsys.readouterr().out
+    assert [float(v) for v in pydicom.dcmread(tmp_path / "o.dcm").PixelSpacing] == [1.0, 1.0]
+    assert nib.load(tmp_path / "o.nii").header.get_zooms() == (1.0, 1.0)
+    np.testing.assert_array_equal(np.load(tmp_path / "o.npz")["spacing"], [1.0, 1.0])
+    assert main(["denoise", str(tmp_path / "sp.npz"), "-o", str(tmp_path / "v.npz"), "--num-iter", "1",
+                 "--spacing", "2", "3"]) == 0  # a spacing given: recorded
+    assert "note: OUTPUT records spacing 2 x 3, the spacing used (INPUT's 0, 1 not copied)" in capsys.readouterr().out
+    np.testing.assert_array_equal(np.load(tmp_path / "v.npz")["spacing"], [2.0, 3.0])
+
+
+def test_report_numbers_have_no_exponent_percent_minus_zero_or_empty_range():
+    from pdediff.cli._images import number, percent, value_range
+
+    assert percent(255, 256) == "99.6 %" and percent(256, 256) == "100 %" and percent(0, 9) == "0 %"
+    assert percent(99999, 100000) == "99.9 %" and percent(1, 3) == "33.3 %" and percent(1, 256) == "0.39 %"
+    assert percent(1, 10**6) == "< 0.01 %"
+    assert number(-0.0) == "0" and number(-0.0, "g") == "0" and number(-1.5) == "-1.5"
+    assert value_range(0.0, -0.0) == "constant 0" and value_range(-0.0, 255.0) == "0..255"
+    with pytest.raises(ValueError, match=r"values are constant 300, outside uint8's range"):
+        pio.cast_like(np.full(4, 300.0), np.uint8)
+    with pytest.raises(ValueError, match=r"values span 0\.\.300, outside uint8's range"):
+        pio.cast_like(np.array([-0.2, 300.0]), np.uint8)
+
+
+def test_cli_wording_round_4(tmp_path, capsys):
+    """1e+02 %, rescaled 0..0, a file called a folder, a MASK named through another path, a chunked report
+    without its unit, and a NIfTI pair called Analyze."""
+    nib = pytest.importorskip("nibabel")
+    rng = np.random.default_rng(6)
+    np.save(tmp_path / "img.npy", rng.random((16, 16)))
+    m = np.ones((16, 16), bool)
+    m[0, 0] = False
+    np.save(tmp_path / "most.npy", m)
+    assert main(["inpaint", str(tmp_path / "img.npy"), "--mask", str(tmp_path / "most.npy"), "-o",
+                 str(tmp_path / "i.npy")]) == 0
+    assert "filled 255 pixels (99.6 %)" in capsys.readouterr().out
+    np.save(tmp_path / "zero.npy", np.zeros((16, 16)))
+    assert main(["denoise", str(tmp_path / "zero.npy"), "-o", str(tmp_path / "z.png"), "--rescale",
+                 "--num-iter", "1"]) == 0
+    assert "  rescaled constant 0 -> constant 0 (uint8)\n" in capsys.readouterr().out
+    pio.write_scan(tmp_path / "cam.png", (rng.random((16, 16)) * 255).astype(np.uint8))
+    assert main(["denoise", str(tmp_path / "img.npy"), "-o", str(tmp_path / "cam.png" / "o.npy")]) == 2
+    assert capsys.readouterr().err == (f"pdediff denoise: error: OUTPUT {tmp_path / 'cam.png' / 'o.npy'}: "
+                                       f"{tmp_path / 'cam.png'} is a file, not a folder\n")
+    with pytest.raises(pio.ScanIOError, match=r"cam.png is a file, not a folder$"):
+        pio.write_scan(tmp_path / "cam.png" / "x.npy", np.ones(3))
+    os.symlink("img.npy", tmp_path / "link.npy")
+    os.symlink("o.npy", tmp_path / "olink.npy")
+    assert main(["inpaint", str(tmp_path / "img.npy"), "--mask", str(tmp_path / "link.npy"), "-o",
+                 str(tmp_path / "o.npy")]) == 2
+    assert capsys.readouterr().err == (f"pdediff inpaint: error: --mask {tmp_path / 'link.npy'} is INPUT "
+                                       f"{tmp_path / 'img.npy'} ({tmp_path / 'link.npy'} is a symbolic link to "
+                                       "img.npy); give the mask as a separate file\n")
+    np.save(tmp_path / "o.npy", m)
+    assert main(["inpaint", str(tmp_path / "img.npy"), "--mask", str(tmp_path / "olink.npy"), "-o",
+                 str(tmp_path / "o.npy"), "--force"]) == 2
+    assert capsys.readouterr().err == (f"pdediff inpaint: error: OUTPUT {tmp_path / 'o.npy'} is the MASK "
+                                       f"{tmp_path / 'olink.npy'} ({tmp_path / 'olink.npy'} is a symbolic link to "
+                                       "o.npy); pdediff never overwrites its input\n")
+    vol = rng.random((12, 12, 12)).astype(np.float32)
+    nimg = nib.Nifti1Image(vol, np.diag([2.0, 2.0, 3.0, 1.0]))
+    nimg.header.set_xyzt_units("mm")
+    nib.save(nimg, tmp_path / "v.nii")
+    pytest.importorskip("dask")
+    assert main(["denoise", str(tmp_path / "v.nii"), "-o", str(tmp_path / "c.nii"), "--chunks", "8",
+                 "--num-iter", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "(in chunks of 8 voxels per axis)" in out and "spacing 2 x 2 x 3 mm\n" in out
+    nib.save(nib.Nifti1Pair(vol, np.eye(4)), tmp_path / "pair.hdr")
+    nib.save(nib.AnalyzeImage(vol, np.eye(4)), tmp_path / "ana.hdr")
+    assert pio.read_scan(tmp_path / "pair.hdr").meta["pair"] == "NIfTI-1 pair"
+    assert pio.read_scan(tmp_path / "ana.hdr").meta["pair"] == "Analyze 7.5"
+    assert main(["denoise", str(tmp_path / "pair.hdr"), "-o", str(tmp_path / "p.hdr")]) == 2
+    assert "p.hdr: writing .hdr/.img pairs (NIfTI or Analyze 7.5) is not supported; write .nii" in \
+        capsys.readouterr().err

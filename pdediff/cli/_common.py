@@ -101,7 +101,10 @@ def _check_destination(path: Path, src: Path, force: bool, what: str, *, directo
     parent = path.resolve().parent
     if not parent.is_dir():
         link = " (the folder of the file the link points to)" if os.path.islink(path) else ""
-        raise CLIError(f"{what} {path}: folder {parent}{link} does not exist")
+        named = parent if link else path.parent  # what the user typed, unless a link decides
+        if parent.exists():  # "cam.png/out.png": cam.png is a file
+            raise CLIError(f"{what} {path}: {named}{link} is a file, not a folder")
+        raise CLIError(f"{what} {path}: folder {named}{link} does not exist")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise CLIError(f"{what} {path}: folder {parent} is not writable")
 

@@ -26,6 +26,31 @@ def pixel_type(dtype) -> str:
     return "bool (1-bit)" if np.dtype(dtype) == np.bool_ else str(dtype)
 
 
+def number(value: float, spec: str = ".6g") -> str:
+    """``value`` formatted with ``spec``, never as ``-0``."""
+    return format(float(value) + 0.0, spec)  # -0.0 + 0.0 is 0.0
+
+
+def value_range(lo: float, hi: float, spec: str = ".6g") -> str:
+    """``lo..hi``, or ``constant v`` when they are equal (never ``0..0``)."""
+    return f"constant {number(lo, spec)}" if lo == hi else f"{number(lo, spec)}..{number(hi, spec)}"
+
+
+def percent(part: int, whole: int) -> str:
+    """``part`` of ``whole`` as a percentage for a report: ``100 %`` only when all, ``0 %`` only when none, no
+    exponent (``99.6 %``, never ``1e+02 %``; ``< 0.01 %`` below that)."""
+    if whole <= 0 or part <= 0:
+        return "0 %"
+    if part >= whole:
+        return "100 %"
+    v = 100.0 * part / whole
+    if v >= 99.95:  # not all: never rounded up to 100
+        return "99.9 %"
+    if v >= 1:
+        return f"{v:.1f} %"
+    return f"{v:.2f} %" if v >= 0.01 else "< 0.01 %"
+
+
 def _kappa_arg(text: str) -> float | str:
     """``--kappa``: "auto" or a number (range checks are the API's)."""
     if text == "auto":
@@ -48,6 +73,7 @@ def _channel_axis(arg: str, scan, src: Path) -> tuple[int | None, str | None]:
             raise CLIError(f"--channel-axis must be 'auto', 'none' or an integer axis; got {arg!r}") from None
         if not -data.ndim <= ax < data.ndim:
             raise CLIError(f"--channel-axis {ax} is out of range for INPUT of shape {data.shape}")
+        _check_2d_channel_axis(arg, ax, scan, src)
         return ax % data.ndim, None
     if scan.channel_axis is not None:
         return scan.channel_axis % data.ndim, None
@@ -56,6 +82,31 @@ def _channel_axis(arg: str, scan, src: Path) -> tuple[int | None, str | None]:
         return 2, (f"treating the last axis of {src.name} (shape {data.shape}) as colour channels; "
                    "pass --channel-axis none for a volume")
     return None, None
+
+
+#: Formats whose reader says whether an image has colour channels: a 2-D one read without is grey.
+_COLOUR_AWARE = ("png", "jpeg", "tiff", "dicom", "nifti", "mgh", "analyze")
+#: The most values a channel axis of a 2-D INPUT holds on the command line (grey+alpha, RGB, RGBA).
+MAX_CHANNELS_2D = 4
+
+
+def _check_2d_channel_axis(typed: str, ax: int, scan, src: Path) -> None:
+    """Refuse a ``--channel-axis`` that makes a 2-D INPUT's rows or columns "channels" of 1-D signals: an axis of
+    a grey image file, or one holding more than :data:`MAX_CHANNELS_2D` values.  (The Python API takes any
+    channel axis: a stack of 1-D signals is a legitimate array there.)"""
+    shape = tuple(scan.data.shape)
+    if len(shape) != 2:
+        return
+    ax = ax % 2
+    n = shape[ax]
+    lines = f"its {n} {'rows' if ax == 0 else 'columns'}"
+    grey = getattr(scan, "format", None) in _COLOUR_AWARE and getattr(scan, "channel_axis", None) is None
+    if grey or n > MAX_CHANNELS_2D:
+        what = "a 2-D grey image" if grey else (f"2-D, and a 2-D INPUT's channel axis holds at most {MAX_CHANNELS_2D} "
+                                                 "colour/alpha values")
+        raise CLIError(f"--channel-axis {typed}: {src.name} (shape {shape}) is {what}; this axis would smooth {lines} "
+                       f"as {n} separate 1-D signals: use --channel-axis auto (the default) or none (for stacks of 1-D "
+                       "signals, the Python API's channel_axis)")
 
 
 def _plan_dtype(args, stored: np.dtype, dst: Path, fmt: str, shape, channel_axis) -> np.dtype:
@@ -133,7 +184,8 @@ def _check_range_fits(data: np.ndarray, target: np.dtype, rescale: bool) -> None
     info = np.iinfo(target)
     lo, hi = float(np.rint(data.min())), float(np.rint(data.max()))
     if lo < info.min or hi > info.max:
-        raise CLIError(f"INPUT spans {lo:.6g}..{hi:.6g}, outside {target}'s range {info.min}..{info.max}; "
+        what = f"is {value_range(lo, hi)}" if lo == hi else f"spans {value_range(lo, hi)}"
+        raise CLIError(f"INPUT {what}, outside {target}'s range {info.min}..{info.max}; "
                        "pass --rescale or choose a wider or float --dtype")
 
 
@@ -182,8 +234,8 @@ def _clip_filled(out: np.ndarray, target: np.dtype, clip: tuple[float, float]) -
     n = int(np.count_nonzero((r < lo) | (r > hi)))
     if not n:
         return out, None
-    return np.clip(out, lo, hi), (f"clipped {n} filled value(s) to the known pixels' range {lo:g}..{hi:g} "
-                                  "(--strict-range refuses instead)")
+    return np.clip(out, lo, hi), (f"clipped {n} filled value(s) to the known pixels' range "
+                                  f"{value_range(lo, hi, 'g')} (--strict-range refuses instead)")
 
 
 def _integer_result(out: np.ndarray, target: np.dtype, rescale: bool, *, strict_hint: bool = False
@@ -197,7 +249,9 @@ def _integer_result(out: np.ndarray, target: np.dtype, rescale: bool, *, strict_
         lo, hi = float(out.min()), float(out.max())
         scale = (info.max - info.min) / (hi - lo) if hi > lo else 0.0
         res = np.rint((out.astype(np.float64) - lo) * scale + info.min)
-        return res.astype(target), f"rescaled {lo:.6g}..{hi:.6g} -> {info.min}..{info.max} ({target})"
+        if hi == lo:  # nothing to stretch: the constant goes to the type's minimum
+            return res.astype(target), f"rescaled {value_range(lo, hi)} -> constant {info.min} ({target})"
+        return res.astype(target), f"rescaled {value_range(lo, hi)} -> {info.min}..{info.max} ({target})"
     from ..io import cast_like
 
     try:  # rounds, and refuses (never clips) what the type cannot hold
@@ -405,6 +459,8 @@ def _nifti_scaling(path: Path) -> tuple[float, float] | None:
 def _stored_scaling(job: ImageJob) -> str:
     """What a scaling writer stored: the slope/intercept of a NIfTI OUTPUT, and whether INPUT's was kept."""
     if job.out_fmt != "nifti":  # DICOM
+        if job.scan.format == "dicom" and "DoseGridScaling" in job.scan.meta["datasets"][0]:
+            return "RT Dose: DoseGridScaling per slice, INPUT's where the result fits it, else chosen by the writer"
         if job.scan.format == "dicom":
             return "slope/intercept per slice: INPUT's where the result fits it, else chosen by the writer"
         return "slope/intercept per slice chosen by the writer so that no value is clipped"
@@ -419,17 +475,41 @@ def _stored_scaling(job: ImageJob) -> str:
             f"scl_inter {old[1]:.6g} not kept")
 
 
+#: Output formats that record no voxel spacing.
+_NO_SPACING = ("npy", "png", "jpeg")
+
+
+def spacing_note(scan, out_fmt: str, spacing) -> str | None:
+    """What OUTPUT records when INPUT's spacing was ignored as invalid (``None`` otherwise): the spacing used,
+    never INPUT's invalid values."""
+    bad = scan.meta.get("ignored_spacing")
+    if bad is None:
+        return None
+    values = ", ".join(f"{v:g}" for v in bad)
+    used = " x ".join(f"{h:g}" for h in np.atleast_1d(spacing))
+    if out_fmt in _NO_SPACING:
+        return f"OUTPUT records no spacing (the result was computed with spacing {used}; INPUT's {values} not copied)"
+    return f"OUTPUT records spacing {used}, the spacing used (INPUT's {values} not copied)"
+
+
+def spacing_text(scan, spacing) -> str:
+    """``2 x 2 x 3 mm``: the spacing used, with the unit the file states when it is the file's spacing (NIfTI's
+    ``xyzt_units`` 0 reads as ``(unit unknown)``); no unit for a spacing from elsewhere (1, ``--spacing``)."""
+    spacing = tuple(float(h) for h in np.atleast_1d(spacing))
+    sp = " x ".join(number(h, "g") for h in spacing)
+    unit = scan.meta.get("unit") if scan.spacing is not None else None
+    if isinstance(unit, str) and unit and tuple(map(float, scan.spacing)) == spacing:
+        sp += " (unit unknown)" if unit == "unknown" else f" {unit}"
+    return sp
+
+
 def report_job(job: ImageJob, verb: str, result: np.ndarray, spacing, rescaled: str | None,
                stored_out: np.dtype | None) -> None:
     """The first lines of the report every image command prints."""
-    sp = " x ".join(f"{h:g}" for h in spacing)
-    unit = job.scan.meta.get("unit") if job.scan.spacing is not None else None
-    if isinstance(unit, str) and unit and tuple(map(float, job.scan.spacing)) == tuple(map(float, spacing)):
-        # the file's spacing, in the unit it was read in (millimetres where it states one); NIfTI's
-        # xyzt_units 0 reads as "unknown"
-        sp += " (unit unknown)" if unit == "unknown" else f" {unit}"
+    sp = spacing_text(job.scan, spacing)
     print(f"{verb} {job.src} -> {job.dst}")
-    for note in ([job.note] if job.note else []) + list(job.scan.notes):
+    extra = spacing_note(job.scan, job.out_fmt, spacing)
+    for note in ([job.note] if job.note else []) + list(job.scan.notes) + ([extra] if extra else []):
         print(f"  note: {note}")
     kind = result.dtype if stored_out is None else f"{stored_out} ({_stored_scaling(job)})"
     print(f"  shape {job.data.shape} {job.data.dtype} -> {kind}; spacing {sp}"
@@ -450,6 +530,7 @@ class ChunkedJob:
     channel_axis: int | None
     target: np.dtype
     force: bool = True  # replace an OUTPUT that exists (or appears while computing)
+    out_fmt: str = "zarr"
 
 
 def open_chunked_job(args, *, verb: str) -> ChunkedJob:
@@ -474,9 +555,7 @@ def open_chunked_job(args, *, verb: str) -> ChunkedJob:
         out_fmt = format_of(dst)
     except ValueError as exc:
         raise CLIError(str(exc)) from None
-    if out_fmt not in ("zarr", "nifti") or dst.name.lower().endswith(".gz"):
-        raise CLIError(f"with --chunks, OUTPUT is written chunk by chunk as .zarr or uncompressed .nii; got "
-                       f"{dst.name}")
+    _check_chunked_formats(src, dst, out_fmt)
     if args.preview is not None:
         raise CLIError("--preview is not available with --chunks (it would need the whole result in memory)")
     if args.rescale or args.dtype in INT_DTYPES:
@@ -507,7 +586,8 @@ def open_chunked_job(args, *, verb: str) -> ChunkedJob:
     elif args.channel_axis == "none":
         ch = None
     else:
-        ch, _ = _channel_axis(args.channel_axis, type("S", (), {"data": data})(), src)
+        ch, _ = _channel_axis(args.channel_axis, type("S", (), {"data": data, "format": scan.format,
+                                                               "channel_axis": scan.channel_axis})(), src)
     if ch is not None and out_fmt == "nifti":
         raise CLIError(f"{dst.name}: NIfTI output holds grey scans only; write channels to .zarr")
     spatial = data.ndim - (ch is not None)
@@ -522,7 +602,34 @@ def open_chunked_job(args, *, verb: str) -> ChunkedJob:
     else:
         target = np.dtype(stored.newbyteorder("=")) if stored.kind == "f" and stored.itemsize >= 4 \
             else np.dtype(np.float32)
-    return ChunkedJob(src, dst, scan, data, ch, target, args.force)
+    return ChunkedJob(src, dst, scan, data, ch, target, args.force, out_fmt)
+
+
+#: What ``--chunks`` reads and writes (gzip streams have no random access: no ``.nii.gz`` either way).
+CHUNKED_FORMATS = ("with --chunks, INPUT is .npy, .zarr or uncompressed .nii and OUTPUT .zarr or uncompressed .nii "
+                   "(written chunk by chunk)")
+
+
+def _check_chunked_formats(src: Path, dst: Path, out_fmt: str) -> None:
+    """Refuse, naming what ``--chunks`` supports, an INPUT or OUTPUT it cannot read or write in chunks."""
+    from ..io import format_of
+
+    def gz(p: Path) -> bool:
+        return p.name.lower().endswith(".gz")
+
+    try:
+        in_fmt = format_of(src)
+    except ValueError:
+        in_fmt = None  # the reader names what is wrong (missing file, unknown suffix)
+    if in_fmt is not None and (in_fmt not in ("npy", "nifti", "zarr") or gz(src)):
+        hint = (f"decompress it (gunzip {src.name}) or drop --chunks" if gz(src) and in_fmt == "nifti"
+                else "convert it, or drop --chunks to process it in memory")
+        raise CLIError(f"{CHUNKED_FORMATS}; got INPUT {src.name}: {hint}")
+    if out_fmt not in ("zarr", "nifti") or gz(dst):
+        stem = dst.name[:-len(".nii.gz")] if dst.name.lower().endswith(".nii.gz") else dst.stem
+        hint = (f"write {stem}.nii or {stem}.zarr (gzip it afterwards), or drop --chunks" if gz(dst)
+                else f"write {stem}.nii or {stem}.zarr, or drop --chunks")
+        raise CLIError(f"{CHUNKED_FORMATS}; got OUTPUT {dst.name}: {hint}")
 
 
 def chunk_progress(desc: str, progress: bool):

@@ -126,7 +126,9 @@ def _check_sample_output(path: Path, run_dir: Path, files: list[Path], folders: 
         raise exists_error(what, path)
     parent = path.resolve().parent
     if not parent.is_dir():
-        raise CLIError(f"{what} {path}: folder {parent} does not exist")
+        named = parent if os.path.islink(path) else path.parent
+        raise CLIError(f"{what} {path}: {named} is a file, not a folder" if parent.exists() else
+                       f"{what} {path}: folder {named} does not exist")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise CLIError(f"{what} {path}: folder {parent} is not writable")
 

@@ -15,6 +15,8 @@ from ._images import (
     open_chunked_job,
     open_job,
     report_job,
+    spacing_note,
+    spacing_text,
     write_chunked_job,
     write_job,
 )
@@ -39,7 +41,7 @@ def register(subparsers) -> None:
         description="Denoise INPUT with Perona–Malik diffusion, Weickert's edge-enhancing (EED) or "
         "coherence-enhancing (CED) tensor diffusion, or a shipped learned model (tnrd: trainable "
         "reaction-diffusion; cnn: a noise-level-conditional CNN; needs the torch extra), and write OUTPUT. Formats: .npy .npz .png .jpg "
-        ".tif/.tiff (stacks as volumes) .nii/.nii.gz .mgz/.mgh, Analyze .hdr/.img (read), DICOM (.dcm file or a "
+        ".tif/.tiff (stacks as volumes) .nii/.nii.gz .mgz/.mgh, .hdr/.img pairs (NIfTI or Analyze 7.5; read), DICOM (.dcm file or a "
         "series folder). INPUT is never modified; every output is checked before computing and written "
         "atomically (all outputs or none); no conversion clips or wraps values silently.",
     )
@@ -85,7 +87,8 @@ def register(subparsers) -> None:
                    help="voxel size per spatial axis (default: from the file, e.g. NIfTI/DICOM/TIFF, else 1)")
     n.add_argument("--channel-axis", default="auto", metavar="{auto,none,N}",
                    help="axis holding colour channels: 'auto' (default) takes it from the file (RGB/RGBA/grey+alpha "
-                   "images) or detects an (H, W, 3|4) array; 'none' treats every axis as spatial. An alpha "
+                   "images) or detects an (H, W, 3|4) array; 'none' treats every axis as spatial; N names the axis (on a "
+                   "2-D INPUT, one of at most 4 values, never an axis of a grey image file). An alpha "
                    "channel is never smoothed: it is copied to OUTPUT unchanged")
     n.add_argument("--dtype", choices=DTYPE_CHOICES, default="auto",
                    help="output pixel type. 'auto': the input's float type (float32 for integer scans) where "
@@ -105,7 +108,7 @@ def register(subparsers) -> None:
     n.add_argument("--quiet", action="store_true", help="no progress bar and no parameter report")
     n.add_argument("--chunks", type=int, default=None, metavar="N",
                    help="larger than memory: process INPUT (.npy, uncompressed .nii, .zarr) in chunks of N voxels "
-                   "per axis with Dask, writing OUTPUT (.zarr or .nii) chunk by chunk; peak memory a few chunks per "
+                   "per axis with Dask, writing OUTPUT (.zarr or uncompressed .nii) chunk by chunk; peak memory a few chunks per "
                    "thread (needs pdediff[dask]; float output)")
     n.set_defaults(func=run, library_names=LIBRARY_NAMES)
 
@@ -314,9 +317,10 @@ def _run_chunked(args: argparse.Namespace) -> None:
         raise CLIError(f"{job.src}: out of memory while denoising in chunks of {args.chunks}; use smaller --chunks") \
             from None
     if not args.quiet:
-        sp = " x ".join(f"{h:g}" for h in info.spacing)
-        print(f"denoised {job.src} -> {job.dst} (in chunks of {args.chunks})")
-        for note in job.scan.notes:
+        sp = spacing_text(job.scan, info.spacing)
+        print(f"denoised {job.src} -> {job.dst} (in chunks of {args.chunks} voxels per axis)")
+        extra = spacing_note(job.scan, job.out_fmt, info.spacing)
+        for note in list(job.scan.notes) + ([extra] if extra else []):
             print(f"  note: {note}")
         print(f"  shape {job.data.shape} {job.data.dtype} -> {job.target}; spacing {sp}")
         _report_settings(args, info, args.method in TENSOR_METHODS)

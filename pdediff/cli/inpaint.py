@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,7 @@ import numpy as np
 from ..catalogue import CONDUCTANCES, INPAINT_METHODS
 from ._common import _THREADS_HELP, _need_torch, _same_file, _thread_count, seed_arg
 from ._errors import CLIError, library_errors, note_given, warn_deprecated
-from ._images import DTYPE_CHOICES, _kappa_arg, open_job, report_job, write_job
+from ._images import DTYPE_CHOICES, _kappa_arg, open_job, percent, report_job, write_job
 from ._learned import (
     LEARNED_NAMES,
     _check_run_folder,
@@ -92,12 +93,21 @@ def register(subparsers) -> None:
     p.set_defaults(func=run, library_names=_library_names)
 
 
+def _link_note(*paths: Path) -> str:
+    """`` (m.png is a symbolic link to scan.png)`` for the first of ``paths`` that is a link, as typed; else ``""``."""
+    for p in paths:
+        if os.path.islink(p):
+            return f" ({p} is a symbolic link to {os.readlink(p)})"
+    return ""
+
+
 def _read_mask(path: Path, data: np.ndarray, channel_axis: int | None, src: Path) -> tuple[np.ndarray, str | None]:
     """MASK as a bool array of INPUT's spatial shape (True = missing), and a note on how it was read."""
     from ..io import ScanIOError, read_scan
 
     if _same_file(path, src):
-        raise CLIError("--mask must be a different file from INPUT")
+        link = _link_note(path, src)
+        raise CLIError(f"--mask {path} is INPUT {src}{link}; give the mask as a separate file")
     try:
         scan = read_scan(path)
     except (ScanIOError, ValueError) as exc:
@@ -191,8 +201,10 @@ def run(args: argparse.Namespace) -> None:
     if not args.mask:  # Path("") is ".": the current folder would be read as the mask
         raise CLIError("--mask '' names no file (an empty path)")
     mask_path = Path(args.mask)
-    if _same_file(job.dst, mask_path) or (job.preview is not None and _same_file(job.preview, mask_path)):
-        raise CLIError(f"OUTPUT/PREVIEW {mask_path} is the MASK; pdediff never overwrites its input")
+    for what, dest in (("OUTPUT", job.dst), ("PREVIEW", job.preview)):
+        if dest is not None and _same_file(dest, mask_path):  # named as typed; a link says where it points
+            link = _link_note(mask_path, dest)
+            raise CLIError(f"{what} {dest} is the MASK {mask_path}{link}; pdediff never overwrites its input")
     mask, mask_note = _read_mask(mask_path, job.data, job.channel_axis, job.src)
     spacing = args.spacing if args.spacing is not None else (job.scan.spacing or 1.0)
     kappa = _kappa_arg(args.kappa)
@@ -234,8 +246,7 @@ def run(args: argparse.Namespace) -> None:
         report_job(job, "inpainted", result, info.spacing, rescaled, stored_out)
         if mask_note:
             print(f"  note: {mask_note}")
-        frac = info.n_missing / mask.size
-        line = f"  method {info.method}: filled {info.n_missing} pixels ({100 * frac:.2g} %)"
+        line = f"  method {info.method}: filled {info.n_missing} pixels ({percent(info.n_missing, mask.size)})"
         if info.solver:
             line += f"; {info.solver} solver, {info.iterations} iterations, residual {info.residual:.2g}"
         if args.method == "perona_malik":

@@ -1,4 +1,4 @@
-"""Reading and writing scans: NumPy, PNG/JPEG, TIFF, NIfTI, MGH/MGZ, Analyze and DICOM.
+"""Reading and writing scans: NumPy, PNG/JPEG, TIFF, NIfTI, MGH/MGZ, NIfTI/Analyze pairs and DICOM.
 
 Every write is atomic: the data go to a temporary file (a hidden temporary
 folder for a DICOM series) beside the destination, which is renamed over the
@@ -19,10 +19,13 @@ suffix                     library     notes
                                        ``channel_axis`` too
 ``.png``                   imageio     2-D, uint8/uint16 grey; uint8 grey+alpha, RGB, RGBA
                                        (``alpha`` set); 16-bit colour PNGs are refused on reading
-                                       (Pillow would reduce them to 8 bits)
-``.jpg``, ``.jpeg``        imageio     2-D, uint8 grey or RGB (lossy)
+                                       (Pillow would reduce them to 8 bits); palettes read as RGB
+                                       (RGBA with a transparent entry), with a note
+``.jpg``, ``.jpeg``        imageio     2-D, uint8 grey or RGB (lossy); CMYK read as RGB (Pillow's
+                                       conversion), with a note
 ``.tif``, ``.tiff``        tifffile    (u)int8-64, float16-64, complex; pages are a volume;
-                                       1-4 channels last (alpha from ExtraSamples); spacing from
+                                       1-4 channels last (alpha from ExtraSamples); CMYK, Lab,
+                                       undecoded YCbCr and palette TIFFs refused; spacing from
                                        X/YResolution and ImageJ ``spacing``, written back the same
                                        way (ImageJ hyperstack for uint8/uint16/float32)
 ``.nii``, ``.nii.gz``      nibabel     2-D/3-D grey; affine, header and voxel spacing kept;
@@ -31,11 +34,13 @@ suffix                     library     notes
                                        writing with ``stored_dtype=numpy.int16``
 ``.mgz``, ``.mgh``         nibabel     FreeSurfer MGH: 2-D/3-D grey, uint8/int16/int32/float32;
                                        affine and spacing kept
-``.hdr`` + ``.img``        nibabel     Analyze 7.5 / NIfTI pairs: read only (write ``.nii``)
+``.hdr`` + ``.img``        nibabel     NIfTI-1/2 pairs (magic ``ni1``) and Analyze 7.5: read only
+                                       (write ``.nii``); ``meta["pair"]`` says which
 ``.dcm``, a folder         pydicom     one file (also multi-frame) or a folder holding one series,
                                        as ``(z, y, x)`` with spacing ``(dz, dy, dx)``: slices
                                        ordered along the slice normal, evenly spaced, rescale
-                                       applied; compressed files need a pydicom decoder plugin.
+                                       applied (an RT Dose's ``DoseGridScaling`` too, and kept on
+                                       writing); compressed files need a pydicom decoder plugin.
                                        Written as a new series (one file per slice, uncompressed,
                                        the input's integer type with a per-slice slope/intercept),
                                        or one ``.dcm`` for a 2-D image

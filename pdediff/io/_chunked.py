@@ -25,7 +25,10 @@ __all__ = ["open_chunked", "write_chunked"]
 
 
 def _names(attr: str) -> str:
-    return ", ".join(s for f in registered_formats() if getattr(f, attr) is not None for s in f.suffixes)
+    """The suffixes of the formats with ``attr`` (chunked reading or writing), compressed ones left out: a
+    gzip stream (``.nii.gz``) has no random access, so it is neither read nor written in chunks."""
+    return ", ".join(s for f in registered_formats() if getattr(f, attr) is not None for s in f.suffixes
+                     if not s.endswith(".gz"))
 
 
 def open_chunked(path: str | os.PathLike, chunks: int | tuple[int, ...] | None = None) -> tuple[Any, Scan]:
@@ -64,7 +67,7 @@ def open_chunked(path: str | os.PathLike, chunks: int | tuple[int, ...] | None =
     p = Path(path)
     f = get_format(format_of(path))
     if f.open_chunked is None:
-        raise ScanIOError(f"{p}: chunked reading supports {_names('open_chunked')} (uncompressed); got a {f.name} "
+        raise ScanIOError(f"{p}: chunked reading supports {_names('open_chunked')} (uncompressed); got a {f.label} "
                           "file (convert it, or process it in memory without --chunks)")
     if not p.exists():
         raise ScanIOError(f"{p}: no such file")
@@ -129,7 +132,8 @@ def write_chunked(path: str | os.PathLike, data, *, like: Scan | None = None, sp
     f = get_format(format_of(path))
     dest = Path(path)
     if f.write_chunked is None:
-        raise ValueError(f"{dest.name}: chunked output is written as {_names('write_chunked')}; got {f.name}")
+        raise ValueError(f"{dest.name}: chunked output is written as {_names('write_chunked')} (uncompressed); got "
+                         f"a {f.label} file")
     what = special_kind(path)
     if what is not None:  # before computing: a rename would replace the pipe or device by a file
         raise special_file_error(path, what)
@@ -141,7 +145,8 @@ def write_chunked(path: str | os.PathLike, data, *, like: Scan | None = None, sp
         raise DestinationExistsError(f"{path} exists; pass overwrite=True to replace it")
     p = follow_link(path)
     if not p.parent.is_dir():
-        raise ScanIOError(f"{p}: folder {p.parent} does not exist")
+        what = "is a file, not a folder" if p.parent.exists() else "does not exist"
+        raise ScanIOError(f"{p}: {'' if p.parent.exists() else 'folder '}{p.parent} {what}")
     why = replace_problem(p, f.name) if os.path.lexists(p) else None
     if why is not None:
         raise ScanIOError(f"{p}: will not replace this folder: {why}")

@@ -286,8 +286,10 @@ def _check_scan_fields(p: Path, scan: Scan, f: Format) -> None:
     A ``channel_axis`` out of range for the array refuses the file (:class:`ScanIOError` naming it).  A voxel
     spacing that is not positive and finite (``pixdim`` 0, a NaN in an ``.npz``'s ``spacing``, an ImageJ
     ``spacing=0``), or with more or fewer values than the image has spatial axes, is ignored, as a DICOM
-    series without one: ``scan.spacing`` becomes ``None`` and a note,
-    naming the file and its field, says so (the command line prints it and assumes spacing 1).
+    series without one: ``scan.spacing`` becomes ``None``, ``scan.meta["ignored_spacing"]`` keeps the values,
+    and a note, naming the file and its field, says so (the command line prints it and assumes spacing 1).
+    The writers never copy such a field to an output: it records the spacing passed to them (the one used),
+    else none (1 where the format must hold one: NIfTI ``pixdim``, DICOM ``PixelSpacing``).
     """
     ndim = len(scan.data.shape)
     ch = scan.channel_axis
@@ -299,11 +301,13 @@ def _check_scan_fields(p: Path, scan: Scan, f: Format) -> None:
     if sp is not None and not all(np.isfinite(v) and v > 0 for v in sp):
         values = ", ".join(f"{v:g}" for v in sp)
         scan.spacing = None
+        scan.meta["ignored_spacing"] = tuple(float(v) for v in sp)
         scan.notes.append(f"{p.name}: the voxel spacing ({values}) from its {f.spacing_field} is not positive and "
                           "finite: ignored, so the spacing is unknown (not set; the command line assumes 1)")
     elif sp is not None and len(sp) != spatial:
         values = ", ".join(f"{v:g}" for v in sp)
         scan.spacing = None
+        scan.meta["ignored_spacing"] = tuple(float(v) for v in sp)
         n_values = f"{len(sp)} value{'s' if len(sp) != 1 else ''}"
         axes = f"{spatial} spatial ax{'es' if spatial != 1 else 'is'}"
         scan.notes.append(f"{p.name}: the voxel spacing ({values}) from its {f.spacing_field} has {n_values} for "
@@ -349,7 +353,9 @@ def cast_like(data: np.ndarray, dtype: Any, *, clip: bool = False) -> np.ndarray
     if rounded.size and not np.isfinite(rounded).all():
         raise ValueError(f"cannot cast NaN or infinite values to {dtype}")
     if rounded.size and not clip and (rounded.min() < info.min or rounded.max() > info.max):
-        raise ValueError(f"values span {rounded.min():.6g}..{rounded.max():.6g}, outside {dtype}'s range "
+        lo, hi = float(rounded.min()) + 0.0, float(rounded.max()) + 0.0  # never "-0"
+        span = f"are constant {lo:.6g}" if lo == hi else f"span {lo:.6g}..{hi:.6g}"
+        raise ValueError(f"values {span}, outside {dtype}'s range "
                          f"{info.min}..{info.max}; pass clip=True to clip, or choose a wider dtype")
     return np.clip(rounded, info.min, info.max).astype(dtype)
 
@@ -426,7 +432,8 @@ def write_scan(
         raise DestinationExistsError(f"{path} exists; pass overwrite=True to replace it")
     p = follow_link(path)  # a symbolic link: its target is written (atomically), the link stays
     if not p.parent.is_dir():
-        raise ScanIOError(f"{p}: folder {p.parent} does not exist")
+        what = "is a file, not a folder" if p.parent.exists() else "does not exist"
+        raise ScanIOError(f"{p}: {'' if p.parent.exists() else 'folder '}{p.parent} {what}")
     directory = f.is_directory(os.fspath(path))
     why = replace_problem(p, f.name) if os.path.lexists(p) else None
     if why is not None:

@@ -7,7 +7,8 @@ Reading
     product of the ``ImageOrientationPatient`` row and column cosines); the
     slice spacing is the distance between consecutive positions and must be
     even.  The array is ``(slice, row, col)`` = ``(z, y, x)`` with spacing
-    ``(dz, dy, dx)``; ``RescaleSlope``/``RescaleIntercept`` are applied.
+    ``(dz, dy, dx)``; ``RescaleSlope``/``RescaleIntercept`` are applied, and
+    an RT Dose's ``DoseGridScaling`` (doses = stored values x it, with a note).
     Slices without ``ImagePositionPatient`` are ordered by ``InstanceNumber``
     (refused when one lacks it or two share it), with ``dz`` from
     ``SpacingBetweenSlices``, else ``SliceThickness``, and a note in
@@ -16,7 +17,10 @@ Reading
 Writing
     A folder (one file per slice: a new series) or a ``.dcm`` file (one 2-D
     image), Explicit VR Little Endian, pixels in the stored integer type with
-    a slope/intercept chosen so that no value is clipped.
+    a slope/intercept chosen so that no value is clipped.  An RT Dose input
+    gives RT Dose slices whose ``DoseGridScaling`` (no slope/intercept) is the
+    input's where the result fits it, else chosen per slice, so that stored
+    value x ``DoseGridScaling`` is the written dose.
 
 Every file is opened through ``_BoundedReader``, whose ``read(n)`` never
 asks for more than what is left in the file, so a hostile length field cannot
@@ -43,6 +47,7 @@ _PIXEL_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)  # PixelData, FloatPixelData,
 _UNDEFINED = 0xFFFFFFFF
 _SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
 _DICOMDIR = "1.2.840.10008.1.3.10"
+_RT_DOSE = "1.2.840.10008.5.1.4.1.1.481.2"
 _ENHANCED_TO_LEGACY = {  # a multi-frame "enhanced" image written back as one file per slice
     "1.2.840.10008.5.1.4.1.1.2.1": "1.2.840.10008.5.1.4.1.1.2",  # CT
     "1.2.840.10008.5.1.4.1.1.4.1": "1.2.840.10008.5.1.4.1.1.4",  # MR
@@ -215,8 +220,39 @@ def _rescale(item, label: str) -> tuple[float, float]:
     return out[0], out[1]
 
 
+def _dose_scaling(ds, label: str) -> float | None:
+    """An RT Dose's ``DoseGridScaling`` (dose = stored value x it), ``None`` without one.
+
+    A value present but not positive and finite is refused (:class:`ScanIOError` naming ``label``): reading
+    the stored integers as doses would be off by that factor."""
+    value = ds.get("DoseGridScaling")
+    if value is None or value == "":
+        return None
+    v = _floats(value, 1)
+    if v is None or v[0] <= 0:
+        raise ScanIOError(f"{label}: its DoseGridScaling ({value}) is not a positive finite number: its doses "
+                          "cannot be read (fix or remove the tag)")
+    return v[0]
+
+
+def _is_dose(ds) -> bool:
+    """Whether ``ds`` is an RT Dose whose values are stored x ``DoseGridScaling`` (kept so on writing)."""
+    return "DoseGridScaling" in ds and (str(ds.get("Modality", "")) == "RTDOSE"
+                                         or str(ds.get("SOPClassUID", "")) == _RT_DOSE)
+
+
 def _frames_of(ds, ds_index: int, label: str) -> list[_Frame]:
-    """The planes of one dataset (one for a single-frame file, ``NumberOfFrames`` otherwise)."""
+    """The planes of one dataset (one for a single-frame file, ``NumberOfFrames`` otherwise); an RT Dose's
+    ``DoseGridScaling`` is part of each plane's slope (and intercept)."""
+    frames = _planes_of(ds, ds_index, label)
+    dose = _dose_scaling(ds, label)
+    if dose is not None:
+        for f in frames:
+            f.slope, f.inter = f.slope * dose, f.inter * dose
+    return frames
+
+
+def _planes_of(ds, ds_index: int, label: str) -> list[_Frame]:
     n = int(ds.get("NumberOfFrames", 1) or 1)
     ipp = _floats(ds.get("ImagePositionPatient"), 3)
     iop = _floats(ds.get("ImageOrientationPatient"), 6)
@@ -430,6 +466,10 @@ def _read_sets(where: Path, sets: list, labels: list[str], files: list[Path]) ->
             bad = f" ({', '.join(bad_thick)}: not positive and finite, ignored)" if bad_thick else ""
             notes.append(f"{what}: ordered {how}; no valid SpacingBetweenSlices or SliceThickness either{bad}, so "
                          "the voxel spacing is unknown (not set)")
+    dose = _dose_scaling(ds0, labels[0])
+    if dose is not None:
+        units = str(ds0.get("DoseUnits", "") or "").strip() or "unstated units"
+        notes.append(f"RT Dose: doses = stored values x DoseGridScaling ({dose:g}), in {units}")
     spacings = {tuple(np.round(f.pixel_spacing, 6)) for f in frames if f.pixel_spacing is not None}
     if len(spacings) > 1:
         raise ScanIOError(f"{where}: mixes pixel spacings {sorted(spacings)[:2]}; put one series per folder")
@@ -609,6 +649,41 @@ def _quantise(values: np.ndarray, dtype: np.dtype, slope0: float | None, inter0:
     return q.astype(dtype), slope, inter
 
 
+def _valid_spacing_tags(ds, spacing, ndim: int) -> None:
+    """Never copy an invalid spacing from the input's headers: a ``PixelSpacing`` (or ``ImagerPixelSpacing``)
+    that is not positive and finite (``read_scan`` ignored it with a note) becomes ``spacing``'s ``(dy, dx)``,
+    the one used, else 1; a slice spacing that is not (a 3-D series), its ``dz``."""
+    sp = [float(v) for v in spacing] if spacing is not None and len(spacing) == ndim else None
+    if sp is not None and not all(np.isfinite(v) and v > 0 for v in sp):
+        sp = None
+    for tag in ("PixelSpacing", "ImagerPixelSpacing"):
+        if tag in ds and not ((v := _floats(ds.get(tag), 2)) and all(x > 0 for x in v)):
+            setattr(ds, tag, [_ds(x) for x in (sp[-2:] if sp else (1.0, 1.0))])
+    if ndim == 3:
+        for tag in ("SpacingBetweenSlices", "SliceThickness"):
+            raw = ds.get(tag)
+            if raw not in (None, "") and not ((v := _floats(raw, 1)) and v[0] > 0):
+                setattr(ds, tag, _ds(sp[0] if sp else 1.0))
+
+
+def _quantise_dose(p: Path, values: np.ndarray, dtype: np.dtype, scaling0: float | None):
+    """Stored integers and ``DoseGridScaling`` (intercept 0) for one RT Dose slice: the input's scaling if the
+    doses fit it, else the largest dose on the type's largest value."""
+    info = np.iinfo(dtype)
+    v = np.asarray(values, dtype=np.float64)
+    if v.size and float(v.min()) < 0 and info.min == 0:
+        raise ScanIOError(f"{p}: an RT Dose stores doses >= 0 as {dtype} x DoseGridScaling; the result reaches "
+                          f"{float(v.min()):.6g}: write .nii or .npy instead")
+    if scaling0 is not None and scaling0 > 0:
+        q = np.rint(v / scaling0)
+        if q.min() >= info.min and q.max() <= info.max:
+            return q.astype(dtype), scaling0, 0.0
+    big = float(np.abs(v).max()) if v.size else 0.0
+    scaling = float(_ds(big / (float(info.max) - 1.0))) if big > 0 else (scaling0 or 1.0)
+    q = np.clip(np.rint(v / scaling), info.min, info.max)
+    return q.astype(dtype), scaling, 0.0
+
+
 def _write_geometry(data_ndim: int, n: int, like: Scan | None, affine, spacing):
     """(positions (n, 3) LPS or None, orientation (6,), (dy, dx), slice thickness) for the slices written."""
     if like is not None and like.format == "dicom" and like.meta.get("positions") is not None \
@@ -683,13 +758,14 @@ def _save(ds, path: Path, big_endian_source: bool) -> None:
         for elem in list(ds):
             if elem.VR in ("OW", "OF", "OD", "OL", "OV", "UN") and elem.tag != 0x7FE00010:
                 del ds[elem.tag]
-    if _major() >= 3:
-        ds.set_original_encoding(False, True, ds.get("SpecificCharacterSet"))
-        pydicom.dcmwrite(str(path), ds, enforce_file_format=True)
-    else:
-        ds.is_little_endian, ds.is_implicit_VR = True, False
-        ds.preamble = b"\0" * 128
-        ds.save_as(str(path), write_like_original=False)
+    with _quiet():  # pydicom warns about the input's own odd values (e.g. a UID of 41 characters) it copies
+        if _major() >= 3:
+            ds.set_original_encoding(False, True, ds.get("SpecificCharacterSet"))
+            pydicom.dcmwrite(str(path), ds, enforce_file_format=True)
+        else:
+            ds.is_little_endian, ds.is_implicit_VR = True, False
+            ds.preamble = b"\0" * 128
+            ds.save_as(str(path), write_like_original=False)
 
 
 def _big_endian(ds) -> bool:
@@ -744,7 +820,12 @@ def write_dicom(p, data, like, spacing, ch, *, stored_dtype=None):
             slope0, inter0 = 1.0, 0.0
         else:
             slope0, inter0 = None, None
-        q, slope, inter = _quantise(slices[k], stored, slope0, inter0)
+        dose = _is_dose(ds)
+        if dose:  # dose = stored x DoseGridScaling: no intercept (a RescaleSlope would be ignored by viewers)
+            scaling0 = slope0 if slope0 is not None and inter0 == 0 else _dose_scaling(ds, "the input")
+            q, slope, inter = _quantise_dose(p, slices[k], stored, scaling0)
+        else:
+            q, slope, inter = _quantise(slices[k], stored, slope0, inter0)
         ds.SeriesInstanceUID = series_uid
         ds.SOPInstanceUID = generate_uid()
         ds.SeriesDescription = description
@@ -767,7 +848,14 @@ def write_dicom(p, data, like, spacing, ch, *, stored_dtype=None):
                         ds.SpacingBetweenSlices = _ds(thick)
                 normal = np.cross(np.asarray(iop[:3], float), np.asarray(iop[3:], float))
                 ds.SliceLocation = _ds(float(np.asarray(positions[k], float) @ normal))
-        if slope != 1 or inter != 0 or "RescaleSlope" in ds or "RescaleIntercept" in ds:
+        if geometry is None:
+            _valid_spacing_tags(ds, spacing, data.ndim)
+        if dose:
+            ds.DoseGridScaling = _ds(slope)
+            for keyword in ("RescaleSlope", "RescaleIntercept", "RescaleType"):
+                if keyword in ds:
+                    delattr(ds, keyword)
+        elif slope != 1 or inter != 0 or "RescaleSlope" in ds or "RescaleIntercept" in ds:
             ds.RescaleSlope, ds.RescaleIntercept = _ds(slope), _ds(inter)
             if "RescaleType" not in ds and str(ds.get("Modality", "")) != "CT":
                 ds.RescaleType = "US"

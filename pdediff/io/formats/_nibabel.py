@@ -1,4 +1,5 @@
-"""NIfTI (``.nii``, ``.nii.gz``), Analyze/NIfTI pairs (``.hdr``/``.img``) and MGH (``.mgh``, ``.mgz``) via nibabel.
+"""NIfTI (``.nii``, ``.nii.gz``), ``.hdr``/``.img`` pairs (NIfTI-1/2 or Analyze 7.5: ``meta["pair"]``) and MGH
+(``.mgh``, ``.mgz``) via nibabel.
 
 Before nibabel touches the data, the header is parsed from its first bytes
 and what it claims (data shape × item size, and any NIfTI extension sizes) is
@@ -41,7 +42,7 @@ def _pair_paths(p: Path) -> tuple[Path, Path]:
                 found[role] = folder / (base + suffix)
                 break
         else:
-            raise ScanIOError(f"{p}: the .{role} file of this Analyze pair ({base}.{role}) is missing")
+            raise ScanIOError(f"{p}: the .{role} file of this .hdr/.img pair ({base}.{role}) is missing")
     return found["hdr"], found["img"]
 
 
@@ -157,7 +158,9 @@ def read_nibabel(p: Path, fmt: str) -> Scan:
         if all(s == 1 for s in data.shape[3:]):
             data = data.reshape(data.shape[:3])
         else:
-            raise ScanIOError(f"{p}: a {data.ndim}-D {fmt} image (time series?) is not supported; expected 2-D or 3-D")
+            what = {"nifti": "NIfTI", "mgh": "MGH"}.get(fmt) or _pair_kind(img.header)
+            raise ScanIOError(f"{p}: a {data.ndim}-D {what} image (time series?) is not supported; expected 2-D or "
+                              "3-D")
     zooms = [float(z) for z in img.header.get_zooms()[: data.ndim]]
     unit = None
     if hasattr(img.header, "get_xyzt_units"):
@@ -172,6 +175,8 @@ def read_nibabel(p: Path, fmt: str) -> Scan:
             "unit": unit}
     if scaled:
         meta["slope_inter"] = (float(slope), float(inter))
+    if fmt == "analyze":
+        meta["pair"] = _pair_kind(img.header)
     return Scan(data, spacing=tuple(zooms), meta=meta, stored_dtype=np.dtype(img.get_data_dtype()), scaled=scaled)
 
 
@@ -201,6 +206,16 @@ def to_index_order(data, like: Scan | None, spacing, target: str):
         if affine is not None:
             affine = _permute_affine(affine, data.ndim)
     return data, affine, spacing
+
+
+def _valid_zooms(img, spacing) -> None:
+    """Never copy an invalid voxel size: header zooms (``pixdim``) of ``like``'s header that are not positive and
+    finite (``read_scan`` ignored them with a note) become ``spacing``, the one used, else 1."""
+    zooms = img.header.get_zooms()
+    if all(np.isfinite(z) and z > 0 for z in zooms):
+        return
+    ok = spacing is not None and len(spacing) == len(zooms) and all(np.isfinite(v) and v > 0 for v in spacing)
+    img.header.set_zooms(tuple(float(v) for v in spacing) if ok else (1.0,) * len(zooms))
 
 
 def _spacing_affine(spacing, ndim: int) -> np.ndarray:
@@ -244,6 +259,7 @@ def write_nifti(p, data, like, spacing, ch, *, stored_dtype=None):
     img = klass(data, affine, header=header, dtype=target)
     if from_spacing and spacing is not None:
         img.header.set_zooms(tuple(float(s) for s in spacing))
+    _valid_zooms(img, spacing)
     if header is None and not from_spacing:  # geometry from DICOM (or MGH): patient coordinates in mm
         img.header.set_xyzt_units("mm")
         code = "scanner" if like is not None and like.format == "dicom" else "aligned"
@@ -269,6 +285,7 @@ def write_mgh(p, data, like, spacing, ch, *, stored_dtype=None):
         affine = _spacing_affine(spacing, data.ndim)
     header = like.meta["header"].copy() if like is not None and like.format == "mgh" else None
     img = MGHImage(data, affine, header=header)
+    _valid_zooms(img, spacing)
     img.set_data_dtype(data.dtype)
     _save(img, p)
 
@@ -350,6 +367,7 @@ def _nifti_memmap(p: Path, shape, dtype, like, spacing):
     img = nib.Nifti1Image(_Shape(shape, dtype), affine, header=header, dtype=dtype)
     if from_spacing and spacing is not None:
         img.header.set_zooms(tuple(float(s) for s in spacing))
+    _valid_zooms(img, spacing)
     hdr = img.header
     hdr.set_data_dtype(dtype)
     hdr.set_slope_inter(np.nan, np.nan)  # the values as they are: no scaling
@@ -414,8 +432,19 @@ def _check_volume(fmt: str, r: WriteRequest) -> None:
 
 
 def _check_analyze(r: WriteRequest) -> None:
-    raise ValueError(f"{r.where}: writing Analyze .hdr/.img pairs is not supported (no orientation, legacy); "
-                     "write .nii or .nii.gz instead")
+    raise ValueError(f"{r.where}: writing .hdr/.img pairs (NIfTI or Analyze 7.5) is not supported; write .nii or "
+                     ".nii.gz instead")
+
+
+def _pair_kind(header) -> str:
+    """What a ``.hdr``/``.img`` pair is, from its header: ``"NIfTI-1 pair"`` (magic ``ni1``), ``"NIfTI-2 pair"``
+    or ``"Analyze 7.5"`` (no magic: no orientation)."""
+    from nibabel.nifti1 import Nifti1PairHeader
+    from nibabel.nifti2 import Nifti2PairHeader
+
+    if isinstance(header, Nifti2PairHeader):
+        return "NIfTI-2 pair"
+    return "NIfTI-1 pair" if isinstance(header, Nifti1PairHeader) else "Analyze 7.5"
 
 
 FORMATS = (
@@ -426,6 +455,6 @@ FORMATS = (
     Format("mgh", "MGH/MGZ", (".mgz", ".mgh"), read=lambda p: read_nibabel(p, "mgh"), write=write_mgh,
            spacing_field="header voxel sizes",
            check=lambda r: _check_volume("mgh", r)),
-    Format("analyze", "Analyze", (".hdr", ".img"), read=lambda p: read_nibabel(p, "analyze"), check=_check_analyze,
+    Format("analyze", "NIfTI/Analyze .hdr/.img pair", (".hdr", ".img"), read=lambda p: read_nibabel(p, "analyze"), check=_check_analyze,
            spacing_field="header field pixdim (voxel sizes)"),
 )

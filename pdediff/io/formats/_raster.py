@@ -73,6 +73,9 @@ def read_image(p: Path, fmt: str) -> Scan:
                 bands = 4 if mode in ("P", "PA") else len(im.getbands())  # palettes may expand to RGBA
         finally:
             Image.MAX_IMAGE_PIXELS = default
+    if mode not in _PIL_MODES:
+        raise ScanIOError(f"{p}: {fmt.upper()} in Pillow mode {mode!r} is not supported; pdediff reads "
+                          f"{_PIL_MODE_HELP}: convert it to RGB or grey first")
     rawmode = str(tile[3] if tile is not None and len(tile) > 3 else "")
     if fmt == "png" and ";16" in rawmode and rawmode.split(";")[0] in ("RGB", "RGBA", "LA"):
         raise ScanIOError(f"{p}: 16-bit colour PNG ({rawmode.split(';')[0]}): Pillow would decode it to 8 bits; "
@@ -81,14 +84,41 @@ def read_image(p: Path, fmt: str) -> Scan:
     if fmt == "png":
         check_deflate_ratio(p, claimed, p.stat().st_size)
     check_memory(p, 2 * claimed)
-    with _quiet(), _BoundedReader(p) as f:
-        data = np.asarray(iio.imread(f, extension=f".{'jpg' if fmt == 'jpeg' else 'png'}"))
+    notes = []
+    convert = _PIL_CONVERT.get(mode)
+    convert = convert if frames == 1 else None
+    if convert is not None:  # Pillow converts (Adobe's inverted CMYK included); imageio would not
+        with _PIL_LOCK, _quiet(), _BoundedReader(p) as f, Image.open(f) as im:
+            target = convert(im)
+            data = np.asarray(im.convert(target))
+        what = {"CMYK": "CMYK", "P": "palette (P)", "PA": "palette+alpha (PA)"}[mode]
+        notes.append(f"{p.name}: {what} {fmt.upper()} read as {target} (converted by Pillow); an output "
+                     f"written from it holds {target}, not {mode}")
+    else:
+        with _quiet(), _BoundedReader(p) as f:
+            data = np.asarray(iio.imread(f, extension=f".{'jpg' if fmt == 'jpeg' else 'png'}"))
     spatial = 2 if frames == 1 else 3
     channel_axis, alpha = None, False
     if data.ndim == spatial + 1:
+        if (mode == "CMYK" and convert is None) or data.shape[-1] not in (2, 3, 4):  # CMYK frames (not converted)
+            raise ScanIOError(f"{p}: {fmt.upper()} in Pillow mode {mode!r} decodes to {data.shape[-1]} "
+                              f"channels; pdediff reads {_PIL_MODE_HELP}: convert it first")
         channel_axis = -1
-        alpha = data.shape[-1] in (2, 4) and mode != "CMYK"
-    return Scan(data, channel_axis=channel_axis, alpha=alpha)
+        alpha = data.shape[-1] in (2, 4)
+    return Scan(data, channel_axis=channel_axis, alpha=alpha, notes=notes)
+
+
+#: Pillow modes of PNG/JPEG files read as they are (1-bit masks as bool; 16-bit grey as uint16)
+_PIL_MODES = ("1", "L", "LA", "RGB", "RGBA", "I", "I;16", "I;16B", "I;16L", "P", "PA", "CMYK")
+#: modes Pillow converts on reading, and to what: a palette's transparency becomes alpha (imageio dropped it),
+#: CMYK becomes RGB (imageio gave the four inks, Adobe-inverted, as RGBA)
+_PIL_CONVERT = {
+    "CMYK": lambda im: "RGB",
+    "P": lambda im: "RGBA" if "transparency" in im.info else "RGB",
+    "PA": lambda im: "RGBA",
+}
+_PIL_MODE_HELP = ("grey (1, L, I;16), grey+alpha (LA), RGB, RGBA, palette (P, PA: expanded to RGB/RGBA) and CMYK "
+                  "(converted to RGB)")
 
 
 def write_image(p, data, like, spacing, ch, *, fmt: str | None = None):
@@ -255,6 +285,36 @@ def _broken_chain():
         log.propagate = propagate
 
 
+#: TIFF PhotometricInterpretation values whose samples are not grey levels or RGB(A): reading the stored numbers
+#: as an image would smooth palette indices, ink amounts or Lab/YCbCr components as if they were grey or RGB
+_PHOTOMETRIC_REFUSED = {
+    3: "palette colour (the pixel values are indices into a colour map)",
+    4: "a transparency mask",
+    5: "separated inks (CMYK)",
+    6: "YCbCr (not decoded to RGB)",
+    8: "CIE L*a*b*", 9: "ICC L*a*b*", 10: "ITU L*a*b*",
+    32803: "a colour filter array (raw sensor data)", 32844: "LogL", 32845: "LogLuv",
+}
+
+
+def _check_photometric(p: Path, page) -> None:
+    """Refuse a TIFF whose samples are not grey or RGB(A) (palette, CMYK, Lab, undecoded YCbCr), naming it.
+
+    MINISWHITE (0 is white) is read as stored and written back as MINISWHITE (``meta["miniswhite"]``); a
+    JPEG-compressed YCbCr TIFF is decoded to RGB by tifffile."""
+    try:
+        photometric = int(page.photometric)
+    except (TypeError, ValueError):
+        return
+    if photometric == 6 and int(page.compression) in (6, 7):  # (old-style) JPEG: decoded to RGB
+        return
+    what = _PHOTOMETRIC_REFUSED.get(photometric)
+    if what is not None:
+        raise ScanIOError(f"{p}: TIFF PhotometricInterpretation {photometric} holds {what}; pdediff reads grey "
+                          "(MinIsBlack/MinIsWhite) and RGB(A) TIFFs: convert it to RGB or grey first (e.g. "
+                          "Pillow's Image.convert('RGB'))")
+
+
 def read_tiff(p: Path) -> Scan:
     tifffile = _require("tifffile")
     with _quiet(), _broken_chain() as broken, _BoundedReader(p) as f, tifffile.TiffFile(f) as tf:
@@ -271,6 +331,7 @@ def read_tiff(p: Path) -> Scan:
             raise ScanIOError(f"{p}: holds {len(shapes)} {what} ({', '.join(map(str, shapes[:4]))}{more}); "
                               "pdediff reads one image or one stack of equal pages: save each image as its own "
                               "file")
+        _check_photometric(p, page)
         _check_image_count(p, tf, series)
         if broken:  # pages of a plain multi-page TIFF missing: nothing else says how many there were
             raise ScanIOError(f"{p}: {broken[0]} (the file holds {p.stat().st_size} bytes): truncated or corrupt")
@@ -298,13 +359,14 @@ def read_tiff(p: Path) -> Scan:
         file_unit: list = [None]
         spacing, unit = _tiff_spacing(tf, page, spatial, file_unit)
         imagej = bool(tf.is_imagej)
+        miniswhite = int(page.photometric) == 0
     channel_axis, alpha = None, False
     if "S" in axes and data.ndim == len(axes):
         data = np.moveaxis(data, axes.index("S"), -1)
         channel_axis = -1
         alpha = any(e in (1, 2) for e in extrasamples) and data.shape[-1] in (2, 4)
     return Scan(data, spacing=spacing, channel_axis=channel_axis, alpha=alpha,
-                meta={"unit": unit, "imagej": imagej, "axes": axes,
+                meta={"unit": unit, "imagej": imagej, "axes": axes, "miniswhite": miniswhite,
                       **({"length_unit": file_unit[0]} if spacing is not None and file_unit[0] else {})})
 
 
@@ -319,7 +381,8 @@ def write_tiff(p, data, like, spacing, ch):
         data, ch = data[..., 0], None
     channels = data.shape[-1] if ch is not None else 0
     spatial = data.ndim - (ch is not None)
-    photometric = "rgb" if channels in (3, 4) else "minisblack"
+    miniswhite = like is not None and like.format == "tiff" and like.meta.get("miniswhite") and channels == 0
+    photometric = "rgb" if channels in (3, 4) else "miniswhite" if miniswhite else "minisblack"
     kwargs: dict = {"photometric": photometric}
     if channels in (2, 4):
         kwargs["extrasamples"] = ["unassalpha"]
