@@ -47,7 +47,7 @@ RECIPES: dict[str, dict[str, Any]] = {
              "train": {"noise_levels": (0.0, 0.25), "steps": 1500, "batch_size": 8, "patch_size": 40, "lr": 2e-3,
                        "greedy": 0.5, "seed": 0, "stop_at": 1000}},
     "cnn": {"model": {"channels": 1, "depth": 8, "width": 32, "seed": 0},
-            "train": {"noise_levels": (0.0, 0.25), "steps": 600, "batch_size": 16, "patch_size": 40, "lr": 1e-3,
+            "train": {"noise_levels": (0.0, 0.25), "steps": 6000, "batch_size": 16, "patch_size": 40, "lr": 1e-3,
                       "seed": 0}},
 }
 _WEIGHTS = Path(__file__).resolve().parent / "weights"
