@@ -147,14 +147,31 @@ def test_step_matches_cpu_apply(GPU, nd, mode, boundary, dtype, channels):
     np.testing.assert_array_equal(_host(out2), _host(out))
 
 
+class _Counted:
+    """The GPU backend, counting the steps it takes (so a test sees that the GPU path ran)."""
+
+    def __init__(self, be):
+        self._be, self.steps = be, 0
+
+    def __getattr__(self, name):
+        return getattr(self._be, name)
+
+    def tensor_apply(self, *args):
+        self.steps += 1
+        return self._be.tensor_apply(*args)
+
+
 @pytest.fixture
 def on_gpu(GPU, monkeypatch):
     """Run ``tensor_diffusion`` with NumPy arrays routed to the (simulated) GPU backend."""
 
     def run(*a, **k):
+        be = _Counted(GPU)
         with monkeypatch.context() as mp:
-            mp.setattr(T, "backend_for", lambda x: GPU)
-            return pdediff.tensor_diffusion(*a, **k)
+            mp.setattr(T, "backend_for", lambda x: be)
+            out = pdediff.tensor_diffusion(*a, **k)
+        assert be.steps >= (k.get("num_iter") or 1)  # every step ran on the GPU kernels
+        return out
 
     return run
 

@@ -54,24 +54,6 @@ def _make_tensor_kernels(dtype):  # noqa: C901 - one closure per dtype, the kern
     PROJ_TOL, THIRD = t(1e-5), t(1.0 / 3.0)
     PI_3, TWO_PI_3 = t(math.pi / 3.0), t(2.0 * math.pi / 3.0)
     device = cuda.jit(device=True, inline=True)
-    HALF_PI = t(math.pi / 2.0)
-    # -sin(y) = cos(y + pi/2) for |y| <= pi/2: odd Taylor terms to y^13 (truncation < 1e-9)
-    S3, S5, S7, S9, S11, S13 = (t(-1.0 / 6.0), t(1.0 / 120.0), t(-1.0 / 5040.0), t(1.0 / 362880.0),
-                                t(-1.0 / 39916800.0), t(1.0 / 6227020800.0))
-
-    @device
-    def cos_poly(x):
-        """``cos x`` for ``0 <= x <= pi`` in float32 arithmetic: libdevice's ``cosf`` carries a float64
-        slow path (huge arguments) into the PTX, which a float32 kernel must not contain."""
-        y = x - HALF_PI
-        y2 = y * y
-        return -(y + y * y2 * (S3 + y2 * (S5 + y2 * (S7 + y2 * (S9 + y2 * (S11 + y2 * S13))))))
-
-    @device
-    def cos_lib(x):
-        return math.cos(x)
-
-    cosine = cos_poly if np.dtype(dtype) == np.float32 else cos_lib
 
     @device
     def conductance(x, code):
@@ -98,6 +80,8 @@ def _make_tensor_kernels(dtype):  # noqa: C901 - one closure per dtype, the kern
 
     @device
     def eigen_sym3(a00, a01, a02, a11, a12, a22):
+        """:func:`pdediff.kernels.cpu.tensor.eigen_sym3` (float64 kernels; float32 ones use
+        :func:`eigen_jacobi3`, and libdevice's ``cosf`` would bring a float64 slow path into their PTX)."""
         p1 = a01 * a01 + a02 * a02 + a12 * a12
         q = (a00 + a11 + a22) / THREE
         b00, b11, b22 = a00 - q, a11 - q, a22 - q
@@ -123,8 +107,8 @@ def _make_tensor_kernels(dtype):  # noqa: C901 - one closure per dtype, the kern
             phi = ZERO
         else:
             phi = math.acos(r) / THREE
-        mu1 = q + (p + p) * cosine(phi)
-        mu3 = q + (p + p) * cosine(phi + TWO_PI_3)
+        mu1 = q + (p + p) * math.cos(phi)
+        mu3 = q + (p + p) * math.cos(phi + TWO_PI_3)
         mu2 = THREE * q - mu1 - mu3
         return mu1, mu2, mu3
 
