@@ -52,8 +52,9 @@ def test_perona_malik_matches_cpu(ndim, conductance, method, dtype):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("boundary", ["neumann", "dirichlet", "periodic"])
-@pytest.mark.parametrize("kind,shape,ch", [("eed", (40, 36), None), ("ced", (40, 36), None), ("eed", (12, 14, 16), None),
-                                           ("ced", (12, 14, 16), None), ("eed", (24, 20, 3), -1)])
+@pytest.mark.parametrize("kind,shape,ch", [("eed", (40, 36), None), ("ced", (40, 36), None),
+                                           ("eed", (12, 14, 16), None), ("ced", (12, 14, 16), None),
+                                           ("eed", (24, 20, 3), -1)])
 def test_tensor_diffusion_matches_cpu(kind, shape, ch, boundary, dtype):
     """Explicit EED/CED on the GPU's tensor kernels (float32 ones compute in float32, hence 2e-5 of the range:
     5e-6 measured under the simulator, with room for the device's FMA and transcendental functions)."""

@@ -1,4 +1,5 @@
-"""numba.cuda kernels of the explicit EED/CED tensor-diffusion step: the numerics of :mod:`pdediff.kernels.cpu.tensor`.
+"""numba.cuda kernels of the explicit EED/CED tensor-diffusion step (the numerics of
+:mod:`pdediff.kernels.cpu.tensor`).
 
 One thread per cell, grid-stride loops over the C-ordered spatial index space
 (:func:`pdediff.kernels.gpu.launch.launch_config`):
@@ -626,7 +627,8 @@ def _make_tensor_kernels(dtype):  # noqa: C901 - one closure per dtype, the kern
                             dg[k, i, j] = dd
 
     fns = {"tensor_structure2": structure2, "tensor_structure3": structure3, "tensor_links2": links2,
-           "tensor_tensors3": tensors3, "tensor_selling3": selling3_cells, "tensor_apply2": apply2, "tensor_apply3": apply3}
+           "tensor_tensors3": tensors3, "tensor_selling3": selling3_cells, "tensor_apply2": apply2,
+           "tensor_apply3": apply3}
     return {name: cuda.jit(fn) for name, fn in fns.items()}
 
 
