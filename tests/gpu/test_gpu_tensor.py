@@ -231,3 +231,18 @@ def test_semi_implicit_refused_on_gpu(on_gpu):
     with pytest.raises(ParameterError, match="method") as err:
         on_gpu(np.ones((6, 5)), method="semi-implicit")
     assert err.value.param == "method"
+
+
+@pytest.mark.parametrize("boundary", list(BOUNDS))
+@pytest.mark.parametrize("shape", [(12, 10), (6, 5, 4)])
+def test_nan_spreads_as_on_cpu(on_gpu, shape, boundary):
+    """``check_finite=False``: the NaN cells of the result and the finite values are the CPU's."""
+    img = np.random.default_rng(6).random(shape)
+    img[(2,) * len(shape)] = np.nan
+    img[(-1,) * len(shape)] = np.nan  # at the boundary: Dirichlet ghosts, periodic wrap
+    with np.errstate(invalid="ignore"):
+        cpu = pdediff.tensor_diffusion(img, boundary=boundary, check_finite=False, num_iter=2, kappa=0.1)
+        gpu = on_gpu(img, boundary=boundary, check_finite=False, num_iter=2, kappa=0.1)
+    np.testing.assert_array_equal(np.isnan(gpu), np.isnan(cpu))
+    assert 0 < np.isnan(cpu).sum() < cpu.size
+    np.testing.assert_allclose(gpu, cpu, rtol=0, atol=1e-12)

@@ -21,7 +21,9 @@ One thread per cell, grid-stride loops over the C-ordered spatial index space
   thread writes its own cell only, so results do not depend on scheduling.
   Boundaries as :func:`pdediff.kernels.cpu.tensor.apply2`: Neumann drops links
   that leave the grid, periodic wraps them, Dirichlet sends them to a ghost of
-  value 0 with the full weight.
+  value 0 with the full weight.  In 2-D the gather also adds ``0 * (u(y) - u(x))``
+  over the 8 neighbours, as the CPU's 2-D gather does, so that NaN/inf input
+  (``check_finite=False``) spreads to the same cells.
 
 Typing: one set of kernels per dtype (:data:`TENSOR_KERNELS`), every constant
 of the data's type (closure constants), so float32 kernels compute in float32
@@ -558,6 +560,15 @@ def _make_tensor_kernels(dtype):  # noqa: C901 - one closure per dtype, the kern
                                     hw = HALF * w
                                     a += hw * (u[c, zi, zj] - ux)
                                     dd += hw
+                    for q in range(8):  # the CPU's 2-D gather: 0 * (u(y) - u(x)) over the 8 neighbours
+                        di = 1 if q < 3 else (0 if q < 5 else -1)  # (NaN/inf input spreads as there)
+                        dj = (q % 3) - 1 if q < 3 else ((q - 3) * 2 - 1 if q < 5 else (q - 5) - 1)
+                        yi, yj = i + di, j + dj
+                        if not (0 <= yi < n0 and 0 <= yj < n1):
+                            if bc != PERIODIC:
+                                continue
+                            yi, yj = yi % n0, yj % n1
+                        a += ZERO * (u[c, yi, yj] - ux)
                     out[c, i, j] = ux + dt * a
                     if with_diag and c == 0:
                         dg[i, j] = dd
