@@ -43,6 +43,19 @@ over memory:
   and solve in one forward and one backward sweep, equal to
   ``aos_coefficients`` + ``tri_factor`` + ``tri_solve`` to rounding.
 
+Optional methods that move a whole solver onto a backend (the GPU one has
+them; :func:`pdediff.tensor_diffusion` runs its explicit step on a backend that
+has ``tensor_links``, and on the CPU kernels of :mod:`pdediff.kernels.cpu.tensor`
+otherwise):
+
+* ``tensor_structure(v, spacing, bc)``: the structure tensor of ``(C,
+  *spatial)`` ``v``, a new ``(3 | 6, *spatial)`` array;
+* ``tensor_links(f, mode, cond, kinv2, gmin, alpha, cstar, spacing, bc, W,
+  O)``: every cell's diffusion tensor and its Selling links into ``W``/``O``,
+  returning ``(failures, per-axis reach)``;
+* ``tensor_apply(u, W, O, reach, bc, dt, out, dg, with_diag)``: ``out = u +
+  dt A u`` (and ``dg = -A_xx``, returning its maximum).
+
 Arrays, dtypes and conventions: float32 or float64, C-contiguous, native byte
 order; boundary codes and conductance codes as in
 :mod:`pdediff.kernels.formulas`; ``ih`` = ``1/h_a`` and ``ih2`` = ``1/h_a^2``

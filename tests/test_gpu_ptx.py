@@ -30,7 +30,8 @@ from pdediff.kernels.gpu.launch import BLOCK_THREADS  # noqa: E402
 CCS = [(9, 0), (7, 0)]
 DTYPES = {"float32": nt.float32, "float64": nt.float64}
 ROWS = {"tri_factor_rows": 0, "tri_solve_rows": 1}
-NAMES = sorted(K.KERNELS) + sorted(ROWS)
+TENSOR = sorted(K.TENSOR_KERNELS[next(iter(K.TENSOR_KERNELS))])  # one kernel set per dtype
+NAMES = sorted(K.KERNELS) + sorted(ROWS) + TENSOR
 
 
 @functools.lru_cache(maxsize=1)
@@ -45,6 +46,8 @@ def _nvvm_missing():
 def _signature(name, dt):
     A = {n: nt.Array(dt, n, "C") for n in (2, 3, 4)}
     i64, b = nt.int64, nt.boolean
+    I16 = {n: nt.Array(nt.int16, n, "C") for n in (4, 5)}
+    I32 = {n: nt.Array(nt.int32, n, "C") for n in (2, 3)}
     return nt.void(*{
         "heat3": (A[3],) * 5 + (dt,) * 5 + (i64,) * 3 + (b,),
         "pm3": (A[4],) * 3 + (dt,) * 5 + (i64,) + (dt,) * 3,
@@ -53,14 +56,23 @@ def _signature(name, dt):
         "tri_solve": (A[3],) * 9 + (dt, b, b),
         "tri_factor_rows": (A[2],) * 5 + (dt, dt),
         "tri_solve_rows": (A[2],) * 9 + (dt, b, b, dt),
+        "tensor_structure2": (A[3], dt, dt, i64, A[3]),
+        "tensor_structure3": (A[4], dt, dt, dt, i64, A[4]),
+        "tensor_links2": (A[3], i64, i64) + (dt,) * 6 + (i64, A[3], I16[4], I32[2]),
+        "tensor_tensors3": (A[4], i64, i64) + (dt,) * 7 + (i64, A[4]),
+        "tensor_selling3": (A[4], I16[5], I32[3]),
+        "tensor_apply2": (A[3], A[3], I16[4], i64, i64, i64, dt, A[3], A[2], b),
+        "tensor_apply3": (A[4], A[4], I16[5], i64, i64, i64, i64, dt, A[4], A[3], b),
     }[name])
 
 
 def _pyfunc(name, dtype):
-    if name in ROWS:
-        import numpy as np
+    import numpy as np
 
+    if name in ROWS:
         return K.ROW_KERNELS[np.dtype(dtype)][ROWS[name]].py_func
+    if name in TENSOR:
+        return K.TENSOR_KERNELS[np.dtype(dtype)][name].py_func
     return K.KERNELS[name]
 
 

@@ -2,7 +2,8 @@
 
 The public function validates its arguments and runs explicit steps of
 ``u_t = div(D(J_rho(grad u_sigma)) grad u)`` on the compiled kernels of
-:mod:`pdediff.kernels.cpu.tensor`: structure tensor, diffusion tensor, its
+:mod:`pdediff.kernels.cpu.tensor` (CuPy arrays: those of the GPU backend,
+:mod:`pdediff.kernels.gpu.tensor`, through :class:`_DeviceLinks`): structure tensor, diffusion tensor, its
 Selling (obtuse-superbase) decomposition into a non-negative stencil, and the
 symmetric flux scatter.  Theory, stencil and stability: docs/tensor_diffusion.rst.
 """
@@ -167,8 +168,14 @@ def tensor_diffusion(
     image : ndarray, shape (ny, nx) or (nz, ny, nx), plus a channel axis if ``channel_axis``
         float32/float64 kept (float16 promoted to float32); integer images
         promoted to float64 without rescaling; bool/complex refused.  NumPy
-        arrays, or Dask arrays (a lazy result with the same chunks, equal to
-        rounding; :mod:`pdediff.dask._tensor` states the halo per step).
+        arrays, Dask arrays (a lazy result with the same chunks, equal to
+        rounding; :mod:`pdediff.dask._tensor` states the halo per step), or
+        CuPy arrays: the explicit method on the GPU backend
+        (:mod:`pdediff.kernels.gpu.tensor`, a CuPy result; float64 equal to
+        the CPU to rounding, float32 computed in float32, within ~5e-6 of the
+        range).  No GPU was available when those kernels were written: they
+        are checked under Numba's CUDA simulator and compiled to PTX only
+        (docs/tensor_diffusion.rst).
     kind : {"eed", "ced"}
         EED: ``D`` has eigenvalue ``g(mu_1)`` across the edge (leading
         eigenvector of ``J_rho``; for ``rho = 0`` the gradient direction) and 1
@@ -201,7 +208,8 @@ def tensor_diffusion(
         the current ``u``), solved by Jacobi-preconditioned conjugate
         gradients to ``1e-6`` of ``|u^k|`` (float64): unconditionally stable,
         keeps the maximum-minimum principle and the mean for every ``dt``
-        (``I - dt A`` is an M-matrix).  NumPy arrays only.
+        (``I - dt A`` is an M-matrix).  NumPy arrays only (a CuPy array
+        raises :class:`~pdediff.ParameterError` naming ``method``).
     kappa : float or "auto"
         EED contrast parameter (intensity units per physical length): the
         gradient magnitude where ``g`` switches off.  ``"auto"``:
@@ -262,13 +270,13 @@ def tensor_diffusion(
     Raises
     ------
     TypeError
-        bool/complex/object input, non-numeric parameters, a CuPy array.
+        bool/complex/object input, non-numeric parameters.
     ParameterError
         Unknown ``kind``/``conductance``/``boundary``/``method``, wrong
         dimensionality, non-finite input, negative ``sigma``/``rho``,
         ``alpha`` outside ``(0, 1]``, non-positive
         ``C``/``kappa``/``dt``/``spacing``; ``method="semi-implicit"`` with a
-        Dask array, or a solve that does not converge (names ``dt``).
+        Dask or CuPy array, or a solve that does not converge (names ``dt``).
     StabilityError
         ``dt`` above the stability limit (explicit method).
     StepLimitError
@@ -318,15 +326,14 @@ def tensor_diffusion(
     >>> info.kind, info.num_iter  # noise 0.1 of the range: the time of ~5 steps at dt_max, in steps of 0.8 dt_max
     ('eed', 6)
     """
-    if type(image).__module__.split(".")[0] == "cupy":
-        raise TypeError("tensor_diffusion runs on NumPy and Dask arrays (the CPU kernels); got "
-                        f"{type(image).__name__}. Convert with .get().")
     lazy = is_dask_array(image)
+    dev = None if lazy else _device_backend(image)  # CuPy arrays: the GPU backend's tensor kernels
     kind = _option("kind", kind, KINDS)
     cond = _option("conductance", conductance, TENSOR_CONDUCTANCES)
     boundary = _option("boundary", boundary, tuple(BC_CODE))
     method = _option("method", method, _SI.METHODS)
 
+    xp = np if dev is None else dev.xp
     with _named("channel_axis"):
         ch = channel_axis_value(channel_axis, np.ndim(image))
     ndims = (2, 3) if ch is None else (3, 4)
@@ -334,6 +341,9 @@ def tensor_diffusion(
         raise ParameterError("{method='semi-implicit'} solves one linear system over the whole grid per step "
                              "and runs on NumPy arrays; compute the Dask array first or use "
                              "{method='explicit'}", param="method")
+    if dev is not None and method == "semi-implicit":
+        raise ParameterError("{method='semi-implicit'} runs on NumPy arrays (the CPU kernels); on a GPU array "
+                             "use {method='explicit'}, or convert with .get()", param="method")
     if lazy:  # the Dask executor, from the dispatch registry: checks dtype/shape now, finiteness per chunk
         executor = executor_for(image, "image")
         with _named("image"):
@@ -342,17 +352,17 @@ def tensor_diffusion(
         u = u.rechunk({0: -1})  # the channels share one tensor: all of them in every chunk
     else:
         with _named("image"):
-            u = as_float_array(image, "image", ndim=ndims, check_finite=check_finite)
-        u = u[None] if ch is None else np.moveaxis(u, ch, 0)
-        u = np.array(u, order="C", copy=True)  # private copy, (C, *spatial), native order
+            u = as_float_array(image, "image", ndim=ndims, check_finite=check_finite, xp=xp)
+        u = u[None] if ch is None else xp.moveaxis(u, ch, 0)
+        u = xp.array(u, order="C", copy=True)  # private copy, (C, *spatial), native order
     # Values near float64's maximum: differences and the grey range overflow.  The scheme is equivariant
     # under u -> a u with kappa -> a kappa, and a power of two is exact, so run on a u and divide after.
     big = 1.0
     if not lazy and u.size:
-        amax = float(np.nanmax(np.abs(u))) if np.isfinite(u).any() else 0.0
+        amax = float(xp.nanmax(xp.abs(u))) if bool(xp.isfinite(u).any()) else 0.0
         above, below = SCALED_ABOVE.get(u.dtype, 2.0**40), SCALED_BELOW.get(u.dtype, 2.0**-40)
         if math.isfinite(amax) and (amax > above or 0.0 < amax < below):
-            big = intensity_scale(u, np)
+            big = intensity_scale(u, xp)
             u *= u.dtype.type(big)
     with _named("spacing"):
         grid = Grid(u.shape[1:], spacing, boundary)
@@ -393,7 +403,7 @@ def tensor_diffusion(
     if lazy:
         lo, hi = executor.compute_range(u) if u.size else (0.0, 0.0)
     else:
-        lo, hi = float(np.nanmin(u)) if u.size else 0.0, float(np.nanmax(u)) if u.size else 0.0
+        lo, hi = float(xp.nanmin(u)) if u.size else 0.0, float(xp.nanmax(u)) if u.size else 0.0
     finite_range = hi - lo if math.isfinite(hi - lo) else 0.0
     gs = GREY_RANGE / finite_range if finite_range > 0 else 1.0
 
@@ -433,8 +443,8 @@ def tensor_diffusion(
         if big != 1.0:
             u /= u.dtype.type(big)
             kappa_ = None if kappa_ is None else kappa_ / big
-        out = u[0] if ch is None else np.moveaxis(u, 0, ch)
-        out = np.ascontiguousarray(out)
+        out = u[0] if ch is None else xp.moveaxis(u, 0, ch)
+        out = xp.ascontiguousarray(out)
     if not return_info:
         return out
     info = TensorDiffusionResult(kind=kind, kappa=kappa_, dt=dt_, num_iter=n_iter, sigma=sigma_, rho=rho_,
@@ -495,6 +505,13 @@ def _noise_fraction(u: Any, v: Any, lazy: bool) -> float:
         r = da.absolute(r)
         (rank_r, w_r), (rank_v, w_v) = _ranks(int(r.size), qs[:1]), _ranks(int(v.size), qs[1:])
         s_r, s_v = executor_for(u, "image").order_statistics([(r, rank_r), (v, rank_v)])
+    elif _device_backend(u) is not None:  # on the device: slices (no SciPy), the same order statistics
+        xp = _device_backend(u).xp
+        r = _second_differences_sliced(u, xp)
+        r = xp.abs(r, out=r).ravel()
+        (rank_r, w_r), (rank_v, w_v) = _ranks(int(r.size), qs[:1]), _ranks(int(v.size), qs[1:])
+        s_r = [float(x) for x in xp.sort(r)[xp.asarray(rank_r)].tolist()]
+        s_v = [float(x) for x in xp.sort(xp.ravel(v))[xp.asarray(rank_v)].tolist()]
     else:
         r = np.abs(_second_differences(u)).ravel()
         (rank_r, w_r), (rank_v, w_v) = _ranks(r.size, qs[:1]), _ranks(v.size, qs[1:])
@@ -535,6 +552,21 @@ def _second_differences(b: np.ndarray) -> np.ndarray:
     r = np.asarray(b)
     for a in range(1, r.ndim):  # in the data's type: two temporaries of the input's size at most
         r = correlate1d(r, [1.0, -2.0, 1.0], axis=a, mode="reflect")
+    return r
+
+
+def _second_differences_sliced(b: Any, xp: Any) -> Any:
+    """:func:`_second_differences` with array slicing (NumPy or CuPy): ``[1, -2, 1]`` along every spatial
+    axis, the edge cell repeated beyond the edges (SciPy's ``"reflect"``); a new array of ``b``'s dtype."""
+    r = b
+    for a in range(1, b.ndim):
+        first = [slice(None)] * b.ndim
+        last = [slice(None)] * b.ndim
+        first[a], last[a] = slice(0, 1), slice(-1, None)
+        p = xp.concatenate([r[tuple(first)], r, r[tuple(last)]], axis=a)
+        lo, mid, hi = ([slice(None)] * b.ndim for _ in range(3))
+        lo[a], mid[a], hi[a] = slice(0, -2), slice(1, -1), slice(2, None)
+        r = p[tuple(lo)] + r.dtype.type(-2.0) * p[tuple(mid)] + p[tuple(hi)]
     return r
 
 
@@ -581,12 +613,18 @@ def _structure_tensor(v: np.ndarray, h: tuple[float, ...], rho: float, boundary:
     the boundary's SciPy mode.
     """
     ndim = v.ndim - 1
-    f = np.empty(((3 if ndim == 2 else 6),) + v.shape[1:], dtype=v.dtype)
-    (K.structure2 if ndim == 2 else K.structure3)(v, *h, BC_CODE[boundary], f)
+    dev = _device_backend(v)
+    if dev is not None:
+        f = dev.tensor_structure(v, h, BC_CODE[boundary])
+    else:
+        f = np.empty(((3 if ndim == 2 else 6),) + v.shape[1:], dtype=v.dtype)
+        (K.structure2 if ndim == 2 else K.structure3)(v, *h, BC_CODE[boundary], f)
     if rho > 0:
         pix = tuple(rho / x for x in h)
         if _beyond_kernels(pix, f.shape[1:]):
             return _heat_smoothed(f, rho, h, boundary)
+        if dev is not None:
+            return dev.gaussian_filter(f, pix, mode=_MODES[boundary])
         for c in range(f.shape[0]):
             f[c] = gaussian_filter(f[c], pix, mode=_MODES[boundary], cval=0.0)
     return f
@@ -646,6 +684,9 @@ def _smoothed(u: np.ndarray, sigma: float, h: tuple[float, ...], boundary: str,
     pix = tuple(sigma / x for x in h)
     if _beyond_kernels(pix, u.shape[1:]):
         return _heat_smoothed(u, sigma, h, boundary)
+    dev = _device_backend(u)
+    if dev is not None:
+        return dev.gaussian_filter(u, pix, out=out, mode=_MODES[boundary])
     if boundary == "neumann":  # the compiled, threaded equal of SciPy's mode="reflect"
         return backend_for(u).gaussian_filter(u, pix, out=out)
     return np.stack([gaussian_filter(u[c], pix, mode=_MODES[boundary], cval=0.0) for c in range(u.shape[0])])
@@ -666,15 +707,68 @@ def _tensor_input(u: np.ndarray, s: _Setup, out: np.ndarray | None = None) -> tu
     return _structure_tensor(v, h, s.rho, s.boundary), s.kinv2
 
 
-def _substeps(dt: float, dmax: float) -> int:
-    """Sub-steps that keep ``u + dt A u`` a convex combination: ``ceil(dt max(-A_xx))`` (at least 1)."""
-    return max(1, math.ceil(dt * dmax / (1.0 + 1e-9)))
+def _substeps(dt: float, dmax: float, rel: float = 1e-9) -> int:
+    """Sub-steps that keep ``u + dt A u`` a convex combination: ``ceil(dt max(-A_xx))`` (at least 1), with
+    ``rel`` the relative rounding of ``dmax`` let through."""
+    return max(1, math.ceil(dt * dmax / (1.0 + rel)))
 
 
 @functools.lru_cache(maxsize=1)
 def _selling_table() -> np.ndarray:
     """The superbases :func:`K.stencil2` starts Selling's flips from (built once, 256 KiB)."""
     return K.selling_table2(K.SELLING_TABLE_SIZE)
+
+
+def _device_backend(x: Any) -> Any:
+    """The backend that runs the tensor kernels on ``x``'s device (one with ``tensor_links``: the GPU backend
+    for CuPy arrays), or ``None`` where the CPU kernels of this module run (NumPy arrays)."""
+    be = backend_for(x)
+    return be if hasattr(be, "tensor_links") else None
+
+
+class _DeviceLinks:
+    """The stencil of one step on a device backend (2-D or 3-D): per-cell Selling weights ``W`` and int16
+    offsets ``O`` (``be.tensor_links``), applied by the per-cell gather ``be.tensor_apply``, which also gives
+    ``-A_xx``.  Only scalars come back to the host (the failures, the reach, ``max(-A_xx)``)."""
+
+    def __init__(self, be: Any, shape: tuple[int, ...], dtype: np.dtype, bc: int) -> None:
+        self._be, self._bc = be, bc
+        xp = be.xp
+        spatial = tuple(shape[1:])
+        nd = len(spatial)
+        nk = 3 if nd == 2 else 6
+        self.W = xp.empty(spatial + (nk,), dtype=dtype)
+        self.O = xp.empty(spatial + (nk, nd), dtype=np.int16)
+        self.dg = xp.empty(spatial, dtype=dtype)
+        self.reach = (0,) * nd
+        # -A_xx is summed in the data's type: float32's rounding (a few ulp of ~12 terms) is let through
+        self.rel = 1e-6 if np.dtype(dtype) == np.float32 else 1e-9
+
+    def build(self, f: Any, s: _Setup, kin: float) -> int:
+        """The links of tensor input ``f``; returns the longest offset (cells)."""
+        bad, self.reach = self._be.tensor_links(f, s.mode, s.cond, kin, EED_MIN_DIFFUSIVITY, s.alpha, s.C,
+                                                s.spacing, self._bc, self.W, self.O)
+        if bad:
+            raise _too_anisotropic(int(bad), s.kind)
+        return max(self.reach)
+
+    def diag_max(self, u: Any) -> float:
+        """``max(-A_xx)`` of the links (a gather with ``dt = 0`` into a scratch array)."""
+        return self._be.tensor_apply(u, self.W, self.O, self.reach, self._bc, 0.0, self._be.xp.empty_like(u),
+                                     self.dg, True)
+
+    def step_diag(self, u: Any, dt: float, out: Any) -> float:
+        """``out = u + dt A u`` and ``max(-A_xx)`` in the same pass."""
+        return self._be.tensor_apply(u, self.W, self.O, self.reach, self._bc, dt, out, self.dg, True)
+
+    def step(self, u: Any, dt: float, out: Any, first_sub: bool = False) -> None:
+        """``out = u + dt A u`` (``u`` and ``out`` distinct)."""
+        self._be.tensor_apply(u, self.W, self.O, self.reach, self._bc, dt, out, self.dg, False)
+
+    def diag(self, u: Any) -> Any:
+        """``-A_xx`` per cell (spatial shape, ``u``'s dtype)."""
+        self.diag_max(u)
+        return self.dg.copy()
 
 
 class _Links2:
@@ -694,6 +788,7 @@ class _Links2:
         self.span = np.empty(n0, dtype=np.int64)
         self.nchunks = max(1, min(numba.get_num_threads(), n0))
         self.R = 0
+        self.rel = 1e-9  # the rounding of max(-A_xx) let through by _substeps
         self.dg = np.empty((n0, n1), dtype=np.float64)  # -A_xx per cell: short links (gather), long added
 
     def build(self, f: np.ndarray, s: _Setup, kin: float) -> int:
@@ -753,6 +848,7 @@ class _Links3:
         self.dg = np.empty(spatial, dtype=np.float64)
         self.nchunks = max(1, min(numba.get_num_threads(), spatial[0]))
         self.R = 0
+        self.rel = 1e-9  # the rounding of max(-A_xx) let through by _substeps
 
     def build(self, f: np.ndarray, s: _Setup, kin: float) -> int:
         """The links of tensor input ``f``; returns the longest offset (cells)."""
@@ -786,7 +882,10 @@ class _Links3:
         return self.dg.copy()
 
 
-def _links_for(u: np.ndarray, s: _Setup) -> _Links2 | _Links3:
+def _links_for(u: Any, s: _Setup) -> _Links2 | _Links3 | _DeviceLinks:
+    dev = _device_backend(u)
+    if dev is not None:
+        return _DeviceLinks(dev, u.shape, u.dtype, BC_CODE[s.boundary])
     return (_Links2 if u.ndim == 3 else _Links3)(u.shape, u.dtype, BC_CODE[s.boundary])
 
 
@@ -800,20 +899,22 @@ def _advance(u: np.ndarray, n_iter: int, s: _Setup) -> tuple[np.ndarray, int, in
     Returns ``(result, substeps, max_offset)``.
     """
     L = _links_for(u, s)
-    nxt = np.empty_like(u)
-    vbuf = np.empty_like(u) if s.boundary == "neumann" and s.sigma > 0 and n_iter > 1 else None
+    dev = _device_backend(u)
+    xp = np if dev is None else dev.xp
+    nxt = xp.empty_like(u)
+    vbuf = xp.empty_like(u) if s.boundary == "neumann" and s.sigma > 0 and n_iter > 1 else None
     substeps = max_offset = 0
     single = True  # the last step needed no sub-steps: take the next one with its diagonal, in one go
     for _ in range(n_iter):
         f, kin = _tensor_input(u, s, vbuf)
         max_offset = max(max_offset, L.build(f, s, kin))
         if single:
-            m = _substeps(s.dt, L.step_diag(u, s.dt, nxt))
+            m = _substeps(s.dt, L.step_diag(u, s.dt, nxt), L.rel)
             if m == 1:
                 u, nxt = nxt, u
                 continue
         else:  # sub-steps are likely: the diagonal first, so that no step is taken twice
-            m = _substeps(s.dt, L.diag_max(u))
+            m = _substeps(s.dt, L.diag_max(u), L.rel)
         for k in range(m):
             L.step(u, s.dt / m, nxt, first_sub=k == 0)
             u, nxt = nxt, u

@@ -346,11 +346,65 @@ class GPUBackend:
             mean = tot / cnt / scale if cnt else nan
         return med / scale, mad / scale, mean
 
-    def gaussian_filter(self, u, sigma):
-        out = self.xp.empty_like(u)
+    def gaussian_filter(self, u, sigma, out=None, mode="reflect"):
+        """Per channel of ``(C, *spatial)`` ``u``: ``gaussian_filter(u[c], sigma, mode=mode, cval=0)`` of
+        ``cupyx.scipy.ndimage`` (SciPy's under ``simulate``); into ``out`` (``u``'s shape and dtype) or a new
+        array.  ``mode``: ``"reflect"`` (the contract's), ``"wrap"`` or ``"constant"`` (tensor diffusion)."""
+        if out is None:
+            out = self.xp.empty_like(u)
         for ch in range(u.shape[0]):
-            self._ndi.gaussian_filter(u[ch], sigma, mode="reflect", output=out[ch])
+            self._ndi.gaussian_filter(u[ch], sigma, mode=mode, cval=0.0, output=out[ch])
         return out
+
+    # -- tensor diffusion (optional methods: pdediff.anisotropic.tensor runs its explicit step on them) -----
+    def _tensor_kernel(self, name, dtype):
+        return self.k.TENSOR_KERNELS[np.dtype(dtype)][name]
+
+    def tensor_structure(self, v, spacing, bc):
+        """The structure tensor ``sum_c grad v_c grad v_c^T`` of ``(C, *spatial)`` ``v`` (2-D/3-D), as a new
+        ``(3 | 6, *spatial)`` array of ``v``'s dtype: components ``(00, 01, 11)`` / ``(00, 01, 02, 11, 12, 22)``
+        by central differences in physical units (ghost cells per boundary code ``bc``)."""
+        nd = v.ndim - 1
+        t = v.dtype.type
+        J = self.xp.empty((3 if nd == 2 else 6,) + tuple(v.shape[1:]), dtype=v.dtype)
+        self._launch(self._tensor_kernel(f"tensor_structure{nd}", v.dtype), launch_config(v.shape[1:]), v,
+                     *(t(h) for h in spacing), int(bc), J)
+        return J
+
+    def tensor_links(self, f, mode, cond, kinv2, gmin, alpha, cstar, spacing, bc, W, O):
+        """Selling links of every cell into ``W`` ``(*spatial, K)`` and int16 ``O`` ``(*spatial, K, ndim)``
+        (``K`` = 3 in 2-D, 6 in 3-D), as :func:`pdediff.kernels.cpu.tensor.links2` / ``links3``.
+
+        Returns ``(bad, reach)``: the number of failed reductions and, per axis, the largest ``|offset_a|``
+        of a link of positive weight (two small transfers to the host)."""
+        xp = self.xp
+        nd = len(spacing)
+        t = W.dtype.type
+        bad = xp.empty(W.shape[:-1], dtype=np.int32)
+        kin = min(float(kinv2), float(np.finfo(W.dtype).max))  # inf would make 0 * inf = NaN
+        cfg = launch_config(W.shape[:-1])
+        args = (f, int(mode), int(cond), t(kin), t(gmin), t(alpha), t(cstar), *(t(h) for h in spacing), int(bc), W)
+        if nd == 2:
+            self._launch(self._tensor_kernel("tensor_links2", W.dtype), cfg, *args, O, bad)
+        else:  # the tensors into W, then their decomposition in place (registers: see the kernels)
+            self._launch(self._tensor_kernel("tensor_tensors3", W.dtype), cfg, *args)
+            self._launch(self._tensor_kernel("tensor_selling3", W.dtype), cfg, W, O, bad)
+        nbad = int(bad.sum())
+        ends = xp.abs(O.astype(np.int32)) * (W > 0)[..., None].astype(np.int32)
+        reach = tuple(int(r) for r in ends.reshape(-1, nd).max(axis=0).tolist())
+        return nbad, reach
+
+    def tensor_apply(self, u, W, O, reach, bc, dt, out, dg, with_diag):
+        """``out = u + dt A u`` for ``(C, *spatial)`` ``u`` and the links ``W``/``O`` of :meth:`tensor_links`
+        (``reach`` its per-axis reach), gathered per cell (no atomics: deterministic).  With ``with_diag``
+        also ``dg = -A_xx`` (spatial shape, ``u``'s dtype) and returns ``max(dg)`` (0 for no cells)."""
+        nd = u.ndim - 1
+        t = u.dtype.type
+        self._launch(self._tensor_kernel(f"tensor_apply{nd}", u.dtype), launch_config(u.shape[1:]), u, W, O,
+                     *(int(r) for r in reach), int(bc), t(dt), out, dg, bool(with_diag))
+        if not with_diag:
+            return None
+        return float(dg.max()) if dg.size else 0.0
 
     # -- spectral -----------------------------------------------------------------
     def scale_separable(self, c, factors):

@@ -345,3 +345,5 @@ ROW_KERNELS = {np.dtype(t): _make_row_kernels(t) for t in (np.float32, np.float6
 #: Every kernel by name, with its Python function (``tests/test_gpu_ptx.py`` compiles each to PTX).
 KERNELS = {"heat3": _heat3, "pm3": _pm3, "aos_coefficients": _aos_coefficients, "tri_factor": _tri_factor,
            "tri_solve": _tri_solve}
+
+from .tensor import TENSOR_KERNELS  # noqa: E402 - the tensor-diffusion kernels, one set per dtype
