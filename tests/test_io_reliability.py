@@ -1318,6 +1318,9 @@ def test_nifti_infinite_scaling_is_refused_naming_the_field(tmp_path, slope, int
     path = _raw_nifti(tmp_path / "s.nii", slope, inter)
     with pytest.raises(pio.ScanIOError, match=rf"s.nii: its {field} \(-?inf\) is not a finite number"):
         pio.read_scan(path)
+    pytest.importorskip("dask")
+    with pytest.raises(pio.ScanIOError, match=rf"s.nii: its {field} \(-?inf\) is not a finite number"):
+        pio.open_chunked(path, 8)
 
 
 def test_nifti_slope_zero_or_nan_reads_unscaled_as_the_standard_says(tmp_path):
@@ -1388,3 +1391,11 @@ def test_a_cut_dicom_file_is_reported_as_such(tmp_path, capsys, cut):  # (no "tr
     assert main(["denoise", str(tmp_path / "t.dcm"), "-o", str(tmp_path / "x.npy")]) != 0
     err = capsys.readouterr().err
     assert re.search(r"t\.dcm: .*truncated", err) and err.count("\n") == 1
+
+
+def test_a_cut_slice_in_a_dicom_series_is_reported_not_skipped(tmp_path, capsys):
+    folder = _series_with_positions(tmp_path / "s", n=4)
+    last = sorted(folder.iterdir())[-1]
+    last.write_bytes(last.read_bytes()[:3000])
+    with pytest.raises(pio.ScanIOError, match=rf"s: {last.name}: truncated: "):
+        pio.read_scan(folder)

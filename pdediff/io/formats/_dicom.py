@@ -634,7 +634,13 @@ def _read_folder(folder: Path) -> Scan:
                 continue
             raise ScanIOError(f"{folder}: {e.name}: cannot read as DICOM ({_one_line(exc)})") from exc
         meta = getattr(ds, "file_meta", None)
-        if not _is_image(ds) or (meta is not None and str(meta.get("MediaStorageSOPClassUID", "")) == _DICOMDIR):
+        if meta is not None and str(meta.get("MediaStorageSOPClassUID", "")) == _DICOMDIR:
+            continue
+        if not _is_image(ds):
+            try:  # a slice cut short is not skipped as if it were a report: the series would lose it
+                _check_truncated(e, ds)
+            except ScanIOError as exc:
+                raise ScanIOError(str(exc).replace(f"{e}:", f"{folder}: {e.name}:", 1)) from None
             continue
         sets.append(ds)
         labels.append(e.name)
