@@ -569,6 +569,15 @@ def read_dicom(p: Path) -> Scan:
 def _check_truncated(p: Path, ds) -> None:
     """Refuse, as truncated, a dataset without pixel data that ends early: an element (a sequence read lazily
     included) that cannot be read to its end, or an image header (``Rows``) with no pixel data after it."""
+    size = p.stat().st_size
+    keys = list(ds.keys())
+    last = _raw_elem(ds, keys[-1]) if keys else None  # before walk() converts it: its offset in the file
+    tell, length = getattr(last, "value_tell", None), getattr(last, "length", None)
+    rest = size - (tell + length) if tell is not None and length not in (None, _UNDEFINED) else 0
+    if rest < 0 or 0 < rest < 8:  # cut inside its value, or inside the next element's header (8 bytes or more)
+        raise ScanIOError(f"{p}: truncated: the file ends ({size} bytes) inside a data element, before any "
+                          "pixel data")
+
     def walk(dataset) -> None:
         for elem in dataset:
             if elem.VR == "SQ":
@@ -580,19 +589,11 @@ def _check_truncated(p: Path, ds) -> None:
     except (OSError, EOFError, ValueError, struct_error) as exc:
         raise ScanIOError(f"{p}: truncated: the file ends inside a data element before any pixel data "
                           f"({_one_line(exc)})") from None
-    size = p.stat().st_size
     meta = getattr(ds, "file_meta", None)
     group = _floats(meta.get("FileMetaInformationGroupLength"), 1) if meta is not None else None
     if group and 144 + group[0] > size:  # preamble, "DICM" and the group length element, then the group
         raise ScanIOError(f"{p}: truncated: the file ends ({size} bytes) inside its file meta information "
                           f"({144 + int(group[0])} bytes)")
-    keys = list(ds.keys())
-    last = _raw_elem(ds, keys[-1]) if keys else None
-    tell, length = getattr(last, "value_tell", None), getattr(last, "length", None)
-    if tell is not None and length not in (None, _UNDEFINED) and 0 < size - (tell + length) < 8 \
-            or tell is not None and length not in (None, _UNDEFINED) and tell + length > size:
-        raise ScanIOError(f"{p}: truncated: the file ends ({size} bytes) inside a data element, before any "
-                          "pixel data")
     sop = ds.get("SOPClassUID")
     if "Rows" in ds or "Image Storage" in str(getattr(sop, "name", "")):
         raise ScanIOError(f"{p}: truncated: a {getattr(sop, 'name', sop) or 'DICOM image'} file that ends before "
