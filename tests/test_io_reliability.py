@@ -4,6 +4,7 @@ outputs, TIFF units, and the format registry (issue 19)."""
 import dataclasses
 import errno
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -1179,3 +1180,222 @@ def test_cli_wording_round_4(tmp_path, capsys):
     assert main(["denoise", str(tmp_path / "pair.hdr"), "-o", str(tmp_path / "p.hdr")]) == 2
     assert "p.hdr: writing .hdr/.img pairs (NIfTI or Analyze 7.5) is not supported; write .nii" in \
         capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- Reliability III: spacing, headers
+def _anatomical():
+    pytest.importorskip("nibabel")
+    from nibabel.testing import data_path
+
+    return pio.read_scan(Path(data_path) / "anatomical.nii")
+
+
+def _series_with_positions(folder, n=4, dz=2.5):
+    pydicom = pytest.importorskip("pydicom")
+    from pydicom.data import get_testdata_file
+    from pydicom.uid import generate_uid
+
+    folder.mkdir()
+    src = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    ipp = np.array([float(v) for v in src.ImagePositionPatient])
+    iop = np.array([float(v) for v in src.ImageOrientationPatient])
+    normal = np.cross(iop[:3], iop[3:])
+    uid = generate_uid()
+    for k in range(n):
+        ds = src.copy()
+        ds.SeriesInstanceUID, ds.SOPInstanceUID, ds.InstanceNumber = uid, generate_uid(), k + 1
+        ds.ImagePositionPatient = [f"{v:.4f}" for v in ipp + k * dz * normal]
+        ds.SliceThickness = dz
+        ds.save_as(folder / f"{k:03d}.dcm")
+    return folder
+
+
+@pytest.mark.parametrize("name", ["o.nii", "o.nii.gz", "o.mgz"])
+def test_a_given_spacing_is_recorded_in_nibabel_outputs_keeping_orientation(tmp_path, name):
+    scan = _anatomical()
+    assert scan.spacing == (2.0, 2.0, 2.0)
+    pio.write_scan(tmp_path / name, scan.data, like=scan, spacing=(1, 2, 3))
+    back = pio.read_scan(tmp_path / name)
+    assert back.spacing == (1.0, 2.0, 3.0)
+    a0, a1 = scan.meta["affine"], back.meta["affine"]
+    np.testing.assert_allclose(a1[:3, :3], a0[:3, :3] * np.array([0.5, 1.0, 1.5]))  # columns scaled, signs kept
+    np.testing.assert_allclose(a1[:3, 3], a0[:3, 3])
+    pio.write_scan(tmp_path / ("same" + name[1:]), scan.data, like=scan)  # no spacing given: the input's
+    assert pio.read_scan(tmp_path / ("same" + name[1:])).spacing == (2.0, 2.0, 2.0)
+
+
+def test_a_given_spacing_is_recorded_in_chunked_nifti(tmp_path):
+    da = pytest.importorskip("dask.array")
+    scan = _anatomical()
+    pio.write_chunked(tmp_path / "c.nii", da.from_array(scan.data.astype(np.float32), chunks=16), like=scan,
+                      spacing=(1, 2, 3))
+    assert pio.read_scan(tmp_path / "c.nii").spacing == (1.0, 2.0, 3.0)
+
+
+def test_cli_spacing_override_reaches_the_nifti_output_with_chunks(tmp_path, capsys):
+    pytest.importorskip("dask")
+    from nibabel.testing import data_path
+
+    src = Path(data_path) / "anatomical.nii"
+    assert main(["denoise", str(src), "-o", str(tmp_path / "c.nii"), "--spacing", "1", "2", "3", "--chunks", "16",
+                 "--num-iter", "1"]) == 0
+    assert "spacing 1 x 2 x 3" in capsys.readouterr().out
+    assert pio.read_scan(tmp_path / "c.nii").spacing == (1.0, 2.0, 3.0)
+
+
+def test_a_given_spacing_is_recorded_in_dicom_files_and_series(tmp_path):
+    pydicom = pytest.importorskip("pydicom")
+    from pydicom.data import get_testdata_file
+
+    ct = pio.read_scan(get_testdata_file("CT_small.dcm"))
+    pio.write_scan(tmp_path / "o.dcm", ct.data, like=ct, spacing=(3, 4))
+    assert pio.read_scan(tmp_path / "o.dcm").spacing == (3.0, 4.0)
+    series = pio.read_scan(_series_with_positions(tmp_path / "in"))
+    assert series.spacing[0] == 2.5
+    pio.write_scan(tmp_path / "out", series.data, like=series, spacing=(1, 2, 3), format="dicom")
+    back = pio.read_scan(tmp_path / "out")
+    assert back.spacing == (1.0, 2.0, 3.0)
+    files = sorted((tmp_path / "out").iterdir())
+    first, second = (pydicom.dcmread(f) for f in files[:2])
+    assert [float(v) for v in first.PixelSpacing] == [2.0, 3.0]
+    assert float(first.SliceThickness) == 1.0 and float(first.SpacingBetweenSlices) == 1.0
+    iop = np.array([float(v) for v in first.ImageOrientationPatient])
+    step = np.array([float(v) for v in second.ImagePositionPatient]) - \
+        np.array([float(v) for v in first.ImagePositionPatient])
+    np.testing.assert_allclose(step, np.cross(iop[:3], iop[3:]) * np.sign(step @ np.cross(iop[:3], iop[3:])),
+                               atol=1e-3)  # one unit along the slice normal
+    nii = tmp_path / "s.nii"
+    pio.write_scan(nii, series.data, like=series, spacing=(1, 2, 3))  # DICOM (z, y, x) -> NIfTI (x, y, z)
+    assert pio.read_scan(nii).spacing == (3.0, 2.0, 1.0)
+
+
+@pytest.mark.parametrize("name, shape, ch, spacing, match", [
+    ("a.npz", (4, 5), None, (np.nan, 1.0), "positive finite"),
+    ("a.zarr", (4, 5), None, (-1.0, 1.0), "positive finite"),
+    ("a.mgz", (4, 5, 3), None, (1.0, 0.0, 1.0), "positive finite"),
+    ("a.dcm", (4, 5), None, (0.0, 1.0), "positive finite"),
+    ("a.nii", (4, 5, 3), None, (1.0, -2.0, np.nan), "positive finite"),
+    ("a.tif", (4, 5), None, (np.inf, 1.0), "positive finite"),
+    ("a.nii", (4, 5), None, (1.0, 2.0, 3.0), "hold 2 values"),
+    ("a.tif", (4, 5, 3), -1, (1.0, 2.0, 3.0), "hold 2 values"),
+    ("a.npz", (4, 5, 6), None, (1.0, 2.0), "hold 3 values"),
+    ("a.png", (4, 5), None, (1.0,), "hold 2 values"),
+])
+def test_write_scan_refuses_an_invalid_spacing_before_writing(tmp_path, name, shape, ch, spacing, match):
+    from pdediff.errors import ParameterError
+
+    if name.endswith(".zarr"):
+        pytest.importorskip("zarr")
+    with pytest.raises(ParameterError, match=match) as err:
+        pio.write_scan(tmp_path / name, np.zeros(shape, np.uint8), spacing=spacing, channel_axis=ch)
+    assert err.value.param == "spacing" and str(err.value).startswith("spacing must")
+    assert os.listdir(tmp_path) == []
+
+
+def test_tiff_records_a_given_spacing(tmp_path):
+    pytest.importorskip("tifffile")
+    pio.write_scan(tmp_path / "a.tif", np.zeros((4, 5), np.uint8), spacing=(0.5, 0.25))
+    np.testing.assert_allclose(pio.read_scan(tmp_path / "a.tif").spacing, (0.5, 0.25))
+
+
+def _raw_nifti(path, slope=None, inter=None, pixdim=None):
+    import struct
+
+    nib = pytest.importorskip("nibabel")
+    nib.save(nib.Nifti1Image(np.arange(24, dtype=np.int16).reshape(2, 3, 4), np.diag([2.0, 2, 2, 1])), path)
+    raw = bytearray(Path(path).read_bytes())
+    if slope is not None:
+        raw[112:120] = struct.pack("<ff", slope, inter)  # scl_slope, scl_inter
+    if pixdim is not None:
+        raw[80:92] = struct.pack("<fff", *pixdim)  # pixdim[1:4]
+    Path(path).write_bytes(bytes(raw))
+    return path
+
+
+@pytest.mark.parametrize("slope, inter, field", [(np.inf, 0.0, "scl_slope"), (-np.inf, 0.0, "scl_slope"),
+                                                 (2.0, np.inf, "scl_inter")])
+def test_nifti_infinite_scaling_is_refused_naming_the_field(tmp_path, slope, inter, field):
+    path = _raw_nifti(tmp_path / "s.nii", slope, inter)
+    with pytest.raises(pio.ScanIOError, match=rf"s.nii: its {field} \(-?inf\) is not a finite number"):
+        pio.read_scan(path)
+    pytest.importorskip("dask")
+    with pytest.raises(pio.ScanIOError, match=rf"s.nii: its {field} \(-?inf\) is not a finite number"):
+        pio.open_chunked(path, 8)
+
+
+def test_nifti_slope_zero_or_nan_reads_unscaled_as_the_standard_says(tmp_path):
+    for slope in (0.0, np.nan):
+        scan = pio.read_scan(_raw_nifti(tmp_path / "z.nii", slope, 5.0))
+        assert not scan.scaled and scan.data.max() == 23
+
+
+def test_nifti_invalid_pixdim_is_reported_with_the_file_s_values(tmp_path):
+    scan = pio.read_scan(_raw_nifti(tmp_path / "p.nii", pixdim=(0.0, -2.0, np.nan)))
+    assert scan.spacing is None and scan.meta["ignored_spacing"][:2] == (0.0, -2.0)
+    assert "the voxel spacing (0, -2, nan) from its header field pixdim" in scan.notes[0]
+
+
+def test_64_bit_integer_limits_are_in_range_and_saturate_exactly():
+    u, i = np.iinfo(np.uint64), np.iinfo(np.int64)
+    np.testing.assert_array_equal(pio.cast_like(np.array([0.0, 2.0**64]), np.uint64), [0, u.max])
+    np.testing.assert_array_equal(pio.cast_like(np.array([-2.0**63, 2.0**63]), np.int64), [i.min, i.max])
+    exact = np.array([0, u.max, 2**63 + 1], np.uint64)
+    np.testing.assert_array_equal(pio.cast_like(exact, np.uint64), exact)  # integers: no float64 detour
+    with pytest.raises(ValueError, match="outside uint64's range"):
+        pio.cast_like(np.array([2.0**65]), np.uint64)
+
+
+@pytest.mark.parametrize("dtype", [np.uint64, np.int64])
+def test_cli_64_bit_extremes_round_trip(tmp_path, capsys, dtype):
+    info = np.iinfo(dtype)
+    np.save(tmp_path / "x.npy", np.array([[info.min, info.max], [5, 2**62]], dtype))
+    np.save(tmp_path / "c.npy", np.full((5, 6), info.max, dtype))
+    assert main(["denoise", str(tmp_path / "x.npy"), "-o", str(tmp_path / "o.npy"), "--dtype", "input",
+                 "--num-iter", "1"]) == 0
+    out = np.load(tmp_path / "o.npy")
+    assert out.dtype == dtype and out.max() > 2**61  # nothing wrapped round to small values
+    assert main(["denoise", str(tmp_path / "c.npy"), "-o", str(tmp_path / "oc.npy"), "--dtype", "input",
+                 "--num-iter", "1"]) == 0
+    np.testing.assert_array_equal(np.load(tmp_path / "oc.npy"), np.load(tmp_path / "c.npy"))
+
+
+def test_inpaint_to_jpeg_notes_that_known_pixels_change(tmp_path, capsys):
+    iio = pytest.importorskip("imageio.v3")
+    skdata = pytest.importorskip("skimage.data")
+    iio.imwrite(tmp_path / "cam.png", skdata.camera()[:48, :48])
+    mask = np.zeros((48, 48), np.uint8)
+    mask[20:26, 10:30] = 255
+    iio.imwrite(tmp_path / "m.png", mask)
+    assert main(["inpaint", str(tmp_path / "cam.png"), "--mask", str(tmp_path / "m.png"), "-o",
+                 str(tmp_path / "r.jpg")]) == 0
+    assert ("note: OUTPUT is JPEG, which is lossy: the pixels written differ from the result, the known pixels "
+            "included; write .png or .tif to keep them exact") in capsys.readouterr().out
+    written = pio.read_scan(tmp_path / "r.jpg").data
+    assert (written[mask == 0] != skdata.camera()[:48, :48][mask == 0]).any()  # the note is true
+    assert main(["inpaint", str(tmp_path / "cam.png"), "--mask", str(tmp_path / "m.png"), "-o",
+                 str(tmp_path / "r.png")]) == 0
+    assert "lossy" not in capsys.readouterr().out
+    parser_help = subprocess.run([sys.executable, "-m", "pdediff", "inpaint", "--help"], capture_output=True,
+                                 text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}).stdout
+    assert "except by a lossy OUTPUT format" in " ".join(parser_help.split())
+
+
+@pytest.mark.parametrize("cut", [200, 700, 1000, 1500, 5000, 20000])
+def test_a_cut_dicom_file_is_reported_as_such(tmp_path, capsys, cut):  # (no "truncated" in tmp_path)
+    pytest.importorskip("pydicom")
+    from pydicom.data import get_testdata_file
+
+    (tmp_path / "t.dcm").write_bytes(Path(get_testdata_file("CT_small.dcm")).read_bytes()[:cut])
+    with pytest.raises(pio.ScanIOError, match=r"t\.dcm: .*truncated"):
+        pio.read_scan(tmp_path / "t.dcm")
+    assert main(["denoise", str(tmp_path / "t.dcm"), "-o", str(tmp_path / "x.npy")]) != 0
+    err = capsys.readouterr().err
+    assert re.search(r"t\.dcm: .*truncated", err) and err.count("\n") == 1
+
+
+def test_a_cut_slice_in_a_dicom_series_is_reported_not_skipped(tmp_path, capsys):
+    folder = _series_with_positions(tmp_path / "s", n=4)
+    last = sorted(folder.iterdir())[-1]
+    last.write_bytes(last.read_bytes()[:3000])
+    with pytest.raises(pio.ScanIOError, match=rf"s: {last.name}: truncated: "):
+        pio.read_scan(folder)

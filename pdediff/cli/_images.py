@@ -183,7 +183,7 @@ def _check_range_fits(data: np.ndarray, target: np.dtype, rescale: bool) -> None
         return
     info = np.iinfo(target)
     lo, hi = float(np.rint(data.min())), float(np.rint(data.max()))
-    if lo < info.min or hi > info.max:
+    if lo < float(info.min) or hi > float(info.max):  # as float64 sees the limits: 2**64 - 1 is 2**64
         what = f"is {value_range(lo, hi)}" if lo == hi else f"spans {value_range(lo, hi)}"
         raise CLIError(f"INPUT {what}, outside {target}'s range {info.min}..{info.max}; "
                        "pass --rescale or choose a wider or float --dtype")
@@ -244,15 +244,18 @@ def _integer_result(out: np.ndarray, target: np.dtype, rescale: bool, *, strict_
 
     ``strict_hint``: the refusal names --strict-range (an inpainting whose filled pixels were not clipped).
     """
+    from ..io import cast_like
+
     info = np.iinfo(target)
     if rescale:
         lo, hi = float(out.min()), float(out.max())
         scale = (info.max - info.min) / (hi - lo) if hi > lo else 0.0
         res = np.rint((out.astype(np.float64) - lo) * scale + info.min)
+        # clip=True saturates exactly at the limits (float64's 2**64 would wrap to 0 in a plain astype)
+        res = cast_like(res, target, clip=True)
         if hi == lo:  # nothing to stretch: the constant goes to the type's minimum
-            return res.astype(target), f"rescaled {value_range(lo, hi)} -> constant {info.min} ({target})"
-        return res.astype(target), f"rescaled {value_range(lo, hi)} -> {info.min}..{info.max} ({target})"
-    from ..io import cast_like
+            return res, f"rescaled {value_range(lo, hi)} -> constant {info.min} ({target})"
+        return res, f"rescaled {value_range(lo, hi)} -> {info.min}..{info.max} ({target})"
 
     try:  # rounds, and refuses (never clips) what the type cannot hold
         return cast_like(out, target), None
@@ -492,6 +495,19 @@ def spacing_note(scan, out_fmt: str, spacing) -> str | None:
     return f"OUTPUT records spacing {used}, the spacing used (INPUT's {values} not copied)"
 
 
+#: Output formats whose encoding changes pixel values.
+_LOSSY = ("jpeg",)
+
+
+def lossy_note(out_fmt: str, verb: str) -> str | None:
+    """The note for a lossy OUTPUT (JPEG): the pixels written differ from the result (``None`` otherwise)."""
+    if out_fmt not in _LOSSY:
+        return None
+    known = ", the known pixels included" if verb == "inpainted" else ""
+    return (f"OUTPUT is JPEG, which is lossy: the pixels written differ from the result{known}; write .png or .tif "
+            "to keep them exact")
+
+
 def spacing_text(scan, spacing) -> str:
     """``2 x 2 x 3 mm``: the spacing used, with the unit the file states when it is the file's spacing (NIfTI's
     ``xyzt_units`` 0 reads as ``(unit unknown)``); no unit for a spacing from elsewhere (1, ``--spacing``)."""
@@ -508,8 +524,8 @@ def report_job(job: ImageJob, verb: str, result: np.ndarray, spacing, rescaled: 
     """The first lines of the report every image command prints."""
     sp = spacing_text(job.scan, spacing)
     print(f"{verb} {job.src} -> {job.dst}")
-    extra = spacing_note(job.scan, job.out_fmt, spacing)
-    for note in ([job.note] if job.note else []) + list(job.scan.notes) + ([extra] if extra else []):
+    extra = [n for n in (spacing_note(job.scan, job.out_fmt, spacing), lossy_note(job.out_fmt, verb)) if n]
+    for note in ([job.note] if job.note else []) + list(job.scan.notes) + extra:
         print(f"  note: {note}")
     kind = result.dtype if stored_out is None else f"{stored_out} ({_stored_scaling(job)})"
     print(f"  shape {job.data.shape} {job.data.dtype} -> {kind}; spacing {sp}"

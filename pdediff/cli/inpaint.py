@@ -45,7 +45,8 @@ def register(subparsers) -> None:
         "convention) and write OUTPUT. Methods: harmonic (steady heat equation, a sparse linear solve), "
         "biharmonic, perona_malik (edge-preserving diffusion restricted to the mask: edges crossing thin cracks "
         "continue) and learned (RePaint with a model trained by pdediff train; INPUT must have the run's image "
-        "size). Known pixels are never changed. Formats as for pdediff denoise; INPUT and MASK are never "
+        "size). Known pixels are never changed, except by a lossy OUTPUT format (JPEG: a note says so). Formats "
+        "as for pdediff denoise; INPUT and MASK are never "
         "modified; outputs are checked before computing and written atomically.",
     )
     p.add_argument("input", metavar="INPUT")

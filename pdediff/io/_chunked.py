@@ -19,7 +19,7 @@ import numpy as np
 from ._atomic import DestinationExistsError, atomic_path, follow_link, special_file_error, special_kind
 from ._base import Scan, ScanIOError, _one_line
 from ._format import get_format, registered_formats
-from ._scan import _check_scan_fields, check_readable_kind, check_writable, format_of, replace_problem
+from ._scan import _check_scan_fields, check_readable_kind, check_spacing, check_writable, format_of, replace_problem
 
 __all__ = ["open_chunked", "write_chunked"]
 
@@ -104,7 +104,8 @@ def write_chunked(path: str | os.PathLike, data, *, like: Scan | None = None, sp
     like : Scan, optional
         Where ``data`` came from (geometry kept).
     spacing : tuple of float, optional
-        Voxel size per spatial axis when ``like`` carries none.
+        Voxel size per spatial axis (positive and finite, one per axis less the channel axis), recorded as
+        :func:`write_scan` records it; ``like``'s when not given.
     channel_axis : int, optional
         Zarr only (NIfTI output holds grey scans).
     compute_kwargs : dict, optional
@@ -139,6 +140,7 @@ def write_chunked(path: str | os.PathLike, data, *, like: Scan | None = None, sp
         raise special_file_error(path, what)
     dtype = np.dtype(data.dtype)
     check_writable(path, data.shape, dtype, channel_axis, format=f.name)
+    spacing = check_spacing(spacing, data.shape, channel_axis)
     if spacing is None and like is not None and like.spacing is not None:
         spacing = like.spacing
     if not overwrite and os.path.lexists(path):

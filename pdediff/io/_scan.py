@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from ._atomic import DestinationExistsError, atomic_path, follow_link, special_file_error, special_kind
+from ..errors import ParameterError
 from ._base import Scan, ScanIOError, _native, _one_line
 from ._format import Format, WriteRequest, get_format, registered_formats, suffix_table
 
@@ -316,6 +317,33 @@ def _check_scan_fields(p: Path, scan: Scan, f: Format) -> None:
 
 
 # ---------------------------------------------------------------------------- write
+def check_spacing(spacing, shape: tuple[int, ...], channel_axis: int | None) -> tuple[float, ...] | None:
+    """``spacing`` as a tuple of floats, or :class:`~pdediff.errors.ParameterError` naming ``spacing``: it must
+    hold one positive finite number per spatial axis of an array of ``shape`` (channels excluded); a single
+    number stands for every axis.
+
+    The writers call it before writing anything, for every format (also those that record no spacing: .npy,
+    PNG, JPEG), so a wrong spacing is never written, truncated or dropped without a word."""
+    if spacing is None:
+        return None
+    spatial = len(shape) - (channel_axis is not None)
+    try:
+        arr = np.asarray(spacing, dtype=object)
+        values = tuple(float(v) for v in (np.full(spatial, arr.item()) if arr.ndim == 0 else arr.ravel()))
+        nested = arr.ndim > 1
+    except (TypeError, ValueError):
+        raise ParameterError(f"{{spacing}} must be {spatial} positive finite numbers (one per spatial axis); got "
+                             f"{spacing!r}", param="spacing") from None
+    if nested or len(values) != spatial:
+        raise ParameterError(f"{{spacing}} must hold {spatial} values, one per spatial axis of the shape "
+                             f"{tuple(shape)}{' (channels last)' if channel_axis is not None else ''}; got "
+                             f"{len(values)} ({', '.join(f'{v:g}' for v in values)})", param="spacing")
+    if not all(np.isfinite(v) and v > 0 for v in values):
+        raise ParameterError(f"{{spacing}} must be positive finite numbers; got "
+                             f"({', '.join(f'{v:g}' for v in values)})", param="spacing")
+    return values
+
+
 def cast_like(data: np.ndarray, dtype: Any, *, clip: bool = False) -> np.ndarray:
     """Cast to ``dtype``; integer targets are rounded, never silently clipped.
 
@@ -327,7 +355,9 @@ def cast_like(data: np.ndarray, dtype: Any, *, clip: bool = False) -> np.ndarray
         Target type.
     clip : bool
         For integer targets, clip values outside the type's range to its limits
-        instead of raising.
+        instead of raising.  Values that float64 rounds to a 64-bit type's
+        limit (``2**64 - 1`` is ``2**64`` in float64) are in range and become
+        exactly that limit; integer data that fit ``dtype`` are cast exactly.
 
     Raises
     ------
@@ -348,16 +378,31 @@ def cast_like(data: np.ndarray, dtype: Any, *, clip: bool = False) -> np.ndarray
     data = np.asarray(data)
     if dtype.kind not in "iu":
         return data.astype(dtype)
+    if data.dtype.kind in "biu" and np.can_cast(data.dtype, dtype):
+        return data.astype(dtype)  # exact: no detour through float64 (which rounds 64-bit integers)
     info = np.iinfo(dtype)
     rounded = np.rint(data.astype(np.float64, copy=False))
     if rounded.size and not np.isfinite(rounded).all():
         raise ValueError(f"cannot cast NaN or infinite values to {dtype}")
-    if rounded.size and not clip and (rounded.min() < info.min or rounded.max() > info.max):
+    # float64 rounds the 64-bit limits (uint64's 2**64 - 1 becomes 2**64): compare with the limits as float64
+    # sees them, so a value at the limit is in range, and saturate exactly at the limit (never wrap)
+    if rounded.size and not clip and (rounded.min() < float(info.min) or rounded.max() > float(info.max)):
         lo, hi = float(rounded.min()) + 0.0, float(rounded.max()) + 0.0  # never "-0"
         span = f"are constant {lo:.6g}" if lo == hi else f"span {lo:.6g}..{hi:.6g}"
         raise ValueError(f"values {span}, outside {dtype}'s range "
                          f"{info.min}..{info.max}; pass clip=True to clip, or choose a wider dtype")
-    return np.clip(rounded, info.min, info.max).astype(dtype)
+    return saturate(rounded, dtype)
+
+
+def saturate(rounded: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Whole finite floats as the integer ``dtype``, values at or beyond its limits (as float64 sees them)
+    becoming exactly those limits: ``float(2**64 - 1)`` is ``2**64``, which ``astype`` would wrap."""
+    info = np.iinfo(dtype)
+    big, small = rounded >= float(info.max), rounded <= float(info.min)
+    out = np.where(big | small, 0, rounded).astype(dtype)
+    out[big] = info.max
+    out[small] = info.min
+    return out
 
 
 def write_scan(
@@ -397,7 +442,15 @@ def write_scan(
         DICOM headers and positions) is kept; DICOM ↔ NIfTI transposes
         between ``(z, y, x)`` and ``(x, y, z)`` with the affine to match.
     spacing : tuple of float, optional
-        Voxel size per spatial axis when ``like`` carries no affine.
+        Voxel size per spatial axis (positive and finite, one per axis of
+        ``data`` less the channel axis, in ``data``'s axis order).  The output
+        records it when given: NIfTI/MGH zooms with ``like``'s affine columns
+        scaled to it (orientation and origin kept), DICOM ``PixelSpacing``,
+        slice positions along the slice normal and ``SliceThickness``/
+        ``SpacingBetweenSlices``, TIFF resolution/ImageJ spacing, ``.npz``/
+        Zarr attributes.  ``.npy``, PNG and JPEG record no spacing: it is
+        checked, then not stored (the command line says so in a note).
+        Without it, ``like``'s spacing is kept.
     channel_axis : int or None
         ``-1`` for colour/alpha channels.
     stored_dtype : dtype-like, optional
@@ -414,6 +467,9 @@ def write_scan(
 
     Raises
     ------
+    ParameterError
+        ``spacing`` is not one positive finite number per spatial axis
+        (a ``ValueError``; nothing is written).
     ValueError
         The format cannot hold ``data`` as it is (:func:`check_writable`).
     DestinationExistsError
@@ -428,6 +484,7 @@ def write_scan(
         raise special_file_error(path, what)
     data = _native(np.asarray(data))
     check_writable(path, data.shape, data.dtype, channel_axis, stored_dtype=stored_dtype, format=f.name)
+    spacing = check_spacing(spacing, data.shape, channel_axis)
     if not overwrite and os.path.lexists(path):
         raise DestinationExistsError(f"{path} exists; pass overwrite=True to replace it")
     p = follow_link(path)  # a symbolic link: its target is written (atomically), the link stays

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import copy
 import os
+from struct import error as struct_error
 from collections import Counter
 from pathlib import Path
 
@@ -40,7 +41,7 @@ import numpy as np
 from .._base import Scan, ScanIOError, _BoundedReader, _native, _one_line, _quiet, _require
 from .._format import Format, WriteRequest
 from .._limits import check_holds, check_memory, nbytes_of
-from ._nibabel import to_index_order
+from ._nibabel import spacing_overridden, to_index_order
 
 _DEFER = 1 << 16  # elements larger than this are read only when needed (after the size checks)
 _PIXEL_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)  # PixelData, FloatPixelData, DoubleFloatPixelData
@@ -565,12 +566,47 @@ def read_dicom(p: Path) -> Scan:
         return _read_folder(p) if p.is_dir() else _read_file(p)
 
 
+def _check_truncated(p: Path, ds) -> None:
+    """Refuse, as truncated, a dataset without pixel data that ends early: an element (a sequence read lazily
+    included) that cannot be read to its end, or an image header (``Rows``) with no pixel data after it."""
+    size = p.stat().st_size
+    keys = list(ds.keys())
+    last = _raw_elem(ds, keys[-1]) if keys else None  # before walk() converts it: its offset in the file
+    tell, length = getattr(last, "value_tell", None), getattr(last, "length", None)
+    rest = size - (tell + length) if tell is not None and length not in (None, _UNDEFINED) else 0
+    if rest < 0 or 0 < rest < 8:  # cut inside its value, or inside the next element's header (8 bytes or more)
+        raise ScanIOError(f"{p}: truncated: the file ends ({size} bytes) inside a data element, before any "
+                          "pixel data")
+
+    def walk(dataset) -> None:
+        for elem in dataset:
+            if elem.VR == "SQ":
+                for item in elem.value:
+                    walk(item)
+
+    try:
+        walk(ds)
+    except (OSError, EOFError, ValueError, struct_error) as exc:
+        raise ScanIOError(f"{p}: truncated: the file ends inside a data element before any pixel data "
+                          f"({_one_line(exc)})") from None
+    meta = getattr(ds, "file_meta", None)
+    group = _floats(meta.get("FileMetaInformationGroupLength"), 1) if meta is not None else None
+    if group and 144 + group[0] > size:  # preamble, "DICM" and the group length element, then the group
+        raise ScanIOError(f"{p}: truncated: the file ends ({size} bytes) inside its file meta information "
+                          f"({144 + int(group[0])} bytes)")
+    sop = ds.get("SOPClassUID")
+    if "Rows" in ds or "Image Storage" in str(getattr(sop, "name", "")):
+        raise ScanIOError(f"{p}: truncated: a {getattr(sop, 'name', sop) or 'DICOM image'} file that ends before "
+                          "its pixel data")
+
+
 def _read_file(p: Path) -> Scan:
     kind = _sniff(p)
     if kind is None:
         raise ScanIOError(f"{p}: no DICOM preamble ('DICM' at byte 128): unsupported file type or corrupt")
     ds = _load(p, kind)
     if not _is_image(ds):
+        _check_truncated(p, ds)
         sop = ds.get("SOPClassUID")
         raise ScanIOError(f"{p}: a DICOM file without pixel data ({getattr(sop, 'name', sop) or 'no SOP class'}); "
                           "expected an image")
@@ -599,7 +635,13 @@ def _read_folder(folder: Path) -> Scan:
                 continue
             raise ScanIOError(f"{folder}: {e.name}: cannot read as DICOM ({_one_line(exc)})") from exc
         meta = getattr(ds, "file_meta", None)
-        if not _is_image(ds) or (meta is not None and str(meta.get("MediaStorageSOPClassUID", "")) == _DICOMDIR):
+        if meta is not None and str(meta.get("MediaStorageSOPClassUID", "")) == _DICOMDIR:
+            continue
+        if not _is_image(ds):
+            try:  # a slice cut short is not skipped as if it were a report: the series would lose it
+                _check_truncated(e, ds)
+            except ScanIOError as exc:
+                raise ScanIOError(str(exc).replace(f"{e}:", f"{folder}: {e.name}:", 1)) from None
             continue
         sets.append(ds)
         labels.append(e.name)
@@ -649,20 +691,25 @@ def _quantise(values: np.ndarray, dtype: np.dtype, slope0: float | None, inter0:
     return q.astype(dtype), slope, inter
 
 
-def _valid_spacing_tags(ds, spacing, ndim: int) -> None:
+def _valid_spacing_tags(ds, spacing, ndim: int, override: bool = False) -> None:
     """Never copy an invalid spacing from the input's headers: a ``PixelSpacing`` (or ``ImagerPixelSpacing``)
     that is not positive and finite (``read_scan`` ignored it with a note) becomes ``spacing``'s ``(dy, dx)``,
-    the one used, else 1; a slice spacing that is not (a 3-D series), its ``dz``."""
+    the one used, else 1; a slice spacing that is not (a 3-D series), its ``dz``.  With ``override`` (a new
+    spacing for a series without positions) every such tag becomes ``spacing``'s, and ``PixelSpacing`` is
+    written even where the input had none."""
     sp = [float(v) for v in spacing] if spacing is not None and len(spacing) == ndim else None
     if sp is not None and not all(np.isfinite(v) and v > 0 for v in sp):
         sp = None
+    override = override and sp is not None
+    if override and "ImagerPixelSpacing" not in ds:
+        ds.PixelSpacing = [_ds(x) for x in sp[-2:]]
     for tag in ("PixelSpacing", "ImagerPixelSpacing"):
-        if tag in ds and not ((v := _floats(ds.get(tag), 2)) and all(x > 0 for x in v)):
+        if tag in ds and (override or not ((v := _floats(ds.get(tag), 2)) and all(x > 0 for x in v))):
             setattr(ds, tag, [_ds(x) for x in (sp[-2:] if sp else (1.0, 1.0))])
     if ndim == 3:
         for tag in ("SpacingBetweenSlices", "SliceThickness"):
             raw = ds.get(tag)
-            if raw not in (None, "") and not ((v := _floats(raw, 1)) and v[0] > 0):
+            if override or (raw not in (None, "") and not ((v := _floats(raw, 1)) and v[0] > 0)):
                 setattr(ds, tag, _ds(sp[0] if sp else 1.0))
 
 
@@ -781,6 +828,7 @@ def write_dicom(p, data, like, spacing, ch, *, stored_dtype=None):
     from pydicom.uid import generate_uid
 
     p = Path(p)
+    override = spacing_overridden(like, spacing, np.ndim(data))  # a new spacing: positions follow it
     data, affine, spacing = to_index_order(_native(data), like, spacing, "zyx")
     if not np.all(np.isfinite(data)):
         raise ScanIOError(f"{p}: DICOM cannot store NaN or infinite values")
@@ -794,7 +842,7 @@ def write_dicom(p, data, like, spacing, ch, *, stored_dtype=None):
     if same and like.meta.get("positions") is None:
         geometry = None  # the input had no patient geometry: invent none
     else:
-        geometry = _write_geometry(data.ndim, n, like, affine, spacing)
+        geometry = _write_geometry(data.ndim, n, None if override else like, affine, spacing)
     series_uid = generate_uid()
     base = None if templates else _fresh_dataset()
     original = str(templates[0].get("SeriesDescription", "") or "") if templates else ""
@@ -841,7 +889,7 @@ def write_dicom(p, data, like, spacing, ch, *, stored_dtype=None):
             ds.ImagePositionPatient = [_ds(v) for v in positions[k]]
             ds.ImageOrientationPatient = [_ds(v) for v in iop]
             ds.PixelSpacing = [_ds(dy), _ds(dx)]
-            if not same:
+            if not same or (override and data.ndim == 3):
                 if thick:
                     ds.SliceThickness = _ds(thick)
                     if data.ndim == 3:
@@ -849,7 +897,7 @@ def write_dicom(p, data, like, spacing, ch, *, stored_dtype=None):
                 normal = np.cross(np.asarray(iop[:3], float), np.asarray(iop[3:], float))
                 ds.SliceLocation = _ds(float(np.asarray(positions[k], float) @ normal))
         if geometry is None:
-            _valid_spacing_tags(ds, spacing, data.ndim)
+            _valid_spacing_tags(ds, spacing, data.ndim, override)
         if dose:
             ds.DoseGridScaling = _ds(slope)
             for keyword in ("RescaleSlope", "RescaleIntercept", "RescaleType"):

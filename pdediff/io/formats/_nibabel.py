@@ -89,9 +89,10 @@ def _check_extensions(p: Path, hdr_path: Path, hdr, head: bytes, sizeof: int, en
             pos += esize
 
 
-def _preflight(p: Path, fmt: str, memory: bool = True) -> Path:
+def _preflight(p: Path, fmt: str, memory: bool = True) -> tuple[Path, object]:
     """Check the header's claims against the file and (unless ``memory`` is false: chunked reading) the
-    memory; return the path to give nibabel."""
+    memory; return the path to give nibabel and the header as the file has it (nibabel's loaded header is
+    "fixed": ``pixdim`` 0 or -2 becomes 1 or 2, an infinite ``scl_slope`` none)."""
     _require("nibabel")
     from nibabel.freesurfer.mghformat import MGHHeader
 
@@ -105,6 +106,7 @@ def _preflight(p: Path, fmt: str, memory: bool = True) -> Path:
         hdr, sizeof = MGHHeader(head[:284], check=True), 284
     else:
         hdr, sizeof = _parse_header(p, head, pair)
+        _check_scaling(p, hdr)
     shape = hdr.get_data_shape()
     dtype = np.dtype(hdr.get_data_dtype())
     offset = int(hdr.get_data_offset())
@@ -125,7 +127,7 @@ def _preflight(p: Path, fmt: str, memory: bool = True) -> Path:
     if fmt != "mgh":
         end = hdr_path.stat().st_size if pair else offset
         _check_extensions(p, hdr_path, hdr, head, sizeof, end, single=not pair)
-    return hdr_path
+    return hdr_path, hdr
 
 
 def _load(path: Path, fmt: str, mmap: bool):
@@ -148,7 +150,7 @@ def read_nibabel(p: Path, fmt: str) -> Scan:
     """Read a NIfTI, Analyze or MGH file; scaling (``scl_slope``/``scl_inter``) applied, recorded on the Scan."""
     nib = _require("nibabel")
     with _quiet():
-        path = _preflight(p, fmt)
+        path, raw = _preflight(p, fmt)
         img = _load(path, fmt, mmap=False)
         data = np.asarray(img.dataobj)
     if fmt == "mgh":  # MGH always stores 3 dims (+ frames): a 2-D image comes back as (x, y, 1)
@@ -161,7 +163,7 @@ def read_nibabel(p: Path, fmt: str) -> Scan:
             what = {"nifti": "NIfTI", "mgh": "MGH"}.get(fmt) or _pair_kind(img.header)
             raise ScanIOError(f"{p}: a {data.ndim}-D {what} image (time series?) is not supported; expected 2-D or "
                               "3-D")
-    zooms = [float(z) for z in img.header.get_zooms()[: data.ndim]]
+    zooms = [float(z) for z in _raw_zooms(img.header, raw, data.ndim)]
     unit = None
     if hasattr(img.header, "get_xyzt_units"):
         unit = img.header.get_xyzt_units()[0]
@@ -178,6 +180,33 @@ def read_nibabel(p: Path, fmt: str) -> Scan:
     if fmt == "analyze":
         meta["pair"] = _pair_kind(img.header)
     return Scan(data, spacing=tuple(zooms), meta=meta, stored_dtype=np.dtype(img.get_data_dtype()), scaled=scaled)
+
+
+def _raw_zooms(header, file_header, ndim: int):
+    """The voxel sizes as the file states them: nibabel's loaded ``header`` has ``pixdim`` 0 and -2 made into 1
+    and 2, so a ``pixdim`` of ``file_header`` that is not positive and finite is reported (and ignored) with
+    the file's own values."""
+    zooms = header.get_zooms()[:ndim]
+    if "pixdim" in file_header:
+        raw = [float(v) for v in file_header["pixdim"][1:1 + ndim]]
+        if not all(np.isfinite(v) and v > 0 for v in raw):
+            return raw
+    return zooms
+
+
+def _check_scaling(p: Path, header) -> None:
+    """Refuse an infinite ``scl_slope`` or ``scl_inter`` (:class:`ScanIOError` naming the field): nibabel reads
+    such a file unscaled without a word.  NIfTI's own rule stands: ``scl_slope`` 0 or NaN means unscaled (and
+    then ``scl_inter`` is not used)."""
+    if "scl_slope" not in header:
+        return
+    slope, inter = float(header["scl_slope"]), float(header["scl_inter"])
+    if np.isinf(slope):
+        raise ScanIOError(f"{p}: its scl_slope ({slope:g}) is not a finite number: its values cannot be read "
+                          "(allowed: a finite number; 0 or NaN for unscaled)")
+    if np.isfinite(slope) and slope != 0 and np.isinf(inter):
+        raise ScanIOError(f"{p}: its scl_inter ({inter:g}) is not a finite number: its values cannot be read "
+                          "(allowed: a finite number)")
 
 
 # ---------------------------------------------------------------------------- write
@@ -197,7 +226,7 @@ def to_index_order(data, like: Scan | None, spacing, target: str):
     source = target if like is None else like.meta.get("index_order", target)
     affine = None
     if like is not None and like.meta.get("affine") is not None and like.data.shape == data.shape:
-        affine = np.asarray(like.meta["affine"], dtype=np.float64)
+        affine = with_spacing(np.asarray(like.meta["affine"], dtype=np.float64), like, spacing, data.ndim)
     if spacing is None and like is not None and like.spacing is not None and len(like.spacing) == data.ndim:
         spacing = like.spacing
     if source != target and data.ndim in (2, 3):
@@ -206,6 +235,37 @@ def to_index_order(data, like: Scan | None, spacing, target: str):
         if affine is not None:
             affine = _permute_affine(affine, data.ndim)
     return data, affine, spacing
+
+
+def spacing_overridden(like: Scan | None, spacing, ndim: int) -> bool:
+    """Whether ``spacing`` (in ``like``'s index order) is a new voxel size, not the one ``like`` was read with."""
+    if spacing is None or like is None or len(spacing) != ndim:
+        return False
+    if like.spacing is None or len(like.spacing) != ndim:
+        return True
+    return not np.allclose(np.asarray(spacing, float), np.asarray(like.spacing, float), rtol=1e-9, atol=0)
+
+
+def with_spacing(affine: np.ndarray, like: Scan | None, spacing, ndim: int) -> np.ndarray:
+    """``like``'s affine with its first ``ndim`` columns scaled to lengths ``spacing`` when that overrides the
+    spacing read (orientation, rotation and origin kept); the affine as it is otherwise.
+
+    ``spacing`` is in millimetres: a NIfTI header in microns or metres gets the columns in its own unit.  A
+    column of length 0 or NaN (an invalid ``pixdim``) keeps the axis it cannot tell: it becomes that axis's
+    unit vector times the spacing."""
+    if not spacing_overridden(like, spacing, ndim):
+        return affine
+    per_mm = 1.0
+    header = like.meta.get("header")
+    if like.format == "nifti" and hasattr(header, "get_xyzt_units"):
+        per_mm = 1.0 / _NIFTI_UNITS.get(header.get_xyzt_units()[0], 1.0)
+    out = affine.copy()
+    for k in range(min(ndim, 3)):
+        col = out[:3, k]
+        norm = float(np.linalg.norm(col))
+        unit = col / norm if np.isfinite(norm) and norm > 0 else np.eye(3)[k]
+        out[:3, k] = unit * float(spacing[k]) * per_mm
+    return out
 
 
 def _valid_zooms(img, spacing) -> None:
@@ -312,7 +372,7 @@ def open_nifti_chunked(p: Path, chunks):
                           "it in chunks")
     nib = _require("nibabel")
     with _quiet():
-        _preflight(p, "nifti", memory=False)
+        _, raw = _preflight(p, "nifti", memory=False)
     with _quiet():
         img = _load(p, "nifti", mmap=True)
     proxy = img.dataobj
@@ -331,7 +391,7 @@ def open_nifti_chunked(p: Path, chunks):
                          else None, asarray=True, meta=np.empty((0,) * len(proxy.shape), dtype))
     if data.ndim != len(shape):
         data = data.reshape(shape)
-    zooms = [float(zz) for zz in img.header.get_zooms()[: len(shape)]]
+    zooms = [float(zz) for zz in _raw_zooms(img.header, raw, len(shape))]
     unit = img.header.get_xyzt_units()[0]
     if unit in _NIFTI_UNITS:
         zooms = [zz * _NIFTI_UNITS[unit] for zz in zooms]
@@ -360,7 +420,7 @@ def _nifti_memmap(p: Path, shape, dtype, like, spacing):
     if like is not None and like.format == "nifti" and like.meta.get("header") is not None:
         header = like.meta["header"].copy()
         if tuple(like.data.shape) == tuple(shape):
-            affine = np.asarray(like.meta["affine"], dtype=np.float64)
+            affine = with_spacing(np.asarray(like.meta["affine"], dtype=np.float64), like, spacing, len(shape))
     from_spacing = affine is None
     if from_spacing:
         affine = _spacing_affine(spacing, len(shape))
