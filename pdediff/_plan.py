@@ -419,7 +419,7 @@ def perona_malik_plan(shape: tuple[int, ...], dtype: Any, *, method: str, conduc
     h = grid.spacing
     sigma_ = DEFAULT_SIGMA * min(h) if sigma is None else nonnegative_scalar(sigma, "sigma")
     dt_, n = pm_time_steps(grid, dt, num_iter, method, max_steps)
-    kappa_ = positive_or_auto(kappa, "kappa")  # None for "auto"; inf is the heat equation (g = 1)
+    kappa_ = positive_or_auto(kappa, "kappa")  # None for "auto"; inf refused (linear diffusion: solve_heat)
     c = length_scale(h)
     return PeronaMalikPlan(
         method=method, conductance=conductance, conductance_fn=conductance_fn,
@@ -550,7 +550,7 @@ def inpaint_plan(method: str, ndim: int, *, channel_axis: Any, tol: Any, max_ite
     if not tol_ < 1.0:  # |b - A x| / |b| = 1 at x = 0: a tolerance of 1 or more accepted a fill of zeros
         raise ParameterError(f"{{tol}} must lie in (0, 1) (the relative residual |b - A x| / |b| to reach; 1 "
                              f"or more is met by filling with 0); got {tol!r}", param="tol")
-    max_iter_ = None if max_iter is None else nonnegative_int(max_iter, "max_iter")
+    max_iter_ = None if max_iter is None else positive_int(max_iter, "max_iter")
     solver_ = check_option("solver", solver, LINEAR_SOLVERS)
     if method != "perona_malik":
         return InpaintPlan(method=method, channel_axis=ch, tol=tol_, max_iter=max_iter_, solver=solver_)

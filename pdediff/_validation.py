@@ -237,6 +237,8 @@ def nonnegative_int(value: Any, name: str) -> int:
 
 def positive_int(value: Any, name: str) -> int:
     """A positive integer (bool and floats rejected)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be a positive integer; got {value!r}")
     n = nonnegative_int(value, name)
     if n == 0:
         raise ParameterError(f"{{{name}}} must be a positive integer; got 0", param=name)
@@ -244,7 +246,10 @@ def positive_int(value: Any, name: str) -> int:
 
 
 def positive_or_auto(value: Any, name: str) -> float | None:
-    """A positive number (``inf`` allowed), or ``"auto"`` returned as ``None``."""
+    """A positive finite number, or ``"auto"`` returned as ``None``.
+
+    Used for ``kappa``: an infinite edge threshold would silently be linear diffusion, so it is refused
+    (pointing to :func:`pdediff.solve_heat`), as ``sigma``/``dt``/``spacing`` = inf are."""
     if isinstance(value, str):
         if value.lower() != "auto":
             raise ParameterError(f"{{{name}}} must be a positive number or 'auto'; got {value!r}", param=name)
@@ -254,6 +259,10 @@ def positive_or_auto(value: Any, name: str) -> float | None:
     v = float(value)
     if not v > 0:  # also rejects NaN
         raise ParameterError(f"{{{name}}} must be positive; got {value!r}", param=name)
+    if math.isinf(v):
+        hint = " (an infinite kappa is linear diffusion: use pdediff.solve_heat)" if name == "kappa" else ""
+        raise ParameterError(f"{{{name}}} must be a positive finite number or 'auto'{hint}; got {value!r}",
+                             param=name)
     return v
 
 

@@ -28,6 +28,7 @@ __all__ = [
     "PM_METHODS",
     "CONDUCTANCES",
     "TENSOR_KINDS",
+    "TENSOR_CONDUCTANCES",
     "LEARNED_DENOISERS",
     "INPAINT_METHODS",
     "ProcessEntry",
@@ -54,6 +55,8 @@ PM_METHODS = ("explicit", "aos")
 CONDUCTANCES = ("exponential", "rational", "tukey")
 #: :func:`pdediff.tensor_diffusion` ``kind``: edge- or coherence-enhancing diffusion.
 TENSOR_KINDS = ("eed", "ced")
+#: :func:`pdediff.tensor_diffusion` ``conductance`` (EED only; the first is the default).
+TENSOR_CONDUCTANCES = ("weickert", "exponential", "rational")
 #: The shipped learned denoisers (:func:`pdediff.torch.load_denoiser`, ``pdediff denoise --method``).
 LEARNED_DENOISERS = ("tnrd", "cnn")
 #: :func:`pdediff.inpaint` ``method``.

@@ -317,7 +317,9 @@ def test_choices_come_from_the_catalogue():
     assert choices("inpaint", "method") == catalogue.INPAINT_METHODS
     assert choices("denoise", "method") == catalogue.PM_METHODS + catalogue.TENSOR_KINDS + catalogue.LEARNED_DENOISERS
     assert choices("train-denoiser", "model") == catalogue.LEARNED_DENOISERS
-    assert choices("denoise", "conductance") == catalogue.CONDUCTANCES
+    # Perona–Malik's and EED's conductances (each method checks its own)
+    assert choices("denoise", "conductance") == catalogue.CONDUCTANCES + ("weickert",)
+    assert set(catalogue.TENSOR_CONDUCTANCES) <= set(choices("denoise", "conductance"))
     assert choices("inpaint", "conductance") == catalogue.CONDUCTANCES
     help_text = cmds["train"].format_help()
     for entry in catalogue.PROCESSES.values():

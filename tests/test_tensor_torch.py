@@ -167,8 +167,14 @@ def test_volume_bad_shapes_and_spacing_name_them():
 
 
 @pytest.mark.parametrize("shape", [(0, 1, 5, 5), (1, 0, 5, 5), (1, 1, 0, 5), (1, 0, 3, 3, 3), (1, 1, 3, 0, 3)])
-def test_empty_tensors_return_empty(shape):
-    """An empty channel or spatial axis raised IndexError from amax; now an empty result, as torch's operators."""
+def test_empty_tensors_are_refused_as_by_the_siblings(shape):
+    """An empty channel or spatial axis raised IndexError from amax, then returned an empty result, while
+    heat_blur and perona_malik refuse it: now the same ValueError as theirs."""
+    from pdediff.torch import heat_blur
+
     x = torch.rand(shape, dtype=torch.float64)
-    out = tensor_diffusion(x, kind="ced", num_iter=2)
-    assert out.shape == x.shape and out is not x
+    with pytest.raises(ValueError, match=r"x must not be empty; got shape") as e:
+        tensor_diffusion(x, kind="ced", num_iter=2)
+    with pytest.raises(ValueError) as sibling:
+        heat_blur(x, 1.0, spatial_dims=len(shape) - 2)
+    assert str(e.value) == str(sibling.value)

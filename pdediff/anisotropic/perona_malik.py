@@ -88,6 +88,7 @@ def perona_malik(
         magnitude at which the conductance switches off).  ``"auto"`` estimates
         it from the (smoothed) input as ``factor * 1.4826 * MAD(|grad u|)``
         (Black et al. [BSMH98]_); the value used is returned with ``return_info=True``.
+        Finite: ``inf`` (linear diffusion) is refused; use :func:`pdediff.solve_heat`.
     conductance : {"exponential", "rational", "tukey"} or callable
         ``exp(-(s/K)^2)``, ``1/(1+(s/K)^2)``, or Tukey's biweight
         ``0.5 (1-(s/K)^2)^2`` for ``s <= K`` (else 0).  A callable ``g(s, kappa)``

@@ -26,6 +26,7 @@ from .._plan import intensity_scale, inverse_square
 from .._validation import (DEFAULT_MAX_STEPS, as_float_array, channel_axis_value, check_step_count,
                            nonnegative_int, nonnegative_scalar, positive_or_auto, positive_scalar,
                            positive_step, step_phrase)
+from .. import catalogue
 from ..catalogue import TENSOR_KINDS
 from .._arrays import is_dask_array
 from ..errors import ParameterError, StabilityError
@@ -39,7 +40,7 @@ __all__ = ["tensor_diffusion", "TensorDiffusionResult", "KINDS", "TENSOR_CONDUCT
 #: ``kind``: edge-enhancing or coherence-enhancing diffusion.
 KINDS = TENSOR_KINDS
 #: EED ``conductance`` (diffusivity across an edge as a function of ``x = |grad u_sigma|^2 / kappa^2``).
-TENSOR_CONDUCTANCES = ("weickert", "exponential", "rational")
+TENSOR_CONDUCTANCES = catalogue.TENSOR_CONDUCTANCES
 _COND = {"weickert": K.WEICKERT, "exponential": K.EXPONENTIAL, "rational": K.RATIONAL}
 _MODES = {"neumann": "reflect", "periodic": "wrap", "dirichlet": "constant"}
 
@@ -214,7 +215,8 @@ def tensor_diffusion(
         EED contrast parameter (intensity units per physical length): the
         gradient magnitude where ``g`` switches off.  ``"auto"``:
         :func:`pdediff.estimate_kappa` on the smoothed input (robust MAD of the
-        gradient magnitudes), times ``EED_KAPPA_FACTOR``.  CED refuses a value
+        gradient magnitudes), times ``EED_KAPPA_FACTOR``.  Finite (``inf`` would
+        be linear diffusion: use :func:`pdediff.solve_heat`).  CED refuses a value
         other than ``"auto"`` (it has no edge threshold).
     sigma : float, optional
         Noise scale: standard deviation (physical units) of the Gaussian
@@ -630,11 +632,16 @@ def _structure_tensor(v: np.ndarray, h: tuple[float, ...], rho: float, boundary:
     return f
 
 
-def _too_anisotropic(bad: int, kind: str) -> ParameterError:
+def too_anisotropic_error(bad: int, kind: str) -> ParameterError:
+    """The error for ``bad`` voxels whose tensor is too anisotropic for Selling's reduction, with the advice
+    that applies to ``kind``: CED's smallest eigenvalue is ``alpha`` (raise it, or a less anisotropic
+    ``spacing``); EED's is fixed, so only the ``spacing`` ratio helps."""
+    advice = ("raise {alpha} or use a less anisotropic {spacing}" if kind == "ced"
+              else "use a less anisotropic {spacing} (a smaller max/min ratio)")
     return ParameterError(
         f"the diffusion tensor of {bad} voxel(s) is too anisotropic for the stencil (Selling's "
-        f"reduction did not finish in {K.MAX_REDUCTION_STEPS} steps); raise {{alpha}} or use a less "
-        "anisotropic {spacing}", param="alpha" if kind == "ced" else "spacing")
+        f"reduction did not finish in {K.MAX_REDUCTION_STEPS} steps, or its offsets exceed the int16 "
+        f"range); {advice}", param="alpha" if kind == "ced" else "spacing")
 
 
 @dataclass(frozen=True)
@@ -797,7 +804,7 @@ class _Links2:
                          self._bc, self.S, self.LJ, self.LW, self.LO, self.nlong, self.reach, self.span,
                          _selling_table())
         if bad:
-            raise _too_anisotropic(int(bad), s.kind)
+            raise too_anisotropic_error(int(bad), s.kind)
         self.R = int(self.reach.max())
         return int(self.span.max())
 
@@ -855,7 +862,7 @@ class _Links3:
         bad = K.links3(f, s.mode, s.cond, kin, EED_MIN_DIFFUSIVITY, s.alpha, s.C, *s.spacing,
                        self._bc, self.W, self.O, self.reach, self.span)
         if bad:
-            raise _too_anisotropic(int(bad), s.kind)
+            raise too_anisotropic_error(int(bad), s.kind)
         self.R = int(self.reach.max())
         return int(self.span.max())
 
@@ -944,7 +951,7 @@ def _selling_links(u: np.ndarray, s: _Setup) -> tuple[np.ndarray, np.ndarray, in
     bad = (K.links2 if nd == 2 else K.links3)(f, s.mode, s.cond, kin, EED_MIN_DIFFUSIVITY, s.alpha, s.C,
                                              *s.spacing, BC_CODE[s.boundary], W, O, reach, span)
     if bad:
-        raise _too_anisotropic(int(bad), s.kind)
+        raise too_anisotropic_error(int(bad), s.kind)
     return W, O, int(span.max()) if span.size else 0
 
 
@@ -991,8 +998,9 @@ def _block_links(b: np.ndarray, setup: _Setup) -> tuple[np.ndarray, _Links2 | _L
     if span > cap:
         raise ParameterError(
             f"a stencil link reaches {span} cells, beyond the Dask halo's cap of {cap} cells; "
-            "raise {alpha} "
-            "or run on a NumPy array", param="alpha")
+            + ("raise {alpha}, use a less anisotropic {spacing}" if setup.kind == "ced"
+               else "use a less anisotropic {spacing}")
+            + " or run on a NumPy array", param="alpha" if setup.kind == "ced" else "spacing")
     return u, L
 
 

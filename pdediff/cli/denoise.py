@@ -6,7 +6,7 @@ import argparse
 
 import numpy as np
 
-from ..catalogue import CONDUCTANCES, LEARNED_DENOISERS, PM_METHODS, TENSOR_KINDS
+from ..catalogue import CONDUCTANCES, LEARNED_DENOISERS, PM_METHODS, TENSOR_CONDUCTANCES, TENSOR_KINDS
 from ._errors import CLIError, library_errors
 from ._images import (
     DTYPE_CHOICES,
@@ -29,6 +29,12 @@ TENSOR_METHODS = TENSOR_KINDS
 #: ``--method`` values that run a shipped learned model (:func:`pdediff.torch.denoisers.denoise_learned`).
 LEARNED_METHODS = LEARNED_DENOISERS
 _TITLES = {"eed": "EED", "ced": "CED", "tnrd": "TNRD (learned)", "cnn": "CNN (learned)"}
+#: ``--conductance`` choices: Perona–Malik's and EED's (each method accepts its own, checked in :func:`run`).
+_ALL_CONDUCTANCES = CONDUCTANCES + tuple(c for c in TENSOR_CONDUCTANCES if c not in CONDUCTANCES)
+
+
+def _listing(names: tuple[str, ...]) -> str:
+    return ", ".join(names[:-1]) + " or " + names[-1]
 
 
 def register(subparsers) -> None:
@@ -52,9 +58,10 @@ def register(subparsers) -> None:
                         "fraction of the grey range steps at the stability limit, in steps of 0.8 of it, e.g. 8 "
                         "at 10 %%; CED: 50)")
     n.add_argument("--kappa", default="auto", help="edge threshold, or 'auto' (default); CED refuses it")
-    n.add_argument("--conductance", choices=CONDUCTANCES, default=None,
-                   help="diffusivity across edges (default: exponential; EED: Weickert's, which only EED has); "
-                   "CED refuses it")
+    n.add_argument("--conductance", choices=_ALL_CONDUCTANCES, default=None,
+                   help=f"diffusivity across edges: Perona–Malik {_listing(CONDUCTANCES)} (default "
+                   f"{CONDUCTANCES[0]}); EED {_listing(TENSOR_CONDUCTANCES)} (default {TENSOR_CONDUCTANCES[0]}, "
+                   "Weickert's); CED refuses it")
     n.add_argument("--method", choices=PM_METHODS + TENSOR_METHODS + LEARNED_METHODS, default="explicit",
                    help="Perona–Malik: explicit 2N-neighbour steps (default) or AOS (semi-implicit, large time "
                    "steps); tensor diffusion: eed (edge-enhancing: also smooths along edges) or ced "
@@ -129,6 +136,10 @@ def run(args: argparse.Namespace) -> None:
         flag = "--kappa" if args.kappa != "auto" else "--conductance"
         raise CLIError(f"{flag} does not apply to --method ced (it has no edge threshold: its diffusivities follow "
                        "--alpha and the structure's coherence); drop it, or use --method eed")
+    allowed = TENSOR_CONDUCTANCES if args.method == "eed" else CONDUCTANCES
+    if args.conductance is not None and args.method in PM_METHODS + ("eed",) and args.conductance not in allowed:
+        name = "EED (--method eed)" if args.method == "eed" else f"Perona–Malik (--method {args.method})"
+        raise CLIError(f"--conductance must be one of {', '.join(allowed)} for {name}; got {args.conductance}")
     if args.semi_implicit and not tensor:
         raise CLIError(f"--semi-implicit applies to --method {' or '.join(TENSOR_METHODS)} only; got --method "
                        f"{args.method}")

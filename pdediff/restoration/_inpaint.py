@@ -13,6 +13,7 @@ import numpy as np
 from .. import catalogue
 from .._arrays import is_cupy_array
 from .._plan import DEFAULT_PM_INPAINT_NUM_ITER, DEFAULT_SIGMA, InpaintPlan, inpaint_plan, intensity_scale
+from .._arrays import is_dask_array
 from .._validation import as_float_array, check_option, refuse_foreign_array
 from ..errors import ParameterError
 from ..grid import Grid
@@ -131,7 +132,7 @@ def inpaint(
         Harmonic/biharmonic (and Perona–Malik's biharmonic start): relative
         residual ``|b - A x| / |b|`` to reach (largest over channels), in ``(0, 1)``, default 1e-8.
     max_iter : int, optional
-        Cap on the linear solver's work: refinement steps after the direct
+        Positive cap on the linear solver's work: refinement steps after the direct
         factorisation (default 10; one is almost never needed), or CG
         iterations (default ``20 * max(shape) + 100`` for harmonic, grown with the
         square for biharmonic).  Not reaching ``tol`` raises :class:`RuntimeError`.
@@ -205,7 +206,8 @@ def inpaint(
         Unknown ``method``/``solver``/``conductance``; wrong dimensionality;
         ``mask`` of the wrong shape, with values other than 0/1, differing
         between channels, or covering the whole image; NaN/inf at known pixels;
-        non-positive ``spacing``/``tol``/``dt``/``kappa``; ``tol`` of 1 or more;
+        non-positive ``spacing``/``tol``/``dt``/``kappa``/``max_iter``; infinite ``kappa``;
+        ``tol`` of 1 or more; a Dask ``image`` or ``mask`` (compute it first);
         ``spacing`` too anisotropic for the linear fills (see Notes); an option
         given to a method it does not apply to (``seed`` and ``spacing`` other
         than 1 to the classical and learned methods respectively); for ``"learned"``: no ``model``, an image
@@ -282,6 +284,11 @@ def inpaint(
                         num_inference_steps=num_inference_steps, seed=seed)
     refuse_foreign_array(image, "image")
     refuse_foreign_array(mask, "mask")
+    for name, arr in (("image", image), ("mask", mask)):
+        if is_dask_array(arr):  # one linear system (or model) over the whole grid: no chunk-wise result
+            raise ParameterError(f"{{{name}}} is a Dask array: inpaint solves one system over the whole grid and "
+                                 f"runs on NumPy arrays; compute the Dask array first ({name}.compute())",
+                                 param=name)
     in_dtype = np.asarray(image).dtype if not isinstance(image, np.ndarray) else image.dtype
     ch = plan.channel_axis
     if method == "learned":

@@ -19,11 +19,12 @@ import torch
 
 from ..anisotropic.tensor import (DEFAULT_ALPHA, DEFAULT_C, DEFAULT_NUM_ITER, DEFAULT_RHO_CED, DEFAULT_SIGMA,
                                   EED_DT_FACTOR, EED_KAPPA_FACTOR, EED_MIN_DIFFUSIVITY, GREY_RANGE,
-                                  TENSOR_CONDUCTANCES, check_kind_options)
+                                  TENSOR_CONDUCTANCES, check_kind_options, too_anisotropic_error)
 from ..catalogue import TENSOR_KINDS
 from ..errors import ParameterError, StabilityError
 from ..kernels.cpu.gaussian import gaussian_weights
 from ..kernels.cpu.tensor import selling_bases3, selling_offsets2
+from .ops import _check_tensor
 
 __all__ = ["tensor_diffusion"]
 
@@ -108,6 +109,7 @@ def tensor_diffusion(
     if x.ndim not in (4, 5):
         raise ParameterError(f"{{x}} must have shape (N, C, H, W) or (N, C, D, H, W); got {tuple(x.shape)}",
                              param="x")
+    _check_tensor(x, x.ndim - 2)  # as heat_blur and perona_malik: an empty tensor refused
     if not bool(torch.isfinite(x).all()):  # one NaN spreads through the smoothing and the tensors
         raise ParameterError("{x} must be finite (no NaN or inf)", param="x")
     if x.dtype in (torch.float16, torch.bfloat16):  # computed in float32 (half overflows at 65504), cast back
@@ -167,12 +169,13 @@ def tensor_diffusion(
             kap = [EED_KAPPA_FACTOR * estimate_kappa(v[n], h, "exponential") for n in range(N)]
             kappa_t = torch.tensor(kap, dtype=x.dtype, device=x.device).view(per_image)
         else:
-            if not (isinstance(kappa, (int, float)) and kappa > 0):
-                raise ParameterError(f"{{kappa}} must be positive or 'auto'; got {kappa!r}", param="kappa")
+            if not (isinstance(kappa, (int, float)) and not isinstance(kappa, bool) and 0 < kappa < math.inf):
+                raise ParameterError(f"{{kappa}} must be a positive finite number or 'auto' (an infinite kappa "
+                                     f"would be linear diffusion: use heat_blur); got {kappa!r}", param="kappa")
             kappa_t = torch.full(per_image, float(kappa), dtype=torch.float64, device=x.device)
             if sc is not None:
                 kappa_t = kappa_t * sc.view(per_image).double()
-        # per image, clamped: an infinite kappa is the heat equation, a tiny one (its square 0) the largest value
+        # per image, clamped: a huge kappa (its square inf) gives 0, a tiny one (its square 0) the largest value
         k2 = (kappa_t.double() * gs.double()) ** 2
         kinv2 = torch.where(torch.isinf(k2), torch.zeros_like(k2),
                             1.0 / k2.clamp(min=1.0 / torch.finfo(x.dtype).max)).to(x.dtype)
@@ -424,26 +427,27 @@ def _tensor3(J, kind, cond, kinv2, alpha, C):
     return [(base if a == b else 0.0) + t * pc for (a, b), pc in zip(_pairs(3), P)]
 
 
-def _links(d: list[torch.Tensor], nd: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _links(d: list[torch.Tensor], nd: int, kind: str) -> tuple[torch.Tensor, torch.Tensor]:
     """Selling's links of the index-unit tensors ``d`` (components in :func:`_pairs` order, each (N, *spatial)):
     integer offsets (N, *spatial, K, nd) from the detached copy's superbase, and the weights
-    ``-<b_i, D b_j>`` (N, *spatial, K), differentiable in ``d``."""
+    ``-<b_i, D b_j>`` (N, *spatial, K), differentiable in ``d``.  A failed reduction: the NumPy function's
+    error, with its advice for ``kind``."""
     dd = torch.stack(d).detach().double().cpu().numpy()
     shape = dd.shape[1:]
     if nd == 2:
         offs = np.empty(shape + (3, 2), dtype=np.int64)
-        if selling_offsets2(np.ascontiguousarray(dd), offs):
-            raise ParameterError("the diffusion tensor is too anisotropic for the stencil; raise {alpha}",
-                                 param="alpha")
+        bad = selling_offsets2(np.ascontiguousarray(dd), offs)
+        if bad:
+            raise too_anisotropic_error(int(bad), kind)
         o = torch.from_numpy(offs).to(d[0].device)
         # b_k from the offsets o_ij = b_k^perp: b = (o[1], -o[0]); the pairs (0,1), (0,2), (1,2) -> k = 2, 1, 0
         b = torch.stack([o[..., 1], -o[..., 0]], -1).to(d[0].dtype)  # (..., 3, 2): b2, b1, b0
         pairs = [(2, 1), (2, 0), (1, 0)]
     else:
         bases = np.empty(shape + (4, 3), dtype=np.int64)
-        if selling_bases3(np.ascontiguousarray(dd), bases):
-            raise ParameterError("the diffusion tensor is too anisotropic for the stencil; raise {alpha}",
-                                 param="alpha")
+        bad = selling_bases3(np.ascontiguousarray(dd), bases)
+        if bad:
+            raise too_anisotropic_error(int(bad), kind)
         bi = torch.from_numpy(bases).to(d[0].device)
         pairs = [(i, j) for i in range(4) for j in range(i + 1, 4)]
         rest = [tuple(m for m in range(4) if m not in p) for p in pairs]
@@ -467,7 +471,7 @@ def _step(u, kind, grad_mode, cond, kinv2, gs, sigma, rho, alpha, C, h, boundary
     nd = len(spatial)
     D = _tensor(u, kind, grad_mode, cond, kinv2, gs, sigma, rho, alpha, C, h, boundary)
     d = [comp / (h[a] * h[c]) for (a, c), comp in zip(_pairs(nd), D)]
-    o, w = _links(d, nd)
+    o, w = _links(d, nd, kind)
     # the links as index pairs on the flattened (N, *spatial) grid, both signs
     cells = int(np.prod(spatial))
     pos = torch.meshgrid(*[torch.arange(n, device=u.device) for n in spatial], indexing="ij")

@@ -530,8 +530,9 @@ def links2(f, mode, cond, kinv2, gmin, alpha, cstar, h0, h1, bc, W, O, reach, sp
     ``f`` is the smoothed grey image (1, n0, n1) for ``mode = EED_GRAD``, else the structure tensor
     (3, n0, n1).  ``reach[i]`` receives the largest ``|offset_0|`` of row ``i`` (halo size of the
     scatter), ``span[i]`` the largest ``|offset|_inf`` (links of positive weight).  A non-finite
-    tensor gets zero weights (no flux).  Returns the number of cells whose
-    reduction failed (cap reached or offsets beyond int16).
+    tensor gets zero weights (no flux).  The reduction is :func:`selling2`'s flips, and
+    :func:`selling2_gauss` (the same decomposition, as :func:`stencil2` uses) where the flips reach their
+    cap.  Returns the number of cells whose reduction failed (offsets beyond int16).
     """
     n0, n1 = W.shape[0], W.shape[1]
     ih0, ih1 = 1.0 / h0, 1.0 / h1
@@ -550,6 +551,8 @@ def links2(f, mode, cond, kinv2, gmin, alpha, cstar, h0, h1, bc, W, O, reach, sp
                     O[i, j, p, 1] = 0
                 continue
             steps, w0, w1, w2, a0, b0, a1, b1, a2, b2 = selling2(d00, d01, d11)
+            if steps < 0:  # beyond the flips' cap: the same decomposition in O(log condition) steps
+                steps, w0, w1, w2, a0, b0, a1, b1, a2, b2 = selling2_gauss(d00, d01, d11)
             big = max(max(abs(a0), abs(b0)), max(max(abs(a1), abs(b1)), max(abs(a2), abs(b2))))
             if steps < 0 or big > _OFFSET_MAX:
                 bad[i] += 1
