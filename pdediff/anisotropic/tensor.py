@@ -756,7 +756,7 @@ class _DeviceLinks:
         bad, self.reach = self._be.tensor_links(f, s.mode, s.cond, kin, EED_MIN_DIFFUSIVITY, s.alpha, s.C,
                                                 s.spacing, self._bc, self.W, self.O)
         if bad:
-            raise _too_anisotropic(int(bad), s.kind)
+            raise too_anisotropic_error(int(bad), s.kind)
         return max(self.reach)
 
     def diag_max(self, u: Any) -> float:
