@@ -1399,3 +1399,16 @@ def test_a_cut_slice_in_a_dicom_series_is_reported_not_skipped(tmp_path, capsys)
     last.write_bytes(last.read_bytes()[:3000])
     with pytest.raises(pio.ScanIOError, match=rf"s: {last.name}: truncated: "):
         pio.read_scan(folder)
+
+
+@pytest.mark.parametrize("spacing", [(1e50, 1.0), (1e-50, 1.0), (True, 1.0), (1.0, np.True_)])
+def test_write_scan_refuses_spacing_no_header_can_hold(tmp_path, spacing):
+    """spacing 1e50 passed the positive-and-finite check and was written as inf into NIfTI's float32 pixdim (and
+    as NaN into TIFF); True was written as a spacing of 1.  Refused by name, nothing written."""
+    from pdediff.errors import ParameterError
+    from pdediff.io import write_scan
+
+    for name in ("a.nii", "a.npz", "a.tif"):
+        with pytest.raises(ParameterError, match="spacing"):
+            write_scan(tmp_path / name, np.zeros((4, 5), np.float32), spacing=spacing)
+        assert not any(tmp_path.iterdir())

@@ -329,7 +329,10 @@ def check_spacing(spacing, shape: tuple[int, ...], channel_axis: int | None) -> 
     spatial = len(shape) - (channel_axis is not None)
     try:
         arr = np.asarray(spacing, dtype=object)
-        values = tuple(float(v) for v in (np.full(spatial, arr.item()) if arr.ndim == 0 else arr.ravel()))
+        items = np.full(spatial, arr.item()) if arr.ndim == 0 else arr.ravel()
+        if any(isinstance(v, (bool, np.bool_)) for v in items):  # True would be written as a spacing of 1
+            raise TypeError
+        values = tuple(float(v) for v in items)
         nested = arr.ndim > 1
     except (TypeError, ValueError):
         raise ParameterError(f"{{spacing}} must be {spatial} positive finite numbers (one per spatial axis); got "
@@ -341,6 +344,11 @@ def check_spacing(spacing, shape: tuple[int, ...], channel_axis: int | None) -> 
     if not all(np.isfinite(v) and v > 0 for v in values):
         raise ParameterError(f"{{spacing}} must be positive finite numbers; got "
                              f"({', '.join(f'{v:g}' for v in values)})", param="spacing")
+    # NIfTI's pixdim and MGH's zooms are float32: beyond its normal range a spacing would be written as inf or 0
+    lo, hi = float(np.finfo(np.float32).tiny), float(np.finfo(np.float32).max)
+    if not all(lo <= v <= hi for v in values):
+        raise ParameterError(f"{{spacing}} must lie within {lo:.3g}..{hi:.3g} (float32, what scan headers store) to "
+                             f"be written; got ({', '.join(f'{v:g}' for v in values)})", param="spacing")
     return values
 
 
