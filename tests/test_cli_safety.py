@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_checks import one_error_line
 
 import pdediff
 from pdediff import io as pio
@@ -23,11 +24,7 @@ def _run(*args):
 
 
 def _one_error_line(capsys, *fragments):
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("pdediff denoise: error:"), err
-    for f in fragments:
-        assert f in err[0], err[0]
-    return err[0]
+    return one_error_line(capsys, *fragments, prefix="pdediff denoise: error:")
 
 
 @pytest.fixture

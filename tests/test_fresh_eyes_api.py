@@ -8,17 +8,10 @@ import sys
 
 import numpy as np
 import pytest
+from cli_checks import one_error_line
 
 import pdediff
 from pdediff.cli import main
-
-
-def _one_error_line(capsys, *words):
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1, err
-    for w in words:
-        assert w in err[0], err[0]
-    return err[0]
 
 
 # ----------------------------------------------------------------------------- 1. too anisotropic: kind-aware
@@ -72,7 +65,7 @@ def test_cli_conductance_of_the_other_method_is_refused_with_this_methods_list(n
                                                                                bad, allowed):
     assert main(["denoise", str(noisy), "-o", str(tmp_path / "o.npy"), "--method", method, "--conductance", bad,
                  "--quiet"]) == 2
-    _one_error_line(capsys, "--conductance must be one of " + allowed, f"got {bad}")
+    one_error_line(capsys, "--conductance must be one of " + allowed, f"got {bad}")
     assert not (tmp_path / "o.npy").exists()
 
 
@@ -145,10 +138,10 @@ def test_torch_bridge_refuses_infinite_kappa():
 
 
 @pytest.mark.parametrize("method", ["explicit", "eed"])
-def test_cli_kappa_inf_is_one_error_line(noisy, tmp_path, capsys, method):
+def test_cli_kappa_inf_isone_error_line(noisy, tmp_path, capsys, method):
     assert main(["denoise", str(noisy), "-o", str(tmp_path / "o.npy"), "--method", method, "--kappa", "inf",
                  "--quiet"]) == 2
-    _one_error_line(capsys, "--kappa must be a positive finite number")
+    one_error_line(capsys, "--kappa must be a positive finite number")
     assert not (tmp_path / "o.npy").exists()
 
 

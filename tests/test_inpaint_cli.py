@@ -4,18 +4,11 @@ import os
 
 import numpy as np
 import pytest
+from cli_checks import one_error_line
 
 from pdediff.cli import main
 
 iio = pytest.importorskip("imageio.v3")
-
-
-def _one_error_line(capsys, *words):
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1, err
-    for w in words:
-        assert w in err[0], err[0]
-    return err[0]
 
 
 @pytest.fixture
@@ -74,24 +67,24 @@ def test_inpaint_refuses_bad_masks_before_writing(picture, capsys):
                                   *extra])  # noqa: E731
     np.save(d / "empty.npy", np.zeros((48, 64), bool))
     assert run(d / "empty.npy") == 2
-    _one_error_line(capsys, "--mask", "no pixel")
+    one_error_line(capsys, "--mask", "no pixel")
     np.save(d / "full.npy", np.ones((48, 64), np.uint8))
     assert run(d / "full.npy") == 2
-    _one_error_line(capsys, "--mask", "every pixel")
+    one_error_line(capsys, "--mask", "every pixel")
     np.save(d / "small.npy", np.ones((10, 10), bool))
     assert run(d / "small.npy") == 2
-    _one_error_line(capsys, "--mask", "(48, 64)")
+    one_error_line(capsys, "--mask", "(48, 64)")
     np.save(d / "nan.npy", np.full((48, 64), np.nan))
     assert run(d / "nan.npy") == 2
-    _one_error_line(capsys, "--mask", "NaN")
+    one_error_line(capsys, "--mask", "NaN")
     assert run(d / "missing.png") == 2
-    _one_error_line(capsys, "--mask")
+    one_error_line(capsys, "--mask")
     assert run(d / "img.png") == 2
-    _one_error_line(capsys, "--mask", "INPUT")
+    one_error_line(capsys, "--mask", "INPUT")
     # the mask is an input too: never an output
     assert main(["inpaint", str(d / "img.png"), "--mask", str(d / "mask.png"), "-o", str(d / "mask.png"),
                  "--force"]) == 2
-    _one_error_line(capsys, "MASK")
+    one_error_line(capsys, "MASK")
     assert not (d / "o.png").exists()
     assert iio.imread(d / "mask.png").shape == (48, 64, 3)
 
@@ -100,29 +93,29 @@ def test_inpaint_option_errors_are_one_line(picture, capsys):
     d, img, mask = picture
     base = ["inpaint", str(d / "img.png"), "--mask", str(d / "mask.png"), "-o", str(d / "o.png")]
     assert main(base + ["--method", "learned"]) == 2
-    _one_error_line(capsys, "--run")
+    one_error_line(capsys, "--run")
     assert main(base + ["--run", str(d)]) == 2
-    _one_error_line(capsys, "--run", "learned")
+    one_error_line(capsys, "--run", "learned")
     assert main(base + ["--kappa", "3"]) == 2
-    _one_error_line(capsys, "--kappa", "harmonic")
+    one_error_line(capsys, "--kappa", "harmonic")
     assert main(base + ["--method", "learned", "--run", str(d)]) == 2
-    _one_error_line(capsys, "not a run folder")
+    one_error_line(capsys, "not a run folder")
     assert main(base + ["--num-inference-steps", "3"]) == 2
-    _one_error_line(capsys, "--num-inference-steps", "harmonic")
+    one_error_line(capsys, "--num-inference-steps", "harmonic")
     assert main(base + ["--method", "perona_malik", "--num-iter", "0"]) == 2
-    _one_error_line(capsys, "--num-iter")
+    one_error_line(capsys, "--num-iter")
     assert main(base + ["--method", "perona_malik", "--kappa", "abc"]) == 2
-    _one_error_line(capsys, "--kappa")
+    one_error_line(capsys, "--kappa")
     # issue 20: the learned model has no physical pixel size (--spacing was passed as 1, silently)
     assert main(base + ["--method", "learned", "--run", str(d), "--spacing", "2", "1"]) == 2
-    _one_error_line(capsys, "--spacing", "learned")
+    one_error_line(capsys, "--spacing", "learned")
     # spacing whose biharmonic couplings fall below float64's resolution: refused by name, not a NaN
     # residual blamed on max_iter/tol
     assert main(base + ["--method", "biharmonic", "--spacing", "1e-50", "1e50"]) == 2
-    _one_error_line(capsys, "--spacing", "too anisotropic")
+    one_error_line(capsys, "--spacing", "too anisotropic")
     (d / "o.png").write_bytes(b"keep")
     assert main(base) == 2
-    _one_error_line(capsys, "--force")
+    one_error_line(capsys, "--force")
     assert (d / "o.png").read_bytes() == b"keep"
 
 
@@ -138,7 +131,7 @@ def test_biharmonic_overshoot_into_uint8_is_clipped_or_refused_on_request(tmp_pa
     np.save(tmp_path / "m.npy", m)
     base = ["inpaint", str(tmp_path / "i.npy"), "--mask", str(tmp_path / "m.npy"), "--method", "biharmonic"]
     assert main(base + ["-o", str(tmp_path / "o.png"), "--strict-range"]) == 2
-    _one_error_line(capsys, "uint8", "--strict-range")
+    one_error_line(capsys, "uint8", "--strict-range")
     assert not (tmp_path / "o.png").exists()
     assert main(base + ["-o", str(tmp_path / "o.png")]) == 0
     assert "clipped" in capsys.readouterr().out
@@ -162,7 +155,7 @@ def test_demo_inpaint_part(tmp_path, capsys):
     assert "pdediff Perona–Malik" in text and "scikit-image biharmonic" in text
     assert "Heat equation" not in text  # only the part asked for
     assert main(["demo", "nope"]) == 2
-    _one_error_line(capsys, "unknown PART nope")
+    one_error_line(capsys, "unknown PART nope")
 
 
 def test_editor_masks_rgba_layers_and_jpeg_noise(picture, capsys):
@@ -206,7 +199,7 @@ def test_clip_counts_only_what_rounding_would_not_keep_and_pm_hint(picture, caps
     np.save(d / "m2.npy", m2)
     assert main(["inpaint", str(d / "i2.npy"), "--mask", str(d / "m2.npy"), "-o", str(d / "p.png"),
                  "--method", "perona_malik", "--strict-range"]) == 2
-    _one_error_line(capsys, "--strict-range")
+    one_error_line(capsys, "--strict-range")
 
 
 def _cracks(shape, seed=0):
@@ -242,7 +235,7 @@ def test_ordinary_photos_inpaint_with_the_readme_command(tmp_path, capsys, photo
     assert n_out > 0 and (np.rint(ref).min() < 0 or np.rint(ref).max() > 255)  # uint8 cannot hold the fill
     base = ["inpaint", str(tmp_path / "photo.png"), "--mask", str(tmp_path / "m.png"), "--method", method]
     assert main(base + ["-o", str(tmp_path / "strict.png"), "--strict-range"]) == 2
-    _one_error_line(capsys, "uint8", "--strict-range")
+    one_error_line(capsys, "uint8", "--strict-range")
     assert not (tmp_path / "strict.png").exists()
     assert main(base + ["-o", str(tmp_path / "out.png")]) == 0
     assert f"clipped {n_out} filled value(s) to the known pixels' range {lo}..{hi}" in capsys.readouterr().out

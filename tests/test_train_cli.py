@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 import pytest
+from cli_checks import one_error_line
 
 torch = pytest.importorskip("torch")
 
@@ -30,11 +31,7 @@ def _sample(run, out, *extra):
 
 
 def _one_error_line(capsys, command, *fragments):
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith(f"pdediff {command}: error:"), err
-    for f in fragments:
-        assert f in err[0], err[0]
-    return err[0]
+    return one_error_line(capsys, *fragments, prefix=f"pdediff {command}: error:")
 
 
 @pytest.fixture(scope="module")
