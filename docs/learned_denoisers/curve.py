@@ -25,7 +25,9 @@ import os
 import time
 from pathlib import Path
 
+import evaluate  # the model cards' held-out cases and PSNR (this folder)
 import numpy as np
+from evaluate import psnr
 
 LEVEL = 0.10
 POINTS = {"tnrd": (25, 50, 100, 200, 350, 500, 750, 1000),
@@ -33,30 +35,22 @@ POINTS = {"tnrd": (25, 50, 100, 200, 350, 500, 750, 1000),
 
 
 def _cases():
-    import evaluate
 
     return [(name, seed, clean, noisy) for name, level, seed, clean, noisy in evaluate.cases()
             if level == LEVEL]
 
 
-def _psnr(out, clean) -> float:
-    return float(10 * np.log10(1.0 / np.mean((np.asarray(out, np.float64) - clean) ** 2)))
-
-
 def baselines(cases) -> dict[str, float]:
-    import bm3d
-    from skimage.restoration import denoise_nl_means
-
     import pdediff
+    from pdediff.study._denoise import _bm3d, _nl_means  # the study's settings, given the true sigma
 
     methods = {
-        "BM3D (true sigma)": lambda y: bm3d.bm3d(y, sigma_psd=LEVEL),
-        "non-local means (true sigma)": lambda y: denoise_nl_means(y, h=0.8 * LEVEL, sigma=LEVEL, patch_size=5,
-                                                                   patch_distance=6, fast_mode=True),
+        "BM3D (true sigma)": lambda y: _bm3d(y, LEVEL),
+        "non-local means (true sigma)": lambda y: _nl_means(y, LEVEL),
         "Perona–Malik, defaults": lambda y: pdediff.perona_malik(y),
         "noisy input": lambda y: y,
     }
-    return {m: float(np.mean([_psnr(f(noisy), clean) for _, _, clean, noisy in cases])) for m, f in methods.items()}
+    return {m: float(np.mean([psnr(f(noisy), clean) for _, _, clean, noisy in cases])) for m, f in methods.items()}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -94,7 +88,7 @@ def main(argv: list[str] | None = None) -> None:
             model, rec = retrain_denoiser(name, args.out / name, steps=steps)
             cpu += (time.process_time() - c0) / 60.0
             wall += rec["wall_seconds_this_call"] / 60.0
-            p = float(np.mean([_psnr(denoise_learned(noisy, name, model=model), clean) for _, _, clean, noisy in cases]))
+            p = float(np.mean([psnr(denoise_learned(noisy, name, model=model), clean) for _, _, clean, noisy in cases]))
             pts.append({"steps": steps, "cpu_minutes": round(cpu, 2), "wall_minutes": round(wall, 2),
                         "psnr": round(p, 3),
                         "loss_last_50": rec["loss_per_50_steps"][-1] if rec["loss_per_50_steps"] else None})
